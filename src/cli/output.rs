@@ -1,0 +1,388 @@
+//! Rendering for the terminal and for scripts: plans, tables of rows (aligned, CSV, JSON), progress.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use arrow::array::Array;
+use arrow::datatypes::DataType;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use console::{Style, style};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::engine::QueryResult;
+use crate::error::LakeError;
+use crate::model::ModelName;
+use crate::plan::{Backfill, Category, ChangeKind, Plan};
+use crate::scheduler::Observer;
+use crate::snapshot::VirtualName;
+use crate::storage::WriteStats;
+
+/// Whether output goes to a person (tree and colour) or to a pipe (Markdown).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Terminal,
+    Pipe,
+}
+
+fn shown_name(name: &ModelName, environment: &str) -> String {
+    VirtualName::new(name, environment).to_string()
+}
+
+/// The plan as SQLMesh prints it: a tree on a terminal, Markdown otherwise.
+pub fn render_plan(plan: &Plan, audience: Audience) -> String {
+    let mut out = String::new();
+    let env = &plan.environment;
+    let bold = Style::new().bold();
+    let heading = |text: &str| match audience {
+        Audience::Terminal => format!("{}\n", bold.apply_to(text)),
+        Audience::Pipe => format!("**{text}**\n"),
+    };
+    if plan.is_new_environment {
+        match &plan.created_from {
+            Some(from) => out.push_str(&heading(&format!(
+                "New environment `{env}` will be created from `{from}`"
+            ))),
+            None => out.push_str(&heading(&format!(
+                "`{env}` environment will be initialized"
+            ))),
+        }
+        out.push('\n');
+    }
+    let compared = plan.created_from.as_deref().unwrap_or(env);
+    if plan.changes.is_empty() && plan.backfills.is_empty() {
+        if plan.virtual_changes.is_empty() {
+            out.push_str(&format!(
+                "No changes to plan: project files match the `{compared}` environment\n"
+            ));
+        } else {
+            out.push_str(&format!(
+                "No model changes; {} virtual name(s) of `{env}` will be repointed\n",
+                plan.virtual_changes.len()
+            ));
+        }
+        return out;
+    }
+    if !plan.changes.is_empty() {
+        out.push_str(&heading(&format!(
+            "Summary of differences from `{compared}`:"
+        )));
+        out.push('\n');
+    }
+    let sections: [(&str, ChangeKind, Style); 4] = [
+        ("Added Models:", ChangeKind::Added, Style::new().green()),
+        ("Removed Models:", ChangeKind::Removed, Style::new().red()),
+        (
+            "Directly Modified:",
+            ChangeKind::DirectlyModified,
+            Style::new().yellow(),
+        ),
+        (
+            "Indirectly Modified:",
+            ChangeKind::IndirectlyModified,
+            Style::new().yellow(),
+        ),
+    ];
+    for (title, kind, colour) in sections {
+        let changes: Vec<_> = plan.changes.iter().filter(|c| c.kind == kind).collect();
+        if changes.is_empty() {
+            continue;
+        }
+        out.push_str(&heading(title));
+        for (n, change) in changes.iter().enumerate() {
+            let name = shown_name(&change.name, env);
+            let mut line = match audience {
+                Audience::Terminal => {
+                    let branch = if n + 1 == changes.len() {
+                        "└──"
+                    } else {
+                        "├──"
+                    };
+                    format!("{branch} {}", colour.apply_to(&name))
+                }
+                Audience::Pipe => format!("- `{name}`"),
+            };
+            if let Some(category) = change.category.filter(|_| kind != ChangeKind::Added) {
+                line.push_str(&format!(" ({})", category.label()));
+            }
+            if !change.because_of.is_empty() && category_is_indirect(change.category) {
+                let parents: Vec<String> = change
+                    .because_of
+                    .iter()
+                    .map(|p| shown_name(p, env))
+                    .collect();
+                line.push_str(&format!(" because of {}", parents.join(", ")));
+            }
+            out.push_str(&line);
+            out.push('\n');
+            if let Some(diff) = &change.diff {
+                out.push_str(&render_diff(diff, audience));
+            }
+        }
+        out.push('\n');
+    }
+    if !plan.backfills.is_empty() {
+        out.push_str(&heading("Models needing backfill:"));
+        for (n, b) in plan.backfills.iter().enumerate() {
+            let name = shown_name(&b.name, env);
+            match audience {
+                Audience::Terminal => {
+                    let branch = if n + 1 == plan.backfills.len() {
+                        "└──"
+                    } else {
+                        "├──"
+                    };
+                    out.push_str(&format!("{branch} {name}: [{}]\n", b.action.label()));
+                }
+                Audience::Pipe => out.push_str(&format!("* `{name}`: [{}]\n", b.action.label())),
+            }
+        }
+    }
+    out
+}
+
+fn category_is_indirect(category: Option<Category>) -> bool {
+    matches!(
+        category,
+        Some(Category::IndirectBreaking | Category::Metadata)
+    )
+}
+
+fn render_diff(diff: &str, audience: Audience) -> String {
+    match audience {
+        Audience::Pipe => format!("```diff\n{}```\n", ensure_newline(diff)),
+        Audience::Terminal => {
+            let mut out = String::new();
+            for line in diff.lines() {
+                let styled = if line.starts_with("+++") || line.starts_with("---") {
+                    style(line).bold().to_string()
+                } else if line.starts_with('+') {
+                    style(line).green().to_string()
+                } else if line.starts_with('-') {
+                    style(line).red().to_string()
+                } else if line.starts_with("@@") {
+                    style(line).cyan().to_string()
+                } else {
+                    line.to_string()
+                };
+                out.push_str("    ");
+                out.push_str(&styled);
+                out.push('\n');
+            }
+            out
+        }
+    }
+}
+
+fn ensure_newline(text: &str) -> String {
+    if text.ends_with('\n') {
+        text.to_string()
+    } else {
+        format!("{text}\n")
+    }
+}
+
+/// Progress of model builds: a bar on a terminal, one line per model in logs.
+pub struct Progress {
+    bar: ProgressBar,
+    terminal: bool,
+    environment: String,
+    done: Mutex<usize>,
+}
+
+impl Progress {
+    pub fn new(environment: &str, terminal: bool) -> Self {
+        let bar = if terminal {
+            ProgressBar::new(0)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg:<24} {bar:40.green/dim} {percent:>3}% • {pos}/{len} • {elapsed}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Progress {
+            bar,
+            terminal,
+            environment: environment.to_string(),
+            done: Mutex::new(0),
+        }
+    }
+
+    fn line(&self, text: String) {
+        if self.terminal {
+            self.bar.println(text);
+        } else {
+            eprintln!("{text}");
+        }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Observer for Progress {
+    fn backfill_started(&self, total: usize) {
+        self.bar.set_length(total as u64);
+        self.bar.set_position(0);
+        self.bar.set_message("Executing model batches");
+        if let Ok(mut done) = self.done.lock() {
+            *done = 0;
+        }
+    }
+
+    fn model_finished(
+        &self,
+        backfill: &Backfill,
+        elapsed: Duration,
+        outcome: Result<WriteStats, &LakeError>,
+    ) {
+        self.bar.inc(1);
+        let n = self.done.lock().map(|mut d| {
+            *d += 1;
+            *d
+        });
+        let total = self.bar.length().unwrap_or(0);
+        let name = shown_name(&backfill.name, &self.environment);
+        let status = match outcome {
+            Ok(stats) => match stats.rows {
+                Some(rows) => format!("[{}, {rows} rows]", backfill.action.label()),
+                None => format!("[{}]", backfill.action.label()),
+            },
+            Err(_) => style("[failed]").red().to_string(),
+        };
+        self.line(format!(
+            "[{}/{total}] {name:<40} {status:<36} {:.2}s",
+            n.unwrap_or(0),
+            elapsed.as_secs_f64()
+        ));
+    }
+
+    fn model_skipped(&self, backfill: &Backfill, failed_parent: &ModelName) {
+        self.bar.inc(1);
+        self.line(format!(
+            "{} {} (upstream {failed_parent} failed)",
+            style("skipped").yellow(),
+            shown_name(&backfill.name, &self.environment)
+        ));
+    }
+
+    fn virtual_layer_started(&self, changes: usize) {
+        if changes > 0 && self.terminal {
+            self.bar.set_length(changes as u64);
+            self.bar.set_position(0);
+            self.bar.set_message("Updating virtual layer");
+        }
+    }
+
+    fn virtual_layer_finished(&self) {
+        if let Some(len) = self.bar.length() {
+            self.bar.set_position(len);
+        }
+    }
+}
+
+/// Output formats for rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RowFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+/// Writes query results to `out` in the requested format.
+pub fn write_rows(
+    out: &mut dyn Write,
+    result: &QueryResult,
+    format: RowFormat,
+) -> Result<(), LakeError> {
+    let io = |e: std::io::Error| LakeError::io("<stdout>", e);
+    match format {
+        RowFormat::Csv => {
+            if result.batches.iter().all(|b| b.num_rows() == 0) {
+                let header: Vec<&str> = result
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect();
+                return writeln!(out, "{}", header.join(",")).map_err(io);
+            }
+            let mut writer = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut *out);
+            for batch in &result.batches {
+                writer.write(batch).map_err(arrow_error)?;
+            }
+            Ok(())
+        }
+        RowFormat::Json => {
+            if result.batches.iter().all(|b| b.num_rows() == 0) {
+                return writeln!(out, "[]").map_err(io);
+            }
+            {
+                let mut writer = arrow::json::ArrayWriter::new(&mut *out);
+                let batches: Vec<&arrow::record_batch::RecordBatch> =
+                    result.batches.iter().collect();
+                writer.write_batches(&batches).map_err(arrow_error)?;
+                writer.finish().map_err(arrow_error)?;
+            }
+            writeln!(out).map_err(io)
+        }
+        RowFormat::Table => write_table(out, result).map_err(io),
+    }
+}
+
+fn arrow_error(e: arrow::error::ArrowError) -> LakeError {
+    LakeError::Execution {
+        model: "output".into(),
+        message: e.to_string(),
+    }
+}
+
+fn is_numeric(data_type: &DataType) -> bool {
+    data_type.is_numeric()
+}
+
+/// An aligned table: numbers right-aligned, everything else left-aligned.
+fn write_table(out: &mut dyn Write, result: &QueryResult) -> std::io::Result<()> {
+    let fields = result.schema.fields();
+    let mut columns: Vec<Vec<String>> = fields.iter().map(|f| vec![f.name().clone()]).collect();
+    let options = FormatOptions::default().with_null("NULL");
+    for batch in &result.batches {
+        for (c, column) in batch.columns().iter().enumerate() {
+            let formatter = ArrayFormatter::try_new(column.as_ref(), &options);
+            for row in 0..column.len() {
+                let text = match &formatter {
+                    Ok(f) => f.value(row).to_string(),
+                    Err(_) => "?".into(),
+                };
+                columns[c].push(text);
+            }
+        }
+    }
+    let widths: Vec<usize> = columns
+        .iter()
+        .map(|c| c.iter().map(|v| v.chars().count()).max().unwrap_or(0))
+        .collect();
+    let rows = columns.first().map_or(0, Vec::len);
+    for r in 0..rows {
+        let cells: Vec<String> = columns
+            .iter()
+            .enumerate()
+            .map(|(c, values)| {
+                let width = widths[c];
+                if is_numeric(fields[c].data_type()) {
+                    format!("{:>width$}", values[r])
+                } else {
+                    format!("{:<width$}", values[r])
+                }
+            })
+            .collect();
+        writeln!(out, "{}", cells.join("  ").trim_end())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,507 @@
+//! `config.yaml`: SQLMesh-compatible project configuration, `env_var()` substitution and unknown-key reporting.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{LakeError, Result, SourceFile};
+
+/// A scalar YAML value read as text: `start: 2024-01-01`, `start: '1 year ago'` and `port: 5432` all work.
+fn stringish<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    let v = Option::<serde_norway::Value>::deserialize(d)?;
+    Ok(v.and_then(|v| match v {
+        serde_norway::Value::String(s) => Some(s),
+        serde_norway::Value::Number(n) => Some(n.to_string()),
+        serde_norway::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }))
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Config {
+    #[serde(default)]
+    pub gateways: BTreeMap<String, GatewayConfig>,
+    pub default_gateway: Option<String>,
+    pub default_connection: Option<ConnectionConfig>,
+    pub default_test_connection: Option<ConnectionConfig>,
+    #[serde(default)]
+    pub model_defaults: ModelDefaults,
+    #[serde(default)]
+    pub variables: BTreeMap<String, serde_json::Value>,
+    pub snapshot_ttl: Option<String>,
+    pub environment_ttl: Option<String>,
+    #[serde(default)]
+    pub ignore_patterns: Vec<String>,
+    pub project: Option<String>,
+    pub time_column_format: Option<String>,
+    pub default_target_environment: Option<String>,
+    // Accepted for SQLMesh compatibility; not acted on yet (listed in docs/configuration.md).
+    pub users: Option<serde_norway::Value>,
+    pub pinned_environments: Option<serde_norway::Value>,
+    pub physical_schema_mapping: Option<serde_norway::Value>,
+    pub environment_suffix_target: Option<String>,
+    pub physical_table_naming_convention: Option<String>,
+    pub virtual_environment_mode: Option<String>,
+    pub gateway_managed_virtual_layer: Option<bool>,
+    pub environment_catalog_mapping: Option<serde_norway::Value>,
+    pub linter: Option<serde_norway::Value>,
+    pub plan: Option<serde_norway::Value>,
+    pub run: Option<serde_norway::Value>,
+    pub format: Option<serde_norway::Value>,
+    pub ui: Option<serde_norway::Value>,
+    pub migration: Option<serde_norway::Value>,
+    pub model_naming: Option<serde_norway::Value>,
+    pub cicd_bot: Option<serde_norway::Value>,
+    pub notification_targets: Option<serde_norway::Value>,
+    pub env_vars: Option<serde_norway::Value>,
+    pub log_limit: Option<serde_norway::Value>,
+    pub cache_dir: Option<String>,
+    pub default_scheduler: Option<serde_norway::Value>,
+    pub before_all: Option<serde_norway::Value>,
+    pub after_all: Option<serde_norway::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GatewayConfig {
+    pub connection: Option<ConnectionConfig>,
+    pub state_connection: Option<ConnectionConfig>,
+    pub test_connection: Option<ConnectionConfig>,
+    pub scheduler: Option<serde_norway::Value>,
+    pub state_schema: Option<String>,
+    #[serde(default)]
+    pub variables: BTreeMap<String, serde_json::Value>,
+    pub model_defaults: Option<ModelDefaults>,
+}
+
+/// A connection of any engine SQLMesh knows; `lake` acts on `duckdb` today.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConnectionConfig {
+    #[serde(rename = "type")]
+    pub kind: String,
+    // duckdb
+    pub database: Option<String>,
+    pub catalogs: Option<serde_norway::Value>,
+    pub extensions: Option<serde_norway::Value>,
+    pub connector_config: Option<serde_norway::Value>,
+    pub secrets: Option<serde_norway::Value>,
+    pub filesystems: Option<serde_norway::Value>,
+    pub concurrent_tasks: Option<usize>,
+    pub register_comments: Option<bool>,
+    pub pre_ping: Option<bool>,
+    pub pretty_sql: Option<bool>,
+    // postgres
+    #[serde(default, deserialize_with = "stringish")]
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    #[serde(default, deserialize_with = "stringish")]
+    pub user: Option<String>,
+    #[serde(default, deserialize_with = "stringish")]
+    pub password: Option<String>,
+    pub sslmode: Option<String>,
+    pub schema: Option<String>,
+    pub role: Option<String>,
+    pub connect_timeout: Option<u64>,
+    pub keepalives_idle: Option<u64>,
+    pub application_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ModelDefaults {
+    pub dialect: Option<String>,
+    /// `kind: FULL` or a mapping with `name:` and parameters.
+    pub kind: Option<serde_norway::Value>,
+    pub cron: Option<String>,
+    pub cron_tz: Option<String>,
+    pub owner: Option<String>,
+    #[serde(default, deserialize_with = "stringish")]
+    pub start: Option<String>,
+    #[serde(default, deserialize_with = "stringish")]
+    pub end: Option<String>,
+    pub interval_unit: Option<String>,
+    pub table_format: Option<String>,
+    pub storage_format: Option<String>,
+    pub on_destructive_change: Option<String>,
+    pub on_additive_change: Option<String>,
+    pub physical_properties: Option<serde_norway::Value>,
+    pub virtual_properties: Option<serde_norway::Value>,
+    pub session_properties: Option<serde_norway::Value>,
+    pub audits: Option<serde_norway::Value>,
+    pub optimize_query: Option<bool>,
+    pub allow_partials: Option<bool>,
+    pub enabled: Option<bool>,
+    pub formatting: Option<bool>,
+    pub batch_concurrency: Option<u64>,
+    pub pre_statements: Option<serde_norway::Value>,
+    pub post_statements: Option<serde_norway::Value>,
+    pub on_virtual_update: Option<serde_norway::Value>,
+    pub gateway: Option<String>,
+}
+
+/// Configuration with the gateway resolved and every file path made absolute.
+#[derive(Debug, Clone)]
+pub struct ResolvedConfig {
+    pub config: Config,
+    pub gateway: String,
+    pub connection: EngineConnection,
+    pub model_defaults: ModelDefaults,
+    pub variables: BTreeMap<String, serde_json::Value>,
+    pub snapshot_ttl: Duration,
+    pub environment_ttl: Duration,
+    /// Keys present in the file that `lake` does not know (dotted paths).
+    pub unknown_keys: Vec<String>,
+    /// Settings accepted but ignored today, with the reason.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineConnection {
+    DuckDb {
+        /// `None` is an in-memory database.
+        database: Option<PathBuf>,
+        concurrent_tasks: usize,
+        extensions: Vec<String>,
+    },
+}
+
+const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Reads `config.yaml` (or `config.yml`) in `root`, substituting `{{ env_var('NAME') }}` first.
+pub fn load(root: &Path, gateway: Option<&str>) -> Result<ResolvedConfig> {
+    let candidates = ["config.yaml", "config.yml"];
+    let Some(path) = candidates.iter().map(|c| root.join(c)).find(|p| p.exists()) else {
+        if root.join("config.py").exists() {
+            return Err(LakeError::Config {
+                message: format!("{} has a config.py, which lake cannot execute", root.display()),
+                help: Some("translate it to config.yaml (same keys); use {{ env_var('NAME') }} for secrets".into()),
+            });
+        }
+        return Err(LakeError::Config {
+            message: format!("no config.yaml in {}", root.display()),
+            help: Some(
+                "run `lake init` to create a project, or pass -p/--path to point at one".into(),
+            ),
+        });
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| LakeError::io(&path, e))?;
+    let display = path
+        .file_name()
+        .map_or("config.yaml".into(), |f| f.to_string_lossy().into_owned());
+    parse(root, &display, &text, gateway)
+}
+
+/// Parses configuration text; `root` resolves relative paths.
+pub fn parse(
+    root: &Path,
+    display_path: &str,
+    text: &str,
+    gateway: Option<&str>,
+) -> Result<ResolvedConfig> {
+    let rendered = render_env_vars(display_path, text)?;
+    let file = SourceFile::new(display_path, rendered.as_str());
+    let mut unknown_keys = Vec::new();
+    let de = serde_norway::Deserializer::from_str(&rendered);
+    let config: Config = serde_ignored::deserialize(de, |path| {
+        // serde_ignored marks the step into an Option as `?`; users know the key path without it.
+        unknown_keys.push(path.to_string().replace(".?", "").replace("?.", ""))
+    }).map_err(|e| {
+        let offset = e
+            .location()
+            .map_or(0, |l| file.offset_of(l.line(), l.column()));
+        let message = e.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+        LakeError::from(
+            file.error(offset, 1, format!("invalid configuration: {message}"))
+                .with_help("config.yaml uses SQLMesh's keys: gateways, default_gateway, model_defaults, variables, …"),
+        )
+    })?;
+    resolve(root, config, gateway, unknown_keys)
+}
+
+fn resolve(
+    root: &Path,
+    config: Config,
+    gateway: Option<&str>,
+    unknown_keys: Vec<String>,
+) -> Result<ResolvedConfig> {
+    let gateway_name = match gateway.or(config.default_gateway.as_deref()) {
+        Some(g) => g.to_string(),
+        None => config
+            .gateways
+            .keys()
+            .next()
+            .cloned()
+            .unwrap_or_else(|| "local".into()),
+    };
+    let gateway_cfg = match config.gateways.get(&gateway_name) {
+        Some(g) => g.clone(),
+        None if config.gateways.is_empty() && gateway.is_none() => GatewayConfig::default(),
+        None => {
+            return Err(LakeError::Config {
+                message: format!("gateway `{gateway_name}` is not defined in config.yaml"),
+                help: crate::error::did_you_mean(
+                    &gateway_name,
+                    config.gateways.keys().map(String::as_str),
+                )
+                .or_else(|| {
+                    Some(format!(
+                        "defined gateways: {}",
+                        config
+                            .gateways
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                }),
+            });
+        }
+    };
+    let mut warnings = Vec::new();
+    let connection_cfg = gateway_cfg
+        .connection
+        .clone()
+        .or_else(|| config.default_connection.clone());
+    let connection = match connection_cfg {
+        None => EngineConnection::DuckDb {
+            database: Some(root.join("db.db")),
+            concurrent_tasks: default_concurrency(),
+            extensions: Vec::new(),
+        },
+        Some(c) if c.kind.eq_ignore_ascii_case("duckdb") => EngineConnection::DuckDb {
+            database: match c.database.as_deref() {
+                None | Some("") | Some(":memory:") => None,
+                Some(db) => Some(root.join(db)),
+            },
+            concurrent_tasks: c
+                .concurrent_tasks
+                .unwrap_or_else(default_concurrency)
+                .max(1),
+            extensions: c
+                .extensions
+                .as_ref()
+                .and_then(|v| v.as_sequence())
+                .map(|s| {
+                    s.iter()
+                        .filter_map(|e| e.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        },
+        Some(c) => {
+            return Err(LakeError::unsupported(
+                format!(
+                    "the `{}` engine connection of gateway `{gateway_name}`",
+                    c.kind
+                ),
+                "lake runs models on DuckDB today: use `type: duckdb` for the gateway's connection",
+            ));
+        }
+    };
+    if let Some(state) = &gateway_cfg.state_connection {
+        warnings.push(format!(
+            "gateway `{gateway_name}`: state_connection of type `{}` is not used yet; state is kept in .lake/state.db",
+            state.kind
+        ));
+    }
+    let mut model_defaults = config.model_defaults.clone();
+    if let Some(overrides) = &gateway_cfg.model_defaults {
+        merge_defaults(&mut model_defaults, overrides);
+    }
+    let mut variables = config.variables.clone();
+    variables.extend(gateway_cfg.variables.clone());
+    let snapshot_ttl = config
+        .snapshot_ttl
+        .as_deref()
+        .map(parse_ttl)
+        .transpose()?
+        .unwrap_or(DEFAULT_TTL);
+    let environment_ttl = config
+        .environment_ttl
+        .as_deref()
+        .map(parse_ttl)
+        .transpose()?
+        .unwrap_or(DEFAULT_TTL);
+    Ok(ResolvedConfig {
+        config,
+        gateway: gateway_name,
+        connection,
+        model_defaults,
+        variables,
+        snapshot_ttl,
+        environment_ttl,
+        unknown_keys,
+        warnings,
+    })
+}
+
+fn default_concurrency() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8)
+}
+
+fn merge_defaults(base: &mut ModelDefaults, overrides: &ModelDefaults) {
+    macro_rules! take {
+        ($($f:ident),*) => { $( if overrides.$f.is_some() { base.$f = overrides.$f.clone(); } )* };
+    }
+    take!(
+        dialect,
+        kind,
+        cron,
+        cron_tz,
+        owner,
+        start,
+        end,
+        interval_unit,
+        table_format,
+        storage_format,
+        on_destructive_change,
+        on_additive_change,
+        physical_properties,
+        virtual_properties,
+        session_properties,
+        audits,
+        optimize_query,
+        allow_partials,
+        enabled,
+        formatting,
+        batch_concurrency,
+        pre_statements,
+        post_statements,
+        on_virtual_update,
+        gateway
+    );
+}
+
+/// Substitutes `{{ env_var('NAME'[, 'default']) }}` (and any other Jinja) before YAML parsing.
+fn render_env_vars(display_path: &str, text: &str) -> Result<String> {
+    if !text.contains("{{") && !text.contains("{%") {
+        return Ok(text.to_string());
+    }
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_function(
+        "env_var",
+        |name: String, default: Option<String>| match std::env::var(&name).ok().or(default) {
+            Some(v) => Ok(v),
+            None => Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("environment variable `{name}` is not set and has no default"),
+            )),
+        },
+    );
+    env.render_str(text, minijinja::context! {}).map_err(|e| {
+        let file = SourceFile::new(display_path, text);
+        let offset = e.line().map_or(0, |l| file.offset_of(l, 1));
+        let detail = e
+            .detail()
+            .map(String::from)
+            .unwrap_or_else(|| e.to_string());
+        LakeError::from(
+            file.error(offset, 1, format!("cannot substitute template: {detail}"))
+                .with_help("set the variable, or give a default: {{ env_var('NAME', 'default') }}"),
+        )
+    })
+}
+
+/// Parses SQLMesh TTLs such as `in 1 week`, `2 days`, `in 12 hours`.
+pub fn parse_ttl(text: &str) -> Result<Duration> {
+    let words: Vec<&str> = text
+        .split_whitespace()
+        .filter(|w| !w.eq_ignore_ascii_case("in"))
+        .collect();
+    let invalid = || LakeError::Config {
+        message: format!("invalid TTL `{text}`"),
+        help: Some("write a TTL as `in <number> <unit>`, e.g. `in 1 week` or `in 3 days`".into()),
+    };
+    let [count, unit] = words.as_slice() else {
+        return Err(invalid());
+    };
+    let count: u64 = count.parse().map_err(|_| invalid())?;
+    let unit = unit.to_ascii_lowercase();
+    let seconds = match unit.trim_end_matches('s') {
+        "second" | "sec" => 1,
+        "minute" | "min" => 60,
+        "hour" => 3600,
+        "day" => 86_400,
+        "week" => 7 * 86_400,
+        "month" => 30 * 86_400,
+        "year" => 365 * 86_400,
+        _ => return Err(invalid()),
+    };
+    Ok(Duration::from_secs(count * seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_sqlmesh_config_and_reports_unknown_keys() {
+        let text = "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: bench.db\n      bogus_option: 1\ndefault_gateway: local\nmodel_defaults:\n  dialect: duckdb\n  start: 2024-01-01\n  cron: '@daily'\nsnapshot_ttl: in 2 days\nfrobnicate: true\n";
+        let cfg = parse(Path::new("/p"), "config.yaml", text, None).unwrap();
+        assert_eq!(cfg.gateway, "local");
+        assert_eq!(
+            cfg.connection,
+            EngineConnection::DuckDb {
+                database: Some(PathBuf::from("/p/bench.db")),
+                concurrent_tasks: default_concurrency(),
+                extensions: vec![]
+            }
+        );
+        assert_eq!(cfg.model_defaults.start.as_deref(), Some("2024-01-01"));
+        assert_eq!(cfg.snapshot_ttl, Duration::from_secs(2 * 86_400));
+        assert_eq!(
+            cfg.unknown_keys,
+            vec!["gateways.local.connection.bogus_option", "frobnicate"]
+        );
+    }
+
+    #[test]
+    fn substitutes_env_vars() {
+        // SAFETY of the test: the variable name is unique to this test.
+        unsafe { std::env::set_var("LAKE_TEST_CONFIG_DB", "from_env.db") };
+        let text = "gateways:\n  g:\n    connection:\n      type: duckdb\n      database: \"{{ env_var('LAKE_TEST_CONFIG_DB') }}\"\n";
+        let cfg = parse(Path::new("/p"), "config.yaml", text, None).unwrap();
+        let EngineConnection::DuckDb { database, .. } = cfg.connection;
+        assert_eq!(database, Some(PathBuf::from("/p/from_env.db")));
+        let text = "variables:\n  x: \"{{ env_var('LAKE_TEST_SURELY_UNSET') }}\"\n";
+        let err = parse(Path::new("/p"), "config.yaml", text, None).unwrap_err();
+        assert!(err.to_string().contains("LAKE_TEST_SURELY_UNSET"), "{err}");
+        let text = "variables:\n  x: \"{{ env_var('LAKE_TEST_SURELY_UNSET', 'dflt') }}\"\n";
+        let cfg = parse(Path::new("/p"), "config.yaml", text, None).unwrap();
+        assert_eq!(cfg.variables["x"], serde_json::json!("dflt"));
+    }
+
+    #[test]
+    fn yaml_errors_are_located() {
+        let err = parse(
+            Path::new("/p"),
+            "config.yaml",
+            "model_defaults:\n  cron: [1\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("config.yaml:"), "{err}");
+        let err = parse(
+            Path::new("/p"),
+            "config.yaml",
+            "default_gateway: nope\ngateways:\n  nop: {}\n",
+            None,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`nope`"), "{err}");
+    }
+
+    #[test]
+    fn ttl_forms() {
+        assert_eq!(
+            parse_ttl("in 1 week").unwrap(),
+            Duration::from_secs(604_800)
+        );
+        assert_eq!(parse_ttl("3 hours").unwrap(), Duration::from_secs(10_800));
+        assert!(parse_ttl("soon").is_err());
+    }
+}

@@ -1,0 +1,346 @@
+//! The operations `lake` offers (plan, apply, run, render, evaluate, fetch, info) over a loaded project.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::{NaiveDateTime, Utc};
+use serde::Serialize;
+
+use crate::cron::Schedule;
+use crate::engine::{Engine, QueryResult};
+use crate::error::{LakeError, Result};
+use crate::macros;
+use crate::model::ModelName;
+use crate::plan::{self, Backfill, Plan, PlanOptions};
+use crate::project::Project;
+use crate::scheduler::{self, ApplyReport, BuildContext, Observer};
+use crate::snapshot::{self, PhysicalTable, VirtualName};
+use crate::state::StateStore;
+use crate::state::sqlite::{self, SqliteState};
+use crate::storage::Storage;
+use crate::storage::duckdb_file::DuckDbStorage;
+
+pub struct Context {
+    pub project: Project,
+    storage: Box<dyn Storage>,
+}
+
+/// Counts and checks shown by `lake info`.
+#[derive(Debug, Serialize)]
+pub struct Info {
+    pub project: PathBuf,
+    pub gateway: String,
+    pub models: usize,
+    pub macros: usize,
+    pub external_models: usize,
+    pub environments: Vec<String>,
+    pub engine: String,
+    pub engine_ok: bool,
+    pub state: PathBuf,
+}
+
+/// What `lake run` did.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    pub built: Vec<ModelName>,
+}
+
+impl Context {
+    pub fn load(path: &Path, gateway: Option<&str>) -> Result<Context> {
+        let project = Project::load(path, gateway)?;
+        let storage = Box::new(DuckDbStorage::new(project.default_catalog.clone()));
+        Ok(Context { project, storage })
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.project.root.join(".lake")
+    }
+
+    pub fn open_state(&self) -> Result<SqliteState> {
+        SqliteState::open(&self.state_dir())
+    }
+
+    pub fn open_engine(&self) -> Result<Engine> {
+        Engine::open(&self.project.config.connection)
+    }
+
+    pub fn plan(&self, options: &PlanOptions) -> Result<Plan> {
+        let state = self.open_state()?;
+        plan::build(&self.project, &state, options)
+    }
+
+    /// Applies a plan under the project's apply lock. `on_wait` is called if another process holds it.
+    pub fn apply(
+        &self,
+        plan: &Plan,
+        observer: &dyn Observer,
+        on_wait: impl FnOnce(),
+    ) -> Result<ApplyReport> {
+        let _lock = sqlite::lock(&self.state_dir(), on_wait)?;
+        let mut state = self.open_state()?;
+        let engine = self.open_engine()?;
+        let ctx = BuildContext {
+            project: &self.project,
+            snapshots: &plan.snapshots,
+            storage: self.storage.as_ref(),
+            execution_time: plan.execution_time,
+        };
+        scheduler::apply(&ctx, &engine, plan, &mut state, observer).map_err(|e| match e {
+            LakeError::ApplyFailed {
+                failed,
+                total,
+                errors,
+                ..
+            } => LakeError::ApplyFailed {
+                environment: plan.environment.clone(),
+                failed,
+                total,
+                errors,
+            },
+            other => other,
+        })
+    }
+
+    /// Rebuilds the models of `environment` whose cron is due, and any version missing its data.
+    pub fn run(
+        &self,
+        environment: &str,
+        execution_time: NaiveDateTime,
+        ignore_cron: bool,
+        observer: &dyn Observer,
+        on_wait: impl FnOnce(),
+    ) -> Result<RunReport> {
+        let env_name = environment.to_lowercase();
+        let _lock = sqlite::lock(&self.state_dir(), on_wait)?;
+        let mut state = self.open_state()?;
+        let Some(env) = state.environment(&env_name)? else {
+            return Err(LakeError::Usage(
+                format!("environment `{env_name}` does not exist"),
+                Some(format!("create it with `lake plan {env_name}`")),
+            ));
+        };
+        let snapshots = snapshot::compute(&self.project)?;
+        let env_ids: HashMap<&ModelName, &str> = env
+            .snapshots
+            .iter()
+            .map(|s| (&s.name, s.id.as_str()))
+            .collect();
+        let differs = snapshots.len() != env.snapshots.len()
+            || snapshots
+                .iter()
+                .any(|s| env_ids.get(&s.name) != Some(&s.id.as_str()));
+        if differs {
+            return Err(LakeError::Usage(
+                format!("the project's files differ from environment `{env_name}`"),
+                Some(format!(
+                    "`lake run` builds what an environment already contains; apply your changes with `lake plan {env_name}` first"
+                )),
+            ));
+        }
+        let versions: Vec<(ModelName, String)> = snapshots
+            .iter()
+            .map(|s| (s.name.clone(), s.version.clone()))
+            .collect();
+        let mut last_built: HashMap<(ModelName, String), i64> = HashMap::new();
+        for iv in state.intervals(&versions)? {
+            let entry = last_built.entry((iv.name, iv.version)).or_insert(iv.end_ts);
+            *entry = (*entry).max(iv.end_ts);
+        }
+        let mut backfills = Vec::new();
+        for &i in &self.project.order {
+            let s = &snapshots[i];
+            let model = &self.project.models[i];
+            let Some(action) = scheduler::action_for(&model.meta.kind) else {
+                continue;
+            };
+            let due = match last_built.get(&(s.name.clone(), s.version.clone())) {
+                None => true,
+                Some(_) if action != plan::BackfillAction::FullRefresh => false,
+                Some(_) if ignore_cron => true,
+                Some(&end) => {
+                    let last = chrono::DateTime::from_timestamp_millis(end)
+                        .map_or(execution_time, |t| t.naive_utc());
+                    Schedule::parse(&model.meta.cron)?.is_due(last, execution_time)
+                }
+            };
+            if due {
+                backfills.push(Backfill {
+                    model: i,
+                    name: s.name.clone(),
+                    version: s.version.clone(),
+                    table: PhysicalTable::for_version(&s.name, &s.version),
+                    action,
+                });
+            }
+        }
+        let engine = self.open_engine()?;
+        let ctx = BuildContext {
+            project: &self.project,
+            snapshots: &snapshots,
+            storage: self.storage.as_ref(),
+            execution_time,
+        };
+        let state: &mut dyn StateStore = &mut state;
+        let built = scheduler::build_all(&ctx, &engine, &backfills, &Mutex::new(state), observer)
+            .map_err(|e| match e {
+            LakeError::ApplyFailed {
+                failed,
+                total,
+                errors,
+                ..
+            } => LakeError::ApplyFailed {
+                environment: env_name.clone(),
+                failed,
+                total,
+                errors,
+            },
+            other => other,
+        })?;
+        Ok(RunReport { built })
+    }
+
+    /// The SQL that building `model` would run, with physical table names.
+    pub fn render(&self, model: &str, execution_time: NaiveDateTime) -> Result<String> {
+        let i = self.project.find_model(model)?;
+        let snapshots = snapshot::compute(&self.project)?;
+        let ctx = BuildContext {
+            project: &self.project,
+            snapshots: &snapshots,
+            storage: self.storage.as_ref(),
+            execution_time,
+        };
+        let s = &snapshots[i];
+        let table = PhysicalTable::for_version(&s.name, &s.version);
+        let macro_ctx = scheduler::macro_context(&ctx, i, &table, "rendering");
+        scheduler::executable_query(&ctx, i, &macro_ctx)
+    }
+
+    /// Runs `model`'s query against the built tables of its parents and returns up to `limit` rows.
+    pub fn evaluate(
+        &self,
+        model: &str,
+        execution_time: NaiveDateTime,
+        limit: usize,
+    ) -> Result<QueryResult> {
+        let i = self.project.find_model(model)?;
+        let snapshots = snapshot::compute(&self.project)?;
+        let engine = self.open_engine()?;
+        let session = engine.session()?;
+        let existing: std::collections::HashSet<PhysicalTable> = self
+            .storage
+            .physical_tables(&session)?
+            .into_iter()
+            .collect();
+        for p in self.project.dag.parents(i) {
+            let s = &snapshots[p];
+            let table = PhysicalTable::for_version(&s.name, &s.version);
+            if !existing.contains(&table) {
+                return Err(LakeError::Usage(
+                    format!(
+                        "`{}` reads `{}`, whose current version has not been built",
+                        self.project.models[i].meta.name, s.name
+                    ),
+                    Some("build it first with `lake plan <env>`".into()),
+                ));
+            }
+        }
+        let ctx = BuildContext {
+            project: &self.project,
+            snapshots: &snapshots,
+            storage: self.storage.as_ref(),
+            execution_time,
+        };
+        let s = &snapshots[i];
+        let table = PhysicalTable::for_version(&s.name, &s.version);
+        let macro_ctx = scheduler::macro_context(&ctx, i, &table, "evaluating");
+        let query = scheduler::executable_query(&ctx, i, &macro_ctx)?;
+        session.query(
+            &format!("SELECT * FROM ({query}) AS q LIMIT {limit}"),
+            || format!("evaluating {}", self.project.models[i].meta.name),
+        )
+    }
+
+    /// Runs arbitrary SQL on the engine, where environment names such as `demo.full_model` resolve.
+    pub fn fetch(&self, sql: &str) -> Result<QueryResult> {
+        let engine = self.open_engine()?;
+        let session = engine.session()?;
+        session.query(&self.disambiguate(sql), || "running the query".into())
+    }
+
+    /// `bench.orders` is ambiguous to DuckDB when the database file is `bench.db` and a schema is also
+    /// `bench`; a reference to a schema the project owns is qualified with the catalog so it means the schema.
+    fn disambiguate(&self, sql: &str) -> String {
+        let catalog = &self.project.default_catalog;
+        let owns_schema = |schema: &str| {
+            self.project
+                .models
+                .iter()
+                .any(|m| m.meta.name.schema == schema)
+        };
+        let Ok(statements) = crate::sql::parse(sql) else {
+            return sql.to_string();
+        };
+        let edits = crate::sql::table_refs(sql, &statements)
+            .into_iter()
+            .filter(|r| r.parts.len() == 2 && r.parts[0].value.eq_ignore_ascii_case(catalog))
+            .filter(|r| owns_schema(&r.parts[0].value.to_lowercase()))
+            .map(|r| {
+                (
+                    r.offset,
+                    0,
+                    format!("{}.", crate::model::quote_ident(catalog)),
+                )
+            })
+            .collect();
+        crate::sql::replace_spans(sql, edits)
+    }
+
+    pub fn info(&self) -> Result<Info> {
+        let state = self.open_state()?;
+        let environments = state.environments()?.into_iter().map(|e| e.name).collect();
+        let (engine, engine_ok) = match &self.project.config.connection {
+            crate::config::EngineConnection::DuckDb { database, .. } => (
+                format!(
+                    "duckdb ({})",
+                    database
+                        .as_ref()
+                        .map_or(":memory:".into(), |p| p.display().to_string())
+                ),
+                self.open_engine()
+                    .and_then(|e| e.session())
+                    .and_then(|s| s.execute("SELECT 1", || "checking the engine".into()))
+                    .is_ok(),
+            ),
+        };
+        Ok(Info {
+            project: self.project.root.clone(),
+            gateway: self.project.config.gateway.clone(),
+            models: self.project.models.len(),
+            macros: self.project.macro_files,
+            external_models: self.project.externals.len(),
+            environments,
+            engine,
+            engine_ok,
+            state: state.path().to_path_buf(),
+        })
+    }
+
+    /// The virtual name of a model in an environment, for messages.
+    pub fn virtual_name(model: &ModelName, environment: &str) -> VirtualName {
+        VirtualName::new(model, environment)
+    }
+}
+
+/// "Now", or the pinned `--execution-time`.
+pub fn execution_time(pinned: Option<&str>) -> Result<NaiveDateTime> {
+    match pinned {
+        None => Ok(Utc::now().naive_utc()),
+        Some(text) => macros::parse_datetime(text).ok_or_else(|| {
+            LakeError::Usage(
+                format!("invalid execution time `{text}`"),
+                Some("use YYYY-MM-DD or `YYYY-MM-DD HH:MM:SS`".into()),
+            )
+        }),
+    }
+}

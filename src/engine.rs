@@ -1,0 +1,150 @@
+//! The execution engine: an embedded DuckDB database, with one session (connection) per worker thread.
+
+use std::path::PathBuf;
+
+use duckdb::Connection;
+use duckdb::arrow::datatypes::SchemaRef;
+use duckdb::arrow::record_batch::RecordBatch;
+
+use crate::config::EngineConnection;
+use crate::error::{LakeError, Result};
+
+pub struct Engine {
+    root: Connection,
+    pub database: Option<PathBuf>,
+    pub concurrent_tasks: usize,
+}
+
+impl Engine {
+    pub fn open(connection: &EngineConnection) -> Result<Engine> {
+        let EngineConnection::DuckDb {
+            database,
+            concurrent_tasks,
+            extensions,
+        } = connection;
+        let root = match database {
+            Some(path) => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| LakeError::io(dir, e))?;
+                }
+                Connection::open(path).map_err(|e| {
+                    LakeError::engine(format!("opening the DuckDB database {}", path.display()), e)
+                })?
+            }
+            None => Connection::open_in_memory()
+                .map_err(|e| LakeError::engine("opening an in-memory DuckDB", e))?,
+        };
+        for extension in extensions {
+            root.execute_batch(&format!("LOAD {}", crate::model::quote_ident(extension)))
+                .map_err(|e| {
+                    LakeError::engine(format!("loading the DuckDB extension `{extension}`"), e)
+                })?;
+        }
+        Ok(Engine {
+            root,
+            database: database.clone(),
+            concurrent_tasks: *concurrent_tasks,
+        })
+    }
+
+    /// A new connection to the same database, for use on one thread.
+    pub fn session(&self) -> Result<Session> {
+        Ok(Session {
+            conn: self
+                .root
+                .try_clone()
+                .map_err(|e| LakeError::engine("opening a DuckDB session", e))?,
+        })
+    }
+}
+
+pub struct Session {
+    conn: Connection,
+}
+
+/// The rows of a query, in Arrow batches.
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl Session {
+    /// Runs statements that return nothing of interest.
+    pub fn execute(&self, sql: &str, context: impl FnOnce() -> String) -> Result<()> {
+        self.conn
+            .execute_batch(sql)
+            .map_err(|e| LakeError::engine(context(), e))
+    }
+
+    /// Runs one statement and returns how many rows it changed or wrote.
+    pub fn execute_count(&self, sql: &str, context: impl FnOnce() -> String) -> Result<usize> {
+        self.conn
+            .execute(sql, [])
+            .map_err(|e| LakeError::engine(context(), e))
+    }
+
+    pub fn query(&self, sql: &str, context: impl Fn() -> String) -> Result<QueryResult> {
+        let mut stmt = self
+            .conn
+            .prepare(sql)
+            .map_err(|e| LakeError::engine(context(), e))?;
+        let arrow = stmt
+            .query_arrow([])
+            .map_err(|e| LakeError::engine(context(), e))?;
+        let schema = arrow.get_schema();
+        let batches = arrow.collect();
+        Ok(QueryResult { schema, batches })
+    }
+
+    /// Values of the first column, as text.
+    pub fn query_strings(
+        &self,
+        sql: &str,
+        context: impl FnOnce() -> String,
+    ) -> Result<Vec<String>> {
+        let ctx = context();
+        let mut stmt = self
+            .conn
+            .prepare(sql)
+            .map_err(|e| LakeError::engine(ctx.clone(), e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| LakeError::engine(ctx.clone(), e))?;
+        rows.collect::<duckdb::Result<Vec<_>>>()
+            .map_err(|e| LakeError::engine(ctx, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_share_one_database() {
+        let engine = Engine::open(&EngineConnection::DuckDb {
+            database: None,
+            concurrent_tasks: 2,
+            extensions: vec![],
+        })
+        .unwrap();
+        let a = engine.session().unwrap();
+        a.execute("CREATE TABLE t AS SELECT range AS x FROM range(5)", || {
+            "test".into()
+        })
+        .unwrap();
+        let b = engine.session().unwrap();
+        let result = b
+            .query("SELECT sum(x) AS s FROM t", || "test".into())
+            .unwrap();
+        assert_eq!(result.schema.field(0).name(), "s");
+        assert_eq!(
+            result.batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+            1
+        );
+        let err = b
+            .query("SELECT * FROM missing", || "reading missing".into())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("reading missing"), "{err}");
+    }
+}

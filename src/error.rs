@@ -1,0 +1,283 @@
+//! Error types of the library: located source errors and everything else `lake` can fail with.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use miette::{Diagnostic, NamedSource, SourceSpan};
+
+/// A text file with a precomputed line index, so byte offsets and line/column pairs convert both ways.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Path as shown to the user (relative to the project root when possible).
+    pub display_path: String,
+    pub text: Arc<str>,
+    line_starts: Arc<[usize]>,
+}
+
+impl SourceFile {
+    pub fn new(display_path: impl Into<String>, text: impl Into<Arc<str>>) -> Self {
+        let text: Arc<str> = text.into();
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        SourceFile {
+            display_path: display_path.into(),
+            text,
+            line_starts: line_starts.into(),
+        }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = match self.line_starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i - 1,
+        };
+        let start = self.line_starts[line];
+        let col = self.text[start..offset].chars().count() + 1;
+        (line + 1, col)
+    }
+
+    /// Byte offset of a 1-based line and character column; clamps to the end of the text.
+    pub fn offset_of(&self, line: usize, col: usize) -> usize {
+        let Some(&start) = self.line_starts.get(line.saturating_sub(1)) else {
+            return self.text.len();
+        };
+        self.text[start..]
+            .char_indices()
+            .nth(col.saturating_sub(1))
+            .map(|(i, _)| start + i)
+            .unwrap_or(self.text.len())
+    }
+
+    /// A located error pointing at `len` bytes from `offset`.
+    pub fn error(&self, offset: usize, len: usize, message: impl Into<String>) -> SourceError {
+        let (line, column) = self.line_col(offset);
+        SourceError {
+            message: message.into(),
+            location: format!("{}:{}:{}", self.display_path, line, column),
+            src: NamedSource::new(self.display_path.clone(), self.text.to_string()),
+            span: SourceSpan::new(offset.min(self.text.len()).into(), len),
+            label: "here".into(),
+            help: None,
+        }
+    }
+}
+
+/// An error at a precise place in a project file: file, line, column, what was expected and a hint.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{location}: {message}")]
+pub struct SourceError {
+    pub message: String,
+    /// `path:line:column`, also part of the one-line message so logs and CI show it.
+    pub location: String,
+    #[source_code]
+    pub src: NamedSource<String>,
+    #[label("{label}")]
+    pub span: SourceSpan,
+    pub label: String,
+    #[help]
+    pub help: Option<String>,
+}
+
+impl SourceError {
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn with_optional_help(mut self, help: Option<String>) -> Self {
+        self.help = help;
+        self
+    }
+}
+
+/// Every way the `lake` library can fail.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum LakeError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Source(#[from] Box<SourceError>),
+
+    #[error("{} errors in the project:\n{}", .0.len(), .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Many(#[related] Vec<LakeError>),
+
+    #[error("cannot read or write {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{message}")]
+    #[diagnostic(code(lake::config))]
+    Config {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("dependency cycle between models (each feeds the next): {}", cycle.join(" -> "))]
+    #[diagnostic(
+        code(lake::cycle),
+        help(
+            "a model cannot read from itself, directly or through other models; remove one of these references"
+        )
+    )]
+    Cycle {
+        cycle: Vec<String>,
+        #[source_code]
+        src: Option<NamedSource<String>>,
+        #[label("this reference closes the cycle")]
+        span: Option<SourceSpan>,
+    },
+
+    #[error("model `{0}` not found in the project")]
+    #[diagnostic(code(lake::unknown_model))]
+    UnknownModel(String, #[help] Option<String>),
+
+    #[error("{what} is not supported yet")]
+    #[diagnostic(code(lake::unsupported))]
+    Unsupported {
+        what: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("DuckDB error while {context}: {source}")]
+    #[diagnostic(code(lake::engine))]
+    Engine {
+        context: String,
+        #[source]
+        source: duckdb::Error,
+    },
+
+    #[error("state store error while {context}: {source}")]
+    #[diagnostic(code(lake::state))]
+    State {
+        context: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error("{message}")]
+    #[diagnostic(code(lake::state))]
+    StateConflict {
+        message: String,
+        #[help]
+        help: Option<String>,
+    },
+
+    #[error("model `{model}` failed: {message}")]
+    #[diagnostic(code(lake::execution))]
+    Execution { model: String, message: String },
+
+    #[error("{failed} of {total} models failed; the environment `{environment}` was not updated")]
+    #[diagnostic(
+        code(lake::apply_failed),
+        help(
+            "fix the failing models and rerun the same command: models already built are reused, not rebuilt"
+        )
+    )]
+    ApplyFailed {
+        environment: String,
+        failed: usize,
+        total: usize,
+        #[related]
+        errors: Vec<LakeError>,
+    },
+
+    #[error("{0}")]
+    #[diagnostic(code(lake::usage))]
+    Usage(String, #[help] Option<String>),
+}
+
+impl From<SourceError> for LakeError {
+    fn from(e: SourceError) -> Self {
+        LakeError::Source(Box::new(e))
+    }
+}
+
+impl LakeError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        LakeError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn config(message: impl Into<String>) -> Self {
+        LakeError::Config {
+            message: message.into(),
+            help: None,
+        }
+    }
+
+    pub fn engine(context: impl Into<String>, source: duckdb::Error) -> Self {
+        LakeError::Engine {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn state(context: impl Into<String>, source: rusqlite::Error) -> Self {
+        LakeError::State {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn unsupported(what: impl Into<String>, help: impl Into<String>) -> Self {
+        LakeError::Unsupported {
+            what: what.into(),
+            help: Some(help.into()),
+        }
+    }
+
+    /// Whether the failure is the user's invocation (exit code 2) rather than a failure of the work (exit 1).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, LakeError::Usage(..))
+    }
+}
+
+pub type Result<T, E = LakeError> = std::result::Result<T, E>;
+
+/// The closest candidate to `wanted`, for "did you mean" hints.
+pub fn did_you_mean<'a>(
+    wanted: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(wanted, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| format!("did you mean `{c}`?"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_round_trips() {
+        let f = SourceFile::new("x.sql", "ab\ncdé\nf");
+        assert_eq!(f.line_col(0), (1, 1));
+        assert_eq!(f.line_col(3), (2, 1));
+        assert_eq!(f.line_col(f.offset_of(2, 3)), (2, 3));
+        assert_eq!(f.offset_of(3, 1), 8);
+        assert_eq!(f.line_col(8), (3, 1));
+    }
+
+    #[test]
+    fn suggests_close_names() {
+        let hint = did_you_mean("demo.ful_model", ["demo.full_model", "demo.seed_model"]);
+        assert_eq!(hint.as_deref(), Some("did you mean `demo.full_model`?"));
+        assert_eq!(did_you_mean("zzz", ["demo.full_model"]), None);
+    }
+}

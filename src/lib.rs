@@ -1,0 +1,27 @@
+//! `lake`: a SQLMesh-compatible transformation tool for SQL lakehouses. The CLI is a thin layer over this library.
+
+// Located errors carry the file text they point into so they can render a snippet; they are built only on
+// failure paths, so their size costs nothing where it matters.
+#![allow(clippy::result_large_err)]
+
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod cron;
+pub mod dag;
+pub mod engine;
+pub mod error;
+pub mod macros;
+pub mod model;
+pub mod plan;
+pub mod project;
+pub mod scheduler;
+pub mod snapshot;
+pub mod sql;
+pub mod sqltext;
+pub mod state;
+pub mod storage;
+pub mod template;
+
+/// The production environment's name.
+pub const PROD: &str = "prod";

@@ -1,0 +1,378 @@
+//! Plans: the diff between the local project and an environment, change categories and what to build.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::NaiveDateTime;
+use serde::Serialize;
+
+use crate::PROD;
+use crate::error::{LakeError, Result};
+use crate::model::{ModelKind, ModelName};
+use crate::project::Project;
+use crate::snapshot::{self, PhysicalTable, Snapshot, VirtualName};
+use crate::state::{Environment, StateStore};
+use crate::storage::VirtualChange;
+
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    pub environment: String,
+    /// Give a dev environment virtual names for every model, not only the changed ones.
+    pub include_unmodified: bool,
+    pub execution_time: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Added,
+    Removed,
+    DirectlyModified,
+    IndirectlyModified,
+}
+
+/// How a change affects data. Every data change is breaking today: children get new versions too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Breaking,
+    IndirectBreaking,
+    /// Only metadata (owner, description, cron, …) changed: the existing table is reused.
+    Metadata,
+}
+
+impl Category {
+    pub fn label(self) -> &'static str {
+        match self {
+            Category::Breaking => "Breaking",
+            Category::IndirectBreaking => "Indirect Breaking",
+            Category::Metadata => "Metadata",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelChange {
+    pub name: ModelName,
+    pub kind: ChangeKind,
+    pub category: Option<Category>,
+    /// Unified diff of the model file against the version in the environment.
+    pub diff: Option<String>,
+    /// For indirect changes: the directly modified models upstream.
+    pub because_of: Vec<ModelName>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackfillAction {
+    FullRefresh,
+    InsertSeed,
+    CreateView,
+}
+
+impl BackfillAction {
+    pub fn label(self) -> &'static str {
+        match self {
+            BackfillAction::FullRefresh => "full refresh",
+            BackfillAction::InsertSeed => "insert seed file",
+            BackfillAction::CreateView => "create view",
+        }
+    }
+}
+
+/// One model version to build.
+#[derive(Debug, Clone, Serialize)]
+pub struct Backfill {
+    #[serde(skip)]
+    pub model: usize,
+    pub name: ModelName,
+    pub version: String,
+    pub table: PhysicalTable,
+    pub action: BackfillAction,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub environment: String,
+    /// The target environment's plan id when the plan was computed (`None`: it did not exist).
+    pub expected_plan_id: Option<String>,
+    /// The environment compared against when the target does not exist yet.
+    pub created_from: Option<String>,
+    pub is_new_environment: bool,
+    /// Local snapshots, indexed like `project.models`.
+    pub snapshots: Vec<Snapshot>,
+    /// Models whose snapshot is not in state yet.
+    pub new_snapshots: Vec<usize>,
+    pub changes: Vec<ModelChange>,
+    /// In topological order.
+    pub backfills: Vec<Backfill>,
+    pub virtual_changes: Vec<VirtualChange>,
+    pub promoted: Vec<ModelName>,
+    pub execution_time: NaiveDateTime,
+    pub previous_environment: Option<Environment>,
+}
+
+impl Plan {
+    /// Whether applying would change anything at all.
+    pub fn has_work(&self) -> bool {
+        self.is_new_environment
+            || !self.changes.is_empty()
+            || !self.backfills.is_empty()
+            || !self.virtual_changes.is_empty()
+    }
+}
+
+/// Validates an environment name: it becomes part of schema names.
+pub fn check_environment_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(LakeError::Usage(
+            format!("invalid environment name `{name}`"),
+            Some("environment names use letters, digits and underscores, and start with a letter (e.g. dev_alice)".into()),
+        ))
+    }
+}
+
+/// Computes what applying the project to `options.environment` would do.
+pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -> Result<Plan> {
+    let env_name = options.environment.to_lowercase();
+    check_environment_name(&env_name)?;
+    let snapshots = snapshot::compute(project)?;
+    let target = state.environment(&env_name)?;
+    let prod = if env_name == PROD {
+        None
+    } else {
+        state.environment(PROD)?
+    };
+    let (base, created_from) = match (&target, &prod) {
+        (Some(t), _) => (Some(t.clone()), None),
+        (None, Some(p)) => (Some(p.clone()), Some(PROD.to_string())),
+        (None, None) => (None, None),
+    };
+    let base_by_name: HashMap<&ModelName, &crate::state::EnvSnapshot> = base
+        .as_ref()
+        .map(|b| b.snapshots.iter().map(|s| (&s.name, s)).collect())
+        .unwrap_or_default();
+
+    // Stored fingerprints of the versions being replaced, to tell direct from indirect changes.
+    let replaced_ids: Vec<&str> = snapshots
+        .iter()
+        .filter_map(|s| {
+            base_by_name
+                .get(&s.name)
+                .filter(|p| p.id != s.id)
+                .map(|p| p.id.as_str())
+        })
+        .collect();
+    let replaced: HashMap<String, crate::state::StoredSnapshot> = state
+        .snapshots(&replaced_ids)?
+        .into_iter()
+        .map(|s| (s.snapshot.id.clone(), s))
+        .collect();
+
+    let mut changes = Vec::new();
+    let mut direct: HashSet<&ModelName> = HashSet::new();
+    for &i in &project.order {
+        let s = &snapshots[i];
+        let Some(previous) = base_by_name.get(&s.name) else {
+            changes.push(ModelChange {
+                name: s.name.clone(),
+                kind: ChangeKind::Added,
+                category: Some(Category::Breaking),
+                diff: None,
+                because_of: Vec::new(),
+            });
+            direct.insert(&s.name);
+            continue;
+        };
+        if previous.id == s.id {
+            continue;
+        }
+        let stored = replaced.get(&previous.id);
+        let own_change = stored.is_none_or(|p| {
+            p.snapshot.fingerprint.data_hash != s.fingerprint.data_hash
+                || p.snapshot.fingerprint.metadata_hash != s.fingerprint.metadata_hash
+        });
+        let data_change =
+            stored.is_none_or(|p| p.snapshot.fingerprint.data_hash != s.fingerprint.data_hash);
+        if own_change {
+            direct.insert(&s.name);
+            let diff = stored
+                .and_then(|p| p.node.get("definition").and_then(|d| d.as_str()))
+                .map(|old| {
+                    unified_diff(
+                        old,
+                        &project.models[i].file.text,
+                        &project.models[i].file.display_path,
+                    )
+                });
+            changes.push(ModelChange {
+                name: s.name.clone(),
+                kind: ChangeKind::DirectlyModified,
+                category: Some(if data_change || previous.version != s.version {
+                    Category::Breaking
+                } else {
+                    Category::Metadata
+                }),
+                diff,
+                because_of: Vec::new(),
+            });
+        } else {
+            let because_of = project
+                .dag
+                .upstream(i)
+                .into_iter()
+                .map(|p| &snapshots[p].name)
+                .filter(|n| direct.contains(n))
+                .cloned()
+                .collect();
+            changes.push(ModelChange {
+                name: s.name.clone(),
+                kind: ChangeKind::IndirectlyModified,
+                category: Some(if previous.version != s.version {
+                    Category::IndirectBreaking
+                } else {
+                    Category::Metadata
+                }),
+                diff: None,
+                because_of,
+            });
+        }
+    }
+    let local_names: HashSet<&ModelName> = snapshots.iter().map(|s| &s.name).collect();
+    if let Some(b) = &base {
+        for s in &b.snapshots {
+            if !local_names.contains(&s.name) {
+                changes.push(ModelChange {
+                    name: s.name.clone(),
+                    kind: ChangeKind::Removed,
+                    category: None,
+                    diff: None,
+                    because_of: Vec::new(),
+                });
+            }
+        }
+    }
+
+    // Which models get names in this environment's virtual layer.
+    let prod_ids: HashMap<&ModelName, &str> = match (env_name == PROD, &prod) {
+        (false, Some(p)) => p
+            .snapshots
+            .iter()
+            .map(|s| (&s.name, s.id.as_str()))
+            .collect(),
+        _ => HashMap::new(),
+    };
+    let promoted: Vec<ModelName> = snapshots
+        .iter()
+        .filter(|s| {
+            env_name == PROD
+                || options.include_unmodified
+                || prod_ids.get(&s.name).is_none_or(|id| *id != s.id)
+        })
+        .filter(|s| {
+            !matches!(
+                project.model(&s.name).map(|m| &m.meta.kind),
+                Some(ModelKind::Embedded | ModelKind::External)
+            )
+        })
+        .map(|s| s.name.clone())
+        .collect();
+    let target_versions: HashMap<&ModelName, &str> = target
+        .as_ref()
+        .map(|t| {
+            let promoted: HashSet<&ModelName> = t.promoted.iter().collect();
+            t.snapshots
+                .iter()
+                .filter(|s| promoted.contains(&s.name))
+                .map(|s| (&s.name, s.version.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let by_name: HashMap<&ModelName, &Snapshot> = snapshots.iter().map(|s| (&s.name, s)).collect();
+    let mut virtual_changes = Vec::new();
+    for name in &promoted {
+        let s = by_name[name];
+        if target_versions.get(name) != Some(&s.version.as_str()) {
+            virtual_changes.push(VirtualChange::Point {
+                name: VirtualName::new(name, &env_name),
+                target: PhysicalTable::for_version(name, &s.version),
+            });
+        }
+    }
+    let promoted_set: HashSet<&ModelName> = promoted.iter().collect();
+    for name in target_versions.keys() {
+        if !promoted_set.contains(name) {
+            virtual_changes.push(VirtualChange::Drop {
+                name: VirtualName::new(name, &env_name),
+            });
+        }
+    }
+
+    // Versions without data yet.
+    let versions: Vec<(ModelName, String)> = snapshots
+        .iter()
+        .map(|s| (s.name.clone(), s.version.clone()))
+        .collect();
+    let built: HashSet<(ModelName, String)> = state
+        .intervals(&versions)?
+        .into_iter()
+        .map(|iv| (iv.name, iv.version))
+        .collect();
+    let mut backfills = Vec::new();
+    let mut unsupported = Vec::new();
+    for &i in &project.order {
+        let s = &snapshots[i];
+        if built.contains(&(s.name.clone(), s.version.clone())) {
+            continue;
+        }
+        let kind = &project.models[i].meta.kind;
+        let Some(action) = crate::scheduler::action_for(kind) else {
+            unsupported.push(format!("{} ({})", s.name, kind.name()));
+            continue;
+        };
+        backfills.push(Backfill {
+            model: i,
+            name: s.name.clone(),
+            version: s.version.clone(),
+            table: PhysicalTable::for_version(&s.name, &s.version),
+            action,
+        });
+    }
+    if !unsupported.is_empty() {
+        return Err(LakeError::unsupported(
+            format!("building these model kinds: {}", unsupported.join(", ")),
+            "lake builds VIEW, FULL and SEED models today; incremental and SCD kinds arrive with the incremental-models issue",
+        ));
+    }
+    let stored_ids = state
+        .existing_snapshot_ids(&snapshots.iter().map(|s| s.id.as_str()).collect::<Vec<_>>())?;
+    let new_snapshots = (0..snapshots.len())
+        .filter(|&i| !stored_ids.contains(&snapshots[i].id))
+        .collect();
+    Ok(Plan {
+        environment: env_name,
+        expected_plan_id: target.as_ref().map(|t| t.plan_id.clone()),
+        created_from,
+        is_new_environment: target.is_none(),
+        snapshots,
+        new_snapshots,
+        changes,
+        backfills,
+        virtual_changes,
+        promoted,
+        execution_time: options.execution_time,
+        previous_environment: target,
+    })
+}
+
+fn unified_diff(old: &str, new: &str, path: &str) -> String {
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("a/{path}"), &format!("b/{path}"))
+        .to_string()
+}

@@ -1,0 +1,622 @@
+//! Applying plans: builds model versions in DAG order (independent ones concurrently), records them, promotes.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{NaiveDateTime, Utc};
+
+use crate::engine::{Engine, Session};
+use crate::error::{LakeError, Result};
+use crate::macros::{self, MacroContext};
+use crate::model::{Model, ModelKind, ModelName, quote_ident};
+use crate::plan::{Backfill, BackfillAction, Plan};
+use crate::project::{Project, RefTarget};
+use crate::snapshot::{PhysicalTable, Snapshot};
+use crate::sql;
+use crate::state::{
+    EnvSnapshot, Environment, Interval, PromoteOutcome, StateStore, StoredSnapshot,
+};
+use crate::storage::{Storage, VirtualChange, WriteStats};
+
+/// Progress callbacks, called from worker threads.
+pub trait Observer: Sync {
+    fn backfill_started(&self, _total: usize) {}
+    fn model_finished(
+        &self,
+        _backfill: &Backfill,
+        _elapsed: Duration,
+        _outcome: std::result::Result<WriteStats, &LakeError>,
+    ) {
+    }
+    fn model_skipped(&self, _backfill: &Backfill, _failed_parent: &ModelName) {}
+    fn virtual_layer_started(&self, _changes: usize) {}
+    fn virtual_layer_finished(&self) {}
+}
+
+/// An observer that reports nothing.
+pub struct Silent;
+impl Observer for Silent {}
+
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    pub built: Vec<ModelName>,
+    pub virtual_changes: usize,
+}
+
+/// Everything a build needs to read, shared by the worker threads.
+pub struct BuildContext<'a> {
+    pub project: &'a Project,
+    pub snapshots: &'a [Snapshot],
+    pub storage: &'a dyn Storage,
+    pub execution_time: NaiveDateTime,
+}
+
+/// Applies `plan`: stores its snapshots, builds what is missing, then points the environment at the new versions.
+/// Fails without touching the environment if any build fails; a rerun reuses what was built.
+pub fn apply(
+    ctx: &BuildContext<'_>,
+    engine: &Engine,
+    plan: &Plan,
+    state: &mut dyn StateStore,
+    observer: &dyn Observer,
+) -> Result<ApplyReport> {
+    let current = state.environment(&plan.environment)?.map(|e| e.plan_id);
+    if current != plan.expected_plan_id {
+        return Err(stale_plan(&plan.environment));
+    }
+    let now = Utc::now().timestamp_millis();
+    let ttl_ms = ctx.project.config.snapshot_ttl.as_millis() as i64;
+    let stored: Vec<StoredSnapshot> = plan
+        .new_snapshots
+        .iter()
+        .map(|&i| StoredSnapshot {
+            snapshot: plan.snapshots[i].clone(),
+            node: node_json(
+                &ctx.project.models[i],
+                ctx.project.analyses[i].normalized_query.as_deref(),
+            ),
+            created_ts: now,
+            ttl_ms,
+        })
+        .collect();
+    state.push_snapshots(&stored)?;
+
+    let session = engine.session()?;
+    let mut report = ApplyReport::default();
+    // Tables that vanished from the engine (e.g. a deleted database file) are rebuilt: both the targets
+    // this plan points names at and the parents that the models being built read.
+    let existing: HashSet<PhysicalTable> =
+        ctx.storage.physical_tables(&session)?.into_iter().collect();
+    let scheduled: HashSet<&PhysicalTable> = plan.backfills.iter().map(|b| &b.table).collect();
+    let mut backfills = plan.backfills.clone();
+    backfills.extend(
+        plan.virtual_changes
+            .iter()
+            .filter_map(|c| match c {
+                VirtualChange::Point { target, .. }
+                    if !existing.contains(target) && !scheduled.contains(target) =>
+                {
+                    Some(target)
+                }
+                _ => None,
+            })
+            .filter_map(|target| rebuild_for(ctx, target)),
+    );
+    let backfills = with_missing_parents(ctx, backfills, &existing);
+    let state = Mutex::new(state);
+    report.built = build_all(ctx, engine, &backfills, &state, observer)?;
+
+    observer.virtual_layer_started(plan.virtual_changes.len());
+    let virtual_schemas: HashSet<&str> = plan
+        .virtual_changes
+        .iter()
+        .filter_map(|c| match c {
+            VirtualChange::Point { name, .. } => Some(name.schema.as_str()),
+            VirtualChange::Drop { .. } => None,
+        })
+        .collect();
+    for schema in virtual_schemas {
+        ctx.storage.ensure_schema(&session, schema)?;
+    }
+    ctx.storage
+        .update_virtual_layer(&session, &plan.virtual_changes)?;
+    observer.virtual_layer_finished();
+    report.virtual_changes = plan.virtual_changes.len();
+
+    let previous = plan.previous_environment.as_ref();
+    let env = Environment {
+        name: plan.environment.clone(),
+        snapshots: plan.snapshots.iter().map(EnvSnapshot::from).collect(),
+        promoted: plan.promoted.clone(),
+        plan_id: new_plan_id(&plan.environment),
+        previous_plan_id: plan.expected_plan_id.clone(),
+        created_ts: previous.map_or(now, |p| p.created_ts),
+        updated_ts: now,
+        expiration_ts: (plan.environment != crate::PROD)
+            .then(|| now + ctx.project.config.environment_ttl.as_millis() as i64),
+    };
+    let state = state.into_inner().map_err(|_| poisoned())?;
+    match state.promote(&env, plan.expected_plan_id.as_deref())? {
+        PromoteOutcome::Promoted => Ok(report),
+        PromoteOutcome::Conflict { .. } => Err(stale_plan(&plan.environment)),
+    }
+}
+
+fn stale_plan(environment: &str) -> LakeError {
+    LakeError::StateConflict {
+        message: format!(
+            "environment `{environment}` was changed by another plan after this one was computed"
+        ),
+        help: Some(format!(
+            "run `lake plan {environment}` again to see the new differences"
+        )),
+    }
+}
+
+fn poisoned() -> LakeError {
+    LakeError::StateConflict {
+        message: "a worker thread panicked while holding the state".into(),
+        help: Some("this is a bug in lake; please report it with the command you ran".into()),
+    }
+}
+
+fn new_plan_id(environment: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let seed = format!(
+        "{environment}/{}/{}",
+        Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+        std::process::id()
+    );
+    hex::encode(&Sha256::digest(seed.as_bytes())[..8])
+}
+
+fn rebuild_for(ctx: &BuildContext<'_>, target: &PhysicalTable) -> Option<Backfill> {
+    let i = ctx
+        .snapshots
+        .iter()
+        .position(|s| PhysicalTable::for_version(&s.name, &s.version) == *target)?;
+    let action = action_for(&ctx.project.models[i].meta.kind)?;
+    Some(Backfill {
+        model: i,
+        name: ctx.snapshots[i].name.clone(),
+        version: ctx.snapshots[i].version.clone(),
+        table: target.clone(),
+        action,
+    })
+}
+
+/// Adds the missing upstream tables of the models to rebuild, so they read real data.
+fn with_missing_parents(
+    ctx: &BuildContext<'_>,
+    mut backfills: Vec<Backfill>,
+    existing: &HashSet<PhysicalTable>,
+) -> Vec<Backfill> {
+    let mut wanted: HashSet<usize> = backfills.iter().map(|b| b.model).collect();
+    backfills.dedup_by_key(|b| b.model);
+    let mut queue: Vec<usize> = wanted.iter().copied().collect();
+    while let Some(i) = queue.pop() {
+        for p in ctx.project.dag.parents(i) {
+            let s = &ctx.snapshots[p];
+            let table = PhysicalTable::for_version(&s.name, &s.version);
+            if !existing.contains(&table) && wanted.insert(p) {
+                if let Some(b) = rebuild_for(ctx, &table) {
+                    backfills.push(b);
+                }
+                queue.push(p);
+            }
+        }
+    }
+    let position: HashMap<usize, usize> = ctx
+        .project
+        .order
+        .iter()
+        .enumerate()
+        .map(|(pos, &i)| (i, pos))
+        .collect();
+    backfills.sort_by_key(|b| position[&b.model]);
+    backfills
+}
+
+pub fn action_for(kind: &ModelKind) -> Option<BackfillAction> {
+    match kind {
+        ModelKind::Full | ModelKind::View { materialized: true } => {
+            Some(BackfillAction::FullRefresh)
+        }
+        ModelKind::View {
+            materialized: false,
+        } => Some(BackfillAction::CreateView),
+        ModelKind::Seed { .. } => Some(BackfillAction::InsertSeed),
+        _ => None,
+    }
+}
+
+/// The model definition kept in state, so later plans can diff against it.
+fn node_json(model: &Model, normalized_query: Option<&str>) -> serde_json::Value {
+    serde_json::json!({
+        "meta": model.meta,
+        "path": model.file.display_path,
+        "definition": &*model.file.text,
+        "query": normalized_query,
+    })
+}
+
+struct Queue {
+    ready: VecDeque<usize>,
+    waiting_on: Vec<usize>,
+    finished: usize,
+    failures: Vec<LakeError>,
+    built: Vec<ModelName>,
+    blocked: HashSet<usize>,
+}
+
+/// Builds `backfills` (in topological order) with up to `concurrent_tasks` at once. A failed model's
+/// downstream is skipped; independent models still build. Each success is recorded in state at once.
+pub fn build_all(
+    ctx: &BuildContext<'_>,
+    engine: &Engine,
+    backfills: &[Backfill],
+    state: &Mutex<&mut dyn StateStore>,
+    observer: &dyn Observer,
+) -> Result<Vec<ModelName>> {
+    if backfills.is_empty() {
+        return Ok(Vec::new());
+    }
+    let session = engine.session()?;
+    let mut schemas: Vec<&str> = backfills.iter().map(|b| b.table.schema.as_str()).collect();
+    schemas.sort_unstable();
+    schemas.dedup();
+    for schema in schemas {
+        ctx.storage.ensure_schema(&session, schema)?;
+    }
+    observer.backfill_started(backfills.len());
+    let slot: HashMap<usize, usize> = backfills
+        .iter()
+        .enumerate()
+        .map(|(k, b)| (b.model, k))
+        .collect();
+    let children: Vec<Vec<usize>> = backfills
+        .iter()
+        .map(|b| {
+            ctx.project
+                .dag
+                .children(b.model)
+                .filter_map(|c| slot.get(&c).copied())
+                .collect()
+        })
+        .collect();
+    let waiting_on: Vec<usize> = backfills
+        .iter()
+        .map(|b| {
+            ctx.project
+                .dag
+                .parents(b.model)
+                .filter(|p| slot.contains_key(p))
+                .count()
+        })
+        .collect();
+    let queue = Mutex::new(Queue {
+        ready: (0..backfills.len())
+            .filter(|&k| waiting_on[k] == 0)
+            .collect(),
+        waiting_on,
+        finished: 0,
+        failures: Vec::new(),
+        built: Vec::new(),
+        blocked: HashSet::new(),
+    });
+    let wake = Condvar::new();
+    // DuckDB connections are not shared between threads: each worker gets its own session.
+    let workers = engine.concurrent_tasks.clamp(1, backfills.len());
+    let sessions = (0..workers)
+        .map(|_| engine.session())
+        .collect::<Result<Vec<_>>>()?;
+    std::thread::scope(|scope| {
+        for session in sessions {
+            let (children, queue, wake) = (&children, &queue, &wake);
+            scope.spawn(move || {
+                worker(
+                    ctx, session, backfills, children, queue, wake, state, observer,
+                )
+            });
+        }
+    });
+    let queue = queue.into_inner().map_err(|_| poisoned())?;
+    if queue.failures.is_empty() {
+        Ok(queue.built)
+    } else {
+        Err(LakeError::ApplyFailed {
+            environment: String::new(),
+            failed: queue.failures.len(),
+            total: backfills.len(),
+            errors: queue.failures,
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn worker(
+    ctx: &BuildContext<'_>,
+    session: Session,
+    backfills: &[Backfill],
+    children: &[Vec<usize>],
+    queue: &Mutex<Queue>,
+    wake: &Condvar,
+    state: &Mutex<&mut dyn StateStore>,
+    observer: &dyn Observer,
+) {
+    loop {
+        let next = {
+            let Ok(mut q) = queue.lock() else { return };
+            loop {
+                if let Some(k) = q.ready.pop_front() {
+                    break Some(k);
+                }
+                if q.finished == backfills.len() {
+                    break None;
+                }
+                q = match wake.wait(q) {
+                    Ok(q) => q,
+                    Err(_) => return,
+                };
+            }
+        };
+        let Some(k) = next else {
+            wake.notify_all();
+            return;
+        };
+        let backfill = &backfills[k];
+        let started = Instant::now();
+        let outcome = build_one(ctx, &session, backfill).and_then(|stats| {
+            let interval = built_interval(ctx, backfill);
+            let mut guard = state.lock().map_err(|_| poisoned())?;
+            guard.add_interval(&interval)?;
+            Ok(stats)
+        });
+        observer.model_finished(backfill, started.elapsed(), outcome.as_ref().copied());
+        let Ok(mut q) = queue.lock() else { return };
+        q.finished += 1;
+        match outcome {
+            Ok(_) => {
+                q.built.push(backfill.name.clone());
+                for &c in &children[k] {
+                    q.waiting_on[c] -= 1;
+                    if q.waiting_on[c] == 0 && !q.blocked.contains(&c) {
+                        q.ready.push_back(c);
+                    }
+                }
+            }
+            Err(e) => {
+                q.failures.push(LakeError::Execution {
+                    model: backfill.name.to_string(),
+                    message: error_chain(&e),
+                });
+                // Everything downstream of a failure is skipped, and counted as finished.
+                let mut stack = children[k].clone();
+                while let Some(c) = stack.pop() {
+                    if q.blocked.insert(c) {
+                        q.finished += 1;
+                        observer.model_skipped(&backfills[c], &backfill.name);
+                        stack.extend(children[c].iter().copied());
+                    }
+                }
+            }
+        }
+        drop(q);
+        wake.notify_all();
+    }
+}
+
+fn error_chain(e: &LakeError) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+fn built_interval(ctx: &BuildContext<'_>, backfill: &Backfill) -> Interval {
+    let model = &ctx.project.models[backfill.model];
+    let start = model
+        .meta
+        .start
+        .as_deref()
+        .and_then(macros::parse_datetime)
+        .map_or(0, |t| t.and_utc().timestamp_millis());
+    let end = ctx.execution_time.and_utc().timestamp_millis();
+    Interval {
+        name: backfill.name.clone(),
+        version: backfill.version.clone(),
+        start_ts: start.min(end),
+        end_ts: end,
+        created_ts: Utc::now().timestamp_millis(),
+    }
+}
+
+/// The macro context for building one model version.
+pub fn macro_context(
+    ctx: &BuildContext<'_>,
+    model: usize,
+    table: &PhysicalTable,
+    stage: &'static str,
+) -> MacroContext {
+    let project = ctx.project;
+    let mut m = MacroContext::for_loading(&project.config.gateway, &project.config.variables);
+    if let Some(start) = project.models[model]
+        .meta
+        .start
+        .as_deref()
+        .and_then(macros::parse_datetime)
+    {
+        m.start = start;
+    }
+    m.end = ctx.execution_time;
+    m.execution_time = ctx.execution_time;
+    m.this_model = table.sql();
+    m.runtime_stage = stage;
+    m
+}
+
+/// The model's query with macros rendered and every model reference pointing at its physical table.
+pub fn executable_query(
+    ctx: &BuildContext<'_>,
+    model: usize,
+    macro_ctx: &MacroContext,
+) -> Result<String> {
+    let m = &ctx.project.models[model];
+    if let ModelKind::Seed { .. } = m.meta.kind {
+        return seed_query(m);
+    }
+    let Some(rendered) = ctx.project.render_query(model, macro_ctx)? else {
+        return Err(LakeError::Execution {
+            model: m.meta.name.to_string(),
+            message: "the model has no query".into(),
+        });
+    };
+    let edits = rendered
+        .refs
+        .iter()
+        .filter_map(|(r, target)| match target {
+            RefTarget::Model(p) => {
+                let s = &ctx.snapshots[*p];
+                let physical = PhysicalTable::for_version(&s.name, &s.version).sql();
+                // Keep the reference's own name as alias so `orders.id` still resolves.
+                let text = if r.has_alias {
+                    physical
+                } else {
+                    let alias = r.parts.last().map(|p| p.value.as_str()).unwrap_or_default();
+                    format!("{physical} AS {}", quote_ident(alias))
+                };
+                Some((r.offset, r.len, text))
+            }
+            _ => None,
+        })
+        .collect();
+    Ok(sql::replace_spans(&rendered.sql, edits))
+}
+
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// DuckDB's CSV reader over a SEED model's file, with the model's declared column types.
+fn seed_query(model: &Model) -> Result<String> {
+    let ModelKind::Seed { csv_settings, .. } = &model.meta.kind else {
+        return Err(LakeError::Execution {
+            model: model.meta.name.to_string(),
+            message: "not a SEED model".into(),
+        });
+    };
+    let path = model
+        .seed_path
+        .as_ref()
+        .ok_or_else(|| LakeError::Execution {
+            model: model.meta.name.to_string(),
+            message: "the SEED model has no path".into(),
+        })?;
+    let mut options = vec!["header = true".to_string()];
+    for (key, value) in csv_settings {
+        let option = match key.as_str() {
+            "delimiter" | "sep" => "delim",
+            "quotechar" => "quote",
+            "escapechar" => "escape",
+            "header" => "header",
+            "encoding" => "encoding",
+            "na_values" | "nullstr" => "nullstr",
+            "skip_rows" | "skiprows" => "skip",
+            other => {
+                return Err(LakeError::unsupported(
+                    format!("csv_settings `{other}` of SEED model {}", model.meta.name),
+                    "lake supports delimiter, quotechar, escapechar, header, encoding, na_values and skiprows",
+                ));
+            }
+        };
+        let rendered = if value.chars().all(|c| c.is_ascii_digit())
+            || ["true", "false"].contains(&value.to_ascii_lowercase().as_str())
+        {
+            value.clone()
+        } else {
+            literal(value)
+        };
+        options.retain(|o| !o.starts_with(&format!("{option} =")));
+        options.push(format!("{option} = {rendered}"));
+    }
+    let columns = &model.meta.columns;
+    if columns.is_empty() {
+        return Ok(format!(
+            "SELECT * FROM read_csv({}, {})",
+            literal(&path.to_string_lossy()),
+            options.join(", ")
+        ));
+    }
+    let types = columns
+        .iter()
+        .map(|c| format!("{}: {}", literal(&c.name), literal(&c.data_type)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    options.push(format!("types = {{{types}}}"));
+    let select = columns
+        .iter()
+        .map(|c| {
+            format!(
+                "CAST({} AS {}) AS {}",
+                quote_ident(&c.name),
+                c.data_type,
+                quote_ident(&c.name)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(format!(
+        "SELECT {select} FROM read_csv({}, {})",
+        literal(&path.to_string_lossy()),
+        options.join(", ")
+    ))
+}
+
+/// Builds one model version: pre-statements, the write, post-statements.
+fn build_one(ctx: &BuildContext<'_>, session: &Session, backfill: &Backfill) -> Result<WriteStats> {
+    let model = &ctx.project.models[backfill.model];
+    let macro_ctx = macro_context(ctx, backfill.model, &backfill.table, "evaluating");
+    run_statements(session, model, &model.pre_statements, &macro_ctx)?;
+    let query = executable_query(ctx, backfill.model, &macro_ctx)?;
+    let stats = match backfill.action {
+        BackfillAction::CreateView => {
+            ctx.storage.create_view(session, &backfill.table, &query)?;
+            WriteStats::default()
+        }
+        BackfillAction::FullRefresh | BackfillAction::InsertSeed => {
+            ctx.storage.replace_all(session, &backfill.table, &query)?
+        }
+    };
+    run_statements(session, model, &model.post_statements, &macro_ctx)?;
+    Ok(stats)
+}
+
+fn run_statements(
+    session: &Session,
+    model: &Model,
+    statements: &[crate::model::Statement],
+    ctx: &MacroContext,
+) -> Result<()> {
+    for statement in statements {
+        let rendered = macros::render(&statement.text, ctx).map_err(|e| {
+            LakeError::from(
+                model
+                    .file
+                    .error(statement.offset + e.offset, e.len, e.message)
+                    .with_optional_help(e.help),
+            )
+        })?;
+        session.execute(&rendered.sql, || {
+            format!("running a statement of {}", model.meta.name)
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,243 @@
+//! Model versions: fingerprints (data vs metadata), snapshot ids, versions and physical table names.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{LakeError, Result};
+use crate::model::{ModelName, quote_ident};
+use crate::project::Project;
+
+/// The hashes that identify a model version, split so metadata-only changes can be told apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    /// What the model itself computes: query, kind, columns, statements, seed contents, storage.
+    pub data_hash: String,
+    /// What changes no data: owner, description, tags, audits, cron, grains, …
+    pub metadata_hash: String,
+    /// Versions of the parents: a parent rebuilt into a new table changes this.
+    pub parent_data_hash: String,
+    /// Snapshot ids of the parents.
+    pub parent_metadata_hash: String,
+}
+
+/// One model version as planned from the local project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub name: ModelName,
+    /// Unique per model version (data and metadata).
+    pub id: String,
+    /// Identifies the physical table; equal versions share one table.
+    pub version: String,
+    pub fingerprint: Fingerprint,
+    pub kind_name: String,
+    pub parents: Vec<ModelName>,
+}
+
+/// Where a model version's data lives: `lake__<schema>.<schema>__<name>__<version>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PhysicalTable {
+    pub schema: String,
+    pub table: String,
+}
+
+impl PhysicalTable {
+    pub fn for_version(name: &ModelName, version: &str) -> Self {
+        PhysicalTable {
+            schema: format!("lake__{}", name.schema),
+            table: format!("{}__{}__{}", name.schema, name.name, version),
+        }
+    }
+
+    /// Quoted `schema.table` for SQL.
+    pub fn sql(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table))
+    }
+}
+
+impl std::fmt::Display for PhysicalTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.table)
+    }
+}
+
+/// The name an environment exposes a model under: `<schema>.<name>` in prod, `<schema>__<env>.<name>` elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VirtualName {
+    pub schema: String,
+    pub name: String,
+}
+
+impl VirtualName {
+    pub fn new(model: &ModelName, environment: &str) -> Self {
+        let schema = if environment == crate::PROD {
+            model.schema.clone()
+        } else {
+            format!("{}__{}", model.schema, environment)
+        };
+        VirtualName {
+            schema,
+            name: model.name.clone(),
+        }
+    }
+
+    pub fn sql(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
+    }
+}
+
+impl std::fmt::Display for VirtualName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+struct Hasher(Sha256);
+
+impl Hasher {
+    fn new(domain: &str) -> Self {
+        let mut h = Hasher(Sha256::new());
+        h.field(domain);
+        h
+    }
+
+    /// Length-prefixed, so adjacent fields can never run together into the same bytes.
+    fn field(&mut self, value: &str) -> &mut Self {
+        self.0.update((value.len() as u64).to_le_bytes());
+        self.0.update(value.as_bytes());
+        self
+    }
+
+    fn json<T: Serialize>(&mut self, value: &T) -> &mut Self {
+        // Serialising plain data structs (strings, vectors, options) cannot fail.
+        let text = serde_json::to_string(value).unwrap_or_default();
+        self.field(&text)
+    }
+
+    fn finish(self) -> String {
+        hex::encode(&self.0.finalize()[..8])
+    }
+}
+
+/// Computes the snapshots of every model, parents first.
+pub fn compute(project: &Project) -> Result<Vec<Snapshot>> {
+    let mut snapshots: Vec<Option<Snapshot>> = vec![None; project.models.len()];
+    let seed_hashes: HashMap<usize, String> = project
+        .models
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| m.seed_path.as_ref().map(|p| (i, p)))
+        .map(|(i, path)| {
+            let bytes = std::fs::read(path).map_err(|e| LakeError::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+            Ok((i, hex::encode(Sha256::digest(&bytes))))
+        })
+        .collect::<Result<_>>()?;
+    for &i in &project.order {
+        let model = &project.models[i];
+        let meta = &model.meta;
+        let analysis = &project.analyses[i];
+        let mut data = Hasher::new("data/v1");
+        data.json(&meta.kind)
+            .field(analysis.normalized_query.as_deref().unwrap_or(""))
+            .json(&meta.columns)
+            .json(
+                &model
+                    .pre_statements
+                    .iter()
+                    .map(|s| s.text.trim())
+                    .collect::<Vec<_>>(),
+            )
+            .json(
+                &model
+                    .post_statements
+                    .iter()
+                    .map(|s| s.text.trim())
+                    .collect::<Vec<_>>(),
+            )
+            .field(seed_hashes.get(&i).map_or("", String::as_str))
+            .json(&meta.partitioned_by)
+            .json(&meta.clustered_by)
+            .json(&meta.table_format)
+            .json(&meta.storage_format)
+            .json(&meta.physical_properties)
+            .json(&meta.session_properties)
+            .field(&meta.dialect)
+            .json(&meta.stamp)
+            .json(&meta.physical_version);
+        let mut metadata = Hasher::new("metadata/v1");
+        metadata
+            .json(&meta.owner)
+            .json(&meta.description)
+            .json(&meta.tags)
+            .field(&meta.cron)
+            .json(&meta.cron_tz)
+            .json(&meta.start)
+            .json(&meta.end)
+            .json(&meta.interval_unit)
+            .json(&meta.grains)
+            .json(&meta.references)
+            .json(&meta.column_descriptions)
+            .json(&meta.audits)
+            .json(&meta.allow_partials)
+            .json(&meta.signals)
+            .json(&meta.virtual_properties)
+            .json(&meta.grants)
+            .json(&meta.grants_target_layer)
+            .json(&meta.gateway)
+            .json(&meta.project)
+            .json(&meta.optimize_query)
+            .json(&meta.ignored_rules)
+            .json(&meta.formatting)
+            .json(&meta.virtual_environment_mode);
+        let mut parents: Vec<&Snapshot> = analysis
+            .parents
+            .iter()
+            .map(|&p| {
+                snapshots[p]
+                    .as_ref()
+                    .expect("topological order computes parents first")
+            })
+            .collect();
+        parents.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut parent_data = Hasher::new("parent-data/v1");
+        let mut parent_meta = Hasher::new("parent-metadata/v1");
+        for p in &parents {
+            parent_data.field(&p.name.to_string()).field(&p.version);
+            parent_meta.field(&p.name.to_string()).field(&p.id);
+        }
+        let fingerprint = Fingerprint {
+            data_hash: data.finish(),
+            metadata_hash: metadata.finish(),
+            parent_data_hash: parent_data.finish(),
+            parent_metadata_hash: parent_meta.finish(),
+        };
+        let name = meta.name.clone();
+        let mut version = Hasher::new("version/v1");
+        version
+            .field(&name.to_string())
+            .field(&fingerprint.data_hash)
+            .field(&fingerprint.parent_data_hash);
+        let mut id = Hasher::new("snapshot/v1");
+        id.field(&name.to_string())
+            .field(&fingerprint.data_hash)
+            .field(&fingerprint.metadata_hash)
+            .field(&fingerprint.parent_data_hash)
+            .field(&fingerprint.parent_metadata_hash);
+        snapshots[i] = Some(Snapshot {
+            name,
+            id: id.finish(),
+            version: version.finish(),
+            fingerprint,
+            kind_name: meta.kind.name().to_string(),
+            parents: parents.iter().map(|p| p.name.clone()).collect(),
+        });
+    }
+    Ok(snapshots
+        .into_iter()
+        .map(|s| s.expect("every model is in the topological order"))
+        .collect())
+}

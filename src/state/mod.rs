@@ -1,0 +1,100 @@
+//! Persistent state: snapshots, environments, built intervals and the schema version, behind `StateStore`.
+
+pub mod sqlite;
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::model::ModelName;
+use crate::snapshot::Snapshot;
+
+/// Version of the state schema this build of `lake` reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A model version as recorded in an environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvSnapshot {
+    pub name: ModelName,
+    pub id: String,
+    pub version: String,
+    pub kind_name: String,
+}
+
+impl From<&Snapshot> for EnvSnapshot {
+    fn from(s: &Snapshot) -> Self {
+        EnvSnapshot {
+            name: s.name.clone(),
+            id: s.id.clone(),
+            version: s.version.clone(),
+            kind_name: s.kind_name.clone(),
+        }
+    }
+}
+
+/// A named set of model versions, and the models that have names in its virtual layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    pub name: String,
+    pub snapshots: Vec<EnvSnapshot>,
+    /// Models exposed under the environment's virtual names (all of them in prod; the changed ones in dev).
+    pub promoted: Vec<ModelName>,
+    pub plan_id: String,
+    pub previous_plan_id: Option<String>,
+    pub created_ts: i64,
+    pub updated_ts: i64,
+    /// `None` for prod, which never expires.
+    pub expiration_ts: Option<i64>,
+}
+
+/// A snapshot as stored, with the model definition needed to diff and render it later.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredSnapshot {
+    pub snapshot: Snapshot,
+    /// The model's typed metadata and statements as JSON.
+    pub node: serde_json::Value,
+    pub created_ts: i64,
+    pub ttl_ms: i64,
+}
+
+/// A time range whose data is present in a version's physical table. `end_ts` is exclusive (epoch ms).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interval {
+    pub name: ModelName,
+    pub version: String,
+    pub start_ts: i64,
+    pub end_ts: i64,
+    pub created_ts: i64,
+}
+
+/// What happened to an environment update that was conditional on the state the plan was computed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromoteOutcome {
+    Promoted,
+    /// Someone else changed the environment first; nothing was written.
+    Conflict {
+        current_plan_id: Option<String>,
+    },
+}
+
+/// Storage of `lake`'s state. Every method is atomic: it writes all it is asked to or nothing.
+pub trait StateStore: Send {
+    fn environment(&self, name: &str) -> Result<Option<Environment>>;
+    fn environments(&self) -> Result<Vec<Environment>>;
+    /// Which of `ids` are already stored.
+    fn existing_snapshot_ids(&self, ids: &[&str]) -> Result<HashSet<String>>;
+    fn snapshots(&self, ids: &[&str]) -> Result<Vec<StoredSnapshot>>;
+    /// Stores snapshots; ones already present are left as they are.
+    fn push_snapshots(&mut self, snapshots: &[StoredSnapshot]) -> Result<()>;
+    /// Intervals recorded for the given (model, version) pairs.
+    fn intervals(&self, versions: &[(ModelName, String)]) -> Result<Vec<Interval>>;
+    /// Records that an interval was built; re-recording the same range replaces the row.
+    fn add_interval(&mut self, interval: &Interval) -> Result<()>;
+    /// Writes `env` if the stored environment is still at `expected_plan_id` (`None`: must not exist).
+    fn promote(
+        &mut self,
+        env: &Environment,
+        expected_plan_id: Option<&str>,
+    ) -> Result<PromoteOutcome>;
+}

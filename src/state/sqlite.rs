@@ -1,0 +1,552 @@
+//! The embedded state store: a SQLite database in the project's `.lake/` folder, guarded by a file lock.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{
+    EnvSnapshot, Environment, Interval, PromoteOutcome, SCHEMA_VERSION, StateStore, StoredSnapshot,
+};
+use crate::error::{LakeError, Result};
+use crate::model::ModelName;
+
+/// SQLite's limit on bound parameters is far above this; chunks keep statements small.
+const CHUNK: usize = 500;
+
+pub struct SqliteState {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// An exclusive lock on a project's state, held while a plan is applied or models are run.
+pub struct StateLock {
+    _file: File,
+}
+
+/// Takes the project's apply lock, waiting (and saying so through `on_wait`) when another process holds it.
+pub fn lock(state_dir: &Path, on_wait: impl FnOnce()) -> Result<StateLock> {
+    std::fs::create_dir_all(state_dir).map_err(|e| LakeError::io(state_dir, e))?;
+    let path = state_dir.join("apply.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| LakeError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            on_wait();
+            file.lock().map_err(|e| LakeError::io(&path, e))?;
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(LakeError::io(&path, e)),
+    }
+    Ok(StateLock { _file: file })
+}
+
+fn sql_err(context: &str) -> impl FnOnce(rusqlite::Error) -> LakeError + '_ {
+    move |e| LakeError::state(context, e)
+}
+
+fn json_err(context: &str, e: serde_json::Error) -> LakeError {
+    LakeError::StateConflict {
+        message: format!("state is unreadable while {context}: {e}"),
+        help: Some("the state database may have been edited by hand or by a newer lake".into()),
+    }
+}
+
+impl SqliteState {
+    /// Opens (creating on first use) the state database in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(state_dir).map_err(|e| LakeError::io(state_dir, e))?;
+        let path = state_dir.join("state.db");
+        let conn = Connection::open(&path).map_err(sql_err("opening the state database"))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(sql_err("configuring the state database"))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(sql_err("configuring the state database"))?;
+        let mut state = SqliteState { conn, path };
+        state.migrate()?;
+        Ok(state)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err("initialising state"))?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS _versions (schema_version INTEGER NOT NULL, lake_version TEXT NOT NULL);",
+        )
+        .map_err(sql_err("initialising state"))?;
+        let current: Option<u32> = tx
+            .query_row("SELECT max(schema_version) FROM _versions", [], |r| {
+                r.get(0)
+            })
+            .map_err(sql_err("reading the state schema version"))?;
+        match current {
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(LakeError::StateConflict {
+                    message: format!(
+                        "the state in {} has schema version {v}, newer than this lake ({}) understands ({SCHEMA_VERSION})",
+                        self.path.display(),
+                        env!("CARGO_PKG_VERSION")
+                    ),
+                    help: Some("upgrade lake to the version that wrote this state".into()),
+                });
+            }
+            Some(_) => {}
+            None => {
+                tx.execute_batch(
+                    "CREATE TABLE snapshots (
+                        id TEXT PRIMARY KEY,
+                        name TEXT NOT NULL,
+                        version TEXT NOT NULL,
+                        kind_name TEXT NOT NULL,
+                        snapshot TEXT NOT NULL,
+                        node TEXT NOT NULL,
+                        created_ts INTEGER NOT NULL,
+                        ttl_ms INTEGER NOT NULL
+                    );
+                    CREATE INDEX snapshots_by_version ON snapshots (name, version);
+                    CREATE TABLE environments (
+                        name TEXT PRIMARY KEY,
+                        snapshots TEXT NOT NULL,
+                        promoted TEXT NOT NULL,
+                        plan_id TEXT NOT NULL,
+                        previous_plan_id TEXT,
+                        created_ts INTEGER NOT NULL,
+                        updated_ts INTEGER NOT NULL,
+                        expiration_ts INTEGER
+                    );
+                    CREATE TABLE intervals (
+                        name TEXT NOT NULL,
+                        version TEXT NOT NULL,
+                        start_ts INTEGER NOT NULL,
+                        end_ts INTEGER NOT NULL,
+                        created_ts INTEGER NOT NULL,
+                        PRIMARY KEY (name, version, start_ts)
+                    );
+                    CREATE TABLE plans (
+                        plan_id TEXT PRIMARY KEY,
+                        environment TEXT NOT NULL,
+                        previous_plan_id TEXT,
+                        created_ts INTEGER NOT NULL,
+                        snapshot_count INTEGER NOT NULL
+                    );",
+                )
+                .map_err(sql_err("creating the state tables"))?;
+                tx.execute(
+                    "INSERT INTO _versions (schema_version, lake_version) VALUES (?1, ?2)",
+                    params![SCHEMA_VERSION, env!("CARGO_PKG_VERSION")],
+                )
+                .map_err(sql_err("recording the state schema version"))?;
+            }
+        }
+        tx.commit().map_err(sql_err("initialising state"))
+    }
+}
+
+fn row_to_env(row: &rusqlite::Row<'_>) -> rusqlite::Result<EnvRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+        row.get(7)?,
+    ))
+}
+
+type EnvRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    Option<i64>,
+);
+
+fn env_from_row(row: EnvRow) -> Result<Environment> {
+    let (
+        name,
+        snapshots,
+        promoted,
+        plan_id,
+        previous_plan_id,
+        created_ts,
+        updated_ts,
+        expiration_ts,
+    ) = row;
+    let snapshots: Vec<EnvSnapshot> =
+        serde_json::from_str(&snapshots).map_err(|e| json_err("reading an environment", e))?;
+    let promoted: Vec<ModelName> =
+        serde_json::from_str(&promoted).map_err(|e| json_err("reading an environment", e))?;
+    Ok(Environment {
+        name,
+        snapshots,
+        promoted,
+        plan_id,
+        previous_plan_id,
+        created_ts,
+        updated_ts,
+        expiration_ts,
+    })
+}
+
+const ENV_COLUMNS: &str =
+    "name, snapshots, promoted, plan_id, previous_plan_id, created_ts, updated_ts, expiration_ts";
+
+impl StateStore for SqliteState {
+    fn environment(&self, name: &str) -> Result<Option<Environment>> {
+        let row = self
+            .conn
+            .query_row(
+                &format!("SELECT {ENV_COLUMNS} FROM environments WHERE name = ?1"),
+                [name],
+                row_to_env,
+            )
+            .optional()
+            .map_err(sql_err("reading an environment"))?;
+        row.map(env_from_row).transpose()
+    }
+
+    fn environments(&self) -> Result<Vec<Environment>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {ENV_COLUMNS} FROM environments ORDER BY name"
+            ))
+            .map_err(sql_err("listing environments"))?;
+        let rows = stmt
+            .query_map([], row_to_env)
+            .map_err(sql_err("listing environments"))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(sql_err("listing environments"))?;
+        rows.into_iter().map(env_from_row).collect()
+    }
+
+    fn existing_snapshot_ids(&self, ids: &[&str]) -> Result<HashSet<String>> {
+        let mut found = HashSet::new();
+        for chunk in ids.chunks(CHUNK) {
+            let placeholders = vec!["?"; chunk.len()].join(",");
+            let mut stmt = self
+                .conn
+                .prepare(&format!(
+                    "SELECT id FROM snapshots WHERE id IN ({placeholders})"
+                ))
+                .map_err(sql_err("reading snapshots"))?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(chunk.iter()), |r| {
+                    r.get::<_, String>(0)
+                })
+                .map_err(sql_err("reading snapshots"))?;
+            for id in rows {
+                found.insert(id.map_err(sql_err("reading snapshots"))?);
+            }
+        }
+        Ok(found)
+    }
+
+    fn snapshots(&self, ids: &[&str]) -> Result<Vec<StoredSnapshot>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let placeholders = vec!["?"; chunk.len()].join(",");
+            let mut stmt = self
+                .conn
+                .prepare(&format!(
+                    "SELECT snapshot, node, created_ts, ttl_ms FROM snapshots WHERE id IN ({placeholders})"
+                ))
+                .map_err(sql_err("reading snapshots"))?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(chunk.iter()), |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                })
+                .map_err(sql_err("reading snapshots"))?;
+            for row in rows {
+                let (snapshot, node, created_ts, ttl_ms) =
+                    row.map_err(sql_err("reading snapshots"))?;
+                out.push(StoredSnapshot {
+                    snapshot: serde_json::from_str(&snapshot)
+                        .map_err(|e| json_err("reading a snapshot", e))?,
+                    node: serde_json::from_str(&node)
+                        .map_err(|e| json_err("reading a snapshot", e))?,
+                    created_ts,
+                    ttl_ms,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn push_snapshots(&mut self, snapshots: &[StoredSnapshot]) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err("storing snapshots"))?;
+        {
+            let mut stmt = tx
+                .prepare(
+                    "INSERT OR IGNORE INTO snapshots (id, name, version, kind_name, snapshot, node, created_ts, ttl_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(sql_err("storing snapshots"))?;
+            for s in snapshots {
+                let snapshot = serde_json::to_string(&s.snapshot)
+                    .map_err(|e| json_err("storing a snapshot", e))?;
+                let node = serde_json::to_string(&s.node)
+                    .map_err(|e| json_err("storing a snapshot", e))?;
+                stmt.execute(params![
+                    s.snapshot.id,
+                    s.snapshot.name.to_string(),
+                    s.snapshot.version,
+                    s.snapshot.kind_name,
+                    snapshot,
+                    node,
+                    s.created_ts,
+                    s.ttl_ms
+                ])
+                .map_err(sql_err("storing snapshots"))?;
+            }
+        }
+        tx.commit().map_err(sql_err("storing snapshots"))
+    }
+
+    fn intervals(&self, versions: &[(ModelName, String)]) -> Result<Vec<Interval>> {
+        let wanted: HashSet<(String, &str)> = versions
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_str()))
+            .collect();
+        let mut out = Vec::new();
+        let version_list: Vec<&str> = versions.iter().map(|(_, v)| v.as_str()).collect();
+        for chunk in version_list.chunks(CHUNK) {
+            let placeholders = vec!["?"; chunk.len()].join(",");
+            let mut stmt = self
+                .conn
+                .prepare(&format!(
+                    "SELECT name, version, start_ts, end_ts, created_ts FROM intervals WHERE version IN ({placeholders}) ORDER BY name, start_ts"
+                ))
+                .map_err(sql_err("reading intervals"))?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(chunk.iter()), |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                    ))
+                })
+                .map_err(sql_err("reading intervals"))?;
+            for row in rows {
+                let (name, version, start_ts, end_ts, created_ts) =
+                    row.map_err(sql_err("reading intervals"))?;
+                if !wanted.contains(&(name.clone(), version.as_str())) {
+                    continue;
+                }
+                let Some(model) = ModelName::parse(&name) else {
+                    continue;
+                };
+                out.push(Interval {
+                    name: model,
+                    version,
+                    start_ts,
+                    end_ts,
+                    created_ts,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn add_interval(&mut self, interval: &Interval) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO intervals (name, version, start_ts, end_ts, created_ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![interval.name.to_string(), interval.version, interval.start_ts, interval.end_ts, interval.created_ts],
+            )
+            .map_err(sql_err("recording an interval"))?;
+        Ok(())
+    }
+
+    fn promote(
+        &mut self,
+        env: &Environment,
+        expected_plan_id: Option<&str>,
+    ) -> Result<PromoteOutcome> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err("updating an environment"))?;
+        let current: Option<String> = tx
+            .query_row(
+                "SELECT plan_id FROM environments WHERE name = ?1",
+                [&env.name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql_err("updating an environment"))?;
+        if current.as_deref() != expected_plan_id {
+            return Ok(PromoteOutcome::Conflict {
+                current_plan_id: current,
+            });
+        }
+        let snapshots = serde_json::to_string(&env.snapshots)
+            .map_err(|e| json_err("storing an environment", e))?;
+        let promoted = serde_json::to_string(&env.promoted)
+            .map_err(|e| json_err("storing an environment", e))?;
+        tx.execute(
+            &format!("INSERT OR REPLACE INTO environments ({ENV_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            params![
+                env.name,
+                snapshots,
+                promoted,
+                env.plan_id,
+                env.previous_plan_id,
+                env.created_ts,
+                env.updated_ts,
+                env.expiration_ts
+            ],
+        )
+        .map_err(sql_err("updating an environment"))?;
+        tx.execute(
+            "INSERT OR REPLACE INTO plans (plan_id, environment, previous_plan_id, created_ts, snapshot_count) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![env.plan_id, env.name, env.previous_plan_id, env.updated_ts, env.snapshots.len() as i64],
+        )
+        .map_err(sql_err("recording the plan"))?;
+        tx.commit().map_err(sql_err("updating an environment"))?;
+        Ok(PromoteOutcome::Promoted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{Fingerprint, Snapshot};
+
+    fn snapshot(name: &str, version: &str) -> StoredSnapshot {
+        StoredSnapshot {
+            snapshot: Snapshot {
+                name: ModelName::parse(name).unwrap(),
+                id: format!("{name}-{version}"),
+                version: version.into(),
+                fingerprint: Fingerprint {
+                    data_hash: "d".into(),
+                    metadata_hash: "m".into(),
+                    parent_data_hash: "pd".into(),
+                    parent_metadata_hash: "pm".into(),
+                },
+                kind_name: "FULL".into(),
+                parents: vec![],
+            },
+            node: serde_json::json!({"query": "SELECT 1"}),
+            created_ts: 1,
+            ttl_ms: 2,
+        }
+    }
+
+    fn env(plan: &str, previous: Option<&str>) -> Environment {
+        Environment {
+            name: "prod".into(),
+            snapshots: vec![EnvSnapshot::from(&snapshot("a.b", "v1").snapshot)],
+            promoted: vec![ModelName::new("a", "b")],
+            plan_id: plan.into(),
+            previous_plan_id: previous.map(String::from),
+            created_ts: 1,
+            updated_ts: 2,
+            expiration_ts: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_snapshots_intervals_and_environments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = SqliteState::open(dir.path()).unwrap();
+        state
+            .push_snapshots(&[snapshot("a.b", "v1"), snapshot("a.c", "v1")])
+            .unwrap();
+        // Pushing again is a no-op, not an error.
+        state.push_snapshots(&[snapshot("a.b", "v1")]).unwrap();
+        let found = state.existing_snapshot_ids(&["a.b-v1", "zz"]).unwrap();
+        assert_eq!(found, HashSet::from(["a.b-v1".to_string()]));
+        assert_eq!(
+            state.snapshots(&["a.c-v1"]).unwrap()[0],
+            snapshot("a.c", "v1")
+        );
+
+        let interval = Interval {
+            name: ModelName::new("a", "b"),
+            version: "v1".into(),
+            start_ts: 0,
+            end_ts: 10,
+            created_ts: 5,
+        };
+        state.add_interval(&interval).unwrap();
+        let got = state
+            .intervals(&[
+                (ModelName::new("a", "b"), "v1".into()),
+                (ModelName::new("a", "c"), "v1".into()),
+            ])
+            .unwrap();
+        assert_eq!(got, vec![interval]);
+
+        assert_eq!(
+            state.promote(&env("p1", None), None).unwrap(),
+            PromoteOutcome::Promoted
+        );
+        assert_eq!(state.environment("prod").unwrap().unwrap(), env("p1", None));
+        drop(state);
+        // Reopening keeps everything.
+        let state = SqliteState::open(dir.path()).unwrap();
+        assert_eq!(state.environments().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn promote_refuses_a_stale_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = SqliteState::open(dir.path()).unwrap();
+        state.promote(&env("p1", None), None).unwrap();
+        // A second plan computed before p1 landed expected no environment at all.
+        let outcome = state.promote(&env("p2", None), None).unwrap();
+        assert_eq!(
+            outcome,
+            PromoteOutcome::Conflict {
+                current_plan_id: Some("p1".into())
+            }
+        );
+        assert_eq!(state.environment("prod").unwrap().unwrap().plan_id, "p1");
+        assert_eq!(
+            state.promote(&env("p2", Some("p1")), Some("p1")).unwrap(),
+            PromoteOutcome::Promoted
+        );
+    }
+
+    #[test]
+    fn refuses_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SqliteState::open(dir.path()).unwrap());
+        let conn = Connection::open(dir.path().join("state.db")).unwrap();
+        conn.execute("INSERT INTO _versions VALUES (99, 'future')", [])
+            .unwrap();
+        drop(conn);
+        let err = SqliteState::open(dir.path()).err().unwrap();
+        assert!(err.to_string().contains("schema version 99"), "{err}");
+    }
+}

@@ -1,0 +1,343 @@
+//! Storage in the DuckDB database file itself: physical tables and environment views are DuckDB objects.
+
+use super::{Storage, VirtualChange, WriteStats};
+use crate::engine::Session;
+use crate::error::Result;
+use crate::model::quote_ident;
+use crate::snapshot::{PhysicalTable, VirtualName};
+
+/// Every name is qualified with the database's catalog: a project whose DuckDB file is `bench.db` and whose
+/// schema is `bench` would otherwise be ambiguous to DuckDB (catalog `bench` or schema `bench`).
+#[derive(Debug, Clone)]
+pub struct DuckDbStorage {
+    catalog: String,
+}
+
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Runs `body` inside one DuckDB transaction, rolling back if any statement fails.
+fn in_transaction(session: &Session, body: &str, context: impl Fn() -> String) -> Result<()> {
+    session.execute("BEGIN TRANSACTION", &context)?;
+    match session.execute(body, &context) {
+        Ok(()) => session.execute("COMMIT", &context),
+        Err(e) => {
+            // The original error is what matters; a failed rollback leaves DuckDB aborting the transaction anyway.
+            let _ = session.execute("ROLLBACK", String::new);
+            Err(e)
+        }
+    }
+}
+
+impl DuckDbStorage {
+    pub fn new(catalog: impl Into<String>) -> Self {
+        DuckDbStorage {
+            catalog: catalog.into(),
+        }
+    }
+
+    fn schema_sql(&self, schema: &str) -> String {
+        format!("{}.{}", quote_ident(&self.catalog), quote_ident(schema))
+    }
+
+    fn table_sql(&self, table: &PhysicalTable) -> String {
+        format!("{}.{}", quote_ident(&self.catalog), table.sql())
+    }
+
+    fn view_sql(&self, name: &VirtualName) -> String {
+        format!("{}.{}", quote_ident(&self.catalog), name.sql())
+    }
+
+    fn create_empty(&self, session: &Session, table: &PhysicalTable, query: &str) -> Result<()> {
+        session.execute(
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {} AS SELECT * FROM ({query}) AS q LIMIT 0",
+                self.table_sql(table)
+            ),
+            || format!("creating {table}"),
+        )
+    }
+}
+
+impl Storage for DuckDbStorage {
+    fn ensure_schema(&self, session: &Session, schema: &str) -> Result<()> {
+        session.execute(
+            &format!("CREATE SCHEMA IF NOT EXISTS {}", self.schema_sql(schema)),
+            || format!("creating schema {schema}"),
+        )
+    }
+
+    fn physical_tables(&self, session: &Session) -> Result<Vec<PhysicalTable>> {
+        let rows = session.query_strings(
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+             WHERE table_catalog = current_database() AND table_schema LIKE 'lake\\_\\_%' ESCAPE '\\'",
+            || "listing physical tables".into(),
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                r.split_once('.').map(|(s, t)| PhysicalTable {
+                    schema: s.to_string(),
+                    table: t.to_string(),
+                })
+            })
+            .collect())
+    }
+
+    fn create_view(&self, session: &Session, table: &PhysicalTable, query: &str) -> Result<()> {
+        session.execute(
+            &format!(
+                "CREATE OR REPLACE VIEW {} AS {query}",
+                self.table_sql(table)
+            ),
+            || format!("creating view {table}"),
+        )
+    }
+
+    fn replace_all(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        query: &str,
+    ) -> Result<WriteStats> {
+        session.execute(
+            &format!(
+                "CREATE OR REPLACE TABLE {} AS {query}",
+                self.table_sql(table)
+            ),
+            || format!("writing {table}"),
+        )?;
+        // DuckDB reports no row count for CREATE TABLE AS; counting a fresh table reads only its metadata.
+        let rows = session.query_strings(
+            &format!(
+                "SELECT CAST(count(*) AS TEXT) FROM {}",
+                self.table_sql(table)
+            ),
+            || format!("counting the rows of {table}"),
+        )?;
+        Ok(WriteStats {
+            rows: rows.first().and_then(|r| r.parse().ok()),
+        })
+    }
+
+    fn append(&self, session: &Session, table: &PhysicalTable, query: &str) -> Result<WriteStats> {
+        self.create_empty(session, table, query)?;
+        let rows = session.execute_count(
+            &format!("INSERT INTO {} BY NAME {query}", self.table_sql(table)),
+            || format!("appending to {table}"),
+        )?;
+        Ok(WriteStats {
+            rows: Some(rows as u64),
+        })
+    }
+
+    fn replace_time_range(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        query: &str,
+        time_column: &str,
+        start: &str,
+        end: &str,
+    ) -> Result<WriteStats> {
+        self.create_empty(session, table, query)?;
+        let column = quote_ident(time_column);
+        let body = format!(
+            "DELETE FROM {t} WHERE {column} >= {s} AND {column} < {e};\nINSERT INTO {t} BY NAME {query};",
+            t = self.table_sql(table),
+            s = literal(start),
+            e = literal(end),
+        );
+        in_transaction(session, &body, || {
+            format!("replacing [{start}, {end}) of {table}")
+        })?;
+        Ok(WriteStats::default())
+    }
+
+    fn merge_by_key(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        query: &str,
+        keys: &[String],
+    ) -> Result<WriteStats> {
+        self.create_empty(session, table, query)?;
+        let staged = quote_ident(&format!("lake_merge_{}", table.table));
+        let matches = keys
+            .iter()
+            .map(|k| {
+                let k = quote_ident(k);
+                format!(
+                    "{t}.{k} IS NOT DISTINCT FROM {staged}.{k}",
+                    t = self.table_sql(table)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let body = format!(
+            "CREATE OR REPLACE TEMP TABLE {staged} AS {query};\n\
+             DELETE FROM {t} USING {staged} WHERE {matches};\n\
+             INSERT INTO {t} BY NAME SELECT * FROM {staged};\n\
+             DROP TABLE {staged};",
+            t = self.table_sql(table),
+        );
+        in_transaction(session, &body, || format!("merging into {table}"))?;
+        Ok(WriteStats::default())
+    }
+
+    fn update_virtual_layer(&self, session: &Session, changes: &[VirtualChange]) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut body = String::new();
+        let mut schemas: Vec<&str> = Vec::new();
+        for change in changes {
+            if let VirtualChange::Point { name, .. } = change
+                && !schemas.contains(&name.schema.as_str())
+            {
+                schemas.push(&name.schema);
+            }
+        }
+        for schema in schemas {
+            body.push_str(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {};\n",
+                self.schema_sql(schema)
+            ));
+        }
+        for change in changes {
+            match change {
+                VirtualChange::Point { name, target } => body.push_str(&format!(
+                    "CREATE OR REPLACE VIEW {} AS SELECT * FROM {};\n",
+                    self.view_sql(name),
+                    self.table_sql(target)
+                )),
+                VirtualChange::Drop { name } => {
+                    body.push_str(&format!("DROP VIEW IF EXISTS {};\n", self.view_sql(name)))
+                }
+            }
+        }
+        in_transaction(session, &body, || {
+            format!("updating {} names of the virtual layer", changes.len())
+        })
+    }
+
+    fn drop_physical(&self, session: &Session, table: &PhysicalTable) -> Result<()> {
+        // The object may be a table (FULL, SEED) or a view (VIEW kind); drop whichever exists.
+        session.execute(
+            &format!(
+                "DROP TABLE IF EXISTS {t}; DROP VIEW IF EXISTS {t};",
+                t = self.table_sql(table)
+            ),
+            || format!("dropping {table}"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EngineConnection;
+    use crate::engine::Engine;
+
+    fn setup() -> (Engine, Session, PhysicalTable) {
+        let engine = Engine::open(&EngineConnection::DuckDb {
+            database: None,
+            concurrent_tasks: 1,
+            extensions: vec![],
+        })
+        .unwrap();
+        let session = engine.session().unwrap();
+        let storage = DuckDbStorage::new("memory");
+        storage.ensure_schema(&session, "lake__demo").unwrap();
+        let table = PhysicalTable {
+            schema: "lake__demo".into(),
+            table: "demo__t__1".into(),
+        };
+        (engine, session, table)
+    }
+
+    fn rows(session: &Session, sql: &str) -> Vec<String> {
+        let mut out = session.query_strings(sql, || "test".into()).unwrap();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn every_write_kind() {
+        let (_engine, s, t) = setup();
+        let storage = DuckDbStorage::new("memory");
+        let stats = storage
+            .replace_all(&s, &t, "SELECT 1 AS id, 'a' AS v, DATE '2024-01-01' AS d")
+            .unwrap();
+        assert_eq!(stats.rows, Some(1));
+        storage
+            .append(&s, &t, "SELECT 2 AS id, 'b' AS v, DATE '2024-01-02' AS d")
+            .unwrap();
+        storage
+            .replace_time_range(
+                &s,
+                &t,
+                "SELECT 3 AS id, 'c' AS v, DATE '2024-01-02' AS d",
+                "d",
+                "2024-01-02",
+                "2024-01-03",
+            )
+            .unwrap();
+        let all = format!("SELECT id || v FROM {}", t.sql());
+        assert_eq!(rows(&s, &all), ["1a", "3c"]);
+        storage
+            .merge_by_key(&s, &t, "SELECT 3 AS id, 'z' AS v, DATE '2024-01-02' AS d UNION ALL SELECT 4, 'd', DATE '2024-01-03'", &["id".into()])
+            .unwrap();
+        assert_eq!(rows(&s, &all), ["1a", "3z", "4d"]);
+        storage
+            .replace_all(&s, &t, "SELECT 9 AS id, 'n' AS v, DATE '2024-01-09' AS d")
+            .unwrap();
+        assert_eq!(rows(&s, &all), ["9n"]);
+        assert_eq!(storage.physical_tables(&s).unwrap(), vec![t.clone()]);
+    }
+
+    #[test]
+    fn virtual_layer_changes_are_all_or_nothing() {
+        let (_engine, s, t) = setup();
+        let storage = DuckDbStorage::new("memory");
+        storage.replace_all(&s, &t, "SELECT 1 AS id").unwrap();
+        let name = VirtualName {
+            schema: "demo".into(),
+            name: "t".into(),
+        };
+        storage
+            .update_virtual_layer(
+                &s,
+                &[VirtualChange::Point {
+                    name: name.clone(),
+                    target: t.clone(),
+                }],
+            )
+            .unwrap();
+        assert_eq!(rows(&s, "SELECT CAST(id AS TEXT) FROM demo.t"), ["1"]);
+        let missing = PhysicalTable {
+            schema: "lake__demo".into(),
+            table: "nope".into(),
+        };
+        let other = VirtualName {
+            schema: "demo".into(),
+            name: "u".into(),
+        };
+        let result = storage.update_virtual_layer(
+            &s,
+            &[
+                VirtualChange::Drop { name: name.clone() },
+                VirtualChange::Point {
+                    name: other,
+                    target: missing,
+                },
+            ],
+        );
+        assert!(result.is_err());
+        // The drop was rolled back with the failed point.
+        assert_eq!(rows(&s, "SELECT CAST(id AS TEXT) FROM demo.t"), ["1"]);
+        storage.drop_physical(&s, &t).unwrap();
+        assert!(storage.physical_tables(&s).unwrap().is_empty());
+    }
+}

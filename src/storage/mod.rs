@@ -1,0 +1,65 @@
+//! The physical and virtual layers behind one trait: tables per model version, views per environment.
+
+pub mod duckdb_file;
+
+use crate::engine::Session;
+use crate::error::Result;
+use crate::snapshot::{PhysicalTable, VirtualName};
+
+/// Rows written by one operation, when the backend knows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    pub rows: Option<u64>,
+}
+
+/// One change to an environment's virtual layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VirtualChange {
+    /// Expose `target` under `name`, replacing what the name showed before.
+    Point {
+        name: VirtualName,
+        target: PhysicalTable,
+    },
+    /// Remove `name` from the environment.
+    Drop { name: VirtualName },
+}
+
+/// Where model data lives. Each write is atomic: readers see the old data or the new, never a mix.
+/// `query` is SQL the engine runs to produce the rows, with model references already resolved.
+pub trait Storage: Send + Sync {
+    fn ensure_schema(&self, session: &Session, schema: &str) -> Result<()>;
+    /// Physical tables that exist, as `schema.table`, in schemas starting with `lake__`.
+    fn physical_tables(&self, session: &Session) -> Result<Vec<PhysicalTable>>;
+    /// The physical object of a VIEW model: a view, never materialised.
+    fn create_view(&self, session: &Session, table: &PhysicalTable, query: &str) -> Result<()>;
+    /// FULL refresh and SEED load: the table's rows become exactly the query's.
+    fn replace_all(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        query: &str,
+    ) -> Result<WriteStats>;
+    /// New rows added after the existing ones (creating the table on first use).
+    fn append(&self, session: &Session, table: &PhysicalTable, query: &str) -> Result<WriteStats>;
+    /// Rows with `time_column` in `[start, end)` are replaced by the query's rows.
+    fn replace_time_range(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        query: &str,
+        time_column: &str,
+        start: &str,
+        end: &str,
+    ) -> Result<WriteStats>;
+    /// Rows whose `keys` match a query row are replaced by it; others are inserted.
+    fn merge_by_key(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        query: &str,
+        keys: &[String],
+    ) -> Result<WriteStats>;
+    /// Applies virtual-layer changes all together.
+    fn update_virtual_layer(&self, session: &Session, changes: &[VirtualChange]) -> Result<()>;
+    fn drop_physical(&self, session: &Session, table: &PhysicalTable) -> Result<()>;
+}

@@ -1,0 +1,271 @@
+//! The inspection commands: fetchdf formats, render, evaluate, dag, info, run; and loading real SQLMesh projects.
+
+mod common;
+
+use common::{Scratch, built_models, stderr, stdout};
+
+const EXEC: &str = "2024-06-01 12:00:00";
+
+#[test]
+fn fetchdf_formats() {
+    let s = Scratch::init();
+    s.lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .assert()
+        .success();
+    let sql =
+        "select item_id, num_orders, 'x' || item_id as label from demo.full_model order by item_id";
+    let out = s.lake().args(["fetchdf", sql]).output().unwrap();
+    assert_eq!(
+        stdout(&out),
+        "item_id  num_orders  label\n      1           5  x1\n      2           1  x2\n      3           1  x3\n"
+    );
+    let out = s
+        .lake()
+        .args(["fetchdf", "--format", "json", sql])
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        rows[0],
+        serde_json::json!({"item_id": 1, "num_orders": 5, "label": "x1"})
+    );
+    let out = s
+        .lake()
+        .args(["fetchdf", "--format", "csv", "select 1 as a where false"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "a\n");
+    let out = s
+        .lake()
+        .args(["fetchdf", "select * from nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("nowhere"), "{}", stderr(&out));
+}
+
+#[test]
+fn render_and_evaluate_use_physical_tables() {
+    let s = Scratch::init();
+    let out = s
+        .lake()
+        .args(["render", "demo.full_model"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sql = stdout(&out);
+    assert!(sql.contains("FROM lake__demo.demo__seed_model__"), "{sql}");
+    assert!(sql.contains(" AS seed_model"), "{sql}");
+
+    let out = s
+        .lake()
+        .args(["evaluate", "demo.full_model"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "evaluating before the parent is built is a usage error"
+    );
+    s.lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .assert()
+        .success();
+    let out = s
+        .lake()
+        .args([
+            "evaluate",
+            "demo.full_model",
+            "--format",
+            "csv",
+            "--limit",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "item_id,num_orders\n1,5\n2,1\n");
+
+    let out = s
+        .lake()
+        .args(["render", "demo.ful_model"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("did you mean `demo.full_model`?"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn dag_and_info() {
+    let s = Scratch::init();
+    let out = s.lake().args(["dag"]).output().unwrap();
+    assert_eq!(
+        stdout(&out),
+        "demo.seed_model\ndemo.full_model <- demo.seed_model\ndemo.view_model <- demo.full_model\n"
+    );
+    let out = s.lake().args(["dag", "--format", "dot"]).output().unwrap();
+    assert!(stdout(&out).contains("\"demo.seed_model\" -> \"demo.full_model\";"));
+    let out = s.lake().args(["info"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info = stdout(&out);
+    assert!(info.contains("Models: 3\n"), "{info}");
+    assert!(
+        info.contains("Data warehouse connection succeeded"),
+        "{info}"
+    );
+    let out = s.lake().args(["info", "--json"]).output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["models"], 3);
+}
+
+#[test]
+fn run_rebuilds_full_models_when_their_cron_is_due() {
+    let s = Scratch::init();
+    s.lake()
+        .args([
+            "plan",
+            "--auto-apply",
+            "--execution-time",
+            "2024-06-01 12:00:00",
+        ])
+        .assert()
+        .success();
+    let out = s
+        .lake()
+        .args(["run", "--execution-time", "2024-06-01 18:00:00"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        built_models(&out).is_empty(),
+        "not due yet: {}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("Nothing to run"));
+
+    let out = s
+        .lake()
+        .args(["run", "--execution-time", "2024-06-02 00:30:00"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The daily FULL model is due; the seed and the view never need a rerun.
+    assert_eq!(built_models(&out), ["demo.full_model"]);
+
+    s.write(
+        "models/full_model.sql",
+        &s.read("models/full_model.sql")
+            .replace("ORDER BY", "ORDER BY num_orders,"),
+    );
+    let out = s.lake().args(["run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("differ from environment `prod`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn init_refuses_a_non_empty_directory() {
+    let s = Scratch::init();
+    let out = common::lake(s.dir.path())
+        .args(["init", "demo"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--force"));
+    common::lake(s.dir.path())
+        .args(["init", "demo", "--force"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn generated_sqlmesh_project_loads_and_applies_unchanged() {
+    let generator =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen_project.py");
+    assert!(
+        generator.exists(),
+        "{} is missing: CI runs with ../shared beside the clone",
+        generator.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("gen");
+    let status = std::process::Command::new("python3")
+        .arg(&generator)
+        .arg(&project)
+        .args(["--models", "50", "--incremental-share", "0"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let run = |args: &[&str]| {
+        common::lake(dir.path())
+            .arg("-p")
+            .arg(&project)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["plan", "--auto-apply", "--execution-time", EXEC]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(built_models(&out).len(), 50);
+    let out = run(&["plan"]);
+    assert!(
+        stdout(&out).starts_with("No changes to plan"),
+        "{}",
+        stdout(&out)
+    );
+    // Every model's rows are queryable through prod's names.
+    let out = run(&[
+        "fetchdf",
+        "--format",
+        "csv",
+        "select count(*) as n from bench.seed_000",
+    ]);
+    assert_eq!(stdout(&out), "n\n1000\n");
+
+    let status = std::process::Command::new("python3")
+        .arg(&generator)
+        .arg(&project)
+        .args(["--mutate", "leaf"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = run(&["plan", "--auto-apply", "--execution-time", EXEC]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(built_models(&out).len(), 1, "{}", stderr(&out));
+}
+
+#[test]
+fn example_shop_project_builds() {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shop");
+    let s = Scratch::empty();
+    for entry in walkdir::WalkDir::new(&source)
+        .into_iter()
+        .filter_map(|e| e.ok())
+    {
+        let relative = entry.path().strip_prefix(&source).unwrap();
+        if entry.file_type().is_file() {
+            s.write(
+                relative.to_str().unwrap(),
+                &std::fs::read_to_string(entry.path()).unwrap(),
+            );
+        }
+    }
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        s.csv("select customer_id, revenue, orders from marts.customer_revenue order by 1"),
+        "customer_id,revenue,orders\n1,65.50,2\n2,21.00,1\n3,99.90,1\n"
+    );
+}

@@ -1,0 +1,88 @@
+//! Helpers shared by the integration tests: run the real `lake` binary in temporary projects.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+/// A scratch directory holding one project.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+    pub project: PathBuf,
+}
+
+impl Scratch {
+    /// A fresh project made by `lake init`.
+    pub fn init() -> Scratch {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let project = dir.path().join("demo");
+        lake(dir.path()).args(["init", "demo"]).assert().success();
+        Scratch { dir, project }
+    }
+
+    /// An empty project directory to write files into.
+    pub fn empty() -> Scratch {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let project = dir.path().join("p");
+        std::fs::create_dir_all(project.join("models")).expect("models dir");
+        Scratch { dir, project }
+    }
+
+    pub fn write(&self, relative: &str, text: &str) {
+        let path = self.project.join(relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write file");
+    }
+
+    pub fn read(&self, relative: &str) -> String {
+        std::fs::read_to_string(self.project.join(relative)).expect("read file")
+    }
+
+    /// `lake` with `-p <project>` and deterministic output settings.
+    pub fn lake(&self) -> Command {
+        let mut cmd = lake(&self.project);
+        cmd.arg("-p").arg(&self.project);
+        cmd
+    }
+
+    /// Runs `lake fetchdf --format csv SQL` and returns stdout.
+    pub fn csv(&self, sql: &str) -> String {
+        let out = self
+            .lake()
+            .args(["fetchdf", "--format", "csv", sql])
+            .output()
+            .expect("run lake");
+        assert!(
+            out.status.success(),
+            "fetchdf failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8")
+    }
+}
+
+/// The `lake` binary with colour off and a fixed working directory.
+pub fn lake(cwd: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("lake").expect("lake binary");
+    cmd.current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .env_remove("CLICOLOR_FORCE");
+    cmd
+}
+
+pub fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Lines of stderr that report a model build (`[n/m] name [action] …`).
+pub fn built_models(output: &std::process::Output) -> Vec<String> {
+    stderr(output)
+        .lines()
+        .filter(|l| l.starts_with('['))
+        .filter_map(|l| l.split_whitespace().nth(1).map(String::from))
+        .collect()
+}

@@ -1,0 +1,340 @@
+//! End-to-end: init → plan → query, no-op plans, edits rebuilding only what changed, dev environments.
+
+mod common;
+
+use common::{Scratch, built_models, stderr, stdout};
+
+const EXEC: &str = "2024-06-01 12:00:00";
+
+#[test]
+fn init_plan_and_query_the_demo() {
+    let s = Scratch::init();
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = stdout(&out);
+    insta::assert_snapshot!("first_plan", plan);
+    let mut built = built_models(&out);
+    built.sort();
+    assert_eq!(
+        built,
+        ["demo.full_model", "demo.seed_model", "demo.view_model"]
+    );
+
+    assert_eq!(
+        s.csv("select * from demo.full_model order by item_id"),
+        "item_id,num_orders\n1,5\n2,1\n3,1\n"
+    );
+    assert_eq!(
+        s.csv("select * from demo.view_model"),
+        "item_id,num_orders\n1,5\n"
+    );
+    // The seed honours the declared column types.
+    assert_eq!(
+        s.csv(
+            "select typeof(id) as t_id, typeof(event_date) as t_date from demo.seed_model limit 1"
+        ),
+        "t_id,t_date\nINTEGER,DATE\n"
+    );
+    // Physical tables live in lake__demo, one per model version.
+    let tables = s.csv(
+        "select count(*) as n from information_schema.tables where table_schema = 'lake__demo'",
+    );
+    assert_eq!(tables, "n\n3\n");
+}
+
+#[test]
+fn second_plan_is_a_no_op() {
+    let s = Scratch::init();
+    s.lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .assert()
+        .success();
+    let out = s.lake().args(["plan", "--auto-apply"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "No changes to plan: project files match the `prod` environment\n"
+    );
+    assert!(built_models(&out).is_empty(), "{}", stderr(&out));
+}
+
+#[test]
+fn editing_a_leaf_rebuilds_only_it_and_repoints_prod() {
+    let s = Scratch::init();
+    s.lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .assert()
+        .success();
+    let before = s.csv("select table_name from information_schema.tables where table_schema = 'lake__demo' order by 1");
+
+    let view = s
+        .read("models/view_model.sql")
+        .replace("num_orders > 1", "num_orders >= 1");
+    s.write("models/view_model.sql", &view);
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = stdout(&out);
+    assert!(
+        plan.contains("**Directly Modified:**\n- `demo.view_model` (Breaking)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("-  num_orders > 1\n+  num_orders >= 1"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("* `demo.view_model`: [create view]"),
+        "{plan}"
+    );
+    assert_eq!(built_models(&out), ["demo.view_model"]);
+    assert_eq!(s.csv("select count(*) as n from demo.view_model"), "n\n3\n");
+
+    // The previous version's table is kept (for rollback and other environments), not overwritten.
+    let after = s.csv("select table_name from information_schema.tables where table_schema = 'lake__demo' order by 1");
+    assert_eq!(
+        after.lines().count(),
+        before.lines().count() + 1,
+        "{before}\n{after}"
+    );
+}
+
+#[test]
+fn editing_a_parent_rebuilds_its_children_too() {
+    let s = Scratch::init();
+    s.lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .assert()
+        .success();
+    let full = s.read("models/full_model.sql").replace(
+        "COUNT(DISTINCT id) AS num_orders",
+        "COUNT(DISTINCT id) AS num_orders,\n  MAX(id) AS max_id",
+    );
+    s.write("models/full_model.sql", &full);
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = stdout(&out);
+    assert!(plan.contains("- `demo.full_model` (Breaking)"), "{plan}");
+    assert!(plan.contains("**Indirectly Modified:**\n- `demo.view_model` (Indirect Breaking) because of demo.full_model"), "{plan}");
+    let mut built = built_models(&out);
+    built.sort();
+    assert_eq!(built, ["demo.full_model", "demo.view_model"]);
+    assert_eq!(
+        s.csv("select max_id from demo.full_model where item_id = 1"),
+        "max_id\n7\n"
+    );
+}
+
+#[test]
+fn metadata_only_change_rebuilds_nothing() {
+    let s = Scratch::init();
+    s.lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .assert()
+        .success();
+    let view = s
+        .read("models/view_model.sql")
+        .replace("Items ordered more than once", "Repeat items");
+    s.write("models/view_model.sql", &view);
+    let out = s.lake().args(["plan", "--auto-apply"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("- `demo.view_model` (Metadata)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(built_models(&out).is_empty(), "{}", stderr(&out));
+    let again = s.lake().args(["plan"]).output().unwrap();
+    assert!(
+        stdout(&again).starts_with("No changes to plan"),
+        "{}",
+        stdout(&again)
+    );
+}
+
+#[test]
+fn dev_environment_is_isolated_and_promotion_rebuilds_nothing() {
+    let s = Scratch::init();
+    s.lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .assert()
+        .success();
+    let full = s
+        .read("models/full_model.sql")
+        .replace("COUNT(DISTINCT id)", "COUNT(DISTINCT id) * 10");
+    s.write("models/full_model.sql", &full);
+
+    let out = s
+        .lake()
+        .args(["plan", "dev", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = stdout(&out);
+    assert!(
+        plan.starts_with("**New environment `dev` will be created from `prod`**"),
+        "{plan}"
+    );
+    assert!(plan.contains("`demo__dev.full_model` (Breaking)"), "{plan}");
+    let mut built = built_models(&out);
+    built.sort();
+    assert_eq!(built, ["demo__dev.full_model", "demo__dev.view_model"]);
+
+    assert_eq!(
+        s.csv("select num_orders from demo__dev.full_model where item_id = 1"),
+        "num_orders\n50\n"
+    );
+    // Prod is untouched by a dev plan.
+    assert_eq!(
+        s.csv("select num_orders from demo.full_model where item_id = 1"),
+        "num_orders\n5\n"
+    );
+    // Only changed models get dev names; the unchanged seed stays in prod only.
+    assert_eq!(
+        s.csv("select table_name from information_schema.tables where table_schema = 'demo__dev' order by 1"),
+        "table_name\nfull_model\nview_model\n"
+    );
+
+    // Promoting the same versions to prod reuses dev's tables.
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        built_models(&out).is_empty(),
+        "promotion rebuilt: {}",
+        stderr(&out)
+    );
+    assert_eq!(
+        s.csv("select num_orders from demo.full_model where item_id = 1"),
+        "num_orders\n50\n"
+    );
+}
+
+#[test]
+fn without_auto_apply_or_terminal_nothing_is_applied() {
+    let s = Scratch::init();
+    let out = s.lake().args(["plan"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("Models needing backfill"));
+    assert!(stderr(&out).contains("Not applied"));
+    let again = s.lake().args(["plan"]).output().unwrap();
+    assert!(
+        stdout(&again).contains("`prod` environment will be initialized"),
+        "{}",
+        stdout(&again)
+    );
+}
+
+#[test]
+fn removed_model_disappears_from_the_environment() {
+    let s = Scratch::init();
+    s.lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .assert()
+        .success();
+    std::fs::remove_file(s.project.join("models/view_model.sql")).unwrap();
+    let out = s.lake().args(["plan", "--auto-apply"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("**Removed Models:**\n- `demo.view_model`"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        s.csv("select count(*) as n from information_schema.tables where table_schema = 'demo' and table_name = 'view_model'"),
+        "n\n0\n"
+    );
+}
+
+#[test]
+fn a_failing_model_leaves_prod_as_it_was_and_a_rerun_resumes() {
+    let s = Scratch::init();
+    s.lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .assert()
+        .success();
+    // A runtime error (not caught when loading): casting text to an integer.
+    let full = s.read("models/full_model.sql").replace(
+        "COUNT(DISTINCT id) AS num_orders",
+        "COUNT(DISTINCT id) + CAST('x' AS INT) AS num_orders",
+    );
+    s.write("models/full_model.sql", &full);
+    s.write(
+        "models/other.sql",
+        "MODEL (name demo.other, kind FULL);\nSELECT 42 AS answer\n",
+    );
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("model `demo.full_model` failed"), "{err}");
+    assert!(
+        err.contains("skipped demo.view_model (upstream demo.full_model failed)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the environment `prod` was not updated"),
+        "{err}"
+    );
+    // Prod still shows the old data, and the new model is not exposed yet.
+    assert_eq!(
+        s.csv("select num_orders from demo.full_model where item_id = 1"),
+        "num_orders\n5\n"
+    );
+    assert_eq!(
+        s.csv("select count(*) as n from information_schema.tables where table_schema = 'demo' and table_name = 'other'"),
+        "n\n0\n"
+    );
+
+    let fixed = full.replace(" + CAST('x' AS INT)", "");
+    s.write("models/full_model.sql", &fixed);
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // demo.other was built by the failed attempt and is not rebuilt.
+    let built = built_models(&out);
+    assert!(!built.contains(&"demo.other".to_string()), "{built:?}");
+    assert_eq!(s.csv("select answer from demo.other"), "answer\n42\n");
+}
+
+#[test]
+fn deleted_warehouse_is_rebuilt_before_promotion() {
+    let s = Scratch::init();
+    s.lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .assert()
+        .success();
+    std::fs::remove_file(s.project.join("db.db")).unwrap();
+    let _ = std::fs::remove_file(s.project.join("db.db.wal"));
+    let view = s
+        .read("models/view_model.sql")
+        .replace("num_orders > 1", "num_orders > 0");
+    s.write("models/view_model.sql", &view);
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(s.csv("select count(*) as n from demo.view_model"), "n\n3\n");
+}
