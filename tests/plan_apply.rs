@@ -338,3 +338,73 @@ fn deleted_warehouse_is_rebuilt_before_promotion() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(s.csv("select count(*) as n from demo.view_model"), "n\n3\n");
 }
+
+#[test]
+fn killed_apply_resumes_without_rebuilding_finished_models() {
+    use std::io::{BufRead, BufReader};
+    let s = Scratch::init();
+    // A slow model keeps the apply busy after the fast ones have finished.
+    s.write(
+        "models/slow.sql",
+        "MODEL (name demo.slow, kind FULL);\nSELECT sum(hash(range)) AS h FROM range(400000000)\n",
+    );
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lake"))
+        .arg("-p")
+        .arg(&s.project)
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let mut finished = Vec::new();
+    for line in BufReader::new(stderr_pipe).lines() {
+        let line = line.unwrap();
+        if line.starts_with('[') {
+            finished.push(line.split_whitespace().nth(1).unwrap().to_string());
+            if finished.iter().any(|m| m == "demo.full_model") {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !finished.contains(&"demo.slow".to_string()),
+        "the slow model finished before the kill"
+    );
+
+    // Nothing was promoted: prod does not exist yet.
+    let out = s.lake().args(["plan"]).output().unwrap();
+    assert!(
+        stdout(&out).contains("`prod` environment will be initialized"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rebuilt = built_models(&out);
+    for model in &finished {
+        assert!(
+            !rebuilt.contains(model),
+            "{model} was built before the kill and rebuilt: {rebuilt:?}"
+        );
+    }
+    assert!(rebuilt.contains(&"demo.slow".to_string()), "{rebuilt:?}");
+    assert_eq!(
+        s.csv("select * from demo.full_model order by item_id"),
+        "item_id,num_orders\n1,5\n2,1\n3,1\n"
+    );
+    let out = s.lake().args(["plan"]).output().unwrap();
+    assert!(
+        stdout(&out).starts_with("No changes to plan"),
+        "{}",
+        stdout(&out)
+    );
+}
