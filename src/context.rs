@@ -15,7 +15,7 @@ use crate::model::ModelName;
 use crate::plan::{self, Backfill, Plan, PlanOptions};
 use crate::project::Project;
 use crate::scheduler::{self, ApplyReport, BuildContext, Observer};
-use crate::snapshot::{self, PhysicalTable, VirtualName};
+use crate::snapshot::{self, PhysicalTable};
 use crate::state::StateStore;
 use crate::state::sqlite::{self, SqliteState};
 use crate::storage::Storage;
@@ -165,13 +165,7 @@ impl Context {
                 }
             };
             if due {
-                backfills.push(Backfill {
-                    model: i,
-                    name: s.name.clone(),
-                    version: s.version.clone(),
-                    table: PhysicalTable::for_version(&s.name, &s.version),
-                    action,
-                });
+                backfills.push(Backfill::new(i, s, action));
             }
         }
         let engine = self.open_engine()?;
@@ -204,16 +198,26 @@ impl Context {
     pub fn render(&self, model: &str, execution_time: NaiveDateTime) -> Result<String> {
         let i = self.project.find_model(model)?;
         let snapshots = snapshot::compute(&self.project)?;
+        self.executable_query(i, &snapshots, execution_time, "rendering")
+    }
+
+    fn executable_query(
+        &self,
+        model: usize,
+        snapshots: &[crate::snapshot::Snapshot],
+        execution_time: NaiveDateTime,
+        stage: &'static str,
+    ) -> Result<String> {
         let ctx = BuildContext {
             project: &self.project,
-            snapshots: &snapshots,
+            snapshots,
             storage: self.storage.as_ref(),
             execution_time,
         };
-        let s = &snapshots[i];
+        let s = &snapshots[model];
         let table = PhysicalTable::for_version(&s.name, &s.version);
-        let macro_ctx = scheduler::macro_context(&ctx, i, &table, "rendering");
-        scheduler::executable_query(&ctx, i, &macro_ctx)
+        let macro_ctx = scheduler::macro_context(&ctx, model, &table, stage);
+        scheduler::executable_query(&ctx, model, &macro_ctx)
     }
 
     /// Runs `model`'s query against the built tables of its parents and returns up to `limit` rows.
@@ -245,16 +249,7 @@ impl Context {
                 ));
             }
         }
-        let ctx = BuildContext {
-            project: &self.project,
-            snapshots: &snapshots,
-            storage: self.storage.as_ref(),
-            execution_time,
-        };
-        let s = &snapshots[i];
-        let table = PhysicalTable::for_version(&s.name, &s.version);
-        let macro_ctx = scheduler::macro_context(&ctx, i, &table, "evaluating");
-        let query = scheduler::executable_query(&ctx, i, &macro_ctx)?;
+        let query = self.executable_query(i, &snapshots, execution_time, "evaluating")?;
         session.query(
             &format!("SELECT * FROM ({query}) AS q LIMIT {limit}"),
             || format!("evaluating {}", self.project.models[i].meta.name),
@@ -324,11 +319,6 @@ impl Context {
             engine_ok,
             state: state.path().to_path_buf(),
         })
-    }
-
-    /// The virtual name of a model in an environment, for messages.
-    pub fn virtual_name(model: &ModelName, environment: &str) -> VirtualName {
-        VirtualName::new(model, environment)
     }
 }
 

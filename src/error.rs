@@ -192,6 +192,10 @@ pub enum LakeError {
         errors: Vec<LakeError>,
     },
 
+    #[error("cannot write the output: {0}")]
+    #[diagnostic(code(lake::output))]
+    Output(String),
+
     #[error("{0}")]
     #[diagnostic(code(lake::usage))]
     Usage(String, #[help] Option<String>),

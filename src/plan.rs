@@ -90,6 +90,18 @@ pub struct Backfill {
     pub action: BackfillAction,
 }
 
+impl Backfill {
+    pub fn new(model: usize, snapshot: &Snapshot, action: BackfillAction) -> Self {
+        Backfill {
+            model,
+            name: snapshot.name.clone(),
+            version: snapshot.version.clone(),
+            table: PhysicalTable::for_version(&snapshot.name, &snapshot.version),
+            action,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub environment: String,
@@ -334,13 +346,7 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
             unsupported.push(format!("{} ({})", s.name, kind.name()));
             continue;
         };
-        backfills.push(Backfill {
-            model: i,
-            name: s.name.clone(),
-            version: s.version.clone(),
-            table: PhysicalTable::for_version(&s.name, &s.version),
-            action,
-        });
+        backfills.push(Backfill::new(i, s, action));
     }
     if !unsupported.is_empty() {
         return Err(LakeError::unsupported(

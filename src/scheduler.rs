@@ -177,13 +177,7 @@ fn rebuild_for(ctx: &BuildContext<'_>, target: &PhysicalTable) -> Option<Backfil
         .iter()
         .position(|s| PhysicalTable::for_version(&s.name, &s.version) == *target)?;
     let action = action_for(&ctx.project.models[i].meta.kind)?;
-    Some(Backfill {
-        model: i,
-        name: ctx.snapshots[i].name.clone(),
-        version: ctx.snapshots[i].version.clone(),
-        table: target.clone(),
-        action,
-    })
+    Some(Backfill::new(i, &ctx.snapshots[i], action))
 }
 
 /// Adds the missing upstream tables of the models to rebuild, so they read real data.

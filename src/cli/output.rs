@@ -337,10 +337,7 @@ pub fn write_rows(
 }
 
 fn arrow_error(e: arrow::error::ArrowError) -> LakeError {
-    LakeError::Execution {
-        model: "output".into(),
-        message: e.to_string(),
-    }
+    LakeError::Output(e.to_string())
 }
 
 fn is_numeric(data_type: &DataType) -> bool {

@@ -209,6 +209,33 @@ fn env_from_row(row: EnvRow) -> Result<Environment> {
 const ENV_COLUMNS: &str =
     "name, snapshots, promoted, plan_id, previous_plan_id, created_ts, updated_ts, expiration_ts";
 
+impl SqliteState {
+    /// Runs `sql` (with `{keys}` standing for the placeholders) once per chunk of `keys`.
+    fn select_in<T>(
+        &self,
+        sql: &str,
+        keys: &[&str],
+        row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+        context: &str,
+    ) -> Result<Vec<T>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(CHUNK) {
+            let placeholders = vec!["?"; chunk.len()].join(",");
+            let mut stmt = self
+                .conn
+                .prepare(&sql.replace("{keys}", &placeholders))
+                .map_err(sql_err(context))?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(chunk.iter()), &row)
+                .map_err(sql_err(context))?;
+            for r in rows {
+                out.push(r.map_err(sql_err(context))?);
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl StateStore for SqliteState {
     fn environment(&self, name: &str) -> Result<Option<Environment>> {
         let row = self
@@ -239,61 +266,41 @@ impl StateStore for SqliteState {
     }
 
     fn existing_snapshot_ids(&self, ids: &[&str]) -> Result<HashSet<String>> {
-        let mut found = HashSet::new();
-        for chunk in ids.chunks(CHUNK) {
-            let placeholders = vec!["?"; chunk.len()].join(",");
-            let mut stmt = self
-                .conn
-                .prepare(&format!(
-                    "SELECT id FROM snapshots WHERE id IN ({placeholders})"
-                ))
-                .map_err(sql_err("reading snapshots"))?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(chunk.iter()), |r| {
-                    r.get::<_, String>(0)
-                })
-                .map_err(sql_err("reading snapshots"))?;
-            for id in rows {
-                found.insert(id.map_err(sql_err("reading snapshots"))?);
-            }
-        }
-        Ok(found)
+        let found = self.select_in(
+            "SELECT id FROM snapshots WHERE id IN ({keys})",
+            ids,
+            |r| r.get::<_, String>(0),
+            "reading snapshots",
+        )?;
+        Ok(found.into_iter().collect())
     }
 
     fn snapshots(&self, ids: &[&str]) -> Result<Vec<StoredSnapshot>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(CHUNK) {
-            let placeholders = vec!["?"; chunk.len()].join(",");
-            let mut stmt = self
-                .conn
-                .prepare(&format!(
-                    "SELECT snapshot, node, created_ts, ttl_ms FROM snapshots WHERE id IN ({placeholders})"
+        let rows = self.select_in(
+            "SELECT snapshot, node, created_ts, ttl_ms FROM snapshots WHERE id IN ({keys})",
+            ids,
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
                 ))
-                .map_err(sql_err("reading snapshots"))?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(chunk.iter()), |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, i64>(3)?,
-                    ))
-                })
-                .map_err(sql_err("reading snapshots"))?;
-            for row in rows {
-                let (snapshot, node, created_ts, ttl_ms) =
-                    row.map_err(sql_err("reading snapshots"))?;
-                out.push(StoredSnapshot {
+            },
+            "reading snapshots",
+        )?;
+        rows.into_iter()
+            .map(|(snapshot, node, created_ts, ttl_ms)| {
+                Ok(StoredSnapshot {
                     snapshot: serde_json::from_str(&snapshot)
                         .map_err(|e| json_err("reading a snapshot", e))?,
                     node: serde_json::from_str(&node)
                         .map_err(|e| json_err("reading a snapshot", e))?,
                     created_ts,
                     ttl_ms,
-                });
-            }
-        }
-        Ok(out)
+                })
+            })
+            .collect()
     }
 
     fn push_snapshots(&mut self, snapshots: &[StoredSnapshot]) -> Result<()> {
@@ -334,46 +341,27 @@ impl StateStore for SqliteState {
             .iter()
             .map(|(n, v)| (n.to_string(), v.as_str()))
             .collect();
-        let mut out = Vec::new();
         let version_list: Vec<&str> = versions.iter().map(|(_, v)| v.as_str()).collect();
-        for chunk in version_list.chunks(CHUNK) {
-            let placeholders = vec!["?"; chunk.len()].join(",");
-            let mut stmt = self
-                .conn
-                .prepare(&format!(
-                    "SELECT name, version, start_ts, end_ts, created_ts FROM intervals WHERE version IN ({placeholders}) ORDER BY name, start_ts"
-                ))
-                .map_err(sql_err("reading intervals"))?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(chunk.iter()), |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                    ))
-                })
-                .map_err(sql_err("reading intervals"))?;
-            for row in rows {
-                let (name, version, start_ts, end_ts, created_ts) =
-                    row.map_err(sql_err("reading intervals"))?;
-                if !wanted.contains(&(name.clone(), version.as_str())) {
-                    continue;
-                }
-                let Some(model) = ModelName::parse(&name) else {
-                    continue;
-                };
-                out.push(Interval {
-                    name: model,
+        let rows = self.select_in(
+            "SELECT name, version, start_ts, end_ts, created_ts FROM intervals WHERE version IN ({keys})",
+            &version_list,
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            "reading intervals",
+        )?;
+        Ok(rows
+            .into_iter()
+            // Versions are per model; the name check guards against two models sharing a version string.
+            .filter(|(name, version, ..)| wanted.contains(&(name.clone(), version.as_str())))
+            .filter_map(|(name, version, start_ts, end_ts, created_ts)| {
+                Some(Interval {
+                    name: ModelName::parse(&name)?,
                     version,
                     start_ts,
                     end_ts,
                     created_ts,
-                });
-            }
-        }
-        Ok(out)
+                })
+            })
+            .collect())
     }
 
     fn add_interval(&mut self, interval: &Interval) -> Result<()> {
