@@ -140,6 +140,26 @@ impl Project {
                 );
             }
         }
+        for m in &models {
+            if let (Some(path), model::ModelKind::Seed { path: written, .. }) =
+                (&m.seed_path, &m.meta.kind)
+                && !path.is_file()
+            {
+                // Point at the path as written in the MODEL block.
+                let at = m.file.text.find(written.as_str()).unwrap_or(m.name_span.0);
+                errors.push(
+                    m.file
+                        .error(
+                            at,
+                            written.len().max(1),
+                            format!("seed file {} does not exist", path.display()),
+                        )
+                        .with_label("seed path")
+                        .with_help("a SEED model's path is relative to the model file's folder")
+                        .into(),
+                );
+            }
+        }
         let externals = load_externals(&root)?;
         let macro_files = count_files(&root.join("macros"));
         let mut project = Project {

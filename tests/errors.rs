@@ -166,3 +166,17 @@ fn unsupported_kind_is_refused_before_any_work() {
     assert!(err.contains("not supported yet"), "{err}");
     assert!(!s.project.join("db.db").exists(), "the engine was touched");
 }
+
+#[test]
+fn missing_seed_file_is_located() {
+    let s = Scratch::empty();
+    s.write("config.yaml", "model_defaults:\n  dialect: duckdb\n");
+    s.write(
+        "models/s.sql",
+        "MODEL (\n  name shop.s,\n  kind SEED (path '../seeds/nope.csv')\n);\n",
+    );
+    let (code, err) = failing(&s, &["plan"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("models/s.sql:3:20"), "{err}");
+    assert!(err.contains("nope.csv does not exist"), "{err}");
+}
