@@ -187,7 +187,6 @@ fn with_missing_parents(
     existing: &HashSet<PhysicalTable>,
 ) -> Vec<Backfill> {
     let mut wanted: HashSet<usize> = backfills.iter().map(|b| b.model).collect();
-    backfills.dedup_by_key(|b| b.model);
     let mut queue: Vec<usize> = wanted.iter().copied().collect();
     while let Some(i) = queue.pop() {
         for p in ctx.project.dag.parents(i) {
