@@ -258,9 +258,30 @@ impl Context {
 
     /// Runs arbitrary SQL on the engine, where environment names such as `demo.full_model` resolve.
     pub fn fetch(&self, sql: &str) -> Result<QueryResult> {
+        let mut batches = Vec::new();
+        let schema = self.fetch_each(sql, &mut |_, batch| {
+            batches.push(batch);
+            Ok(())
+        })?;
+        Ok(QueryResult { schema, batches })
+    }
+
+    /// Like `fetch`, one Arrow batch at a time.
+    pub fn fetch_each(
+        &self,
+        sql: &str,
+        on_batch: &mut dyn FnMut(
+            &arrow::datatypes::SchemaRef,
+            arrow::record_batch::RecordBatch,
+        ) -> Result<()>,
+    ) -> Result<arrow::datatypes::SchemaRef> {
         let engine = self.open_engine()?;
         let session = engine.session()?;
-        session.query(&self.disambiguate(sql), || "running the query".into())
+        session.query_each(
+            &self.disambiguate(sql),
+            || "running the query".into(),
+            on_batch,
+        )
     }
 
     /// `bench.orders` is ambiguous to DuckDB when the database file is `bench.db` and a schema is also

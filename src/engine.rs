@@ -84,6 +84,22 @@ impl Session {
     }
 
     pub fn query(&self, sql: &str, context: impl Fn() -> String) -> Result<QueryResult> {
+        let mut batches = Vec::new();
+        let schema = self.query_each(sql, context, &mut |_, batch| {
+            batches.push(batch);
+            Ok(())
+        })?;
+        Ok(QueryResult { schema, batches })
+    }
+
+    /// Hands the result to `on_batch` one Arrow batch at a time, so callers that stream (CSV, JSON, writes)
+    /// never hold the whole result. Returns the result's schema, which exists even when there are no rows.
+    pub fn query_each(
+        &self,
+        sql: &str,
+        context: impl Fn() -> String,
+        on_batch: &mut dyn FnMut(&SchemaRef, RecordBatch) -> Result<()>,
+    ) -> Result<SchemaRef> {
         let mut stmt = self
             .conn
             .prepare(sql)
@@ -92,8 +108,10 @@ impl Session {
             .query_arrow([])
             .map_err(|e| LakeError::engine(context(), e))?;
         let schema = arrow.get_schema();
-        let batches = arrow.collect();
-        Ok(QueryResult { schema, batches })
+        for batch in arrow {
+            on_batch(&schema, batch)?;
+        }
+        Ok(schema)
     }
 
     /// Values of the first column, as text.

@@ -36,6 +36,30 @@ fn fetchdf_formats() {
         .output()
         .unwrap();
     assert_eq!(stdout(&out), "a\n");
+    // Results spanning several Arrow batches stream as one CSV (one header) and one JSON array.
+    let many = "select range as n from range(5000)";
+    let out = s
+        .lake()
+        .args(["fetchdf", "--format", "csv", many])
+        .output()
+        .unwrap();
+    let csv = stdout(&out);
+    assert_eq!(csv.lines().count(), 5001);
+    assert_eq!(csv.lines().filter(|l| *l == "n").count(), 1, "one header");
+    let out = s
+        .lake()
+        .args(["fetchdf", "--format", "json", many])
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 5000);
+    assert_eq!(rows[4999], serde_json::json!({"n": 4999}));
+    let out = s
+        .lake()
+        .args(["fetchdf", "--format", "json", "select 1 as a where false"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "[]\n");
     let out = s
         .lake()
         .args(["fetchdf", "select * from nowhere"])

@@ -330,8 +330,9 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
         }
         Command::Fetchdf { sql, format } => {
             let ctx = load(cli)?;
-            let result = ctx.fetch(sql)?;
-            output::write_rows(&mut stdout, &result, *format)?;
+            let mut sink = output::RowSink::new(*format, &mut stdout);
+            let schema = ctx.fetch_each(sql, &mut |_, batch| sink.batch(batch))?;
+            sink.finish(&schema)?;
         }
         Command::Dag { format, output } => {
             let ctx = load(cli)?;

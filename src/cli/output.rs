@@ -5,7 +5,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use arrow::array::Array;
-use arrow::datatypes::DataType;
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use console::{Style, style};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -293,47 +294,88 @@ pub enum RowFormat {
     Json,
 }
 
-/// Writes query results to `out` in the requested format.
+/// Writes rows as they arrive: CSV and JSON stream batch by batch; the aligned table needs every row first.
+pub struct RowSink<'a> {
+    format: RowFormat,
+    out: &'a mut dyn Write,
+    rows: usize,
+    table: Vec<RecordBatch>,
+}
+
+impl<'a> RowSink<'a> {
+    pub fn new(format: RowFormat, out: &'a mut dyn Write) -> Self {
+        RowSink {
+            format,
+            out,
+            rows: 0,
+            table: Vec::new(),
+        }
+    }
+
+    pub fn batch(&mut self, batch: RecordBatch) -> Result<(), LakeError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let first = self.rows == 0;
+        self.rows += batch.num_rows();
+        match self.format {
+            RowFormat::Table => self.table.push(batch),
+            RowFormat::Csv => {
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(first)
+                    .build(&mut *self.out);
+                writer.write(&batch).map_err(arrow_error)?;
+            }
+            RowFormat::Json => {
+                // One JSON array across batches: open it on the first row, separate batches with commas.
+                let mut buffer = Vec::new();
+                {
+                    let mut writer = arrow::json::ArrayWriter::new(&mut buffer);
+                    writer.write(&batch).map_err(arrow_error)?;
+                    writer.finish().map_err(arrow_error)?;
+                }
+                let objects = buffer
+                    .strip_prefix(b"[")
+                    .and_then(|b| b.strip_suffix(b"]"))
+                    .unwrap_or(&buffer);
+                self.out
+                    .write_all(if first { b"[" } else { b"," })
+                    .map_err(io_error)?;
+                self.out.write_all(objects).map_err(io_error)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(self, schema: &SchemaRef) -> Result<(), LakeError> {
+        match self.format {
+            RowFormat::Table => write_table(self.out, schema, &self.table).map_err(io_error),
+            RowFormat::Csv if self.rows == 0 => {
+                let header: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                writeln!(self.out, "{}", header.join(",")).map_err(io_error)
+            }
+            RowFormat::Csv => Ok(()),
+            RowFormat::Json if self.rows == 0 => writeln!(self.out, "[]").map_err(io_error),
+            RowFormat::Json => writeln!(self.out, "]").map_err(io_error),
+        }
+    }
+}
+
+/// Writes a whole query result to `out` in the requested format.
 pub fn write_rows(
     out: &mut dyn Write,
     result: &QueryResult,
     format: RowFormat,
 ) -> Result<(), LakeError> {
-    let io = |e: std::io::Error| LakeError::io("<stdout>", e);
-    match format {
-        RowFormat::Csv => {
-            if result.batches.iter().all(|b| b.num_rows() == 0) {
-                let header: Vec<&str> = result
-                    .schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect();
-                return writeln!(out, "{}", header.join(",")).map_err(io);
-            }
-            let mut writer = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(&mut *out);
-            for batch in &result.batches {
-                writer.write(batch).map_err(arrow_error)?;
-            }
-            Ok(())
-        }
-        RowFormat::Json => {
-            if result.batches.iter().all(|b| b.num_rows() == 0) {
-                return writeln!(out, "[]").map_err(io);
-            }
-            {
-                let mut writer = arrow::json::ArrayWriter::new(&mut *out);
-                let batches: Vec<&arrow::record_batch::RecordBatch> =
-                    result.batches.iter().collect();
-                writer.write_batches(&batches).map_err(arrow_error)?;
-                writer.finish().map_err(arrow_error)?;
-            }
-            writeln!(out).map_err(io)
-        }
-        RowFormat::Table => write_table(out, result).map_err(io),
+    let mut sink = RowSink::new(format, out);
+    for batch in &result.batches {
+        sink.batch(batch.clone())?;
     }
+    sink.finish(&result.schema)
+}
+
+fn io_error(e: std::io::Error) -> LakeError {
+    LakeError::io("<stdout>", e)
 }
 
 fn arrow_error(e: arrow::error::ArrowError) -> LakeError {
@@ -345,11 +387,15 @@ fn is_numeric(data_type: &DataType) -> bool {
 }
 
 /// An aligned table: numbers right-aligned, everything else left-aligned.
-fn write_table(out: &mut dyn Write, result: &QueryResult) -> std::io::Result<()> {
-    let fields = result.schema.fields();
+fn write_table(
+    out: &mut dyn Write,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> std::io::Result<()> {
+    let fields = schema.fields();
     let mut columns: Vec<Vec<String>> = fields.iter().map(|f| vec![f.name().clone()]).collect();
     let options = FormatOptions::default().with_null("NULL");
-    for batch in &result.batches {
+    for batch in batches {
         for (c, column) in batch.columns().iter().enumerate() {
             let formatter = ArrayFormatter::try_new(column.as_ref(), &options);
             for row in 0..column.len() {
@@ -382,4 +428,79 @@ fn write_table(out: &mut dyn Write, result: &QueryResult) -> std::io::Result<()>
         writeln!(out, "{}", cells.join("  ").trim_end())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{BackfillAction, ModelChange};
+    use crate::snapshot::PhysicalTable;
+
+    fn plan() -> Plan {
+        let full = ModelName::new("demo", "full_model");
+        let view = ModelName::new("demo", "view_model");
+        Plan {
+            environment: "dev".into(),
+            expected_plan_id: None,
+            created_from: Some("prod".into()),
+            is_new_environment: true,
+            snapshots: vec![],
+            new_snapshots: vec![],
+            changes: vec![
+                ModelChange {
+                    name: full.clone(),
+                    kind: ChangeKind::DirectlyModified,
+                    category: Some(Category::Breaking),
+                    diff: Some(
+                        "--- a/m.sql\n+++ b/m.sql\n@@ -1 +1 @@\n-SELECT 1\n+SELECT 2\n".into(),
+                    ),
+                    because_of: vec![],
+                },
+                ModelChange {
+                    name: view.clone(),
+                    kind: ChangeKind::IndirectlyModified,
+                    category: Some(Category::IndirectBreaking),
+                    diff: None,
+                    because_of: vec![full.clone()],
+                },
+            ],
+            backfills: vec![Backfill {
+                model: 0,
+                name: full.clone(),
+                version: "v".into(),
+                table: PhysicalTable::for_version(&full, "v"),
+                action: BackfillAction::FullRefresh,
+            }],
+            virtual_changes: vec![],
+            promoted: vec![],
+            execution_time: chrono::NaiveDateTime::default(),
+            previous_environment: None,
+        }
+    }
+
+    #[test]
+    fn terminal_plan_is_a_tree_and_pipe_plan_is_markdown() {
+        console::set_colors_enabled(false);
+        let tty = render_plan(&plan(), Audience::Terminal);
+        assert_eq!(
+            tty,
+            "New environment `dev` will be created from `prod`\n\n\
+             Summary of differences from `prod`:\n\n\
+             Directly Modified:\n\
+             └── demo__dev.full_model (Breaking)\n    --- a/m.sql\n    +++ b/m.sql\n    @@ -1 +1 @@\n    -SELECT 1\n    +SELECT 2\n\n\
+             Indirectly Modified:\n\
+             └── demo__dev.view_model (Indirect Breaking) because of demo__dev.full_model\n\n\
+             Models needing backfill:\n\
+             └── demo__dev.full_model: [full refresh]\n"
+        );
+        let pipe = render_plan(&plan(), Audience::Pipe);
+        assert!(
+            pipe.contains("- `demo__dev.full_model` (Breaking)\n```diff\n--- a/m.sql\n"),
+            "{pipe}"
+        );
+        assert!(
+            pipe.ends_with("* `demo__dev.full_model`: [full refresh]\n"),
+            "{pipe}"
+        );
+    }
 }
