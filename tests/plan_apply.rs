@@ -408,3 +408,50 @@ fn killed_apply_resumes_without_rebuilding_finished_models() {
         stdout(&out)
     );
 }
+
+#[test]
+fn concurrent_applies_never_promote_a_stale_plan() {
+    use std::io::{BufRead, BufReader};
+    let s = Scratch::init();
+    s.write(
+        "models/slow.sql",
+        "MODEL (name demo.slow, kind FULL);\nSELECT sum(hash(range)) AS h FROM range(400000000)\n",
+    );
+    let spawn = || {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("lake"))
+            .arg("-p")
+            .arg(&s.project)
+            .args(["plan", "--auto-apply", "--execution-time", EXEC])
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = spawn();
+    // Wait until the first apply holds the lock and is building.
+    let mut first_err = BufReader::new(first.stderr.take().unwrap());
+    let mut line = String::new();
+    while first_err.read_line(&mut line).unwrap() > 0 && !line.starts_with('[') {
+        line.clear();
+    }
+    // The second plan is computed against the same (empty) state, then waits for the lock.
+    let second = spawn().wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut first_err, &mut rest).unwrap();
+    assert!(first.wait().unwrap().success(), "{line}{rest}");
+    let err = stderr(&second);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(err.contains("was changed by another plan"), "{err}");
+    // Prod is exactly the first apply's result and the project matches it.
+    let out = s.lake().args(["plan"]).output().unwrap();
+    assert!(
+        stdout(&out).starts_with("No changes to plan"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        s.csv("select num_orders from demo.full_model where item_id = 1"),
+        "num_orders\n5\n"
+    );
+}
