@@ -108,17 +108,7 @@ pub fn apply(
     report.built = build_all(ctx, engine, &backfills, &state, observer)?;
 
     observer.virtual_layer_started(plan.virtual_changes.len());
-    let virtual_schemas: HashSet<&str> = plan
-        .virtual_changes
-        .iter()
-        .filter_map(|c| match c {
-            VirtualChange::Point { name, .. } => Some(name.schema.as_str()),
-            VirtualChange::Drop { .. } => None,
-        })
-        .collect();
-    for schema in virtual_schemas {
-        ctx.storage.ensure_schema(&session, schema)?;
-    }
+    // The virtual layer creates its schemas itself, in the same transaction as the views.
     ctx.storage
         .update_virtual_layer(&session, &plan.virtual_changes)?;
     observer.virtual_layer_finished();
