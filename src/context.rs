@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use chrono::{NaiveDateTime, Utc};
 use serde::Serialize;
 
+use crate::config::StorageChoice;
 use crate::cron::Schedule;
 use crate::engine::{Engine, QueryResult};
 use crate::error::{LakeError, Result};
@@ -23,7 +24,8 @@ use crate::storage::duckdb_file::DuckDbStorage;
 
 pub struct Context {
     pub project: Project,
-    storage: Box<dyn Storage>,
+    /// Opened on first use: Iceberg storage starts a runtime and opens its catalog, which plans do not need.
+    storage: std::sync::OnceLock<Box<dyn Storage>>,
 }
 
 /// Counts and checks shown by `lake info`.
@@ -49,8 +51,27 @@ pub struct RunReport {
 impl Context {
     pub fn load(path: &Path, gateway: Option<&str>) -> Result<Context> {
         let project = Project::load(path, gateway)?;
-        let storage = Box::new(DuckDbStorage::new(project.default_catalog.clone()));
-        Ok(Context { project, storage })
+        Ok(Context {
+            project,
+            storage: std::sync::OnceLock::new(),
+        })
+    }
+
+    fn storage(&self) -> Result<&dyn Storage> {
+        if let Some(storage) = self.storage.get() {
+            return Ok(storage.as_ref());
+        }
+        let catalog = self.project.default_catalog.clone();
+        let opened: Box<dyn Storage> = match &self.project.config.storage {
+            StorageChoice::DuckDb => Box::new(DuckDbStorage::new(catalog)),
+            StorageChoice::Iceberg {
+                warehouse,
+                catalog_db,
+            } => Box::new(crate::lakehouse::IcebergStorage::open(
+                catalog_db, warehouse, &catalog,
+            )?),
+        };
+        Ok(self.storage.get_or_init(|| opened).as_ref())
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -83,7 +104,7 @@ impl Context {
         let ctx = BuildContext {
             project: &self.project,
             snapshots: &plan.snapshots,
-            storage: self.storage.as_ref(),
+            storage: self.storage()?,
             execution_time: plan.execution_time,
         };
         scheduler::apply(&ctx, &engine, plan, &mut state, observer).map_err(|e| match e {
@@ -172,7 +193,7 @@ impl Context {
         let ctx = BuildContext {
             project: &self.project,
             snapshots: &snapshots,
-            storage: self.storage.as_ref(),
+            storage: self.storage()?,
             execution_time,
         };
         let state: &mut dyn StateStore = &mut state;
@@ -211,7 +232,7 @@ impl Context {
         let ctx = BuildContext {
             project: &self.project,
             snapshots,
-            storage: self.storage.as_ref(),
+            storage: self.storage()?,
             execution_time,
         };
         let s = &snapshots[model];
@@ -232,7 +253,7 @@ impl Context {
         let engine = self.open_engine()?;
         let session = engine.session()?;
         let existing: std::collections::HashSet<PhysicalTable> = self
-            .storage
+            .storage()?
             .physical_tables(&session)?
             .into_iter()
             .collect();

@@ -173,6 +173,10 @@ pub enum LakeError {
         help: Option<String>,
     },
 
+    #[error("Iceberg error while {context}: {message}")]
+    #[diagnostic(code(lake::lakehouse))]
+    Lakehouse { context: String, message: String },
+
     #[error("model `{model}` failed: {message}")]
     #[diagnostic(code(lake::execution))]
     Execution { model: String, message: String },

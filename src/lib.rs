@@ -11,6 +11,7 @@ pub mod cron;
 pub mod dag;
 pub mod engine;
 pub mod error;
+pub mod lakehouse;
 pub mod macros;
 pub mod model;
 pub mod plan;
