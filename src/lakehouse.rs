@@ -98,25 +98,20 @@ impl IcebergStorage {
         )
     }
 
+    fn exists(&self, table: &PhysicalTable) -> Result<bool> {
+        self.runtime
+            .block_on(self.catalog.table_exists(&Self::ident(table)))
+            .map_err(iceberg_err(format!("looking up {table}")))
+    }
+
     fn load(&self, table: &PhysicalTable) -> Result<Option<Table>> {
-        let ident = Self::ident(table);
-        self.runtime.block_on(async {
-            if self
-                .catalog
-                .table_exists(&ident)
-                .await
-                .map_err(iceberg_err(format!("looking up {table}")))?
-            {
-                Ok(Some(
-                    self.catalog
-                        .load_table(&ident)
-                        .await
-                        .map_err(iceberg_err(format!("loading {table}")))?,
-                ))
-            } else {
-                Ok(None)
-            }
-        })
+        if !self.exists(table)? {
+            return Ok(None);
+        }
+        self.runtime
+            .block_on(self.catalog.load_table(&Self::ident(table)))
+            .map(Some)
+            .map_err(iceberg_err(format!("loading {table}")))
     }
 
     fn create(&self, table: &PhysicalTable, schema: &ArrowSchema) -> Result<Table> {
@@ -615,21 +610,11 @@ impl Storage for IcebergStorage {
     }
 
     fn drop_physical(&self, session: &Session, table: &PhysicalTable) -> Result<()> {
-        let ident = Self::ident(table);
-        self.runtime.block_on(async {
-            if self
-                .catalog
-                .table_exists(&ident)
-                .await
-                .map_err(iceberg_err(format!("looking up {table}")))?
-            {
-                self.catalog
-                    .drop_table(&ident)
-                    .await
-                    .map_err(iceberg_err(format!("dropping {table}")))?;
-            }
-            Ok::<_, LakeError>(())
-        })?;
+        if self.exists(table)? {
+            self.runtime
+                .block_on(self.catalog.drop_table(&Self::ident(table)))
+                .map_err(iceberg_err(format!("dropping {table}")))?;
+        }
         self.duckdb.drop_physical(session, table)
     }
 }
