@@ -9,10 +9,7 @@ const EXEC: &str = "2024-06-01 12:00:00";
 #[test]
 fn fetchdf_formats() {
     let s = Scratch::init();
-    s.lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .assert()
-        .success();
+    s.apply(EXEC);
     let sql =
         "select item_id, num_orders, 'x' || item_id as label from demo.full_model order by item_id";
     let out = s.lake().args(["fetchdf", sql]).output().unwrap();
@@ -92,10 +89,7 @@ fn render_and_evaluate_use_physical_tables() {
         Some(2),
         "evaluating before the parent is built is a usage error"
     );
-    s.lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .assert()
-        .success();
+    s.apply(EXEC);
     let out = s
         .lake()
         .args([
@@ -282,12 +276,7 @@ fn example_shop_project_builds() {
             );
         }
     }
-    let out = s
-        .lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    s.apply(EXEC);
     assert_eq!(
         s.csv("select customer_id, revenue, orders from marts.customer_revenue order by 1"),
         "customer_id,revenue,orders\n1,65.50,2\n2,21.00,1\n3,99.90,1\n"

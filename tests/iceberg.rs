@@ -59,12 +59,7 @@ fn models_are_iceberg_tables_readable_by_pyiceberg() {
         "config.yaml",
         &(s.read("config.yaml") + "\nstorage:\n  type: iceberg\n"),
     );
-    let out = s
-        .lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    s.apply(EXEC);
     assert_eq!(
         s.csv("select * from demo.full_model order by item_id"),
         "item_id,num_orders\n1,5\n2,1\n3,1\n"

@@ -9,12 +9,7 @@ const EXEC: &str = "2024-06-01 12:00:00";
 #[test]
 fn init_plan_and_query_the_demo() {
     let s = Scratch::init();
-    let out = s
-        .lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.apply(EXEC);
     let plan = stdout(&out);
     insta::assert_snapshot!("first_plan", plan);
     let mut built = built_models(&out);
@@ -49,10 +44,7 @@ fn init_plan_and_query_the_demo() {
 #[test]
 fn second_plan_is_a_no_op() {
     let s = Scratch::init();
-    s.lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .assert()
-        .success();
+    s.apply(EXEC);
     let out = s.lake().args(["plan", "--auto-apply"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
@@ -65,22 +57,14 @@ fn second_plan_is_a_no_op() {
 #[test]
 fn editing_a_leaf_rebuilds_only_it_and_repoints_prod() {
     let s = Scratch::init();
-    s.lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .assert()
-        .success();
+    s.apply(EXEC);
     let before = s.csv("select table_name from information_schema.tables where table_schema = 'lake__demo' order by 1");
 
     let view = s
         .read("models/view_model.sql")
         .replace("num_orders > 1", "num_orders >= 1");
     s.write("models/view_model.sql", &view);
-    let out = s
-        .lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.apply(EXEC);
     let plan = stdout(&out);
     assert!(
         plan.contains("**Directly Modified:**\n- `demo.view_model` (Breaking)"),
@@ -109,21 +93,13 @@ fn editing_a_leaf_rebuilds_only_it_and_repoints_prod() {
 #[test]
 fn editing_a_parent_rebuilds_its_children_too() {
     let s = Scratch::init();
-    s.lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .assert()
-        .success();
+    s.apply(EXEC);
     let full = s.read("models/full_model.sql").replace(
         "COUNT(DISTINCT id) AS num_orders",
         "COUNT(DISTINCT id) AS num_orders,\n  MAX(id) AS max_id",
     );
     s.write("models/full_model.sql", &full);
-    let out = s
-        .lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.apply(EXEC);
     let plan = stdout(&out);
     assert!(plan.contains("- `demo.full_model` (Breaking)"), "{plan}");
     assert!(plan.contains("**Indirectly Modified:**\n- `demo.view_model` (Indirect Breaking) because of demo.full_model"), "{plan}");
@@ -139,10 +115,7 @@ fn editing_a_parent_rebuilds_its_children_too() {
 #[test]
 fn metadata_only_change_rebuilds_nothing() {
     let s = Scratch::init();
-    s.lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .assert()
-        .success();
+    s.apply(EXEC);
     let view = s
         .read("models/view_model.sql")
         .replace("Items ordered more than once", "Repeat items");
@@ -155,21 +128,13 @@ fn metadata_only_change_rebuilds_nothing() {
         stdout(&out)
     );
     assert!(built_models(&out).is_empty(), "{}", stderr(&out));
-    let again = s.lake().args(["plan"]).output().unwrap();
-    assert!(
-        stdout(&again).starts_with("No changes to plan"),
-        "{}",
-        stdout(&again)
-    );
+    s.assert_no_changes();
 }
 
 #[test]
 fn dev_environment_is_isolated_and_promotion_rebuilds_nothing() {
     let s = Scratch::init();
-    s.lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .assert()
-        .success();
+    s.apply(EXEC);
     let full = s
         .read("models/full_model.sql")
         .replace("COUNT(DISTINCT id)", "COUNT(DISTINCT id) * 10");
@@ -207,12 +172,7 @@ fn dev_environment_is_isolated_and_promotion_rebuilds_nothing() {
     );
 
     // Promoting the same versions to prod reuses dev's tables.
-    let out = s
-        .lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.apply(EXEC);
     assert!(
         built_models(&out).is_empty(),
         "promotion rebuilt: {}",
@@ -242,10 +202,7 @@ fn without_auto_apply_or_terminal_nothing_is_applied() {
 #[test]
 fn removed_model_disappears_from_the_environment() {
     let s = Scratch::init();
-    s.lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .assert()
-        .success();
+    s.apply(EXEC);
     std::fs::remove_file(s.project.join("models/view_model.sql")).unwrap();
     let out = s.lake().args(["plan", "--auto-apply"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -263,10 +220,7 @@ fn removed_model_disappears_from_the_environment() {
 #[test]
 fn a_failing_model_leaves_prod_as_it_was_and_a_rerun_resumes() {
     let s = Scratch::init();
-    s.lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .assert()
-        .success();
+    s.apply(EXEC);
     // A runtime error (not caught when loading): casting text to an integer.
     let full = s.read("models/full_model.sql").replace(
         "COUNT(DISTINCT id) AS num_orders",
@@ -305,12 +259,7 @@ fn a_failing_model_leaves_prod_as_it_was_and_a_rerun_resumes() {
 
     let fixed = full.replace(" + CAST('x' AS INT)", "");
     s.write("models/full_model.sql", &fixed);
-    let out = s
-        .lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.apply(EXEC);
     // demo.other was built by the failed attempt and is not rebuilt.
     let built = built_models(&out);
     assert!(!built.contains(&"demo.other".to_string()), "{built:?}");
@@ -320,22 +269,14 @@ fn a_failing_model_leaves_prod_as_it_was_and_a_rerun_resumes() {
 #[test]
 fn deleted_warehouse_is_rebuilt_before_promotion() {
     let s = Scratch::init();
-    s.lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .assert()
-        .success();
+    s.apply(EXEC);
     std::fs::remove_file(s.project.join("db.db")).unwrap();
     let _ = std::fs::remove_file(s.project.join("db.db.wal"));
     let view = s
         .read("models/view_model.sql")
         .replace("num_orders > 1", "num_orders > 0");
     s.write("models/view_model.sql", &view);
-    let out = s
-        .lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    s.apply(EXEC);
     assert_eq!(s.csv("select count(*) as n from demo.view_model"), "n\n3\n");
 }
 
@@ -348,15 +289,7 @@ fn killed_apply_resumes_without_rebuilding_finished_models() {
         "models/slow.sql",
         "MODEL (name demo.slow, kind FULL);\nSELECT sum(hash(range)) AS h FROM range(400000000)\n",
     );
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lake"))
-        .arg("-p")
-        .arg(&s.project)
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .env("NO_COLOR", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = s.spawn_apply(EXEC);
     let stderr_pipe = child.stderr.take().unwrap();
     let mut finished = Vec::new();
     for line in BufReader::new(stderr_pipe).lines() {
@@ -383,12 +316,7 @@ fn killed_apply_resumes_without_rebuilding_finished_models() {
         stdout(&out)
     );
 
-    let out = s
-        .lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.apply(EXEC);
     let rebuilt = built_models(&out);
     for model in &finished {
         assert!(
@@ -401,12 +329,7 @@ fn killed_apply_resumes_without_rebuilding_finished_models() {
         s.csv("select * from demo.full_model order by item_id"),
         "item_id,num_orders\n1,5\n2,1\n3,1\n"
     );
-    let out = s.lake().args(["plan"]).output().unwrap();
-    assert!(
-        stdout(&out).starts_with("No changes to plan"),
-        "{}",
-        stdout(&out)
-    );
+    s.assert_no_changes();
 }
 
 #[test]
@@ -417,17 +340,7 @@ fn concurrent_applies_never_promote_a_stale_plan() {
         "models/slow.sql",
         "MODEL (name demo.slow, kind FULL);\nSELECT sum(hash(range)) AS h FROM range(400000000)\n",
     );
-    let spawn = || {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("lake"))
-            .arg("-p")
-            .arg(&s.project)
-            .args(["plan", "--auto-apply", "--execution-time", EXEC])
-            .env("NO_COLOR", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || s.spawn_apply(EXEC);
     let mut first = spawn();
     // Wait until the first apply holds the lock and is building.
     let mut first_err = BufReader::new(first.stderr.take().unwrap());
@@ -444,12 +357,7 @@ fn concurrent_applies_never_promote_a_stale_plan() {
     assert_eq!(second.status.code(), Some(1), "{err}");
     assert!(err.contains("was changed by another plan"), "{err}");
     // Prod is exactly the first apply's result and the project matches it.
-    let out = s.lake().args(["plan"]).output().unwrap();
-    assert!(
-        stdout(&out).starts_with("No changes to plan"),
-        "{}",
-        stdout(&out)
-    );
+    s.assert_no_changes();
     assert_eq!(
         s.csv("select num_orders from demo.full_model where item_id = 1"),
         "num_orders\n5\n"

@@ -45,6 +45,40 @@ impl Scratch {
         cmd
     }
 
+    /// `lake plan --auto-apply` at a pinned execution time; fails the test unless it succeeds.
+    pub fn apply(&self, execution_time: &str) -> std::process::Output {
+        let out = self
+            .lake()
+            .args(["plan", "--auto-apply", "--execution-time", execution_time])
+            .output()
+            .expect("run lake");
+        assert!(out.status.success(), "{}", stderr(&out));
+        out
+    }
+
+    /// `lake plan --auto-apply` as a child process whose stderr the test reads while it runs.
+    pub fn spawn_apply(&self, execution_time: &str) -> std::process::Child {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("lake"))
+            .arg("-p")
+            .arg(&self.project)
+            .args(["plan", "--auto-apply", "--execution-time", execution_time])
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn lake")
+    }
+
+    /// Fails the test unless `lake plan` finds nothing to change.
+    pub fn assert_no_changes(&self) {
+        let out = self.lake().args(["plan"]).output().expect("run lake");
+        assert!(
+            stdout(&out).starts_with("No changes to plan"),
+            "{}",
+            stdout(&out)
+        );
+    }
+
     /// Runs `lake fetchdf --format csv SQL` and returns stdout.
     pub fn csv(&self, sql: &str) -> String {
         let out = self
