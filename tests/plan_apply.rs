@@ -19,14 +19,7 @@ fn init_plan_and_query_the_demo() {
         ["demo.full_model", "demo.seed_model", "demo.view_model"]
     );
 
-    assert_eq!(
-        s.csv("select * from demo.full_model order by item_id"),
-        "item_id,num_orders\n1,5\n2,1\n3,1\n"
-    );
-    assert_eq!(
-        s.csv("select * from demo.view_model"),
-        "item_id,num_orders\n1,5\n"
-    );
+    s.assert_demo_results();
     // The seed honours the declared column types.
     assert_eq!(
         s.csv(

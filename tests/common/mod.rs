@@ -79,6 +79,18 @@ impl Scratch {
         );
     }
 
+    /// The rows `lake init`'s demo models hold after a build, read through prod's names.
+    pub fn assert_demo_results(&self) {
+        assert_eq!(
+            self.csv("select * from demo.full_model order by item_id"),
+            "item_id,num_orders\n1,5\n2,1\n3,1\n"
+        );
+        assert_eq!(
+            self.csv("select * from demo.view_model"),
+            "item_id,num_orders\n1,5\n"
+        );
+    }
+
     /// Runs `lake fetchdf --format csv SQL` and returns stdout.
     pub fn csv(&self, sql: &str) -> String {
         let out = self
