@@ -64,12 +64,9 @@ impl Context {
         let catalog = self.project.default_catalog.clone();
         let opened: Box<dyn Storage> = match &self.project.config.storage {
             StorageChoice::DuckDb => Box::new(DuckDbStorage::new(catalog)),
-            StorageChoice::Iceberg {
-                warehouse,
-                catalog_db,
-            } => Box::new(crate::lakehouse::IcebergStorage::open(
-                catalog_db, warehouse, &catalog,
-            )?),
+            StorageChoice::Iceberg(settings) => {
+                Box::new(crate::lakehouse::IcebergStorage::open(settings, &catalog)?)
+            }
         };
         Ok(self.storage.get_or_init(|| opened).as_ref())
     }
@@ -82,8 +79,13 @@ impl Context {
         SqliteState::open(&self.state_dir())
     }
 
+    /// The DuckDB engine, readied to read the warehouse (S3 credentials and `httpfs` when it is remote).
     pub fn open_engine(&self) -> Result<Engine> {
-        Engine::open(&self.project.config.connection)
+        let engine = Engine::open(&self.project.config.connection)?;
+        if let StorageChoice::Iceberg(settings) = &self.project.config.storage {
+            crate::lakehouse::prepare_engine(settings, &engine.session()?)?;
+        }
+        Ok(engine)
     }
 
     pub fn plan(&self, options: &PlanOptions) -> Result<Plan> {

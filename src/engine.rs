@@ -9,6 +9,9 @@ use duckdb::arrow::record_batch::RecordBatch;
 use crate::config::EngineConnection;
 use crate::error::{LakeError, Result};
 
+/// The bundled DuckDB release; extension binaries must match it exactly.
+pub const DUCKDB_VERSION: &str = "1.5.5";
+
 pub struct Engine {
     root: Connection,
     pub database: Option<PathBuf>,

@@ -177,6 +177,17 @@ pub enum LakeError {
     #[diagnostic(code(lake::lakehouse))]
     Lakehouse { context: String, message: String },
 
+    #[error(
+        "another writer committed to the Iceberg table {table} first; this commit was not applied"
+    )]
+    #[diagnostic(
+        code(lake::commit_conflict),
+        help(
+            "nothing was lost and the commit is safe to retry: rerun the command and it starts from the table's new state"
+        )
+    )]
+    CommitConflict { table: String },
+
     #[error("model `{model}` failed: {message}")]
     #[diagnostic(code(lake::execution))]
     Execution { model: String, message: String },
@@ -245,6 +256,11 @@ impl LakeError {
             what: what.into(),
             help: Some(help.into()),
         }
+    }
+
+    /// Whether rerunning the same command can succeed without any change (a lost commit race).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, LakeError::CommitConflict { .. })
     }
 
     /// Whether the failure is the user's invocation (exit code 2) rather than a failure of the work (exit 1).

@@ -8,6 +8,11 @@ use serde::{Deserialize, Deserializer};
 
 use crate::error::{LakeError, Result, SourceFile};
 
+pub mod storage;
+pub use storage::{
+    CatalogSettings, IcebergSettings, S3Settings, Secret, StorageChoice, StorageConfig, Warehouse,
+};
+
 /// A scalar YAML value read as text: `start: 2024-01-01`, `start: '1 year ago'` and `port: 5432` all work.
 fn stringish<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
     let v = Option::<serde_norway::Value>::deserialize(d)?;
@@ -37,7 +42,7 @@ pub struct Config {
     pub project: Option<String>,
     pub time_column_format: Option<String>,
     pub default_target_environment: Option<String>,
-    /// lake's own setting: where model versions are stored (`duckdb` tables or `iceberg` tables).
+    /// lake's own setting: where model versions are stored (Iceberg tables by default, or DuckDB tables).
     pub storage: Option<StorageConfig>,
     // Accepted for SQLMesh compatibility; not acted on yet (listed in docs/configuration.md).
     pub users: Option<serde_norway::Value>,
@@ -63,26 +68,6 @@ pub struct Config {
     pub default_scheduler: Option<serde_norway::Value>,
     pub before_all: Option<serde_norway::Value>,
     pub after_all: Option<serde_norway::Value>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct StorageConfig {
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Warehouse folder for Iceberg data and metadata, relative to the project (default `warehouse`).
-    pub warehouse: Option<String>,
-}
-
-/// Where model versions live.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StorageChoice {
-    /// Tables in the DuckDB database file.
-    DuckDb,
-    /// Iceberg tables in a local warehouse with a SQLite SQL catalog.
-    Iceberg {
-        warehouse: PathBuf,
-        catalog_db: PathBuf,
-    },
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -328,20 +313,7 @@ fn resolve(
             state.kind
         ));
     }
-    let storage = match &config.storage {
-        None => StorageChoice::DuckDb,
-        Some(s) if s.kind.eq_ignore_ascii_case("duckdb") => StorageChoice::DuckDb,
-        Some(s) if s.kind.eq_ignore_ascii_case("iceberg") => StorageChoice::Iceberg {
-            warehouse: root.join(s.warehouse.as_deref().unwrap_or("warehouse")),
-            catalog_db: root.join(".lake").join("catalog.db"),
-        },
-        Some(s) => {
-            return Err(LakeError::Config {
-                message: format!("unknown storage type `{}`", s.kind),
-                help: Some("use `storage: {type: iceberg}` or `storage: {type: duckdb}`".into()),
-            });
-        }
-    };
+    let storage = storage::resolve(root, config.storage.as_ref())?;
     let mut model_defaults = config.model_defaults.clone();
     if let Some(overrides) = &gateway_cfg.model_defaults {
         merge_defaults(&mut model_defaults, overrides);
