@@ -114,13 +114,17 @@ impl LakeCatalog {
             .namespace_exists(&ident)
             .await
             .map_err(iceberg_err("reading namespaces"))?;
-        if !exists {
-            self.tables
-                .create_namespace(&ident, HashMap::new())
-                .await
-                .map_err(iceberg_err(format!("creating namespace {namespace}")))?;
+        if exists {
+            return Ok(());
         }
-        Ok(())
+        match self.tables.create_namespace(&ident, HashMap::new()).await {
+            Ok(_) => Ok(()),
+            // Another worker (or process) created it between our check and our insert: that is success.
+            Err(e) => match self.tables.namespace_exists(&ident).await {
+                Ok(true) => Ok(()),
+                _ => Err(iceberg_err(format!("creating namespace {namespace}"))(e)),
+            },
+        }
     }
 
     pub async fn create(&self, table: &TableIdent, creation: TableCreation) -> Result<Table> {

@@ -504,6 +504,8 @@ fn s3_secret_sql(url: &str, s3: &S3Settings) -> String {
 
 impl Storage for IcebergStorage {
     fn ensure_schema(&self, session: &Session, schema: &str) -> Result<()> {
+        self.runtime
+            .block_on(self.catalog.ensure_namespace(schema))?;
         self.duckdb.ensure_schema(session, schema)
     }
 
@@ -860,6 +862,30 @@ mod tests {
             f.storage.load(t).unwrap().is_some(),
             "dropping a name keeps the table"
         );
+    }
+
+    #[test]
+    fn concurrent_workers_creating_one_namespace_all_succeed() {
+        let f = fixture();
+        for round in 0..5 {
+            let namespace = format!("lake__raced{round}");
+            let results: Vec<Result<()>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            f.storage
+                                .runtime
+                                .block_on(f.storage.catalog.ensure_namespace(&namespace))
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("no panic"))
+                    .collect()
+            });
+            assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! Helpers shared by the integration tests: run the real `lake` binary in temporary projects.
 #![allow(dead_code)]
 
+pub mod pg;
+pub mod readers;
+pub mod s3;
+
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
@@ -9,6 +13,8 @@ use assert_cmd::Command;
 pub struct Scratch {
     pub dir: tempfile::TempDir,
     pub project: PathBuf,
+    /// Environment variables every `lake` command of this project gets (e.g. S3 credentials).
+    pub env: Vec<(String, String)>,
 }
 
 impl Scratch {
@@ -17,7 +23,11 @@ impl Scratch {
         let dir = tempfile::tempdir().expect("temp dir");
         let project = dir.path().join("demo");
         lake(dir.path()).args(["init", "demo"]).assert().success();
-        Scratch { dir, project }
+        Scratch {
+            dir,
+            project,
+            env: Vec::new(),
+        }
     }
 
     /// An empty project directory to write files into.
@@ -25,7 +35,11 @@ impl Scratch {
         let dir = tempfile::tempdir().expect("temp dir");
         let project = dir.path().join("p");
         std::fs::create_dir_all(project.join("models")).expect("models dir");
-        Scratch { dir, project }
+        Scratch {
+            dir,
+            project,
+            env: Vec::new(),
+        }
     }
 
     pub fn write(&self, relative: &str, text: &str) {
@@ -41,7 +55,9 @@ impl Scratch {
     /// `lake` with `-p <project>` and deterministic output settings.
     pub fn lake(&self) -> Command {
         let mut cmd = lake(&self.project);
-        cmd.arg("-p").arg(&self.project);
+        cmd.arg("-p")
+            .arg(&self.project)
+            .envs(self.env.iter().cloned());
         cmd
     }
 
@@ -63,6 +79,7 @@ impl Scratch {
             .arg(&self.project)
             .args(["plan", "--auto-apply", "--execution-time", execution_time])
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().cloned())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
