@@ -39,6 +39,9 @@ pub struct Info {
     pub environments: Vec<String>,
     pub engine: String,
     pub engine_ok: bool,
+    pub storage: String,
+    /// Whether the storage opened (for Iceberg: the catalog database answered).
+    pub storage_ok: bool,
     pub state: PathBuf,
 }
 
@@ -361,6 +364,8 @@ impl Context {
             environments,
             engine,
             engine_ok,
+            storage: self.project.config.storage.describe(),
+            storage_ok: self.storage().is_ok(),
             state: state.path().to_path_buf(),
         })
     }

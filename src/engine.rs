@@ -107,12 +107,15 @@ impl Session {
             .conn
             .prepare(sql)
             .map_err(|e| LakeError::engine(context(), e))?;
-        let arrow = stmt
-            .query_arrow([])
-            .map_err(|e| LakeError::engine(context(), e))?;
-        let schema = arrow.get_schema();
-        for batch in arrow {
-            on_batch(&schema, batch)?;
+        // A streaming execution: DuckDB produces chunks as they are fetched instead of materialising the whole
+        // result first. Chunks are fetched with `step`, which reports errors, rather than through the Arrow
+        // iterator, which panics on them.
+        let schema = stmt
+            .stream_arrow([])
+            .map_err(|e| LakeError::engine(context(), e))?
+            .get_schema();
+        while let Some(chunk) = stmt.step().map_err(|e| LakeError::engine(context(), e))? {
+            on_batch(&schema, RecordBatch::from(&chunk))?;
         }
         Ok(schema)
     }
@@ -167,5 +170,30 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("reading missing"), "{err}");
+    }
+
+    #[test]
+    fn an_error_in_the_middle_of_a_stream_is_an_error_not_a_panic() {
+        let engine = Engine::open(&EngineConnection::DuckDb {
+            database: None,
+            concurrent_tasks: 1,
+            extensions: vec![],
+        })
+        .unwrap();
+        let session = engine.session().unwrap();
+        let mut batches = 0;
+        let err = session
+            .query_each(
+                "SELECT CAST(CASE WHEN range < 3000000 THEN range::VARCHAR ELSE 'x' END AS INTEGER) AS n \
+                 FROM range(4000000)",
+                || "streaming".into(),
+                &mut |_, _| {
+                    batches += 1;
+                    Ok(())
+                },
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("streaming"), "{err}");
+        assert!(batches > 0, "rows before the failure were streamed");
     }
 }

@@ -136,9 +136,33 @@ fn dag_and_info() {
         info.contains("Data warehouse connection succeeded"),
         "{info}"
     );
+    let root = s.project.canonicalize().unwrap();
+    assert!(
+        info.contains(&format!(
+            "Storage: Iceberg tables in file://{}/warehouse, SQLite catalog {}/.lake/catalog.db — reachable\n",
+            root.display(),
+            s.project.display()
+        )),
+        "{info}"
+    );
     let out = s.lake().args(["info", "--json"]).output().unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["models"], 3);
+    assert_eq!(json["storage_ok"], true);
+
+    // A catalog that cannot be reached makes `info` fail (exit 1) and say which part failed.
+    s.write(
+        "config.yaml",
+        &(s.read("config.yaml") + "\nstorage:\n  catalog: {type: postgres, host: 127.0.0.1, port: 1, database: none}\n"),
+    );
+    let out = s.lake().args(["info"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("Storage: Iceberg tables in file://")
+            && stdout(&out).contains("PostgreSQL catalog — cannot be opened"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]

@@ -356,3 +356,20 @@ fn concurrent_applies_never_promote_a_stale_plan() {
         "num_orders\n5\n"
     );
 }
+
+#[test]
+fn duckdb_file_storage_is_an_explicit_opt_in() {
+    let s = Scratch::init();
+    s.write(
+        "config.yaml",
+        &(s.read("config.yaml") + "\nstorage:\n  type: duckdb\n"),
+    );
+    s.apply(EXEC);
+    s.assert_demo_results();
+    assert!(!s.project.join("warehouse").exists());
+    assert!(!s.project.join(".lake/catalog.db").exists());
+    assert_eq!(
+        s.csv("select table_type, count(*) as n from information_schema.tables where table_schema = 'lake__demo' group by 1 order by 1"),
+        "table_type,n\nBASE TABLE,2\nVIEW,1\n"
+    );
+}

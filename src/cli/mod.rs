@@ -375,7 +375,18 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                     }
                 )
                 .map_err(io)?;
-                if !info.engine_ok {
+                writeln!(
+                    stdout,
+                    "Storage: {} — {}",
+                    info.storage,
+                    if info.storage_ok {
+                        "reachable"
+                    } else {
+                        "cannot be opened"
+                    }
+                )
+                .map_err(io)?;
+                if !info.engine_ok || !info.storage_ok {
                     return Ok(ExitCode::from(1));
                 }
             }

@@ -83,6 +83,33 @@ pub enum StorageChoice {
     Iceberg(Box<IcebergSettings>),
 }
 
+impl StorageChoice {
+    /// One line for `lake info`, without credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            StorageChoice::DuckDb => "DuckDB tables in the engine's database file".to_string(),
+            StorageChoice::Iceberg(settings) => {
+                let endpoint = match &settings.warehouse {
+                    Warehouse::S3 {
+                        s3:
+                            S3Settings {
+                                endpoint: Some(endpoint),
+                                ..
+                            },
+                        ..
+                    } => format!(" at {endpoint}"),
+                    _ => String::new(),
+                };
+                format!(
+                    "Iceberg tables in {}{endpoint}, {}",
+                    settings.warehouse.location(),
+                    settings.catalog.describe()
+                )
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct IcebergSettings {
     pub warehouse: Warehouse,

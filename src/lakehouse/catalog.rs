@@ -46,6 +46,15 @@ impl LakeCatalog {
         let postgres = matches!(settings.catalog, CatalogSettings::Postgres(_));
         let uri = settings.catalog.uri();
         let describe = settings.catalog.describe();
+        // Our pool connects first, with a short timeout: iceberg-catalog-sql's own pool retries an unreachable
+        // server for 30 seconds before it reports anything.
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect(uri.expose())
+            .await
+            .map_err(sqlx_err(format!("connecting to the {describe}")))?;
         let tables = SqlCatalogBuilder::default()
             .uri(uri.expose())
             .warehouse_location(settings.warehouse.location())
@@ -59,12 +68,6 @@ impl LakeCatalog {
             .load(CATALOG_NAME, HashMap::new())
             .await
             .map_err(iceberg_err(format!("opening the {describe}")))?;
-        // SqlCatalog installed the sqlx drivers; our pool reuses them.
-        let pool = AnyPoolOptions::new()
-            .max_connections(4)
-            .connect(uri.expose())
-            .await
-            .map_err(sqlx_err(format!("connecting to the {describe}")))?;
         Ok(LakeCatalog {
             tables,
             pool,
