@@ -146,16 +146,16 @@ impl Context {
                 Some(format!("create it with `lake plan {env_name}`")),
             ));
         };
-        let snapshots = snapshot::compute(&self.project)?;
-        let env_ids: HashMap<&ModelName, &str> = env
+        let mut snapshots = snapshot::compute(&self.project)?;
+        let env_versions: HashMap<&ModelName, (&str, &str)> = env
             .snapshots
             .iter()
-            .map(|s| (&s.name, s.id.as_str()))
+            .map(|s| (&s.name, (s.id.as_str(), s.version.as_str())))
             .collect();
         let differs = snapshots.len() != env.snapshots.len()
             || snapshots
                 .iter()
-                .any(|s| env_ids.get(&s.name) != Some(&s.id.as_str()));
+                .any(|s| env_versions.get(&s.name).map(|v| v.0) != Some(s.id.as_str()));
         if differs {
             return Err(LakeError::Usage(
                 format!("the project's files differ from environment `{env_name}`"),
@@ -163,6 +163,12 @@ impl Context {
                     "`lake run` builds what an environment already contains; apply your changes with `lake plan {env_name}` first"
                 )),
             ));
+        }
+        // Versions come from the environment: earlier plans decided which changes kept their tables.
+        for s in &mut snapshots {
+            if let Some((_, version)) = env_versions.get(&s.name) {
+                s.version = version.to_string();
+            }
         }
         let versions: Vec<(ModelName, String)> = snapshots
             .iter()
@@ -223,8 +229,19 @@ impl Context {
     /// The SQL that building `model` would run, with physical table names.
     pub fn render(&self, model: &str, execution_time: NaiveDateTime) -> Result<String> {
         let i = self.project.find_model(model)?;
-        let snapshots = snapshot::compute(&self.project)?;
+        let snapshots = self.resolved_snapshots(execution_time)?;
         self.executable_query(i, &snapshots, execution_time, "rendering")
+    }
+
+    /// The local project's versions as a plan against prod would assign them (a changed model keeps its
+    /// table when its change is non-breaking, forward-only or metadata-only).
+    fn resolved_snapshots(
+        &self,
+        execution_time: NaiveDateTime,
+    ) -> Result<Vec<crate::snapshot::Snapshot>> {
+        Ok(self
+            .plan(&PlanOptions::new(crate::PROD, execution_time))?
+            .snapshots)
     }
 
     fn executable_query(
@@ -254,7 +271,7 @@ impl Context {
         limit: usize,
     ) -> Result<QueryResult> {
         let i = self.project.find_model(model)?;
-        let snapshots = snapshot::compute(&self.project)?;
+        let snapshots = self.resolved_snapshots(execution_time)?;
         let engine = self.open_engine()?;
         let session = engine.session()?;
         let existing: std::collections::HashSet<PhysicalTable> = self

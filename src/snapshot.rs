@@ -1,6 +1,6 @@
 //! Model versions: fingerprints (data vs metadata), snapshot ids, versions and physical table names.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -20,6 +20,9 @@ pub struct Fingerprint {
     pub parent_data_hash: String,
     /// Snapshot ids of the parents.
     pub parent_metadata_hash: String,
+    /// The hash of each data-affecting part (query, kind, columns, …), to tell which one changed.
+    #[serde(default)]
+    pub data_parts: BTreeMap<String, String>,
 }
 
 /// One model version as planned from the local project.
@@ -28,7 +31,9 @@ pub struct Snapshot {
     pub name: ModelName,
     /// Unique per model version (data and metadata).
     pub id: String,
-    /// Identifies the physical table; equal versions share one table.
+    /// Identifies the physical table; equal versions share one table. Computed from content here (a breaking
+    /// change's version); a plan keeps the previous version instead for non-breaking, forward-only and
+    /// metadata-only changes, and state remembers each snapshot's version.
     pub version: String,
     pub fingerprint: Fingerprint,
     pub kind_name: String,
@@ -140,34 +145,53 @@ pub fn compute(project: &Project) -> Result<Vec<Snapshot>> {
         let model = &project.models[i];
         let meta = &model.meta;
         let analysis = &project.analyses[i];
-        let mut data = Hasher::new("data/v1");
-        data.json(&meta.kind)
-            .field(analysis.normalized_query.as_deref().unwrap_or(""))
-            .json(&meta.columns)
-            .json(
-                &model
-                    .pre_statements
-                    .iter()
-                    .map(|s| s.text.trim())
-                    .collect::<Vec<_>>(),
-            )
-            .json(
-                &model
-                    .post_statements
-                    .iter()
-                    .map(|s| s.text.trim())
-                    .collect::<Vec<_>>(),
-            )
-            .field(seed_hashes.get(&i).map_or("", String::as_str))
-            .json(&meta.partitioned_by)
-            .json(&meta.clustered_by)
-            .json(&meta.table_format)
-            .json(&meta.storage_format)
-            .json(&meta.physical_properties)
-            .json(&meta.session_properties)
-            .field(&meta.dialect)
-            .json(&meta.stamp)
-            .json(&meta.physical_version);
+        let part = |label: &str, fill: &dyn Fn(&mut Hasher)| {
+            let mut h = Hasher::new(label);
+            fill(&mut h);
+            (label.to_string(), h.finish())
+        };
+        let statements = |list: &[crate::model::Statement]| {
+            list.iter()
+                .map(|s| s.text.trim().to_string())
+                .collect::<Vec<_>>()
+        };
+        // Each data-affecting part is hashed on its own, so a later plan can say which part changed.
+        let data_parts: BTreeMap<String, String> = [
+            part("query", &|h| {
+                h.field(analysis.normalized_query.as_deref().unwrap_or(""));
+            }),
+            part("kind", &|h| {
+                h.json(&meta.kind);
+            }),
+            part("columns", &|h| {
+                h.json(&meta.columns);
+            }),
+            part("statements", &|h| {
+                h.json(&statements(&model.pre_statements))
+                    .json(&statements(&model.post_statements));
+            }),
+            part("seed", &|h| {
+                h.field(seed_hashes.get(&i).map_or("", String::as_str));
+            }),
+            part("physical", &|h| {
+                h.json(&meta.partitioned_by)
+                    .json(&meta.clustered_by)
+                    .json(&meta.table_format)
+                    .json(&meta.storage_format)
+                    .json(&meta.physical_properties)
+                    .json(&meta.session_properties);
+            }),
+            part("dialect", &|h| {
+                h.field(&meta.dialect);
+            }),
+            part("stamp", &|h| {
+                h.json(&meta.stamp).json(&meta.physical_version);
+            }),
+        ]
+        .into_iter()
+        .collect();
+        let mut data = Hasher::new("data/v2");
+        data.json(&data_parts);
         let mut metadata = Hasher::new("metadata/v1");
         metadata
             .json(&meta.owner)
@@ -203,10 +227,14 @@ pub fn compute(project: &Project) -> Result<Vec<Snapshot>> {
             })
             .collect();
         parents.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut parent_data = Hasher::new("parent-data/v1");
+        // Content, not versions: versions depend on how earlier plans categorised changes, fingerprints do not.
+        let mut parent_data = Hasher::new("parent-data/v2");
         let mut parent_meta = Hasher::new("parent-metadata/v1");
         for p in &parents {
-            parent_data.field(&p.name.to_string()).field(&p.version);
+            parent_data
+                .field(&p.name.to_string())
+                .field(&p.fingerprint.data_hash)
+                .field(&p.fingerprint.parent_data_hash);
             parent_meta.field(&p.name.to_string()).field(&p.id);
         }
         let fingerprint = Fingerprint {
@@ -214,6 +242,7 @@ pub fn compute(project: &Project) -> Result<Vec<Snapshot>> {
             metadata_hash: metadata.finish(),
             parent_data_hash: parent_data.finish(),
             parent_metadata_hash: parent_meta.finish(),
+            data_parts,
         };
         let name = meta.name.clone();
         let mut version = Hasher::new("version/v1");

@@ -60,7 +60,9 @@ fn editing_a_leaf_rebuilds_only_it_and_repoints_prod() {
     let out = s.apply(EXEC);
     let plan = stdout(&out);
     assert!(
-        plan.contains("**Directly Modified:**\n- `demo.view_model` (Breaking)"),
+        plan.contains(
+            "**Directly Modified:**\n- `demo.view_model` (Breaking: changed the WHERE clause)"
+        ),
         "{plan}"
     );
     assert!(
@@ -84,8 +86,95 @@ fn editing_a_leaf_rebuilds_only_it_and_repoints_prod() {
 }
 
 #[test]
-fn editing_a_parent_rebuilds_its_children_too() {
+fn a_breaking_parent_edit_rebuilds_its_children_too() {
     let s = Scratch::init();
+    s.apply(EXEC);
+    let full = s
+        .read("models/full_model.sql")
+        .replace("FROM demo.seed_model", "FROM demo.seed_model\nWHERE id > 4");
+    s.write("models/full_model.sql", &full);
+    let out = s.apply(EXEC);
+    let plan = stdout(&out);
+    assert!(
+        plan.contains("- `demo.full_model` (Breaking: changed the WHERE clause)"),
+        "{plan}"
+    );
+    assert!(plan.contains("**Indirectly Modified:**\n- `demo.view_model` (Indirect Breaking) because of demo.full_model"), "{plan}");
+    let mut built = built_models(&out);
+    built.sort();
+    assert_eq!(built, ["demo.full_model", "demo.view_model"]);
+    assert_eq!(
+        s.csv("select num_orders from demo.full_model where item_id = 1"),
+        "num_orders\n3\n"
+    );
+    assert_eq!(
+        s.csv("select * from demo.view_model"),
+        "item_id,num_orders\n1,3\n"
+    );
+}
+
+#[test]
+fn a_non_breaking_parent_edit_leaves_materialised_children_alone() {
+    let s = Scratch::init();
+    s.write(
+        "models/full_child.sql",
+        "MODEL (name demo.full_child, kind FULL);\nSELECT item_id, num_orders FROM demo.full_model\n",
+    );
+    s.apply(EXEC);
+    let child_table = || {
+        s.csv("select table_name from information_schema.tables where table_schema = 'lake__demo' and table_name like 'demo__full_child__%'")
+    };
+    let child_before = child_table();
+    let full = s.read("models/full_model.sql").replace(
+        "COUNT(DISTINCT id) AS num_orders",
+        "COUNT(DISTINCT id) AS num_orders,\n  MAX(id) AS max_id",
+    );
+    s.write("models/full_model.sql", &full);
+    let out = s.apply(EXEC);
+    let plan = stdout(&out);
+    assert!(
+        plan.contains("- `demo.full_model` (Non-breaking: added column `max_id`)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("- `demo.full_child` (Indirect Non-breaking) because of demo.full_model"),
+        "{plan}"
+    );
+    // The FULL child keeps its table; the VIEW child is recreated over the new parent (free).
+    let mut built = built_models(&out);
+    built.sort();
+    assert_eq!(built, ["demo.full_model", "demo.view_model"]);
+    assert_eq!(
+        child_table(),
+        child_before,
+        "the child keeps its physical table"
+    );
+    assert_eq!(
+        s.csv("select max_id from demo.full_model where item_id = 1"),
+        "max_id\n7\n"
+    );
+    assert_eq!(
+        s.csv("select * from demo.full_child order by 1"),
+        "item_id,num_orders\n1,5\n2,1\n3,1\n"
+    );
+    s.assert_no_changes();
+    // A later run rebuilds the child from the new parent version.
+    let out = s
+        .lake()
+        .args(["run", "--ignore-cron", "--execution-time", "2024-06-02"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(s.csv("select count(*) as n from demo.full_child"), "n\n3\n");
+}
+
+#[test]
+fn an_added_column_read_through_star_is_breaking() {
+    let s = Scratch::init();
+    s.write(
+        "models/star_model.sql",
+        "MODEL (name demo.star_model, kind FULL);\nSELECT * FROM demo.full_model\n",
+    );
     s.apply(EXEC);
     let full = s.read("models/full_model.sql").replace(
         "COUNT(DISTINCT id) AS num_orders",
@@ -94,13 +183,18 @@ fn editing_a_parent_rebuilds_its_children_too() {
     s.write("models/full_model.sql", &full);
     let out = s.apply(EXEC);
     let plan = stdout(&out);
-    assert!(plan.contains("- `demo.full_model` (Breaking)"), "{plan}");
-    assert!(plan.contains("**Indirectly Modified:**\n- `demo.view_model` (Indirect Breaking) because of demo.full_model"), "{plan}");
+    assert!(
+        plan.contains("- `demo.full_model` (Breaking: added a column that `demo.star_model` reads through `*`)"),
+        "{plan}"
+    );
     let mut built = built_models(&out);
     built.sort();
-    assert_eq!(built, ["demo.full_model", "demo.view_model"]);
     assert_eq!(
-        s.csv("select max_id from demo.full_model where item_id = 1"),
+        built,
+        ["demo.full_model", "demo.star_model", "demo.view_model"]
+    );
+    assert_eq!(
+        s.csv("select max_id from demo.star_model where item_id = 1"),
         "max_id\n7\n"
     );
 }
@@ -144,7 +238,12 @@ fn dev_environment_is_isolated_and_promotion_rebuilds_nothing() {
         plan.starts_with("**New environment `dev` will be created from `prod`**"),
         "{plan}"
     );
-    assert!(plan.contains("`demo__dev.full_model` (Breaking)"), "{plan}");
+    assert!(
+        plan.contains(
+            "`demo__dev.full_model` (Breaking: changed the expression of column `num_orders`)"
+        ),
+        "{plan}"
+    );
     let mut built = built_models(&out);
     built.sort();
     assert_eq!(built, ["demo__dev.full_model", "demo__dev.view_model"]);

@@ -241,11 +241,11 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             execution_time,
         } => {
             let ctx = load(cli)?;
-            let options = PlanOptions {
-                environment: environment.clone(),
-                include_unmodified: *include_unmodified,
-                execution_time: context::execution_time(execution_time.as_deref())?,
-            };
+            let mut options = PlanOptions::new(
+                environment.clone(),
+                context::execution_time(execution_time.as_deref())?,
+            );
+            options.include_unmodified = *include_unmodified;
             let plan = ctx.plan(&options)?;
             let audience = if stdout_tty {
                 Audience::Terminal

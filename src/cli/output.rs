@@ -104,7 +104,10 @@ pub fn render_plan(plan: &Plan, audience: Audience) -> String {
                 Audience::Pipe => format!("- `{name}`"),
             };
             if let Some(category) = change.category.filter(|_| kind != ChangeKind::Added) {
-                line.push_str(&format!(" ({})", category.label()));
+                match &change.reason {
+                    Some(reason) => line.push_str(&format!(" ({}: {reason})", category.label())),
+                    None => line.push_str(&format!(" ({})", category.label())),
+                }
             }
             if !change.because_of.is_empty() && category_is_indirect(change.category) {
                 let parents: Vec<String> = change
@@ -145,7 +148,7 @@ pub fn render_plan(plan: &Plan, audience: Audience) -> String {
 fn category_is_indirect(category: Option<Category>) -> bool {
     matches!(
         category,
-        Some(Category::IndirectBreaking | Category::Metadata)
+        Some(Category::IndirectBreaking | Category::IndirectNonBreaking | Category::Metadata)
     )
 }
 
@@ -451,6 +454,7 @@ mod tests {
                     name: full.clone(),
                     kind: ChangeKind::DirectlyModified,
                     category: Some(Category::Breaking),
+                    reason: Some("changed the WHERE clause".into()),
                     diff: Some(
                         "--- a/m.sql\n+++ b/m.sql\n@@ -1 +1 @@\n-SELECT 1\n+SELECT 2\n".into(),
                     ),
@@ -460,6 +464,7 @@ mod tests {
                     name: view.clone(),
                     kind: ChangeKind::IndirectlyModified,
                     category: Some(Category::IndirectBreaking),
+                    reason: None,
                     diff: None,
                     because_of: vec![full.clone()],
                 },
@@ -487,7 +492,7 @@ mod tests {
             "New environment `dev` will be created from `prod`\n\n\
              Summary of differences from `prod`:\n\n\
              Directly Modified:\n\
-             └── demo__dev.full_model (Breaking)\n    --- a/m.sql\n    +++ b/m.sql\n    @@ -1 +1 @@\n    -SELECT 1\n    +SELECT 2\n\n\
+             └── demo__dev.full_model (Breaking: changed the WHERE clause)\n    --- a/m.sql\n    +++ b/m.sql\n    @@ -1 +1 @@\n    -SELECT 1\n    +SELECT 2\n\n\
              Indirectly Modified:\n\
              └── demo__dev.view_model (Indirect Breaking) because of demo__dev.full_model\n\n\
              Models needing backfill:\n\
@@ -495,7 +500,7 @@ mod tests {
         );
         let pipe = render_plan(&plan(), Audience::Pipe);
         assert!(
-            pipe.contains("- `demo__dev.full_model` (Breaking)\n```diff\n--- a/m.sql\n"),
+            pipe.contains("- `demo__dev.full_model` (Breaking: changed the WHERE clause)\n```diff\n--- a/m.sql\n"),
             "{pipe}"
         );
         assert!(

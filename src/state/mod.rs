@@ -2,7 +2,7 @@
 
 pub mod sqlite;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -82,8 +82,8 @@ pub enum PromoteOutcome {
 pub trait StateStore: Send {
     fn environment(&self, name: &str) -> Result<Option<Environment>>;
     fn environments(&self) -> Result<Vec<Environment>>;
-    /// Which of `ids` are already stored.
-    fn existing_snapshot_ids(&self, ids: &[&str]) -> Result<HashSet<String>>;
+    /// The versions of those of `ids` that are already stored.
+    fn stored_versions(&self, ids: &[&str]) -> Result<HashMap<String, String>>;
     fn snapshots(&self, ids: &[&str]) -> Result<Vec<StoredSnapshot>>;
     /// Stores snapshots; ones already present are left as they are.
     fn push_snapshots(&mut self, snapshots: &[StoredSnapshot]) -> Result<()>;

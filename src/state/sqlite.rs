@@ -1,6 +1,6 @@
 //! The embedded state store: a SQLite database in the project's `.lake/` folder, guarded by a file lock.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -265,11 +265,11 @@ impl StateStore for SqliteState {
         rows.into_iter().map(env_from_row).collect()
     }
 
-    fn existing_snapshot_ids(&self, ids: &[&str]) -> Result<HashSet<String>> {
+    fn stored_versions(&self, ids: &[&str]) -> Result<HashMap<String, String>> {
         let found = self.select_in(
-            "SELECT id FROM snapshots WHERE id IN ({keys})",
+            "SELECT id, version FROM snapshots WHERE id IN ({keys})",
             ids,
-            |r| r.get::<_, String>(0),
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
             "reading snapshots",
         )?;
         Ok(found.into_iter().collect())
@@ -440,6 +440,7 @@ mod tests {
                     metadata_hash: "m".into(),
                     parent_data_hash: "pd".into(),
                     parent_metadata_hash: "pm".into(),
+                    data_parts: Default::default(),
                 },
                 kind_name: "FULL".into(),
                 parents: vec![],
@@ -472,8 +473,11 @@ mod tests {
             .unwrap();
         // Pushing again is a no-op, not an error.
         state.push_snapshots(&[snapshot("a.b", "v1")]).unwrap();
-        let found = state.existing_snapshot_ids(&["a.b-v1", "zz"]).unwrap();
-        assert_eq!(found, HashSet::from(["a.b-v1".to_string()]));
+        let found = state.stored_versions(&["a.b-v1", "zz"]).unwrap();
+        assert_eq!(
+            found,
+            HashMap::from([("a.b-v1".to_string(), "v1".to_string())])
+        );
         assert_eq!(
             state.snapshots(&["a.c-v1"]).unwrap()[0],
             snapshot("a.c", "v1")

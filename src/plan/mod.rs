@@ -1,5 +1,7 @@
 //! Plans: the diff between the local project and an environment, change categories and what to build.
 
+pub mod categorize;
+
 use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDateTime;
@@ -12,6 +14,7 @@ use crate::project::Project;
 use crate::snapshot::{self, PhysicalTable, Snapshot, VirtualName};
 use crate::state::{Environment, StateStore};
 use crate::storage::VirtualChange;
+use categorize::Verdict;
 
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
@@ -19,6 +22,22 @@ pub struct PlanOptions {
     /// Give a dev environment virtual names for every model, not only the changed ones.
     pub include_unmodified: bool,
     pub execution_time: NaiveDateTime,
+    /// Every directly modified model keeps its physical table; the change applies to data built from now on.
+    pub forward_only: bool,
+    /// Categories chosen by the user for directly modified models, replacing the automatic ones.
+    pub overrides: HashMap<ModelName, Category>,
+}
+
+impl PlanOptions {
+    pub fn new(environment: impl Into<String>, execution_time: NaiveDateTime) -> Self {
+        PlanOptions {
+            environment: environment.into(),
+            include_unmodified: false,
+            execution_time,
+            forward_only: false,
+            overrides: HashMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -30,12 +49,20 @@ pub enum ChangeKind {
     IndirectlyModified,
 }
 
-/// How a change affects data. Every data change is breaking today: children get new versions too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// How a change affects data, and so whether models get new physical tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
+    /// The model and its children get new tables and are rebuilt.
     Breaking,
+    /// Only the model gets a new table; its children keep theirs (existing columns are unchanged).
+    NonBreaking,
+    /// A child of a breaking change: new table, rebuilt.
     IndirectBreaking,
+    /// A child of non-breaking or forward-only changes only: keeps its table.
+    IndirectNonBreaking,
+    /// The model keeps its table; the new logic applies to data built from now on.
+    ForwardOnly,
     /// Only metadata (owner, description, cron, …) changed: the existing table is reused.
     Metadata,
 }
@@ -44,9 +71,25 @@ impl Category {
     pub fn label(self) -> &'static str {
         match self {
             Category::Breaking => "Breaking",
+            Category::NonBreaking => "Non-breaking",
             Category::IndirectBreaking => "Indirect Breaking",
+            Category::IndirectNonBreaking => "Indirect Non-breaking",
+            Category::ForwardOnly => "Forward-only",
             Category::Metadata => "Metadata",
         }
+    }
+
+    /// Whether children of a model in this category must be rebuilt.
+    fn breaks_children(self) -> bool {
+        matches!(self, Category::Breaking | Category::IndirectBreaking)
+    }
+
+    /// Whether the model gets a new physical table (otherwise it keeps the previous version's).
+    fn gets_new_table(self) -> bool {
+        matches!(
+            self,
+            Category::Breaking | Category::NonBreaking | Category::IndirectBreaking
+        )
     }
 }
 
@@ -55,6 +98,8 @@ pub struct ModelChange {
     pub name: ModelName,
     pub kind: ChangeKind,
     pub category: Option<Category>,
+    /// Why the category was chosen, e.g. "added column `max_id`" or "changed the WHERE clause".
+    pub reason: Option<String>,
     /// Unified diff of the model file against the version in the environment.
     pub diff: Option<String>,
     /// For indirect changes: the directly modified models upstream.
@@ -185,8 +230,12 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         .map(|s| (s.snapshot.id.clone(), s))
         .collect();
 
+    let all_ids: Vec<&str> = snapshots.iter().map(|s| s.id.as_str()).collect();
+    let stored_versions = state.stored_versions(&all_ids)?;
+    let mut snapshots = snapshots;
     let mut changes = Vec::new();
-    let mut direct: HashSet<&ModelName> = HashSet::new();
+    let mut direct: HashSet<ModelName> = HashSet::new();
+    let mut categories: HashMap<usize, Category> = HashMap::new();
     for &i in &project.order {
         let s = &snapshots[i];
         let Some(previous) = base_by_name.get(&s.name) else {
@@ -194,25 +243,88 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
                 name: s.name.clone(),
                 kind: ChangeKind::Added,
                 category: Some(Category::Breaking),
+                reason: None,
                 diff: None,
                 because_of: Vec::new(),
             });
-            direct.insert(&s.name);
+            direct.insert(s.name.clone());
+            categories.insert(i, Category::Breaking);
+            if let Some(v) = stored_versions.get(&s.id) {
+                snapshots[i].version = v.clone();
+            }
             continue;
         };
         if previous.id == s.id {
+            snapshots[i].version = previous.version.clone();
             continue;
         }
         let stored = replaced.get(&previous.id);
-        let own_change = stored.is_none_or(|p| {
-            p.snapshot.fingerprint.data_hash != s.fingerprint.data_hash
-                || p.snapshot.fingerprint.metadata_hash != s.fingerprint.metadata_hash
-        });
+        let fingerprint = |p: &crate::state::StoredSnapshot| p.snapshot.fingerprint.clone();
         let data_change =
-            stored.is_none_or(|p| p.snapshot.fingerprint.data_hash != s.fingerprint.data_hash);
-        if own_change {
-            direct.insert(&s.name);
-            let diff = stored
+            stored.is_none_or(|p| fingerprint(p).data_hash != s.fingerprint.data_hash);
+        let metadata_change =
+            stored.is_none_or(|p| fingerprint(p).metadata_hash != s.fingerprint.metadata_hash);
+        let upstream_change = stored
+            .is_none_or(|p| fingerprint(p).parent_data_hash != s.fingerprint.parent_data_hash);
+        // Children inherit breakage from parents changed in this plan.
+        let breaking_parent = project
+            .dag
+            .parents(i)
+            .any(|p| categories.get(&p).is_some_and(|c| c.breaks_children()));
+        let indirect = if breaking_parent {
+            Category::IndirectBreaking
+        } else {
+            Category::IndirectNonBreaking
+        };
+        let (kind, category, reason) = if data_change {
+            let (category, reason) = if let Some(chosen) = options.overrides.get(&s.name) {
+                (*chosen, "chosen by you".to_string())
+            } else if options.forward_only {
+                (
+                    Category::ForwardOnly,
+                    "planned with --forward-only".to_string(),
+                )
+            } else {
+                match stored {
+                    None => (
+                        Category::Breaking,
+                        "the previous version is not in state to compare with".to_string(),
+                    ),
+                    Some(p) => match categorize_direct(project, i, s, p) {
+                        Verdict::Breaking(r) => (Category::Breaking, r),
+                        Verdict::NonBreaking(r) => (Category::NonBreaking, r),
+                    },
+                }
+            };
+            (ChangeKind::DirectlyModified, category, Some(reason))
+        } else if metadata_change {
+            let category = if upstream_change {
+                indirect
+            } else {
+                Category::Metadata
+            };
+            (ChangeKind::DirectlyModified, category, None)
+        } else if upstream_change {
+            (ChangeKind::IndirectlyModified, indirect, None)
+        } else {
+            (ChangeKind::IndirectlyModified, Category::Metadata, None)
+        };
+        // A view keeps no data of its own but names its parents' tables: when they change, it is recreated
+        // (a new version costs nothing) rather than left reading a parent version that may be dropped.
+        let view_reads_new_parents = upstream_change
+            && matches!(
+                project.models[i].meta.kind,
+                ModelKind::View {
+                    materialized: false
+                }
+            );
+        let version = match stored_versions.get(&s.id) {
+            Some(v) => v.clone(),
+            None if category.gets_new_table() || view_reads_new_parents => s.version.clone(),
+            None => previous.version.clone(),
+        };
+        let diff = if kind == ChangeKind::DirectlyModified {
+            stored
                 .and_then(|p| p.node.get("definition").and_then(|d| d.as_str()))
                 .map(|old| {
                     unified_diff(
@@ -220,39 +332,35 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
                         &project.models[i].file.text,
                         &project.models[i].file.display_path,
                     )
-                });
-            changes.push(ModelChange {
-                name: s.name.clone(),
-                kind: ChangeKind::DirectlyModified,
-                category: Some(if data_change || previous.version != s.version {
-                    Category::Breaking
-                } else {
-                    Category::Metadata
-                }),
-                diff,
-                because_of: Vec::new(),
-            });
+                })
         } else {
-            let because_of = project
+            None
+        };
+        let because_of = if kind == ChangeKind::IndirectlyModified {
+            project
                 .dag
                 .upstream(i)
                 .into_iter()
                 .map(|p| &snapshots[p].name)
-                .filter(|n| direct.contains(n))
+                .filter(|n| direct.contains(*n))
                 .cloned()
-                .collect();
-            changes.push(ModelChange {
-                name: s.name.clone(),
-                kind: ChangeKind::IndirectlyModified,
-                category: Some(if previous.version != s.version {
-                    Category::IndirectBreaking
-                } else {
-                    Category::Metadata
-                }),
-                diff: None,
-                because_of,
-            });
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if kind == ChangeKind::DirectlyModified {
+            direct.insert(s.name.clone());
         }
+        changes.push(ModelChange {
+            name: s.name.clone(),
+            kind,
+            category: Some(category),
+            reason,
+            diff,
+            because_of,
+        });
+        categories.insert(i, category);
+        snapshots[i].version = version;
     }
     let local_names: HashSet<&ModelName> = snapshots.iter().map(|s| &s.name).collect();
     if let Some(b) = &base {
@@ -262,6 +370,7 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
                     name: s.name.clone(),
                     kind: ChangeKind::Removed,
                     category: None,
+                    reason: None,
                     diff: None,
                     because_of: Vec::new(),
                 });
@@ -354,10 +463,8 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
             "lake builds VIEW, FULL and SEED models today; incremental and SCD kinds arrive with the incremental-models issue",
         ));
     }
-    let stored_ids = state
-        .existing_snapshot_ids(&snapshots.iter().map(|s| s.id.as_str()).collect::<Vec<_>>())?;
     let new_snapshots = (0..snapshots.len())
-        .filter(|&i| !stored_ids.contains(&snapshots[i].id))
+        .filter(|&i| !stored_versions.contains_key(&snapshots[i].id))
         .collect();
     Ok(Plan {
         environment: env_name,
@@ -373,6 +480,66 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         execution_time: options.execution_time,
         previous_environment: target,
     })
+}
+
+/// The category of a model whose own data-affecting definition changed, from what changed.
+fn categorize_direct(
+    project: &Project,
+    i: usize,
+    new: &Snapshot,
+    previous: &crate::state::StoredSnapshot,
+) -> Verdict {
+    let old_parts = &previous.snapshot.fingerprint.data_parts;
+    let new_parts = &new.fingerprint.data_parts;
+    if old_parts.is_empty() {
+        return Verdict::Breaking(
+            "the previous version was recorded without the detail needed to compare".into(),
+        );
+    }
+    let mut changed: Vec<&str> = new_parts
+        .iter()
+        .filter(|(part, hash)| old_parts.get(*part) != Some(*hash))
+        .map(|(part, _)| part.as_str())
+        .collect();
+    changed.sort_unstable();
+    if let Some(part) = changed.iter().find(|p| **p != "query") {
+        let what = match *part {
+            "kind" => "the model kind",
+            "columns" => "the declared columns",
+            "statements" => "the pre/post statements",
+            "seed" => "the seed data",
+            "physical" => "the physical properties",
+            "dialect" => "the dialect",
+            "stamp" => "the stamp",
+            other => other,
+        };
+        return Verdict::Breaking(format!("changed {what}"));
+    }
+    let old_query = previous
+        .node
+        .get("query")
+        .and_then(|q| q.as_str())
+        .unwrap_or_default();
+    let new_query = project.analyses[i]
+        .normalized_query
+        .as_deref()
+        .unwrap_or_default();
+    let verdict = categorize::compare_queries(old_query, new_query);
+    if let Verdict::NonBreaking(_) = &verdict {
+        for child in project.dag.children(i) {
+            let child_query = project.analyses[child]
+                .normalized_query
+                .as_deref()
+                .unwrap_or_default();
+            if categorize::selects_star(child_query) {
+                return Verdict::Breaking(format!(
+                    "added a column that `{}` reads through `*`",
+                    project.models[child].meta.name
+                ));
+            }
+        }
+    }
+    verdict
 }
 
 fn unified_diff(old: &str, new: &str, path: &str) -> String {
