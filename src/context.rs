@@ -21,6 +21,7 @@ use crate::state::StateStore;
 use crate::state::sqlite::{self, SqliteState};
 use crate::storage::Storage;
 use crate::storage::duckdb_file::DuckDbStorage;
+use crate::{lifecycle, table_diff};
 
 pub struct Context {
     pub project: Project,
@@ -353,6 +354,106 @@ impl Context {
             })
             .collect();
         crate::sql::replace_spans(sql, edits)
+    }
+
+    pub fn environments(&self) -> Result<Vec<crate::state::Environment>> {
+        self.open_state()?.environments()
+    }
+
+    /// Expires `environment` now; with `sync`, also runs the janitor for it at once.
+    pub fn invalidate(
+        &self,
+        environment: &str,
+        sync: bool,
+        now: NaiveDateTime,
+    ) -> Result<Option<lifecycle::JanitorReport>> {
+        let env_name = environment.to_lowercase();
+        {
+            let _lock = sqlite::lock(&self.state_dir(), || {})?;
+            let mut state = self.open_state()?;
+            lifecycle::invalidate(&mut state, &env_name, now.and_utc().timestamp_millis())?;
+        }
+        if !sync {
+            return Ok(None);
+        }
+        self.janitor(now, false, Some(&env_name)).map(Some)
+    }
+
+    /// Removes expired environments and the tables no environment uses (see `lifecycle::janitor`).
+    pub fn janitor(
+        &self,
+        now: NaiveDateTime,
+        ignore_ttl: bool,
+        environment: Option<&str>,
+    ) -> Result<lifecycle::JanitorReport> {
+        let _lock = sqlite::lock(&self.state_dir(), || {})?;
+        let mut state = self.open_state()?;
+        let engine = self.open_engine()?;
+        let session = engine.session()?;
+        let environment = environment.map(str::to_lowercase);
+        lifecycle::janitor(
+            &mut state,
+            self.storage()?,
+            &session,
+            &lifecycle::JanitorOptions {
+                now_ms: now.and_utc().timestamp_millis(),
+                ignore_ttl,
+                environment: environment.as_deref(),
+            },
+        )
+    }
+
+    /// The physical table holding `model`'s data in `environment`.
+    pub fn table_name(&self, model: &str, environment: &str) -> Result<PhysicalTable> {
+        let i = self.project.find_model(model)?;
+        let name = &self.project.models[i].meta.name;
+        let env_name = environment.to_lowercase();
+        let state = self.open_state()?;
+        let Some(env) = state.environment(&env_name)? else {
+            return Err(LakeError::Usage(
+                format!("environment `{env_name}` does not exist"),
+                Some("`lake environments` lists them".into()),
+            ));
+        };
+        env.snapshots
+            .iter()
+            .find(|s| &s.name == name)
+            .map(|s| PhysicalTable::for_version(&s.name, &s.version))
+            .ok_or_else(|| {
+                LakeError::Usage(
+                    format!("`{name}` is not in environment `{env_name}`"),
+                    Some(format!("apply it first with `lake plan {env_name}`")),
+                )
+            })
+    }
+
+    /// Compares `model` between two environments: schemas, row counts and, joined on `on` (default: the
+    /// model's grain), how often each shared column matches.
+    pub fn table_diff(
+        &self,
+        source: &str,
+        target: &str,
+        model: &str,
+        on: &[String],
+    ) -> Result<table_diff::TableDiff> {
+        let i = self.project.find_model(model)?;
+        let meta = &self.project.models[i].meta;
+        let keys: Vec<String> = if on.is_empty() {
+            meta.grains.clone()
+        } else {
+            on.to_vec()
+        };
+        let source_table = self.table_name(model, source)?;
+        let target_table = self.table_name(model, target)?;
+        let engine = self.open_engine()?;
+        let session = engine.session()?;
+        let catalog = crate::model::quote_ident(&self.project.default_catalog);
+        table_diff::compare(
+            &session,
+            &format!("{catalog}.{}", source_table.sql()),
+            &format!("{catalog}.{}", target_table.sql()),
+            &keys,
+        )
     }
 
     pub fn info(&self) -> Result<Info> {

@@ -120,6 +120,35 @@ impl Session {
         Ok(schema)
     }
 
+    /// Every column of every row as text (NULL as `None`); for small results such as metadata and counts.
+    pub fn query_rows(
+        &self,
+        sql: &str,
+        context: impl FnOnce() -> String,
+    ) -> Result<Vec<Vec<Option<String>>>> {
+        let ctx = context();
+        let mut stmt = self
+            .conn
+            .prepare(sql)
+            .map_err(|e| LakeError::engine(ctx.clone(), e))?;
+        let mut rows = stmt
+            .query([])
+            .map_err(|e| LakeError::engine(ctx.clone(), e))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(|e| LakeError::engine(ctx.clone(), e))? {
+            let width = row.as_ref().column_count();
+            let values = (0..width)
+                .map(|i| {
+                    row.get::<_, Option<duckdb::types::Value>>(i)
+                        .map(|v| v.map(|v| value_text(&v)))
+                })
+                .collect::<duckdb::Result<Vec<_>>>()
+                .map_err(|e| LakeError::engine(ctx.clone(), e))?;
+            out.push(values);
+        }
+        Ok(out)
+    }
+
     /// Values of the first column, as text.
     pub fn query_strings(
         &self,
@@ -136,6 +165,26 @@ impl Session {
             .map_err(|e| LakeError::engine(ctx.clone(), e))?;
         rows.collect::<duckdb::Result<Vec<_>>>()
             .map_err(|e| LakeError::engine(ctx, e))
+    }
+}
+
+fn value_text(value: &duckdb::types::Value) -> String {
+    use duckdb::types::Value;
+    match value {
+        Value::Text(t) => t.clone(),
+        Value::Boolean(b) => b.to_string(),
+        Value::TinyInt(n) => n.to_string(),
+        Value::SmallInt(n) => n.to_string(),
+        Value::Int(n) => n.to_string(),
+        Value::BigInt(n) => n.to_string(),
+        Value::HugeInt(n) => n.to_string(),
+        Value::UTinyInt(n) => n.to_string(),
+        Value::USmallInt(n) => n.to_string(),
+        Value::UInt(n) => n.to_string(),
+        Value::UBigInt(n) => n.to_string(),
+        Value::Float(n) => n.to_string(),
+        Value::Double(n) => n.to_string(),
+        other => format!("{other:?}"),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod dag;
 pub mod engine;
 pub mod error;
 pub mod lakehouse;
+pub mod lifecycle;
 pub mod macros;
 pub mod model;
 pub mod plan;
@@ -22,6 +23,7 @@ pub mod sql;
 pub mod sqltext;
 pub mod state;
 pub mod storage;
+pub mod table_diff;
 pub mod template;
 
 /// The production environment's name.

@@ -1,7 +1,8 @@
 //! Command-line interface: argument parsing and output only; every operation lives in the library.
 
-mod output;
+pub mod output;
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +12,8 @@ use console::style;
 
 use crate::context::{self, Context};
 use crate::error::{LakeError, Result};
-use crate::plan::PlanOptions;
+use crate::model::ModelName;
+use crate::plan::{Category, PlanOptions};
 use crate::{PROD, template};
 use output::{Audience, Progress, RowFormat};
 
@@ -93,6 +95,65 @@ enum Command {
         /// Pin "now" (YYYY-MM-DD or "YYYY-MM-DD HH:MM:SS", UTC) for reproducible runs.
         #[arg(long)]
         execution_time: Option<String>,
+        /// Keep every changed model's physical table: the change applies to data built from now on
+        /// (prod only). Nothing is rebuilt; the next `lake run` uses the new logic.
+        #[arg(long)]
+        forward_only: bool,
+        /// `text`: a tree on a terminal, Markdown in a pipe. `json`: one document for CI (never prompts).
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+    },
+    /// Show how the project differs from an environment; exit 1 if it does, 0 if it matches.
+    Diff {
+        #[arg(default_value = PROD)]
+        environment: String,
+    },
+    /// List environments: when each was last updated and when it expires.
+    Environments {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Expire an environment now; the janitor then removes its names (prod cannot be invalidated).
+    Invalidate {
+        environment: String,
+        /// Run the janitor for this environment at once.
+        #[arg(short, long)]
+        sync: bool,
+    },
+    /// Remove expired environments, then drop the tables no environment uses once their TTL has passed.
+    ///
+    /// Best-effort: a failure is reported and the rest still runs (exit 1 if anything failed).
+    Janitor {
+        /// Drop unused tables even if their snapshot TTL has not passed yet.
+        #[arg(long)]
+        ignore_ttl: bool,
+        /// Only this environment, and the tables only it used.
+        #[arg(short, long)]
+        environment: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the physical table that holds a model's data in an environment.
+    TableName {
+        model: String,
+        #[arg(short, long, default_value = PROD)]
+        environment: String,
+    },
+    /// Compare a model between two environments: schema, row counts and per-column match rates.
+    ///
+    /// Rows are joined on --on, or on the model's `grain`: `lake table-diff prod:dev demo.full_model`.
+    TableDiff {
+        /// `SOURCE:TARGET` environments.
+        environments: String,
+        model: String,
+        /// Columns identifying a row (comma-separated); default: the model's grain.
+        #[arg(long, value_delimiter = ',')]
+        on: Vec<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
     },
     /// Rebuild the models of an environment whose cron is due (and any missing data).
     Run {
@@ -143,6 +204,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PlanFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -239,6 +306,8 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             no_prompts,
             include_unmodified,
             execution_time,
+            forward_only,
+            format,
         } => {
             let ctx = load(cli)?;
             let mut options = PlanOptions::new(
@@ -246,42 +315,180 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                 context::execution_time(execution_time.as_deref())?,
             );
             options.include_unmodified = *include_unmodified;
-            let plan = ctx.plan(&options)?;
+            options.forward_only = *forward_only;
+            let json = *format == PlanFormat::Json;
+            let interactive = !json && std::io::stdin().is_terminal() && stdout_tty && !no_prompts;
+            let mut plan = ctx.plan(&options)?;
+            if interactive && !auto_apply {
+                let overrides = choose_categories(&plan)?;
+                if !overrides.is_empty() {
+                    options.overrides = overrides;
+                    plan = ctx.plan(&options)?;
+                }
+            }
+            if !json {
+                let audience = if stdout_tty {
+                    Audience::Terminal
+                } else {
+                    Audience::Pipe
+                };
+                write!(stdout, "{}", output::render_plan(&plan, audience)).map_err(io)?;
+                stdout.flush().map_err(io)?;
+            }
+            let apply = plan.has_work()
+                && if *auto_apply {
+                    true
+                } else if interactive {
+                    confirm(&plan.environment)?
+                } else {
+                    if !json {
+                        eprintln!(
+                            "Not applied: pass --auto-apply to apply this plan without a prompt."
+                        );
+                    }
+                    false
+                };
+            let mut report = None;
+            if apply {
+                let progress = Progress::new(&plan.environment, std::io::stderr().is_terminal());
+                let result = ctx.apply(&plan, &progress, || {
+                    eprintln!(
+                        "Waiting for another lake process to finish applying in this project…"
+                    )
+                });
+                progress.finish();
+                match result {
+                    Ok(r) => {
+                        eprintln!(
+                            "{} {} built, {} virtual name(s) updated in `{}`",
+                            style("✔").green(),
+                            plural(r.built.len(), "model"),
+                            r.virtual_changes,
+                            plan.environment
+                        );
+                        report = Some(r);
+                    }
+                    Err(e) if json => {
+                        let doc = output::plan_json(&plan, None, Some(&e));
+                        writeln!(stdout, "{doc:#}").map_err(io)?;
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if json {
+                let doc = output::plan_json(&plan, report.as_ref(), None);
+                writeln!(stdout, "{doc:#}").map_err(io)?;
+            }
+        }
+        Command::Diff { environment } => {
+            let ctx = load(cli)?;
+            let plan = ctx.plan(&PlanOptions::new(
+                environment.clone(),
+                context::execution_time(None)?,
+            ))?;
             let audience = if stdout_tty {
                 Audience::Terminal
             } else {
                 Audience::Pipe
             };
-            write!(stdout, "{}", output::render_plan(&plan, audience)).map_err(io)?;
-            stdout.flush().map_err(io)?;
-            if !plan.has_work() {
-                return Ok(ExitCode::SUCCESS);
+            write!(stdout, "{}", output::render_diff_summary(&plan, audience)).map_err(io)?;
+            if !plan.changes.is_empty() {
+                return Ok(ExitCode::from(1));
             }
-            let interactive = std::io::stdin().is_terminal() && stdout_tty && !no_prompts;
-            let apply = if *auto_apply {
-                true
-            } else if interactive {
-                confirm(&plan.environment)?
+        }
+        Command::Environments { json } => {
+            let ctx = load(cli)?;
+            let environments = ctx.environments()?;
+            if *json {
+                let doc: Vec<serde_json::Value> = environments
+                    .iter()
+                    .map(|e| {
+                        serde_json::json!({
+                            "name": e.name,
+                            "updated": timestamp(Some(e.updated_ts)),
+                            "expires": e.expiration_ts.map(|t| timestamp(Some(t))),
+                            "models": e.snapshots.len(),
+                        })
+                    })
+                    .collect();
+                writeln!(stdout, "{:#}", serde_json::Value::Array(doc)).map_err(io)?;
+            } else if environments.is_empty() {
+                writeln!(stdout, "No environments yet: `lake plan` creates prod.").map_err(io)?;
             } else {
-                eprintln!("Not applied: pass --auto-apply to apply this plan without a prompt.");
-                false
-            };
-            if !apply {
-                return Ok(ExitCode::SUCCESS);
+                let rows: Vec<[String; 3]> = environments
+                    .iter()
+                    .map(|e| {
+                        [
+                            e.name.clone(),
+                            timestamp(Some(e.updated_ts)),
+                            e.expiration_ts
+                                .map_or_else(|| "never".to_string(), |t| timestamp(Some(t))),
+                        ]
+                    })
+                    .collect();
+                write!(
+                    stdout,
+                    "{}",
+                    output::aligned(&["environment", "updated (UTC)", "expires (UTC)"], &rows)
+                )
+                .map_err(io)?;
             }
-            let progress = Progress::new(&plan.environment, std::io::stderr().is_terminal());
-            let result = ctx.apply(&plan, &progress, || {
-                eprintln!("Waiting for another lake process to finish applying in this project…")
-            });
-            progress.finish();
-            let report = result?;
+        }
+        Command::Invalidate { environment, sync } => {
+            let ctx = load(cli)?;
+            let report = ctx.invalidate(environment, *sync, context::execution_time(None)?)?;
             eprintln!(
-                "{} {} built, {} virtual name(s) updated in `{}`",
-                style("✔").green(),
-                plural(report.built.len(), "model"),
-                report.virtual_changes,
-                plan.environment
+                "{} environment `{environment}` is invalidated",
+                style("✔").green()
             );
+            if let Some(report) = report {
+                return janitor_output(&mut stdout, &report, false);
+            }
+        }
+        Command::Janitor {
+            ignore_ttl,
+            environment,
+            json,
+        } => {
+            let ctx = load(cli)?;
+            let report = ctx.janitor(
+                context::execution_time(None)?,
+                *ignore_ttl,
+                environment.as_deref(),
+            )?;
+            return janitor_output(&mut stdout, &report, *json);
+        }
+        Command::TableName { model, environment } => {
+            let ctx = load(cli)?;
+            writeln!(stdout, "{}", ctx.table_name(model, environment)?).map_err(io)?;
+        }
+        Command::TableDiff {
+            environments,
+            model,
+            on,
+            json,
+        } => {
+            let Some((source, target)) = environments.split_once(':') else {
+                return Err(LakeError::Usage(
+                    format!("expected SOURCE:TARGET, got `{environments}`"),
+                    Some("e.g. `lake table-diff prod:dev demo.full_model`".into()),
+                ));
+            };
+            let ctx = load(cli)?;
+            let diff = ctx.table_diff(source, target, model, on)?;
+            if *json {
+                let doc =
+                    serde_json::to_value(&diff).map_err(|e| LakeError::Output(e.to_string()))?;
+                writeln!(stdout, "{doc:#}").map_err(io)?;
+            } else {
+                write!(
+                    stdout,
+                    "{}",
+                    output::render_table_diff(&diff, source, target)
+                )
+                .map_err(io)?;
+            }
         }
         Command::Run {
             environment,
@@ -395,12 +602,93 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn timestamp(ms: Option<i64>) -> String {
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+}
+
+fn janitor_output(
+    stdout: &mut dyn Write,
+    report: &crate::lifecycle::JanitorReport,
+    json: bool,
+) -> Result<ExitCode> {
+    let io = |e: std::io::Error| LakeError::io("<stdout>", e);
+    if json {
+        let doc = serde_json::to_value(report).map_err(|e| LakeError::Output(e.to_string()))?;
+        writeln!(stdout, "{doc:#}").map_err(io)?;
+    } else {
+        for env in &report.environments_removed {
+            writeln!(stdout, "Removed environment `{env}`").map_err(io)?;
+        }
+        for table in &report.tables_dropped {
+            writeln!(stdout, "Dropped table {table}").map_err(io)?;
+        }
+        if report.environments_removed.is_empty() && report.tables_dropped.is_empty() {
+            writeln!(stdout, "Nothing to clean up.").map_err(io)?;
+        }
+        for failure in &report.failures {
+            eprintln!("{} {failure}", style("error:").red().bold());
+        }
+    }
+    Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 fn plural(n: usize, word: &str) -> String {
     if n == 1 {
         format!("1 {word}")
     } else {
         format!("{n} {word}s")
     }
+}
+
+/// Asks, for each model whose own data-affecting definition changed, whether to keep the automatic category.
+fn choose_categories(plan: &crate::plan::Plan) -> Result<HashMap<ModelName, Category>> {
+    let mut chosen = HashMap::new();
+    let candidates: Vec<_> = plan
+        .changes
+        .iter()
+        .filter(|c| {
+            c.kind == crate::plan::ChangeKind::DirectlyModified
+                && matches!(
+                    c.category,
+                    Some(Category::Breaking | Category::NonBreaking | Category::ForwardOnly)
+                )
+        })
+        .collect();
+    for change in candidates {
+        let Some(current) = change.category else {
+            continue;
+        };
+        eprint!(
+            "{} is {}{}. Keep it, or choose [b]reaking, [n]on-breaking, [f]orward-only? [Enter keeps]: ",
+            style(&change.name).bold(),
+            current.label(),
+            change
+                .reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        );
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .map_err(|e| LakeError::io("<stdin>", e))?;
+        let category = match answer.trim().to_ascii_lowercase().as_str() {
+            "b" | "breaking" => Category::Breaking,
+            "n" | "non-breaking" => Category::NonBreaking,
+            "f" | "forward-only" => Category::ForwardOnly,
+            _ => continue,
+        };
+        if category != current {
+            chosen.insert(change.name.clone(), category);
+        }
+    }
+    Ok(chosen)
 }
 
 fn confirm(environment: &str) -> Result<bool> {

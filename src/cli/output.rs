@@ -32,6 +32,11 @@ fn shown_name(name: &ModelName, environment: &str) -> String {
 
 /// The plan as SQLMesh prints it: a tree on a terminal, Markdown otherwise.
 pub fn render_plan(plan: &Plan, audience: Audience) -> String {
+    render_changes(plan, audience) + &render_backfills(plan, audience)
+}
+
+/// The header and the differences of a plan, without what it builds.
+fn render_changes(plan: &Plan, audience: Audience) -> String {
     let mut out = String::new();
     let env = &plan.environment;
     let bold = Style::new().bold();
@@ -120,13 +125,44 @@ pub fn render_plan(plan: &Plan, audience: Audience) -> String {
             out.push_str(&line);
             out.push('\n');
             if let Some(diff) = &change.diff {
-                out.push_str(&render_diff(diff, audience));
+                // Under a tree branch that continues below, the diff keeps the trunk line.
+                let indent = if n + 1 == changes.len() {
+                    "    "
+                } else {
+                    "│   "
+                };
+                out.push_str(&render_diff(diff, audience, indent));
             }
         }
         out.push('\n');
     }
+    out
+}
+
+/// What `lake diff` prints: the differences only, with no build section.
+pub fn render_diff_summary(plan: &Plan, audience: Audience) -> String {
+    let compared = plan.created_from.as_deref().unwrap_or(&plan.environment);
+    if plan.changes.is_empty() {
+        return format!("No differences: project files match the `{compared}` environment\n");
+    }
+    render_changes(plan, audience).trim_end().to_string() + "\n"
+}
+
+fn backfill_heading(audience: Audience) -> String {
+    match audience {
+        Audience::Terminal => format!(
+            "{}\n",
+            Style::new().bold().apply_to("Models needing backfill:")
+        ),
+        Audience::Pipe => "**Models needing backfill:**\n".to_string(),
+    }
+}
+
+fn render_backfills(plan: &Plan, audience: Audience) -> String {
+    let env = &plan.environment;
+    let mut out = String::new();
     if !plan.backfills.is_empty() {
-        out.push_str(&heading("Models needing backfill:"));
+        out.push_str(&backfill_heading(audience));
         for (n, b) in plan.backfills.iter().enumerate() {
             let name = shown_name(&b.name, env);
             match audience {
@@ -145,6 +181,67 @@ pub fn render_plan(plan: &Plan, audience: Audience) -> String {
     out
 }
 
+/// The plan (and what applying it did) as one JSON document with a stable shape, for CI.
+pub fn plan_json(
+    plan: &Plan,
+    applied: Option<&crate::scheduler::ApplyReport>,
+    error: Option<&LakeError>,
+) -> serde_json::Value {
+    let env = &plan.environment;
+    let changes: Vec<serde_json::Value> = plan
+        .changes
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "model": c.name.to_string(),
+                "name_in_environment": shown_name(&c.name, env),
+                "change": c.kind,
+                "category": c.category,
+                "reason": c.reason,
+                "because_of": c.because_of.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                "diff": c.diff,
+            })
+        })
+        .collect();
+    let backfills: Vec<serde_json::Value> = plan
+        .backfills
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "model": b.name.to_string(),
+                "name_in_environment": shown_name(&b.name, env),
+                "physical_table": b.table.to_string(),
+                "action": b.action,
+            })
+        })
+        .collect();
+    let virtual_updates: Vec<serde_json::Value> = plan
+        .virtual_changes
+        .iter()
+        .map(|v| match v {
+            crate::storage::VirtualChange::Point { name, target } => {
+                serde_json::json!({"name": name.to_string(), "target": target.to_string()})
+            }
+            crate::storage::VirtualChange::Drop { name } => {
+                serde_json::json!({"name": name.to_string(), "target": null})
+            }
+        })
+        .collect();
+    serde_json::json!({
+        "environment": env,
+        "new_environment": plan.is_new_environment,
+        "created_from": plan.created_from,
+        "execution_time": plan.execution_time.format("%Y-%m-%d %H:%M:%S").to_string(),
+        "has_changes": plan.has_work(),
+        "changes": changes,
+        "backfills": backfills,
+        "virtual_updates": virtual_updates,
+        "applied": applied.is_some(),
+        "built": applied.map(|r| r.built.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap_or_default(),
+        "error": error.map(|e| e.to_string()),
+    })
+}
+
 fn category_is_indirect(category: Option<Category>) -> bool {
     matches!(
         category,
@@ -152,7 +249,7 @@ fn category_is_indirect(category: Option<Category>) -> bool {
     )
 }
 
-fn render_diff(diff: &str, audience: Audience) -> String {
+fn render_diff(diff: &str, audience: Audience, indent: &str) -> String {
     match audience {
         Audience::Pipe => format!("```diff\n{}```\n", ensure_newline(diff)),
         Audience::Terminal => {
@@ -169,7 +266,7 @@ fn render_diff(diff: &str, audience: Audience) -> String {
                 } else {
                     line.to_string()
                 };
-                out.push_str("    ");
+                out.push_str(indent);
                 out.push_str(&styled);
                 out.push('\n');
             }
@@ -431,6 +528,83 @@ fn write_table(
         writeln!(out, "{}", cells.join("  ").trim_end())?;
     }
     Ok(())
+}
+
+/// Left-aligned text columns under a header row.
+pub fn aligned<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        padded.join("  ").trim_end().to_string() + "\n"
+    };
+    let mut out = line(headers.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// `lake table-diff` for people: schema differences, row counts, then match rates per column.
+pub fn render_table_diff(
+    diff: &crate::table_diff::TableDiff,
+    source: &str,
+    target: &str,
+) -> String {
+    let mut out = String::new();
+    let changed: Vec<_> = diff
+        .columns
+        .iter()
+        .filter(|c| c.source_type != c.target_type)
+        .collect();
+    out.push_str("Schema:\n");
+    if changed.is_empty() {
+        out.push_str(&format!("  identical ({} columns)\n", diff.columns.len()));
+    }
+    for c in changed {
+        let line = match (&c.source_type, &c.target_type) {
+            (None, Some(t)) => format!("  + {} {t} (only in {target})", c.name),
+            (Some(s), None) => format!("  - {} {s} (only in {source})", c.name),
+            (Some(s), Some(t)) => format!("  ~ {} {s} -> {t}", c.name),
+            (None, None) => continue,
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "\nRows: {source} {}, {target} {}\n",
+        diff.source_rows, diff.target_rows
+    ));
+    match diff.joined_rows {
+        None => out
+            .push_str("(no grain: pass --on COLUMNS or set the model's grain to compare values)\n"),
+        Some(joined) => {
+            out.push_str(&format!(
+                "Joined on {}: {joined} in both, {} only in {source}, {} only in {target}\n",
+                diff.keys.join(", "),
+                diff.source_only_rows.unwrap_or(0),
+                diff.target_only_rows.unwrap_or(0)
+            ));
+            if !diff.matches.is_empty() {
+                let rows: Vec<[String; 2]> = diff
+                    .matches
+                    .iter()
+                    .map(|m| [m.name.clone(), format!("{:.1}%", m.match_pct)])
+                    .collect();
+                out.push('\n');
+                out.push_str(&aligned(&["column", "match"], &rows));
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -61,6 +61,9 @@ pub struct IcebergStorage {
     /// Schemas, views and the DuckDB side of the virtual layer are DuckDB objects.
     duckdb: DuckDbStorage,
     duckdb_catalog: String,
+    /// The warehouse location (`file:///…` or `s3://…`) and a FileIO for it, to delete dropped tables' files.
+    warehouse: String,
+    file_io: iceberg::io::FileIO,
 }
 
 /// Settings for the warehouse's files, in iceberg-rust's FileIO property names.
@@ -113,15 +116,20 @@ impl IcebergStorage {
             .enable_all()
             .build()
             .map_err(|e| LakeError::io("tokio runtime", e))?;
-        let catalog = runtime.block_on(LakeCatalog::open(
-            &settings,
-            file_io_properties(&settings.warehouse),
-        ))?;
+        let properties = file_io_properties(&settings.warehouse);
+        let catalog = runtime.block_on(LakeCatalog::open(&settings, properties.clone()))?;
+        let file_io = iceberg::io::FileIOBuilder::new(Arc::new(
+            iceberg_storage_opendal::OpenDalResolvingStorageFactory::new(),
+        ))
+        .with_props(properties)
+        .build();
         Ok(IcebergStorage {
             runtime,
             catalog,
             duckdb: DuckDbStorage::new(duckdb_catalog),
             duckdb_catalog: duckdb_catalog.to_string(),
+            warehouse: settings.warehouse.location(),
+            file_io,
         })
     }
 
@@ -630,9 +638,23 @@ impl Storage for IcebergStorage {
         self.duckdb.update_virtual_layer(session, changes)
     }
 
+    /// Removes the table from the catalog, then deletes its data and metadata files (the janitor calls this
+    /// only for versions no environment uses).
     fn drop_physical(&self, session: &Session, table: &PhysicalTable) -> Result<()> {
+        // Catalog first (no reader finds the table any more), then its files, then DuckDB's view; a rerun
+        // after a failure at any step finishes the rest.
+        let location = match self.load(table)? {
+            Some(existing) => existing.metadata().location().to_string(),
+            None => format!("{}/{}/{}", self.warehouse, table.schema, table.table),
+        };
         self.runtime
             .block_on(self.catalog.drop(&Self::ident(table)))?;
+        self.runtime
+            .block_on(
+                self.file_io
+                    .delete_prefix(format!("{}/", location.trim_end_matches('/'))),
+            )
+            .map_err(iceberg_err(format!("deleting the files of {table}")))?;
         self.duckdb.drop_physical(session, table)
     }
 }

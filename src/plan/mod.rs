@@ -311,7 +311,12 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         };
         // A view keeps no data of its own but names its parents' tables: when they change, it is recreated
         // (a new version costs nothing) rather than left reading a parent version that may be dropped.
-        let view_reads_new_parents = upstream_change
+        let parents_repointed = project.dag.parents(i).any(|p| {
+            base_by_name
+                .get(&snapshots[p].name)
+                .is_none_or(|before| before.version != snapshots[p].version)
+        });
+        let view_reads_new_parents = parents_repointed
             && matches!(
                 project.models[i].meta.kind,
                 ModelKind::View {
@@ -361,6 +366,22 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         });
         categories.insert(i, category);
         snapshots[i].version = version;
+    }
+    if env_name != PROD
+        && let Some(change) = changes
+            .iter()
+            .find(|c| c.category == Some(Category::ForwardOnly))
+    {
+        return Err(LakeError::Usage(
+            format!(
+                "`{}` is forward-only, which lake supports for prod plans only",
+                change.name
+            ),
+            Some(
+                "a forward-only change reuses prod's table, so building it in a dev environment would write prod's data; plan it against prod, or as breaking / non-breaking in dev"
+                    .into(),
+            ),
+        ));
     }
     let local_names: HashSet<&ModelName> = snapshots.iter().map(|s| &s.name).collect();
     if let Some(b) = &base {

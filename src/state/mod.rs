@@ -91,6 +91,14 @@ pub trait StateStore: Send {
     fn intervals(&self, versions: &[(ModelName, String)]) -> Result<Vec<Interval>>;
     /// Records that an interval was built; re-recording the same range replaces the row.
     fn add_interval(&mut self, interval: &Interval) -> Result<()>;
+    /// Sets when an environment expires (the janitor then removes it). `false` if it does not exist.
+    fn set_expiration(&mut self, name: &str, expiration_ts: i64) -> Result<bool>;
+    /// Removes an environment if it is still at `expected_plan_id`; `false` if it changed meanwhile.
+    fn remove_environment(&mut self, name: &str, expected_plan_id: &str) -> Result<bool>;
+    /// Every stored (model, version), with the latest time any of its snapshots expires (created + TTL).
+    fn versions_with_expiry(&self) -> Result<Vec<(ModelName, String, i64)>>;
+    /// Forgets versions whose tables were dropped: their snapshots and intervals.
+    fn remove_versions(&mut self, versions: &[(ModelName, String)]) -> Result<()>;
     /// Writes `env` if the stored environment is still at `expected_plan_id` (`None`: must not exist).
     fn promote(
         &mut self,

@@ -374,6 +374,77 @@ impl StateStore for SqliteState {
         Ok(())
     }
 
+    fn set_expiration(&mut self, name: &str, expiration_ts: i64) -> Result<bool> {
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE environments SET expiration_ts = ?1 WHERE name = ?2",
+                params![expiration_ts, name],
+            )
+            .map_err(sql_err("invalidating an environment"))?;
+        Ok(changed == 1)
+    }
+
+    fn remove_environment(&mut self, name: &str, expected_plan_id: &str) -> Result<bool> {
+        let changed = self
+            .conn
+            .execute(
+                "DELETE FROM environments WHERE name = ?1 AND plan_id = ?2",
+                params![name, expected_plan_id],
+            )
+            .map_err(sql_err("removing an environment"))?;
+        Ok(changed == 1)
+    }
+
+    fn versions_with_expiry(&self) -> Result<Vec<(ModelName, String, i64)>> {
+        let context = "listing stored versions";
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, version, max(created_ts + ttl_ms) FROM snapshots GROUP BY name, version")
+            .map_err(sql_err(context))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(sql_err(context))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(sql_err(context))?;
+        rows.into_iter()
+            .map(|(name, version, expiry)| {
+                let model = ModelName::parse(&name).ok_or_else(|| {
+                    LakeError::config(format!("the state holds an invalid model name `{name}`"))
+                })?;
+                Ok((model, version, expiry))
+            })
+            .collect()
+    }
+
+    fn remove_versions(&mut self, versions: &[(ModelName, String)]) -> Result<()> {
+        let context = "forgetting dropped versions";
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err(context))?;
+        for (name, version) in versions {
+            let name = name.to_string();
+            tx.execute(
+                "DELETE FROM snapshots WHERE name = ?1 AND version = ?2",
+                params![name, version],
+            )
+            .map_err(sql_err(context))?;
+            tx.execute(
+                "DELETE FROM intervals WHERE name = ?1 AND version = ?2",
+                params![name, version],
+            )
+            .map_err(sql_err(context))?;
+        }
+        tx.commit().map_err(sql_err(context))
+    }
+
     fn promote(
         &mut self,
         env: &Environment,

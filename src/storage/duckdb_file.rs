@@ -223,12 +223,25 @@ impl Storage for DuckDbStorage {
     }
 
     fn drop_physical(&self, session: &Session, table: &PhysicalTable) -> Result<()> {
-        // The object may be a table (FULL, SEED) or a view (VIEW kind); drop whichever exists.
-        session.execute(
+        // The object may be a table (FULL, SEED) or a view (VIEW kind, Iceberg proxy). DuckDB refuses
+        // `DROP TABLE IF EXISTS` on a view, so ask which it is first.
+        let kind = session.query_strings(
             &format!(
-                "DROP TABLE IF EXISTS {t}; DROP VIEW IF EXISTS {t};",
-                t = self.table_sql(table)
+                "SELECT table_type FROM information_schema.tables \
+                 WHERE table_catalog = {} AND table_schema = {} AND table_name = {}",
+                literal(&self.catalog),
+                literal(&table.schema),
+                literal(&table.table)
             ),
+            || format!("looking up {table}"),
+        )?;
+        let statement = match kind.first().map(String::as_str) {
+            None => return Ok(()),
+            Some("VIEW") => "DROP VIEW",
+            Some(_) => "DROP TABLE",
+        };
+        session.execute(
+            &format!("{statement} IF EXISTS {}", self.table_sql(table)),
             || format!("dropping {table}"),
         )
     }
