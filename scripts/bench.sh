@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmarks lake on generated SQLMesh projects (../shared/bench/gen_project.py, FULL models only):
+# Benchmarks lake on generated SQLMesh projects (../shared/bench/gen_project.py, its default mix of FULL and
+# INCREMENTAL_BY_TIME_RANGE models):
 # first `plan --auto-apply`, a no-op `plan`, and a plan after a leaf edit, at each N. Prints wall time and peak RSS.
 # Usage: scripts/bench.sh [N ...]   (default: 200 1000)
 set -euo pipefail
@@ -23,7 +24,7 @@ measure() { # label, command...
 printf '%-6s %-28s %10s %12s\n' "N" "step" "wall" "peak RSS"
 for n in "${sizes[@]}"; do
   project="$work/p$n"
-  python3 "$gen" "$project" --models "$n" --incremental-share 0 >/dev/null
+  python3 "$gen" "$project" --models "$n" >/dev/null
   measure "first plan --auto-apply" "$lake" -p "$project" plan --auto-apply
   measure "no-op plan" "$lake" -p "$project" plan
   python3 "$gen" "$project" --mutate leaf >/dev/null

@@ -175,9 +175,12 @@ impl Context {
             .iter()
             .map(|s| (s.name.clone(), s.version.clone()))
             .collect();
+        let mut done: HashMap<(ModelName, String), Vec<crate::intervals::Range>> = HashMap::new();
         let mut last_built: HashMap<(ModelName, String), i64> = HashMap::new();
         for iv in state.intervals(&versions)? {
-            let entry = last_built.entry((iv.name, iv.version)).or_insert(iv.end_ts);
+            let key = (iv.name.clone(), iv.version.clone());
+            done.entry(key.clone()).or_default().push(iv.range());
+            let entry = last_built.entry(key).or_insert(iv.end_ts);
             *entry = (*entry).max(iv.end_ts);
         }
         let mut backfills = Vec::new();
@@ -187,7 +190,21 @@ impl Context {
             let Some(action) = scheduler::action_for(&model.meta.kind) else {
                 continue;
             };
-            let due = match last_built.get(&(s.name.clone(), s.version.clone())) {
+            let key = (s.name.clone(), s.version.clone());
+            if action == plan::BackfillAction::Insert {
+                // Incremental: the complete intervals up to now that are missing (the cron decides the unit).
+                let batches = scheduler::missing_batches(
+                    &self.project,
+                    i,
+                    done.get(&key).map_or(&[][..], Vec::as_slice),
+                    execution_time,
+                )?;
+                if !batches.is_empty() {
+                    backfills.push(Backfill::new(i, s, action).with_batches(batches));
+                }
+                continue;
+            }
+            let due = match last_built.get(&key) {
                 None => true,
                 Some(_) if action != plan::BackfillAction::FullRefresh => false,
                 Some(_) if ignore_cron => true,

@@ -250,14 +250,19 @@ fn json_to_sql(value: &serde_json::Value) -> String {
 /// Parses the date forms accepted for `start`/`end`/`--execution-time`: `2024-01-01`, `2024-01-01 12:00:00`.
 pub fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
     let t = text.trim();
-    NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S")
-        .or_else(|_| NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S"))
-        .ok()
-        .or_else(|| {
-            NaiveDate::parse_from_str(t, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-        })
+    [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|format| NaiveDateTime::parse_from_str(t, format).ok())
+    .or_else(|| {
+        NaiveDate::parse_from_str(t, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+    })
 }
 
 #[cfg(test)]

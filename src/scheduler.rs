@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{NaiveDateTime, Utc};
 
+use crate::cron::Schedule;
 use crate::engine::{Engine, Session};
 use crate::error::{LakeError, Result};
+use crate::intervals::{self, IntervalUnit, Range};
 use crate::macros::{self, MacroContext};
 use crate::model::{Model, ModelKind, ModelName, quote_ident};
 use crate::plan::{Backfill, BackfillAction, Plan};
@@ -167,7 +169,13 @@ fn rebuild_for(ctx: &BuildContext<'_>, target: &PhysicalTable) -> Option<Backfil
         .iter()
         .position(|s| PhysicalTable::for_version(&s.name, &s.version) == *target)?;
     let action = action_for(&ctx.project.models[i].meta.kind)?;
-    Some(Backfill::new(i, &ctx.snapshots[i], action))
+    let backfill = Backfill::new(i, &ctx.snapshots[i], action);
+    if action != BackfillAction::Insert {
+        return Some(backfill);
+    }
+    // The table is gone, so every interval is rebuilt, whatever state recorded.
+    let batches = missing_batches(ctx.project, i, &[], ctx.execution_time).ok()?;
+    Some(backfill.with_batches(batches))
 }
 
 /// Adds the missing upstream tables of the models to rebuild, so they read real data.
@@ -210,8 +218,64 @@ pub fn action_for(kind: &ModelKind) -> Option<BackfillAction> {
             materialized: false,
         } => Some(BackfillAction::CreateView),
         ModelKind::Seed { .. } => Some(BackfillAction::InsertSeed),
+        ModelKind::IncrementalByTimeRange { .. }
+        | ModelKind::IncrementalByUniqueKey { .. }
+        | ModelKind::IncrementalByPartition { .. }
+        | ModelKind::IncrementalUnmanaged { .. } => Some(BackfillAction::Insert),
         _ => None,
     }
+}
+
+/// The interval unit of a model: `interval_unit`, or what its cron implies.
+pub fn interval_unit(model: &Model, around: NaiveDateTime) -> Result<IntervalUnit> {
+    match &model.meta.interval_unit {
+        Some(unit) => IntervalUnit::parse(unit),
+        None => Ok(IntervalUnit::from_cron(
+            &Schedule::parse(&model.meta.cron)?,
+            around,
+        )),
+    }
+}
+
+/// The batches an incremental model still needs: its complete intervals from `start` up to `now` (and not
+/// past `end`) that `done` does not cover, grouped by the kind's `batch_size`.
+pub fn missing_batches(
+    project: &Project,
+    model: usize,
+    done: &[Range],
+    now: NaiveDateTime,
+) -> Result<Vec<Range>> {
+    let m = &project.models[model];
+    let unit = interval_unit(m, now)?;
+    let date = |text: &Option<String>, what: &str| -> Result<Option<NaiveDateTime>> {
+        match text.as_deref() {
+            None => Ok(None),
+            Some(t) => macros::parse_datetime(t)
+                .map(Some)
+                .ok_or_else(|| LakeError::Config {
+                    message: format!("`{}` has an invalid {what} `{t}`", m.meta.name),
+                    help: Some("write dates as YYYY-MM-DD or 'YYYY-MM-DD HH:MM:SS'".into()),
+                }),
+        }
+    };
+    // Without a start, SQLMesh builds only the latest complete interval.
+    let start = match date(&m.meta.start, "start")? {
+        Some(s) => s,
+        None => {
+            let current = unit.floor(now);
+            let mut previous = current;
+            let mut t = unit.floor(current - chrono::Duration::days(366));
+            while t < current {
+                previous = t;
+                t = unit.next(t);
+            }
+            previous
+        }
+    };
+    let end = date(&m.meta.end, "end")?;
+    let all = intervals::complete_intervals(unit, start, end, now);
+    let gaps = intervals::missing(&all, done);
+    Ok(intervals::batches(&gaps, m.meta.kind.batch_size()))
 }
 
 /// The model definition kept in state, so later plans can diff against it.
@@ -350,12 +414,11 @@ fn worker(
         };
         let backfill = &backfills[k];
         let started = Instant::now();
-        let outcome = build_one(ctx, &session, backfill).and_then(|stats| {
-            let interval = built_interval(ctx, backfill);
+        let record = |interval: Interval| -> Result<()> {
             let mut guard = state.lock().map_err(|_| poisoned())?;
-            guard.add_interval(&interval)?;
-            Ok(stats)
-        });
+            guard.add_interval(&interval)
+        };
+        let outcome = build_one(ctx, &session, backfill, &record);
         observer.model_finished(backfill, started.elapsed(), outcome.as_ref().copied());
         let Ok(mut q) = queue.lock() else { return };
         q.finished += 1;
@@ -563,23 +626,137 @@ fn seed_query(model: &Model) -> Result<String> {
     ))
 }
 
-/// Builds one model version: pre-statements, the write, post-statements.
-fn build_one(ctx: &BuildContext<'_>, session: &Session, backfill: &Backfill) -> Result<WriteStats> {
+/// Builds one model version: pre-statements, the write, post-statements; for incremental kinds, once per
+/// batch, each recorded in state by `record` as soon as it is written (a rerun resumes after the last one).
+fn build_one(
+    ctx: &BuildContext<'_>,
+    session: &Session,
+    backfill: &Backfill,
+    record: &dyn Fn(Interval) -> Result<()>,
+) -> Result<WriteStats> {
     let model = &ctx.project.models[backfill.model];
-    let macro_ctx = macro_context(ctx, backfill.model, &backfill.table, "evaluating");
-    run_statements(session, model, &model.pre_statements, &macro_ctx)?;
-    let query = executable_query(ctx, backfill.model, &macro_ctx)?;
-    let stats = match backfill.action {
-        BackfillAction::CreateView => {
-            ctx.storage.create_view(session, &backfill.table, &query)?;
-            WriteStats::default()
+    if backfill.batches.is_empty() {
+        let macro_ctx = macro_context(ctx, backfill.model, &backfill.table, "evaluating");
+        run_statements(session, model, &model.pre_statements, &macro_ctx)?;
+        let query = executable_query(ctx, backfill.model, &macro_ctx)?;
+        let stats = match backfill.action {
+            BackfillAction::CreateView => {
+                ctx.storage.create_view(session, &backfill.table, &query)?;
+                WriteStats::default()
+            }
+            BackfillAction::FullRefresh | BackfillAction::InsertSeed | BackfillAction::Insert => {
+                ctx.storage.replace_all(session, &backfill.table, &query)?
+            }
+        };
+        run_statements(session, model, &model.post_statements, &macro_ctx)?;
+        record(built_interval(ctx, backfill))?;
+        return Ok(stats);
+    }
+    let mut rows = Some(0u64);
+    for &(start, end) in &backfill.batches {
+        let mut macro_ctx = macro_context(ctx, backfill.model, &backfill.table, "evaluating");
+        macro_ctx.start = start;
+        macro_ctx.end = end;
+        run_statements(session, model, &model.pre_statements, &macro_ctx)?;
+        let query = executable_query(ctx, backfill.model, &macro_ctx)?;
+        let stats = write_batch(ctx, session, backfill, &query, (start, end))?;
+        run_statements(session, model, &model.post_statements, &macro_ctx)?;
+        rows = rows.zip(stats.rows).map(|(a, b)| a + b);
+        record(Interval {
+            name: backfill.name.clone(),
+            version: backfill.version.clone(),
+            start_ts: start.and_utc().timestamp_millis(),
+            end_ts: end.and_utc().timestamp_millis(),
+            created_ts: Utc::now().timestamp_millis(),
+        })?;
+    }
+    Ok(WriteStats { rows })
+}
+
+/// One batch of an incremental model, written the way its kind says.
+fn write_batch(
+    ctx: &BuildContext<'_>,
+    session: &Session,
+    backfill: &Backfill,
+    query: &str,
+    (start, end): Range,
+) -> Result<WriteStats> {
+    let model = &ctx.project.models[backfill.model];
+    let table = &backfill.table;
+    match &model.meta.kind {
+        ModelKind::IncrementalByTimeRange { time_column, .. } => {
+            let in_range = time_range_predicate(time_column, start, end);
+            // As SQLMesh does: rows the query returns outside the batch are not loaded.
+            let filtered = format!("SELECT * FROM ({query}) AS lake_batch WHERE {in_range}");
+            ctx.storage
+                .replace_time_range(session, table, &filtered, &in_range)
         }
-        BackfillAction::FullRefresh | BackfillAction::InsertSeed => {
-            ctx.storage.replace_all(session, &backfill.table, &query)?
+        ModelKind::IncrementalByUniqueKey {
+            unique_key,
+            when_matched,
+            ..
+        } => {
+            if when_matched.is_some() {
+                return Err(LakeError::unsupported(
+                    format!("`when_matched` of {}", model.meta.name),
+                    "lake merges by replacing the whole matched row; remove when_matched for now",
+                ));
+            }
+            ctx.storage.merge_by_key(session, table, query, unique_key)
         }
-    };
-    run_statements(session, model, &model.post_statements, &macro_ctx)?;
-    Ok(stats)
+        ModelKind::IncrementalByPartition { .. } => {
+            if model.meta.partitioned_by.is_empty() {
+                return Err(LakeError::Config {
+                    message: format!(
+                        "`{}` is INCREMENTAL_BY_PARTITION but has no partitioned_by",
+                        model.meta.name
+                    ),
+                    help: Some("add `partitioned_by (column, ...)` to the MODEL block".into()),
+                });
+            }
+            // Replacing the partitions present in the result is a merge keyed on the partition columns.
+            ctx.storage
+                .merge_by_key(session, table, query, &model.meta.partitioned_by)
+        }
+        ModelKind::IncrementalUnmanaged {
+            insert_overwrite, ..
+        } => {
+            if *insert_overwrite {
+                ctx.storage.replace_all(session, table, query)
+            } else {
+                ctx.storage.append(session, table, query)
+            }
+        }
+        other => Err(LakeError::unsupported(
+            format!("building {} models in batches", other.name()),
+            "this kind is built in one piece",
+        )),
+    }
+}
+
+/// `time_column` within `[start, end)`: compared as timestamps, or as formatted text when the model gives
+/// the column's format (`time_column (ds, '%Y%m%d')`).
+pub fn time_range_predicate(
+    time_column: &crate::model::TimeColumn,
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+) -> String {
+    let column = quote_ident(&time_column.column);
+    match &time_column.format {
+        Some(format) => {
+            let last = end - chrono::Duration::microseconds(1);
+            format!(
+                "{column} BETWEEN {} AND {}",
+                literal(&start.format(format).to_string()),
+                literal(&last.format(format).to_string())
+            )
+        }
+        None => format!(
+            "{column} >= CAST({} AS TIMESTAMP) AND {column} < CAST({} AS TIMESTAMP)",
+            literal(&start.format("%Y-%m-%d %H:%M:%S").to_string()),
+            literal(&end.format("%Y-%m-%d %H:%M:%S").to_string())
+        ),
+    }
 }
 
 fn run_statements(

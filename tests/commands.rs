@@ -2,9 +2,7 @@
 
 mod common;
 
-use common::{Scratch, built_models, stderr, stdout};
-
-const EXEC: &str = "2024-06-01 12:00:00";
+use common::{EXEC, Scratch, built_models, stderr, stdout};
 
 #[test]
 fn fetchdf_formats() {
@@ -76,8 +74,11 @@ fn render_and_evaluate_use_physical_tables() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let sql = stdout(&out);
-    assert!(sql.contains("FROM lake__demo.demo__seed_model__"), "{sql}");
-    assert!(sql.contains(" AS seed_model"), "{sql}");
+    assert!(
+        sql.contains("FROM lake__demo.demo__incremental_model__"),
+        "{sql}"
+    );
+    assert!(sql.contains(" AS incremental_model"), "{sql}");
 
     let out = s
         .lake()
@@ -124,14 +125,14 @@ fn dag_and_info() {
     let out = s.lake().args(["dag"]).output().unwrap();
     assert_eq!(
         stdout(&out),
-        "demo.seed_model\ndemo.full_model <- demo.seed_model\ndemo.view_model <- demo.full_model\n"
+        "demo.seed_model\ndemo.incremental_model <- demo.seed_model\ndemo.full_model <- demo.incremental_model\ndemo.view_model <- demo.full_model\n"
     );
     let out = s.lake().args(["dag", "--format", "dot"]).output().unwrap();
-    assert!(stdout(&out).contains("\"demo.seed_model\" -> \"demo.full_model\";"));
+    assert!(stdout(&out).contains("\"demo.incremental_model\" -> \"demo.full_model\";"));
     let out = s.lake().args(["info"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let info = stdout(&out);
-    assert!(info.contains("Models: 3\n"), "{info}");
+    assert!(info.contains("Models: 4\n"), "{info}");
     assert!(
         info.contains("Data warehouse connection succeeded"),
         "{info}"
@@ -147,7 +148,7 @@ fn dag_and_info() {
     );
     let out = s.lake().args(["info", "--json"]).output().unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["models"], 3);
+    assert_eq!(json["models"], 4);
     assert_eq!(json["storage_ok"], true);
 
     // A catalog that cannot be reached makes `info` fail (exit 1) and say which part failed.
@@ -166,7 +167,7 @@ fn dag_and_info() {
 }
 
 #[test]
-fn run_rebuilds_full_models_when_their_cron_is_due() {
+fn run_builds_what_the_cron_makes_due() {
     let s = Scratch::init();
     s.lake()
         .args([
@@ -196,8 +197,17 @@ fn run_rebuilds_full_models_when_their_cron_is_due() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    // The daily FULL model is due; the seed and the view never need a rerun.
-    assert_eq!(built_models(&out), ["demo.full_model"]);
+    // A day passed: the incremental model gets its new day, the daily FULL model is rebuilt; the seed and
+    // the view never need a rerun.
+    assert_eq!(
+        built_models(&out),
+        ["demo.incremental_model", "demo.full_model"]
+    );
+    assert!(
+        stderr(&out).contains("[insert 2024-06-01 - 2024-06-01, 0 rows]"),
+        "{}",
+        stderr(&out)
+    );
 
     s.write(
         "models/full_model.sql",
@@ -242,7 +252,8 @@ fn generated_sqlmesh_project_loads_and_applies_unchanged() {
     let status = std::process::Command::new("python3")
         .arg(&generator)
         .arg(&project)
-        .args(["--models", "50", "--incremental-share", "0"])
+        // The generator's default mix: 40 % INCREMENTAL_BY_TIME_RANGE models.
+        .args(["--models", "50"])
         .status()
         .unwrap();
     assert!(status.success());
@@ -257,12 +268,19 @@ fn generated_sqlmesh_project_loads_and_applies_unchanged() {
     let out = run(&["plan", "--auto-apply", "--execution-time", EXEC]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(built_models(&out).len(), 50);
-    let out = run(&["plan"]);
-    assert!(
-        stdout(&out).starts_with("No changes to plan"),
-        "{}",
-        stdout(&out)
+    let out = run(&["plan", "--execution-time", EXEC]);
+    assert_eq!(
+        stdout(&out),
+        "No changes to plan: project files match the `prod` environment\n"
     );
+    // A day later, a run builds the new day of each incremental model and refreshes the FULL ones.
+    let out = run(&["run", "--execution-time", "2024-06-02 01:00:00"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let inserted = stderr(&out)
+        .lines()
+        .filter(|l| l.contains("[insert 2024-06-01 - 2024-06-01"))
+        .count();
+    assert!(inserted > 0, "{}", stderr(&out));
     // Every model's rows are queryable through prod's names.
     let out = run(&[
         "fetchdf",

@@ -6,9 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{Scratch, built_models, stderr, stdout};
-
-const EXEC: &str = "2024-06-01 12:00:00";
+use common::{EXEC, Scratch, built_models, stderr, stdout};
 
 /// Every file under the warehouse with its size and modification time: equal maps mean nothing was written.
 fn warehouse_files(project: &Path) -> BTreeMap<String, (u64, std::time::SystemTime)> {
@@ -46,8 +44,8 @@ fn breaking_change_in_dev_leaves_prod_untouched_and_promotion_builds_nothing() {
     edit(
         &s,
         "models/full_model.sql",
-        "FROM demo.seed_model",
-        "FROM demo.seed_model\nWHERE id > 4",
+        "FROM demo.incremental_model",
+        "FROM demo.incremental_model\nWHERE id > 4",
     );
     let out = run(
         &s,
@@ -159,14 +157,19 @@ fn plan_json_is_one_document_for_ci() {
     assert_eq!(doc["execution_time"], EXEC);
     assert_eq!(
         doc["built"],
-        serde_json::json!(["demo.seed_model", "demo.full_model", "demo.view_model"])
+        serde_json::json!([
+            "demo.seed_model",
+            "demo.incremental_model",
+            "demo.full_model",
+            "demo.view_model"
+        ])
     );
     let first = &doc["changes"][0];
     assert_eq!(first["model"], "demo.seed_model");
     assert_eq!(first["change"], "added");
-    assert_eq!(doc["backfills"][1]["action"], "full_refresh");
+    assert_eq!(doc["backfills"][2]["action"], "full_refresh");
     assert!(
-        doc["backfills"][1]["physical_table"]
+        doc["backfills"][2]["physical_table"]
             .as_str()
             .unwrap()
             .starts_with("lake__demo.demo__full_model__")
@@ -202,8 +205,8 @@ fn forward_only_keeps_the_table_and_applies_from_the_next_run() {
     edit(
         &s,
         "models/full_model.sql",
-        "FROM demo.seed_model",
-        "FROM demo.seed_model\nWHERE id > 4",
+        "FROM demo.incremental_model",
+        "FROM demo.incremental_model\nWHERE id > 4",
     );
     let out = run(&s, &["plan", "dev", "--forward-only", "--auto-apply"]);
     assert_eq!(out.status.code(), Some(2));
@@ -251,8 +254,8 @@ fn invalidate_and_janitor_remove_the_environment_and_its_tables() {
     edit(
         &s,
         "models/full_model.sql",
-        "FROM demo.seed_model",
-        "FROM demo.seed_model\nWHERE id > 4",
+        "FROM demo.incremental_model",
+        "FROM demo.incremental_model\nWHERE id > 4",
     );
     let out = run(
         &s,
@@ -309,8 +312,8 @@ fn invalidate_and_janitor_remove_the_environment_and_its_tables() {
     edit(
         &s,
         "models/full_model.sql",
-        "FROM demo.seed_model\nWHERE id > 4",
-        "FROM demo.seed_model",
+        "FROM demo.incremental_model\nWHERE id > 4",
+        "FROM demo.incremental_model",
     );
     s.assert_demo_results();
     s.assert_no_changes();

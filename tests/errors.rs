@@ -158,11 +158,11 @@ fn unsupported_kind_is_refused_before_any_work() {
     s.write("config.yaml", "model_defaults:\n  dialect: duckdb\n");
     s.write(
         "models/inc.sql",
-        "MODEL (name shop.inc, kind INCREMENTAL_BY_TIME_RANGE (time_column d));\nSELECT DATE '2024-01-01' AS d WHERE d BETWEEN @start_ds AND @end_ds\n",
+        "MODEL (name shop.inc, kind SCD_TYPE_2_BY_TIME (unique_key id));\nSELECT 1 AS id, TIMESTAMP '2024-01-01' AS updated_at\n",
     );
     let (code, err) = failing(&s, &["plan", "--auto-apply"]);
     assert_eq!(code, 1);
-    assert!(err.contains("INCREMENTAL_BY_TIME_RANGE"), "{err}");
+    assert!(err.contains("SCD_TYPE_2_BY_TIME"), "{err}");
     assert!(err.contains("not supported yet"), "{err}");
     assert!(!s.project.join("db.db").exists(), "the engine was touched");
 }

@@ -5,10 +5,9 @@ mod common;
 
 use common::readers::{duckdb_extensions, duckdb_iceberg_scan, pyiceberg, read_catalog};
 use common::s3::{ACCESS_KEY, REGION, S3Server, SECRET_KEY};
-use common::{Scratch, built_models, stderr, stdout};
+use common::{EXEC, Scratch, built_models, stderr, stdout};
 use serde_json::{Value, json};
 
-const EXEC: &str = "2024-06-01 12:00:00";
 const NEXT_DAY: &str = "2024-06-02 01:00:00";
 
 fn parquet_files(dir: &std::path::Path) -> usize {
@@ -27,7 +26,10 @@ fn prod_refresh_then_dev_change(s: &Scratch) {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(built_models(&out), ["demo.full_model"]);
+    assert_eq!(
+        built_models(&out),
+        ["demo.incremental_model", "demo.full_model"]
+    );
     let edited = s
         .read("models/full_model.sql")
         .replace("COUNT(DISTINCT id) AS", "COUNT(DISTINCT id) * 10 AS");
@@ -69,10 +71,12 @@ fn assert_demo_catalog(tables: &Value) {
         table_names(tables),
         [
             "demo.full_model",
+            "demo.incremental_model",
             "demo.seed_model",
             "demo__dev.full_model",
             "lake__demo.demo__full_model__*",
             "lake__demo.demo__full_model__*",
+            "lake__demo.demo__incremental_model__*",
             "lake__demo.demo__seed_model__*",
         ],
         "VIEW models are DuckDB views only; every other model and environment name is in the catalog"
@@ -118,8 +122,8 @@ fn local_warehouse_is_read_by_pyiceberg_and_duckdb_iceberg() {
     s.assert_demo_results();
     assert_eq!(
         parquet_files(&s.project.join("warehouse")),
-        2,
-        "one data file per materialised model (seed, full)"
+        3,
+        "one data file per materialised model (seed, incremental, full)"
     );
     prod_refresh_then_dev_change(&s);
 
@@ -180,7 +184,7 @@ fn s3_warehouse_on_a_real_s3_server() {
     );
     let objects = server.objects("lake");
     let data: Vec<_> = objects.iter().filter(|o| o.ends_with(".parquet")).collect();
-    assert_eq!(data.len(), 2, "{objects:?}");
+    assert_eq!(data.len(), 3, "{objects:?}");
     assert!(
         data.iter().all(|o| o.starts_with("warehouse/lake__demo/")),
         "{objects:?}"

@@ -2,9 +2,7 @@
 
 mod common;
 
-use common::{Scratch, built_models, stderr, stdout};
-
-const EXEC: &str = "2024-06-01 12:00:00";
+use common::{EXEC, Scratch, built_models, stderr, stdout};
 
 #[test]
 fn init_plan_and_query_the_demo() {
@@ -16,7 +14,12 @@ fn init_plan_and_query_the_demo() {
     built.sort();
     assert_eq!(
         built,
-        ["demo.full_model", "demo.seed_model", "demo.view_model"]
+        [
+            "demo.full_model",
+            "demo.incremental_model",
+            "demo.seed_model",
+            "demo.view_model"
+        ]
     );
 
     s.assert_demo_results();
@@ -31,14 +34,18 @@ fn init_plan_and_query_the_demo() {
     let tables = s.csv(
         "select count(*) as n from information_schema.tables where table_schema = 'lake__demo'",
     );
-    assert_eq!(tables, "n\n3\n");
+    assert_eq!(tables, "n\n4\n");
 }
 
 #[test]
 fn second_plan_is_a_no_op() {
     let s = Scratch::init();
     s.apply(EXEC);
-    let out = s.lake().args(["plan", "--auto-apply"]).output().unwrap();
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         stdout(&out),
@@ -89,9 +96,10 @@ fn editing_a_leaf_rebuilds_only_it_and_repoints_prod() {
 fn a_breaking_parent_edit_rebuilds_its_children_too() {
     let s = Scratch::init();
     s.apply(EXEC);
-    let full = s
-        .read("models/full_model.sql")
-        .replace("FROM demo.seed_model", "FROM demo.seed_model\nWHERE id > 4");
+    let full = s.read("models/full_model.sql").replace(
+        "FROM demo.incremental_model",
+        "FROM demo.incremental_model\nWHERE id > 4",
+    );
     s.write("models/full_model.sql", &full);
     let out = s.apply(EXEC);
     let plan = stdout(&out);
@@ -207,7 +215,11 @@ fn metadata_only_change_rebuilds_nothing() {
         .read("models/view_model.sql")
         .replace("Items ordered more than once", "Repeat items");
     s.write("models/view_model.sql", &view);
-    let out = s.lake().args(["plan", "--auto-apply"]).output().unwrap();
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("- `demo.view_model` (Metadata)"),
@@ -279,11 +291,19 @@ fn dev_environment_is_isolated_and_promotion_rebuilds_nothing() {
 #[test]
 fn without_auto_apply_or_terminal_nothing_is_applied() {
     let s = Scratch::init();
-    let out = s.lake().args(["plan"]).output().unwrap();
+    let out = s
+        .lake()
+        .args(["plan", "--execution-time", EXEC])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(stdout(&out).contains("Models needing backfill"));
     assert!(stderr(&out).contains("Not applied"));
-    let again = s.lake().args(["plan"]).output().unwrap();
+    let again = s
+        .lake()
+        .args(["plan", "--execution-time", EXEC])
+        .output()
+        .unwrap();
     assert!(
         stdout(&again).contains("`prod` environment will be initialized"),
         "{}",
@@ -296,7 +316,11 @@ fn removed_model_disappears_from_the_environment() {
     let s = Scratch::init();
     s.apply(EXEC);
     std::fs::remove_file(s.project.join("models/view_model.sql")).unwrap();
-    let out = s.lake().args(["plan", "--auto-apply"]).output().unwrap();
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("**Removed Models:**\n- `demo.view_model`"),
@@ -401,7 +425,11 @@ fn killed_apply_resumes_without_rebuilding_finished_models() {
     );
 
     // Nothing was promoted: prod does not exist yet.
-    let out = s.lake().args(["plan"]).output().unwrap();
+    let out = s
+        .lake()
+        .args(["plan", "--execution-time", EXEC])
+        .output()
+        .unwrap();
     assert!(
         stdout(&out).contains("`prod` environment will be initialized"),
         "{}",
@@ -469,6 +497,6 @@ fn duckdb_file_storage_is_an_explicit_opt_in() {
     assert!(!s.project.join(".lake/catalog.db").exists());
     assert_eq!(
         s.csv("select table_type, count(*) as n from information_schema.tables where table_schema = 'lake__demo' group by 1 order by 1"),
-        "table_type,n\nBASE TABLE,2\nVIEW,1\n"
+        "table_type,n\nBASE TABLE,3\nVIEW,1\n"
     );
 }

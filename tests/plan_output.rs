@@ -2,12 +2,10 @@
 
 mod common;
 
-use common::{Scratch, stderr, stdout};
+use common::{EXEC, Scratch, stderr, stdout};
 use lake::cli::output::{Audience, render_plan};
 use lake::context::Context;
 use lake::plan::PlanOptions;
-
-const EXEC: &str = "2024-06-01 12:00:00";
 
 /// A project with one non-breaking change (full_model gains a column) and one breaking change (a filter in
 /// view_model), planned for a new dev environment.

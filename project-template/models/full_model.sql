@@ -9,7 +9,7 @@ MODEL (
 SELECT
   item_id,
   COUNT(DISTINCT id) AS num_orders
-FROM demo.seed_model
+FROM demo.incremental_model
 GROUP BY
   item_id
 ORDER BY

@@ -56,16 +56,20 @@ fn render_changes(plan: &Plan, audience: Audience) -> String {
         out.push('\n');
     }
     let compared = plan.created_from.as_deref().unwrap_or(env);
-    if plan.changes.is_empty() && plan.backfills.is_empty() {
-        if plan.virtual_changes.is_empty() {
-            out.push_str(&format!(
-                "No changes to plan: project files match the `{compared}` environment\n"
-            ));
-        } else {
+    if plan.changes.is_empty() {
+        if !plan.virtual_changes.is_empty() {
             out.push_str(&format!(
                 "No model changes; {} virtual name(s) of `{env}` will be repointed\n",
                 plan.virtual_changes.len()
             ));
+        } else {
+            out.push_str(&format!(
+                "No changes to plan: project files match the `{compared}` environment\n"
+            ));
+        }
+        // Missing intervals of incremental models still follow, as the backfill section.
+        if !plan.backfills.is_empty() {
+            out.push('\n');
         }
         return out;
     }
@@ -172,9 +176,9 @@ fn render_backfills(plan: &Plan, audience: Audience) -> String {
                     } else {
                         "├──"
                     };
-                    out.push_str(&format!("{branch} {name}: [{}]\n", b.action.label()));
+                    out.push_str(&format!("{branch} {name}: [{}]\n", b.label()));
                 }
-                Audience::Pipe => out.push_str(&format!("* `{name}`: [{}]\n", b.action.label())),
+                Audience::Pipe => out.push_str(&format!("* `{name}`: [{}]\n", b.label())),
             }
         }
     }
@@ -348,15 +352,20 @@ impl Observer for Progress {
         });
         let total = self.bar.length().unwrap_or(0);
         let name = shown_name(&backfill.name, &self.environment);
+        let what = if backfill.batches.is_empty() {
+            backfill.action.label().to_string()
+        } else {
+            format!("insert {}", backfill.label())
+        };
         let status = match outcome {
             Ok(stats) => match stats.rows {
-                Some(rows) => format!("[{}, {rows} rows]", backfill.action.label()),
-                None => format!("[{}]", backfill.action.label()),
+                Some(rows) => format!("[{what}, {rows} rows]"),
+                None => format!("[{what}]"),
             },
             Err(_) => style("[failed]").red().to_string(),
         };
         self.line(format!(
-            "[{}/{total}] {name:<40} {status:<36} {:.2}s",
+            "[{}/{total}] {name:<40} {status:<44} {:.2}s",
             n.unwrap_or(0),
             elapsed.as_secs_f64()
         ));
@@ -649,6 +658,7 @@ mod tests {
                 version: "v".into(),
                 table: PhysicalTable::for_version(&full, "v"),
                 action: BackfillAction::FullRefresh,
+                batches: vec![],
             }],
             virtual_changes: vec![],
             promoted: vec![],

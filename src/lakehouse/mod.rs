@@ -577,17 +577,9 @@ impl Storage for IcebergStorage {
         session: &Session,
         table: &PhysicalTable,
         query: &str,
-        time_column: &str,
-        start: &str,
-        end: &str,
+        in_range: &str,
     ) -> Result<WriteStats> {
-        let column = format!("t.{}", quote_ident(time_column));
-        let matches = format!(
-            "{column} >= {} AND {column} < {}",
-            literal(start),
-            literal(end)
-        );
-        self.rewrite(session, table, query, &matches)
+        self.rewrite(session, table, query, in_range)
     }
 
     fn merge_by_key(
@@ -606,7 +598,7 @@ impl Storage for IcebergStorage {
         )?;
         let join = keys
             .iter()
-            .map(|k| format!("n.{k} = t.{k}", k = quote_ident(k)))
+            .map(|k| format!("n.{k} IS NOT DISTINCT FROM t.{k}", k = quote_ident(k)))
             .collect::<Vec<_>>()
             .join(" AND ");
         let matches = format!("EXISTS (SELECT 1 FROM {staging} AS n WHERE {join})");
@@ -759,9 +751,7 @@ mod tests {
                 s,
                 t,
                 &row(4, "d", "2024-01-02"),
-                "d",
-                "2024-01-02",
-                "2024-01-03",
+                "d >= DATE '2024-01-02' AND d < DATE '2024-01-03'",
             )
             .unwrap();
         assert_eq!(

@@ -126,6 +126,18 @@ impl ModelKind {
         }
     }
 
+    /// Intervals written per batch (`None`: all missing intervals in one write).
+    pub fn batch_size(&self) -> Option<u64> {
+        match self {
+            ModelKind::IncrementalByTimeRange { batch_size, .. }
+            | ModelKind::IncrementalByUniqueKey { batch_size, .. }
+            | ModelKind::ScdType2ByTime { batch_size, .. }
+            | ModelKind::ScdType2ByColumn { batch_size, .. }
+            | ModelKind::Custom { batch_size, .. } => *batch_size,
+            _ => None,
+        }
+    }
+
     /// Whether `lake` can build this kind today.
     pub fn is_supported(&self) -> bool {
         matches!(

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::PROD;
 use crate::error::{LakeError, Result};
+use crate::intervals::Range;
 use crate::model::{ModelKind, ModelName};
 use crate::project::Project;
 use crate::snapshot::{self, PhysicalTable, Snapshot, VirtualName};
@@ -112,6 +113,8 @@ pub enum BackfillAction {
     FullRefresh,
     InsertSeed,
     CreateView,
+    /// Incremental kinds: write each missing interval batch.
+    Insert,
 }
 
 impl BackfillAction {
@@ -120,6 +123,7 @@ impl BackfillAction {
             BackfillAction::FullRefresh => "full refresh",
             BackfillAction::InsertSeed => "insert seed file",
             BackfillAction::CreateView => "create view",
+            BackfillAction::Insert => "insert",
         }
     }
 }
@@ -133,6 +137,9 @@ pub struct Backfill {
     pub version: String,
     pub table: PhysicalTable,
     pub action: BackfillAction,
+    /// For incremental kinds: the time ranges to build, one write each, oldest first.
+    #[serde(skip)]
+    pub batches: Vec<Range>,
 }
 
 impl Backfill {
@@ -143,6 +150,35 @@ impl Backfill {
             version: snapshot.version.clone(),
             table: PhysicalTable::for_version(&snapshot.name, &snapshot.version),
             action,
+            batches: Vec::new(),
+        }
+    }
+
+    pub fn with_batches(mut self, batches: Vec<Range>) -> Self {
+        self.batches = batches;
+        self
+    }
+
+    /// `[full refresh]`, `[create view]`, or the covered dates of an incremental build.
+    pub fn label(&self) -> String {
+        match (self.batches.first(), self.batches.last()) {
+            (Some((start, _)), Some((_, end))) => {
+                let last = *end - chrono::Duration::microseconds(1);
+                let day = |t: &NaiveDateTime| t.format("%Y-%m-%d").to_string();
+                let whole_days = self.batches.iter().all(|(s, e)| {
+                    s.time() == chrono::NaiveTime::MIN && e.time() == chrono::NaiveTime::MIN
+                });
+                if whole_days {
+                    format!("{} - {}", day(start), day(&last))
+                } else {
+                    format!(
+                        "{} - {}",
+                        start.format("%Y-%m-%d %H:%M"),
+                        end.format("%Y-%m-%d %H:%M")
+                    )
+                }
+            }
+            _ => self.action.label().to_string(),
         }
     }
 }
@@ -454,34 +490,47 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         }
     }
 
-    // Versions without data yet.
+    // What each version still needs: a first build, or (incremental kinds) its missing intervals.
     let versions: Vec<(ModelName, String)> = snapshots
         .iter()
         .map(|s| (s.name.clone(), s.version.clone()))
         .collect();
-    let built: HashSet<(ModelName, String)> = state
-        .intervals(&versions)?
-        .into_iter()
-        .map(|iv| (iv.name, iv.version))
-        .collect();
+    let mut done: HashMap<(ModelName, String), Vec<Range>> = HashMap::new();
+    for iv in state.intervals(&versions)? {
+        done.entry((iv.name.clone(), iv.version.clone()))
+            .or_default()
+            .push(iv.range());
+    }
     let mut backfills = Vec::new();
     let mut unsupported = Vec::new();
     for &i in &project.order {
         let s = &snapshots[i];
-        if built.contains(&(s.name.clone(), s.version.clone())) {
-            continue;
-        }
         let kind = &project.models[i].meta.kind;
         let Some(action) = crate::scheduler::action_for(kind) else {
-            unsupported.push(format!("{} ({})", s.name, kind.name()));
+            if !matches!(kind, ModelKind::External) {
+                unsupported.push(format!("{} ({})", s.name, kind.name()));
+            }
             continue;
         };
-        backfills.push(Backfill::new(i, s, action));
+        let recorded = done.get(&(s.name.clone(), s.version.clone()));
+        if action == BackfillAction::Insert {
+            let batches = crate::scheduler::missing_batches(
+                project,
+                i,
+                recorded.map_or(&[][..], Vec::as_slice),
+                options.execution_time,
+            )?;
+            if !batches.is_empty() {
+                backfills.push(Backfill::new(i, s, action).with_batches(batches));
+            }
+        } else if recorded.is_none() {
+            backfills.push(Backfill::new(i, s, action));
+        }
     }
     if !unsupported.is_empty() {
         return Err(LakeError::unsupported(
             format!("building these model kinds: {}", unsupported.join(", ")),
-            "lake builds VIEW, FULL and SEED models today; incremental and SCD kinds arrive with the incremental-models issue",
+            "lake builds VIEW, FULL, SEED, INCREMENTAL_BY_TIME_RANGE, INCREMENTAL_BY_UNIQUE_KEY, INCREMENTAL_BY_PARTITION and INCREMENTAL_UNMANAGED models today",
         ));
     }
     let new_snapshots = (0..snapshots.len())

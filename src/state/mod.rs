@@ -68,6 +68,18 @@ pub struct Interval {
     pub created_ts: i64,
 }
 
+impl Interval {
+    /// The interval as a half-open range of UTC times.
+    pub fn range(&self) -> crate::intervals::Range {
+        let at = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms)
+                .unwrap_or_default()
+                .naive_utc()
+        };
+        (at(self.start_ts), at(self.end_ts))
+    }
+}
+
 /// What happened to an environment update that was conditional on the state the plan was computed from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PromoteOutcome {

@@ -137,20 +137,15 @@ impl Storage for DuckDbStorage {
         session: &Session,
         table: &PhysicalTable,
         query: &str,
-        time_column: &str,
-        start: &str,
-        end: &str,
+        in_range: &str,
     ) -> Result<WriteStats> {
         self.create_empty(session, table, query)?;
-        let column = quote_ident(time_column);
         let body = format!(
-            "DELETE FROM {t} WHERE {column} >= {s} AND {column} < {e};\nINSERT INTO {t} BY NAME {query};",
+            "DELETE FROM {t} WHERE {in_range};\nINSERT INTO {t} BY NAME {query};",
             t = self.table_sql(table),
-            s = literal(start),
-            e = literal(end),
         );
         in_transaction(session, &body, || {
-            format!("replacing [{start}, {end}) of {table}")
+            format!("replacing a time range of {table}")
         })?;
         Ok(WriteStats::default())
     }
@@ -292,9 +287,7 @@ mod tests {
                 &s,
                 &t,
                 "SELECT 3 AS id, 'c' AS v, DATE '2024-01-02' AS d",
-                "d",
-                "2024-01-02",
-                "2024-01-03",
+                "d >= DATE '2024-01-02' AND d < DATE '2024-01-03'",
             )
             .unwrap();
         let all = format!("SELECT id || v FROM {}", t.sql());

@@ -41,15 +41,14 @@ pub trait Storage: Send + Sync {
     ) -> Result<WriteStats>;
     /// New rows added after the existing ones (creating the table on first use).
     fn append(&self, session: &Session, table: &PhysicalTable, query: &str) -> Result<WriteStats>;
-    /// Rows with `time_column` in `[start, end)` are replaced by the query's rows.
+    /// Rows for which `in_range` (SQL over the table's columns, e.g. a time range) holds are replaced by the
+    /// query's rows, in one atomic write.
     fn replace_time_range(
         &self,
         session: &Session,
         table: &PhysicalTable,
         query: &str,
-        time_column: &str,
-        start: &str,
-        end: &str,
+        in_range: &str,
     ) -> Result<WriteStats>;
     /// Rows whose `keys` match a query row are replaced by it; others are inserted.
     fn merge_by_key(
