@@ -1,0 +1,160 @@
+//! Incremental kinds over several days, each day a separate `plan` or `run`: what lands in the table, and
+//! that only the missing intervals are built.
+
+mod common;
+
+use common::{Scratch, built_models, stderr, stdout};
+
+/// A project whose models read `raw.events`, a table outside lake that the test fills day by day.
+fn project() -> Scratch {
+    let s = Scratch::empty();
+    s.write(
+        "config.yaml",
+        "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: shop.db\nmodel_defaults:\n  dialect: duckdb\n  start: 2024-01-01\n  cron: '@daily'\n",
+    );
+    s.write(
+        "external_models.yaml",
+        "- name: raw.events\n  columns:\n    id: int\n    customer: text\n    amount: int\n    day: date\n",
+    );
+    s.write(
+        "models/by_time.sql",
+        // No upper bound on purpose: rows after the batch must not be loaded.
+        "MODEL (name shop.by_time, kind INCREMENTAL_BY_TIME_RANGE (time_column day));\n\
+         SELECT id, customer, amount, day FROM raw.events WHERE day >= @start_ds\n",
+    );
+    s.write(
+        "models/by_key.sql",
+        "MODEL (name shop.by_key, kind INCREMENTAL_BY_UNIQUE_KEY (unique_key customer));\n\
+         SELECT customer, sum(amount) AS total, max(day) AS last_day\n\
+         FROM raw.events WHERE day BETWEEN @start_ds AND @end_ds GROUP BY customer\n",
+    );
+    s.write(
+        "models/by_partition.sql",
+        "MODEL (name shop.by_partition, kind INCREMENTAL_BY_PARTITION, partitioned_by customer);\n\
+         SELECT customer, count(*) AS orders, max(day) AS last_day\n\
+         FROM raw.events WHERE day BETWEEN @start_ds AND @end_ds GROUP BY customer\n",
+    );
+    s.write(
+        "models/unmanaged.sql",
+        "MODEL (name shop.unmanaged, kind INCREMENTAL_UNMANAGED);\n\
+         SELECT id, day FROM raw.events WHERE day BETWEEN @start_ds AND @end_ds\n",
+    );
+    for sql in [
+        "CREATE SCHEMA raw",
+        "CREATE TABLE raw.events (id INT, customer TEXT, amount INT, day DATE)",
+        "INSERT INTO raw.events VALUES \
+         (1, 'a', 10, DATE '2024-01-01'), (2, 'b', 20, DATE '2024-01-01'), (3, 'a', 30, DATE '2024-01-02'), \
+         (4, 'c', 40, DATE '2024-01-03'), (5, 'a', 50, DATE '2024-01-04')",
+    ] {
+        let out = s.lake().args(["fetchdf", sql]).output().unwrap();
+        assert!(out.status.success(), "{sql}: {}", stderr(&out));
+    }
+    s
+}
+
+fn run_at(s: &Scratch, time: &str) -> std::process::Output {
+    let out = s
+        .lake()
+        .args(["run", "--execution-time", time])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    out
+}
+
+#[test]
+fn each_kind_over_several_days() {
+    let s = project();
+    // Day 1: the complete days are 01-01 and 01-02, built in one batch per model.
+    let out = s.apply("2024-01-03 06:00:00");
+    assert!(
+        stdout(&out).contains("* `shop.by_time`: [2024-01-01 - 2024-01-02]"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        s.csv("select id, day from shop.by_time order by id"),
+        "id,day\n1,2024-01-01\n2,2024-01-01\n3,2024-01-02\n",
+        "rows after the batch's range are not loaded"
+    );
+    assert_eq!(
+        s.csv("select * from shop.by_key order by customer"),
+        "customer,total,last_day\na,40,2024-01-02\nb,20,2024-01-01\n"
+    );
+
+    // Day 2: only 01-03 is missing.
+    let out = run_at(&s, "2024-01-04 06:00:00");
+    let mut built = built_models(&out);
+    built.sort();
+    assert_eq!(
+        built,
+        [
+            "shop.by_key",
+            "shop.by_partition",
+            "shop.by_time",
+            "shop.unmanaged"
+        ]
+    );
+    assert!(
+        stderr(&out).contains("[insert 2024-01-03 - 2024-01-03, 1 rows]"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(s.csv("select count(*) as n from shop.by_time"), "n\n4\n");
+    // Nothing is due again until the next day ends.
+    let out = run_at(&s, "2024-01-04 23:00:00");
+    assert!(built_models(&out).is_empty(), "{}", stderr(&out));
+
+    // Day 3: customer a buys again. The unique key upserts a's row from this batch; the partition of a is
+    // replaced while b's (absent from the batch) survives; the unmanaged model appends.
+    run_at(&s, "2024-01-05 06:00:00");
+    assert_eq!(
+        s.csv("select * from shop.by_key order by customer"),
+        "customer,total,last_day\na,50,2024-01-04\nb,20,2024-01-01\nc,40,2024-01-03\n"
+    );
+    assert_eq!(
+        s.csv("select * from shop.by_partition order by customer"),
+        "customer,orders,last_day\na,1,2024-01-04\nb,1,2024-01-01\nc,1,2024-01-03\n"
+    );
+    assert_eq!(
+        s.csv("select string_agg(id::text, ' ' order by id) as ids from shop.unmanaged"),
+        "ids\n1 2 3 4 5\n"
+    );
+
+    // Late data for a day already built changes nothing until that day is restated: by_time keeps its
+    // intervals. Two quiet days later, one run builds both missing days as one batch.
+    let out = run_at(&s, "2024-01-07 06:00:00");
+    assert!(
+        stderr(&out).contains("[insert 2024-01-05 - 2024-01-06, 0 rows]"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(s.csv("select count(*) as n from shop.by_time"), "n\n5\n");
+}
+
+#[test]
+fn batch_size_splits_the_backfill_and_a_rerun_resumes() {
+    let s = project();
+    s.write(
+        "models/by_time.sql",
+        "MODEL (name shop.by_time, kind INCREMENTAL_BY_TIME_RANGE (time_column day, batch_size 2));\n\
+         SELECT id, customer, amount, day FROM raw.events WHERE day BETWEEN @start_ds AND @end_ds\n",
+    );
+    let out = s.apply("2024-01-06 00:00:00");
+    let progress = stderr(&out);
+    assert!(
+        progress.contains("[insert 2024-01-01 - 2024-01-05, 5 rows]"),
+        "{progress}"
+    );
+    assert_eq!(s.csv("select count(*) as n from shop.by_time"), "n\n5\n");
+    // Each batch was recorded on its own: the plan has nothing left to build.
+    let out = s
+        .lake()
+        .args(["plan", "--execution-time", "2024-01-06 00:00:00"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&out),
+        "No changes to plan: project files match the `prod` environment\n"
+    );
+}
