@@ -46,6 +46,24 @@ pub struct Info {
     pub state: PathBuf,
 }
 
+/// Built and missing intervals of one incremental model, each list merged into contiguous ranges.
+#[derive(Debug, Serialize)]
+pub struct ModelIntervals {
+    pub model: String,
+    pub complete: Vec<crate::intervals::Range>,
+    pub missing: Vec<crate::intervals::Range>,
+}
+
+/// What `lake run` builds: everything due, or a selection and a time window.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Rebuild FULL models even if their cron is not due.
+    pub ignore_cron: bool,
+    /// Only these models (names as written on the command line).
+    pub select: Vec<String>,
+    pub window: scheduler::Window,
+}
+
 /// What `lake run` did.
 #[derive(Debug, Default)]
 pub struct RunReport {
@@ -134,10 +152,22 @@ impl Context {
         &self,
         environment: &str,
         execution_time: NaiveDateTime,
-        ignore_cron: bool,
+        options: &RunOptions,
         observer: &dyn Observer,
         on_wait: impl FnOnce(),
     ) -> Result<RunReport> {
+        let ignore_cron = options.ignore_cron;
+        let selected: Option<std::collections::HashSet<usize>> = if options.select.is_empty() {
+            None
+        } else {
+            Some(
+                options
+                    .select
+                    .iter()
+                    .map(|m| self.project.find_model(m))
+                    .collect::<Result<_>>()?,
+            )
+        };
         let env_name = environment.to_lowercase();
         let _lock = sqlite::lock(&self.state_dir(), on_wait)?;
         let mut state = self.open_state()?;
@@ -185,6 +215,9 @@ impl Context {
         }
         let mut backfills = Vec::new();
         for &i in &self.project.order {
+            if selected.as_ref().is_some_and(|only| !only.contains(&i)) {
+                continue;
+            }
             let s = &snapshots[i];
             let model = &self.project.models[i];
             let Some(action) = scheduler::action_for(&model.meta.kind) else {
@@ -198,6 +231,7 @@ impl Context {
                     i,
                     done.get(&key).map_or(&[][..], Vec::as_slice),
                     execution_time,
+                    options.window,
                 )?;
                 if !batches.is_empty() {
                     backfills.push(Backfill::new(i, s, action).with_batches(batches));
@@ -373,6 +407,56 @@ impl Context {
         crate::sql::replace_spans(sql, edits)
     }
 
+    /// For each incremental model of `environment`: the intervals built and those missing up to `now`.
+    pub fn check_intervals(
+        &self,
+        environment: &str,
+        now: NaiveDateTime,
+    ) -> Result<Vec<ModelIntervals>> {
+        let env_name = environment.to_lowercase();
+        let state = self.open_state()?;
+        let Some(env) = state.environment(&env_name)? else {
+            return Err(LakeError::Usage(
+                format!("environment `{env_name}` does not exist"),
+                Some("`lake environments` lists them".into()),
+            ));
+        };
+        let versions: Vec<(ModelName, String)> = env
+            .snapshots
+            .iter()
+            .map(|s| (s.name.clone(), s.version.clone()))
+            .collect();
+        let mut done: HashMap<ModelName, Vec<crate::intervals::Range>> = HashMap::new();
+        for iv in state.intervals(&versions)? {
+            done.entry(iv.name.clone()).or_default().push(iv.range());
+        }
+        let mut out = Vec::new();
+        for &i in &self.project.order {
+            let model = &self.project.models[i];
+            if scheduler::action_for(&model.meta.kind) != Some(plan::BackfillAction::Insert) {
+                continue;
+            }
+            if !env.snapshots.iter().any(|s| s.name == model.meta.name) {
+                continue;
+            }
+            let mut complete = done.remove(&model.meta.name).unwrap_or_default();
+            complete.sort();
+            let missing = scheduler::missing_batches(
+                &self.project,
+                i,
+                &complete,
+                now,
+                scheduler::Window::default(),
+            )?;
+            out.push(ModelIntervals {
+                model: model.meta.name.to_string(),
+                complete: crate::intervals::batches(&complete, None),
+                missing: crate::intervals::batches(&missing, None),
+            });
+        }
+        Ok(out)
+    }
+
     pub fn environments(&self) -> Result<Vec<crate::state::Environment>> {
         self.open_state()?.environments()
     }
@@ -504,6 +588,40 @@ impl Context {
             state: state.path().to_path_buf(),
         })
     }
+}
+
+/// `--start` / `--end` as a window; an end given as a date includes that whole day.
+pub fn window(start: Option<&str>, end: Option<&str>) -> Result<scheduler::Window> {
+    let parse = |text: &str, flag: &str| {
+        macros::parse_datetime(text).ok_or_else(|| {
+            LakeError::Usage(
+                format!("invalid {flag} `{text}`"),
+                Some("use YYYY-MM-DD or `YYYY-MM-DD HH:MM:SS`".into()),
+            )
+        })
+    };
+    let start = start.map(|s| parse(s, "--start")).transpose()?;
+    let end = match end {
+        None => None,
+        Some(text) => {
+            let at = parse(text, "--end")?;
+            let date_only = text.trim().len() <= 10;
+            Some(if date_only {
+                at + chrono::Duration::days(1)
+            } else {
+                at
+            })
+        }
+    };
+    if let (Some(s), Some(e)) = (start, end)
+        && s >= e
+    {
+        return Err(LakeError::Usage(
+            "--start must be before --end".into(),
+            None,
+        ));
+    }
+    Ok(scheduler::Window { start, end })
 }
 
 /// "Now", or the pinned `--execution-time`.

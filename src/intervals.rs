@@ -162,6 +162,21 @@ pub fn batches(intervals: &[Range], batch_size: Option<u64>) -> Vec<Range> {
     out.into_iter().map(|(range, _)| range).collect()
 }
 
+/// A range as people read it: `2024-01-01 - 2024-01-31` (inclusive last day) for whole days, else times.
+pub fn describe((start, end): Range) -> String {
+    let midnight = chrono::NaiveTime::MIN;
+    if start.time() == midnight && end.time() == midnight {
+        let last = end - Duration::microseconds(1);
+        format!("{} - {}", start.format("%Y-%m-%d"), last.format("%Y-%m-%d"))
+    } else {
+        format!(
+            "{} - {}",
+            start.format("%Y-%m-%d %H:%M"),
+            end.format("%Y-%m-%d %H:%M")
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -106,6 +106,25 @@ pub fn apply(
             .filter_map(|target| rebuild_for(ctx, target)),
     );
     let backfills = with_missing_parents(ctx, backfills, &existing);
+    // Restated data is forgotten before it is rebuilt: if the rebuild stops halfway, a rerun redoes it.
+    for b in backfills.iter().filter(|b| b.restatement) {
+        let ranges = if b.batches.is_empty() {
+            vec![(i64::MIN, i64::MAX)]
+        } else {
+            b.batches
+                .iter()
+                .map(|(s, e)| {
+                    (
+                        s.and_utc().timestamp_millis(),
+                        e.and_utc().timestamp_millis(),
+                    )
+                })
+                .collect()
+        };
+        for (start, end) in ranges {
+            state.remove_intervals(&b.name, &b.version, start, end)?;
+        }
+    }
     let state = Mutex::new(state);
     report.built = build_all(ctx, engine, &backfills, &state, observer)?;
 
@@ -174,7 +193,8 @@ fn rebuild_for(ctx: &BuildContext<'_>, target: &PhysicalTable) -> Option<Backfil
         return Some(backfill);
     }
     // The table is gone, so every interval is rebuilt, whatever state recorded.
-    let batches = missing_batches(ctx.project, i, &[], ctx.execution_time).ok()?;
+    let batches =
+        missing_batches(ctx.project, i, &[], ctx.execution_time, Window::default()).ok()?;
     Some(backfill.with_batches(batches))
 }
 
@@ -226,6 +246,13 @@ pub fn action_for(kind: &ModelKind) -> Option<BackfillAction> {
     }
 }
 
+/// Limits on the intervals to build (`--start` / `--end`); `end` is exclusive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    pub start: Option<NaiveDateTime>,
+    pub end: Option<NaiveDateTime>,
+}
+
 /// The interval unit of a model: `interval_unit`, or what its cron implies.
 pub fn interval_unit(model: &Model, around: NaiveDateTime) -> Result<IntervalUnit> {
     match &model.meta.interval_unit {
@@ -244,6 +271,7 @@ pub fn missing_batches(
     model: usize,
     done: &[Range],
     now: NaiveDateTime,
+    window: Window,
 ) -> Result<Vec<Range>> {
     let m = &project.models[model];
     let unit = interval_unit(m, now)?;
@@ -273,6 +301,11 @@ pub fn missing_batches(
         }
     };
     let end = date(&m.meta.end, "end")?;
+    let start = window.start.map_or(start, |w| w.max(start));
+    let end = match (end, window.end) {
+        (Some(e), Some(w)) => Some(e.min(w)),
+        (e, w) => e.or(w),
+    };
     let all = intervals::complete_intervals(unit, start, end, now);
     let gaps = intervals::missing(&all, done);
     Ok(intervals::batches(&gaps, m.meta.kind.batch_size()))

@@ -158,3 +158,137 @@ fn batch_size_splits_the_backfill_and_a_rerun_resumes() {
         "No changes to plan: project files match the `prod` environment\n"
     );
 }
+
+#[test]
+fn restatement_rebuilds_a_range_and_everything_downstream() {
+    let s = project();
+    s.write(
+        "models/daily_totals.sql",
+        "MODEL (name shop.daily_totals, kind FULL);\n\
+         SELECT day, sum(amount) AS amount FROM shop.by_time GROUP BY day\n",
+    );
+    s.apply("2024-01-05 00:00:00");
+    // Late data for 01-02: nothing changes until that day is restated.
+    let out = s
+        .lake()
+        .args([
+            "fetchdf",
+            "INSERT INTO raw.events VALUES (6, 'b', 5, DATE '2024-01-02')",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_at(&s, "2024-01-05 01:00:00");
+    assert!(built_models(&out).is_empty(), "{}", stderr(&out));
+
+    let out = s
+        .lake()
+        .args([
+            "plan",
+            "--restate-model",
+            "shop.by_time",
+            "--start",
+            "2024-01-02",
+            "--end",
+            "2024-01-02",
+            "--auto-apply",
+            "--execution-time",
+            "2024-01-05 01:00:00",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("* `shop.by_time`: [2024-01-02 - 2024-01-02]"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(built_models(&out), ["shop.by_time", "shop.daily_totals"]);
+    assert_eq!(
+        s.csv("select amount from shop.daily_totals where day = '2024-01-02'"),
+        "amount\n35\n"
+    );
+    assert_eq!(s.csv("select count(*) as n from shop.by_time"), "n\n6\n");
+
+    // check-intervals: every day up to 01-04 is complete.
+    let out = s
+        .lake()
+        .args(["check-intervals", "--execution-time", "2024-01-06 00:00:00"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(
+            "shop.by_time\n  complete: 2024-01-01 - 2024-01-04\n  missing:  2024-01-05 - 2024-01-05\n"
+        ),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn dev_start_end_and_run_selection() {
+    let s = project();
+    s.apply("2024-01-03 00:00:00");
+    let out = s
+        .lake()
+        .args([
+            "plan",
+            "--start",
+            "2024-01-01",
+            "--execution-time",
+            "2024-01-03",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "prod holds every interval");
+    assert!(stderr(&out).contains("dev plans only"), "{}", stderr(&out));
+
+    // A dev version of by_time built for one day only; promoting it to prod backfills the rest.
+    let edited = s
+        .read("models/by_time.sql")
+        .replace("SELECT id,", "SELECT id, amount * 2 AS doubled,");
+    s.write("models/by_time.sql", &edited);
+    let out = s
+        .lake()
+        .args([
+            "plan",
+            "dev",
+            "--start",
+            "2024-01-02",
+            "--end",
+            "2024-01-02",
+            "--auto-apply",
+            "--execution-time",
+            "2024-01-03",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        s.csv("select count(*) as n from shop__dev.by_time"),
+        "n\n1\n"
+    );
+    let out = s.apply("2024-01-03 00:00:00");
+    assert!(
+        stdout(&out).contains("* `shop.by_time`: [2024-01-01 - 2024-01-01]"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(s.csv("select count(*) as n from shop.by_time"), "n\n3\n");
+
+    // run --select-model builds only the chosen model.
+    let out = s
+        .lake()
+        .args([
+            "run",
+            "--select-model",
+            "shop.unmanaged",
+            "--execution-time",
+            "2024-01-04 00:00:00",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(built_models(&out), ["shop.unmanaged"]);
+}

@@ -102,6 +102,23 @@ enum Command {
         /// `text`: a tree on a terminal, Markdown in a pipe. `json`: one document for CI (never prompts).
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
+        /// Dev plans: build incremental intervals from this date on (YYYY-MM-DD).
+        #[arg(short, long)]
+        start: Option<String>,
+        /// Dev plans: build incremental intervals up to this date, inclusive.
+        #[arg(short, long)]
+        end: Option<String>,
+        /// Rebuild this model (its intervals within --start/--end) and everything downstream; repeatable.
+        #[arg(short, long = "restate-model", value_name = "MODEL")]
+        restate_model: Vec<String>,
+    },
+    /// Show each incremental model's complete and missing intervals in an environment.
+    CheckIntervals {
+        #[arg(default_value = PROD)]
+        environment: String,
+        /// Pin "now" (UTC).
+        #[arg(long)]
+        execution_time: Option<String>,
     },
     /// Show how the project differs from an environment; exit 1 if it does, 0 if it matches.
     Diff {
@@ -165,6 +182,15 @@ enum Command {
         /// Pin "now" (UTC).
         #[arg(long)]
         execution_time: Option<String>,
+        /// Only these models; repeatable.
+        #[arg(long = "select-model", value_name = "MODEL")]
+        select_model: Vec<String>,
+        /// Only intervals from this date on.
+        #[arg(short, long)]
+        start: Option<String>,
+        /// Only intervals up to this date, inclusive.
+        #[arg(short, long)]
+        end: Option<String>,
     },
     /// Print the SQL a model would run, with macros rendered and physical table names.
     Render {
@@ -308,6 +334,9 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             execution_time,
             forward_only,
             format,
+            start,
+            end,
+            restate_model,
         } => {
             let ctx = load(cli)?;
             let mut options = PlanOptions::new(
@@ -316,6 +345,8 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             );
             options.include_unmodified = *include_unmodified;
             options.forward_only = *forward_only;
+            options.window = context::window(start.as_deref(), end.as_deref())?;
+            options.restate = restate_model.clone();
             let json = *format == PlanFormat::Json;
             let interactive = !json && std::io::stdin().is_terminal() && stdout_tty && !no_prompts;
             let mut plan = ctx.plan(&options)?;
@@ -334,6 +365,13 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                 };
                 write!(stdout, "{}", output::render_plan(&plan, audience)).map_err(io)?;
                 stdout.flush().map_err(io)?;
+                let batches: usize = plan.backfills.iter().map(|b| b.batches.len().max(1)).sum();
+                if batches > LARGE_BACKFILL {
+                    eprintln!(
+                        "{} this plan runs {batches} batches; that can take a long time. Set `batch_size` on incremental kinds, or limit a dev plan with --start/--end.",
+                        style("note:").yellow().bold()
+                    );
+                }
             }
             let apply = plan.has_work()
                 && if *auto_apply {
@@ -490,15 +528,34 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                 .map_err(io)?;
             }
         }
+        Command::CheckIntervals {
+            environment,
+            execution_time,
+        } => {
+            let ctx = load(cli)?;
+            let report = ctx.check_intervals(
+                environment,
+                context::execution_time(execution_time.as_deref())?,
+            )?;
+            write!(stdout, "{}", output::render_intervals(&report)).map_err(io)?;
+        }
         Command::Run {
             environment,
             ignore_cron,
             execution_time,
+            select_model,
+            start,
+            end,
         } => {
             let ctx = load(cli)?;
             let now = context::execution_time(execution_time.as_deref())?;
+            let options = context::RunOptions {
+                ignore_cron: *ignore_cron,
+                select: select_model.clone(),
+                window: context::window(start.as_deref(), end.as_deref())?,
+            };
             let progress = Progress::new(environment, std::io::stderr().is_terminal());
-            let result = ctx.run(environment, now, *ignore_cron, &progress, || {
+            let result = ctx.run(environment, now, &options, &progress, || {
                 eprintln!("Waiting for another lake process to finish in this project…")
             });
             progress.finish();
@@ -601,6 +658,9 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Above this many batches, a plan warns before it starts (SQLMesh users see hours of silence instead).
+const LARGE_BACKFILL: usize = 500;
 
 fn timestamp(ms: Option<i64>) -> String {
     ms.and_then(chrono::DateTime::from_timestamp_millis)

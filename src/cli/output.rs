@@ -539,6 +539,32 @@ fn write_table(
     Ok(())
 }
 
+/// `lake check-intervals`: per model, the built and the missing ranges.
+pub fn render_intervals(models: &[crate::context::ModelIntervals]) -> String {
+    if models.is_empty() {
+        return "No incremental models in this environment.\n".to_string();
+    }
+    let ranges = |list: &[crate::intervals::Range]| {
+        if list.is_empty() {
+            return "none".to_string();
+        }
+        list.iter()
+            .map(|r| crate::intervals::describe(*r))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out = String::new();
+    for m in models {
+        out.push_str(&format!(
+            "{}\n  complete: {}\n  missing:  {}\n",
+            m.model,
+            ranges(&m.complete),
+            ranges(&m.missing)
+        ));
+    }
+    out
+}
+
 /// Left-aligned text columns under a header row.
 pub fn aligned<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
@@ -659,6 +685,7 @@ mod tests {
                 table: PhysicalTable::for_version(&full, "v"),
                 action: BackfillAction::FullRefresh,
                 batches: vec![],
+                restatement: false,
             }],
             virtual_changes: vec![],
             promoted: vec![],

@@ -12,6 +12,7 @@ use crate::error::{LakeError, Result};
 use crate::intervals::Range;
 use crate::model::{ModelKind, ModelName};
 use crate::project::Project;
+use crate::scheduler::Window;
 use crate::snapshot::{self, PhysicalTable, Snapshot, VirtualName};
 use crate::state::{Environment, StateStore};
 use crate::storage::VirtualChange;
@@ -27,6 +28,10 @@ pub struct PlanOptions {
     pub forward_only: bool,
     /// Categories chosen by the user for directly modified models, replacing the automatic ones.
     pub overrides: HashMap<ModelName, Category>,
+    /// Limits the intervals a dev plan builds (`--start` / `--end`, end exclusive).
+    pub window: Window,
+    /// Models to rebuild (their intervals in the window, and everything downstream), changed or not.
+    pub restate: Vec<String>,
 }
 
 impl PlanOptions {
@@ -37,6 +42,8 @@ impl PlanOptions {
             execution_time,
             forward_only: false,
             overrides: HashMap::new(),
+            window: Window::default(),
+            restate: Vec::new(),
         }
     }
 }
@@ -140,6 +147,8 @@ pub struct Backfill {
     /// For incremental kinds: the time ranges to build, one write each, oldest first.
     #[serde(skip)]
     pub batches: Vec<Range>,
+    /// Rebuilding data that was already built (`--restate-model`): its records are cleared first.
+    pub restatement: bool,
 }
 
 impl Backfill {
@@ -151,7 +160,13 @@ impl Backfill {
             table: PhysicalTable::for_version(&snapshot.name, &snapshot.version),
             action,
             batches: Vec::new(),
+            restatement: false,
         }
+    }
+
+    pub fn restating(mut self, restatement: bool) -> Self {
+        self.restatement = restatement;
+        self
     }
 
     pub fn with_batches(mut self, batches: Vec<Range>) -> Self {
@@ -162,22 +177,7 @@ impl Backfill {
     /// `[full refresh]`, `[create view]`, or the covered dates of an incremental build.
     pub fn label(&self) -> String {
         match (self.batches.first(), self.batches.last()) {
-            (Some((start, _)), Some((_, end))) => {
-                let last = *end - chrono::Duration::microseconds(1);
-                let day = |t: &NaiveDateTime| t.format("%Y-%m-%d").to_string();
-                let whole_days = self.batches.iter().all(|(s, e)| {
-                    s.time() == chrono::NaiveTime::MIN && e.time() == chrono::NaiveTime::MIN
-                });
-                if whole_days {
-                    format!("{} - {}", day(start), day(&last))
-                } else {
-                    format!(
-                        "{} - {}",
-                        start.format("%Y-%m-%d %H:%M"),
-                        end.format("%Y-%m-%d %H:%M")
-                    )
-                }
-            }
+            (Some((start, _)), Some((_, end))) => crate::intervals::describe((*start, *end)),
             _ => self.action.label().to_string(),
         }
     }
@@ -501,30 +501,59 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
             .or_default()
             .push(iv.range());
     }
+    if env_name == PROD && options.window != Window::default() && options.restate.is_empty() {
+        return Err(LakeError::Usage(
+            "--start and --end limit dev plans only".into(),
+            Some(
+                "prod always holds every interval; to rebuild a range of prod, use --restate-model with --start/--end"
+                    .into(),
+            ),
+        ));
+    }
+    let mut restated: HashSet<usize> = HashSet::new();
+    for name in &options.restate {
+        let i = project.find_model(name)?;
+        restated.insert(i);
+        restated.extend(project.dag.downstream(i));
+    }
     let mut backfills = Vec::new();
     let mut unsupported = Vec::new();
     for &i in &project.order {
         let s = &snapshots[i];
         let kind = &project.models[i].meta.kind;
+        let restating = restated.contains(&i);
         let Some(action) = crate::scheduler::action_for(kind) else {
             if !matches!(kind, ModelKind::External) {
                 unsupported.push(format!("{} ({})", s.name, kind.name()));
             }
             continue;
         };
-        let recorded = done.get(&(s.name.clone(), s.version.clone()));
+        // A restated model is rebuilt as if nothing had been recorded.
+        let recorded = done
+            .get(&(s.name.clone(), s.version.clone()))
+            .filter(|_| !restating);
+        let window = if env_name == PROD && !restating {
+            Window::default()
+        } else {
+            options.window
+        };
         if action == BackfillAction::Insert {
             let batches = crate::scheduler::missing_batches(
                 project,
                 i,
                 recorded.map_or(&[][..], Vec::as_slice),
                 options.execution_time,
+                window,
             )?;
             if !batches.is_empty() {
-                backfills.push(Backfill::new(i, s, action).with_batches(batches));
+                backfills.push(
+                    Backfill::new(i, s, action)
+                        .with_batches(batches)
+                        .restating(restating),
+                );
             }
         } else if recorded.is_none() {
-            backfills.push(Backfill::new(i, s, action));
+            backfills.push(Backfill::new(i, s, action).restating(restating));
         }
     }
     if !unsupported.is_empty() {

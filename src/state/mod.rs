@@ -109,6 +109,14 @@ pub trait StateStore: Send {
     fn remove_environment(&mut self, name: &str, expected_plan_id: &str) -> Result<bool>;
     /// Every stored (model, version), with the latest time any of its snapshots expires (created + TTL).
     fn versions_with_expiry(&self) -> Result<Vec<(ModelName, String, i64)>>;
+    /// Forgets the intervals of a version that overlap `[start_ts, end_ts)` (before a restatement rebuilds them).
+    fn remove_intervals(
+        &mut self,
+        name: &ModelName,
+        version: &str,
+        start_ts: i64,
+        end_ts: i64,
+    ) -> Result<()>;
     /// Forgets versions whose tables were dropped: their snapshots and intervals.
     fn remove_versions(&mut self, versions: &[(ModelName, String)]) -> Result<()>;
     /// Writes `env` if the stored environment is still at `expected_plan_id` (`None`: must not exist).

@@ -423,6 +423,53 @@ impl StateStore for SqliteState {
             .collect()
     }
 
+    fn remove_intervals(
+        &mut self,
+        name: &ModelName,
+        version: &str,
+        start_ts: i64,
+        end_ts: i64,
+    ) -> Result<()> {
+        let context = "clearing intervals to restate";
+        let name = name.to_string();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err(context))?;
+        // Intervals that stick out of the range keep the parts outside it.
+        let overlapping: Vec<(i64, i64, i64)> = {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT start_ts, end_ts, created_ts FROM intervals \
+                     WHERE name = ?1 AND version = ?2 AND start_ts < ?4 AND end_ts > ?3",
+                )
+                .map_err(sql_err(context))?;
+            stmt.query_map(params![name, version, start_ts, end_ts], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(sql_err(context))?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql_err(context))?
+        };
+        tx.execute(
+            "DELETE FROM intervals WHERE name = ?1 AND version = ?2 AND start_ts < ?4 AND end_ts > ?3",
+            params![name, version, start_ts, end_ts],
+        )
+        .map_err(sql_err(context))?;
+        for (s, e, created) in overlapping {
+            for (keep_start, keep_end) in [(s, start_ts.min(e)), (end_ts.max(s), e)] {
+                if keep_start < keep_end {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO intervals (name, version, start_ts, end_ts, created_ts) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![name, version, keep_start, keep_end, created],
+                    )
+                    .map_err(sql_err(context))?;
+                }
+            }
+        }
+        tx.commit().map_err(sql_err(context))
+    }
+
     fn remove_versions(&mut self, versions: &[(ModelName, String)]) -> Result<()> {
         let context = "forgetting dropped versions";
         let tx = self
@@ -579,6 +626,31 @@ mod tests {
         // Reopening keeps everything.
         let state = SqliteState::open(dir.path()).unwrap();
         assert_eq!(state.environments().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn restating_part_of_an_interval_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = SqliteState::open(dir.path()).unwrap();
+        let name = ModelName::new("a", "b");
+        state
+            .add_interval(&Interval {
+                name: name.clone(),
+                version: "v1".into(),
+                start_ts: 0,
+                end_ts: 100,
+                created_ts: 1,
+            })
+            .unwrap();
+        state.remove_intervals(&name, "v1", 40, 60).unwrap();
+        let mut left: Vec<(i64, i64)> = state
+            .intervals(&[(name, "v1".into())])
+            .unwrap()
+            .into_iter()
+            .map(|iv| (iv.start_ts, iv.end_ts))
+            .collect();
+        left.sort();
+        assert_eq!(left, [(0, 40), (60, 100)]);
     }
 
     #[test]
