@@ -18,6 +18,7 @@ pub mod macros;
 pub mod model;
 pub mod plan;
 pub mod project;
+pub mod scd;
 pub mod scheduler;
 pub mod snapshot;
 pub mod sql;

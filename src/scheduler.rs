@@ -14,6 +14,7 @@ use crate::macros::{self, MacroContext};
 use crate::model::{Model, ModelKind, ModelName, quote_ident};
 use crate::plan::{Backfill, BackfillAction, Plan};
 use crate::project::{Project, RefTarget};
+use crate::scd;
 use crate::snapshot::{PhysicalTable, Snapshot};
 use crate::sql;
 use crate::state::{
@@ -241,7 +242,9 @@ pub fn action_for(kind: &ModelKind) -> Option<BackfillAction> {
         ModelKind::IncrementalByTimeRange { .. }
         | ModelKind::IncrementalByUniqueKey { .. }
         | ModelKind::IncrementalByPartition { .. }
-        | ModelKind::IncrementalUnmanaged { .. } => Some(BackfillAction::Insert),
+        | ModelKind::IncrementalUnmanaged { .. }
+        | ModelKind::ScdType2ByTime { .. }
+        | ModelKind::ScdType2ByColumn { .. } => Some(BackfillAction::Insert),
         _ => None,
     }
 }
@@ -760,11 +763,115 @@ fn write_batch(
                 ctx.storage.append(session, table, query)
             }
         }
+        ModelKind::ScdType2ByTime {
+            unique_key,
+            updated_at_name,
+            updated_at_as_valid_from,
+            valid_from_name,
+            valid_to_name,
+            invalidate_hard_deletes,
+            ..
+        } => write_history(
+            ctx,
+            session,
+            backfill,
+            query,
+            &scd::Scd2 {
+                unique_key,
+                valid_from: valid_from_name,
+                valid_to: valid_to_name,
+                invalidate_hard_deletes: *invalidate_hard_deletes,
+                detection: scd::ChangeDetection::ByTime {
+                    updated_at: updated_at_name,
+                    updated_at_as_valid_from: *updated_at_as_valid_from,
+                },
+                execution_time: ctx.execution_time,
+            },
+        ),
+        ModelKind::ScdType2ByColumn {
+            unique_key,
+            columns,
+            execution_time_as_valid_from,
+            valid_from_name,
+            valid_to_name,
+            invalidate_hard_deletes,
+            ..
+        } => write_history(
+            ctx,
+            session,
+            backfill,
+            query,
+            &scd::Scd2 {
+                unique_key,
+                valid_from: valid_from_name,
+                valid_to: valid_to_name,
+                invalidate_hard_deletes: *invalidate_hard_deletes,
+                detection: scd::ChangeDetection::ByColumn {
+                    columns: columns.as_deref(),
+                    execution_time_as_valid_from: *execution_time_as_valid_from,
+                },
+                execution_time: ctx.execution_time,
+            },
+        ),
         other => Err(LakeError::unsupported(
             format!("building {} models in batches", other.name()),
             "this kind is built in one piece",
         )),
     }
+}
+
+/// SCD type 2: the table becomes its new full history (one overwrite), computed from the current rows and
+/// the existing history.
+fn write_history(
+    ctx: &BuildContext<'_>,
+    session: &Session,
+    backfill: &Backfill,
+    query: &str,
+    scd: &scd::Scd2<'_>,
+) -> Result<WriteStats> {
+    let table = &backfill.table;
+    let catalog = &ctx.project.default_catalog;
+    let columns: Vec<String> = session
+        .query_strings(
+            &format!("SELECT column_name FROM (DESCRIBE SELECT * FROM ({query}) AS q)"),
+            || format!("reading the columns of {}", backfill.name),
+        )?
+        .into_iter()
+        .filter(|c| c != scd.valid_from && c != scd.valid_to)
+        .collect();
+    for key in scd.unique_key {
+        if !columns.contains(key) {
+            return Err(LakeError::Execution {
+                model: backfill.name.to_string(),
+                message: format!("the unique_key column `{key}` is not in the query's columns"),
+            });
+        }
+    }
+    if let scd::ChangeDetection::ByTime { updated_at, .. } = &scd.detection
+        && !columns.iter().any(|c| c == updated_at)
+    {
+        return Err(LakeError::Execution {
+            model: backfill.name.to_string(),
+            message: format!(
+                "the query has no `{updated_at}` column (set updated_at_name to the column that holds the change time)"
+            ),
+        });
+    }
+    let exists = !session
+        .query_strings(
+            &format!(
+                "SELECT table_name FROM information_schema.tables \
+                 WHERE table_catalog = {} AND table_schema = {} AND table_name = {}",
+                literal(catalog),
+                literal(&table.schema),
+                literal(&table.table)
+            ),
+            || format!("looking up {table}"),
+        )?
+        .is_empty();
+    let qualified = format!("{}.{}", quote_ident(catalog), table.sql());
+    let sql = scd.history_sql(query, &columns, exists.then_some(qualified.as_str()));
+    ctx.storage.replace_all(session, table, &sql)
 }
 
 /// `time_column` within `[start, end)`: compared as timestamps, or as formatted text when the model gives

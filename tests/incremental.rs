@@ -292,3 +292,59 @@ fn dev_start_end_and_run_selection() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(built_models(&out), ["shop.unmanaged"]);
 }
+
+#[test]
+fn scd_type_2_history_after_an_update_and_a_hard_delete() {
+    let s = project();
+    s.write(
+        "models/customers_history.sql",
+        "MODEL (name shop.customers_history, kind SCD_TYPE_2_BY_TIME (unique_key id, invalidate_hard_deletes true));\n\
+         SELECT id, name, updated_at FROM raw.customers\n",
+    );
+    s.write(
+        "models/customers_by_column.sql",
+        "MODEL (name shop.customers_by_column, kind SCD_TYPE_2_BY_COLUMN (unique_key id, columns [name]));\n\
+         SELECT id, name FROM raw.customers\n",
+    );
+    s.write(
+        "external_models.yaml",
+        &(s.read("external_models.yaml")
+            + "- name: raw.customers\n  columns:\n    id: int\n    name: text\n    updated_at: timestamp\n"),
+    );
+    for sql in [
+        "CREATE TABLE raw.customers (id INT, name TEXT, updated_at TIMESTAMP)",
+        "INSERT INTO raw.customers VALUES (1, 'ann', TIMESTAMP '2024-01-01 08:00'), (2, 'bob', TIMESTAMP '2024-01-01 09:00')",
+    ] {
+        let out = s.lake().args(["fetchdf", sql]).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    s.apply("2024-01-02 00:00:00");
+    for sql in [
+        "UPDATE raw.customers SET name = 'anne', updated_at = TIMESTAMP '2024-01-02 10:00' WHERE id = 1",
+        "DELETE FROM raw.customers WHERE id = 2",
+    ] {
+        let out = s.lake().args(["fetchdf", sql]).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    run_at(&s, "2024-01-03 00:00:00");
+    let history = |model: &str| {
+        s.csv(&format!(
+            "select id, name, strftime(valid_from, '%Y-%m-%d %H:%M') as valid_from, \
+             strftime(valid_to, '%Y-%m-%d %H:%M') as valid_to from {model} order by id, valid_from"
+        ))
+    };
+    assert_eq!(
+        history("shop.customers_history"),
+        "id,name,valid_from,valid_to\n\
+         1,ann,1970-01-01 00:00,2024-01-02 10:00\n\
+         1,anne,2024-01-02 10:00,\n\
+         2,bob,1970-01-01 00:00,2024-01-03 00:00\n"
+    );
+    assert_eq!(
+        history("shop.customers_by_column"),
+        "id,name,valid_from,valid_to\n\
+         1,ann,1970-01-01 00:00,2024-01-03 00:00\n\
+         1,anne,2024-01-03 00:00,\n\
+         2,bob,1970-01-01 00:00,\n"
+    );
+}
