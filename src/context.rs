@@ -332,6 +332,12 @@ impl Context {
             .into_iter()
             .collect();
         for p in self.project.dag.parents(i) {
+            if matches!(
+                self.project.models[p].meta.kind,
+                crate::model::ModelKind::Embedded
+            ) {
+                continue;
+            }
             let s = &snapshots[p];
             let table = PhysicalTable::for_version(&s.name, &s.version);
             if !existing.contains(&table) {

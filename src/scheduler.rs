@@ -358,26 +358,34 @@ pub fn build_all(
         .enumerate()
         .map(|(k, b)| (b.model, k))
         .collect();
-    let children: Vec<Vec<usize>> = backfills
+    // A model waits for the parents being built in this run, also those it reads through EMBEDDED models
+    // (inlined into its query, never built themselves).
+    let parents_in_run: Vec<Vec<usize>> = backfills
         .iter()
         .map(|b| {
-            ctx.project
-                .dag
-                .children(b.model)
-                .filter_map(|c| slot.get(&c).copied())
-                .collect()
+            let mut found = Vec::new();
+            let mut seen = HashSet::new();
+            let mut stack: Vec<usize> = ctx.project.dag.parents(b.model).collect();
+            while let Some(p) = stack.pop() {
+                if !seen.insert(p) {
+                    continue;
+                }
+                if let Some(&k) = slot.get(&p) {
+                    found.push(k);
+                } else if matches!(ctx.project.models[p].meta.kind, ModelKind::Embedded) {
+                    stack.extend(ctx.project.dag.parents(p));
+                }
+            }
+            found
         })
         .collect();
-    let waiting_on: Vec<usize> = backfills
-        .iter()
-        .map(|b| {
-            ctx.project
-                .dag
-                .parents(b.model)
-                .filter(|p| slot.contains_key(p))
-                .count()
-        })
-        .collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); backfills.len()];
+    for (k, parents) in parents_in_run.iter().enumerate() {
+        for &p in parents {
+            children[p].push(k);
+        }
+    }
+    let waiting_on: Vec<usize> = parents_in_run.iter().map(Vec::len).collect();
     let queue = Mutex::new(Queue {
         ready: (0..backfills.len())
             .filter(|&k| waiting_on[k] == 0)
@@ -565,6 +573,22 @@ pub fn executable_query(
         .refs
         .iter()
         .filter_map(|(r, target)| match target {
+            RefTarget::Model(p)
+                if matches!(ctx.project.models[*p].meta.kind, ModelKind::Embedded) =>
+            {
+                // EMBEDDED models are inlined as a subquery, rendered in the same context.
+                let inlined = match executable_query(ctx, *p, macro_ctx) {
+                    Ok(sql) => sql,
+                    Err(e) => return Some(Err(e)),
+                };
+                let text = if r.has_alias {
+                    format!("({inlined})")
+                } else {
+                    let alias = r.parts.last().map(|p| p.value.as_str()).unwrap_or_default();
+                    format!("({inlined}) AS {}", quote_ident(alias))
+                };
+                Some(Ok((r.offset, r.len, text)))
+            }
             RefTarget::Model(p) => {
                 let s = &ctx.snapshots[*p];
                 let physical = PhysicalTable::for_version(&s.name, &s.version).sql();
@@ -575,11 +599,11 @@ pub fn executable_query(
                     let alias = r.parts.last().map(|p| p.value.as_str()).unwrap_or_default();
                     format!("{physical} AS {}", quote_ident(alias))
                 };
-                Some((r.offset, r.len, text))
+                Some(Ok((r.offset, r.len, text)))
             }
             _ => None,
         })
-        .collect();
+        .collect::<Result<Vec<_>>>()?;
     Ok(sql::replace_spans(&rendered.sql, edits))
 }
 

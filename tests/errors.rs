@@ -158,11 +158,11 @@ fn unsupported_kind_is_refused_before_any_work() {
     s.write("config.yaml", "model_defaults:\n  dialect: duckdb\n");
     s.write(
         "models/inc.sql",
-        "MODEL (name shop.inc, kind SCD_TYPE_2_BY_TIME (unique_key id));\nSELECT 1 AS id, TIMESTAMP '2024-01-01' AS updated_at\n",
+        "MODEL (name shop.inc, kind MANAGED);\nSELECT 1 AS id\n",
     );
     let (code, err) = failing(&s, &["plan", "--auto-apply"]);
     assert_eq!(code, 1);
-    assert!(err.contains("SCD_TYPE_2_BY_TIME"), "{err}");
+    assert!(err.contains("MANAGED"), "{err}");
     assert!(err.contains("not supported yet"), "{err}");
     assert!(!s.project.join("db.db").exists(), "the engine was touched");
 }

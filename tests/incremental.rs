@@ -348,3 +348,52 @@ fn scd_type_2_history_after_an_update_and_a_hard_delete() {
          2,bob,1970-01-01 00:00,\n"
     );
 }
+
+#[test]
+fn embedded_models_are_inlined_never_built() {
+    let s = project();
+    s.write(
+        "models/big_orders.sql",
+        "MODEL (name shop.big_orders, kind EMBEDDED);\nSELECT * FROM raw.events WHERE amount >= 30\n",
+    );
+    s.write(
+        "models/big_order_report.sql",
+        "MODEL (name shop.big_order_report, kind FULL);\n\
+         SELECT customer, count(*) AS orders FROM shop.big_orders GROUP BY customer\n",
+    );
+    let out = s.apply("2024-01-02 00:00:00");
+    assert!(
+        !built_models(&out).contains(&"shop.big_orders".to_string()),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        s.csv("select * from shop.big_order_report order by 1"),
+        "customer,orders\na,2\nc,1\n"
+    );
+    let out = s
+        .lake()
+        .args(["fetchdf", "select * from shop.big_orders"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an embedded model has no table or name"
+    );
+    // Changing the embedded query rebuilds its readers.
+    s.write(
+        "models/big_orders.sql",
+        "MODEL (name shop.big_orders, kind EMBEDDED);\nSELECT * FROM raw.events WHERE amount >= 40\n",
+    );
+    let out = s.apply("2024-01-02 00:00:00");
+    assert!(
+        built_models(&out).contains(&"shop.big_order_report".to_string()),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        s.csv("select * from shop.big_order_report order by 1"),
+        "customer,orders\na,1\nc,1\n"
+    );
+}

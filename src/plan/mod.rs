@@ -523,7 +523,7 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         let kind = &project.models[i].meta.kind;
         let restating = restated.contains(&i);
         let Some(action) = crate::scheduler::action_for(kind) else {
-            if !matches!(kind, ModelKind::External) {
+            if !matches!(kind, ModelKind::External | ModelKind::Embedded) {
                 unsupported.push(format!("{} ({})", s.name, kind.name()));
             }
             continue;
@@ -559,7 +559,7 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
     if !unsupported.is_empty() {
         return Err(LakeError::unsupported(
             format!("building these model kinds: {}", unsupported.join(", ")),
-            "lake builds VIEW, FULL, SEED, INCREMENTAL_BY_TIME_RANGE, INCREMENTAL_BY_UNIQUE_KEY, INCREMENTAL_BY_PARTITION and INCREMENTAL_UNMANAGED models today",
+            "lake builds VIEW, FULL, SEED, EMBEDDED, the INCREMENTAL_* kinds and SCD_TYPE_2_BY_TIME / BY_COLUMN today; MANAGED and CUSTOM need engine or Python support lake does not have",
         ));
     }
     let new_snapshots = (0..snapshots.len())
