@@ -511,7 +511,11 @@ fn error_chain(e: &LakeError) -> String {
     text
 }
 
-fn built_interval(ctx: &BuildContext<'_>, backfill: &Backfill) -> Interval {
+fn built_interval(
+    ctx: &BuildContext<'_>,
+    backfill: &Backfill,
+    write_id: Option<String>,
+) -> Interval {
     let model = &ctx.project.models[backfill.model];
     let start = model
         .meta
@@ -526,6 +530,7 @@ fn built_interval(ctx: &BuildContext<'_>, backfill: &Backfill) -> Interval {
         start_ts: start.min(end),
         end_ts: end,
         created_ts: Utc::now().timestamp_millis(),
+        write_id,
     }
 }
 
@@ -709,10 +714,13 @@ fn build_one(
             }
         };
         run_statements(session, model, &model.post_statements, &macro_ctx)?;
-        record(built_interval(ctx, backfill))?;
+        record(built_interval(ctx, backfill, stats.write_id()))?;
         return Ok(stats);
     }
-    let mut rows = Some(0u64);
+    let mut total = WriteStats {
+        rows: Some(0),
+        snapshot_id: None,
+    };
     for &(start, end) in &backfill.batches {
         let mut macro_ctx = macro_context(ctx, backfill.model, &backfill.table, "evaluating");
         macro_ctx.start = start;
@@ -721,16 +729,18 @@ fn build_one(
         let query = executable_query(ctx, backfill.model, &macro_ctx)?;
         let stats = write_batch(ctx, session, backfill, &query, (start, end))?;
         run_statements(session, model, &model.post_statements, &macro_ctx)?;
-        rows = rows.zip(stats.rows).map(|(a, b)| a + b);
+        total.rows = total.rows.zip(stats.rows).map(|(a, b)| a + b);
+        total.snapshot_id = stats.snapshot_id.or(total.snapshot_id);
         record(Interval {
             name: backfill.name.clone(),
             version: backfill.version.clone(),
             start_ts: start.and_utc().timestamp_millis(),
             end_ts: end.and_utc().timestamp_millis(),
             created_ts: Utc::now().timestamp_millis(),
+            write_id: stats.write_id(),
         })?;
     }
-    Ok(WriteStats { rows })
+    Ok(total)
 }
 
 /// One batch of an incremental model, written the way its kind says.

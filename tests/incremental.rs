@@ -101,6 +101,53 @@ fn each_kind_over_several_days() {
         stderr(&out)
     );
     assert_eq!(s.csv("select count(*) as n from shop.by_time"), "n\n4\n");
+    // State records which Iceberg snapshot wrote each interval.
+    let state = rusqlite::Connection::open(s.project.join(".lake/state.db")).unwrap();
+    let write_ids: Vec<i64> = state
+        .prepare("SELECT write_id FROM intervals WHERE name = 'shop.by_time' ORDER BY start_ts")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|id| {
+            id.unwrap()
+                .strip_prefix("iceberg:")
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(write_ids.len(), 2, "one per write");
+    let table = stdout(
+        &s.lake()
+            .args(["table-name", "shop.by_time"])
+            .output()
+            .unwrap(),
+    );
+    let metadata_dir = s
+        .project
+        .join("warehouse")
+        .join(table.trim().replace('.', "/"))
+        .join("metadata");
+    let latest = walkdir::WalkDir::new(&metadata_dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().to_path_buf())
+        .filter(|p| p.to_string_lossy().ends_with(".metadata.json"))
+        .max()
+        .unwrap();
+    let metadata: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(latest).unwrap()).unwrap();
+    let snapshots: Vec<i64> = metadata["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["snapshot-id"].as_i64().unwrap())
+        .collect();
+    assert!(
+        write_ids.iter().all(|id| snapshots.contains(id)),
+        "{write_ids:?} not in {snapshots:?}"
+    );
+
     // Nothing is due again until the next day ends.
     let out = run_at(&s, "2024-01-04 23:00:00");
     assert!(built_models(&out).is_empty(), "{}", stderr(&out));

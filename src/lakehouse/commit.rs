@@ -45,12 +45,13 @@ struct Counts {
 }
 
 /// Writes manifests, manifest list and the next metadata file for a snapshot that adds `added` and removes
-/// what `removal` names. Returns the new metadata location, or `None` when the snapshot would change nothing.
+/// what `removal` names. Returns the new metadata location and snapshot id, or `None` when the snapshot would
+/// change nothing.
 pub async fn write_snapshot(
     table: &Table,
     added: Vec<DataFile>,
     removal: Removal<'_>,
-) -> Result<Option<String>> {
+) -> Result<Option<(String, i64)>> {
     let context = format!("committing {}", table.identifier());
     let metadata = table.metadata();
     if metadata.format_version() != FormatVersion::V2 {
@@ -232,7 +233,7 @@ pub async fn write_snapshot(
         .write_to(file_io, &next)
         .await
         .map_err(iceberg_err(&context))?;
-    Ok(Some(next.to_string()))
+    Ok(Some((next.to_string(), snapshot_id)))
 }
 
 fn summary(operation: Operation, counts: &Counts) -> Summary {

@@ -221,13 +221,14 @@ impl IcebergStorage {
     }
 
     /// One snapshot adding `added` and removing what `removal` names, then the catalog compare-and-swap.
+    /// Returns the new snapshot's id (`None`: nothing to commit).
     fn commit(
         &self,
         table: &PhysicalTable,
         iceberg_table: &Table,
         added: Vec<DataFile>,
         removal: Removal<'_>,
-    ) -> Result<()> {
+    ) -> Result<Option<i64>> {
         let old = iceberg_table
             .metadata_location()
             .ok_or_else(|| LakeError::Lakehouse {
@@ -237,8 +238,11 @@ impl IcebergStorage {
             .to_string();
         self.runtime.block_on(async {
             match commit::write_snapshot(iceberg_table, added, removal).await? {
-                Some(new) => self.catalog.swap(&Self::ident(table), &old, &new).await,
-                None => Ok(()),
+                Some((new, snapshot_id)) => {
+                    self.catalog.swap(&Self::ident(table), &old, &new).await?;
+                    Ok(Some(snapshot_id))
+                }
+                None => Ok(None),
             }
         })
     }
@@ -324,9 +328,12 @@ impl IcebergStorage {
         let (iceberg_table, files) = self.write_files(session, table, &query)?;
         let removed: HashSet<String> = affected_locations(&iceberg_table, &affected);
         let rows = files.iter().map(|f| f.record_count()).sum();
-        self.commit(table, &iceberg_table, files, Removal::Files(&removed))?;
+        let snapshot_id = self.commit(table, &iceberg_table, files, Removal::Files(&removed))?;
         self.refresh_view(session, table, new_rows)?;
-        Ok(WriteStats { rows: Some(rows) })
+        Ok(WriteStats {
+            rows: Some(rows),
+            snapshot_id,
+        })
     }
 }
 
@@ -559,17 +566,23 @@ impl Storage for IcebergStorage {
     ) -> Result<WriteStats> {
         let (iceberg_table, files) = self.write_files(session, table, query)?;
         let rows = files.iter().map(|f| f.record_count()).sum();
-        self.commit(table, &iceberg_table, files, Removal::All)?;
+        let snapshot_id = self.commit(table, &iceberg_table, files, Removal::All)?;
         self.refresh_view(session, table, query)?;
-        Ok(WriteStats { rows: Some(rows) })
+        Ok(WriteStats {
+            rows: Some(rows),
+            snapshot_id,
+        })
     }
 
     fn append(&self, session: &Session, table: &PhysicalTable, query: &str) -> Result<WriteStats> {
         let (iceberg_table, files) = self.write_files(session, table, query)?;
         let rows = files.iter().map(|f| f.record_count()).sum();
-        self.commit(table, &iceberg_table, files, Removal::Nothing)?;
+        let snapshot_id = self.commit(table, &iceberg_table, files, Removal::Nothing)?;
         self.refresh_view(session, table, query)?;
-        Ok(WriteStats { rows: Some(rows) })
+        Ok(WriteStats {
+            rows: Some(rows),
+            snapshot_id,
+        })
     }
 
     fn replace_time_range(

@@ -11,7 +11,7 @@ use crate::model::ModelName;
 use crate::snapshot::Snapshot;
 
 /// Version of the state schema this build of `lake` reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// A model version as recorded in an environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +66,9 @@ pub struct Interval {
     pub start_ts: i64,
     pub end_ts: i64,
     pub created_ts: i64,
+    /// What wrote it, e.g. `iceberg:<snapshot id>` (none for DuckDB-file storage).
+    #[serde(default)]
+    pub write_id: Option<String>,
 }
 
 impl Interval {

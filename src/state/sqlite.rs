@@ -103,6 +103,17 @@ impl SqliteState {
                     help: Some("upgrade lake to the version that wrote this state".into()),
                 });
             }
+            Some(SCHEMA_VERSION) => {}
+            Some(1) => {
+                // 1 -> 2: intervals remember which write (Iceberg snapshot) produced them.
+                tx.execute_batch("ALTER TABLE intervals ADD COLUMN write_id TEXT;")
+                    .map_err(sql_err("migrating the state to schema 2"))?;
+                tx.execute(
+                    "INSERT INTO _versions (schema_version, lake_version) VALUES (?1, ?2)",
+                    params![SCHEMA_VERSION, env!("CARGO_PKG_VERSION")],
+                )
+                .map_err(sql_err("migrating the state to schema 2"))?;
+            }
             Some(_) => {}
             None => {
                 tx.execute_batch(
@@ -133,6 +144,7 @@ impl SqliteState {
                         start_ts INTEGER NOT NULL,
                         end_ts INTEGER NOT NULL,
                         created_ts INTEGER NOT NULL,
+                        write_id TEXT,
                         PRIMARY KEY (name, version, start_ts)
                     );
                     CREATE TABLE plans (
@@ -343,22 +355,23 @@ impl StateStore for SqliteState {
             .collect();
         let version_list: Vec<&str> = versions.iter().map(|(_, v)| v.as_str()).collect();
         let rows = self.select_in(
-            "SELECT name, version, start_ts, end_ts, created_ts FROM intervals WHERE version IN ({keys})",
+            "SELECT name, version, start_ts, end_ts, created_ts, write_id FROM intervals WHERE version IN ({keys})",
             &version_list,
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             "reading intervals",
         )?;
         Ok(rows
             .into_iter()
             // Versions are per model; the name check guards against two models sharing a version string.
             .filter(|(name, version, ..)| wanted.contains(&(name.clone(), version.as_str())))
-            .filter_map(|(name, version, start_ts, end_ts, created_ts)| {
+            .filter_map(|(name, version, start_ts, end_ts, created_ts, write_id)| {
                 Some(Interval {
                     name: ModelName::parse(&name)?,
                     version,
                     start_ts,
                     end_ts,
                     created_ts,
+                    write_id,
                 })
             })
             .collect())
@@ -367,8 +380,8 @@ impl StateStore for SqliteState {
     fn add_interval(&mut self, interval: &Interval) -> Result<()> {
         self.conn
             .execute(
-                "INSERT OR REPLACE INTO intervals (name, version, start_ts, end_ts, created_ts) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![interval.name.to_string(), interval.version, interval.start_ts, interval.end_ts, interval.created_ts],
+                "INSERT OR REPLACE INTO intervals (name, version, start_ts, end_ts, created_ts, write_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![interval.name.to_string(), interval.version, interval.start_ts, interval.end_ts, interval.created_ts, interval.write_id],
             )
             .map_err(sql_err("recording an interval"))?;
         Ok(())
@@ -437,15 +450,15 @@ impl StateStore for SqliteState {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql_err(context))?;
         // Intervals that stick out of the range keep the parts outside it.
-        let overlapping: Vec<(i64, i64, i64)> = {
+        let overlapping: Vec<(i64, i64, i64, Option<String>)> = {
             let mut stmt = tx
                 .prepare(
-                    "SELECT start_ts, end_ts, created_ts FROM intervals \
+                    "SELECT start_ts, end_ts, created_ts, write_id FROM intervals \
                      WHERE name = ?1 AND version = ?2 AND start_ts < ?4 AND end_ts > ?3",
                 )
                 .map_err(sql_err(context))?;
             stmt.query_map(params![name, version, start_ts, end_ts], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .map_err(sql_err(context))?
             .collect::<rusqlite::Result<_>>()
@@ -456,12 +469,12 @@ impl StateStore for SqliteState {
             params![name, version, start_ts, end_ts],
         )
         .map_err(sql_err(context))?;
-        for (s, e, created) in overlapping {
+        for (s, e, created, write_id) in overlapping {
             for (keep_start, keep_end) in [(s, start_ts.min(e)), (end_ts.max(s), e)] {
                 if keep_start < keep_end {
                     tx.execute(
-                        "INSERT OR REPLACE INTO intervals (name, version, start_ts, end_ts, created_ts) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![name, version, keep_start, keep_end, created],
+                        "INSERT OR REPLACE INTO intervals (name, version, start_ts, end_ts, created_ts, write_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![name, version, keep_start, keep_end, created, write_id],
                     )
                     .map_err(sql_err(context))?;
                 }
@@ -607,6 +620,7 @@ mod tests {
             start_ts: 0,
             end_ts: 10,
             created_ts: 5,
+            write_id: None,
         };
         state.add_interval(&interval).unwrap();
         let got = state
@@ -629,6 +643,35 @@ mod tests {
     }
 
     #[test]
+    fn schema_1_state_is_migrated_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("state.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE _versions (schema_version INTEGER NOT NULL, lake_version TEXT NOT NULL);
+             INSERT INTO _versions VALUES (1, '0.1.0');
+             CREATE TABLE snapshots (id TEXT PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL,
+               kind_name TEXT NOT NULL, snapshot TEXT NOT NULL, node TEXT NOT NULL, created_ts INTEGER NOT NULL,
+               ttl_ms INTEGER NOT NULL);
+             CREATE TABLE environments (name TEXT PRIMARY KEY, snapshots TEXT NOT NULL, promoted TEXT NOT NULL,
+               plan_id TEXT NOT NULL, previous_plan_id TEXT, created_ts INTEGER NOT NULL, updated_ts INTEGER NOT NULL,
+               expiration_ts INTEGER);
+             CREATE TABLE intervals (name TEXT NOT NULL, version TEXT NOT NULL, start_ts INTEGER NOT NULL,
+               end_ts INTEGER NOT NULL, created_ts INTEGER NOT NULL, PRIMARY KEY (name, version, start_ts));
+             CREATE TABLE plans (plan_id TEXT PRIMARY KEY, environment TEXT NOT NULL, previous_plan_id TEXT,
+               created_ts INTEGER NOT NULL, snapshot_count INTEGER NOT NULL);
+             INSERT INTO intervals VALUES ('a.b', 'v1', 0, 10, 1);",
+        )
+        .unwrap();
+        drop(conn);
+        let state = SqliteState::open(dir.path()).unwrap();
+        let kept = state
+            .intervals(&[(ModelName::new("a", "b"), "v1".into())])
+            .unwrap();
+        assert_eq!(kept.len(), 1, "the old interval survives the migration");
+        assert_eq!(kept[0].write_id, None);
+    }
+
+    #[test]
     fn restating_part_of_an_interval_keeps_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let mut state = SqliteState::open(dir.path()).unwrap();
@@ -640,6 +683,7 @@ mod tests {
                 start_ts: 0,
                 end_ts: 100,
                 created_ts: 1,
+                write_id: Some("iceberg:7".into()),
             })
             .unwrap();
         state.remove_intervals(&name, "v1", 40, 60).unwrap();

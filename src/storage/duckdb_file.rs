@@ -118,6 +118,7 @@ impl Storage for DuckDbStorage {
         )?;
         Ok(WriteStats {
             rows: rows.first().and_then(|r| r.parse().ok()),
+            snapshot_id: None,
         })
     }
 
@@ -129,6 +130,7 @@ impl Storage for DuckDbStorage {
         )?;
         Ok(WriteStats {
             rows: Some(rows as u64),
+            snapshot_id: None,
         })
     }
 

@@ -10,6 +10,15 @@ use crate::snapshot::{PhysicalTable, VirtualName};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteStats {
     pub rows: Option<u64>,
+    /// The Iceberg snapshot the write committed, when the backend has snapshots.
+    pub snapshot_id: Option<i64>,
+}
+
+impl WriteStats {
+    /// How state records the write that produced an interval.
+    pub fn write_id(&self) -> Option<String> {
+        self.snapshot_id.map(|id| format!("iceberg:{id}"))
+    }
 }
 
 /// One change to an environment's virtual layer.
