@@ -144,6 +144,30 @@ pub fn missing(intervals: &[Range], done: &[Range]) -> Vec<Range> {
         .collect()
 }
 
+/// The missing intervals plus, before each run of them, up to `lookback` earlier intervals of `all` (late data
+/// for recent days is picked up again).
+pub fn with_lookback(all: &[Range], missing: &[Range], lookback: u64) -> Vec<Range> {
+    if lookback == 0 {
+        return missing.to_vec();
+    }
+    let mut wanted: Vec<bool> = all.iter().map(|r| missing.contains(r)).collect();
+    let starts: Vec<usize> = (0..all.len())
+        .filter(|&i| wanted[i] && (i == 0 || !wanted[i - 1]))
+        .collect();
+    for start in starts {
+        for back in 1..=lookback as usize {
+            if let Some(i) = start.checked_sub(back) {
+                wanted[i] = true;
+            }
+        }
+    }
+    all.iter()
+        .zip(wanted)
+        .filter(|(_, w)| *w)
+        .map(|(r, _)| *r)
+        .collect()
+}
+
 /// Consecutive intervals merged into batches of at most `batch_size` intervals (all of a run when `None`).
 pub fn batches(intervals: &[Range], batch_size: Option<u64>) -> Vec<Range> {
     let limit = batch_size
@@ -241,5 +265,10 @@ mod tests {
             ]
         );
         assert_eq!(batches(&days, Some(2)).len(), 3);
+        let recent = [(t("2024-01-05"), t("2024-01-06"))];
+        assert_eq!(
+            batches(&with_lookback(&days, &recent, 2), None),
+            [(t("2024-01-03"), t("2024-01-06"))]
+        );
     }
 }

@@ -311,6 +311,10 @@ pub fn missing_batches(
     };
     let all = intervals::complete_intervals(unit, start, end, now);
     let gaps = intervals::missing(&all, done);
+    if gaps.is_empty() {
+        return Ok(Vec::new());
+    }
+    let gaps = intervals::with_lookback(&all, &gaps, m.meta.kind.lookback());
     Ok(intervals::batches(&gaps, m.meta.kind.batch_size()))
 }
 

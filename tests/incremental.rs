@@ -444,3 +444,56 @@ fn embedded_models_are_inlined_never_built() {
         "customer,orders\na,1\nc,1\n"
     );
 }
+
+#[test]
+fn lookback_picks_up_late_rows_and_history_refuses_restatement() {
+    let s = project();
+    s.write(
+        "models/by_time.sql",
+        "MODEL (name shop.by_time, kind INCREMENTAL_BY_TIME_RANGE (time_column day, lookback 1));\n\
+         SELECT id, customer, amount, day FROM raw.events WHERE day BETWEEN @start_ds AND @end_ds\n",
+    );
+    s.write(
+        "models/history.sql",
+        "MODEL (name shop.history, kind SCD_TYPE_2_BY_COLUMN (unique_key customer, columns *));\n\
+         SELECT customer, max(amount) AS top FROM raw.events GROUP BY customer\n",
+    );
+    s.apply("2024-01-03 00:00:00");
+    let out = s
+        .lake()
+        .args([
+            "fetchdf",
+            "INSERT INTO raw.events VALUES (7, 'z', 1, DATE '2024-01-02')",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The run for 01-03 also rebuilds the day before it.
+    let out = run_at(&s, "2024-01-04 00:00:00");
+    assert!(
+        stderr(&out).contains("[insert 2024-01-02 - 2024-01-03, 3 rows]"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        s.csv("select count(*) as n from shop.by_time where customer = 'z'"),
+        "n\n1\n"
+    );
+    let out = s
+        .lake()
+        .args([
+            "plan",
+            "--restate-model",
+            "shop.history",
+            "--execution-time",
+            "2024-01-04 00:00:00",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`shop.history` has restatement disabled"),
+        "{}",
+        stderr(&out)
+    );
+}

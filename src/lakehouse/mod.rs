@@ -317,17 +317,20 @@ impl IcebergStorage {
                 }
             }
         };
-        let query = if affected.is_empty() {
-            new_rows.to_string()
-        } else {
-            format!(
-                "SELECT * FROM {} AS t WHERE ({matches}) IS NOT TRUE\nUNION ALL BY NAME\nSELECT * FROM ({new_rows}) AS n",
+        // The rows the affected files keep, then the new rows: written separately so the new rows are counted
+        // on their own, committed together.
+        let mut files = Vec::new();
+        if !affected.is_empty() {
+            let kept = format!(
+                "SELECT * FROM {} AS t WHERE ({matches}) IS NOT TRUE",
                 read_parquet(&affected, false)
-            )
-        };
-        let (iceberg_table, files) = self.write_files(session, table, &query)?;
+            );
+            files.extend(self.write_files(session, table, &kept)?.1);
+        }
+        let (iceberg_table, new_files) = self.write_files(session, table, new_rows)?;
+        let rows = new_files.iter().map(|f| f.record_count()).sum();
+        files.extend(new_files);
         let removed: HashSet<String> = affected_locations(&iceberg_table, &affected);
-        let rows = files.iter().map(|f| f.record_count()).sum();
         let snapshot_id = self.commit(table, &iceberg_table, files, Removal::Files(&removed))?;
         self.refresh_view(session, table, new_rows)?;
         Ok(WriteStats {
@@ -769,8 +772,8 @@ mod tests {
             .unwrap();
         assert_eq!(
             stats.rows,
-            Some(2),
-            "the kept row of the rewritten file and the new row"
+            Some(1),
+            "the new row; the rewritten file's kept row is not counted"
         );
         assert_eq!(
             rows(&f, &t.sql()),

@@ -138,6 +138,50 @@ impl ModelKind {
         }
     }
 
+    /// Intervals before the missing ones to rebuild too, for late-arriving data (`lookback`).
+    pub fn lookback(&self) -> u64 {
+        match self {
+            ModelKind::IncrementalByTimeRange { lookback, .. }
+            | ModelKind::IncrementalByUniqueKey { lookback, .. } => lookback.unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// Whether `--restate-model` may rebuild this model's data (SCD kinds keep history by default).
+    pub fn restatement_disabled(&self) -> bool {
+        match self {
+            ModelKind::IncrementalByTimeRange {
+                disable_restatement,
+                ..
+            }
+            | ModelKind::IncrementalByUniqueKey {
+                disable_restatement,
+                ..
+            }
+            | ModelKind::IncrementalByPartition {
+                disable_restatement,
+                ..
+            }
+            | ModelKind::IncrementalUnmanaged {
+                disable_restatement,
+                ..
+            }
+            | ModelKind::ScdType2ByTime {
+                disable_restatement,
+                ..
+            }
+            | ModelKind::ScdType2ByColumn {
+                disable_restatement,
+                ..
+            }
+            | ModelKind::Custom {
+                disable_restatement,
+                ..
+            } => *disable_restatement,
+            _ => false,
+        }
+    }
+
     /// Whether `lake` can build this kind today.
     pub fn is_supported(&self) -> bool {
         matches!(

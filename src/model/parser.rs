@@ -291,6 +291,7 @@ impl BlockParser<'_> {
                     | Token::Number(..)
                     | Token::LParen
                     | Token::LBracket
+                    | Token::Mul
             )
         )
     }
@@ -400,6 +401,14 @@ impl BlockParser<'_> {
                     Token::RParen
                 })?;
                 ValueKind::List { items, bracket }
+            }
+            // `columns *` (every column), as SQLMesh writes it.
+            Token::Mul => {
+                self.pos += 1;
+                ValueKind::Ident(vec![IdentPart {
+                    value: "*".into(),
+                    quoted: false,
+                }])
             }
             Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::TRUE => {
                 self.pos += 1;

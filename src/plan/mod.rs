@@ -513,8 +513,25 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
     let mut restated: HashSet<usize> = HashSet::new();
     for name in &options.restate {
         let i = project.find_model(name)?;
+        let model = &project.models[i].meta;
+        if model.kind.restatement_disabled() {
+            return Err(LakeError::Usage(
+                format!("`{}` has restatement disabled", model.name),
+                Some(format!(
+                    "{} keeps data that a rebuild would lose (e.g. history); set disable_restatement false to allow it",
+                    model.kind.name()
+                )),
+            ));
+        }
         restated.insert(i);
-        restated.extend(project.dag.downstream(i));
+        // Downstream models that forbid restatement keep their data.
+        restated.extend(
+            project
+                .dag
+                .downstream(i)
+                .into_iter()
+                .filter(|&d| !project.models[d].meta.kind.restatement_disabled()),
+        );
     }
     let mut backfills = Vec::new();
     let mut unsupported = Vec::new();
