@@ -79,6 +79,21 @@ impl Context {
         })
     }
 
+    /// A project whose models may read tables that are not declared yet (for `create-external-models`).
+    pub fn load_lenient(path: &Path, gateway: Option<&str>) -> Result<Context> {
+        Ok(Context {
+            project: Project::load_lenient(path, gateway)?,
+            storage: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Writes `external_models.yaml` from the tables models read and DuckDB's view of their columns.
+    pub fn create_external_models(&self) -> Result<crate::externals::ExternalsReport> {
+        let engine = self.open_engine()?;
+        let session = engine.session()?;
+        crate::externals::write(&self.project, &session)
+    }
+
     fn storage(&self) -> Result<&dyn Storage> {
         if let Some(storage) = self.storage.get() {
             return Ok(storage.as_ref());

@@ -11,6 +11,7 @@ pub mod cron;
 pub mod dag;
 pub mod engine;
 pub mod error;
+pub mod externals;
 pub mod intervals;
 pub mod lakehouse;
 pub mod lifecycle;

@@ -34,6 +34,8 @@ pub struct Analysis {
     /// Indices of the models this one reads (query references and `depends_on`), deduplicated.
     pub parents: Vec<usize>,
     pub externals: Vec<ModelName>,
+    /// Tables read that are neither models nor declared externals (only when loading leniently).
+    pub undeclared: Vec<ModelName>,
 }
 
 /// Where a table reference in a query points.
@@ -61,6 +63,8 @@ pub struct Project {
     pub default_catalog: String,
     /// Number of files under `macros/`.
     pub macro_files: usize,
+    /// Accept references to undeclared tables (for `create-external-models`), recording them in analyses.
+    lenient: bool,
 }
 
 const SYSTEM_SCHEMAS: &[&str] = &["information_schema", "pg_catalog", "system", "temp"];
@@ -68,6 +72,15 @@ const SYSTEM_SCHEMAS: &[&str] = &["information_schema", "pg_catalog", "system", 
 impl Project {
     /// Loads the project in `root`, reporting every broken model file at once.
     pub fn load(root: &Path, gateway: Option<&str>) -> Result<Project> {
+        Self::load_with(root, gateway, false)
+    }
+
+    /// Like `load`, but a table that is neither a model nor declared is recorded, not an error.
+    pub fn load_lenient(root: &Path, gateway: Option<&str>) -> Result<Project> {
+        Self::load_with(root, gateway, true)
+    }
+
+    fn load_with(root: &Path, gateway: Option<&str>, lenient: bool) -> Result<Project> {
         let root = root.canonicalize().map_err(|e| LakeError::io(root, e))?;
         let config = config::load(&root, gateway)?;
         let default_catalog = match &config.connection {
@@ -173,6 +186,7 @@ impl Project {
             order: Vec::new(),
             default_catalog,
             macro_files,
+            lenient,
         };
         if !errors.is_empty() {
             return Err(collect(errors));
@@ -335,6 +349,12 @@ impl Project {
                     }
                     RefTarget::System => {}
                     RefTarget::Unknown => {
+                        if self.lenient
+                            && let Some(n) = ModelName::from_parts(&r.parts)
+                        {
+                            analysis.undeclared.push(n);
+                            continue;
+                        }
                         let at = query + rendered.rendered.original_offset(r.offset);
                         return Err(self.unknown_reference(model, at, r).into());
                     }

@@ -497,3 +497,25 @@ fn lookback_picks_up_late_rows_and_history_refuses_restatement() {
         stderr(&out)
     );
 }
+
+#[test]
+fn create_external_models_declares_what_models_read() {
+    let s = project();
+    std::fs::remove_file(s.project.join("external_models.yaml")).unwrap();
+    let out = s.lake().args(["plan"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "undeclared tables are an error");
+    let out = s.lake().args(["create-external-models"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "Wrote external_models.yaml: 1 table declared.\n"
+    );
+    let written = s.read("external_models.yaml");
+    assert!(
+        written.contains(
+            "- name: raw.events\n  columns:\n    id: INTEGER\n    customer: VARCHAR\n    amount: INTEGER\n    day: DATE\n"
+        ),
+        "{written}"
+    );
+    s.apply("2024-01-02 00:00:00");
+}

@@ -112,6 +112,8 @@ enum Command {
         #[arg(short, long = "restate-model", value_name = "MODEL")]
         restate_model: Vec<String>,
     },
+    /// Write external_models.yaml: every table models read that lake does not build, with its columns.
+    CreateExternalModels,
     /// Show each incremental model's complete and missing intervals in an environment.
     CheckIntervals {
         #[arg(default_value = PROD)]
@@ -526,6 +528,22 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                     output::render_table_diff(&diff, source, target)
                 )
                 .map_err(io)?;
+            }
+        }
+        Command::CreateExternalModels => {
+            let ctx = Context::load_lenient(&cli.path, cli.gateway.as_deref())?;
+            let report = ctx.create_external_models()?;
+            writeln!(
+                stdout,
+                "Wrote external_models.yaml: {} declared.",
+                plural(report.declared.len(), "table")
+            )
+            .map_err(io)?;
+            for name in &report.not_found {
+                eprintln!(
+                    "{} `{name}` is not in the warehouse; its previous declaration (if any) is kept",
+                    style("warning:").yellow().bold()
+                );
             }
         }
         Command::CheckIntervals {
