@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use chrono::{NaiveDateTime, Utc};
 use serde::Serialize;
 
+use crate::config::StateChoice;
 use crate::config::StorageChoice;
 use crate::cron::Schedule;
 use crate::engine::{Engine, QueryResult};
@@ -18,10 +19,18 @@ use crate::project::Project;
 use crate::scheduler::{self, ApplyReport, BuildContext, Observer};
 use crate::snapshot::{self, PhysicalTable};
 use crate::state::StateStore;
+use crate::state::postgres::PostgresState;
 use crate::state::sqlite::{self, SqliteState};
 use crate::storage::Storage;
 use crate::storage::duckdb_file::DuckDbStorage;
 use crate::{lifecycle, table_diff};
+
+/// A held apply lock of either kind; released when dropped.
+#[allow(dead_code)]
+enum StateGuard {
+    File(sqlite::StateLock),
+    Advisory(crate::state::postgres::EnvironmentLock),
+}
 
 pub struct Context {
     pub project: Project,
@@ -43,7 +52,7 @@ pub struct Info {
     pub storage: String,
     /// Whether the storage opened (for Iceberg: the catalog database answered).
     pub storage_ok: bool,
-    pub state: PathBuf,
+    pub state: String,
 }
 
 /// Built and missing intervals of one incremental model, each list merged into contiguous ranges.
@@ -112,8 +121,31 @@ impl Context {
         self.project.root.join(".lake")
     }
 
-    pub fn open_state(&self) -> Result<SqliteState> {
-        SqliteState::open(&self.state_dir())
+    /// The state store `state_connection` selects: SQLite in `.lake/` by default, or PostgreSQL.
+    pub fn open_state(&self) -> Result<Box<dyn StateStore>> {
+        Ok(match &self.project.config.state {
+            StateChoice::Embedded => Box::new(SqliteState::open(&self.state_dir())?),
+            StateChoice::Postgres { uri, schema } => Box::new(PostgresState::open(uri, schema)?),
+        })
+    }
+
+    /// Serialises applies and runs: a file lock in the project for the embedded state; with PostgreSQL, an
+    /// advisory lock per environment (other environments proceed in parallel).
+    fn lock(&self, environment: &str, on_wait: impl FnOnce()) -> Result<StateGuard> {
+        Ok(match &self.project.config.state {
+            StateChoice::Embedded => StateGuard::File(sqlite::lock(&self.state_dir(), on_wait)?),
+            StateChoice::Postgres { uri, schema } => StateGuard::Advisory(
+                PostgresState::open(uri, schema)?.lock_environment(environment, on_wait)?,
+            ),
+        })
+    }
+
+    /// Where state is kept, for `lake info` (no credentials).
+    pub fn describe_state(&self) -> String {
+        match &self.project.config.state {
+            StateChoice::Embedded => self.state_dir().join("state.db").display().to_string(),
+            StateChoice::Postgres { schema, .. } => format!("PostgreSQL, schema {schema}"),
+        }
     }
 
     /// The DuckDB engine, readied to read the warehouse (S3 credentials and `httpfs` when it is remote).
@@ -127,7 +159,7 @@ impl Context {
 
     pub fn plan(&self, options: &PlanOptions) -> Result<Plan> {
         let state = self.open_state()?;
-        plan::build(&self.project, &state, options)
+        plan::build(&self.project, state.as_ref(), options)
     }
 
     /// Applies a plan under the project's apply lock. `on_wait` is called if another process holds it.
@@ -137,7 +169,7 @@ impl Context {
         observer: &dyn Observer,
         on_wait: impl FnOnce(),
     ) -> Result<ApplyReport> {
-        let _lock = sqlite::lock(&self.state_dir(), on_wait)?;
+        let _lock = self.lock(&plan.environment, on_wait)?;
         let mut state = self.open_state()?;
         let engine = self.open_engine()?;
         let ctx = BuildContext {
@@ -146,7 +178,7 @@ impl Context {
             storage: self.storage()?,
             execution_time: plan.execution_time,
         };
-        scheduler::apply(&ctx, &engine, plan, &mut state, observer).map_err(|e| match e {
+        scheduler::apply(&ctx, &engine, plan, state.as_mut(), observer).map_err(|e| match e {
             LakeError::ApplyFailed {
                 failed,
                 total,
@@ -184,7 +216,7 @@ impl Context {
             )
         };
         let env_name = environment.to_lowercase();
-        let _lock = sqlite::lock(&self.state_dir(), on_wait)?;
+        let _lock = self.lock(&env_name, on_wait)?;
         let mut state = self.open_state()?;
         let Some(env) = state.environment(&env_name)? else {
             return Err(LakeError::Usage(
@@ -274,7 +306,7 @@ impl Context {
             storage: self.storage()?,
             execution_time,
         };
-        let state: &mut dyn StateStore = &mut state;
+        let state: &mut dyn StateStore = state.as_mut();
         let built = scheduler::build_all(&ctx, &engine, &backfills, &Mutex::new(state), observer)
             .map_err(|e| match e {
             LakeError::ApplyFailed {
@@ -491,9 +523,9 @@ impl Context {
     ) -> Result<Option<lifecycle::JanitorReport>> {
         let env_name = environment.to_lowercase();
         {
-            let _lock = sqlite::lock(&self.state_dir(), || {})?;
+            let _lock = self.lock(&env_name, || {})?;
             let mut state = self.open_state()?;
-            lifecycle::invalidate(&mut state, &env_name, now.and_utc().timestamp_millis())?;
+            lifecycle::invalidate(state.as_mut(), &env_name, now.and_utc().timestamp_millis())?;
         }
         if !sync {
             return Ok(None);
@@ -508,13 +540,14 @@ impl Context {
         ignore_ttl: bool,
         environment: Option<&str>,
     ) -> Result<lifecycle::JanitorReport> {
-        let _lock = sqlite::lock(&self.state_dir(), || {})?;
+        // The janitor spans environments; a removal is still conditional on each one's plan id.
+        let _lock = self.lock("_janitor", || {})?;
         let mut state = self.open_state()?;
         let engine = self.open_engine()?;
         let session = engine.session()?;
         let environment = environment.map(str::to_lowercase);
         lifecycle::janitor(
-            &mut state,
+            state.as_mut(),
             self.storage()?,
             &session,
             &lifecycle::JanitorOptions {
@@ -606,7 +639,7 @@ impl Context {
             engine_ok,
             storage: self.project.config.storage.describe(),
             storage_ok: self.storage().is_ok(),
-            state: state.path().to_path_buf(),
+            state: self.describe_state(),
         })
     }
 }

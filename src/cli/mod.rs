@@ -668,6 +668,7 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                     }
                 )
                 .map_err(io)?;
+                writeln!(stdout, "State: {}", info.state).map_err(io)?;
                 if !info.engine_ok || !info.storage_ok {
                     return Ok(ExitCode::from(1));
                 }

@@ -153,6 +153,7 @@ pub struct ResolvedConfig {
     pub gateway: String,
     pub connection: EngineConnection,
     pub storage: StorageChoice,
+    pub state: StateChoice,
     pub model_defaults: ModelDefaults,
     pub variables: BTreeMap<String, serde_json::Value>,
     pub snapshot_ttl: Duration,
@@ -161,6 +162,15 @@ pub struct ResolvedConfig {
     pub unknown_keys: Vec<String>,
     /// Settings accepted but ignored today, with the reason.
     pub warnings: Vec<String>,
+}
+
+/// Where lake keeps its state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateChoice {
+    /// SQLite in the project's `.lake/` folder.
+    Embedded,
+    /// Tables in a PostgreSQL schema (the URI holds the password: never print it).
+    Postgres { uri: Secret, schema: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -266,7 +276,7 @@ fn resolve(
             });
         }
     };
-    let mut warnings = Vec::new();
+    let warnings = Vec::new();
     let connection_cfg = gateway_cfg
         .connection
         .clone()
@@ -307,12 +317,52 @@ fn resolve(
             ));
         }
     };
-    if let Some(state) = &gateway_cfg.state_connection {
-        warnings.push(format!(
-            "gateway `{gateway_name}`: state_connection of type `{}` is not used yet; state is kept in .lake/state.db",
-            state.kind
-        ));
-    }
+    let state = match &gateway_cfg.state_connection {
+        None => StateChoice::Embedded,
+        Some(c)
+            if c.kind.eq_ignore_ascii_case("duckdb") || c.kind.eq_ignore_ascii_case("sqlite") =>
+        {
+            StateChoice::Embedded
+        }
+        Some(c) if c.kind.eq_ignore_ascii_case("postgres") => {
+            let Some(database) = &c.database else {
+                return Err(LakeError::Config {
+                    message: format!(
+                        "gateway `{gateway_name}`: the postgres state_connection needs a `database`"
+                    ),
+                    help: Some(
+                        "set host, port, user, password and database (schema defaults to `lake`)"
+                            .into(),
+                    ),
+                });
+            };
+            let credentials = match (&c.user, &c.password) {
+                (Some(u), Some(p)) => format!("{}:{}@", storage::encode(u), storage::encode(p)),
+                (Some(u), None) => format!("{}@", storage::encode(u)),
+                _ => String::new(),
+            };
+            let sslmode = c
+                .sslmode
+                .as_deref()
+                .map(|m| format!("?sslmode={m}"))
+                .unwrap_or_default();
+            StateChoice::Postgres {
+                uri: Secret::new(format!(
+                    "postgres://{credentials}{}:{}/{}{sslmode}",
+                    c.host.as_deref().unwrap_or("localhost"),
+                    c.port.unwrap_or(5432),
+                    storage::encode(database)
+                )),
+                schema: c.schema.clone().unwrap_or_else(|| "lake".into()),
+            }
+        }
+        Some(c) => {
+            return Err(LakeError::unsupported(
+                format!("a `{}` state_connection", c.kind),
+                "keep state in the project (no state_connection) or in PostgreSQL (`type: postgres`)",
+            ));
+        }
+    };
     let storage = storage::resolve(root, config.storage.as_ref())?;
     let mut model_defaults = config.model_defaults.clone();
     if let Some(overrides) = &gateway_cfg.model_defaults {
@@ -337,6 +387,7 @@ fn resolve(
         gateway: gateway_name,
         connection,
         storage,
+        state,
         model_defaults,
         variables,
         snapshot_ttl,

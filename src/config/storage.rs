@@ -313,7 +313,7 @@ fn resolve_catalog(root: &Path, config: Option<&CatalogConfig>) -> Result<Catalo
 }
 
 /// Percent-encodes a URI component so passwords with `@`, `/` or `:` survive.
-fn encode(text: &str) -> String {
+pub(crate) fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -1,5 +1,6 @@
 //! Persistent state: snapshots, environments, built intervals and the schema version, behind `StateStore`.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::HashMap;

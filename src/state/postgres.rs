@@ -1,0 +1,633 @@
+//! The shared state store: tables in a PostgreSQL schema (pg_lake's database in production), with
+//! transactional writes, versioned migrations and advisory locks so several machines can plan at once.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgPool, Row};
+
+use super::{
+    EnvSnapshot, Environment, Interval, PromoteOutcome, SCHEMA_VERSION, StateStore, StoredSnapshot,
+};
+use crate::config::Secret;
+use crate::error::{LakeError, Result};
+use crate::model::{ModelName, quote_ident};
+
+pub struct PostgresState {
+    runtime: tokio::runtime::Runtime,
+    pool: PgPool,
+    /// Quoted schema name, e.g. `"lake"`.
+    schema: String,
+    describe: String,
+}
+
+fn pg_err(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> LakeError {
+    let context = context.into();
+    move |e| LakeError::StateConflict {
+        message: format!("PostgreSQL state error while {context}: {e}"),
+        help: Some("check state_connection in config.yaml and that the server is reachable".into()),
+    }
+}
+
+fn json_err(context: &str, e: serde_json::Error) -> LakeError {
+    LakeError::StateConflict {
+        message: format!("state is unreadable while {context}: {e}"),
+        help: Some("the state may have been edited by hand or by a newer lake".into()),
+    }
+}
+
+/// Advisory lock keys: one for migrations, one per environment for applies.
+fn lock_key(what: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("lake/{what}").as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_le_bytes(bytes)
+}
+
+/// Held while a plan is applied to one environment: other applies to it wait; other environments do not.
+pub struct EnvironmentLock {
+    runtime: tokio::runtime::Runtime,
+    conn: Option<sqlx::PgConnection>,
+}
+
+impl Drop for EnvironmentLock {
+    fn drop(&mut self) {
+        // Closing the session releases its advisory locks, even if the unlock below never runs.
+        if let Some(conn) = self.conn.take() {
+            let _ = self.runtime.block_on(conn.close());
+        }
+    }
+}
+
+impl PostgresState {
+    /// Connects and brings the schema to this lake's version (creating it on first use).
+    pub fn open(uri: &Secret, schema: &str) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| LakeError::io("tokio runtime", e))?;
+        let options: PgConnectOptions = uri
+            .expose()
+            .parse()
+            .map_err(pg_err("reading state_connection"))?;
+        let pool = runtime
+            .block_on(
+                PgPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(std::time::Duration::from_secs(10))
+                    .connect_with(options),
+            )
+            .map_err(pg_err("connecting to the PostgreSQL state"))?;
+        let state = PostgresState {
+            runtime,
+            pool,
+            schema: quote_ident(schema),
+            describe: format!("PostgreSQL state (schema {schema})"),
+        };
+        state.migrate()?;
+        Ok(state)
+    }
+
+    pub fn describe(&self) -> &str {
+        &self.describe
+    }
+
+    fn t(&self, table: &str) -> String {
+        format!("{}.{table}", self.schema)
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let context = "initialising the PostgreSQL state";
+        self.runtime.block_on(async {
+            let mut tx = self.pool.begin().await.map_err(pg_err(context))?;
+            // Concurrent first runs serialise here; the loser then sees the schema in place.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(lock_key("migrate"))
+                .execute(&mut *tx)
+                .await
+                .map_err(pg_err(context))?;
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {}", self.schema))
+                .execute(&mut *tx)
+                .await
+                .map_err(pg_err(context))?;
+            sqlx::query(&format!(
+                "CREATE TABLE IF NOT EXISTS {} (schema_version INTEGER NOT NULL, lake_version TEXT NOT NULL)",
+                self.t("_versions")
+            ))
+            .execute(&mut *tx)
+            .await
+            .map_err(pg_err(context))?;
+            let current: Option<i32> = sqlx::query(&format!(
+                "SELECT max(schema_version) FROM {}",
+                self.t("_versions")
+            ))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(pg_err(context))?
+            .try_get(0)
+            .map_err(pg_err(context))?;
+            match current {
+                Some(v) if v as u32 > SCHEMA_VERSION => {
+                    return Err(LakeError::StateConflict {
+                        message: format!(
+                            "the state has schema version {v}, newer than this lake ({}) understands ({SCHEMA_VERSION})",
+                            env!("CARGO_PKG_VERSION")
+                        ),
+                        help: Some("upgrade lake to the version that wrote this state".into()),
+                    });
+                }
+                Some(v) if v as u32 == SCHEMA_VERSION => {}
+                Some(v) => {
+                    return Err(LakeError::StateConflict {
+                        message: format!(
+                            "the PostgreSQL state has schema version {v}; this lake has no migration from it"
+                        ),
+                        help: Some("use the lake version that wrote it".into()),
+                    });
+                }
+                None => {
+                    let ddl = [
+                        format!(
+                            "CREATE TABLE {} (id TEXT PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL, \
+                             kind_name TEXT NOT NULL, snapshot TEXT NOT NULL, node TEXT NOT NULL, \
+                             created_ts BIGINT NOT NULL, ttl_ms BIGINT NOT NULL)",
+                            self.t("snapshots")
+                        ),
+                        format!(
+                            "CREATE INDEX snapshots_by_version ON {} (name, version)",
+                            self.t("snapshots")
+                        ),
+                        format!(
+                            "CREATE TABLE {} (name TEXT PRIMARY KEY, snapshots TEXT NOT NULL, promoted TEXT NOT NULL, \
+                             plan_id TEXT NOT NULL, previous_plan_id TEXT, created_ts BIGINT NOT NULL, \
+                             updated_ts BIGINT NOT NULL, expiration_ts BIGINT)",
+                            self.t("environments")
+                        ),
+                        format!(
+                            "CREATE TABLE {} (name TEXT NOT NULL, version TEXT NOT NULL, start_ts BIGINT NOT NULL, \
+                             end_ts BIGINT NOT NULL, created_ts BIGINT NOT NULL, write_id TEXT, \
+                             PRIMARY KEY (name, version, start_ts))",
+                            self.t("intervals")
+                        ),
+                        format!(
+                            "CREATE TABLE {} (plan_id TEXT PRIMARY KEY, environment TEXT NOT NULL, \
+                             previous_plan_id TEXT, created_ts BIGINT NOT NULL, snapshot_count BIGINT NOT NULL)",
+                            self.t("plans")
+                        ),
+                    ];
+                    for statement in ddl {
+                        sqlx::query(&statement)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(pg_err(context))?;
+                    }
+                    sqlx::query(&format!(
+                        "INSERT INTO {} (schema_version, lake_version) VALUES ($1, $2)",
+                        self.t("_versions")
+                    ))
+                    .bind(SCHEMA_VERSION as i32)
+                    .bind(env!("CARGO_PKG_VERSION"))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(pg_err(context))?;
+                }
+            }
+            tx.commit().await.map_err(pg_err(context))
+        })
+    }
+
+    /// Takes the apply lock of `environment` (a session-level advisory lock on its own connection),
+    /// calling `on_wait` first if another process holds it.
+    pub fn lock_environment(
+        &self,
+        environment: &str,
+        on_wait: impl FnOnce(),
+    ) -> Result<EnvironmentLock> {
+        let context = format!("locking environment `{environment}`");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| LakeError::io("tokio runtime", e))?;
+        let key = lock_key(&format!("environment/{environment}"));
+        let options = self.pool.connect_options();
+        let conn = runtime.block_on(async {
+            let mut conn = sqlx::PgConnection::connect_with(&options)
+                .await
+                .map_err(pg_err(context.clone()))?;
+            let got: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
+                .bind(key)
+                .fetch_one(&mut conn)
+                .await
+                .map_err(pg_err(context.clone()))?
+                .try_get(0)
+                .map_err(pg_err(context.clone()))?;
+            Ok::<_, LakeError>((conn, got))
+        })?;
+        let (mut conn, got) = conn;
+        if !got {
+            on_wait();
+            runtime
+                .block_on(
+                    sqlx::query("SELECT pg_advisory_lock($1)")
+                        .bind(key)
+                        .execute(&mut conn),
+                )
+                .map_err(pg_err(context))?;
+        }
+        Ok(EnvironmentLock {
+            runtime,
+            conn: Some(conn),
+        })
+    }
+
+    fn environments_where(&self, condition: &str, name: Option<&str>) -> Result<Vec<Environment>> {
+        let context = "reading environments";
+        let sql = format!(
+            "SELECT name, snapshots, promoted, plan_id, previous_plan_id, created_ts, updated_ts, expiration_ts \
+             FROM {} {condition} ORDER BY name",
+            self.t("environments")
+        );
+        let rows = self.runtime.block_on(async {
+            let mut q = sqlx::query(&sql);
+            if let Some(n) = name {
+                q = q.bind(n);
+            }
+            q.fetch_all(&self.pool).await.map_err(pg_err(context))
+        })?;
+        rows.into_iter()
+            .map(|r| {
+                let snapshots: String = r.try_get(1).map_err(pg_err(context))?;
+                let promoted: String = r.try_get(2).map_err(pg_err(context))?;
+                Ok(Environment {
+                    name: r.try_get(0).map_err(pg_err(context))?,
+                    snapshots: serde_json::from_str::<Vec<EnvSnapshot>>(&snapshots)
+                        .map_err(|e| json_err(context, e))?,
+                    promoted: serde_json::from_str(&promoted).map_err(|e| json_err(context, e))?,
+                    plan_id: r.try_get(3).map_err(pg_err(context))?,
+                    previous_plan_id: r.try_get(4).map_err(pg_err(context))?,
+                    created_ts: r.try_get(5).map_err(pg_err(context))?,
+                    updated_ts: r.try_get(6).map_err(pg_err(context))?,
+                    expiration_ts: r.try_get(7).map_err(pg_err(context))?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl StateStore for PostgresState {
+    fn environment(&self, name: &str) -> Result<Option<Environment>> {
+        Ok(self
+            .environments_where("WHERE name = $1", Some(name))?
+            .into_iter()
+            .next())
+    }
+
+    fn environments(&self) -> Result<Vec<Environment>> {
+        self.environments_where("", None)
+    }
+
+    fn stored_versions(&self, ids: &[&str]) -> Result<HashMap<String, String>> {
+        let context = "reading snapshots";
+        let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        let rows = self
+            .runtime
+            .block_on(
+                sqlx::query(&format!(
+                    "SELECT id, version FROM {} WHERE id = ANY($1)",
+                    self.t("snapshots")
+                ))
+                .bind(&ids)
+                .fetch_all(&self.pool),
+            )
+            .map_err(pg_err(context))?;
+        rows.into_iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0).map_err(pg_err(context))?,
+                    r.try_get(1).map_err(pg_err(context))?,
+                ))
+            })
+            .collect()
+    }
+
+    fn snapshots(&self, ids: &[&str]) -> Result<Vec<StoredSnapshot>> {
+        let context = "reading snapshots";
+        let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        let rows = self
+            .runtime
+            .block_on(
+                sqlx::query(&format!(
+                    "SELECT snapshot, node, created_ts, ttl_ms FROM {} WHERE id = ANY($1)",
+                    self.t("snapshots")
+                ))
+                .bind(&ids)
+                .fetch_all(&self.pool),
+            )
+            .map_err(pg_err(context))?;
+        rows.into_iter()
+            .map(|r| {
+                let snapshot: String = r.try_get(0).map_err(pg_err(context))?;
+                let node: String = r.try_get(1).map_err(pg_err(context))?;
+                Ok(StoredSnapshot {
+                    snapshot: serde_json::from_str(&snapshot).map_err(|e| json_err(context, e))?,
+                    node: serde_json::from_str(&node).map_err(|e| json_err(context, e))?,
+                    created_ts: r.try_get(2).map_err(pg_err(context))?,
+                    ttl_ms: r.try_get(3).map_err(pg_err(context))?,
+                })
+            })
+            .collect()
+    }
+
+    fn push_snapshots(&mut self, snapshots: &[StoredSnapshot]) -> Result<()> {
+        let context = "storing snapshots";
+        let sql = format!(
+            "INSERT INTO {} (id, name, version, kind_name, snapshot, node, created_ts, ttl_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+            self.t("snapshots")
+        );
+        self.runtime.block_on(async {
+            let mut tx = self.pool.begin().await.map_err(pg_err(context))?;
+            for s in snapshots {
+                let snapshot =
+                    serde_json::to_string(&s.snapshot).map_err(|e| json_err(context, e))?;
+                let node = serde_json::to_string(&s.node).map_err(|e| json_err(context, e))?;
+                sqlx::query(&sql)
+                    .bind(&s.snapshot.id)
+                    .bind(s.snapshot.name.to_string())
+                    .bind(&s.snapshot.version)
+                    .bind(&s.snapshot.kind_name)
+                    .bind(snapshot)
+                    .bind(node)
+                    .bind(s.created_ts)
+                    .bind(s.ttl_ms)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(pg_err(context))?;
+            }
+            tx.commit().await.map_err(pg_err(context))
+        })
+    }
+
+    fn intervals(&self, versions: &[(ModelName, String)]) -> Result<Vec<Interval>> {
+        let context = "reading intervals";
+        let wanted: HashSet<(String, &str)> = versions
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_str()))
+            .collect();
+        let version_list: Vec<String> = versions.iter().map(|(_, v)| v.clone()).collect();
+        let rows = self
+            .runtime
+            .block_on(
+                sqlx::query(&format!(
+                    "SELECT name, version, start_ts, end_ts, created_ts, write_id FROM {} WHERE version = ANY($1)",
+                    self.t("intervals")
+                ))
+                .bind(&version_list)
+                .fetch_all(&self.pool),
+            )
+            .map_err(pg_err(context))?;
+        let mut out = Vec::new();
+        for r in rows {
+            let name: String = r.try_get(0).map_err(pg_err(context))?;
+            let version: String = r.try_get(1).map_err(pg_err(context))?;
+            if !wanted.contains(&(name.clone(), version.as_str())) {
+                continue;
+            }
+            let Some(model) = ModelName::parse(&name) else {
+                continue;
+            };
+            out.push(Interval {
+                name: model,
+                version,
+                start_ts: r.try_get(2).map_err(pg_err(context))?,
+                end_ts: r.try_get(3).map_err(pg_err(context))?,
+                created_ts: r.try_get(4).map_err(pg_err(context))?,
+                write_id: r.try_get(5).map_err(pg_err(context))?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn add_interval(&mut self, interval: &Interval) -> Result<()> {
+        self.runtime
+            .block_on(
+                sqlx::query(&format!(
+                    "INSERT INTO {} (name, version, start_ts, end_ts, created_ts, write_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (name, version, start_ts) DO UPDATE SET end_ts = EXCLUDED.end_ts, \
+                     created_ts = EXCLUDED.created_ts, write_id = EXCLUDED.write_id",
+                    self.t("intervals")
+                ))
+                .bind(interval.name.to_string())
+                .bind(&interval.version)
+                .bind(interval.start_ts)
+                .bind(interval.end_ts)
+                .bind(interval.created_ts)
+                .bind(&interval.write_id)
+                .execute(&self.pool),
+            )
+            .map_err(pg_err("recording an interval"))?;
+        Ok(())
+    }
+
+    fn set_expiration(&mut self, name: &str, expiration_ts: i64) -> Result<bool> {
+        let done = self
+            .runtime
+            .block_on(
+                sqlx::query(&format!(
+                    "UPDATE {} SET expiration_ts = $1 WHERE name = $2",
+                    self.t("environments")
+                ))
+                .bind(expiration_ts)
+                .bind(name)
+                .execute(&self.pool),
+            )
+            .map_err(pg_err("invalidating an environment"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    fn remove_environment(&mut self, name: &str, expected_plan_id: &str) -> Result<bool> {
+        let done = self
+            .runtime
+            .block_on(
+                sqlx::query(&format!(
+                    "DELETE FROM {} WHERE name = $1 AND plan_id = $2",
+                    self.t("environments")
+                ))
+                .bind(name)
+                .bind(expected_plan_id)
+                .execute(&self.pool),
+            )
+            .map_err(pg_err("removing an environment"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    fn versions_with_expiry(&self) -> Result<Vec<(ModelName, String, i64)>> {
+        let context = "listing stored versions";
+        let rows = self
+            .runtime
+            .block_on(
+                sqlx::query(&format!(
+                    "SELECT name, version, max(created_ts + ttl_ms) FROM {} GROUP BY name, version",
+                    self.t("snapshots")
+                ))
+                .fetch_all(&self.pool),
+            )
+            .map_err(pg_err(context))?;
+        rows.into_iter()
+            .filter_map(|r| {
+                let name: String = r.try_get(0).ok()?;
+                let model = ModelName::parse(&name)?;
+                Some(Ok((model, r.try_get(1).ok()?, r.try_get(2).ok()?)))
+            })
+            .collect()
+    }
+
+    fn remove_intervals(
+        &mut self,
+        name: &ModelName,
+        version: &str,
+        start_ts: i64,
+        end_ts: i64,
+    ) -> Result<()> {
+        let context = "clearing intervals to restate";
+        let name = name.to_string();
+        let table = self.t("intervals");
+        self.runtime.block_on(async {
+            let mut tx = self.pool.begin().await.map_err(pg_err(context))?;
+            let overlapping = sqlx::query(&format!(
+                "DELETE FROM {table} WHERE name = $1 AND version = $2 AND start_ts < $4 AND end_ts > $3 \
+                 RETURNING start_ts, end_ts, created_ts, write_id"
+            ))
+            .bind(&name)
+            .bind(version)
+            .bind(start_ts)
+            .bind(end_ts)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(pg_err(context))?;
+            for row in overlapping {
+                let (s, e, created, write_id): (i64, i64, i64, Option<String>) = (
+                    row.try_get(0).map_err(pg_err(context))?,
+                    row.try_get(1).map_err(pg_err(context))?,
+                    row.try_get(2).map_err(pg_err(context))?,
+                    row.try_get(3).map_err(pg_err(context))?,
+                );
+                // Intervals that stick out of the range keep the parts outside it.
+                for (keep_start, keep_end) in [(s, start_ts.min(e)), (end_ts.max(s), e)] {
+                    if keep_start < keep_end {
+                        sqlx::query(&format!(
+                            "INSERT INTO {table} (name, version, start_ts, end_ts, created_ts, write_id) \
+                             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name, version, start_ts) DO NOTHING"
+                        ))
+                        .bind(&name)
+                        .bind(version)
+                        .bind(keep_start)
+                        .bind(keep_end)
+                        .bind(created)
+                        .bind(&write_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(pg_err(context))?;
+                    }
+                }
+            }
+            tx.commit().await.map_err(pg_err(context))
+        })
+    }
+
+    fn remove_versions(&mut self, versions: &[(ModelName, String)]) -> Result<()> {
+        let context = "forgetting dropped versions";
+        let (snapshots, intervals) = (self.t("snapshots"), self.t("intervals"));
+        self.runtime.block_on(async {
+            let mut tx = self.pool.begin().await.map_err(pg_err(context))?;
+            for (name, version) in versions {
+                for table in [&snapshots, &intervals] {
+                    sqlx::query(&format!(
+                        "DELETE FROM {table} WHERE name = $1 AND version = $2"
+                    ))
+                    .bind(name.to_string())
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(pg_err(context))?;
+                }
+            }
+            tx.commit().await.map_err(pg_err(context))
+        })
+    }
+
+    fn promote(
+        &mut self,
+        env: &Environment,
+        expected_plan_id: Option<&str>,
+    ) -> Result<PromoteOutcome> {
+        let context = "updating an environment";
+        let snapshots = serde_json::to_string(&env.snapshots).map_err(|e| json_err(context, e))?;
+        let promoted = serde_json::to_string(&env.promoted).map_err(|e| json_err(context, e))?;
+        let (environments, plans) = (self.t("environments"), self.t("plans"));
+        self.runtime.block_on(async {
+            let mut tx = self.pool.begin().await.map_err(pg_err(context))?;
+            // Row lock: a concurrent promotion of the same environment waits, then sees our plan id.
+            let current: Option<String> = sqlx::query(&format!(
+                "SELECT plan_id FROM {environments} WHERE name = $1 FOR UPDATE"
+            ))
+            .bind(&env.name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(pg_err(context))?
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(pg_err(context))?;
+            if current.as_deref() != expected_plan_id {
+                tx.rollback().await.map_err(pg_err(context))?;
+                return Ok(PromoteOutcome::Conflict {
+                    current_plan_id: current,
+                });
+            }
+            let write = sqlx::query(&format!(
+                "INSERT INTO {environments} (name, snapshots, promoted, plan_id, previous_plan_id, created_ts, \
+                 updated_ts, expiration_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (name) DO UPDATE SET snapshots = EXCLUDED.snapshots, promoted = EXCLUDED.promoted, \
+                 plan_id = EXCLUDED.plan_id, previous_plan_id = EXCLUDED.previous_plan_id, \
+                 updated_ts = EXCLUDED.updated_ts, expiration_ts = EXCLUDED.expiration_ts"
+            ))
+            .bind(&env.name)
+            .bind(&snapshots)
+            .bind(&promoted)
+            .bind(&env.plan_id)
+            .bind(&env.previous_plan_id)
+            .bind(env.created_ts)
+            .bind(env.updated_ts)
+            .bind(env.expiration_ts)
+            .execute(&mut *tx)
+            .await;
+            match write {
+                Ok(_) => {}
+                // Two first plans of a new environment: the loser's insert hits the primary key.
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    tx.rollback().await.map_err(pg_err(context))?;
+                    return Ok(PromoteOutcome::Conflict {
+                        current_plan_id: None,
+                    });
+                }
+                Err(e) => return Err(pg_err(context)(e)),
+            }
+            sqlx::query(&format!(
+                "INSERT INTO {plans} (plan_id, environment, previous_plan_id, created_ts, snapshot_count) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (plan_id) DO NOTHING"
+            ))
+            .bind(&env.plan_id)
+            .bind(&env.name)
+            .bind(&env.previous_plan_id)
+            .bind(env.updated_ts)
+            .bind(env.snapshots.len() as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(pg_err(context))?;
+            tx.commit().await.map_err(pg_err(context))?;
+            Ok(PromoteOutcome::Promoted)
+        })
+    }
+}

@@ -1,0 +1,128 @@
+//! State in a real PostgreSQL: a project whose `state_connection` is PostgreSQL plans and applies, and
+//! concurrent plans on one environment cannot both land.
+
+mod common;
+
+use common::{EXEC, Scratch, built_models, stderr, stdout};
+
+/// A demo project whose state lives in a fresh PostgreSQL database, or `None` without a server.
+fn project_on_postgres() -> Option<Scratch> {
+    let uri = common::pg::fresh_database()?;
+    // postgres://lake@127.0.0.1:PORT/DB
+    let rest = uri.strip_prefix("postgres://").expect("a postgres URI");
+    let (user, rest) = rest.split_once('@').expect("a user");
+    let (host_port, database) = rest.split_once('/').expect("a database");
+    let (host, port) = host_port.split_once(':').expect("a port");
+    let s = Scratch::init();
+    s.write(
+        "config.yaml",
+        &format!(
+            "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: db.db\n    state_connection:\n      type: postgres\n      host: {host}\n      port: {port}\n      user: {user}\n      database: {database}\ndefault_gateway: local\nmodel_defaults:\n  dialect: duckdb\n  start: 2020-01-01\n  cron: '@daily'\n"
+        ),
+    );
+    Some(s)
+}
+
+#[test]
+fn plans_and_applies_with_state_in_postgres() {
+    let Some(s) = project_on_postgres() else {
+        return;
+    };
+    s.apply(EXEC);
+    s.assert_demo_results();
+    assert!(
+        !s.project.join(".lake/state.db").exists(),
+        "no embedded state when PostgreSQL holds it"
+    );
+    s.assert_no_changes();
+    let info = stdout(&s.lake().args(["info"]).output().unwrap());
+    assert!(info.contains("State: PostgreSQL, schema lake\n"), "{info}");
+
+    let edited = s.read("models/full_model.sql").replace(
+        "FROM demo.incremental_model",
+        "FROM demo.incremental_model\nWHERE id > 4",
+    );
+    s.write("models/full_model.sql", &edited);
+    let out = s
+        .lake()
+        .args(["plan", "dev", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.apply(EXEC);
+    assert!(
+        built_models(&out).is_empty(),
+        "promotion reuses dev's tables"
+    );
+    let listed = stdout(&s.lake().args(["environments"]).output().unwrap());
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+}
+
+#[test]
+fn concurrent_plans_on_one_environment_land_once() {
+    let Some(s) = project_on_postgres() else {
+        return;
+    };
+    s.apply(EXEC);
+    let edited = s
+        .read("models/view_model.sql")
+        .replace("num_orders > 1", "num_orders > 2");
+    s.write("models/view_model.sql", &edited);
+    // Both plans are computed against the same environment state; the advisory lock serialises the applies
+    // and the second sees that prod moved on.
+    let first = s.spawn_apply(EXEC);
+    let second = s.spawn_apply(EXEC);
+    let outcomes = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    let succeeded = outcomes.iter().filter(|o| o.status.success()).count();
+    let stale = outcomes
+        .iter()
+        .filter(|o| String::from_utf8_lossy(&o.stderr).contains("was changed by another plan"))
+        .count();
+    assert!(
+        (succeeded, stale) == (1, 1) || (succeeded, stale) == (2, 0),
+        "{:?}",
+        outcomes
+            .iter()
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(s.csv("select count(*) as n from demo.view_model"), "n\n1\n");
+    s.assert_no_changes();
+}
+
+#[test]
+fn environment_locks_are_per_environment() {
+    use lake::config::Secret;
+    use lake::state::postgres::PostgresState;
+    let Some(uri) = common::pg::fresh_database() else {
+        return;
+    };
+    let state = PostgresState::open(&Secret::new(uri.clone()), "lake").unwrap();
+    let dev_a = state
+        .lock_environment("dev_a", || panic!("dev_a is free"))
+        .unwrap();
+    // Another environment is not blocked by dev_a's lock.
+    let dev_b = state
+        .lock_environment("dev_b", || panic!("dev_b is free"))
+        .unwrap();
+    drop(dev_b);
+    // The same environment waits until the holder lets go.
+    let waited = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| {
+            let other = PostgresState::open(&Secret::new(uri.clone()), "lake").unwrap();
+            other
+                .lock_environment("dev_a", || {
+                    waited.store(true, std::sync::atomic::Ordering::SeqCst)
+                })
+                .unwrap()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(dev_a);
+        drop(waiter.join().unwrap());
+    });
+    assert!(waited.load(std::sync::atomic::Ordering::SeqCst));
+}
