@@ -140,6 +140,20 @@ impl Context {
         })
     }
 
+    /// Upgrades state written by an older lake to this lake's schema, in one transaction.
+    pub fn migrate(&self) -> Result<u32> {
+        match &self.project.config.state {
+            StateChoice::Embedded => {
+                let _lock = sqlite::lock(&self.state_dir(), || {})?;
+                SqliteState::open_migrating(&self.state_dir())?;
+            }
+            StateChoice::Postgres { uri, schema } => {
+                PostgresState::open(uri, schema)?;
+            }
+        }
+        Ok(crate::state::SCHEMA_VERSION)
+    }
+
     /// Where state is kept, for `lake info` (no credentials).
     pub fn describe_state(&self) -> String {
         match &self.project.config.state {

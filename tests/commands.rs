@@ -324,3 +324,29 @@ fn example_shop_project_builds() {
         "customer_id,revenue,orders\n1,65.50,2\n2,21.00,1\n3,99.90,1\n"
     );
 }
+
+#[test]
+fn older_state_is_refused_until_lake_migrate() {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    {
+        // Turn the state back into schema 1, as an older lake left it.
+        let conn = rusqlite::Connection::open(s.project.join(".lake/state.db")).unwrap();
+        conn.execute_batch(
+            "ALTER TABLE intervals DROP COLUMN write_id; DELETE FROM _versions; INSERT INTO _versions VALUES (1, '0.1.0');",
+        )
+        .unwrap();
+    }
+    let out = s.lake().args(["plan"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("run `lake migrate`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.lake().args(["migrate"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "State is at schema version 2.\n");
+    s.assert_no_changes();
+    s.assert_demo_results();
+}

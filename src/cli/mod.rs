@@ -112,6 +112,8 @@ enum Command {
         #[arg(short, long = "restate-model", value_name = "MODEL")]
         restate_model: Vec<String>,
     },
+    /// Upgrade the state written by an older lake to this lake's schema (one transaction).
+    Migrate,
     /// Write external_models.yaml: every table models read that lake does not build, with its columns.
     CreateExternalModels,
     /// Show each incremental model's complete and missing intervals in an environment.
@@ -529,6 +531,11 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                 )
                 .map_err(io)?;
             }
+        }
+        Command::Migrate => {
+            let ctx = load(cli)?;
+            let version = ctx.migrate()?;
+            writeln!(stdout, "State is at schema version {version}.").map_err(io)?;
         }
         Command::CreateExternalModels => {
             let ctx = Context::load_lenient(&cli.path, cli.gateway.as_deref())?;

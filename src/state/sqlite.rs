@@ -58,8 +58,18 @@ fn json_err(context: &str, e: serde_json::Error) -> LakeError {
 }
 
 impl SqliteState {
-    /// Opens (creating on first use) the state database in `state_dir`.
+    /// Opens (creating on first use) the state database in `state_dir`. State written by an older lake is
+    /// refused until `lake migrate` upgrades it.
     pub fn open(state_dir: &Path) -> Result<Self> {
+        Self::open_with(state_dir, false)
+    }
+
+    /// Opens the state and upgrades an older schema in one transaction (`lake migrate`).
+    pub fn open_migrating(state_dir: &Path) -> Result<Self> {
+        Self::open_with(state_dir, true)
+    }
+
+    fn open_with(state_dir: &Path, upgrade: bool) -> Result<Self> {
         std::fs::create_dir_all(state_dir).map_err(|e| LakeError::io(state_dir, e))?;
         let path = state_dir.join("state.db");
         let conn = Connection::open(&path).map_err(sql_err("opening the state database"))?;
@@ -70,7 +80,7 @@ impl SqliteState {
         )
         .map_err(sql_err("configuring the state database"))?;
         let mut state = SqliteState { conn, path };
-        state.migrate()?;
+        state.migrate(upgrade)?;
         Ok(state)
     }
 
@@ -78,7 +88,7 @@ impl SqliteState {
         &self.path
     }
 
-    fn migrate(&mut self) -> Result<()> {
+    fn migrate(&mut self, upgrade: bool) -> Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -104,6 +114,18 @@ impl SqliteState {
                 });
             }
             Some(SCHEMA_VERSION) => {}
+            Some(v) if !upgrade => {
+                return Err(LakeError::StateConflict {
+                    message: format!(
+                        "the state in {} has schema version {v}, older than this lake's ({SCHEMA_VERSION})",
+                        self.path.display()
+                    ),
+                    help: Some(
+                        "run `lake migrate` to upgrade it (one transaction: it completes or changes nothing)"
+                            .into(),
+                    ),
+                });
+            }
             Some(1) => {
                 // 1 -> 2: intervals remember which write (Iceberg snapshot) produced them.
                 tx.execute_batch("ALTER TABLE intervals ADD COLUMN write_id TEXT;")
@@ -663,7 +685,12 @@ mod tests {
         )
         .unwrap();
         drop(conn);
-        let state = SqliteState::open(dir.path()).unwrap();
+        let refused = SqliteState::open(dir.path()).err().unwrap();
+        assert!(
+            refused.to_string().contains("older than this lake's"),
+            "{refused}"
+        );
+        let state = SqliteState::open_migrating(dir.path()).unwrap();
         let kept = state
             .intervals(&[(ModelName::new("a", "b"), "v1".into())])
             .unwrap();
