@@ -84,6 +84,7 @@ pub fn apply(
         })
         .collect();
     state.push_snapshots(&stored)?;
+    failpoint("after-snapshots-stored");
 
     let session = engine.session()?;
     let mut report = ApplyReport::default();
@@ -128,6 +129,7 @@ pub fn apply(
     }
     let state = Mutex::new(state);
     report.built = build_all(ctx, engine, &backfills, &state, observer)?;
+    failpoint("before-virtual-layer");
 
     observer.virtual_layer_started(plan.virtual_changes.len());
     // The virtual layer creates its schemas itself, in the same transaction as the views.
@@ -149,9 +151,19 @@ pub fn apply(
             .then(|| now + ctx.project.config.environment_ttl.as_millis() as i64),
     };
     let state = state.into_inner().map_err(|_| poisoned())?;
+    failpoint("before-promote");
     match state.promote(&env, plan.expected_plan_id.as_deref())? {
         PromoteOutcome::Promoted => Ok(report),
         PromoteOutcome::Conflict { .. } => Err(stale_plan(&plan.environment)),
+    }
+}
+
+/// Crash injection for the crash-safety tests: with `LAKE_FAILPOINT=<name>` set, the process aborts at that
+/// point (no destructors, no cleanup: what SIGKILL does). Unset, this is one environment lookup.
+fn failpoint(name: &str) {
+    if std::env::var_os("LAKE_FAILPOINT").is_some_and(|v| v == name) {
+        eprintln!("failpoint {name}: aborting");
+        std::process::abort();
     }
 }
 
@@ -463,8 +475,11 @@ fn worker(
         let backfill = &backfills[k];
         let started = Instant::now();
         let record = |interval: Interval| -> Result<()> {
+            failpoint("before-interval-recorded");
             let mut guard = state.lock().map_err(|_| poisoned())?;
-            guard.add_interval(&interval)
+            guard.add_interval(&interval)?;
+            failpoint("after-interval-recorded");
+            Ok(())
         };
         let outcome = build_one(ctx, &session, backfill, &record);
         observer.model_finished(backfill, started.elapsed(), outcome.as_ref().copied());

@@ -1,0 +1,130 @@
+//! Crash safety: an apply killed at any point (an abort at a failpoint, as SIGKILL would leave it), then
+//! rerun, ends with the same data and state as an uninterrupted apply — for the embedded state and for
+//! PostgreSQL.
+
+mod common;
+
+use common::{EXEC, Scratch, stderr, stdout};
+
+const FAILPOINTS: [&str; 5] = [
+    "after-snapshots-stored",
+    "before-interval-recorded",
+    "after-interval-recorded",
+    "before-virtual-layer",
+    "before-promote",
+];
+
+/// The observable result of a project: every model's rows, the intervals, and whether a plan is a no-op.
+fn fingerprint(s: &Scratch) -> String {
+    let mut out = String::new();
+    for sql in [
+        "select * from demo.seed_model order by id",
+        "select * from demo.incremental_model order by id",
+        "select * from demo.full_model order by item_id",
+        "select * from demo.view_model order by item_id",
+    ] {
+        out.push_str(&s.csv(sql));
+    }
+    let intervals = s
+        .lake()
+        .args(["check-intervals", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    out.push_str(&stdout(&intervals));
+    let plan = s
+        .lake()
+        .args(["plan", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    out.push_str(&stdout(&plan));
+    out
+}
+
+/// A second plan over existing state: a breaking change of the FULL model (its child is rebuilt too).
+fn change(s: &Scratch) {
+    let edited = s.read("models/full_model.sql").replace(
+        "FROM demo.incremental_model",
+        "FROM demo.incremental_model\nWHERE id > 4",
+    );
+    s.write("models/full_model.sql", &edited);
+}
+
+fn crash_then_resume(make: &dyn Fn() -> Option<Scratch>) {
+    crash_then_resume_after(make, &|_| {});
+    // The same over existing state: prod keeps serving the previous versions until the rerun promotes.
+    crash_then_resume_after(
+        &|| {
+            let s = make()?;
+            s.apply(EXEC);
+            Some(s)
+        },
+        &change,
+    );
+}
+
+fn crash_then_resume_after(make: &dyn Fn() -> Option<Scratch>, before: &dyn Fn(&Scratch)) {
+    let Some(reference) = make() else { return };
+    before(&reference);
+    reference.apply(EXEC);
+    let expected = fingerprint(&reference);
+    for point in FAILPOINTS {
+        let Some(s) = make() else { return };
+        let prod_rows = || s.csv("select * from demo.full_model order by item_id");
+        let untouched = s.project.join(".lake").exists().then(prod_rows);
+        before(&s);
+        let out = s
+            .lake()
+            .env("LAKE_FAILPOINT", point)
+            .args(["plan", "--auto-apply", "--execution-time", EXEC])
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "{point}: the failpoint did not fire: {}",
+            stderr(&out)
+        );
+        assert!(
+            stderr(&out).contains(&format!("failpoint {point}")),
+            "{point}: {}",
+            stderr(&out)
+        );
+        // Known gap (issue 6): at `before-promote` the names already point at the new versions while state
+        // still records the old plan; the rerun below reconciles them, but a project reverted before any rerun
+        // would leave names ahead of state. Every earlier point leaves prod untouched.
+        if let Some(previous) = untouched.as_ref().filter(|_| point != "before-promote") {
+            assert_eq!(
+                &prod_rows(),
+                previous,
+                "{point}: prod changed before promotion"
+            );
+        }
+        s.apply(EXEC);
+        assert_eq!(fingerprint(&s), expected, "after a crash at {point}");
+    }
+}
+
+#[test]
+fn embedded_state_survives_a_crash_anywhere() {
+    crash_then_resume(&|| Some(Scratch::init()));
+}
+
+#[test]
+fn postgres_state_survives_a_crash_anywhere() {
+    crash_then_resume(&|| {
+        let uri = common::pg::fresh_database()?;
+        let rest = uri.strip_prefix("postgres://")?;
+        let (user, rest) = rest.split_once('@')?;
+        let (host_port, database) = rest.split_once('/')?;
+        let (host, port) = host_port.split_once(':')?;
+        let s = Scratch::init();
+        let config = s.read("config.yaml").replace(
+            "      database: db.db\n",
+            &format!(
+                "      database: db.db\n    state_connection:\n      type: postgres\n      host: {host}\n      port: {port}\n      user: {user}\n      database: {database}\n"
+            ),
+        );
+        assert!(config.contains("state_connection"), "{config}");
+        s.write("config.yaml", &config);
+        Some(s)
+    });
+}
