@@ -148,7 +148,7 @@ impl Context {
                 SqliteState::open_migrating(&self.state_dir())?;
             }
             StateChoice::Postgres { uri, schema } => {
-                PostgresState::open(uri, schema)?;
+                PostgresState::open_migrating(uri, schema)?;
             }
         }
         Ok(crate::state::SCHEMA_VERSION)

@@ -15,7 +15,7 @@ use crate::model::{Model, ModelKind, ModelName, quote_ident};
 use crate::plan::{Backfill, BackfillAction, Plan};
 use crate::project::{Project, RefTarget};
 use crate::scd;
-use crate::snapshot::{PhysicalTable, Snapshot};
+use crate::snapshot::{PhysicalTable, Snapshot, VirtualName};
 use crate::sql;
 use crate::state::{
     EnvSnapshot, Environment, Interval, PromoteOutcome, StateStore, StoredSnapshot,
@@ -131,6 +131,19 @@ pub fn apply(
     report.built = build_all(ctx, engine, &backfills, &state, observer)?;
     failpoint("before-virtual-layer");
 
+    // Journal the names about to move: if the process dies before promotion, the next plan of this
+    // environment sees the journal and repoints every name to what state says, so names never stay ahead.
+    let touched: Vec<VirtualName> = plan
+        .virtual_changes
+        .iter()
+        .map(|c| match c {
+            VirtualChange::Point { name, .. } | VirtualChange::Drop { name } => name.clone(),
+        })
+        .collect();
+    state
+        .lock()
+        .map_err(|_| poisoned())?
+        .begin_promotion(&plan.environment, &touched)?;
     observer.virtual_layer_started(plan.virtual_changes.len());
     // The virtual layer creates its schemas itself, in the same transaction as the views.
     ctx.storage

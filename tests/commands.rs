@@ -346,7 +346,7 @@ fn older_state_is_refused_until_lake_migrate() {
     );
     let out = s.lake().args(["migrate"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "State is at schema version 2.\n");
+    assert_eq!(stdout(&out), "State is at schema version 3.\n");
     s.assert_no_changes();
     s.assert_demo_results();
 }

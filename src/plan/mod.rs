@@ -489,6 +489,32 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
             });
         }
     }
+    // An earlier apply of this environment stopped between moving names and promoting: the names may be
+    // ahead of state. Repoint every name this plan keeps and drop the others it may have created.
+    let interrupted = state.pending_promotion(&env_name)?;
+    if !interrupted.is_empty() {
+        let mut pointed: HashSet<VirtualName> = HashSet::new();
+        virtual_changes = promoted
+            .iter()
+            .map(|name| {
+                let s = by_name[name];
+                pointed.insert(VirtualName::new(name, &env_name));
+                VirtualChange::Point {
+                    name: VirtualName::new(name, &env_name),
+                    target: PhysicalTable::for_version(name, &s.version),
+                }
+            })
+            .collect();
+        let mut dropped: Vec<VirtualName> = target_versions
+            .keys()
+            .map(|name| VirtualName::new(name, &env_name))
+            .chain(interrupted)
+            .filter(|name| !pointed.contains(name))
+            .collect();
+        dropped.sort_by_key(|n| n.to_string());
+        dropped.dedup();
+        virtual_changes.extend(dropped.into_iter().map(|name| VirtualChange::Drop { name }));
+    }
 
     // What each version still needs: a first build, or (incremental kinds) its missing intervals.
     let versions: Vec<(ModelName, String)> = snapshots

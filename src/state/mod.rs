@@ -12,7 +12,7 @@ use crate::model::ModelName;
 use crate::snapshot::Snapshot;
 
 /// Version of the state schema this build of `lake` reads and writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// A model version as recorded in an environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +123,15 @@ pub trait StateStore: Send {
     ) -> Result<()>;
     /// Forgets versions whose tables were dropped: their snapshots and intervals.
     fn remove_versions(&mut self, versions: &[(ModelName, String)]) -> Result<()>;
+    /// Journals, before an apply repoints them, the environment names it touches; `promote` clears the
+    /// journal in the same transaction. A journal left behind means names may be ahead of the state.
+    fn begin_promotion(
+        &mut self,
+        environment: &str,
+        names: &[crate::snapshot::VirtualName],
+    ) -> Result<()>;
+    /// Names journaled by an apply of `environment` that never promoted (empty when none).
+    fn pending_promotion(&self, environment: &str) -> Result<Vec<crate::snapshot::VirtualName>>;
     /// Writes `env` if the stored environment is still at `expected_plan_id` (`None`: must not exist).
     fn promote(
         &mut self,

@@ -12,6 +12,7 @@ use super::{
 use crate::config::Secret;
 use crate::error::{LakeError, Result};
 use crate::model::{ModelName, quote_ident};
+use crate::snapshot::VirtualName;
 
 pub struct PostgresState {
     runtime: tokio::runtime::Runtime,
@@ -61,8 +62,18 @@ impl Drop for EnvironmentLock {
 }
 
 impl PostgresState {
-    /// Connects and brings the schema to this lake's version (creating it on first use).
+    /// Connects, creating the schema on first use; state written by an older lake is refused until
+    /// `lake migrate`.
     pub fn open(uri: &Secret, schema: &str) -> Result<Self> {
+        Self::open_with(uri, schema, false)
+    }
+
+    /// Connects and upgrades an older schema in one transaction (`lake migrate`).
+    pub fn open_migrating(uri: &Secret, schema: &str) -> Result<Self> {
+        Self::open_with(uri, schema, true)
+    }
+
+    fn open_with(uri: &Secret, schema: &str, upgrade: bool) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -85,7 +96,7 @@ impl PostgresState {
             schema: quote_ident(schema),
             describe: format!("PostgreSQL state (schema {schema})"),
         };
-        state.migrate()?;
+        state.migrate(upgrade)?;
         Ok(state)
     }
 
@@ -97,7 +108,14 @@ impl PostgresState {
         format!("{}.{table}", self.schema)
     }
 
-    fn migrate(&self) -> Result<()> {
+    fn pending_table_ddl(&self) -> String {
+        format!(
+            "CREATE TABLE {} (name TEXT PRIMARY KEY, virtual_names TEXT NOT NULL, created_ts BIGINT NOT NULL)",
+            self.t("pending_promotions")
+        )
+    }
+
+    fn migrate(&self, upgrade: bool) -> Result<()> {
         let context = "initialising the PostgreSQL state";
         self.runtime.block_on(async {
             let mut tx = self.pool.begin().await.map_err(pg_err(context))?;
@@ -138,6 +156,32 @@ impl PostgresState {
                     });
                 }
                 Some(v) if v as u32 == SCHEMA_VERSION => {}
+                Some(v) if !upgrade => {
+                    return Err(LakeError::StateConflict {
+                        message: format!(
+                            "the PostgreSQL state has schema version {v}, older than this lake's ({SCHEMA_VERSION})"
+                        ),
+                        help: Some(
+                            "run `lake migrate` to upgrade it (one transaction: it completes or changes nothing)"
+                                .into(),
+                        ),
+                    });
+                }
+                Some(2) => {
+                    sqlx::query(&self.pending_table_ddl())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(pg_err(context))?;
+                    sqlx::query(&format!(
+                        "INSERT INTO {} (schema_version, lake_version) VALUES ($1, $2)",
+                        self.t("_versions")
+                    ))
+                    .bind(SCHEMA_VERSION as i32)
+                    .bind(env!("CARGO_PKG_VERSION"))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(pg_err(context))?;
+                }
                 Some(v) => {
                     return Err(LakeError::StateConflict {
                         message: format!(
@@ -175,6 +219,7 @@ impl PostgresState {
                              previous_plan_id TEXT, created_ts BIGINT NOT NULL, snapshot_count BIGINT NOT NULL)",
                             self.t("plans")
                         ),
+                        self.pending_table_ddl(),
                     ];
                     for statement in ddl {
                         sqlx::query(&statement)
@@ -558,6 +603,53 @@ impl StateStore for PostgresState {
         })
     }
 
+    fn begin_promotion(&mut self, environment: &str, names: &[VirtualName]) -> Result<()> {
+        let context = "journaling a promotion";
+        let mut all = self.pending_promotion(environment)?;
+        for n in names {
+            if !all.contains(n) {
+                all.push(n.clone());
+            }
+        }
+        let text = serde_json::to_string(&all).map_err(|e| json_err(context, e))?;
+        self.runtime
+            .block_on(
+                sqlx::query(&format!(
+                    "INSERT INTO {} (name, virtual_names, created_ts) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET virtual_names = EXCLUDED.virtual_names",
+                    self.t("pending_promotions")
+                ))
+                .bind(environment)
+                .bind(text)
+                .bind(chrono::Utc::now().timestamp_millis())
+                .execute(&self.pool),
+            )
+            .map_err(pg_err(context))?;
+        Ok(())
+    }
+
+    fn pending_promotion(&self, environment: &str) -> Result<Vec<VirtualName>> {
+        let context = "reading the promotion journal";
+        let row = self
+            .runtime
+            .block_on(
+                sqlx::query(&format!(
+                    "SELECT virtual_names FROM {} WHERE name = $1",
+                    self.t("pending_promotions")
+                ))
+                .bind(environment)
+                .fetch_optional(&self.pool),
+            )
+            .map_err(pg_err(context))?;
+        match row {
+            None => Ok(Vec::new()),
+            Some(r) => {
+                let text: String = r.try_get(0).map_err(pg_err(context))?;
+                serde_json::from_str(&text).map_err(|e| json_err(context, e))
+            }
+        }
+    }
+
     fn promote(
         &mut self,
         env: &Environment,
@@ -566,7 +658,11 @@ impl StateStore for PostgresState {
         let context = "updating an environment";
         let snapshots = serde_json::to_string(&env.snapshots).map_err(|e| json_err(context, e))?;
         let promoted = serde_json::to_string(&env.promoted).map_err(|e| json_err(context, e))?;
-        let (environments, plans) = (self.t("environments"), self.t("plans"));
+        let (environments, plans, pending) = (
+            self.t("environments"),
+            self.t("plans"),
+            self.t("pending_promotions"),
+        );
         self.runtime.block_on(async {
             let mut tx = self.pool.begin().await.map_err(pg_err(context))?;
             // Row lock: a concurrent promotion of the same environment waits, then sees our plan id.
@@ -626,6 +722,11 @@ impl StateStore for PostgresState {
             .execute(&mut *tx)
             .await
             .map_err(pg_err(context))?;
+            sqlx::query(&format!("DELETE FROM {pending} WHERE name = $1"))
+                .bind(&env.name)
+                .execute(&mut *tx)
+                .await
+                .map_err(pg_err(context))?;
             tx.commit().await.map_err(pg_err(context))?;
             Ok(PromoteOutcome::Promoted)
         })

@@ -11,6 +11,13 @@ use super::{
 };
 use crate::error::{LakeError, Result};
 use crate::model::ModelName;
+use crate::snapshot::VirtualName;
+
+const PENDING_TABLE: &str = "CREATE TABLE IF NOT EXISTS pending_promotions (
+    name TEXT PRIMARY KEY,
+    virtual_names TEXT NOT NULL,
+    created_ts INTEGER NOT NULL
+);";
 
 /// SQLite's limit on bound parameters is far above this; chunks keep statements small.
 const CHUNK: usize = 500;
@@ -126,17 +133,25 @@ impl SqliteState {
                     ),
                 });
             }
-            Some(1) => {
-                // 1 -> 2: intervals remember which write (Iceberg snapshot) produced them.
-                tx.execute_batch("ALTER TABLE intervals ADD COLUMN write_id TEXT;")
-                    .map_err(sql_err("migrating the state to schema 2"))?;
+            Some(from) => {
+                // Each step upgrades one version; all of them commit together or not at all.
+                for version in from + 1..=SCHEMA_VERSION {
+                    let step = match version {
+                        // Intervals remember which write (Iceberg snapshot) produced them.
+                        2 => "ALTER TABLE intervals ADD COLUMN write_id TEXT;",
+                        // The promotion journal: names being repointed by an apply not yet promoted.
+                        3 => PENDING_TABLE,
+                        _ => "",
+                    };
+                    tx.execute_batch(step)
+                        .map_err(sql_err("migrating the state schema"))?;
+                }
                 tx.execute(
                     "INSERT INTO _versions (schema_version, lake_version) VALUES (?1, ?2)",
                     params![SCHEMA_VERSION, env!("CARGO_PKG_VERSION")],
                 )
-                .map_err(sql_err("migrating the state to schema 2"))?;
+                .map_err(sql_err("migrating the state schema"))?;
             }
-            Some(_) => {}
             None => {
                 tx.execute_batch(
                     "CREATE TABLE snapshots (
@@ -178,6 +193,8 @@ impl SqliteState {
                     );",
                 )
                 .map_err(sql_err("creating the state tables"))?;
+                tx.execute_batch(PENDING_TABLE)
+                    .map_err(sql_err("creating the state tables"))?;
                 tx.execute(
                     "INSERT INTO _versions (schema_version, lake_version) VALUES (?1, ?2)",
                     params![SCHEMA_VERSION, env!("CARGO_PKG_VERSION")],
@@ -527,6 +544,41 @@ impl StateStore for SqliteState {
         tx.commit().map_err(sql_err(context))
     }
 
+    fn begin_promotion(&mut self, environment: &str, names: &[VirtualName]) -> Result<()> {
+        let context = "journaling a promotion";
+        let mut all = self.pending_promotion(environment)?;
+        for n in names {
+            if !all.contains(n) {
+                all.push(n.clone());
+            }
+        }
+        let text = serde_json::to_string(&all).map_err(|e| json_err(context, e))?;
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO pending_promotions (name, virtual_names, created_ts) VALUES (?1, ?2, ?3)",
+                params![environment, text, chrono::Utc::now().timestamp_millis()],
+            )
+            .map_err(sql_err(context))?;
+        Ok(())
+    }
+
+    fn pending_promotion(&self, environment: &str) -> Result<Vec<VirtualName>> {
+        let context = "reading the promotion journal";
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT virtual_names FROM pending_promotions WHERE name = ?1",
+                [environment],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql_err(context))?;
+        match text {
+            None => Ok(Vec::new()),
+            Some(t) => serde_json::from_str(&t).map_err(|e| json_err(context, e)),
+        }
+    }
+
     fn promote(
         &mut self,
         env: &Environment,
@@ -572,6 +624,11 @@ impl StateStore for SqliteState {
             params![env.plan_id, env.name, env.previous_plan_id, env.updated_ts, env.snapshots.len() as i64],
         )
         .map_err(sql_err("recording the plan"))?;
+        tx.execute(
+            "DELETE FROM pending_promotions WHERE name = ?1",
+            [&env.name],
+        )
+        .map_err(sql_err("updating an environment"))?;
         tx.commit().map_err(sql_err("updating an environment"))?;
         Ok(PromoteOutcome::Promoted)
     }
