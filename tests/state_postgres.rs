@@ -17,7 +17,9 @@ fn project_on_postgres() -> Option<Scratch> {
     s.write(
         "config.yaml",
         &format!(
-            "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: db.db\n    state_connection:\n      type: postgres\n      host: {host}\n      port: {port}\n      user: {user}\n      database: {database}\ndefault_gateway: local\nmodel_defaults:\n  dialect: duckdb\n  start: 2020-01-01\n  cron: '@daily'\n"
+            "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: db.db\n    state_connection:\n      type: postgres\n      host: {host}\n      port: {port}\n      user: {user}\n      database: {database}\ndefault_gateway: local\nmodel_defaults:\n  dialect: duckdb\n  start: 2020-01-01\n  cron: '@daily'\n\
+             # One database holds everything: the Iceberg catalog sits beside the state.\n\
+             storage:\n  catalog:\n    type: postgres\n    host: {host}\n    port: {port}\n    user: {user}\n    database: {database}\n"
         ),
     );
     Some(s)
@@ -31,8 +33,8 @@ fn plans_and_applies_with_state_in_postgres() {
     s.apply(EXEC);
     s.assert_demo_results();
     assert!(
-        !s.project.join(".lake/state.db").exists(),
-        "no embedded state when PostgreSQL holds it"
+        !s.project.join(".lake/state.db").exists() && !s.project.join(".lake/catalog.db").exists(),
+        "no embedded state or catalog when PostgreSQL holds them"
     );
     s.assert_no_changes();
     let info = stdout(&s.lake().args(["info"]).output().unwrap());
