@@ -334,6 +334,20 @@ pub fn missing_batches(
         (Some(e), Some(w)) => Some(e.min(w)),
         (e, w) => e.or(w),
     };
+    // Fast path for a first build (the common case in a big first plan): with nothing done and no batch
+    // size, the missing intervals are one contiguous range; no need to enumerate every day.
+    if done.is_empty()
+        && m.meta.kind.batch_size().is_none()
+        && end.is_none_or(|e| unit.floor(e) == e)
+    {
+        let first = unit.floor(start);
+        let limit = end.map_or(unit.floor(now), |e| e.min(unit.floor(now)));
+        return Ok(if first < limit {
+            vec![(first, limit)]
+        } else {
+            Vec::new()
+        });
+    }
     let all = intervals::complete_intervals(unit, start, end, now);
     let gaps = intervals::missing(&all, done);
     if gaps.is_empty() {

@@ -347,3 +347,45 @@ fn table_diff_compares_a_model_between_environments() {
     let out = run(&s, &["table-diff", "prod-dev", "demo.full_model"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_category_chosen_on_the_terminal_replaces_the_automatic_one() {
+    use lake::context::Context;
+    use lake::model::ModelName;
+    use lake::plan::{Category, PlanOptions};
+    let s = Scratch::init();
+    s.apply(EXEC);
+    edit(
+        &s,
+        "models/full_model.sql",
+        "COUNT(DISTINCT id) AS num_orders",
+        "COUNT(DISTINCT id) AS num_orders,\n  MAX(id) AS max_id",
+    );
+    let ctx = Context::load(&s.project, None).unwrap();
+    let now = lake::context::execution_time(Some(EXEC)).unwrap();
+    let automatic = ctx.plan(&PlanOptions::new("prod", now)).unwrap();
+    let category = |plan: &lake::plan::Plan, model: &str| {
+        plan.changes
+            .iter()
+            .find(|c| c.name.to_string() == model)
+            .and_then(|c| c.category)
+    };
+    assert_eq!(
+        category(&automatic, "demo.full_model"),
+        Some(Category::NonBreaking)
+    );
+    let mut options = PlanOptions::new("prod", now);
+    options
+        .overrides
+        .insert(ModelName::new("demo", "full_model"), Category::Breaking);
+    let chosen = ctx.plan(&options).unwrap();
+    assert_eq!(
+        category(&chosen, "demo.full_model"),
+        Some(Category::Breaking)
+    );
+    assert_eq!(
+        category(&chosen, "demo.view_model"),
+        Some(Category::IndirectBreaking),
+        "the choice propagates to the children"
+    );
+}
