@@ -3,7 +3,7 @@
 
 use chrono::NaiveDateTime;
 
-use crate::model::quote_ident;
+use crate::model::{ModelKind, quote_ident};
 
 /// How changes are detected.
 pub enum ChangeDetection<'a> {
@@ -34,7 +34,58 @@ fn ts(t: NaiveDateTime) -> String {
 
 const EPOCH: &str = "CAST('1970-01-01 00:00:00' AS TIMESTAMP)";
 
-impl Scd2<'_> {
+impl<'a> Scd2<'a> {
+    /// The settings of an SCD_TYPE_2 kind (`None` for any other kind).
+    pub fn for_kind(kind: &'a ModelKind, execution_time: NaiveDateTime) -> Option<Scd2<'a>> {
+        let (unique_key, valid_from, valid_to, invalidate_hard_deletes, detection) = match kind {
+            ModelKind::ScdType2ByTime {
+                unique_key,
+                updated_at_name,
+                updated_at_as_valid_from,
+                valid_from_name,
+                valid_to_name,
+                invalidate_hard_deletes,
+                ..
+            } => (
+                unique_key,
+                valid_from_name,
+                valid_to_name,
+                invalidate_hard_deletes,
+                ChangeDetection::ByTime {
+                    updated_at: updated_at_name,
+                    updated_at_as_valid_from: *updated_at_as_valid_from,
+                },
+            ),
+            ModelKind::ScdType2ByColumn {
+                unique_key,
+                columns,
+                execution_time_as_valid_from,
+                valid_from_name,
+                valid_to_name,
+                invalidate_hard_deletes,
+                ..
+            } => (
+                unique_key,
+                valid_from_name,
+                valid_to_name,
+                invalidate_hard_deletes,
+                ChangeDetection::ByColumn {
+                    columns: columns.as_deref(),
+                    execution_time_as_valid_from: *execution_time_as_valid_from,
+                },
+            ),
+            _ => return None,
+        };
+        Some(Scd2 {
+            unique_key,
+            valid_from,
+            valid_to,
+            invalidate_hard_deletes: *invalidate_hard_deletes,
+            detection,
+            execution_time,
+        })
+    }
+
     /// The new full history. `query` gives the current rows (its `columns`); `existing` is the table as it is
     /// (`None` on the first load).
     pub fn history_sql(&self, query: &str, columns: &[String], existing: Option<&str>) -> String {

@@ -843,56 +843,15 @@ fn write_batch(
                 ctx.storage.append(session, table, query)
             }
         }
-        ModelKind::ScdType2ByTime {
-            unique_key,
-            updated_at_name,
-            updated_at_as_valid_from,
-            valid_from_name,
-            valid_to_name,
-            invalidate_hard_deletes,
-            ..
-        } => write_history(
-            ctx,
-            session,
-            backfill,
-            query,
-            &scd::Scd2 {
-                unique_key,
-                valid_from: valid_from_name,
-                valid_to: valid_to_name,
-                invalidate_hard_deletes: *invalidate_hard_deletes,
-                detection: scd::ChangeDetection::ByTime {
-                    updated_at: updated_at_name,
-                    updated_at_as_valid_from: *updated_at_as_valid_from,
-                },
-                execution_time: ctx.execution_time,
-            },
-        ),
-        ModelKind::ScdType2ByColumn {
-            unique_key,
-            columns,
-            execution_time_as_valid_from,
-            valid_from_name,
-            valid_to_name,
-            invalidate_hard_deletes,
-            ..
-        } => write_history(
-            ctx,
-            session,
-            backfill,
-            query,
-            &scd::Scd2 {
-                unique_key,
-                valid_from: valid_from_name,
-                valid_to: valid_to_name,
-                invalidate_hard_deletes: *invalidate_hard_deletes,
-                detection: scd::ChangeDetection::ByColumn {
-                    columns: columns.as_deref(),
-                    execution_time_as_valid_from: *execution_time_as_valid_from,
-                },
-                execution_time: ctx.execution_time,
-            },
-        ),
+        kind @ (ModelKind::ScdType2ByTime { .. } | ModelKind::ScdType2ByColumn { .. }) => {
+            match scd::Scd2::for_kind(kind, ctx.execution_time) {
+                Some(history) => write_history(ctx, session, backfill, query, &history),
+                None => Err(LakeError::unsupported(
+                    format!("building {} as history", kind.name()),
+                    "only SCD_TYPE_2 kinds keep history",
+                )),
+            }
+        }
         other => Err(LakeError::unsupported(
             format!("building {} models in batches", other.name()),
             "this kind is built in one piece",

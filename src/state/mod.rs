@@ -129,6 +129,21 @@ pub trait StateStore: Send {
         &mut self,
         environment: &str,
         names: &[crate::snapshot::VirtualName],
+    ) -> Result<()> {
+        // An earlier interrupted apply's names stay journaled too, until a promotion clears them.
+        let mut all = self.pending_promotion(environment)?;
+        for name in names {
+            if !all.contains(name) {
+                all.push(name.clone());
+            }
+        }
+        self.write_pending_promotion(environment, &all)
+    }
+    /// Replaces the journal of `environment` with `names`.
+    fn write_pending_promotion(
+        &mut self,
+        environment: &str,
+        names: &[crate::snapshot::VirtualName],
     ) -> Result<()>;
     /// Names journaled by an apply of `environment` that never promoted (empty when none).
     fn pending_promotion(&self, environment: &str) -> Result<Vec<crate::snapshot::VirtualName>>;

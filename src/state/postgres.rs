@@ -603,15 +603,9 @@ impl StateStore for PostgresState {
         })
     }
 
-    fn begin_promotion(&mut self, environment: &str, names: &[VirtualName]) -> Result<()> {
+    fn write_pending_promotion(&mut self, environment: &str, names: &[VirtualName]) -> Result<()> {
         let context = "journaling a promotion";
-        let mut all = self.pending_promotion(environment)?;
-        for n in names {
-            if !all.contains(n) {
-                all.push(n.clone());
-            }
-        }
-        let text = serde_json::to_string(&all).map_err(|e| json_err(context, e))?;
+        let text = serde_json::to_string(names).map_err(|e| json_err(context, e))?;
         self.runtime
             .block_on(
                 sqlx::query(&format!(
