@@ -267,6 +267,17 @@ mod tests {
     use crate::engine::{Engine, Session};
     use crate::macros::parse_datetime;
 
+    fn in_memory() -> (Engine, Session) {
+        let engine = Engine::open(&EngineConnection::DuckDb {
+            database: None,
+            concurrent_tasks: 1,
+            extensions: vec![],
+        })
+        .expect("in-memory DuckDB");
+        let session = engine.session().expect("session");
+        (engine, session)
+    }
+
     fn rows(s: &Session, sql: &str) -> Vec<String> {
         s.query_strings(sql, || "test".into()).unwrap()
     }
@@ -299,13 +310,7 @@ mod tests {
 
     #[test]
     fn by_time_keeps_history_and_closes_hard_deletes() {
-        let engine = Engine::open(&EngineConnection::DuckDb {
-            database: None,
-            concurrent_tasks: 1,
-            extensions: vec![],
-        })
-        .unwrap();
-        let s = engine.session().unwrap();
+        let (_engine, s) = in_memory();
         let keys = ["id".to_string()];
         let at = |t: &str| Scd2 {
             unique_key: &keys,
@@ -350,13 +355,7 @@ mod tests {
 
     #[test]
     fn by_column_stamps_changes_with_the_execution_time() {
-        let engine = Engine::open(&EngineConnection::DuckDb {
-            database: None,
-            concurrent_tasks: 1,
-            extensions: vec![],
-        })
-        .unwrap();
-        let s = engine.session().unwrap();
+        let (_engine, s) = in_memory();
         let keys = ["id".to_string()];
         let checked = ["name".to_string()];
         let at = |t: &str| Scd2 {
