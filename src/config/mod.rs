@@ -336,23 +336,15 @@ fn resolve(
                     ),
                 });
             };
-            let credentials = match (&c.user, &c.password) {
-                (Some(u), Some(p)) => format!("{}:{}@", storage::encode(u), storage::encode(p)),
-                (Some(u), None) => format!("{}@", storage::encode(u)),
-                _ => String::new(),
-            };
-            let sslmode = c
-                .sslmode
-                .as_deref()
-                .map(|m| format!("?sslmode={m}"))
-                .unwrap_or_default();
             StateChoice::Postgres {
-                uri: Secret::new(format!(
-                    "postgres://{credentials}{}:{}/{}{sslmode}",
-                    c.host.as_deref().unwrap_or("localhost"),
-                    c.port.unwrap_or(5432),
-                    storage::encode(database)
-                )),
+                uri: storage::postgres_uri(
+                    c.host.as_deref(),
+                    c.port,
+                    c.user.as_deref(),
+                    c.password.as_deref(),
+                    database,
+                    c.sslmode.as_deref(),
+                ),
                 schema: c.schema.clone().unwrap_or_else(|| "lake".into()),
             }
         }

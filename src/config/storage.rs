@@ -287,23 +287,20 @@ fn resolve_catalog(root: &Path, config: Option<&CatalogConfig>) -> Result<Catalo
             if let Some(uri) = &config.uri {
                 return Ok(CatalogSettings::Postgres(Secret(uri.clone())));
             }
-            let host = config.host.as_deref().unwrap_or("localhost");
-            let port = config.port.unwrap_or(5432);
             let Some(database) = &config.database else {
                 return Err(storage_error(
                     "the PostgreSQL catalog needs a `database`",
                     "set storage.catalog.database (and host, port, user, password), or a full `uri`",
                 ));
             };
-            let credentials = match (&config.user, &config.password) {
-                (Some(u), Some(p)) => format!("{}:{}@", encode(u), encode(p)),
-                (Some(u), None) => format!("{}@", encode(u)),
-                _ => String::new(),
-            };
-            Ok(CatalogSettings::Postgres(Secret(format!(
-                "postgres://{credentials}{host}:{port}/{}",
-                encode(database)
-            ))))
+            Ok(CatalogSettings::Postgres(postgres_uri(
+                config.host.as_deref(),
+                config.port,
+                config.user.as_deref(),
+                config.password.as_deref(),
+                database,
+                None,
+            )))
         }
         Some(other) => Err(storage_error(
             format!("unknown catalog type `{other}`"),
@@ -312,8 +309,32 @@ fn resolve_catalog(root: &Path, config: Option<&CatalogConfig>) -> Result<Catalo
     }
 }
 
+/// A `postgres://` URI from its parts (user and password percent-encoded); it holds the password, so it is
+/// a `Secret`.
+pub(crate) fn postgres_uri(
+    host: Option<&str>,
+    port: Option<u16>,
+    user: Option<&str>,
+    password: Option<&str>,
+    database: &str,
+    sslmode: Option<&str>,
+) -> Secret {
+    let credentials = match (user, password) {
+        (Some(u), Some(p)) => format!("{}:{}@", encode(u), encode(p)),
+        (Some(u), None) => format!("{}@", encode(u)),
+        _ => String::new(),
+    };
+    let sslmode = sslmode.map(|m| format!("?sslmode={m}")).unwrap_or_default();
+    Secret(format!(
+        "postgres://{credentials}{}:{}/{}{sslmode}",
+        host.unwrap_or("localhost"),
+        port.unwrap_or(5432),
+        encode(database)
+    ))
+}
+
 /// Percent-encodes a URI component so passwords with `@`, `/` or `:` survive.
-pub(crate) fn encode(text: &str) -> String {
+fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

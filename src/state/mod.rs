@@ -84,6 +84,15 @@ impl Interval {
     }
 }
 
+/// The parts of a recorded interval `[start, end)` that lie outside `[cut_start, cut_end)`: what a restatement
+/// of that range keeps recorded.
+pub fn outside_of(start: i64, end: i64, cut_start: i64, cut_end: i64) -> Vec<(i64, i64)> {
+    [(start, cut_start.min(end)), (cut_end.max(start), end)]
+        .into_iter()
+        .filter(|(s, e)| s < e)
+        .collect()
+}
+
 /// What happened to an environment update that was conditional on the state the plan was computed from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PromoteOutcome {
@@ -153,4 +162,14 @@ pub trait StateStore: Send {
         env: &Environment,
         expected_plan_id: Option<&str>,
     ) -> Result<PromoteOutcome>;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_restated_range_keeps_what_lies_outside_it() {
+        assert_eq!(super::outside_of(0, 100, 40, 60), [(0, 40), (60, 100)]);
+        assert_eq!(super::outside_of(0, 100, 0, 100), []);
+        assert_eq!(super::outside_of(50, 100, 0, 60), [(60, 100)]);
+    }
 }

@@ -521,10 +521,16 @@ impl StateStore for PostgresState {
             )
             .map_err(pg_err(context))?;
         rows.into_iter()
-            .filter_map(|r| {
-                let name: String = r.try_get(0).ok()?;
-                let model = ModelName::parse(&name)?;
-                Some(Ok((model, r.try_get(1).ok()?, r.try_get(2).ok()?)))
+            .map(|r| {
+                let name: String = r.try_get(0).map_err(pg_err(context))?;
+                let model = ModelName::parse(&name).ok_or_else(|| {
+                    LakeError::config(format!("the state holds an invalid model name `{name}`"))
+                })?;
+                Ok((
+                    model,
+                    r.try_get(1).map_err(pg_err(context))?,
+                    r.try_get(2).map_err(pg_err(context))?,
+                ))
             })
             .collect()
     }
@@ -560,22 +566,20 @@ impl StateStore for PostgresState {
                     row.try_get(3).map_err(pg_err(context))?,
                 );
                 // Intervals that stick out of the range keep the parts outside it.
-                for (keep_start, keep_end) in [(s, start_ts.min(e)), (end_ts.max(s), e)] {
-                    if keep_start < keep_end {
-                        sqlx::query(&format!(
-                            "INSERT INTO {table} (name, version, start_ts, end_ts, created_ts, write_id) \
-                             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name, version, start_ts) DO NOTHING"
-                        ))
-                        .bind(&name)
-                        .bind(version)
-                        .bind(keep_start)
-                        .bind(keep_end)
-                        .bind(created)
-                        .bind(&write_id)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(pg_err(context))?;
-                    }
+                for (keep_start, keep_end) in super::outside_of(s, e, start_ts, end_ts) {
+                    sqlx::query(&format!(
+                        "INSERT INTO {table} (name, version, start_ts, end_ts, created_ts, write_id) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name, version, start_ts) DO NOTHING"
+                    ))
+                    .bind(&name)
+                    .bind(version)
+                    .bind(keep_start)
+                    .bind(keep_end)
+                    .bind(created)
+                    .bind(&write_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(pg_err(context))?;
                 }
             }
             tx.commit().await.map_err(pg_err(context))

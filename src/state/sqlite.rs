@@ -509,14 +509,12 @@ impl StateStore for SqliteState {
         )
         .map_err(sql_err(context))?;
         for (s, e, created, write_id) in overlapping {
-            for (keep_start, keep_end) in [(s, start_ts.min(e)), (end_ts.max(s), e)] {
-                if keep_start < keep_end {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO intervals (name, version, start_ts, end_ts, created_ts, write_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        params![name, version, keep_start, keep_end, created, write_id],
-                    )
-                    .map_err(sql_err(context))?;
-                }
+            for (keep_start, keep_end) in super::outside_of(s, e, start_ts, end_ts) {
+                tx.execute(
+                    "INSERT OR REPLACE INTO intervals (name, version, start_ts, end_ts, created_ts, write_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![name, version, keep_start, keep_end, created, write_id],
+                )
+                .map_err(sql_err(context))?;
             }
         }
         tx.commit().map_err(sql_err(context))
