@@ -43,6 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &IcebergSettings {
             warehouse: Warehouse::Local(dir.path().join("warehouse")),
             catalog: CatalogSettings::Sqlite(dir.path().join("catalog.db")),
+            catalog_name: "lake".into(),
             duckdb_extension_directory: None,
         },
         "bench",

@@ -7,6 +7,11 @@ use common::{EXEC, Scratch, built_models, stderr, stdout};
 
 /// A demo project whose state lives in a fresh PostgreSQL database, or `None` without a server.
 fn project_on_postgres() -> Option<Scratch> {
+    project_on_postgres_with("")
+}
+
+/// The same, with more `storage.catalog` keys (each line indented by four spaces).
+fn project_on_postgres_with(catalog_keys: &str) -> Option<Scratch> {
     let uri = common::pg::fresh_database()?;
     // postgres://lake@127.0.0.1:PORT/DB
     let rest = uri.strip_prefix("postgres://").expect("a postgres URI");
@@ -19,10 +24,108 @@ fn project_on_postgres() -> Option<Scratch> {
         &format!(
             "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: db.db\n    state_connection:\n      type: postgres\n      host: {host}\n      port: {port}\n      user: {user}\n      database: {database}\ndefault_gateway: local\nmodel_defaults:\n  dialect: duckdb\n  start: 2020-01-01\n  cron: '@daily'\n\
              # One database holds everything: the Iceberg catalog sits beside the state.\n\
-             storage:\n  catalog:\n    type: postgres\n    host: {host}\n    port: {port}\n    user: {user}\n    database: {database}\n"
+             storage:\n  catalog:\n    type: postgres\n    host: {host}\n    port: {port}\n    user: {user}\n    database: {database}\n{catalog_keys}"
         ),
     );
     Some(s)
+}
+
+/// Runs one SQL statement (or a `;`-separated batch) on a database, returning the first column of each row.
+fn psql(uri: &str, sql: &str) -> Vec<String> {
+    use sqlx::{Connection, Executor, Row};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(uri).await.expect("connect");
+        let rows = conn.fetch_all(sql).await.expect(sql);
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).unwrap_or_default())
+            .collect()
+    })
+}
+
+/// The database URI a Scratch from `project_on_postgres` uses (the catalog's keys come last).
+fn database_uri(s: &Scratch) -> String {
+    let config = s.read("config.yaml");
+    let field = |key: &str| {
+        config
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+            .expect(key)
+            .to_string()
+    };
+    format!(
+        "postgres://{}@{}:{}/{}",
+        field("user"),
+        field("host"),
+        field("port"),
+        field("database")
+    )
+}
+
+/// pg_lake's database has a read-only `pg_catalog.iceberg_tables` view of its own tables, found before any
+/// other schema's table of that name. lake keeps its catalog in its own schema and never writes to the view;
+/// state, catalog and pg_lake's view share one database.
+#[test]
+fn catalog_and_state_share_a_database_beside_pg_lakes_read_only_view() {
+    let Some(s) = project_on_postgres_with("    schema: lake_catalog\n    name: analytics\n")
+    else {
+        return;
+    };
+    let uri = database_uri(&s);
+    // The shape of pg_lake's view (no iceberg_type column), and like it not writable.
+    psql(
+        &uri,
+        "SET allow_system_table_mods = on; \
+         CREATE VIEW pg_catalog.iceberg_tables AS SELECT current_database()::text AS catalog_name, \
+         'public'::text AS table_namespace, 'pg_lake_table'::text AS table_name, \
+         's3://bucket/pg_lake/metadata.json'::text AS metadata_location, NULL::text AS previous_metadata_location",
+    );
+    s.apply(EXEC);
+    s.assert_demo_results();
+    s.assert_no_changes();
+    assert_eq!(
+        psql(&uri, "SELECT table_name FROM pg_catalog.iceberg_tables"),
+        ["pg_lake_table"],
+        "pg_lake's view is untouched"
+    );
+    let names = psql(
+        &uri,
+        "SELECT DISTINCT catalog_name || ':' || table_namespace FROM lake_catalog.iceberg_tables ORDER BY 1",
+    );
+    assert_eq!(
+        names,
+        ["analytics:demo", "analytics:lake__demo"],
+        "lake's catalog sits in its own schema under its own name"
+    );
+    let state_tables = psql(
+        &uri,
+        "SELECT count(*)::text FROM information_schema.tables WHERE table_schema = 'lake'",
+    );
+    assert_ne!(state_tables, ["0"], "state sits in the `lake` schema");
+
+    // An independent reader finds the tables by pinning the same search_path.
+    let Some(python) = common::readers::pyiceberg() else {
+        return;
+    };
+    let reader_uri = format!(
+        "{}?options=-csearch_path%3Dlake_catalog,pg_catalog",
+        uri.replacen("postgres://", "postgresql+psycopg2://", 1)
+    );
+    let tables = common::readers::read_catalog(
+        &python,
+        &reader_uri,
+        &s.project.join("warehouse").display().to_string(),
+        &serde_json::json!({"catalog_name": "analytics"}),
+    );
+    assert_eq!(
+        tables["demo.full_model"]["rows"],
+        serde_json::json!([[1, 5], [2, 1], [3, 1]]),
+        "{tables}"
+    );
 }
 
 #[test]

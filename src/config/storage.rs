@@ -51,6 +51,11 @@ pub struct CatalogConfig {
     #[serde(default, deserialize_with = "super::stringish")]
     pub password: Option<String>,
     pub database: Option<String>,
+    /// postgres: the schema holding `iceberg_tables` (default `public`); created on first use.
+    pub schema: Option<String>,
+    /// The catalog name readers ask for (`catalog_name` in `iceberg_tables`); default `lake`. In PostgreSQL
+    /// it must differ from the database name, which pg_lake reserves for its own read-only catalog.
+    pub name: Option<String>,
 }
 
 /// Text that must never be printed: `Debug` and `Display` show a placeholder.
@@ -114,6 +119,8 @@ impl StorageChoice {
 pub struct IcebergSettings {
     pub warehouse: Warehouse,
     pub catalog: CatalogSettings,
+    /// `catalog_name` of every row lake writes in the catalog.
+    pub catalog_name: String,
     pub duckdb_extension_directory: Option<PathBuf>,
 }
 
@@ -150,7 +157,13 @@ pub struct S3Settings {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CatalogSettings {
     Sqlite(PathBuf),
-    Postgres(Secret),
+    /// The URI pins `search_path` to `schema, pg_catalog`, so the unqualified `iceberg_tables` that
+    /// iceberg-catalog-sql uses is lake's table even in a pg_lake database, whose read-only view of the same
+    /// name sits in `pg_catalog` (searched first unless named later).
+    Postgres {
+        uri: Secret,
+        schema: String,
+    },
 }
 
 impl CatalogSettings {
@@ -160,7 +173,7 @@ impl CatalogSettings {
             CatalogSettings::Sqlite(path) => {
                 Secret::new(format!("sqlite://{}?mode=rwc", path.display()))
             }
-            CatalogSettings::Postgres(uri) => uri.clone(),
+            CatalogSettings::Postgres { uri, .. } => uri.clone(),
         }
     }
 
@@ -168,7 +181,9 @@ impl CatalogSettings {
     pub fn describe(&self) -> String {
         match self {
             CatalogSettings::Sqlite(path) => format!("SQLite catalog {}", path.display()),
-            CatalogSettings::Postgres(_) => "PostgreSQL catalog".to_string(),
+            CatalogSettings::Postgres { schema, .. } => {
+                format!("PostgreSQL catalog (schema {schema})")
+            }
         }
     }
 }
@@ -224,7 +239,8 @@ pub fn resolve(root: &Path, config: Option<&StorageConfig>) -> Result<StorageCho
     } else {
         Warehouse::Local(root.join(warehouse_text))
     };
-    let catalog = resolve_catalog(root, config.catalog.as_ref())?;
+    let catalog_name = catalog_name(config.catalog.as_ref());
+    let catalog = resolve_catalog(root, config.catalog.as_ref(), &catalog_name)?;
     let duckdb_extension_directory = config
         .duckdb_extension_directory
         .clone()
@@ -233,6 +249,7 @@ pub fn resolve(root: &Path, config: Option<&StorageConfig>) -> Result<StorageCho
     Ok(StorageChoice::Iceberg(Box::new(IcebergSettings {
         warehouse,
         catalog,
+        catalog_name,
         duckdb_extension_directory,
     })))
 }
@@ -271,7 +288,34 @@ fn resolve_s3(config: &S3Config) -> S3Settings {
     }
 }
 
-fn resolve_catalog(root: &Path, config: Option<&CatalogConfig>) -> Result<CatalogSettings> {
+/// The catalog name lake writes under: `storage.catalog.name`, default `lake`.
+fn catalog_name(config: Option<&CatalogConfig>) -> String {
+    config
+        .and_then(|c| c.name.clone())
+        .unwrap_or_else(|| "lake".to_string())
+}
+
+/// Lower-case letters, digits and underscores, starting with a letter: safe unquoted in `search_path`.
+fn is_plain_identifier(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// The database named in a `postgres://…/DATABASE?…` URI.
+fn uri_database(uri: &str) -> Option<String> {
+    let after_scheme = uri.split_once("://")?.1;
+    let path = after_scheme.split_once('/')?.1;
+    let database = path.split(['?', '#']).next()?;
+    (!database.is_empty()).then(|| database.to_string())
+}
+
+fn resolve_catalog(
+    root: &Path,
+    config: Option<&CatalogConfig>,
+    catalog_name: &str,
+) -> Result<CatalogSettings> {
     let default = CatalogConfig::default();
     let config = config.unwrap_or(&default);
     match config
@@ -284,23 +328,52 @@ fn resolve_catalog(root: &Path, config: Option<&CatalogConfig>) -> Result<Catalo
             root.join(config.path.as_deref().unwrap_or(".lake/catalog.db")),
         )),
         Some("postgres") | Some("postgresql") => {
-            if let Some(uri) = &config.uri {
-                return Ok(CatalogSettings::Postgres(Secret(uri.clone())));
-            }
-            let Some(database) = &config.database else {
+            let schema = config
+                .schema
+                .clone()
+                .unwrap_or_else(|| "public".to_string());
+            if !is_plain_identifier(&schema) {
                 return Err(storage_error(
-                    "the PostgreSQL catalog needs a `database`",
-                    "set storage.catalog.database (and host, port, user, password), or a full `uri`",
+                    format!("storage.catalog.schema `{schema}` is not a plain identifier"),
+                    "use lower-case letters, digits and underscores, starting with a letter",
                 ));
+            }
+            let (uri, database) = match (&config.uri, &config.database) {
+                (Some(uri), _) => (uri.clone(), uri_database(uri)),
+                (None, Some(database)) => (
+                    postgres_uri(
+                        config.host.as_deref(),
+                        config.port,
+                        config.user.as_deref(),
+                        config.password.as_deref(),
+                        database,
+                        None,
+                    )
+                    .0,
+                    Some(database.clone()),
+                ),
+                (None, None) => {
+                    return Err(storage_error(
+                        "the PostgreSQL catalog needs a `database`",
+                        "set storage.catalog.database (and host, port, user, password), or a full `uri`",
+                    ));
+                }
             };
-            Ok(CatalogSettings::Postgres(postgres_uri(
-                config.host.as_deref(),
-                config.port,
-                config.user.as_deref(),
-                config.password.as_deref(),
-                database,
-                None,
-            )))
+            if database.as_deref() == Some(catalog_name) {
+                return Err(storage_error(
+                    format!(
+                        "the catalog name `{catalog_name}` is the name of its PostgreSQL database"
+                    ),
+                    "pg_lake reserves the catalog named after the database for its own read-only tables; set storage.catalog.name to another name (e.g. `lake_catalog`)",
+                ));
+            }
+            let separator = if uri.contains('?') { '&' } else { '?' };
+            Ok(CatalogSettings::Postgres {
+                uri: Secret(format!(
+                    "{uri}{separator}options[search_path]={schema}%2Cpg_catalog"
+                )),
+                schema,
+            })
         }
         Some(other) => Err(storage_error(
             format!("unknown catalog type `{other}`"),
@@ -392,15 +465,43 @@ mod tests {
         );
         assert_eq!(
             settings.catalog.uri().expose(),
-            "postgres://lake:p%40ss%2Fword@db:5432/cat"
+            "postgres://lake:p%40ss%2Fword@db:5432/cat?options[search_path]=public%2Cpg_catalog"
         );
         let printed = format!("{choice:?}");
         assert!(
             !printed.contains("s3cr3t") && !printed.contains("p%40ss"),
             "{printed}"
         );
+        assert_eq!(settings.catalog_name, "lake");
         assert!(parse("warehouse: s3://").is_err());
         assert!(parse("warehouse: gs://b").is_err());
         assert!(parse("catalog: {type: postgres}").is_err());
+    }
+
+    #[test]
+    fn a_postgres_catalog_keeps_to_its_schema_and_off_the_database_name() {
+        let choice = parse(
+            "catalog:\n  type: postgres\n  uri: postgres://u@h:5/wh?sslmode=require\n  schema: iceberg_catalog\n  name: analytics\n",
+        )
+        .unwrap();
+        let StorageChoice::Iceberg(settings) = &choice else {
+            panic!("expected Iceberg, got {choice:?}");
+        };
+        assert_eq!(settings.catalog_name, "analytics");
+        assert_eq!(
+            settings.catalog.uri().expose(),
+            "postgres://u@h:5/wh?sslmode=require&options[search_path]=iceberg_catalog%2Cpg_catalog"
+        );
+        let clash = parse("catalog: {type: postgres, database: lake}").unwrap_err();
+        assert!(
+            clash
+                .to_string()
+                .contains("`lake` is the name of its PostgreSQL database"),
+            "{clash}"
+        );
+        let clash =
+            parse("catalog: {type: postgres, uri: 'postgres://h/shop', name: shop}").unwrap_err();
+        assert!(clash.to_string().contains("`shop`"), "{clash}");
+        assert!(parse("catalog: {type: postgres, database: shop, schema: 'a;b'}").is_err());
     }
 }

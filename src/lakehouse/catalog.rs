@@ -11,7 +11,7 @@ use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
 
-use super::{CATALOG_NAME, iceberg_err};
+use super::iceberg_err;
 use crate::config::{CatalogSettings, IcebergSettings};
 use crate::error::{LakeError, Result};
 
@@ -21,6 +21,8 @@ pub struct LakeCatalog {
     /// and environment names that share a physical table's metadata.
     pool: AnyPool,
     postgres: bool,
+    /// `catalog_name` of lake's rows.
+    name: String,
     describe: String,
 }
 
@@ -43,7 +45,7 @@ impl LakeCatalog {
         settings: &IcebergSettings,
         file_io: HashMap<String, String>,
     ) -> Result<LakeCatalog> {
-        let postgres = matches!(settings.catalog, CatalogSettings::Postgres(_));
+        let postgres = matches!(settings.catalog, CatalogSettings::Postgres { .. });
         let uri = settings.catalog.uri();
         let describe = settings.catalog.describe();
         // Our pool connects first, with a short timeout: iceberg-catalog-sql's own pool retries an unreachable
@@ -55,6 +57,27 @@ impl LakeCatalog {
             .connect(uri.expose())
             .await
             .map_err(sqlx_err(format!("connecting to the {describe}")))?;
+        if let CatalogSettings::Postgres { schema, .. } = &settings.catalog {
+            // The schema is a plain identifier (checked with the config); concurrent first runs may race here,
+            // and IF NOT EXISTS can still lose that race with a unique violation, after which it exists.
+            let created = sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .execute(&pool)
+                .await;
+            if let Err(e) = created {
+                let exists: bool = sqlx::query_scalar::<_, bool>(
+                    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                )
+                .bind(schema.as_str())
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(false);
+                if !exists {
+                    return Err(sqlx_err(format!(
+                        "creating schema {schema} of the {describe}"
+                    ))(e));
+                }
+            }
+        }
         let tables = SqlCatalogBuilder::default()
             .uri(uri.expose())
             .warehouse_location(settings.warehouse.location())
@@ -65,13 +88,14 @@ impl LakeCatalog {
             })
             .props(file_io)
             .with_storage_factory(Arc::new(OpenDalResolvingStorageFactory::new()))
-            .load(CATALOG_NAME, HashMap::new())
+            .load(&settings.catalog_name, HashMap::new())
             .await
             .map_err(iceberg_err(format!("opening the {describe}")))?;
         Ok(LakeCatalog {
             tables,
             pool,
             postgres,
+            name: settings.catalog_name.clone(),
             describe,
         })
     }
@@ -143,7 +167,7 @@ impl LakeCatalog {
         sqlx::query(&self.sql(
             "DELETE FROM iceberg_tables WHERE catalog_name = ? AND table_namespace = ? AND table_name = ?",
         ))
-        .bind(CATALOG_NAME)
+        .bind(&self.name)
         .bind(table.namespace().join("."))
         .bind(table.name())
         .execute(&self.pool)
@@ -158,7 +182,7 @@ impl LakeCatalog {
             sqlx::query(&self.sql(
                 "SELECT table_namespace, table_name FROM iceberg_tables WHERE catalog_name = ?",
             ))
-            .bind(CATALOG_NAME)
+            .bind(&self.name)
             .fetch_all(&self.pool)
             .await
             .map_err(sqlx_err(format!(
@@ -188,7 +212,7 @@ impl LakeCatalog {
         ))
         .bind(new)
         .bind(old)
-        .bind(CATALOG_NAME)
+        .bind(&self.name)
         .bind(table.namespace().join("."))
         .bind(table.name())
         .bind(old)
@@ -208,7 +232,7 @@ impl LakeCatalog {
         ))
         .bind(new)
         .bind(old)
-        .bind(CATALOG_NAME)
+        .bind(&self.name)
         .bind(old)
         .execute(&mut *tx)
         .await
@@ -249,7 +273,7 @@ impl LakeCatalog {
         let mut tx = self.pool.begin().await.map_err(sqlx_err(context()))?;
         for (name, target) in names {
             sqlx::query(&delete)
-                .bind(CATALOG_NAME)
+                .bind(&self.name)
                 .bind(name.namespace().join("."))
                 .bind(name.name())
                 .execute(&mut *tx)
@@ -257,7 +281,7 @@ impl LakeCatalog {
                 .map_err(sqlx_err(context()))?;
             let Some(target) = target else { continue };
             let location: Option<String> = sqlx::query(&read_target)
-                .bind(CATALOG_NAME)
+                .bind(&self.name)
                 .bind(target.namespace().join("."))
                 .bind(target.name())
                 .fetch_optional(&mut *tx)
@@ -268,7 +292,7 @@ impl LakeCatalog {
                 .map_err(sqlx_err(context()))?;
             if let Some(location) = location {
                 sqlx::query(&insert)
-                    .bind(CATALOG_NAME)
+                    .bind(&self.name)
                     .bind(name.namespace().join("."))
                     .bind(name.name())
                     .bind(location)

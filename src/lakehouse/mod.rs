@@ -34,9 +34,6 @@ use commit::Removal;
 
 pub use catalog::ident;
 
-/// The catalog name in `iceberg_tables.catalog_name`; deliberately not a database name (pg_lake owns those).
-pub const CATALOG_NAME: &str = "lake";
-
 /// Marks the DuckDB views that expose an Iceberg table, so they are told apart from VIEW models.
 const PROXY_COMMENT: &str = "lake:iceberg";
 
@@ -690,6 +687,7 @@ mod tests {
         let settings = IcebergSettings {
             warehouse: Warehouse::Local(dir.path().join("warehouse")),
             catalog: CatalogSettings::Sqlite(dir.path().join("catalog.db")),
+            catalog_name: "lake".into(),
             duckdb_extension_directory: None,
         };
         let engine = Engine::open(&EngineConnection::DuckDb {

@@ -1,6 +1,7 @@
 """Dumps every table of lake's Iceberg SQL catalog as pyiceberg reads it: rows, columns, snapshot operations.
 
 usage: read_catalog.py CATALOG_URI WAREHOUSE [PROPERTIES_JSON]
+PROPERTIES_JSON may name the catalog (`catalog_name`, default `lake`); the rest go to SqlCatalog.
 """
 import json
 import sys
@@ -9,7 +10,8 @@ from pyiceberg.catalog.sql import SqlCatalog
 
 uri, warehouse = sys.argv[1], sys.argv[2]
 properties = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
-catalog = SqlCatalog("lake", uri=uri, warehouse=warehouse, **properties)
+name = properties.pop("catalog_name", "lake")
+catalog = SqlCatalog(name, uri=uri, warehouse=warehouse, **properties)
 tables = {}
 for namespace in catalog.list_namespaces():
     for ident in catalog.list_tables(namespace):
