@@ -1,6 +1,6 @@
 //! The operations `lake` offers (plan, apply, run, render, evaluate, fetch, info) over a loaded project.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -17,7 +17,7 @@ use crate::model::ModelName;
 use crate::plan::{self, Backfill, Plan, PlanOptions};
 use crate::project::Project;
 use crate::scheduler::{self, ApplyReport, BuildContext, Observer};
-use crate::snapshot::{self, PhysicalTable};
+use crate::snapshot::{self, PhysicalTable, VirtualName};
 use crate::state::StateStore;
 use crate::state::postgres::PostgresState;
 use crate::state::sqlite::{self, SqliteState};
@@ -162,13 +162,88 @@ impl Context {
         }
     }
 
-    /// The DuckDB engine, readied to read the warehouse (S3 credentials and `httpfs` when it is remote).
+    /// The DuckDB engine, readied to read the warehouse (S3 credentials and `httpfs` when it is remote) and
+    /// brought in line with state: the DuckDB file is this machine's cache of the shared catalog and
+    /// environments, so what other machines applied (or a deleted file held) is visible before anything runs.
     pub fn open_engine(&self) -> Result<Engine> {
         let engine = Engine::open(&self.project.config.connection)?;
+        let session = engine.session()?;
         if let StorageChoice::Iceberg(settings) = &self.project.config.storage {
-            crate::lakehouse::prepare_engine(settings, &engine.session()?)?;
+            crate::lakehouse::prepare_engine(settings, &session)?;
         }
+        let state = self.open_state()?;
+        let environments = state.environments()?;
+        let storage = self.storage()?;
+        let here: HashSet<PhysicalTable> = storage.physical_tables(&session)?.into_iter().collect();
+        self.restore_views(&session, state.as_ref(), &environments, &here)?;
+        let names: Vec<(VirtualName, PhysicalTable)> = environments
+            .iter()
+            .flat_map(|env| {
+                promoted_snapshots(env).map(|s| {
+                    (
+                        VirtualName::new(&s.name, &env.name),
+                        PhysicalTable::for_version(&s.name, &s.version),
+                    )
+                })
+            })
+            .collect();
+        storage.sync_local(&session, &names)?;
         Ok(engine)
+    }
+
+    /// VIEW models exist only in the DuckDB file that created them. Those an environment shows but this file
+    /// lacks are created from the query their snapshot stored when it was planned, so they need neither the
+    /// machine that built them nor the same project files. One that cannot be created yet (it reads a
+    /// table this machine lacks) is left to the next plan of its environment, which rebuilds what is missing.
+    fn restore_views(
+        &self,
+        session: &crate::engine::Session,
+        state: &dyn StateStore,
+        environments: &[crate::state::Environment],
+        here: &HashSet<PhysicalTable>,
+    ) -> Result<()> {
+        let mut seen = HashSet::new();
+        let missing: Vec<&crate::state::EnvSnapshot> = environments
+            .iter()
+            .flat_map(promoted_snapshots)
+            .filter(|s| {
+                s.kind_name == "VIEW"
+                    && !here.contains(&PhysicalTable::for_version(&s.name, &s.version))
+                    && seen.insert(s.id.as_str())
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = missing.iter().map(|s| s.id.as_str()).collect();
+        let mut pending: Vec<(PhysicalTable, String)> = state
+            .snapshots(&ids)?
+            .into_iter()
+            .filter_map(|stored| {
+                let query = stored
+                    .node
+                    .get(scheduler::VIEW_QUERY_KEY)?
+                    .as_str()?
+                    .to_string();
+                let s = &stored.snapshot;
+                Some((PhysicalTable::for_version(&s.name, &s.version), query))
+            })
+            .collect();
+        let storage = self.storage()?;
+        // A view reading another missing view can only be created after it: retry while that helps.
+        while !pending.is_empty() {
+            let before = pending.len();
+            pending.retain(|(table, query)| {
+                let created = storage
+                    .ensure_schema(session, &table.schema)
+                    .and_then(|()| storage.create_view(session, table, query));
+                created.is_err()
+            });
+            if pending.len() == before {
+                break;
+            }
+        }
+        Ok(())
     }
 
     pub fn plan(&self, options: &PlanOptions) -> Result<Plan> {
@@ -703,4 +778,14 @@ pub fn execution_time(pinned: Option<&str>) -> Result<NaiveDateTime> {
             )
         }),
     }
+}
+
+/// The snapshots an environment exposes names for: a dev environment shows only what it changed.
+fn promoted_snapshots(
+    env: &crate::state::Environment,
+) -> impl Iterator<Item = &crate::state::EnvSnapshot> {
+    let promoted: HashSet<&ModelName> = env.promoted.iter().collect();
+    env.snapshots
+        .iter()
+        .filter(move |s| promoted.contains(&s.name))
 }

@@ -73,16 +73,27 @@ pub fn apply(
     let stored: Vec<StoredSnapshot> = plan
         .new_snapshots
         .iter()
-        .map(|&i| StoredSnapshot {
-            snapshot: plan.snapshots[i].clone(),
-            node: node_json(
+        .map(|&i| {
+            let mut node = node_json(
                 &ctx.project.models[i],
                 ctx.project.analyses[i].normalized_query.as_deref(),
-            ),
-            created_ts: now,
-            ttl_ms,
+            );
+            // A VIEW model is a DuckDB view in each machine's file: the query it is created with is kept,
+            // so another machine can create it without these project files.
+            if action_for(&ctx.project.models[i].meta.kind) == Some(BackfillAction::CreateView) {
+                let s = &plan.snapshots[i];
+                let table = PhysicalTable::for_version(&s.name, &s.version);
+                let query = executable_query(ctx, i, &macro_context(ctx, i, &table, "evaluating"))?;
+                node[VIEW_QUERY_KEY] = serde_json::Value::String(query);
+            }
+            Ok(StoredSnapshot {
+                snapshot: plan.snapshots[i].clone(),
+                node,
+                created_ts: now,
+                ttl_ms,
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     state.push_snapshots(&stored)?;
     failpoint("after-snapshots-stored");
 
@@ -358,6 +369,9 @@ pub fn missing_batches(
 }
 
 /// The model definition kept in state, so later plans can diff against it.
+/// Where a VIEW model's snapshot keeps the query its DuckDB view is created with.
+pub const VIEW_QUERY_KEY: &str = "view_query";
+
 fn node_json(model: &Model, normalized_query: Option<&str>) -> serde_json::Value {
     serde_json::json!({
         "meta": model.meta,

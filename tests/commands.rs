@@ -160,7 +160,7 @@ fn dag_and_info() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stdout(&out).contains("Storage: Iceberg tables in file://")
-            && stdout(&out).contains("PostgreSQL catalog — cannot be opened"),
+            && stdout(&out).contains("PostgreSQL catalog (schema public) — cannot be opened"),
         "{}",
         stdout(&out)
     );

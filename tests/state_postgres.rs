@@ -231,3 +231,104 @@ fn environment_locks_are_per_environment() {
     });
     assert!(waited.load(std::sync::atomic::Ordering::SeqCst));
 }
+
+/// A model with one row per day, to see appends made by another machine.
+const EVENTS: &str = "MODEL (\n  name demo.events,\n  kind INCREMENTAL_BY_TIME_RANGE (time_column ds),\n  start '2024-05-29',\n  cron '@daily'\n);\n\nSELECT d::DATE AS ds\nFROM generate_series(DATE '2024-05-29', DATE '2024-06-30', INTERVAL 1 DAY) AS t(d)\nWHERE d::DATE BETWEEN @start_date AND @end_date\n";
+
+fn plan_env(s: &Scratch, env: &str) -> std::process::Child {
+    s.spawn(
+        &["plan", env, "--auto-apply", "--execution-time", EXEC],
+        std::process::Stdio::piped(),
+    )
+}
+
+/// Two machines (two copies of one project, each with its own DuckDB file) share state, catalog and
+/// warehouse: each sees what the other applied, plans of different environments run at the same time, and
+/// a machine reads the tables another built instead of writing them again.
+#[test]
+fn two_machines_share_state_catalog_and_warehouse() {
+    let Some(a) = project_on_postgres() else {
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let config = a.read("config.yaml").replace(
+        "storage:\n",
+        &format!("storage:\n  warehouse: {}\n", shared.path().display()),
+    );
+    let b = Scratch::init();
+    for s in [&a, &b] {
+        s.write("config.yaml", &config);
+        s.write("models/events.sql", EVENTS);
+    }
+    a.apply(EXEC);
+    let incremental_rows = a.csv("select count(*) as n from demo.incremental_model");
+
+    // B never built anything, yet reads prod, and its plan finds nothing to do.
+    b.assert_demo_results();
+    assert_eq!(b.csv("select count(*) as n from demo.events"), "n\n3\n");
+    b.assert_no_changes();
+
+    // Different environments, planned at once from both machines. B's change reads the incremental
+    // model A built: B must read it, not append its rows a second time.
+    let edit = |s: &Scratch, file: &str, from: &str, to: &str| {
+        let text = s.read(file);
+        assert!(text.contains(from), "{text}");
+        s.write(file, &text.replace(from, to));
+    };
+    edit(
+        &a,
+        "models/view_model.sql",
+        "num_orders > 1",
+        "num_orders > 0",
+    );
+    edit(
+        &b,
+        "models/full_model.sql",
+        "FROM demo.incremental_model",
+        "FROM demo.incremental_model\nWHERE id > 4",
+    );
+    let (on_a, on_b) = (plan_env(&a, "dev_a"), plan_env(&b, "dev_b"));
+    let (on_a, on_b) = (
+        on_a.wait_with_output().unwrap(),
+        on_b.wait_with_output().unwrap(),
+    );
+    assert!(on_a.status.success(), "{}", stderr(&on_a));
+    assert!(on_b.status.success(), "{}", stderr(&on_b));
+    assert_eq!(built_models(&on_a), ["demo__dev_a.view_model"]);
+    let mut built_on_b = built_models(&on_b);
+    built_on_b.sort();
+    assert_eq!(
+        built_on_b,
+        ["demo__dev_b.full_model", "demo__dev_b.view_model"]
+    );
+    assert_eq!(
+        a.csv("select count(*) as n from demo.incremental_model"),
+        incremental_rows,
+        "nothing appended twice"
+    );
+    // Each machine sees the other's environment.
+    assert_eq!(
+        b.csv("select count(*) as n from demo__dev_a.view_model"),
+        "n\n3\n"
+    );
+    assert_eq!(
+        a.csv("select * from demo__dev_b.full_model order by item_id"),
+        b.csv("select * from demo__dev_b.full_model order by item_id")
+    );
+
+    // A later run on A appends to a table B already exposes: B follows the new snapshot.
+    edit(
+        &a,
+        "models/view_model.sql",
+        "num_orders > 0",
+        "num_orders > 1",
+    );
+    let out = a
+        .lake()
+        .args(["run", "--execution-time", "2024-06-03 12:00:00"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(a.csv("select count(*) as n from demo.events"), "n\n5\n");
+    assert_eq!(b.csv("select count(*) as n from demo.events"), "n\n5\n");
+}

@@ -34,6 +34,14 @@ fn sqlx_err(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> LakeError
     }
 }
 
+/// One row of `iceberg_tables`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogEntry {
+    pub namespace: String,
+    pub name: String,
+    pub metadata_location: String,
+}
+
 pub fn ident(namespace: &str, name: &str) -> TableIdent {
     TableIdent::new(NamespaceIdent::new(namespace.to_string()), name.to_string())
 }
@@ -176,26 +184,35 @@ impl LakeCatalog {
         Ok(())
     }
 
-    /// Every table in namespaces whose name starts with `prefix`, as (namespace, name).
-    pub async fn tables_with_prefix(&self, prefix: &str) -> Result<Vec<(String, String)>> {
-        let rows =
-            sqlx::query(&self.sql(
-                "SELECT table_namespace, table_name FROM iceberg_tables WHERE catalog_name = ?",
-            ))
-            .bind(&self.name)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(sqlx_err(format!(
-                "listing the tables of the {}",
-                self.describe
-            )))?;
+    /// Every table in namespaces whose name starts with `prefix`, with its current metadata file.
+    pub async fn tables_with_prefix(&self, prefix: &str) -> Result<Vec<CatalogEntry>> {
+        let rows = sqlx::query(&self.sql(
+            "SELECT table_namespace, table_name, metadata_location FROM iceberg_tables \
+             WHERE catalog_name = ?",
+        ))
+        .bind(&self.name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlx_err(format!(
+            "listing the tables of the {}",
+            self.describe
+        )))?;
         let mut out = Vec::new();
         for row in rows {
-            let namespace: String = row.try_get(0).map_err(sqlx_err("reading iceberg_tables"))?;
-            let name: String = row.try_get(1).map_err(sqlx_err("reading iceberg_tables"))?;
-            if namespace.starts_with(prefix) {
-                out.push((namespace, name));
+            let read = sqlx_err("reading iceberg_tables");
+            let namespace: String = row.try_get(0).map_err(read)?;
+            if !namespace.starts_with(prefix) {
+                continue;
             }
+            let read = sqlx_err("reading iceberg_tables");
+            let name: String = row.try_get(1).map_err(read)?;
+            let read = sqlx_err("reading iceberg_tables");
+            let metadata_location: Option<String> = row.try_get(2).map_err(read)?;
+            out.push(CatalogEntry {
+                namespace,
+                name,
+                metadata_location: metadata_location.unwrap_or_default(),
+            });
         }
         Ok(out)
     }

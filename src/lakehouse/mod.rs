@@ -34,8 +34,14 @@ use commit::Removal;
 
 pub use catalog::ident;
 
-/// Marks the DuckDB views that expose an Iceberg table, so they are told apart from VIEW models.
+/// Marks the DuckDB views that expose an Iceberg table, so they are told apart from VIEW models. The comment
+/// goes on with the metadata file the view shows: when another machine commits to the shared catalog, the
+/// locations differ and the view is refreshed.
 const PROXY_COMMENT: &str = "lake:iceberg";
+
+fn proxy_comment(metadata_location: &str) -> String {
+    format!("{PROXY_COMMENT} {metadata_location}")
+}
 
 fn iceberg_err(context: impl Into<String>) -> impl FnOnce(iceberg::Error) -> LakeError {
     let context = context.into();
@@ -267,25 +273,91 @@ impl IcebergStorage {
         })
     }
 
-    /// Points DuckDB's view of `table` at its current Parquet files (or an empty result shaped like `query`).
-    fn refresh_view(&self, session: &Session, table: &PhysicalTable, query: &str) -> Result<()> {
-        let Some(iceberg_table) = self.load(table)? else {
-            return Ok(());
-        };
-        let files = self.live_files(&iceberg_table)?;
+    /// Points DuckDB's view of `table` at its current Parquet files.
+    fn refresh_view(&self, session: &Session, table: &PhysicalTable) -> Result<()> {
+        match self.load(table)? {
+            Some(iceberg_table) => self.expose(session, table, &iceberg_table),
+            None => Ok(()),
+        }
+    }
+
+    /// (Re)creates DuckDB's view of an Iceberg table: its live files, or no rows in its columns when it has
+    /// none (DuckDB cannot read an empty list of files).
+    fn expose(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        iceberg_table: &Table,
+    ) -> Result<()> {
+        let files = self.live_files(iceberg_table)?;
         let body = if files.is_empty() {
-            format!("SELECT * FROM ({query}) AS q LIMIT 0")
+            empty_select(iceberg_table.metadata().current_schema())
         } else {
             format!("SELECT * FROM {}", read_parquet(&files, false))
         };
         let name = format!("{}.{}", quote_ident(&self.duckdb_catalog), table.sql());
+        let comment = proxy_comment(iceberg_table.metadata_location().unwrap_or_default());
         session.execute(
             &format!(
-                "CREATE OR REPLACE VIEW {name} AS {body};\nCOMMENT ON VIEW {name} IS {};",
-                literal(PROXY_COMMENT)
+                "CREATE SCHEMA IF NOT EXISTS {}.{};\n\
+                 CREATE OR REPLACE VIEW {name} AS {body};\n\
+                 COMMENT ON VIEW {name} IS {};",
+                quote_ident(&self.duckdb_catalog),
+                quote_ident(&table.schema),
+                literal(&comment)
             ),
             || format!("exposing {table} to DuckDB"),
         )
+    }
+
+    /// Makes this machine's DuckDB views of the Iceberg tables match the shared catalog: tables committed
+    /// elsewhere (or since the DuckDB file was made) are exposed or refreshed, and views of tables dropped
+    /// from the catalog go. Only views whose metadata file differs are touched.
+    fn sync_proxies(&self, session: &Session) -> Result<()> {
+        let mut local: HashMap<PhysicalTable, String> = session
+            .query_rows(
+                &format!(
+                    "SELECT schema_name, view_name, comment FROM duckdb_views() \
+                     WHERE database_name = {} AND starts_with(comment, {})",
+                    literal(&self.duckdb_catalog),
+                    literal(PROXY_COMMENT)
+                ),
+                || "listing Iceberg tables exposed to DuckDB".into(),
+            )?
+            .into_iter()
+            .filter_map(|row| {
+                let mut row = row.into_iter();
+                let table = PhysicalTable {
+                    schema: row.next()??,
+                    table: row.next()??,
+                };
+                Some((table, row.next()??))
+            })
+            .collect();
+        let entries = self
+            .runtime
+            .block_on(self.catalog.tables_with_prefix("lake__"))?;
+        for entry in entries {
+            let table = PhysicalTable {
+                schema: entry.namespace,
+                table: entry.name,
+            };
+            if local.remove(&table) == Some(proxy_comment(&entry.metadata_location)) {
+                continue;
+            }
+            self.refresh_view(session, &table)?;
+        }
+        for gone in local.keys() {
+            session.execute(
+                &format!(
+                    "DROP VIEW IF EXISTS {}.{}",
+                    quote_ident(&self.duckdb_catalog),
+                    gone.sql()
+                ),
+                || format!("dropping DuckDB's view of {gone}, which left the catalog"),
+            )?;
+        }
+        Ok(())
     }
 
     /// Copy-on-write: the live files holding a row that `matches` are rewritten without those rows, together
@@ -329,7 +401,7 @@ impl IcebergStorage {
         files.extend(new_files);
         let removed: HashSet<String> = affected_locations(&iceberg_table, &affected);
         let snapshot_id = self.commit(table, &iceberg_table, files, Removal::Files(&removed))?;
-        self.refresh_view(session, table, new_rows)?;
+        self.refresh_view(session, table)?;
         Ok(WriteStats {
             rows: Some(rows),
             snapshot_id,
@@ -524,34 +596,15 @@ impl Storage for IcebergStorage {
         self.duckdb.ensure_schema(session, schema)
     }
 
-    /// Tables in the catalog that DuckDB can also read, plus VIEW models' DuckDB views. A table whose DuckDB
-    /// view or catalog entry is gone counts as missing, so it is rebuilt.
+    /// Tables in the catalog (each exposed to DuckDB first), plus VIEW models' DuckDB views.
     fn physical_tables(&self, session: &Session) -> Result<Vec<PhysicalTable>> {
-        let in_duckdb = self.duckdb.physical_tables(session)?;
-        let proxies: HashSet<String> = session
-            .query_strings(
-                &format!(
-                    "SELECT schema_name || '.' || view_name FROM duckdb_views() \
-                     WHERE database_name = {} AND comment = {}",
-                    literal(&self.duckdb_catalog),
-                    literal(PROXY_COMMENT)
-                ),
-                || "listing Iceberg tables exposed to DuckDB".into(),
-            )?
-            .into_iter()
-            .collect();
-        let in_catalog: HashSet<(String, String)> = self
-            .runtime
-            .block_on(self.catalog.tables_with_prefix("lake__"))?
-            .into_iter()
-            .collect();
-        Ok(in_duckdb
-            .into_iter()
-            .filter(|t| {
-                !proxies.contains(&t.to_string())
-                    || in_catalog.contains(&(t.schema.clone(), t.table.clone()))
-            })
-            .collect())
+        self.sync_proxies(session)?;
+        self.duckdb.physical_tables(session)
+    }
+
+    fn sync_local(&self, session: &Session, names: &[(VirtualName, PhysicalTable)]) -> Result<()> {
+        self.sync_proxies(session)?;
+        self.duckdb.sync_names(session, names)
     }
 
     fn create_view(&self, session: &Session, table: &PhysicalTable, query: &str) -> Result<()> {
@@ -567,7 +620,7 @@ impl Storage for IcebergStorage {
         let (iceberg_table, files) = self.write_files(session, table, query)?;
         let rows = files.iter().map(|f| f.record_count()).sum();
         let snapshot_id = self.commit(table, &iceberg_table, files, Removal::All)?;
-        self.refresh_view(session, table, query)?;
+        self.refresh_view(session, table)?;
         Ok(WriteStats {
             rows: Some(rows),
             snapshot_id,
@@ -578,7 +631,7 @@ impl Storage for IcebergStorage {
         let (iceberg_table, files) = self.write_files(session, table, query)?;
         let rows = files.iter().map(|f| f.record_count()).sum();
         let snapshot_id = self.commit(table, &iceberg_table, files, Removal::Nothing)?;
-        self.refresh_view(session, table, query)?;
+        self.refresh_view(session, table)?;
         Ok(WriteStats {
             rows: Some(rows),
             snapshot_id,
@@ -664,6 +717,61 @@ impl Storage for IcebergStorage {
     }
 }
 
+/// A query with no rows in the table's columns, typed as DuckDB reads the Iceberg types.
+fn empty_select(schema: &iceberg::spec::Schema) -> String {
+    let columns: Vec<String> = schema
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| {
+            format!(
+                "CAST(NULL AS {}) AS {}",
+                duckdb_type(&f.field_type),
+                quote_ident(&f.name)
+            )
+        })
+        .collect();
+    format!("SELECT {} LIMIT 0", columns.join(", "))
+}
+
+fn duckdb_type(t: &iceberg::spec::Type) -> String {
+    use iceberg::spec::{PrimitiveType as P, Type};
+    match t {
+        Type::Primitive(p) => match p {
+            P::Boolean => "BOOLEAN".into(),
+            P::Int => "INTEGER".into(),
+            P::Long => "BIGINT".into(),
+            P::Float => "FLOAT".into(),
+            P::Double => "DOUBLE".into(),
+            P::Decimal { precision, scale } => format!("DECIMAL({precision}, {scale})"),
+            P::Date => "DATE".into(),
+            P::Time => "TIME".into(),
+            P::Timestamp => "TIMESTAMP".into(),
+            P::Timestamptz => "TIMESTAMPTZ".into(),
+            P::TimestampNs => "TIMESTAMP_NS".into(),
+            P::TimestamptzNs => "TIMESTAMPTZ".into(),
+            P::String => "VARCHAR".into(),
+            P::Uuid => "UUID".into(),
+            P::Fixed(_) | P::Binary => "BLOB".into(),
+        },
+        Type::List(list) => format!("{}[]", duckdb_type(&list.element_field.field_type)),
+        Type::Map(map) => format!(
+            "MAP({}, {})",
+            duckdb_type(&map.key_field.field_type),
+            duckdb_type(&map.value_field.field_type)
+        ),
+        Type::Struct(fields) => format!(
+            "STRUCT({})",
+            fields
+                .fields()
+                .iter()
+                .map(|f| format!("{} {}", quote_ident(&f.name), duckdb_type(&f.field_type)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 fn virtual_ident(name: &VirtualName) -> TableIdent {
     ident(&name.schema, &name.name)
 }
@@ -676,6 +784,7 @@ mod tests {
 
     struct Fixture {
         _dir: tempfile::TempDir,
+        settings: IcebergSettings,
         _engine: Engine,
         session: Session,
         storage: IcebergStorage,
@@ -703,6 +812,7 @@ mod tests {
             .expect("schema");
         Fixture {
             _dir: dir,
+            settings,
             _engine: engine,
             session,
             storage,
@@ -839,7 +949,7 @@ mod tests {
             err.to_string().contains("committed to the Iceberg table"),
             "{err}"
         );
-        f.storage.refresh_view(s, t, "SELECT 1").unwrap();
+        f.storage.refresh_view(s, t).unwrap();
         assert_eq!(rows(&f, &t.sql()), ["1a2024-01-01", "3c2024-01-03"]);
     }
 
@@ -927,6 +1037,101 @@ mod tests {
         assert_eq!(
             s3_secret_sql("s3://bucket/prefix", &s3),
             "CREATE OR REPLACE TEMPORARY SECRET lake_warehouse (TYPE s3, REGION 'us-east-1', SCOPE 's3://bucket', ENDPOINT '127.0.0.1:9000', USE_SSL false, URL_STYLE 'path', KEY_ID 'AK', SECRET 'SK''q')"
+        );
+    }
+
+    /// Another machine: its own (in-memory) DuckDB on the same catalog and warehouse.
+    fn second_machine(f: &Fixture) -> (Engine, Session, IcebergStorage) {
+        let engine = Engine::open(&EngineConnection::DuckDb {
+            database: None,
+            concurrent_tasks: 1,
+            extensions: vec![],
+        })
+        .expect("in-memory DuckDB");
+        let session = engine.session().expect("session");
+        let storage = IcebergStorage::open(&f.settings, "memory").expect("catalog");
+        (engine, session, storage)
+    }
+
+    fn read(session: &Session, sql: &str) -> Vec<String> {
+        let mut out = session
+            .query_strings(sql, || "reading".into())
+            .expect("rows");
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn another_machine_sees_commits_and_drops_through_the_catalog() {
+        let f = fixture();
+        let (s, t) = (&f.session, &f.table);
+        f.storage
+            .append(s, t, "SELECT 1 AS id, 'a' AS v, DATE '2024-01-01' AS d")
+            .unwrap();
+        let (_engine, other, storage) = second_machine(&f);
+        let name = VirtualName {
+            schema: "demo".into(),
+            name: "t".into(),
+        };
+        let names = [(name, t.clone())];
+        storage.sync_local(&other, &names).unwrap();
+        let count = "SELECT count(*)::VARCHAR FROM memory.demo.t";
+        assert_eq!(read(&other, count), ["1"]);
+        assert_eq!(storage.physical_tables(&other).unwrap(), vec![t.clone()]);
+
+        // A commit elsewhere moves the catalog pointer; the next sync follows it.
+        f.storage
+            .append(s, t, "SELECT 2 AS id, 'b' AS v, DATE '2024-01-02' AS d")
+            .unwrap();
+        assert_eq!(read(&other, count), ["1"], "a cache until synced");
+        storage.sync_local(&other, &names).unwrap();
+        assert_eq!(read(&other, count), ["2"]);
+
+        // Dropped elsewhere (the janitor): the view and the name go here too.
+        f.storage.drop_physical(s, t).unwrap();
+        storage.sync_local(&other, &[]).unwrap();
+        assert!(storage.physical_tables(&other).unwrap().is_empty());
+        assert!(
+            read(
+                &other,
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal"
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_empty_table_is_exposed_with_its_columns() {
+        let f = fixture();
+        let (s, t) = (&f.session, &f.table);
+        f.storage
+            .append(
+                s,
+                t,
+                "SELECT 1 AS id, [1.5] AS xs, {'k': 'v'} AS st, MAP {'a': 1} AS m, \
+                 TIMESTAMP '2024-01-01' AS ts, 1.25::DECIMAL(9, 2) AS amount LIMIT 0",
+            )
+            .unwrap();
+        let (_engine, other, storage) = second_machine(&f);
+        storage.sync_local(&other, &[]).unwrap();
+        let columns = read(
+            &other,
+            &format!(
+                "SELECT column_name || ' ' || data_type FROM information_schema.columns \
+                 WHERE table_schema = 'lake__demo' AND table_name = '{}'",
+                t.table
+            ),
+        );
+        assert_eq!(
+            columns,
+            [
+                "amount DECIMAL(9,2)",
+                "id INTEGER",
+                "m MAP(VARCHAR, INTEGER)",
+                "st STRUCT(k VARCHAR)",
+                "ts TIMESTAMP",
+                "xs DECIMAL(2,1)[]",
+            ]
         );
     }
 }

@@ -1,5 +1,7 @@
 //! Storage in the DuckDB database file itself: physical tables and environment views are DuckDB objects.
 
+use std::collections::{HashMap, HashSet};
+
 use super::{Storage, VirtualChange, WriteStats};
 use crate::engine::Session;
 use crate::error::Result;
@@ -57,6 +59,67 @@ impl DuckDbStorage {
             ),
             || format!("creating {table}"),
         )
+    }
+}
+
+/// Marks an environment's view with the physical table it shows, so a sync sees at a glance which names
+/// are current.
+const VIRTUAL_COMMENT: &str = "lake:virtual";
+
+fn virtual_comment(target: &PhysicalTable) -> String {
+    format!("{VIRTUAL_COMMENT} {target}")
+}
+
+impl DuckDbStorage {
+    /// Points the environment views of this DuckDB file at what state says (`names`), where the table
+    /// exists here, and drops lake's views of names no environment has any more.
+    pub fn sync_names(
+        &self,
+        session: &Session,
+        names: &[(VirtualName, PhysicalTable)],
+    ) -> Result<()> {
+        let local: HashMap<(String, String), String> = session
+            .query_rows(
+                &format!(
+                    "SELECT schema_name, view_name, coalesce(comment, '') FROM duckdb_views() \
+                     WHERE database_name = {} AND NOT internal AND NOT starts_with(schema_name, 'lake__')",
+                    literal(&self.catalog)
+                ),
+                || "listing environment views".into(),
+            )?
+            .into_iter()
+            .filter_map(|row| {
+                let mut row = row.into_iter();
+                Some(((row.next()??, row.next()??), row.next()??))
+            })
+            .collect();
+        let here: HashSet<PhysicalTable> = self.physical_tables(session)?.into_iter().collect();
+        let mut wanted = HashSet::new();
+        let mut changes = Vec::new();
+        for (name, target) in names {
+            let key = (name.schema.clone(), name.name.clone());
+            let current = local.get(&key) == Some(&virtual_comment(target));
+            wanted.insert(key);
+            if !current && here.contains(target) {
+                changes.push(VirtualChange::Point {
+                    name: name.clone(),
+                    target: target.clone(),
+                });
+            }
+        }
+        for ((schema, name), comment) in &local {
+            if comment.starts_with(VIRTUAL_COMMENT)
+                && !wanted.contains(&(schema.clone(), name.clone()))
+            {
+                changes.push(VirtualChange::Drop {
+                    name: VirtualName {
+                        schema: schema.clone(),
+                        name: name.clone(),
+                    },
+                });
+            }
+        }
+        self.update_virtual_layer(session, &changes)
     }
 }
 
@@ -205,9 +268,10 @@ impl Storage for DuckDbStorage {
         for change in changes {
             match change {
                 VirtualChange::Point { name, target } => body.push_str(&format!(
-                    "CREATE OR REPLACE VIEW {} AS SELECT * FROM {};\n",
-                    self.view_sql(name),
-                    self.table_sql(target)
+                    "CREATE OR REPLACE VIEW {view} AS SELECT * FROM {};\nCOMMENT ON VIEW {view} IS {};\n",
+                    self.table_sql(target),
+                    literal(&virtual_comment(target)),
+                    view = self.view_sql(name),
                 )),
                 VirtualChange::Drop { name } => {
                     body.push_str(&format!("DROP VIEW IF EXISTS {};\n", self.view_sql(name)))
@@ -217,6 +281,10 @@ impl Storage for DuckDbStorage {
         in_transaction(session, &body, || {
             format!("updating {} names of the virtual layer", changes.len())
         })
+    }
+
+    fn sync_local(&self, session: &Session, names: &[(VirtualName, PhysicalTable)]) -> Result<()> {
+        self.sync_names(session, names)
     }
 
     fn drop_physical(&self, session: &Session, table: &PhysicalTable) -> Result<()> {

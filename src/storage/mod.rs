@@ -70,4 +70,8 @@ pub trait Storage: Send + Sync {
     /// Applies virtual-layer changes all together.
     fn update_virtual_layer(&self, session: &Session, changes: &[VirtualChange]) -> Result<()>;
     fn drop_physical(&self, session: &Session, table: &PhysicalTable) -> Result<()>;
+    /// Brings this machine's engine in line with shared state: `names` are every environment's names and
+    /// the tables they show. Names whose table this engine has are (re)pointed, and names of environments
+    /// that no longer exist are dropped; another machine's plans are then visible here.
+    fn sync_local(&self, session: &Session, names: &[(VirtualName, PhysicalTable)]) -> Result<()>;
 }

@@ -77,19 +77,26 @@ impl Scratch {
 
     /// `lake plan --auto-apply` as a child process whose stderr the test reads while it runs.
     pub fn spawn_apply(&self, execution_time: &str) -> std::process::Child {
+        self.spawn(
+            &["plan", "--auto-apply", "--execution-time", execution_time],
+            std::process::Stdio::null(),
+        )
+    }
+
+    /// `lake ARGS` as a child process, stderr piped.
+    pub fn spawn(&self, args: &[&str], stdout: std::process::Stdio) -> std::process::Child {
         std::process::Command::new(assert_cmd::cargo::cargo_bin("lake"))
             .arg("-p")
             .arg(&self.project)
-            .args(["plan", "--auto-apply", "--execution-time", execution_time])
+            .args(args)
             .env("NO_COLOR", "1")
             .envs(self.env.iter().cloned())
-            .stdout(std::process::Stdio::null())
+            .stdout(stdout)
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("spawn lake")
     }
 
-    /// Fails the test unless `lake plan` finds nothing to change.
     /// Fails the test unless `lake plan` at `EXEC` finds nothing to change and nothing to build.
     pub fn assert_no_changes(&self) {
         let out = self
