@@ -12,6 +12,7 @@ pub mod dag;
 pub mod engine;
 pub mod error;
 pub mod externals;
+pub mod failpoint;
 pub mod intervals;
 pub mod lakehouse;
 pub mod lifecycle;

@@ -95,7 +95,7 @@ pub fn apply(
         })
         .collect::<Result<_>>()?;
     state.push_snapshots(&stored)?;
-    failpoint("after-snapshots-stored");
+    crate::failpoint::hit("after-snapshots-stored");
 
     let session = engine.session()?;
     let mut report = ApplyReport::default();
@@ -140,7 +140,7 @@ pub fn apply(
     }
     let state = Mutex::new(state);
     report.built = build_all(ctx, engine, &backfills, &state, observer)?;
-    failpoint("before-virtual-layer");
+    crate::failpoint::hit("before-virtual-layer");
 
     // Journal the names about to move: if the process dies before promotion, the next plan of this
     // environment sees the journal and repoints every name to what state says, so names never stay ahead.
@@ -175,19 +175,10 @@ pub fn apply(
             .then(|| now + ctx.project.config.environment_ttl.as_millis() as i64),
     };
     let state = state.into_inner().map_err(|_| poisoned())?;
-    failpoint("before-promote");
+    crate::failpoint::hit("before-promote");
     match state.promote(&env, plan.expected_plan_id.as_deref())? {
         PromoteOutcome::Promoted => Ok(report),
         PromoteOutcome::Conflict { .. } => Err(stale_plan(&plan.environment)),
-    }
-}
-
-/// Crash injection for the crash-safety tests: with `LAKE_FAILPOINT=<name>` set, the process aborts at that
-/// point (no destructors, no cleanup: what SIGKILL does). Unset, this is one environment lookup.
-fn failpoint(name: &str) {
-    if std::env::var_os("LAKE_FAILPOINT").is_some_and(|v| v == name) {
-        eprintln!("failpoint {name}: aborting");
-        std::process::abort();
     }
 }
 
@@ -516,10 +507,10 @@ fn worker(
         let backfill = &backfills[k];
         let started = Instant::now();
         let record = |interval: Interval| -> Result<()> {
-            failpoint("before-interval-recorded");
+            crate::failpoint::hit("before-interval-recorded");
             let mut guard = state.lock().map_err(|_| poisoned())?;
             guard.add_interval(&interval)?;
-            failpoint("after-interval-recorded");
+            crate::failpoint::hit("after-interval-recorded");
             Ok(())
         };
         let outcome = build_one(ctx, &session, backfill, &record);

@@ -6,12 +6,14 @@ mod common;
 
 use common::{EXEC, Scratch, stderr, stdout};
 
-const FAILPOINTS: [&str; 5] = [
+const FAILPOINTS: [&str; 6] = [
     "after-snapshots-stored",
     "before-interval-recorded",
     "after-interval-recorded",
     "before-virtual-layer",
     "before-promote",
+    // Inside the state transaction that promotes: the environment row is written, not committed.
+    "during-promote",
 ];
 
 /// The observable result of a project: every model's rows, the intervals, and whether a plan is a no-op.
@@ -88,10 +90,11 @@ fn crash_then_resume_after(make: &dyn Fn() -> Option<Scratch>, before: &dyn Fn(&
             "{point}: {}",
             stderr(&out)
         );
-        // At `before-promote` the names already point at the new versions while state still records the old
-        // plan; the promotion journal makes the next plan repair that (see the test below). Every earlier
-        // point leaves prod untouched.
-        if let Some(previous) = untouched.as_ref().filter(|_| point != "before-promote") {
+        // From `before-promote` on, the names already point at the new versions while state still records
+        // the old plan; the promotion journal makes the next plan repair that (see the test below). Every
+        // earlier point leaves prod untouched.
+        let names_moved = ["before-promote", "during-promote"].contains(&point);
+        if let Some(previous) = untouched.as_ref().filter(|_| !names_moved) {
             assert_eq!(
                 &prod_rows(),
                 previous,
@@ -103,30 +106,72 @@ fn crash_then_resume_after(make: &dyn Fn() -> Option<Scratch>, before: &dyn Fn(&
     }
 }
 
+/// Real SIGKILLs at several moments of an apply, wherever they land (planning, writing data, moving names,
+/// updating state), each followed by a rerun that must end where an uninterrupted apply does. A model of
+/// ten million rows makes the apply last long enough (most of a second) for the kills to spread over it.
+fn killed_then_resume(make: &dyn Fn() -> Option<Scratch>) {
+    let make = || {
+        let s = make()?;
+        s.write(
+            "models/big.sql",
+            "MODEL (name demo.big, kind FULL);\nSELECT range AS id, range % 7 AS k FROM range(10000000)\n",
+        );
+        Some(s)
+    };
+    let big = "select count(*) as n, sum(id) as total, count(distinct k) as ks from demo.big";
+    let Some(reference) = make() else { return };
+    reference.apply(EXEC);
+    let expected = fingerprint(&reference) + &reference.csv(big);
+    for delay_ms in [10, 30, 60, 100, 150, 250, 400, 600, 900] {
+        let Some(s) = make() else { return };
+        let mut child = s.spawn_apply(EXEC);
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        // SIGKILL on Unix; an apply that already finished makes this a no-op.
+        let _ = child.kill();
+        child.wait().unwrap();
+        s.apply(EXEC);
+        assert_eq!(
+            fingerprint(&s) + &s.csv(big),
+            expected,
+            "after a SIGKILL {delay_ms} ms into the apply"
+        );
+    }
+}
+
 #[test]
 fn embedded_state_survives_a_crash_anywhere() {
     crash_then_resume(&|| Some(Scratch::init()));
 }
 
 #[test]
+fn embedded_state_survives_sigkill() {
+    killed_then_resume(&|| Some(Scratch::init()));
+}
+
+#[test]
+fn postgres_state_survives_sigkill() {
+    killed_then_resume(&postgres_project);
+}
+
+#[test]
 fn postgres_state_survives_a_crash_anywhere() {
-    crash_then_resume(&|| {
-        let uri = common::pg::fresh_database()?;
-        let rest = uri.strip_prefix("postgres://")?;
-        let (user, rest) = rest.split_once('@')?;
-        let (host_port, database) = rest.split_once('/')?;
-        let (host, port) = host_port.split_once(':')?;
-        let s = Scratch::init();
-        let config = s.read("config.yaml").replace(
-            "      database: db.db\n",
-            &format!(
-                "      database: db.db\n    state_connection:\n      type: postgres\n      host: {host}\n      port: {port}\n      user: {user}\n      database: {database}\n"
-            ),
-        );
-        assert!(config.contains("state_connection"), "{config}");
-        s.write("config.yaml", &config);
-        Some(s)
-    });
+    crash_then_resume(&postgres_project);
+}
+
+/// The demo project with its state in a fresh PostgreSQL database.
+fn postgres_project() -> Option<Scratch> {
+    let uri = common::pg::fresh_database()?;
+    let s = Scratch::init();
+    let config = s.read("config.yaml").replace(
+        "      database: db.db\n",
+        &format!(
+            "      database: db.db\n    state_connection:\n{}",
+            common::pg::connection_yaml(&uri, "      ")
+        ),
+    );
+    assert!(config.contains("state_connection"), "{config}");
+    s.write("config.yaml", &config);
+    Some(s)
 }
 
 #[test]

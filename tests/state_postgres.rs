@@ -13,18 +13,15 @@ fn project_on_postgres() -> Option<Scratch> {
 /// The same, with more `storage.catalog` keys (each line indented by four spaces).
 fn project_on_postgres_with(catalog_keys: &str) -> Option<Scratch> {
     let uri = common::pg::fresh_database()?;
-    // postgres://lake@127.0.0.1:PORT/DB
-    let rest = uri.strip_prefix("postgres://").expect("a postgres URI");
-    let (user, rest) = rest.split_once('@').expect("a user");
-    let (host_port, database) = rest.split_once('/').expect("a database");
-    let (host, port) = host_port.split_once(':').expect("a port");
     let s = Scratch::init();
     s.write(
         "config.yaml",
         &format!(
-            "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: db.db\n    state_connection:\n      type: postgres\n      host: {host}\n      port: {port}\n      user: {user}\n      database: {database}\ndefault_gateway: local\nmodel_defaults:\n  dialect: duckdb\n  start: 2020-01-01\n  cron: '@daily'\n\
+            "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: db.db\n    state_connection:\n{}default_gateway: local\nmodel_defaults:\n  dialect: duckdb\n  start: 2020-01-01\n  cron: '@daily'\n\
              # One database holds everything: the Iceberg catalog sits beside the state.\n\
-             storage:\n  catalog:\n    type: postgres\n    host: {host}\n    port: {port}\n    user: {user}\n    database: {database}\n{catalog_keys}"
+             storage:\n  catalog:\n{}{catalog_keys}",
+            common::pg::connection_yaml(&uri, "      "),
+            common::pg::connection_yaml(&uri, "    "),
         ),
     );
     Some(s)
@@ -331,4 +328,48 @@ fn two_machines_share_state_catalog_and_warehouse() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(a.csv("select count(*) as n from demo.events"), "n\n5\n");
     assert_eq!(b.csv("select count(*) as n from demo.events"), "n\n5\n");
+}
+
+/// State written by an older lake is refused (nothing written) until `lake migrate` upgrades it in one
+/// transaction; state written by a newer lake is refused with the version it needs.
+#[test]
+fn older_state_is_migrated_and_newer_state_refused() {
+    let Some(s) = project_on_postgres() else {
+        return;
+    };
+    s.apply(EXEC);
+    let uri = database_uri(&s);
+    // Schema 2, as the lake before the promotion journal left it.
+    psql(
+        &uri,
+        "DROP TABLE lake.pending_promotions; DELETE FROM lake._versions; \
+         INSERT INTO lake._versions VALUES (2, '0.1.0')",
+    );
+    let version = "SELECT max(schema_version)::text FROM lake._versions";
+    let out = s.lake().args(["plan", "--auto-apply"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("has schema version 2, older than this lake's (3)")
+            && stderr(&out).contains("run `lake migrate`"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(psql(&uri, version), ["2"], "a refused run writes nothing");
+
+    let out = s.lake().args(["migrate"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "State is at schema version 3.\n");
+    assert_eq!(psql(&uri, version), ["3"]);
+    s.assert_no_changes();
+    s.assert_demo_results();
+
+    psql(&uri, "INSERT INTO lake._versions VALUES (9, '7.1.0')");
+    let out = s.lake().args(["plan"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("schema version 9, newer than this lake")
+            && stderr(&out).contains("use lake 7.1.0 or later"),
+        "{}",
+        stderr(&out)
+    );
 }

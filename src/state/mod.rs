@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{LakeError, Result};
 use crate::model::ModelName;
 use crate::snapshot::Snapshot;
 
@@ -57,6 +57,32 @@ pub struct StoredSnapshot {
     pub node: serde_json::Value,
     pub created_ts: i64,
     pub ttl_ms: i64,
+}
+
+/// State written by a newer lake (schema `version`, by lake `written_by`): this lake must not touch it.
+pub(crate) fn newer_schema_error(state: &str, version: u32, written_by: &str) -> LakeError {
+    LakeError::StateConflict {
+        message: format!(
+            "{state} has schema version {version}, newer than this lake ({}) understands ({SCHEMA_VERSION})",
+            env!("CARGO_PKG_VERSION")
+        ),
+        help: Some(format!(
+            "it was written by lake {written_by}: use lake {written_by} or later"
+        )),
+    }
+}
+
+/// State written by an older lake: `lake migrate` upgrades it.
+pub(crate) fn older_schema_error(state: &str, version: u32) -> LakeError {
+    LakeError::StateConflict {
+        message: format!(
+            "{state} has schema version {version}, older than this lake's ({SCHEMA_VERSION})"
+        ),
+        help: Some(
+            "run `lake migrate` to upgrade it (one transaction: it completes or changes nothing)"
+                .into(),
+        ),
+    }
 }
 
 /// A time range whose data is present in a version's physical table. `end_ts` is exclusive (epoch ms).

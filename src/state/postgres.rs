@@ -136,37 +136,21 @@ impl PostgresState {
             .execute(&mut *tx)
             .await
             .map_err(pg_err(context))?;
-            let current: Option<i32> = sqlx::query(&format!(
-                "SELECT max(schema_version) FROM {}",
+            let current: Option<(i32, String)> = sqlx::query_as(&format!(
+                "SELECT schema_version, lake_version FROM {} ORDER BY schema_version DESC LIMIT 1",
                 self.t("_versions")
             ))
-            .fetch_one(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(pg_err(context))?
-            .try_get(0)
             .map_err(pg_err(context))?;
-            match current {
+            let place = format!("the PostgreSQL state (schema {})", self.schema);
+            match current.as_ref().map(|(v, _)| *v) {
                 Some(v) if v as u32 > SCHEMA_VERSION => {
-                    return Err(LakeError::StateConflict {
-                        message: format!(
-                            "the state has schema version {v}, newer than this lake ({}) understands ({SCHEMA_VERSION})",
-                            env!("CARGO_PKG_VERSION")
-                        ),
-                        help: Some("upgrade lake to the version that wrote this state".into()),
-                    });
+                    let written_by = current.map(|(_, by)| by).unwrap_or_default();
+                    return Err(super::newer_schema_error(&place, v as u32, &written_by));
                 }
                 Some(v) if v as u32 == SCHEMA_VERSION => {}
-                Some(v) if !upgrade => {
-                    return Err(LakeError::StateConflict {
-                        message: format!(
-                            "the PostgreSQL state has schema version {v}, older than this lake's ({SCHEMA_VERSION})"
-                        ),
-                        help: Some(
-                            "run `lake migrate` to upgrade it (one transaction: it completes or changes nothing)"
-                                .into(),
-                        ),
-                    });
-                }
+                Some(v) if !upgrade => return Err(super::older_schema_error(&place, v as u32)),
                 Some(2) => {
                     sqlx::query(&self.pending_table_ddl())
                         .execute(&mut *tx)
@@ -720,6 +704,7 @@ impl StateStore for PostgresState {
             .execute(&mut *tx)
             .await
             .map_err(pg_err(context))?;
+            crate::failpoint::hit("during-promote");
             sqlx::query(&format!("DELETE FROM {pending} WHERE name = $1"))
                 .bind(&env.name)
                 .execute(&mut *tx)

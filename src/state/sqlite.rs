@@ -104,35 +104,22 @@ impl SqliteState {
             "CREATE TABLE IF NOT EXISTS _versions (schema_version INTEGER NOT NULL, lake_version TEXT NOT NULL);",
         )
         .map_err(sql_err("initialising state"))?;
-        let current: Option<u32> = tx
-            .query_row("SELECT max(schema_version) FROM _versions", [], |r| {
-                r.get(0)
-            })
+        let current: Option<(u32, String)> = tx
+            .query_row(
+                "SELECT schema_version, lake_version FROM _versions ORDER BY schema_version DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
             .map_err(sql_err("reading the state schema version"))?;
-        match current {
+        let place = format!("the state in {}", self.path.display());
+        match current.as_ref().map(|(v, _)| *v) {
             Some(v) if v > SCHEMA_VERSION => {
-                return Err(LakeError::StateConflict {
-                    message: format!(
-                        "the state in {} has schema version {v}, newer than this lake ({}) understands ({SCHEMA_VERSION})",
-                        self.path.display(),
-                        env!("CARGO_PKG_VERSION")
-                    ),
-                    help: Some("upgrade lake to the version that wrote this state".into()),
-                });
+                let written_by = current.map(|(_, by)| by).unwrap_or_default();
+                return Err(super::newer_schema_error(&place, v, &written_by));
             }
             Some(SCHEMA_VERSION) => {}
-            Some(v) if !upgrade => {
-                return Err(LakeError::StateConflict {
-                    message: format!(
-                        "the state in {} has schema version {v}, older than this lake's ({SCHEMA_VERSION})",
-                        self.path.display()
-                    ),
-                    help: Some(
-                        "run `lake migrate` to upgrade it (one transaction: it completes or changes nothing)"
-                            .into(),
-                    ),
-                });
-            }
+            Some(v) if !upgrade => return Err(super::older_schema_error(&place, v)),
             Some(from) => {
                 // Each step upgrades one version; all of them commit together or not at all.
                 for version in from + 1..=SCHEMA_VERSION {
@@ -616,6 +603,7 @@ impl StateStore for SqliteState {
             params![env.plan_id, env.name, env.previous_plan_id, env.updated_ts, env.snapshots.len() as i64],
         )
         .map_err(sql_err("recording the plan"))?;
+        crate::failpoint::hit("during-promote");
         tx.execute(
             "DELETE FROM pending_promotions WHERE name = ?1",
             [&env.name],
@@ -803,5 +791,9 @@ mod tests {
         drop(conn);
         let err = SqliteState::open(dir.path()).err().unwrap();
         assert!(err.to_string().contains("schema version 99"), "{err}");
+        assert!(
+            format!("{err:?}").contains("written by lake future"),
+            "names the lake needed: {err:?}"
+        );
     }
 }

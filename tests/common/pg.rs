@@ -40,3 +40,22 @@ pub fn fresh_database() -> Option<String> {
     let (server, _) = admin.rsplit_once('/').expect("a URI ending in /database");
     Some(format!("{server}/{name}"))
 }
+
+/// `type: postgres` and the parts of `uri` (`postgres://user@host:port/database`) as config.yaml keys, each
+/// line starting with `indent`.
+pub fn connection_yaml(uri: &str, indent: &str) -> String {
+    let rest = uri.strip_prefix("postgres://").expect("a postgres URI");
+    let (user, rest) = rest.split_once('@').expect("a user");
+    let (host_port, database) = rest.split_once('/').expect("a database");
+    let (host, port) = host_port.split_once(':').expect("a port");
+    [
+        "type: postgres".to_string(),
+        format!("host: {host}"),
+        format!("port: {port}"),
+        format!("user: {user}"),
+        format!("database: {database}"),
+    ]
+    .iter()
+    .map(|line| format!("{indent}{line}\n"))
+    .collect()
+}
