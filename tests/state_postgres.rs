@@ -373,3 +373,31 @@ fn older_state_is_migrated_and_newer_state_refused() {
         stderr(&out)
     );
 }
+
+/// Two `lake run`s of one environment at the same moment (two cron jobs overlapping): the second waits for
+/// the first, then finds nothing left to do, so no interval is written twice (SQLMesh issue #3866).
+#[test]
+fn overlapping_runs_never_duplicate_rows() {
+    let Some(s) = project_on_postgres() else {
+        return;
+    };
+    s.write("models/events.sql", EVENTS);
+    s.apply(EXEC);
+    let later = "2024-06-10 12:00:00";
+    let runs = [
+        s.spawn(&["run", "--execution-time", later], std::process::Stdio::piped()),
+        s.spawn(&["run", "--execution-time", later], std::process::Stdio::piped()),
+    ];
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert_eq!(
+        s.csv("select count(*) as n, count(distinct ds) as days from demo.events"),
+        "n,days\n12,12\n"
+    );
+    assert_eq!(
+        s.csv("select count(*) - count(distinct (id, event_date)) as duplicates from demo.incremental_model"),
+        "duplicates\n0\n"
+    );
+}
