@@ -192,6 +192,20 @@ pub enum LakeError {
     #[diagnostic(code(lake::execution))]
     Execution { model: String, message: String },
 
+    #[error("audit `{audit}` of model `{model}` failed: {rows} bad row(s)\n  query: {query}")]
+    #[diagnostic(
+        code(lake::audit_failed),
+        help(
+            "`lake audit --model {model}` shows a sample of the bad rows; a `_non_blocking` audit only warns"
+        )
+    )]
+    AuditFailed {
+        model: String,
+        audit: String,
+        rows: u64,
+        query: String,
+    },
+
     #[error("{failed} of {total} models failed; the environment `{environment}` was not updated")]
     #[diagnostic(
         code(lake::apply_failed),
@@ -272,6 +286,15 @@ impl LakeError {
 pub type Result<T, E = LakeError> = std::result::Result<T, E>;
 
 /// The closest candidate to `wanted`, for "did you mean" hints.
+/// One error as itself, several as `Many` (each shown with its own location).
+pub fn collect(mut errors: Vec<LakeError>) -> LakeError {
+    if errors.len() == 1 {
+        errors.remove(0)
+    } else {
+        LakeError::Many(errors)
+    }
+}
+
 pub fn did_you_mean<'a>(
     wanted: &str,
     candidates: impl IntoIterator<Item = &'a str>,

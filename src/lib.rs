@@ -4,6 +4,7 @@
 // failure paths, so their size costs nothing where it matters.
 #![allow(clippy::result_large_err)]
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod context;

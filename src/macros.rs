@@ -19,6 +19,8 @@ pub struct MacroContext {
     pub runtime_stage: &'static str,
     pub gateway: String,
     pub variables: BTreeMap<String, serde_json::Value>,
+    /// Names bound for this rendering only (an audit's arguments), as SQL text; they win over the rest.
+    pub locals: BTreeMap<String, String>,
 }
 
 impl MacroContext {
@@ -33,6 +35,7 @@ impl MacroContext {
             runtime_stage: "loading",
             gateway: gateway.to_string(),
             variables: variables.clone(),
+            locals: BTreeMap::new(),
         }
     }
 }
@@ -73,6 +76,9 @@ fn last_instant(end: NaiveDateTime) -> NaiveDateTime {
 }
 
 fn variable(name: &str, ctx: &MacroContext) -> Option<String> {
+    if let Some(local) = ctx.locals.get(name) {
+        return Some(local.clone());
+    }
     let ds = |t: NaiveDateTime| quote(&t.format("%Y-%m-%d").to_string());
     let date = |t: NaiveDateTime| format!("CAST({} AS DATE)", ds(t));
     let ts = |t: NaiveDateTime| quote(&t.format("%Y-%m-%d %H:%M:%S%.6f").to_string());

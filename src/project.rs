@@ -63,6 +63,10 @@ pub struct Project {
     pub default_catalog: String,
     /// Number of files under `macros/`.
     pub macro_files: usize,
+    /// The audits written in `audits/*.sql`, by name.
+    pub audit_definitions: BTreeMap<String, std::sync::Arc<crate::audit::ProjectAudit>>,
+    /// Each model's audits, resolved and with parsed arguments (by model index).
+    pub audits: Vec<Vec<crate::audit::ModelAudit>>,
     /// Accept references to undeclared tables (for `create-external-models`), recording them in analyses.
     lenient: bool,
 }
@@ -175,6 +179,17 @@ impl Project {
         }
         let externals = load_externals(&root)?;
         let macro_files = count_files(&root.join("macros"));
+        let audit_definitions = crate::audit::load_project_audits(&root)?;
+        let mut audits = Vec::with_capacity(models.len());
+        for m in &models {
+            match crate::audit::resolve(m, &audit_definitions) {
+                Ok(resolved) => audits.push(resolved),
+                Err(e) => {
+                    errors.push(e.into());
+                    audits.push(Vec::new());
+                }
+            }
+        }
         let mut project = Project {
             root,
             config,
@@ -186,10 +201,12 @@ impl Project {
             order: Vec::new(),
             default_catalog,
             macro_files,
+            audit_definitions,
+            audits,
             lenient,
         };
         if !errors.is_empty() {
-            return Err(collect(errors));
+            return Err(crate::error::collect(errors));
         }
         let analyses: Vec<Result<Analysis>> = (0..project.models.len())
             .into_par_iter()
@@ -203,7 +220,7 @@ impl Project {
             }
         }
         if !errors.is_empty() {
-            return Err(collect(errors));
+            return Err(crate::error::collect(errors));
         }
         project.analyses = analysed;
         let edges: Vec<(usize, usize)> = project
@@ -453,14 +470,6 @@ pub struct RenderedQuery {
     pub normalized: String,
     pub refs: Vec<(sql::TableRef, RefTarget)>,
     pub rendered: macros::Rendered,
-}
-
-fn collect(mut errors: Vec<LakeError>) -> LakeError {
-    if errors.len() == 1 {
-        errors.remove(0)
-    } else {
-        LakeError::Many(errors)
-    }
 }
 
 fn display_path(root: &Path, path: &Path) -> String {

@@ -33,6 +33,8 @@ pub trait Observer: Sync {
     ) {
     }
     fn model_skipped(&self, _backfill: &Backfill, _failed_parent: &ModelName) {}
+    /// A non-blocking audit found bad rows.
+    fn audit_warning(&self, _backfill: &Backfill, _audit: &str, _rows: u64) {}
     fn virtual_layer_started(&self, _changes: usize) {}
     fn virtual_layer_finished(&self) {}
 }
@@ -513,7 +515,7 @@ fn worker(
             crate::failpoint::hit("after-interval-recorded");
             Ok(())
         };
-        let outcome = build_one(ctx, &session, backfill, &record);
+        let outcome = build_one(ctx, &session, backfill, &record, observer);
         observer.model_finished(backfill, started.elapsed(), outcome.as_ref().copied());
         let Ok(mut q) = queue.lock() else { return };
         q.finished += 1;
@@ -528,9 +530,13 @@ fn worker(
                 }
             }
             Err(e) => {
-                q.failures.push(LakeError::Execution {
-                    model: backfill.name.to_string(),
-                    message: error_chain(&e),
+                q.failures.push(match e {
+                    // Already names the model, and has its own help.
+                    LakeError::AuditFailed { .. } => e,
+                    _ => LakeError::Execution {
+                        model: backfill.name.to_string(),
+                        message: error_chain(&e),
+                    },
                 });
                 // Everything downstream of a failure is skipped, and counted as finished.
                 let mut stack = children[k].clone();
@@ -749,6 +755,7 @@ fn build_one(
     session: &Session,
     backfill: &Backfill,
     record: &dyn Fn(Interval) -> Result<()>,
+    observer: &dyn Observer,
 ) -> Result<WriteStats> {
     let model = &ctx.project.models[backfill.model];
     if backfill.batches.is_empty() {
@@ -765,12 +772,16 @@ fn build_one(
             }
         };
         run_statements(session, model, &model.post_statements, &macro_ctx)?;
+        let audits_passed = run_audits(ctx, session, backfill, &macro_ctx, None, observer)?;
         record(built_interval(ctx, backfill, stats.write_id()))?;
-        return Ok(stats);
+        return Ok(WriteStats {
+            audits_passed,
+            ..stats
+        });
     }
     let mut total = WriteStats {
         rows: Some(0),
-        snapshot_id: None,
+        ..WriteStats::default()
     };
     for &(start, end) in &backfill.batches {
         let mut macro_ctx = macro_context(ctx, backfill.model, &backfill.table, "evaluating");
@@ -780,6 +791,16 @@ fn build_one(
         let query = executable_query(ctx, backfill.model, &macro_ctx)?;
         let stats = write_batch(ctx, session, backfill, &query, (start, end))?;
         run_statements(session, model, &model.post_statements, &macro_ctx)?;
+        // Audits run before the interval is recorded: a blocking failure leaves it missing, so it is
+        // rebuilt (and audited again) by the next plan or run.
+        total.audits_passed += run_audits(
+            ctx,
+            session,
+            backfill,
+            &macro_ctx,
+            Some((start, end)),
+            observer,
+        )?;
         total.rows = total.rows.zip(stats.rows).map(|(a, b)| a + b);
         total.snapshot_id = stats.snapshot_id.or(total.snapshot_id);
         record(Interval {
@@ -792,6 +813,91 @@ fn build_one(
         })?;
     }
     Ok(total)
+}
+
+/// Model references in audits (`relationship(to := …)`) name the versions this build reads.
+struct BuildResolver<'a, 'b>(&'a BuildContext<'b>);
+
+impl crate::audit::ModelResolver for BuildResolver<'_, '_> {
+    fn table_of(&self, model: &str) -> Option<String> {
+        let name = ModelName::parse(model)?;
+        let i = *self.0.project.index.get(&name)?;
+        let s = &self.0.snapshots[i];
+        Some(PhysicalTable::for_version(&s.name, &s.version).sql())
+    }
+}
+
+/// Runs the model's audits on what was just written (for a time-range batch, on that batch's rows).
+/// A blocking audit that finds bad rows fails the model; a non-blocking one is reported. Returns how many
+/// passed.
+fn run_audits(
+    ctx: &BuildContext<'_>,
+    session: &Session,
+    backfill: &Backfill,
+    macro_ctx: &MacroContext,
+    batch: Option<Range>,
+    observer: &dyn Observer,
+) -> Result<usize> {
+    let audits = &ctx.project.audits[backfill.model];
+    if audits.is_empty() {
+        return Ok(0);
+    }
+    let model = &ctx.project.models[backfill.model];
+    let this_model = match (&model.meta.kind, batch) {
+        (ModelKind::IncrementalByTimeRange { time_column, .. }, Some((start, end))) => format!(
+            "(SELECT * FROM {} WHERE {}) AS this_model",
+            backfill.table.sql(),
+            time_range_predicate(time_column, start, end)
+        ),
+        _ => backfill.table.sql(),
+    };
+    let mut passed = 0;
+    for audit in audits {
+        let (query, rows) = audit_rows(
+            ctx,
+            session,
+            audit,
+            &this_model,
+            macro_ctx,
+            &model.meta.name,
+        )?;
+        if rows == 0 {
+            passed += 1;
+        } else if audit.blocking {
+            return Err(LakeError::AuditFailed {
+                model: model.meta.name.to_string(),
+                audit: audit.name.clone(),
+                rows,
+                query,
+            });
+        } else {
+            observer.audit_warning(backfill, &audit.name, rows);
+        }
+    }
+    Ok(passed)
+}
+
+/// An audit's query and how many bad rows it finds.
+pub fn audit_rows(
+    ctx: &BuildContext<'_>,
+    session: &Session,
+    audit: &crate::audit::ModelAudit,
+    this_model: &str,
+    macro_ctx: &MacroContext,
+    model: &ModelName,
+) -> Result<(String, u64)> {
+    let query = crate::audit::render(audit, this_model, macro_ctx, &BuildResolver(ctx)).map_err(
+        |message| LakeError::Execution {
+            model: model.to_string(),
+            message: format!("audit `{}`: {message}", audit.name),
+        },
+    )?;
+    let count = session.query_strings(
+        &format!("SELECT count(*)::VARCHAR FROM ({query}) AS audit_rows"),
+        || format!("running audit `{}` of {model}", audit.name),
+    )?;
+    let rows = count.first().and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok((query, rows))
 }
 
 /// One batch of an incremental model, written the way its kind says.

@@ -217,6 +217,11 @@ pub fn compute(project: &Project) -> Result<Vec<Snapshot>> {
             .json(&meta.ignored_rules)
             .json(&meta.formatting)
             .json(&meta.virtual_environment_mode);
+        // Only when there are some, so models without project audits keep their fingerprints.
+        let audits = audit_definitions(project, i);
+        if !audits.is_empty() {
+            metadata.json(&audits);
+        }
         let mut parents: Vec<&Snapshot> = analysis
             .parents
             .iter()
@@ -269,4 +274,17 @@ pub fn compute(project: &Project) -> Result<Vec<Snapshot>> {
         .into_iter()
         .map(|s| s.expect("every model is in the topological order"))
         .collect())
+}
+
+/// The text of the project audits model `i` uses: editing one is a metadata change of the model.
+fn audit_definitions(project: &crate::project::Project, i: usize) -> Vec<(String, bool, String)> {
+    project.audits[i]
+        .iter()
+        .filter_map(|a| match &a.source {
+            crate::audit::AuditSource::Project(p) => {
+                Some((p.name.clone(), p.blocking, p.query.clone()))
+            }
+            crate::audit::AuditSource::Builtin(_) => None,
+        })
+        .collect()
 }

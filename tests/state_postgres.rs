@@ -385,8 +385,14 @@ fn overlapping_runs_never_duplicate_rows() {
     s.apply(EXEC);
     let later = "2024-06-10 12:00:00";
     let runs = [
-        s.spawn(&["run", "--execution-time", later], std::process::Stdio::piped()),
-        s.spawn(&["run", "--execution-time", later], std::process::Stdio::piped()),
+        s.spawn(
+            &["run", "--execution-time", later],
+            std::process::Stdio::piped(),
+        ),
+        s.spawn(
+            &["run", "--execution-time", later],
+            std::process::Stdio::piped(),
+        ),
     ];
     for run in runs {
         let out = run.wait_with_output().unwrap();

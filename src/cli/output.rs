@@ -358,16 +358,31 @@ impl Observer for Progress {
             format!("insert {}", backfill.label())
         };
         let status = match outcome {
-            Ok(stats) => match stats.rows {
-                Some(rows) => format!("[{what}, {rows} rows]"),
-                None => format!("[{what}]"),
-            },
+            Ok(stats) => {
+                let rows = stats
+                    .rows
+                    .map(|r| format!(", {r} rows"))
+                    .unwrap_or_default();
+                let audits = match stats.audits_passed {
+                    0 => String::new(),
+                    n => format!(", audits passed {n}"),
+                };
+                format!("[{what}{rows}{audits}]")
+            }
             Err(_) => style("[failed]").red().to_string(),
         };
         self.line(format!(
             "[{}/{total}] {name:<40} {status:<44} {:.2}s",
             n.unwrap_or(0),
             elapsed.as_secs_f64()
+        ));
+    }
+
+    fn audit_warning(&self, backfill: &Backfill, audit: &str, rows: u64) {
+        self.line(format!(
+            "{} audit `{audit}` of {} found {rows} bad row(s) (non-blocking)",
+            style("warning:").yellow(),
+            shown_name(&backfill.name, &self.environment)
         ));
     }
 

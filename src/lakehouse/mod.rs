@@ -405,6 +405,7 @@ impl IcebergStorage {
         Ok(WriteStats {
             rows: Some(rows),
             snapshot_id,
+            audits_passed: 0,
         })
     }
 }
@@ -624,6 +625,7 @@ impl Storage for IcebergStorage {
         Ok(WriteStats {
             rows: Some(rows),
             snapshot_id,
+            audits_passed: 0,
         })
     }
 
@@ -635,6 +637,7 @@ impl Storage for IcebergStorage {
         Ok(WriteStats {
             rows: Some(rows),
             snapshot_id,
+            audits_passed: 0,
         })
     }
 

@@ -103,29 +103,49 @@ pub struct ModelBlock {
 
 /// Parses the MODEL block at the start of `file` (after comments and blank lines).
 pub fn parse_model_block(file: &SourceFile) -> Result<ModelBlock, SourceError> {
+    parse_block(file, "MODEL", 0)
+}
+
+/// Parses a `KEYWORD ( … )` block (`MODEL`, `AUDIT`) starting at `from` (after comments and blank lines).
+pub fn parse_block(
+    file: &SourceFile,
+    keyword: &str,
+    from: usize,
+) -> Result<ModelBlock, SourceError> {
     let text: &str = &file.text;
-    let start = sqltext::skip_blank(text, 0);
+    let start = sqltext::skip_blank(text, from);
     let keyword_end = start
         + text[start..]
             .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
             .unwrap_or(text.len() - start);
-    if !text[start..keyword_end].eq_ignore_ascii_case("MODEL") {
+    if !text[start..keyword_end].eq_ignore_ascii_case(keyword) {
+        let example = if keyword == "MODEL" {
+            "every model file starts with `MODEL (name schema.model_name, kind FULL);` followed by its query"
+        } else {
+            "an audit file holds `AUDIT (name audit_name);` blocks, each followed by the query for bad rows"
+        };
         return Err(file
-            .error(start, keyword_end.saturating_sub(start).max(1), "expected a `MODEL (...)` block at the start of the file")
-            .with_label("expected `MODEL`")
-            .with_help("every model file starts with `MODEL (name schema.model_name, kind FULL);` followed by its query"));
+            .error(
+                start,
+                keyword_end.saturating_sub(start).max(1),
+                format!("expected a `{keyword} (...)` block at the start of the file"),
+            )
+            .with_label(format!("expected `{keyword}`"))
+            .with_help(example));
     }
     let open = sqltext::skip_blank(text, keyword_end);
     if text.as_bytes().get(open) != Some(&b'(') {
         return Err(file
-            .error(open, 1, "expected `(` after `MODEL`")
+            .error(open, 1, format!("expected `(` after `{keyword}`"))
             .with_label("expected `(`"));
     }
     let Some(close) = sqltext::matching_paren(text, open) else {
         return Err(file
-            .error(open, 1, "the MODEL block is never closed")
+            .error(open, 1, format!("the {keyword} block is never closed"))
             .with_label("this `(` has no matching `)`")
-            .with_help("check for a missing `)` or an unterminated string in the MODEL block"));
+            .with_help(format!(
+                "check for a missing `)` or an unterminated string in the {keyword} block"
+            )));
     };
     let tokens = tokenize(file, open + 1, close - 1)?;
     let mut parser = BlockParser {

@@ -182,6 +182,7 @@ impl Storage for DuckDbStorage {
         Ok(WriteStats {
             rows: rows.first().and_then(|r| r.parse().ok()),
             snapshot_id: None,
+            audits_passed: 0,
         })
     }
 
@@ -194,6 +195,7 @@ impl Storage for DuckDbStorage {
         Ok(WriteStats {
             rows: Some(rows as u64),
             snapshot_id: None,
+            audits_passed: 0,
         })
     }
 

@@ -12,6 +12,8 @@ pub struct WriteStats {
     pub rows: Option<u64>,
     /// The Iceberg snapshot the write committed, when the backend has snapshots.
     pub snapshot_id: Option<i64>,
+    /// Audits run on the written data that found nothing wrong.
+    pub audits_passed: usize,
 }
 
 impl WriteStats {
