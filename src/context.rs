@@ -550,6 +550,84 @@ impl Context {
     }
 
     /// For each incremental model of `environment`: the intervals built and those missing up to `now`.
+    /// Runs the project's audits on an environment's tables (all models with audits, or `models`).
+    pub fn audit(
+        &self,
+        environment: &str,
+        models: &[String],
+        execution_time: NaiveDateTime,
+    ) -> Result<Vec<AuditResult>> {
+        let env_name = environment.to_lowercase();
+        let state = self.open_state()?;
+        let Some(env) = state.environment(&env_name)? else {
+            return Err(LakeError::Usage(
+                format!("environment `{env_name}` does not exist"),
+                Some("`lake environments` lists them".into()),
+            ));
+        };
+        let selected: Option<HashSet<usize>> = if models.is_empty() {
+            None
+        } else {
+            Some(
+                models
+                    .iter()
+                    .map(|m| self.project.find_model(m))
+                    .collect::<Result<_>>()?,
+            )
+        };
+        // The environment's versions: audits check the data it serves.
+        let versions: HashMap<&ModelName, &str> = env
+            .snapshots
+            .iter()
+            .map(|s| (&s.name, s.version.as_str()))
+            .collect();
+        let mut snapshots = snapshot::compute(&self.project)?;
+        for s in &mut snapshots {
+            if let Some(version) = versions.get(&s.name) {
+                s.version = version.to_string();
+            }
+        }
+        let engine = self.open_engine()?;
+        let session = engine.session()?;
+        let ctx = BuildContext {
+            project: &self.project,
+            snapshots: &snapshots,
+            storage: self.storage()?,
+            execution_time,
+        };
+        let mut results = Vec::new();
+        for &i in &self.project.order {
+            let name = &self.project.models[i].meta.name;
+            let wanted = selected.as_ref().is_none_or(|s| s.contains(&i));
+            if !wanted || !versions.contains_key(name) {
+                continue;
+            }
+            let table = PhysicalTable::for_version(name, &snapshots[i].version);
+            let macro_ctx = scheduler::macro_context(&ctx, i, &table, "auditing");
+            for audit in &self.project.audits[i] {
+                let (query, rows) =
+                    scheduler::audit_rows(&ctx, &session, audit, &table.sql(), &macro_ctx, name)?;
+                let sample = if rows > 0 {
+                    Some(session.query(
+                        &format!("SELECT * FROM ({query}) AS bad_rows LIMIT {AUDIT_SAMPLE_ROWS}"),
+                        || format!("sampling the bad rows of audit `{}`", audit.name),
+                    )?)
+                } else {
+                    None
+                };
+                results.push(AuditResult {
+                    model: name.clone(),
+                    audit: audit.name.clone(),
+                    blocking: audit.blocking,
+                    rows,
+                    query,
+                    sample,
+                });
+            }
+        }
+        Ok(results)
+    }
+
     pub fn check_intervals(
         &self,
         environment: &str,
@@ -788,4 +866,18 @@ fn promoted_snapshots(
     env.snapshots
         .iter()
         .filter(move |s| promoted.contains(&s.name))
+}
+
+/// How many bad rows `lake audit` shows per failing audit.
+pub const AUDIT_SAMPLE_ROWS: usize = 5;
+
+/// One audit's outcome on an environment's table.
+pub struct AuditResult {
+    pub model: ModelName,
+    pub audit: String,
+    pub blocking: bool,
+    pub rows: u64,
+    pub query: String,
+    /// The first bad rows, when there are any.
+    pub sample: Option<QueryResult>,
 }

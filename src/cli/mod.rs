@@ -156,6 +156,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the models' audits on an environment's data; exit 1 if a blocking audit finds bad rows.
+    ///
+    /// Each failing audit prints its query and a sample of the bad rows:
+    /// `lake audit --model demo.full_model`.
+    Audit {
+        /// Only these models (repeatable); default: every model with audits.
+        #[arg(long = "model", value_name = "MODEL")]
+        models: Vec<String>,
+        #[arg(short, long, default_value = PROD)]
+        environment: String,
+        /// Pin "now" (UTC) for time macros in audit queries.
+        #[arg(long)]
+        execution_time: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the physical table that holds a model's data in an environment.
     TableName {
         model: String,
@@ -500,6 +517,28 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                 environment.as_deref(),
             )?;
             return janitor_output(&mut stdout, &report, *json);
+        }
+        Command::Audit {
+            models,
+            environment,
+            execution_time,
+            json,
+        } => {
+            let ctx = load(cli)?;
+            let results = ctx.audit(
+                environment,
+                models,
+                context::execution_time(execution_time.as_deref())?,
+            )?;
+            if *json {
+                let doc = output::audits_json(&results)?;
+                writeln!(stdout, "{doc}").map_err(io)?;
+            } else {
+                output::write_audits(&mut stdout, &results)?;
+            }
+            if results.iter().any(|r| r.blocking && r.rows > 0) {
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::TableName { model, environment } => {
             let ctx = load(cli)?;

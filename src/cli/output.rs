@@ -657,6 +657,77 @@ pub fn render_table_diff(
     out
 }
 
+/// `lake audit`: each audit's outcome under its model; a failing one with its query and sample rows.
+pub fn write_audits(
+    out: &mut dyn Write,
+    results: &[crate::context::AuditResult],
+) -> Result<(), LakeError> {
+    if results.is_empty() {
+        writeln!(out, "No audits to run.").map_err(io_error)?;
+        return Ok(());
+    }
+    let mut model = None;
+    let (mut passed, mut failed, mut warned) = (0, 0, 0);
+    for r in results {
+        if model != Some(&r.model) {
+            writeln!(out, "{}", r.model).map_err(io_error)?;
+            model = Some(&r.model);
+        }
+        if r.rows == 0 {
+            passed += 1;
+            writeln!(out, "  {} {}", style("✔").green(), r.audit).map_err(io_error)?;
+            continue;
+        }
+        let (mark, note) = if r.blocking {
+            failed += 1;
+            (style("✘").red(), "")
+        } else {
+            warned += 1;
+            (style("⚠").yellow(), " (non-blocking)")
+        };
+        writeln!(out, "  {mark} {}: {} bad row(s){note}", r.audit, r.rows).map_err(io_error)?;
+        writeln!(out, "    query: {}", r.query.replace('\n', "\n      ")).map_err(io_error)?;
+        if let Some(sample) = &r.sample {
+            let mut table = Vec::new();
+            write_rows(&mut table, sample, RowFormat::Table)?;
+            for line in String::from_utf8_lossy(&table).lines() {
+                writeln!(out, "    {line}").map_err(io_error)?;
+            }
+        }
+    }
+    writeln!(
+        out,
+        "Audits: {passed} passed, {failed} failed, {warned} warning(s)"
+    )
+    .map_err(io_error)
+}
+
+/// `lake audit --json`: one object per audit, with up to `AUDIT_SAMPLE_ROWS` bad rows.
+pub fn audits_json(results: &[crate::context::AuditResult]) -> Result<String, LakeError> {
+    let mut audits = Vec::new();
+    for r in results {
+        let sample = match &r.sample {
+            Some(sample) => {
+                let mut buffer = Vec::new();
+                write_rows(&mut buffer, sample, RowFormat::Json)?;
+                serde_json::from_slice(&buffer).map_err(|e| LakeError::Output(e.to_string()))?
+            }
+            None => serde_json::Value::Array(Vec::new()),
+        };
+        audits.push(serde_json::json!({
+            "model": r.model.to_string(),
+            "audit": r.audit,
+            "blocking": r.blocking,
+            "bad_rows": r.rows,
+            "passed": r.rows == 0,
+            "query": r.query,
+            "sample": sample,
+        }));
+    }
+    serde_json::to_string_pretty(&serde_json::json!({ "audits": audits }))
+        .map_err(|e| LakeError::Output(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
