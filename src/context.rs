@@ -550,6 +550,17 @@ impl Context {
     }
 
     /// For each incremental model of `environment`: the intervals built and those missing up to `now`.
+    /// Runs the unit tests (all, or those `selection` names) on in-memory DuckDB.
+    pub fn test(
+        &self,
+        selection: &[String],
+        now: NaiveDateTime,
+    ) -> Result<Vec<crate::unit_test::TestResult>> {
+        let tests =
+            crate::unit_test::select(crate::unit_test::load(&self.project.root)?, selection)?;
+        Ok(crate::unit_test::run(&self.project, tests, now))
+    }
+
     /// Runs the project's audits on an environment's tables (all models with audits, or `models`).
     pub fn audit(
         &self,

@@ -66,6 +66,7 @@ pub struct Session {
 }
 
 /// The rows of a query, in Arrow batches.
+#[derive(Debug)]
 pub struct QueryResult {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,

@@ -192,6 +192,13 @@ pub enum LakeError {
     #[diagnostic(code(lake::execution))]
     Execution { model: String, message: String },
 
+    #[error("cannot plan: {failed} of {total} unit test(s) failed")]
+    #[diagnostic(
+        code(lake::tests_failed),
+        help("fix the tests (or the models), or plan anyway with --skip-tests")
+    )]
+    TestsFailed { failed: usize, total: usize },
+
     #[error("audit `{audit}` of model `{model}` failed: {rows} bad row(s)\n  query: {query}")]
     #[diagnostic(
         code(lake::audit_failed),
@@ -286,6 +293,21 @@ impl LakeError {
 pub type Result<T, E = LakeError> = std::result::Result<T, E>;
 
 /// The closest candidate to `wanted`, for "did you mean" hints.
+/// The error and its sources in one line, each source said once.
+pub fn error_chain(e: &LakeError) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
 /// One error as itself, several as `Many` (each shown with its own location).
 pub fn collect(mut errors: Vec<LakeError>) -> LakeError {
     if errors.len() == 1 {

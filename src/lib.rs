@@ -30,6 +30,7 @@ pub mod state;
 pub mod storage;
 pub mod table_diff;
 pub mod template;
+pub mod unit_test;
 
 /// The production environment's name.
 pub const PROD: &str = "prod";

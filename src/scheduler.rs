@@ -535,7 +535,7 @@ fn worker(
                     LakeError::AuditFailed { .. } => e,
                     _ => LakeError::Execution {
                         model: backfill.name.to_string(),
-                        message: error_chain(&e),
+                        message: crate::error::error_chain(&e),
                     },
                 });
                 // Everything downstream of a failure is skipped, and counted as finished.
@@ -552,20 +552,6 @@ fn worker(
         drop(q);
         wake.notify_all();
     }
-}
-
-fn error_chain(e: &LakeError) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 fn built_interval(

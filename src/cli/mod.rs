@@ -111,7 +111,15 @@ enum Command {
         /// Rebuild this model (its intervals within --start/--end) and everything downstream; repeatable.
         #[arg(short, long = "restate-model", value_name = "MODEL")]
         restate_model: Vec<String>,
+        /// Plan without running the unit tests in tests/*.yaml first.
+        #[arg(long)]
+        skip_tests: bool,
     },
+    /// Run the unit tests in tests/*.yaml on in-memory DuckDB; exit 1 if any fails.
+    ///
+    /// Select tests as `tests/file.yaml`, `tests/file.yaml::test_name` or `test_name`:
+    /// `lake test tests/test_full_model.yaml::test_full_model`.
+    Test { tests: Vec<String> },
     /// Upgrade the state written by an older lake to this lake's schema (one transaction).
     Migrate,
     /// Write external_models.yaml: every table models read that lake does not build, with its columns.
@@ -358,8 +366,21 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             start,
             end,
             restate_model,
+            skip_tests,
         } => {
             let ctx = load(cli)?;
+            if !skip_tests {
+                let results = ctx.test(&[], context::execution_time(None)?)?;
+                let failed = results.iter().filter(|r| !r.passed()).count();
+                if failed > 0 {
+                    let mut stderr = std::io::stderr();
+                    output::write_test_results(&mut stderr, &results, true)?;
+                    return Err(LakeError::TestsFailed {
+                        failed,
+                        total: results.len(),
+                    });
+                }
+            }
             let mut options = PlanOptions::new(
                 environment.clone(),
                 context::execution_time(execution_time.as_deref())?,
@@ -517,6 +538,14 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                 environment.as_deref(),
             )?;
             return janitor_output(&mut stdout, &report, *json);
+        }
+        Command::Test { tests } => {
+            let ctx = load(cli)?;
+            let results = ctx.test(tests, context::execution_time(None)?)?;
+            output::write_test_results(&mut stdout, &results, false)?;
+            if results.iter().any(|r| !r.passed()) {
+                return Ok(ExitCode::from(1));
+            }
         }
         Command::Audit {
             models,

@@ -657,6 +657,71 @@ pub fn render_table_diff(
     out
 }
 
+/// `lake test`: a line per test, and for a failing one the rows it missed and the ones it did not expect.
+/// `failures_only` is for the test run before a plan, which shows only what stops it.
+pub fn write_test_results(
+    out: &mut dyn Write,
+    results: &[crate::unit_test::TestResult],
+    failures_only: bool,
+) -> Result<(), LakeError> {
+    use crate::unit_test::Outcome;
+    let indented = |out: &mut dyn Write, result: &QueryResult| -> Result<(), LakeError> {
+        let mut table = Vec::new();
+        write_rows(&mut table, result, RowFormat::Table)?;
+        for line in String::from_utf8_lossy(&table).lines() {
+            writeln!(out, "      {line}").map_err(io_error)?;
+        }
+        Ok(())
+    };
+    let rows = |r: &QueryResult| r.batches.iter().map(|b| b.num_rows()).sum::<usize>();
+    for r in results {
+        let id = r.test.id();
+        match &r.outcome {
+            Outcome::Passed if failures_only => {}
+            Outcome::Passed => writeln!(out, "{} {id}", style("✔").green()).map_err(io_error)?,
+            Outcome::Error(message) => writeln!(
+                out,
+                "{} {id} ({}): {message}",
+                style("✘").red(),
+                r.test.model
+            )
+            .map_err(io_error)?,
+            Outcome::Failed(mismatches) => {
+                writeln!(out, "{} {id} ({})", style("✘").red(), r.test.model).map_err(io_error)?;
+                for m in mismatches {
+                    writeln!(
+                        out,
+                        "  {}: {} expected row(s) missing, {} unexpected row(s)",
+                        m.output,
+                        rows(&m.missing),
+                        rows(&m.unexpected)
+                    )
+                    .map_err(io_error)?;
+                    if rows(&m.missing) > 0 {
+                        writeln!(out, "    expected, not produced:").map_err(io_error)?;
+                        indented(out, &m.missing)?;
+                    }
+                    if rows(&m.unexpected) > 0 {
+                        writeln!(out, "    produced, not expected:").map_err(io_error)?;
+                        indented(out, &m.unexpected)?;
+                    }
+                }
+            }
+        }
+    }
+    let failed = results.iter().filter(|r| !r.passed()).count();
+    if !failures_only {
+        writeln!(
+            out,
+            "Ran {} test(s): {} passed, {failed} failed",
+            results.len(),
+            results.len() - failed
+        )
+        .map_err(io_error)?;
+    }
+    Ok(())
+}
+
 /// `lake audit`: each audit's outcome under its model; a failing one with its query and sample rows.
 pub fn write_audits(
     out: &mut dyn Write,

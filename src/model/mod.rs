@@ -52,6 +52,11 @@ impl ModelName {
         }
     }
 
+    /// Quoted `schema.name` for SQL.
+    pub fn sql(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
+    }
+
     /// Parses `schema.name` as written on the command line (unquoted, case-insensitive).
     pub fn parse(text: &str) -> Option<Self> {
         let parts: Vec<IdentPart> = text
