@@ -247,3 +247,28 @@ mod tests {
         assert!(batches > 0, "rows before the failure were streamed");
     }
 }
+
+thread_local! {
+    /// An in-memory DuckDB per thread for evaluating macro conditions (`@IF`, `@EVAL`): real SQL semantics,
+    /// opened once.
+    static CONSTANTS: std::cell::RefCell<Option<Connection>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Evaluates a constant SQL expression: its value as text (`None` for NULL) and its DuckDB type name.
+pub fn evaluate_constant(expr: &str) -> std::result::Result<(Option<String>, String), String> {
+    CONSTANTS.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(Connection::open_in_memory().map_err(|e| e.to_string())?);
+        }
+        let Some(conn) = slot.as_ref() else {
+            return Err("no DuckDB connection".into());
+        };
+        conn.query_row(
+            &format!("SELECT CAST(v AS VARCHAR), typeof(v) FROM (SELECT ({expr}) AS v)"),
+            [],
+            |row| Ok((row.get::<_, Option<String>>(0)?, row.get::<_, String>(1)?)),
+        )
+        .map_err(|e| e.to_string())
+    })
+}

@@ -13,6 +13,7 @@ use crate::macros::{self, MacroContext};
 use crate::model::parser::IdentPart;
 use crate::model::{self, Model, ModelName};
 use crate::sql;
+use crate::sqltext;
 
 /// A table `lake` does not build but models may read, from `external_models.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -63,6 +64,12 @@ pub struct Project {
     pub default_catalog: String,
     /// Number of files under `macros/`.
     pub macro_files: usize,
+    /// `@DEF` statements of `macros/*.sql`, in file order: macros every model can use.
+    pub macro_definitions: Vec<(SourceFile, crate::model::Statement)>,
+    /// Python macros in `macros/*.py` (name → file), which lake cannot run.
+    pub python_macros: std::sync::Arc<BTreeMap<String, String>>,
+    /// Declared columns of models and external tables, for `@STAR` and `@UNION`.
+    pub known_columns: std::sync::Arc<BTreeMap<String, Vec<(String, String)>>>,
     /// The audits written in `audits/*.sql`, by name.
     pub audit_definitions: BTreeMap<String, std::sync::Arc<crate::audit::ProjectAudit>>,
     /// Each model's audits, resolved and with parsed arguments (by model index).
@@ -179,6 +186,32 @@ impl Project {
         }
         let externals = load_externals(&root)?;
         let macro_files = count_files(&root.join("macros"));
+        let (macro_definitions, python_macros) = load_macros(&root)?;
+        let mut known_columns: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for m in &models {
+            if !m.meta.columns.is_empty() {
+                known_columns.insert(
+                    m.meta.name.to_string().to_lowercase(),
+                    m.meta
+                        .columns
+                        .iter()
+                        .map(|c| (c.name.clone(), c.data_type.clone()))
+                        .collect(),
+                );
+            }
+        }
+        for (name, external) in &externals {
+            if !external.columns.is_empty() {
+                known_columns.insert(
+                    name.to_string().to_lowercase(),
+                    external
+                        .columns
+                        .iter()
+                        .map(|(c, t)| (c.clone(), t.clone()))
+                        .collect(),
+                );
+            }
+        }
         let audit_definitions = crate::audit::load_project_audits(&root)?;
         let mut audits = Vec::with_capacity(models.len());
         for m in &models {
@@ -201,6 +234,9 @@ impl Project {
             order: Vec::new(),
             default_catalog,
             macro_files,
+            macro_definitions,
+            python_macros: std::sync::Arc::new(python_macros),
+            known_columns: std::sync::Arc::new(known_columns),
             audit_definitions,
             audits,
             lenient,
@@ -284,12 +320,40 @@ impl Project {
         RefTarget::Unknown
     }
 
+    /// `ctx` with the macros model `i` can use: the project's `@DEF`s from `macros/`, then the model's own.
+    pub fn macro_scope(&self, i: usize, ctx: &MacroContext) -> Result<MacroContext> {
+        let mut scoped = ctx.clone();
+        if ctx.scoped_for == Some(i) {
+            return Ok(scoped);
+        }
+        scoped.python_macros = self.python_macros.clone();
+        scoped.known_columns = self.known_columns.clone();
+        let model = &self.models[i];
+        let definitions = self
+            .macro_definitions
+            .iter()
+            .map(|(file, d)| (file, d))
+            .chain(model.definitions.iter().map(|d| (&model.file, d)));
+        for (file, definition) in definitions {
+            macros::define(&definition.text, &mut scoped).map_err(|e| {
+                LakeError::from(
+                    file.error(definition.offset + e.offset, e.len, e.message)
+                        .with_label("macro definition")
+                        .with_optional_help(e.help),
+                )
+            })?;
+        }
+        scoped.scoped_for = Some(i);
+        Ok(scoped)
+    }
+
     /// The query of model `i` with macros rendered for `ctx`, parsed, and each model reference located.
     pub fn render_query(&self, i: usize, ctx: &MacroContext) -> Result<Option<RenderedQuery>> {
         let model = &self.models[i];
         let Some(query) = &model.query else {
             return Ok(None);
         };
+        let ctx = &self.macro_scope(i, ctx)?;
         let rendered = macros::render(&query.text, ctx).map_err(|e| {
             LakeError::from(
                 model
@@ -511,6 +575,67 @@ fn model_files(root: &Path, ignore_patterns: &[String]) -> Result<Vec<PathBuf>> 
         }
     }
     Ok(files)
+}
+
+/// The `@DEF` statements of `macros/*.sql`, and the Python macros (`@macro()` functions) of `macros/*.py`.
+#[allow(clippy::type_complexity)]
+fn load_macros(
+    root: &Path,
+) -> Result<(
+    Vec<(SourceFile, crate::model::Statement)>,
+    BTreeMap<String, String>,
+)> {
+    let dir = root.join("macros");
+    let mut definitions = Vec::new();
+    let mut python = BTreeMap::new();
+    if !dir.is_dir() {
+        return Ok((definitions, python));
+    }
+    for entry in walkdir::WalkDir::new(&dir)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+    {
+        let path = entry.path();
+        let extension = path.extension().and_then(|x| x.to_str()).unwrap_or("");
+        if extension != "sql" && extension != "py" {
+            continue;
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| LakeError::io(path, e))?;
+        let display = display_path(root, path);
+        if extension == "py" {
+            // A function right under an `@macro(...)` decorator is a macro named like the function.
+            let mut decorated = false;
+            for line in text.lines() {
+                let line = line.trim();
+                if line.starts_with("@macro") {
+                    decorated = true;
+                } else if decorated && let Some(rest) = line.strip_prefix("def ") {
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    python.insert(name.to_lowercase(), display.clone());
+                    decorated = false;
+                } else if !line.starts_with('@') && !line.is_empty() {
+                    decorated = false;
+                }
+            }
+            continue;
+        }
+        let file = SourceFile::new(display, text);
+        for piece in sqltext::split_statements(&file.text, 0) {
+            if sqltext::leading_keyword(piece.text) == "@DEF" {
+                let statement = crate::model::Statement {
+                    text: piece.text.to_string(),
+                    offset: piece.offset,
+                };
+                definitions.push((file.clone(), statement));
+            }
+        }
+    }
+    Ok((definitions, python))
 }
 
 fn count_files(dir: &Path) -> usize {

@@ -598,7 +598,8 @@ pub fn macro_context(
     m.execution_time = ctx.execution_time;
     m.this_model = table.sql();
     m.runtime_stage = stage;
-    m
+    // The model's `@DEF`s; one that fails is reported, located, when the query is rendered.
+    project.macro_scope(model, &m).unwrap_or(m)
 }
 
 /// The model's query with macros rendered and every model reference pointing at its physical table.
@@ -1050,6 +1051,10 @@ fn run_statements(
                     .with_optional_help(e.help),
             )
         })?;
+        // A statement made only of macros (`@IF(cond, …)` that is false) may render to nothing.
+        if rendered.sql.trim().is_empty() {
+            continue;
+        }
         session.execute(&rendered.sql, || {
             format!("running a statement of {}", model.meta.name)
         })?;

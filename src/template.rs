@@ -70,7 +70,7 @@ mod tests {
             ".gitignore",
             "tests/test_full_model.yaml",
             "audits/assert_positive_order_ids.sql",
-            "macros/.gitkeep",
+            "macros/demo_macros.sql",
         ] {
             assert!(
                 files.contains(&PathBuf::from(expected)),

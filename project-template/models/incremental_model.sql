@@ -15,3 +15,4 @@ SELECT
 FROM demo.seed_model
 WHERE
   event_date BETWEEN @start_date AND @end_date
+  AND @is_positive(id)

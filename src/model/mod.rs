@@ -163,6 +163,8 @@ pub struct Model {
     pub meta: ModelMeta,
     pub file: SourceFile,
     pub path: PathBuf,
+    /// `@DEF(name, value);` statements: macros for this file only, applied in order.
+    pub definitions: Vec<Statement>,
     pub pre_statements: Vec<Statement>,
     pub query: Option<Statement>,
     pub post_statements: Vec<Statement>,
@@ -371,6 +373,7 @@ pub fn parse_model(
     let body = &file.text[block.body_offset..];
     let statements = sqltext::split_statements(body, block.body_offset);
     let mut pre = Vec::new();
+    let mut definitions = Vec::new();
     let mut query = None;
     let mut post = Vec::new();
     for piece in statements {
@@ -385,6 +388,10 @@ pub fn parse_model(
             text: piece.text.to_string(),
             offset: piece.offset,
         };
+        if keyword == "@DEF" {
+            definitions.push(statement);
+            continue;
+        }
         if query.is_none() && meta.kind.has_query() && QUERY_KEYWORDS.contains(&keyword.as_str()) {
             query = Some(statement);
         } else if query.is_none() {
@@ -416,6 +423,7 @@ pub fn parse_model(
         meta,
         file,
         path: path.to_path_buf(),
+        definitions,
         pre_statements: pre,
         query,
         post_statements: post,

@@ -1,6 +1,9 @@
-//! SQLMesh macro variables (`@start_ds`, `@VAR('x')`, `@this_model`, …) substituted into SQL text.
+//! SQLMesh macros: variables (`@start_ds`, `@this_model`, …), `@VAR`, `@DEF`, and macro functions.
+
+pub mod functions;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Timelike, Utc};
 
@@ -19,8 +22,25 @@ pub struct MacroContext {
     pub runtime_stage: &'static str,
     pub gateway: String,
     pub variables: BTreeMap<String, serde_json::Value>,
-    /// Names bound for this rendering only (an audit's arguments), as SQL text; they win over the rest.
+    /// Names bound for this rendering only (`@DEF` values, an audit's arguments), lower-cased, as SQL text;
+    /// they win over the rest.
     pub locals: BTreeMap<String, String>,
+    /// User macros from `@DEF(name, (a, b) -> body)`, lower-cased.
+    pub functions: BTreeMap<String, UserMacro>,
+    /// Python macros found in `macros/*.py` (name → file): calling one is a clear error.
+    pub python_macros: Arc<BTreeMap<String, String>>,
+    /// Known columns and types of models and external tables (`schema.name` lower-cased), for `@STAR`
+    /// and `@UNION`.
+    pub known_columns: Arc<BTreeMap<String, Vec<(String, String)>>>,
+    /// The model whose `@DEF`s are already applied, so they are applied once.
+    pub scoped_for: Option<usize>,
+}
+
+/// A macro defined in SQL: `@DEF(name, (a, b) -> body)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserMacro {
+    pub params: Vec<String>,
+    pub body: String,
 }
 
 impl MacroContext {
@@ -36,6 +56,10 @@ impl MacroContext {
             gateway: gateway.to_string(),
             variables: variables.clone(),
             locals: BTreeMap::new(),
+            functions: BTreeMap::new(),
+            python_macros: Arc::new(BTreeMap::new()),
+            known_columns: Arc::new(BTreeMap::new()),
+            scoped_for: None,
         }
     }
 }
@@ -119,7 +143,88 @@ fn variable(name: &str, ctx: &MacroContext) -> Option<String> {
     })
 }
 
-/// Substitutes macro variables in `text`. Macro functions other than `@VAR` are reported as unsupported.
+/// Renders `text` to plain SQL, as `render` does, for the macro functions' nested evaluation.
+pub fn render_text(text: &str, ctx: &MacroContext) -> Result<String, String> {
+    render(text, ctx).map(|r| r.sql).map_err(|e| e.message)
+}
+
+/// Applies a `@DEF(name, value)` statement to `ctx`: a value (rendered now) or, for a lambda, a user macro.
+pub fn define(statement: &str, ctx: &mut MacroContext) -> Result<(), MacroError> {
+    let at = |message: String| MacroError {
+        offset: 0,
+        len: statement.len().min(4),
+        message,
+        help: Some("write `@DEF(name, value);` or `@DEF(name, (a, b) -> expression);`".into()),
+    };
+    let text = statement.trim().trim_end_matches(';').trim_end();
+    let open = text
+        .find('(')
+        .ok_or_else(|| at("@DEF needs `(name, value)`".into()))?;
+    let close =
+        sqltext::matching_paren(text, open).ok_or_else(|| at("@DEF( is never closed".into()))?;
+    let args = split_args(&text[open + 1..close - 1]);
+    let [name, value] = args.as_slice() else {
+        return Err(at(format!(
+            "@DEF takes a name and a value, got {} argument(s)",
+            args.len()
+        )));
+    };
+    let name = name.trim().to_ascii_lowercase();
+    let value = value.trim();
+    if let Some((params, body)) = split_lambda(value) {
+        ctx.functions.insert(
+            name,
+            UserMacro {
+                params,
+                body: body.to_string(),
+            },
+        );
+    } else {
+        let rendered = render_text(value, ctx).map_err(at)?;
+        ctx.locals.insert(name, rendered);
+    }
+    Ok(())
+}
+
+/// `x -> body` or `(a, b) -> body` at the top level of `text`.
+fn split_lambda(text: &str) -> Option<(Vec<String>, &str)> {
+    let bytes = text.as_bytes();
+    let (mut i, mut depth) = (0, 0);
+    while i + 1 < bytes.len() {
+        if let Some(n) = sqltext::skip_lexeme(bytes, i) {
+            i += n;
+            continue;
+        }
+        match bytes[i] {
+            b'(' | b'[' => depth += 1,
+            b')' | b']' => depth -= 1,
+            b'-' if depth == 0 && bytes[i + 1] == b'>' => {
+                let head = text[..i].trim();
+                let params = head.trim_start_matches('(').trim_end_matches(')');
+                let plain = params.split(',').all(|p| {
+                    p.trim()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                });
+                return plain.then(|| {
+                    (
+                        params
+                            .split(',')
+                            .map(|p| p.trim().to_string())
+                            .filter(|p| !p.is_empty())
+                            .collect(),
+                        text[i + 2..].trim(),
+                    )
+                });
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Renders the macros in `text`: variables, `@VAR`, `@DEF` values, built-in and user macro functions.
 pub fn render(text: &str, ctx: &MacroContext) -> Result<Rendered, MacroError> {
     let bytes = text.as_bytes();
     if !text.contains('@') {
@@ -162,21 +267,38 @@ pub fn render(text: &str, ctx: &MacroContext) -> Result<Rendered, MacroError> {
                 help: None,
             })?;
             end = close;
+            let args = &text[name_end + 1..close - 1];
             if lower == "var" {
-                render_var(&text[name_end + 1..close - 1], ctx).map_err(|message| MacroError {
+                render_var(args, ctx).map_err(|message| MacroError {
                     offset: i,
                     len: close - i,
                     message,
                     help: Some("@VAR('name', default) reads `variables:` from config.yaml".into()),
                 })?
             } else {
-                return Err(MacroError {
-                    offset: i,
-                    len: name_end - i,
-                    message: format!("macro function @{name} is not supported yet"),
-                    help: Some("lake renders macro variables and @VAR today; macro functions arrive with the macros issue".into()),
-                });
+                functions::call(name, args, ctx).map_err(|message| {
+                    let help = if ctx.python_macros.contains_key(&lower) {
+                        "rewrite it as a SQL macro: `@DEF(name, (a, b) -> expression);` in macros/*.sql"
+                    } else {
+                        "built-ins: @EACH, @IF, @EVAL, @REDUCE, @FILTER, @SQL, @STAR, @GENERATE_SURROGATE_KEY, @SAFE_ADD/SUB/DIV, @UNION, @AND, @OR, @DEDUPLICATE, @DATE_SPINE; your own with @DEF"
+                    };
+                    MacroError {
+                        offset: i,
+                        len: close - i,
+                        message,
+                        help: Some(help.into()),
+                    }
+                })?
             }
+        } else if braced {
+            // `@{name}` interpolates a value as (part of) an identifier.
+            let value = variable(&lower, ctx).ok_or_else(|| MacroError {
+                offset: i,
+                len: end - i,
+                message: format!("unknown macro variable @{{{name}}}"),
+                help: None,
+            })?;
+            value.trim_matches(|c| c == '\'' || c == '"').to_string()
         } else {
             variable(&lower, ctx).ok_or_else(|| MacroError {
                 offset: i,
@@ -215,7 +337,8 @@ fn render_var(args: &str, ctx: &MacroContext) -> Result<String, String> {
     }
 }
 
-fn split_args(args: &str) -> Vec<&str> {
+/// Splits macro arguments on top-level commas.
+pub(crate) fn split_args(args: &str) -> Vec<&str> {
     let bytes = args.as_bytes();
     let mut out = Vec::new();
     let (mut depth, mut start, mut i) = (0, 0, 0);
@@ -225,8 +348,8 @@ fn split_args(args: &str) -> Vec<&str> {
             continue;
         }
         match bytes[i] {
-            b'(' | b'[' => depth += 1,
-            b')' | b']' => depth -= 1,
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
             b',' if depth == 0 => {
                 out.push(&args[start..i]);
                 start = i + 1;
@@ -319,9 +442,9 @@ mod tests {
         let r = render(text, &ctx()).unwrap();
         let at = r.sql.find("bad.ref").unwrap();
         assert_eq!(r.original_offset(at), text.find("bad.ref").unwrap());
-        let err = render("SELECT @EACH([1], x -> x)", &ctx()).unwrap_err();
-        assert_eq!(err.offset, 7);
-        assert!(err.message.contains("@EACH"));
+        let err = render("SELECT 1, @EACH([1], x -> @nope(x))", &ctx()).unwrap_err();
+        assert_eq!(err.offset, 10, "located at the outermost call");
+        assert!(err.message.contains("@nope"), "{}", err.message);
         assert!(render("SELECT @nope", &ctx()).is_err());
     }
 }

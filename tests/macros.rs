@@ -1,0 +1,76 @@
+//! SQLMesh macros on real data: `@DEF` in models and in macros/, the built-in functions, and Python macros
+//! refused at load with their location.
+
+mod common;
+
+use common::{EXEC, Scratch, stderr};
+
+#[test]
+fn macros_render_and_build() {
+    let s = Scratch::init();
+    s.write(
+        "macros/helpers.sql",
+        "-- project-wide macros\n@DEF(to_cents, x -> CAST(ROUND(x * 100) AS BIGINT));\n@DEF(kinds, ['even', 'odd']);\n",
+    );
+    s.write(
+        "models/seed_model.sql",
+        "MODEL (\n  name demo.seed_model,\n  kind SEED (path '../seeds/seed_data.csv'),\n  columns (id INT, item_id INT, event_date DATE)\n);\n",
+    );
+    s.write(
+        "models/macro_model.sql",
+        "MODEL (name demo.macro_model, kind FULL);\n\
+         @DEF(min_id, 2);\n\
+         WITH spine AS (@DATE_SPINE('day', '2020-01-01', '2020-01-03')),\n\
+         latest AS (@DEDUPLICATE(demo.seed_model, partition_by := [item_id], order_by := ['id DESC']))\n\
+         SELECT\n  l.item_id,\n  @STAR(demo.seed_model, alias := 'l', exclude := [item_id, event_date], prefix := 'last_'),\n  \
+         @EACH(@kinds, k -> COUNT(*) FILTER (WHERE s.id % 2 = @IF(@k = 'even', 0, 1)) AS n_@{k}),\n  \
+         @to_cents(@SAFE_DIV(MAX(s.id), 3)) AS cents,\n  @GENERATE_SURROGATE_KEY(l.item_id) AS key,\n  \
+         (SELECT count(*) FROM spine) AS days,\n  @EVAL(40 + 2) AS answer\n\
+         FROM latest AS l\nJOIN demo.seed_model AS s ON s.item_id = l.item_id\n\
+         WHERE @AND(s.id >= @min_id, @REDUCE([s.id > 0, s.id < 100], (a, b) -> a AND b))\n\
+         GROUP BY l.item_id, l.id\n",
+    );
+    s.apply(EXEC);
+    assert_eq!(
+        s.csv("select item_id, last_id, n_even, n_odd, cents, days, answer, length(key) as key_len from demo.macro_model order by item_id"),
+        // Item 2's only order (id 1) is below @min_id.
+        "item_id,last_id,n_even,n_odd,cents,days,answer,key_len\n1,7,3,2,233,3,42,32\n3,3,0,1,100,3,42,32\n"
+    );
+}
+
+#[test]
+fn a_python_macro_fails_at_load_with_its_location() {
+    let s = Scratch::init();
+    s.write(
+        "macros/to_cents.py",
+        "from sqlmesh import macro\n\n@macro()\ndef to_cents(evaluator, column):\n    return f\"{column} * 100\"\n",
+    );
+    let model = s.read("models/full_model.sql").replace(
+        "COUNT(DISTINCT id) AS num_orders",
+        "@to_cents(COUNT(DISTINCT id)) AS num_orders",
+    );
+    s.write("models/full_model.sql", &model);
+    let out = s.lake().args(["plan"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("models/full_model.sql:11:3"), "{err}");
+    assert!(
+        err.contains("@to_cents is a Python macro (macros/to_cents.py)"),
+        "{err}"
+    );
+    assert!(err.contains("rewrite it as a SQL macro"), "{err}");
+}
+
+#[test]
+fn a_bad_definition_is_located_in_its_file() {
+    let s = Scratch::init();
+    s.write("macros/bad.sql", "@DEF(oops);\n");
+    let out = s.lake().args(["plan"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("macros/bad.sql:1:1"), "{err}");
+    assert!(
+        err.contains("@DEF takes a name and a value, got 1 argument(s)"),
+        "{err}"
+    );
+}
