@@ -66,6 +66,8 @@ pub struct Project {
     pub macro_files: usize,
     /// `@DEF` statements of `macros/*.sql`, in file order: macros every model can use.
     pub macro_definitions: Vec<(SourceFile, crate::model::Statement)>,
+    /// The `{% macro %}`s of `macros/*.sql`, for Jinja blocks.
+    pub jinja_macros: String,
     /// Python macros in `macros/*.py` (name → file), which lake cannot run.
     pub python_macros: std::sync::Arc<BTreeMap<String, String>>,
     /// Declared columns of models and external tables, for `@STAR` and `@UNION`.
@@ -186,7 +188,7 @@ impl Project {
         }
         let externals = load_externals(&root)?;
         let macro_files = count_files(&root.join("macros"));
-        let (macro_definitions, python_macros) = load_macros(&root)?;
+        let (macro_definitions, jinja_macros, python_macros) = load_macros(&root)?;
         let mut known_columns: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         for m in &models {
             if !m.meta.columns.is_empty() {
@@ -235,6 +237,7 @@ impl Project {
             default_catalog,
             macro_files,
             macro_definitions,
+            jinja_macros,
             python_macros: std::sync::Arc::new(python_macros),
             known_columns: std::sync::Arc::new(known_columns),
             audit_definitions,
@@ -347,6 +350,32 @@ impl Project {
         Ok(scoped)
     }
 
+    /// A statement's text, with its Jinja rendered first when it is a Jinja block.
+    pub fn jinja(
+        &self,
+        model: &Model,
+        statement: &crate::model::Statement,
+        ctx: &MacroContext,
+    ) -> Result<String> {
+        if !statement.jinja {
+            return Ok(statement.text.clone());
+        }
+        macros::jinja::render(&statement.text, ctx, &self.jinja_macros).map_err(|e| {
+            let (first_line, _) = model.file.line_col(statement.offset);
+            let at = match e.line {
+                Some(line) if line > 1 => model.file.offset_of(first_line + line - 1, 1),
+                _ => statement.offset,
+            };
+            LakeError::from(
+                model
+                    .file
+                    .error(at, 1, format!("cannot render the Jinja block: {}", e.message))
+                    .with_label("Jinja")
+                    .with_help("variables: start_ds, end_ds, execution_ds, … (plain values: quote them yourself), var('name'), env_var('NAME')"),
+            )
+        })
+    }
+
     /// The query of model `i` with macros rendered for `ctx`, parsed, and each model reference located.
     pub fn render_query(&self, i: usize, ctx: &MacroContext) -> Result<Option<RenderedQuery>> {
         let model = &self.models[i];
@@ -354,17 +383,26 @@ impl Project {
             return Ok(None);
         };
         let ctx = &self.macro_scope(i, ctx)?;
-        let rendered = macros::render(&query.text, ctx).map_err(|e| {
+        let source = self.jinja(model, query, ctx)?;
+        // Offsets inside Jinja output do not map back to the file: point at the block instead.
+        let locate = |offset: usize| {
+            if query.jinja {
+                query.offset
+            } else {
+                query.offset + offset
+            }
+        };
+        let rendered = macros::render(&source, ctx).map_err(|e| {
             LakeError::from(
                 model
                     .file
-                    .error(query.offset + e.offset, e.len, e.message)
+                    .error(locate(e.offset), e.len, e.message)
                     .with_label("macro")
                     .with_optional_help(e.help),
             )
         })?;
         let statements = sql::parse(&rendered.sql).map_err(|e| {
-            let at = query.offset + rendered.original_offset(e.offset);
+            let at = locate(rendered.original_offset(e.offset));
             LakeError::from(
                 model
                     .file
@@ -577,19 +615,22 @@ fn model_files(root: &Path, ignore_patterns: &[String]) -> Result<Vec<PathBuf>> 
     Ok(files)
 }
 
-/// The `@DEF` statements of `macros/*.sql`, and the Python macros (`@macro()` functions) of `macros/*.py`.
+/// The `@DEF` statements of `macros/*.sql`, their Jinja `{% macro %}`s, and the Python macros (`@macro()`
+/// functions) of `macros/*.py`.
 #[allow(clippy::type_complexity)]
 fn load_macros(
     root: &Path,
 ) -> Result<(
     Vec<(SourceFile, crate::model::Statement)>,
+    String,
     BTreeMap<String, String>,
 )> {
     let dir = root.join("macros");
     let mut definitions = Vec::new();
+    let mut jinja = String::new();
     let mut python = BTreeMap::new();
     if !dir.is_dir() {
-        return Ok((definitions, python));
+        return Ok((definitions, jinja, python));
     }
     for entry in walkdir::WalkDir::new(&dir)
         .sort_by_file_name()
@@ -624,18 +665,23 @@ fn load_macros(
             }
             continue;
         }
+        if text.contains("{%") {
+            jinja.push_str(&text);
+            jinja.push('\n');
+        }
         let file = SourceFile::new(display, text);
         for piece in sqltext::split_statements(&file.text, 0) {
             if sqltext::leading_keyword(piece.text) == "@DEF" {
                 let statement = crate::model::Statement {
                     text: piece.text.to_string(),
                     offset: piece.offset,
+                    jinja: false,
                 };
                 definitions.push((file.clone(), statement));
             }
         }
     }
-    Ok((definitions, python))
+    Ok((definitions, jinja, python))
 }
 
 fn count_files(dir: &Path) -> usize {

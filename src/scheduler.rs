@@ -747,7 +747,13 @@ fn build_one(
     let model = &ctx.project.models[backfill.model];
     if backfill.batches.is_empty() {
         let macro_ctx = macro_context(ctx, backfill.model, &backfill.table, "evaluating");
-        run_statements(session, model, &model.pre_statements, &macro_ctx)?;
+        run_statements(
+            ctx.project,
+            session,
+            model,
+            &model.pre_statements,
+            &macro_ctx,
+        )?;
         let query = executable_query(ctx, backfill.model, &macro_ctx)?;
         let stats = match backfill.action {
             BackfillAction::CreateView => {
@@ -758,7 +764,13 @@ fn build_one(
                 ctx.storage.replace_all(session, &backfill.table, &query)?
             }
         };
-        run_statements(session, model, &model.post_statements, &macro_ctx)?;
+        run_statements(
+            ctx.project,
+            session,
+            model,
+            &model.post_statements,
+            &macro_ctx,
+        )?;
         let audits_passed = run_audits(ctx, session, backfill, &macro_ctx, None, observer)?;
         record(built_interval(ctx, backfill, stats.write_id()))?;
         return Ok(WriteStats {
@@ -774,10 +786,22 @@ fn build_one(
         let mut macro_ctx = macro_context(ctx, backfill.model, &backfill.table, "evaluating");
         macro_ctx.start = start;
         macro_ctx.end = end;
-        run_statements(session, model, &model.pre_statements, &macro_ctx)?;
+        run_statements(
+            ctx.project,
+            session,
+            model,
+            &model.pre_statements,
+            &macro_ctx,
+        )?;
         let query = executable_query(ctx, backfill.model, &macro_ctx)?;
         let stats = write_batch(ctx, session, backfill, &query, (start, end))?;
-        run_statements(session, model, &model.post_statements, &macro_ctx)?;
+        run_statements(
+            ctx.project,
+            session,
+            model,
+            &model.post_statements,
+            &macro_ctx,
+        )?;
         // Audits run before the interval is recorded: a blocking failure leaves it missing, so it is
         // rebuilt (and audited again) by the next plan or run.
         total.audits_passed += run_audits(
@@ -1037,17 +1061,20 @@ pub fn time_range_predicate(
 }
 
 fn run_statements(
+    project: &Project,
     session: &Session,
     model: &Model,
     statements: &[crate::model::Statement],
     ctx: &MacroContext,
 ) -> Result<()> {
     for statement in statements {
-        let rendered = macros::render(&statement.text, ctx).map_err(|e| {
+        let source = project.jinja(model, statement, ctx)?;
+        let rendered = macros::render(&source, ctx).map_err(|e| {
+            let at = if statement.jinja { 0 } else { e.offset };
             LakeError::from(
                 model
                     .file
-                    .error(statement.offset + e.offset, e.len, e.message)
+                    .error(statement.offset + at, e.len, e.message)
                     .with_optional_help(e.help),
             )
         })?;

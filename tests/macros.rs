@@ -74,3 +74,41 @@ fn a_bad_definition_is_located_in_its_file() {
         "{err}"
     );
 }
+
+#[test]
+fn jinja_blocks_render_with_variables_loops_and_project_macros() {
+    let s = Scratch::init();
+    s.write(
+        "config.yaml",
+        &format!("{}\nvariables:\n  min_id: 2\n", s.read("config.yaml")),
+    );
+    s.write(
+        "macros/jinja_helpers.sql",
+        "{% macro times(column, n) %}{{ column }} * {{ n }}{% endmacro %}\n",
+    );
+    s.write(
+        "models/jinja_model.sql",
+        "MODEL (name demo.jinja_model, kind FULL);\n\
+         JINJA_STATEMENT_BEGIN;\nSET threads = {{ 1 + 1 }};\nJINJA_END;\n\
+         JINJA_QUERY_BEGIN;\nSELECT\n  item_id,\n{% for k in ['a', 'b'] %}  COUNT(*) AS n_{{ k }},\n{% endfor %}  \
+         SUM({{ times('id', 10) }}) AS tenfold,\n  '{{ execution_ds }}' AS run_day\n\
+         FROM demo.seed_model\nWHERE id >= {{ var('min_id') }}\nGROUP BY item_id\nJINJA_END;\n",
+    );
+    s.apply(EXEC);
+    assert_eq!(
+        s.csv("select * from demo.jinja_model order by item_id"),
+        "item_id,n_a,n_b,tenfold,run_day\n1,5,5,240,2024-06-01\n3,1,1,30,2024-06-01\n"
+    );
+
+    s.write(
+        "models/jinja_model.sql",
+        "MODEL (name demo.jinja_model, kind FULL);\nJINJA_QUERY_BEGIN;\nSELECT 1 AS a\nFROM {{ no_such_variable }}\nJINJA_END;\n",
+    );
+    let out = s.lake().args(["plan"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("models/jinja_model.sql:4:1: cannot render the Jinja block"),
+        "{err}"
+    );
+}

@@ -1,6 +1,7 @@
 //! SQLMesh macros: variables (`@start_ds`, `@this_model`, …), `@VAR`, `@DEF`, and macro functions.
 
 pub mod functions;
+pub mod jinja;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -155,6 +155,9 @@ pub struct ModelMeta {
 pub struct Statement {
     pub text: String,
     pub offset: usize,
+    /// Written between `JINJA_QUERY_BEGIN;`/`JINJA_STATEMENT_BEGIN;` and `JINJA_END;`: rendered with Jinja
+    /// before SQLMesh's macros.
+    pub jinja: bool,
 }
 
 /// A loaded model file: header, statements and, for SEED models, the CSV it reads.
@@ -370,29 +373,18 @@ pub fn parse_model(
         None => default_kind(&file, defaults, block.keyword_offset)?,
     };
 
-    let body = &file.text[block.body_offset..];
-    let statements = sqltext::split_statements(body, block.body_offset);
     let mut pre = Vec::new();
     let mut definitions = Vec::new();
     let mut query = None;
     let mut post = Vec::new();
-    for piece in statements {
-        let keyword = sqltext::leading_keyword(piece.text);
-        if keyword.starts_with("JINJA_") {
-            return Err(file
-                .error(piece.offset, keyword.len(), "Jinja blocks in models are not supported yet")
-                .with_label("Jinja block")
-                .with_help("rewrite the query in plain SQL for now; Jinja support is tracked in the macros issue"));
-        }
-        let statement = Statement {
-            text: piece.text.to_string(),
-            offset: piece.offset,
-        };
+    for (statement, keyword) in body_statements(&file, block.body_offset)? {
         if keyword == "@DEF" {
             definitions.push(statement);
             continue;
         }
-        if query.is_none() && meta.kind.has_query() && QUERY_KEYWORDS.contains(&keyword.as_str()) {
+        let is_query = statement.jinja && keyword == "JINJA_QUERY"
+            || QUERY_KEYWORDS.contains(&keyword.as_str());
+        if query.is_none() && meta.kind.has_query() && is_query {
             query = Some(statement);
         } else if query.is_none() {
             pre.push(statement);
@@ -430,6 +422,71 @@ pub fn parse_model(
         seed_path,
         name_span: (name_offset, name_len),
     })
+}
+
+/// The statements after the MODEL block, each with its leading keyword; a Jinja block is one statement
+/// (keyword `JINJA_QUERY` or `JINJA_STATEMENT`), whatever semicolons it holds.
+fn body_statements(
+    file: &SourceFile,
+    from: usize,
+) -> Result<Vec<(Statement, String)>, SourceError> {
+    let text: &str = &file.text;
+    let upper = text.to_ascii_uppercase();
+    let mut out = Vec::new();
+    let mut at = from;
+    let plain = |out: &mut Vec<(Statement, String)>, start: usize, end: usize| {
+        for piece in sqltext::split_statements(&text[start..end], start) {
+            let keyword = sqltext::leading_keyword(piece.text);
+            out.push((
+                Statement {
+                    text: piece.text.to_string(),
+                    offset: piece.offset,
+                    jinja: false,
+                },
+                keyword,
+            ));
+        }
+    };
+    loop {
+        let next = ["JINJA_QUERY_BEGIN", "JINJA_STATEMENT_BEGIN"]
+            .iter()
+            .filter_map(|k| upper[at..].find(k).map(|i| (at + i, *k)))
+            .min();
+        let Some((begin, keyword)) = next else {
+            plain(&mut out, at, text.len());
+            return Ok(out);
+        };
+        plain(&mut out, at, begin);
+        let after_keyword = begin + keyword.len();
+        let content_start = match text[after_keyword..].trim_start().strip_prefix(';') {
+            Some(rest) => text.len() - rest.len(),
+            None => after_keyword,
+        };
+        let Some(end) = upper[content_start..]
+            .find("JINJA_END")
+            .map(|i| content_start + i)
+        else {
+            return Err(file
+                .error(begin, keyword.len(), format!("{keyword} has no JINJA_END"))
+                .with_label("this Jinja block")
+                .with_help("close the block with `JINJA_END;`"));
+        };
+        let content = &text[content_start..end];
+        let leading = content.len() - content.trim_start().len();
+        out.push((
+            Statement {
+                text: content.trim().to_string(),
+                offset: content_start + leading,
+                jinja: true,
+            },
+            keyword.trim_end_matches("_BEGIN").to_string(),
+        ));
+        let after_end = end + "JINJA_END".len();
+        at = match text[after_end..].trim_start().strip_prefix(';') {
+            Some(rest) => text.len() - rest.len(),
+            None => after_end,
+        };
+    }
 }
 
 fn default_kind(
