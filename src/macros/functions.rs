@@ -44,6 +44,19 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
     }
     let kw = |key: &str| named.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
     let rendered = |text: &str| render_text(text, ctx);
+    // An argument that must be one SQL expression is parsed as one, so a stray comma or keyword is
+    // reported at the macro call rather than as a syntax error somewhere in the rendered query.
+    let expression = |text: &str| -> Result<String, String> {
+        let sql = render_text(text, ctx)?;
+        parse_expression(&sql).map_err(|e| {
+            format!(
+                "argument `{}` of @{} is not a SQL expression: {e}",
+                text.trim(),
+                name.to_uppercase()
+            )
+        })?;
+        Ok(sql)
+    };
     let nth = |i: usize, what: &str| -> Result<&str, String> {
         positional
             .get(i)
@@ -88,14 +101,14 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
             Ok(format!("[{}]", kept.join(", ")))
         }
         "if" => {
-            let condition = rendered(nth(0, "a condition")?)?;
+            let condition = expression(nth(0, "a condition")?)?;
             if truthy(&condition)? {
                 rendered(nth(1, "a value for true")?)
             } else {
                 positional.get(2).map_or(Ok(String::new()), |e| rendered(e))
             }
         }
-        "eval" => constant(&rendered(nth(0, "an expression")?)?),
+        "eval" => constant(&expression(nth(0, "an expression")?)?),
         "sql" => {
             let text = rendered(nth(0, "a string")?)?;
             render_text(&unquote(&text), ctx)
@@ -104,7 +117,7 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
             let joiner = if lower == "and" { " AND " } else { " OR " };
             let parts: Vec<String> = positional
                 .iter()
-                .map(|a| rendered(a))
+                .map(|a| expression(a))
                 .collect::<Result<Vec<_>, _>>()?
                 .into_iter()
                 .filter(|p| !p.eq_ignore_ascii_case("NULL"))
@@ -119,7 +132,7 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
             let operator = if lower == "safe_add" { " + " } else { " - " };
             let parts: Vec<String> = positional
                 .iter()
-                .map(|a| rendered(a))
+                .map(|a| expression(a))
                 .collect::<Result<_, _>>()?;
             if parts.is_empty() {
                 return Err(format!("@{} needs values", name.to_uppercase()));
@@ -134,8 +147,8 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
         }
         "safe_div" => Ok(format!(
             "{} / NULLIF({}, 0)",
-            rendered(nth(0, "a numerator")?)?,
-            rendered(nth(1, "a denominator")?)?
+            expression(nth(0, "a numerator")?)?,
+            expression(nth(1, "a denominator")?)?
         )),
         "generate_surrogate_key" => {
             let hash = match kw("hash_function") {
@@ -145,7 +158,7 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
             let parts: Vec<String> = positional
                 .iter()
                 .map(|a| {
-                    rendered(a).map(|p| {
+                    expression(a).map(|p| {
                         format!("COALESCE(CAST({p} AS TEXT), '_sqlmesh_surrogate_key_null_')")
                     })
                 })
@@ -276,7 +289,7 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
                 }
                 let values: Vec<String> = positional
                     .iter()
-                    .map(|a| rendered(a))
+                    .map(|a| expression(a))
                     .collect::<Result<_, _>>()?;
                 return render_text(&substitute(&user.body, &user.params, &values), ctx);
             }
@@ -287,6 +300,19 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
             }
             Err(format!("unknown macro function @{name}"))
         }
+    }
+}
+
+/// Parses `sql` as exactly one expression (DuckDB's dialect).
+fn parse_expression(sql: &str) -> Result<(), String> {
+    use sqlparser::tokenizer::Token;
+    let mut parser = sqlparser::parser::Parser::new(&sqlparser::dialect::DuckDbDialect {})
+        .try_with_sql(sql)
+        .map_err(|e| e.to_string())?;
+    parser.parse_expr().map_err(|e| e.to_string())?;
+    match parser.peek_token().token {
+        Token::EOF => Ok(()),
+        other => Err(format!("unexpected `{other}` after the expression")),
     }
 }
 
