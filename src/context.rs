@@ -550,6 +550,54 @@ impl Context {
     }
 
     /// For each incremental model of `environment`: the intervals built and those missing up to `now`.
+    /// Writes `tests/test_<model>.yaml` (or `file`): inputs from `queries` (upstream model, SQL over the
+    /// names prod exposes), and the output the model makes of them. Returns the file written.
+    pub fn create_test(
+        &self,
+        model: &str,
+        queries: &[(String, String)],
+        file: Option<&Path>,
+        overwrite: bool,
+        now: NaiveDateTime,
+    ) -> Result<PathBuf> {
+        let i = self.project.find_model(model)?;
+        let name = &self.project.models[i].meta.name;
+        let file = match file {
+            Some(p) => self.project.root.join(p),
+            None => self
+                .project
+                .root
+                .join("tests")
+                .join(format!("test_{}.yaml", name.name)),
+        };
+        if file.exists() && !overwrite {
+            return Err(LakeError::Usage(
+                format!("{} exists", file.display()),
+                Some("pass --overwrite to replace it, or --file to write elsewhere".into()),
+            ));
+        }
+        let engine = self.open_engine()?;
+        let session = engine.session()?;
+        let mut inputs = Vec::new();
+        for (upstream, sql) in queries {
+            let j = self.project.find_model(upstream)?;
+            let result = session.query(sql, || format!("running the --query for {upstream}"))?;
+            inputs.push((self.project.models[j].meta.name.to_string(), result));
+        }
+        let yaml = crate::unit_test::create(
+            &self.project,
+            model,
+            &format!("test_{}", name.name),
+            inputs,
+            now,
+        )?;
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| LakeError::io(dir, e))?;
+        }
+        std::fs::write(&file, yaml).map_err(|e| LakeError::io(&file, e))?;
+        Ok(file)
+    }
+
     /// Runs the unit tests (all, or those `selection` names) on in-memory DuckDB.
     pub fn test(
         &self,

@@ -307,6 +307,29 @@ pub fn run(project: &Project, tests: Vec<UnitTest>, now: NaiveDateTime) -> Vec<T
 }
 
 fn run_one(project: &Project, test: &UnitTest, now: NaiveDateTime) -> Result<Vec<Mismatch>> {
+    let (_engine, session, query) = prepare(project, test, now)?;
+    let mut mismatches = Vec::new();
+    if let Some(expected) = &test.query {
+        mismatches.extend(compare(&session, "query", &query, expected)?);
+    }
+    for (cte, expected) in &test.ctes {
+        let sql = cte_query(&query, cte).ok_or_else(|| {
+            LakeError::Usage(
+                format!("the query of `{}` has no CTE named `{cte}`", test.model),
+                Some("`outputs.ctes` names CTEs of the model's WITH clause".into()),
+            )
+        })?;
+        mismatches.extend(compare(&session, cte, &sql, expected)?);
+    }
+    Ok(mismatches)
+}
+
+/// An in-memory DuckDB holding the test's inputs, and the model's query rendered for the test.
+fn prepare(
+    project: &Project,
+    test: &UnitTest,
+    now: NaiveDateTime,
+) -> Result<(Engine, Session, String)> {
     let i = project.find_model(&test.model)?;
     let engine = Engine::open(&EngineConnection::DuckDb {
         database: None,
@@ -363,21 +386,155 @@ fn run_one(project: &Project, test: &UnitTest, now: NaiveDateTime) -> Result<Vec
             None,
         ));
     };
-    let query = rendered.rendered.sql;
-    let mut mismatches = Vec::new();
-    if let Some(expected) = &test.query {
-        mismatches.extend(compare(&session, "query", &query, expected)?);
+    Ok((engine, session, rendered.rendered.sql))
+}
+
+/// `lake create-test`: a test of `model` whose inputs are the rows of `queries` (upstream model, SQL run on
+/// live data) and whose expected output is what the model's query makes of them now.
+pub fn create(
+    project: &Project,
+    model: &str,
+    name: &str,
+    inputs: Vec<(String, QueryResult)>,
+    now: NaiveDateTime,
+) -> Result<String> {
+    let mut test = UnitTest {
+        name: name.to_string(),
+        path: String::new(),
+        model: project.models[project.find_model(model)?]
+            .meta
+            .name
+            .to_string(),
+        inputs: Vec::new(),
+        query: None,
+        ctes: Vec::new(),
+        vars: BTreeMap::from([(
+            "execution_time".to_string(),
+            Yaml::String(now.format("%Y-%m-%d %H:%M:%S").to_string()),
+        )]),
+    };
+    let mut input_yaml = serde_norway::Mapping::new();
+    for (upstream, result) in inputs {
+        let rows = yaml_rows(&result)?;
+        test.inputs.push(Input {
+            model: upstream.clone(),
+            fixture: Fixture::Rows(rows.clone()),
+            columns: result
+                .schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), duckdb_type(f.data_type())))
+                .collect(),
+        });
+        let mut spec = rows_yaml(&rows);
+        if let (Yaml::Mapping(spec), Some(input)) = (&mut spec, test.inputs.last()) {
+            let mut columns = serde_norway::Mapping::new();
+            for (c, t) in &input.columns {
+                columns.insert(Yaml::from(c.clone()), Yaml::from(t.clone()));
+            }
+            spec.insert(Yaml::from("columns"), Yaml::Mapping(columns));
+        }
+        input_yaml.insert(Yaml::from(upstream), spec);
     }
-    for (cte, expected) in &test.ctes {
-        let sql = cte_query(&query, cte).ok_or_else(|| {
-            LakeError::Usage(
-                format!("the query of `{}` has no CTE named `{cte}`", test.model),
-                Some("`outputs.ctes` names CTEs of the model's WITH clause".into()),
-            )
-        })?;
-        mismatches.extend(compare(&session, cte, &sql, expected)?);
+    let (_engine, session, query) = prepare(project, &test, now)?;
+    let output = session.query(&query, || format!("running the query of {model}"))?;
+    let mut body = serde_norway::Mapping::new();
+    body.insert(Yaml::from("model"), Yaml::from(test.model.clone()));
+    body.insert(Yaml::from("inputs"), Yaml::Mapping(input_yaml));
+    let mut outputs = serde_norway::Mapping::new();
+    outputs.insert(Yaml::from("query"), rows_yaml(&yaml_rows(&output)?));
+    body.insert(Yaml::from("outputs"), Yaml::Mapping(outputs));
+    let mut vars = serde_norway::Mapping::new();
+    for (k, v) in &test.vars {
+        vars.insert(Yaml::from(k.clone()), v.clone());
     }
-    Ok(mismatches)
+    body.insert(Yaml::from("vars"), Yaml::Mapping(vars));
+    let mut doc = serde_norway::Mapping::new();
+    doc.insert(Yaml::from(name), Yaml::Mapping(body));
+    serde_norway::to_string(&doc).map_err(|e| LakeError::Output(e.to_string()))
+}
+
+fn rows_yaml(rows: &[Row]) -> Yaml {
+    let mut spec = serde_norway::Mapping::new();
+    let list = rows
+        .iter()
+        .map(|row| {
+            let mut map = serde_norway::Mapping::new();
+            for (k, v) in row {
+                map.insert(Yaml::from(k.clone()), v.clone());
+            }
+            Yaml::Mapping(map)
+        })
+        .collect();
+    spec.insert(Yaml::from("rows"), Yaml::Sequence(list));
+    Yaml::Mapping(spec)
+}
+
+/// Rows of a result as YAML values, through Arrow's JSON writer (dates and times become text).
+fn yaml_rows(result: &QueryResult) -> Result<Vec<Row>> {
+    let mut buffer = Vec::new();
+    {
+        let mut writer = arrow::json::ArrayWriter::new(&mut buffer);
+        for batch in &result.batches {
+            writer
+                .write(batch)
+                .map_err(|e| LakeError::Output(e.to_string()))?;
+        }
+        writer
+            .finish()
+            .map_err(|e| LakeError::Output(e.to_string()))?;
+    }
+    if buffer.is_empty() {
+        return Ok(Vec::new());
+    }
+    let objects: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_slice(&buffer).map_err(|e| LakeError::Output(e.to_string()))?;
+    let columns: Vec<String> = result
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    Ok(objects
+        .into_iter()
+        .map(|object| {
+            columns
+                .iter()
+                .map(|c| {
+                    let value = object.get(c).cloned().unwrap_or(serde_json::Value::Null);
+                    (
+                        c.clone(),
+                        serde_norway::to_value(value).unwrap_or(Yaml::Null),
+                    )
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// The DuckDB type for an Arrow column, so a created test keeps the types of the live data.
+fn duckdb_type(data_type: &arrow::datatypes::DataType) -> String {
+    use arrow::datatypes::DataType as D;
+    match data_type {
+        D::Boolean => "BOOLEAN".into(),
+        D::Int8 => "TINYINT".into(),
+        D::Int16 => "SMALLINT".into(),
+        D::Int32 => "INTEGER".into(),
+        D::Int64 => "BIGINT".into(),
+        D::UInt8 => "UTINYINT".into(),
+        D::UInt16 => "USMALLINT".into(),
+        D::UInt32 => "UINTEGER".into(),
+        D::UInt64 => "UBIGINT".into(),
+        D::Float32 => "FLOAT".into(),
+        D::Float64 => "DOUBLE".into(),
+        D::Decimal128(p, s) | D::Decimal256(p, s) => format!("DECIMAL({p}, {s})"),
+        D::Date32 | D::Date64 => "DATE".into(),
+        D::Timestamp(_, Some(_)) => "TIMESTAMPTZ".into(),
+        D::Timestamp(_, None) => "TIMESTAMP".into(),
+        D::Time32(_) | D::Time64(_) => "TIME".into(),
+        D::Binary | D::LargeBinary | D::FixedSizeBinary(_) => "BLOB".into(),
+        _ => "VARCHAR".into(),
+    }
 }
 
 /// Start, end and execution time from `vars` (default: the model's start, and now), other vars as

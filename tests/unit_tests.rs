@@ -140,3 +140,44 @@ fn bad_tests_say_what_is_wrong() {
     let out = lake_test(&s, &["no_such_test"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn create_test_writes_a_passing_test_from_live_data() {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    let create = |extra: &[&str]| {
+        s.lake()
+            .args([
+                "create-test",
+                "demo.full_model",
+                "--query",
+                "demo.incremental_model",
+            ])
+            .arg("SELECT * FROM demo.incremental_model WHERE id < 5")
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = create(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written = s.read("tests/test_full_model.yaml");
+    assert!(written.starts_with("test_full_model:\n  model: demo.full_model\n  inputs:\n    demo.incremental_model:\n      rows:\n      - id: 1\n"), "{written}");
+    assert!(
+        written.contains("      columns:\n        id: INTEGER\n"),
+        "{written}"
+    );
+    assert!(
+        written.contains(
+            "  outputs:\n    query:\n      rows:\n      - item_id: 1\n        num_orders: 2\n"
+        ),
+        "{written}"
+    );
+    let out = lake_test(&s, &[]);
+    assert!(out.status.success(), "{}", stdout(&out));
+
+    // An existing test is kept unless --overwrite.
+    let out = create(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--overwrite"), "{}", stderr(&out));
+    assert!(create(&["--overwrite"]).status.success());
+}

@@ -115,6 +115,22 @@ enum Command {
         #[arg(long)]
         skip_tests: bool,
     },
+    /// Write a unit test for MODEL from live data: each --query gives an upstream model's input rows, and the
+    /// expected output is what the model's query makes of them now.
+    ///
+    /// `lake create-test demo.full_model --query demo.incremental_model "SELECT * FROM demo.incremental_model LIMIT 5"`
+    CreateTest {
+        model: String,
+        /// `UPSTREAM_MODEL SQL`; repeatable.
+        #[arg(long = "query", num_args = 2, value_names = ["UPSTREAM", "SQL"], required = true)]
+        queries: Vec<String>,
+        /// Where to write it, relative to the project (default tests/test_<model>.yaml).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Replace an existing file.
+        #[arg(long)]
+        overwrite: bool,
+    },
     /// Run the unit tests in tests/*.yaml on in-memory DuckDB; exit 1 if any fails.
     ///
     /// Select tests as `tests/file.yaml`, `tests/file.yaml::test_name` or `test_name`:
@@ -538,6 +554,26 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                 environment.as_deref(),
             )?;
             return janitor_output(&mut stdout, &report, *json);
+        }
+        Command::CreateTest {
+            model,
+            queries,
+            file,
+            overwrite,
+        } => {
+            let ctx = load(cli)?;
+            let pairs: Vec<(String, String)> = queries
+                .chunks(2)
+                .map(|pair| (pair[0].clone(), pair.get(1).cloned().unwrap_or_default()))
+                .collect();
+            let file = ctx.create_test(
+                model,
+                &pairs,
+                file.as_deref(),
+                *overwrite,
+                context::execution_time(None)?,
+            )?;
+            writeln!(stdout, "Wrote {}", file.display()).map_err(io)?;
         }
         Command::Test { tests } => {
             let ctx = load(cli)?;
