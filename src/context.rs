@@ -549,7 +549,6 @@ impl Context {
         crate::sql::replace_spans(sql, edits)
     }
 
-    /// For each incremental model of `environment`: the intervals built and those missing up to `now`.
     /// Writes `tests/test_<model>.yaml` (or `file`): inputs from `queries` (upstream model, SQL over the
     /// names prod exposes), and the output the model makes of them. Returns the file written.
     pub fn create_test(
@@ -687,6 +686,7 @@ impl Context {
         Ok(results)
     }
 
+    /// For each incremental model of `environment`: the intervals built and those missing up to `now`.
     pub fn check_intervals(
         &self,
         environment: &str,
