@@ -307,12 +307,7 @@ impl Context {
         let env_name = environment.to_lowercase();
         let _lock = self.lock(&env_name, on_wait)?;
         let mut state = self.open_state()?;
-        let Some(env) = state.environment(&env_name)? else {
-            return Err(LakeError::Usage(
-                format!("environment `{env_name}` does not exist"),
-                Some(format!("create it with `lake plan {env_name}`")),
-            ));
-        };
+        let env = existing_environment(state.as_ref(), &env_name)?;
         let mut snapshots = snapshot::compute(&self.project)?;
         let env_versions: HashMap<&ModelName, (&str, &str)> = env
             .snapshots
@@ -617,12 +612,7 @@ impl Context {
     ) -> Result<Vec<AuditResult>> {
         let env_name = environment.to_lowercase();
         let state = self.open_state()?;
-        let Some(env) = state.environment(&env_name)? else {
-            return Err(LakeError::Usage(
-                format!("environment `{env_name}` does not exist"),
-                Some("`lake environments` lists them".into()),
-            ));
-        };
+        let env = existing_environment(state.as_ref(), &env_name)?;
         let selected: Option<HashSet<usize>> = if models.is_empty() {
             None
         } else {
@@ -694,12 +684,7 @@ impl Context {
     ) -> Result<Vec<ModelIntervals>> {
         let env_name = environment.to_lowercase();
         let state = self.open_state()?;
-        let Some(env) = state.environment(&env_name)? else {
-            return Err(LakeError::Usage(
-                format!("environment `{env_name}` does not exist"),
-                Some("`lake environments` lists them".into()),
-            ));
-        };
+        let env = existing_environment(state.as_ref(), &env_name)?;
         let versions: Vec<(ModelName, String)> = env
             .snapshots
             .iter()
@@ -790,12 +775,7 @@ impl Context {
         let name = &self.project.models[i].meta.name;
         let env_name = environment.to_lowercase();
         let state = self.open_state()?;
-        let Some(env) = state.environment(&env_name)? else {
-            return Err(LakeError::Usage(
-                format!("environment `{env_name}` does not exist"),
-                Some("`lake environments` lists them".into()),
-            ));
-        };
+        let env = existing_environment(state.as_ref(), &env_name)?;
         env.snapshots
             .iter()
             .find(|s| &s.name == name)
@@ -939,4 +919,16 @@ pub struct AuditResult {
     pub query: String,
     /// The first bad rows, when there are any.
     pub sample: Option<QueryResult>,
+}
+
+/// The environment `name`, or a usage error saying how to list or create one.
+fn existing_environment(state: &dyn StateStore, name: &str) -> Result<crate::state::Environment> {
+    state.environment(name)?.ok_or_else(|| {
+        LakeError::Usage(
+            format!("environment `{name}` does not exist"),
+            Some(format!(
+                "`lake environments` lists them; `lake plan {name}` creates it"
+            )),
+        )
+    })
 }
