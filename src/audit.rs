@@ -86,27 +86,9 @@ pub trait ModelResolver {
 
 /// Reads every `audits/*.sql` file of the project.
 pub fn load_project_audits(root: &Path) -> Result<BTreeMap<String, Arc<ProjectAudit>>> {
-    let dir = root.join("audits");
     let mut audits = BTreeMap::new();
-    if !dir.is_dir() {
-        return Ok(audits);
-    }
-    let mut paths: Vec<_> = walkdir::WalkDir::new(&dir)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file() && e.path().extension().is_some_and(|x| x == "sql"))
-        .map(|e| e.into_path())
-        .collect();
-    paths.sort();
     let mut errors: Vec<LakeError> = Vec::new();
-    for path in paths {
-        let text = std::fs::read_to_string(&path).map_err(|e| LakeError::io(&path, e))?;
-        let display = path
-            .strip_prefix(root)
-            .unwrap_or(&path)
-            .display()
-            .to_string();
-        let file = SourceFile::new(display, text);
+    for file in crate::project::read_files(root, "audits", &["sql"])? {
         match parse_audit_file(&file) {
             Ok(parsed) => {
                 for audit in parsed {
@@ -610,7 +592,6 @@ fn render_builtin(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::EngineConnection;
     use crate::config::ModelDefaults;
     use crate::engine::Engine;
     use crate::model::parse_model;
@@ -773,12 +754,7 @@ mod tests {
     /// Every built-in on a small table where the expected bad rows are known.
     #[test]
     fn builtins_find_exactly_the_bad_rows() {
-        let engine = Engine::open(&EngineConnection::DuckDb {
-            database: None,
-            concurrent_tasks: 1,
-            extensions: vec![],
-        })
-        .expect("DuckDB");
+        let engine = Engine::in_memory().expect("DuckDB");
         let session = engine.session().expect("session");
         session
             .execute(

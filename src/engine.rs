@@ -19,6 +19,15 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// A private in-memory database with one worker (unit tests, tests of lake itself).
+    pub fn in_memory() -> Result<Engine> {
+        Engine::open(&EngineConnection::DuckDb {
+            database: None,
+            concurrent_tasks: 1,
+            extensions: Vec::new(),
+        })
+    }
+
     pub fn open(connection: &EngineConnection) -> Result<Engine> {
         let EngineConnection::DuckDb {
             database,
@@ -224,12 +233,7 @@ mod tests {
 
     #[test]
     fn an_error_in_the_middle_of_a_stream_is_an_error_not_a_panic() {
-        let engine = Engine::open(&EngineConnection::DuckDb {
-            database: None,
-            concurrent_tasks: 1,
-            extensions: vec![],
-        })
-        .unwrap();
+        let engine = Engine::in_memory().unwrap();
         let session = engine.session().unwrap();
         let mut batches = 0;
         let err = session

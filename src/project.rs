@@ -625,30 +625,14 @@ fn load_macros(
     String,
     BTreeMap<String, String>,
 )> {
-    let dir = root.join("macros");
     let mut definitions = Vec::new();
     let mut jinja = String::new();
     let mut python = BTreeMap::new();
-    if !dir.is_dir() {
-        return Ok((definitions, jinja, python));
-    }
-    for entry in walkdir::WalkDir::new(&dir)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-    {
-        let path = entry.path();
-        let extension = path.extension().and_then(|x| x.to_str()).unwrap_or("");
-        if extension != "sql" && extension != "py" {
-            continue;
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| LakeError::io(path, e))?;
-        let display = display_path(root, path);
-        if extension == "py" {
+    for file in read_files(root, "macros", &["sql", "py"])? {
+        if file.display_path.ends_with(".py") {
             // A function right under an `@macro(...)` decorator is a macro named like the function.
             let mut decorated = false;
-            for line in text.lines() {
+            for line in file.text.lines() {
                 let line = line.trim();
                 if line.starts_with("@macro") {
                     decorated = true;
@@ -657,7 +641,7 @@ fn load_macros(
                         .chars()
                         .take_while(|c| c.is_alphanumeric() || *c == '_')
                         .collect();
-                    python.insert(name.to_lowercase(), display.clone());
+                    python.insert(name.to_lowercase(), file.display_path.clone());
                     decorated = false;
                 } else if !line.starts_with('@') && !line.is_empty() {
                     decorated = false;
@@ -665,11 +649,10 @@ fn load_macros(
             }
             continue;
         }
-        if text.contains("{%") {
-            jinja.push_str(&text);
+        if file.text.contains("{%") {
+            jinja.push_str(&file.text);
             jinja.push('\n');
         }
-        let file = SourceFile::new(display, text);
         for piece in sqltext::split_statements(&file.text, 0) {
             if sqltext::leading_keyword(piece.text) == "@DEF" {
                 let statement = crate::model::Statement {
@@ -682,6 +665,35 @@ fn load_macros(
         }
     }
     Ok((definitions, jinja, python))
+}
+
+/// The files under `root/folder` whose extension is one of `extensions`, in path order, each read with its
+/// path as shown to users.
+pub fn read_files(root: &Path, folder: &str, extensions: &[&str]) -> Result<Vec<SourceFile>> {
+    let dir = root.join(folder);
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut paths: Vec<PathBuf> = walkdir::WalkDir::new(&dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_type().is_file()
+                && e.path()
+                    .extension()
+                    .and_then(|x| x.to_str())
+                    .is_some_and(|x| extensions.contains(&x))
+        })
+        .map(|e| e.into_path())
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).map_err(|e| LakeError::io(path, e))?;
+            Ok(SourceFile::new(display_path(root, path), text))
+        })
+        .collect()
 }
 
 fn count_files(dir: &Path) -> usize {

@@ -263,17 +263,11 @@ impl<'a> Scd2<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::EngineConnection;
     use crate::engine::{Engine, Session};
     use crate::macros::parse_datetime;
 
     fn in_memory() -> (Engine, Session) {
-        let engine = Engine::open(&EngineConnection::DuckDb {
-            database: None,
-            concurrent_tasks: 1,
-            extensions: vec![],
-        })
-        .expect("in-memory DuckDB");
+        let engine = Engine::in_memory().expect("in-memory DuckDB");
         let session = engine.session().expect("session");
         (engine, session)
     }

@@ -180,17 +180,11 @@ pub fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::EngineConnection;
     use crate::engine::Engine;
 
     #[test]
     fn compares_schema_counts_and_values_on_the_keys() {
-        let engine = Engine::open(&EngineConnection::DuckDb {
-            database: None,
-            concurrent_tasks: 1,
-            extensions: vec![],
-        })
-        .unwrap();
+        let engine = Engine::in_memory().unwrap();
         let s = engine.session().unwrap();
         s.execute(
             "CREATE TABLE a AS SELECT * FROM (VALUES (1, 'x', 10), (2, 'y', 20), (3, 'z', 30)) v(id, name, n);

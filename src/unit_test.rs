@@ -1,13 +1,12 @@
 //! Unit tests: `tests/*.yaml` in SQLMesh's format, each run on its own in-memory DuckDB with fixture rows.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::NaiveDateTime;
 use rayon::prelude::*;
 use serde_norway::Value as Yaml;
 
-use crate::config::EngineConnection;
 use crate::engine::{Engine, QueryResult, Session};
 use crate::error::{LakeError, Result, SourceError, SourceFile};
 use crate::macros::{self, MacroContext};
@@ -90,32 +89,9 @@ impl TestResult {
 
 /// Every test in `tests/*.yaml` (and `.yml`) under the project.
 pub fn load(root: &Path) -> Result<Vec<UnitTest>> {
-    let dir = root.join("tests");
-    if !dir.is_dir() {
-        return Ok(Vec::new());
-    }
-    let mut paths: Vec<PathBuf> = walkdir::WalkDir::new(&dir)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_type().is_file()
-                && e.path()
-                    .extension()
-                    .is_some_and(|x| x == "yaml" || x == "yml")
-        })
-        .map(|e| e.into_path())
-        .collect();
-    paths.sort();
     let mut tests = Vec::new();
     let mut errors: Vec<LakeError> = Vec::new();
-    for path in paths {
-        let text = std::fs::read_to_string(&path).map_err(|e| LakeError::io(&path, e))?;
-        let display = path
-            .strip_prefix(root)
-            .unwrap_or(&path)
-            .to_string_lossy()
-            .replace('\\', "/");
-        let file = SourceFile::new(display, text);
+    for file in crate::project::read_files(root, "tests", &["yaml", "yml"])? {
         match parse_file(&file) {
             Ok(found) => tests.extend(found),
             Err(e) => errors.push(e.into()),
@@ -331,11 +307,7 @@ fn prepare(
     now: NaiveDateTime,
 ) -> Result<(Engine, Session, String)> {
     let i = project.find_model(&test.model)?;
-    let engine = Engine::open(&EngineConnection::DuckDb {
-        database: None,
-        concurrent_tasks: 1,
-        extensions: Vec::new(),
-    })?;
+    let engine = Engine::in_memory()?;
     let session = engine.session()?;
     let ctx = macro_context(project, i, test, now)?;
     let mut given = std::collections::HashSet::new();

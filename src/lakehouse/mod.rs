@@ -782,7 +782,7 @@ fn virtual_ident(name: &VirtualName) -> TableIdent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{CatalogSettings, EngineConnection};
+    use crate::config::CatalogSettings;
     use crate::engine::Engine;
 
     struct Fixture {
@@ -802,12 +802,7 @@ mod tests {
             catalog_name: "lake".into(),
             duckdb_extension_directory: None,
         };
-        let engine = Engine::open(&EngineConnection::DuckDb {
-            database: None,
-            concurrent_tasks: 1,
-            extensions: vec![],
-        })
-        .expect("in-memory DuckDB");
+        let engine = Engine::in_memory().expect("in-memory DuckDB");
         let session = engine.session().expect("session");
         let storage = IcebergStorage::open(&settings, "memory").expect("catalog");
         storage
@@ -1045,12 +1040,7 @@ mod tests {
 
     /// Another machine: its own (in-memory) DuckDB on the same catalog and warehouse.
     fn second_machine(f: &Fixture) -> (Engine, Session, IcebergStorage) {
-        let engine = Engine::open(&EngineConnection::DuckDb {
-            database: None,
-            concurrent_tasks: 1,
-            extensions: vec![],
-        })
-        .expect("in-memory DuckDB");
+        let engine = Engine::in_memory().expect("in-memory DuckDB");
         let session = engine.session().expect("session");
         let storage = IcebergStorage::open(&f.settings, "memory").expect("catalog");
         (engine, session, storage)

@@ -348,37 +348,8 @@ pub fn list(text: &str) -> Vec<String> {
 
 /// `x -> body` or `(a, b) -> body`: the parameters and the body text.
 fn lambda(text: &str) -> Result<(Vec<String>, &str), String> {
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    let mut depth = 0;
-    while i + 1 < bytes.len() {
-        if let Some(n) = sqltext::skip_lexeme(bytes, i) {
-            i += n;
-            continue;
-        }
-        match bytes[i] {
-            b'(' | b'[' => depth += 1,
-            b')' | b']' => depth -= 1,
-            b'-' if depth == 0 && bytes[i + 1] == b'>' => {
-                let params = text[..i]
-                    .trim()
-                    .trim_start_matches('(')
-                    .trim_end_matches(')');
-                let params: Vec<String> = params
-                    .split(',')
-                    .map(|p| p.trim().to_string())
-                    .filter(|p| !p.is_empty())
-                    .collect();
-                return Ok((params, text[i + 2..].trim()));
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    Err(format!(
-        "expected a lambda `x -> expression`, got `{}`",
-        text.trim()
-    ))
+    super::split_lambda(text)
+        .ok_or_else(|| format!("expected a lambda `x -> expression`, got `{}`", text.trim()))
 }
 
 /// Puts `values` in place of `params` in a lambda or macro body: `@p` and bare `p` as SQL, `@{p}` (and `@p`

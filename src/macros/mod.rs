@@ -188,7 +188,7 @@ pub fn define(statement: &str, ctx: &mut MacroContext) -> Result<(), MacroError>
 }
 
 /// `x -> body` or `(a, b) -> body` at the top level of `text`.
-fn split_lambda(text: &str) -> Option<(Vec<String>, &str)> {
+pub(crate) fn split_lambda(text: &str) -> Option<(Vec<String>, &str)> {
     let bytes = text.as_bytes();
     let (mut i, mut depth) = (0, 0);
     while i + 1 < bytes.len() {

@@ -317,16 +317,10 @@ impl Storage for DuckDbStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::EngineConnection;
     use crate::engine::Engine;
 
     fn setup() -> (Engine, Session, PhysicalTable) {
-        let engine = Engine::open(&EngineConnection::DuckDb {
-            database: None,
-            concurrent_tasks: 1,
-            extensions: vec![],
-        })
-        .unwrap();
+        let engine = Engine::in_memory().unwrap();
         let session = engine.session().unwrap();
         let storage = DuckDbStorage::new("memory");
         storage.ensure_schema(&session, "lake__demo").unwrap();
