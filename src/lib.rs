@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod externals;
 pub mod failpoint;
+pub mod format;
 pub mod intervals;
 pub mod lakehouse;
 pub mod lifecycle;

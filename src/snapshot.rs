@@ -282,7 +282,12 @@ fn audit_definitions(project: &crate::project::Project, i: usize) -> Vec<(String
         .iter()
         .filter_map(|a| match &a.source {
             crate::audit::AuditSource::Project(p) => {
-                Some((p.name.clone(), p.blocking, p.query.clone()))
+                // Laid out freely: `lake format` on an audit file is no change of the model.
+                Some((
+                    p.name.clone(),
+                    p.blocking,
+                    crate::sql::layout_free_text(&p.query),
+                ))
             }
             crate::audit::AuditSource::Builtin(_) => None,
         })

@@ -75,6 +75,16 @@ pub fn normalized(statements: &[Statement]) -> String {
         .join(";\n")
 }
 
+/// Text of SQL that may hold macros (`@name`), the same however the SQL is laid out: keyword case,
+/// whitespace and comments do not change it. SQL that does not parse gives its text as written.
+pub fn layout_free_text(sql: &str) -> String {
+    let (hidden, macros) = crate::sqltext::hide_macros(sql);
+    match parse(&hidden) {
+        Ok(statements) => crate::sqltext::show_macros(&normalized(&statements), &macros),
+        Err(_) => sql.to_string(),
+    }
+}
+
 /// Relations read by the statements (table functions and CTE names excluded), in source order.
 pub fn table_refs(sql: &str, statements: &[Statement]) -> Vec<TableRef> {
     let index = SourceFile::new("", sql);

@@ -140,6 +140,58 @@ pub fn leading_keyword(statement: &str) -> String {
     word.to_ascii_uppercase()
 }
 
+fn placeholder(n: usize) -> String {
+    format!("__lake_macro_{n}__")
+}
+
+/// Replaces SQLMesh macro syntax (`@name`, `@{name}`) outside strings and comments by plain identifiers
+/// sqlparser can read; returns the text and the macro texts, by placeholder number.
+pub fn hide_macros(sql: &str) -> (String, Vec<String>) {
+    let bytes = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut macros = Vec::new();
+    let mut i = 0;
+    let mut copied = 0;
+    while i < bytes.len() {
+        if let Some(n) = skip_lexeme(bytes, i) {
+            i += n;
+            continue;
+        }
+        if bytes[i] == b'@' {
+            let end = match bytes.get(i + 1) {
+                Some(b'{') => sql[i..].find('}').map(|p| i + p + 1),
+                Some(c) if c.is_ascii_alphabetic() || *c == b'_' => Some(
+                    i + 1
+                        + sql[i + 1..]
+                            .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                            .unwrap_or(sql.len() - i - 1),
+                ),
+                _ => None,
+            };
+            if let Some(end) = end {
+                out.push_str(&sql[copied..i]);
+                out.push_str(&placeholder(macros.len()));
+                macros.push(sql[i..end].to_string());
+                i = end;
+                copied = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out.push_str(&sql[copied..]);
+    (out, macros)
+}
+
+pub fn show_macros(sql: &str, macros: &[String]) -> String {
+    let mut out = sql.to_string();
+    // Highest numbers first, so `__lake_macro_1__` never matches inside `__lake_macro_10__`.
+    for (n, text) in macros.iter().enumerate().rev() {
+        out = out.replace(&placeholder(n), text);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -136,6 +136,19 @@ enum Command {
     /// Select tests as `tests/file.yaml`, `tests/file.yaml::test_name` or `test_name`:
     /// `lake test tests/test_full_model.yaml::test_full_model`.
     Test { tests: Vec<String> },
+    /// Rewrite models/*.sql and audits/*.sql in one canonical style: MODEL properties one per line, SQL
+    /// keywords upper-case at the start of clauses, one select item per line. Names keep their case and
+    /// comments stay; a statement lake cannot re-lay without changing its meaning is kept as written.
+    ///
+    /// In CI: `lake format --check` changes nothing and exits 1 when a file would change.
+    Format {
+        /// Only report the files that would change; exit 1 if any would.
+        #[arg(long)]
+        check: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Upgrade the state written by an older lake to this lake's schema (one transaction).
     Migrate,
     /// Write external_models.yaml: every table models read that lake does not build, with its columns.
@@ -580,6 +593,19 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             let results = ctx.test(tests, context::execution_time(None)?)?;
             output::write_test_results(&mut stdout, &results, false)?;
             if results.iter().any(|r| !r.passed()) {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Format { check, json } => {
+            let files = crate::format::format_project(&cli.path, *check)?;
+            if *json {
+                let doc = serde_json::to_string_pretty(&serde_json::json!({ "files": files }))
+                    .map_err(|e| LakeError::Output(e.to_string()))?;
+                writeln!(stdout, "{doc}").map_err(io)?;
+            } else {
+                output::write_format_report(&mut stdout, &files, *check)?;
+            }
+            if *check && files.iter().any(|f| f.changed) {
                 return Ok(ExitCode::from(1));
             }
         }

@@ -793,6 +793,31 @@ pub fn audits_json(results: &[crate::context::AuditResult]) -> Result<String, La
         .map_err(|e| LakeError::Output(e.to_string()))
 }
 
+/// `lake format`: the files that changed (or would, with `--check`) and the statements kept as written.
+pub fn write_format_report(
+    out: &mut dyn Write,
+    files: &[crate::format::FormattedFile],
+    check: bool,
+) -> Result<(), LakeError> {
+    for file in files {
+        if file.changed && check {
+            writeln!(out, "{} needs reformatting.", file.path).map_err(io_error)?;
+        } else if file.changed {
+            writeln!(out, "Formatted {}", file.path).map_err(io_error)?;
+        }
+        for kept in &file.kept {
+            writeln!(out, "  {} {}:{kept}", style("⚠").yellow(), file.path).map_err(io_error)?;
+        }
+    }
+    let changed = files.iter().filter(|f| f.changed).count();
+    match (check, changed) {
+        (_, 0) => writeln!(out, "All {} file(s) are formatted.", files.len()),
+        (true, n) => writeln!(out, "\n{n} file(s) need reformatting."),
+        (false, n) => writeln!(out, "\n{n} file(s) reformatted."),
+    }
+    .map_err(io_error)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
