@@ -409,6 +409,19 @@ impl Context {
         Ok(RunReport { built })
     }
 
+    /// The linter's findings on `models` (all when empty); `None` when `linter.enabled` is not true.
+    pub fn lint(&self, models: &[String]) -> Result<Option<Vec<crate::lint::Violation>>> {
+        let config = &self.project.config.linter;
+        if !config.enabled {
+            return Ok(None);
+        }
+        let indices = models
+            .iter()
+            .map(|m| self.project.find_model(m))
+            .collect::<Result<Vec<_>>>()?;
+        crate::lint::lint(&self.project, config, &indices).map(Some)
+    }
+
     /// The SQL that building `model` would run, with physical table names.
     pub fn render(&self, model: &str, execution_time: NaiveDateTime) -> Result<String> {
         let i = self.project.find_model(model)?;

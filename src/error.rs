@@ -199,6 +199,15 @@ pub enum LakeError {
     )]
     TestsFailed { failed: usize, total: usize },
 
+    #[error("the linter found {errors} error(s)")]
+    #[diagnostic(
+        code(lake::lint_failed),
+        help(
+            "fix them, list the rule under `linter.warn_rules` or a model's `ignored_rules`, or plan with --skip-linter"
+        )
+    )]
+    LintFailed { errors: usize },
+
     #[error("audit `{audit}` of model `{model}` failed: {rows} bad row(s)\n  query: {query}")]
     #[diagnostic(
         code(lake::audit_failed),

@@ -18,6 +18,7 @@ pub mod format;
 pub mod intervals;
 pub mod lakehouse;
 pub mod lifecycle;
+pub mod lint;
 pub mod macros;
 pub mod model;
 pub mod plan;

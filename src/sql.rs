@@ -75,6 +75,11 @@ pub fn normalized(statements: &[Statement]) -> String {
         .join(";\n")
 }
 
+/// A SQL string literal holding `text`.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// Text of SQL that may hold macros (`@name`), the same however the SQL is laid out: keyword case,
 /// whitespace and comments do not change it. SQL that does not parse gives its text as written.
 pub fn layout_free_text(sql: &str) -> String {

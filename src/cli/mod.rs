@@ -12,6 +12,7 @@ use console::style;
 
 use crate::context::{self, Context};
 use crate::error::{LakeError, Result};
+use crate::lint::Severity;
 use crate::model::ModelName;
 use crate::plan::{Category, PlanOptions};
 use crate::{PROD, template};
@@ -114,6 +115,9 @@ enum Command {
         /// Plan without running the unit tests in tests/*.yaml first.
         #[arg(long)]
         skip_tests: bool,
+        /// Plan without running the linter first (when `linter.enabled` is true).
+        #[arg(long)]
+        skip_linter: bool,
     },
     /// Write a unit test for MODEL from live data: each --query gives an upstream model's input rows, and the
     /// expected output is what the model's query makes of them now.
@@ -136,6 +140,20 @@ enum Command {
     /// Select tests as `tests/file.yaml`, `tests/file.yaml::test_name` or `test_name`:
     /// `lake test tests/test_full_model.yaml::test_full_model`.
     Test { tests: Vec<String> },
+    /// Check the models against the rules chosen under `linter:` in config.yaml; exit 1 on an error.
+    ///
+    /// Rules: ambiguousorinvalidcolumn, invalidselectstarexpansion (both checked by DuckDB's binder on
+    /// empty tables), noselectstar, noambiguousprojections, nomissingaudits, nomissingowner,
+    /// nomissingunittest. Turn them on with `linter: {enabled: true, rules: ALL}`; `warn_rules` only warn,
+    /// `ignored_rules` (also a MODEL property) skip. Every plan lints first unless --skip-linter.
+    Lint {
+        /// Only these models (repeatable); default: every model.
+        #[arg(long = "model", value_name = "MODEL")]
+        models: Vec<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Rewrite models/*.sql and audits/*.sql in one canonical style: MODEL properties one per line, SQL
     /// keywords upper-case at the start of clauses, one select item per line. Names keep their case and
     /// comments stay; a statement lake cannot re-lay without changing its meaning is kept as written.
@@ -396,8 +414,20 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             end,
             restate_model,
             skip_tests,
+            skip_linter,
         } => {
             let ctx = load(cli)?;
+            if !skip_linter && let Some(violations) = ctx.lint(&[])? {
+                let mut stderr = std::io::stderr();
+                output::write_lint(&mut stderr, &violations)?;
+                let errors = violations
+                    .iter()
+                    .filter(|v| v.severity == Severity::Error)
+                    .count();
+                if errors > 0 {
+                    return Err(LakeError::LintFailed { errors });
+                }
+            }
             if !skip_tests {
                 let results = ctx.test(&[], context::execution_time(None)?)?;
                 let failed = results.iter().filter(|r| !r.passed()).count();
@@ -594,6 +624,30 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             output::write_test_results(&mut stdout, &results, false)?;
             if results.iter().any(|r| !r.passed()) {
                 return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Lint { models, json } => {
+            let ctx = load(cli)?;
+            let Some(violations) = ctx.lint(models)? else {
+                eprintln!(
+                    "The linter is off: turn it on with `linter: {{enabled: true, rules: ALL}}` in config.yaml."
+                );
+                return Ok(ExitCode::SUCCESS);
+            };
+            if *json {
+                let doc =
+                    serde_json::to_string_pretty(&serde_json::json!({ "violations": violations }))
+                        .map_err(|e| LakeError::Output(e.to_string()))?;
+                writeln!(stdout, "{doc}").map_err(io)?;
+            } else {
+                output::write_lint(&mut stdout, &violations)?;
+            }
+            let errors = violations
+                .iter()
+                .filter(|v| v.severity == Severity::Error)
+                .count();
+            if errors > 0 {
+                return Err(LakeError::LintFailed { errors });
             }
         }
         Command::Format { check, json } => {

@@ -793,6 +793,34 @@ pub fn audits_json(results: &[crate::context::AuditResult]) -> Result<String, La
         .map_err(|e| LakeError::Output(e.to_string()))
 }
 
+/// Linter findings, grouped by file as SQLMesh prints them, errors before warnings; nothing when clean.
+pub fn write_lint(
+    out: &mut dyn Write,
+    violations: &[crate::lint::Violation],
+) -> Result<(), LakeError> {
+    use crate::lint::Severity;
+    for severity in [Severity::Error, Severity::Warning] {
+        let mut path = None;
+        for v in violations.iter().filter(|v| v.severity == severity) {
+            if path != Some(&v.path) {
+                let (title, mark) = match severity {
+                    Severity::Error => ("errors", style("✘").red()),
+                    Severity::Warning => ("warnings", style("⚠").yellow()),
+                };
+                writeln!(out, "{mark} Linter {title} for {}:", v.path).map_err(io_error)?;
+                path = Some(&v.path);
+            }
+            writeln!(
+                out,
+                " - {} ({}:{}:{}): {}",
+                v.rule, v.path, v.line, v.column, v.message
+            )
+            .map_err(io_error)?;
+        }
+    }
+    Ok(())
+}
+
 /// `lake format`: the files that changed (or would, with `--check`) and the statements kept as written.
 pub fn write_format_report(
     out: &mut dyn Write,

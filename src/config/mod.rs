@@ -158,6 +158,7 @@ pub struct ResolvedConfig {
     pub variables: BTreeMap<String, serde_json::Value>,
     pub snapshot_ttl: Duration,
     pub environment_ttl: Duration,
+    pub linter: crate::lint::LinterConfig,
     /// Keys present in the file that `lake` does not know (dotted paths).
     pub unknown_keys: Vec<String>,
     /// Settings accepted but ignored today, with the reason.
@@ -368,6 +369,7 @@ fn resolve(
         .map(parse_ttl)
         .transpose()?
         .unwrap_or(DEFAULT_TTL);
+    let linter = crate::lint::LinterConfig::from_config(config.linter.as_ref())?;
     let environment_ttl = config
         .environment_ttl
         .as_deref()
@@ -384,6 +386,7 @@ fn resolve(
         variables,
         snapshot_ttl,
         environment_ttl,
+        linter,
         unknown_keys,
         warnings,
     })
