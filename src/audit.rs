@@ -46,6 +46,8 @@ pub const BUILTINS: &[&str] = &[
     "z_score",
     "stddev_in_range",
     "mean_in_range",
+    "kl_divergence",
+    "chi_square",
     "relationship",
 ];
 
@@ -563,6 +565,47 @@ fn render_builtin(
                 out_of_range(&a, "value")?
             )
         }
+        // Symmetric Kullback-Leibler divergence (natural log) between the value distributions of two
+        // columns; values absent from one side contribute nothing, as in SQLMesh.
+        "kl_divergence" => {
+            let (source, target) = (a.expr("source_column")?, a.expr("target_column")?);
+            format!(
+                "WITH a AS (SELECT {source} AS v, count(*) AS n FROM {t} GROUP BY 1), \
+                 b AS (SELECT {target} AS v, count(*) AS n FROM {t} GROUP BY 1), \
+                 pa AS (SELECT v, n / sum(n) OVER () AS p FROM a), \
+                 pb AS (SELECT v, n / sum(n) OVER () AS q FROM b), \
+                 joined AS (SELECT coalesce(pa.p, 0) AS p, coalesce(pb.q, 0) AS q \
+                 FROM pa FULL OUTER JOIN pb ON pa.v = pb.v) \
+                 SELECT coalesce(sum(p * ln(p / NULLIF(q, 0))), 0) + coalesce(sum(q * ln(q / NULLIF(p, 0))), 0) \
+                 AS kl_divergence FROM joined HAVING kl_divergence > {}",
+                a.expr("threshold")?
+            )
+        }
+        // Pearson's chi-square test of independence over every cell of the contingency table (empty cells
+        // included, which SQLMesh's version skips). With `dependent` (the default) the columns are expected
+        // to be dependent: the audit fails when the statistic does not exceed `critical_value`.
+        "chi_square" => {
+            let (a_col, b_col) = (a.expr("column_a")?, a.expr("column_b")?);
+            let critical = a.expr("critical_value")?;
+            let failing = if a.flag("dependent", true)? {
+                format!("NOT (chi_square > {critical})")
+            } else {
+                format!("NOT (chi_square <= {critical})")
+            };
+            format!(
+                "WITH samples AS (SELECT {a_col} AS x_a, {b_col} AS x_b FROM {t} \
+                 WHERE {a_col} IS NOT NULL AND {b_col} IS NOT NULL), \
+                 totals_a AS (SELECT x_a, count(*) AS tot_a FROM samples GROUP BY x_a), \
+                 totals_b AS (SELECT x_b, count(*) AS tot_b FROM samples GROUP BY x_b), \
+                 observed AS (SELECT x_a, x_b, count(*) AS n FROM samples GROUP BY x_a, x_b), \
+                 cells AS (SELECT totals_a.tot_a * totals_b.tot_b / (SELECT count(*) FROM samples) AS expected, \
+                 coalesce(observed.n, 0) AS observed FROM totals_a CROSS JOIN totals_b \
+                 LEFT JOIN observed ON observed.x_a = totals_a.x_a AND observed.x_b = totals_b.x_b) \
+                 SELECT ((SELECT count(*) FROM totals_a) - 1) * ((SELECT count(*) FROM totals_b) - 1) \
+                 AS degrees_of_freedom, sum((observed - expected) * (observed - expected) / expected) AS chi_square \
+                 FROM cells HAVING {failing}"
+            )
+        }
         "relationship" => {
             let to = a.expr("to")?;
             let source = a.expr("source_column")?;
@@ -845,10 +888,85 @@ mod tests {
         assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
         let covered: std::collections::HashSet<&str> = cases
             .iter()
+            .chain(STATISTICAL_CASES)
             .map(|(text, _)| text.split('(').next().unwrap_or_default())
             .collect();
         for builtin in BUILTINS {
             assert!(covered.contains(builtin), "{builtin} has no test on data");
+        }
+    }
+
+    /// On `t(a, b, x_a, x_b)`: a = [1, 1, 2, 2] and b = [1, 1, 1, 2] have a symmetric KL divergence of
+    /// 0.2747; x_a and x_b are fully dependent (20 rows, two diagonal cells of 10), Pearson's chi-square 20.
+    const STATISTICAL_CASES: &[(&str, usize)] = &[
+        (
+            "kl_divergence(source_column := a, target_column := b, threshold := 0.27)",
+            1,
+        ),
+        (
+            "kl_divergence(source_column := a, target_column := b, threshold := 0.28)",
+            0,
+        ),
+        (
+            "kl_divergence(source_column := a, target_column := a, threshold := 0)",
+            0,
+        ),
+        (
+            "chi_square(column_a := x_a, column_b := x_b, critical_value := 3.841)",
+            0,
+        ),
+        (
+            "chi_square(column_a := x_a, column_b := x_b, critical_value := 20.5)",
+            1,
+        ),
+        (
+            "chi_square(column_a := x_a, column_b := x_b, critical_value := 3.841, dependent := false)",
+            1,
+        ),
+    ];
+
+    #[test]
+    fn statistical_audits_compute_the_textbook_values() {
+        let engine = Engine::in_memory().expect("DuckDB");
+        let session = engine.session().expect("session");
+        session
+            .execute(
+                "CREATE TABLE t AS SELECT \
+                 CASE WHEN i % 4 < 2 THEN 1 ELSE 2 END AS a, CASE WHEN i % 4 < 3 THEN 1 ELSE 2 END AS b, \
+                 CASE WHEN i < 10 THEN 'A' ELSE 'B' END AS x_a, CASE WHEN i < 10 THEN 'X' ELSE 'Y' END AS x_b \
+                 FROM range(20) AS r(i)",
+                || "fixture".into(),
+            )
+            .unwrap();
+        let kl = session
+            .query_strings(
+                &format!(
+                    "SELECT round(kl_divergence, 4)::VARCHAR FROM ({})",
+                    sql("kl_divergence(source_column := a, target_column := b, threshold := 0)")
+                ),
+                || "kl".into(),
+            )
+            .unwrap();
+        assert_eq!(kl, ["0.2747"]);
+        let chi = session
+            .query_strings(
+                &format!(
+                    "SELECT chi_square::VARCHAR || ' ' || degrees_of_freedom::VARCHAR FROM ({})",
+                    sql("chi_square(column_a := x_a, column_b := x_b, critical_value := 1000)")
+                ),
+                || "chi".into(),
+            )
+            .unwrap();
+        assert_eq!(chi, ["20.0 1"]);
+        for (text, expected) in STATISTICAL_CASES {
+            let query = sql(text);
+            let count = session
+                .query_strings(
+                    &format!("SELECT count(*)::VARCHAR FROM ({query}) AS q"),
+                    || query.clone(),
+                )
+                .unwrap();
+            assert_eq!(count, [expected.to_string()], "{text}\n  {query}");
         }
     }
 }
