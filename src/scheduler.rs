@@ -597,6 +597,7 @@ pub fn macro_context(
     m.end = ctx.execution_time;
     m.execution_time = ctx.execution_time;
     m.this_model = table.sql();
+    m.catalog = project.default_catalog.clone();
     m.runtime_stage = stage;
     // The model's `@DEF`s; one that fails is reported, located, when the query is rendered.
     project.macro_scope(model, &m).unwrap_or(m)

@@ -39,6 +39,33 @@ fn macros_render_and_build() {
 }
 
 #[test]
+fn pivot_haversine_and_resolve_template_on_data() {
+    let s = Scratch::init();
+    s.write(
+        "models/rides.sql",
+        "MODEL (name demo.rides, kind FULL);\n\
+         SELECT * FROM (VALUES (1, 'done', 40.7128, -74.0060, 51.5074, -0.1278), (1, 'cancelled', 0, 0, 0, 0), \
+         (2, 'done', 0, 0, 0, 1)) AS v(day, status, a_lat, a_lon, b_lat, b_lon)\n",
+    );
+    s.write(
+        "models/ride_stats.sql",
+        "MODEL (name demo.ride_stats, kind FULL);\n\
+         SELECT\n  day,\n  @PIVOT(status, ['done', 'cancelled'], prefix := 'n_', quote := TRUE),\n  \
+         ROUND(MAX(@HAVERSINE_DISTANCE(a_lat, a_lon, b_lat, b_lon, unit := 'km')), 1) AS km,\n  \
+         @RESOLVE_TEMPLATE('@{schema_name}/@{table_name}') LIKE 'lake__demo/demo__ride_stats__%' AS located\n\
+         FROM demo.rides\nGROUP BY day\n",
+    );
+    let out = s.apply(EXEC);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // SQLMesh's column names (the value as written, quotes included) and its 3961-mile Earth radius:
+    // one degree of longitude on the equator is 2 * pi * 3961 / 360 miles = 111.3 km.
+    assert_eq!(
+        s.csv("select day, \"n_'done'\", \"n_'cancelled'\", km, located from demo.ride_stats order by day"),
+        "day,n_'done',n_'cancelled',km,located\n1,1,1,5573.4,true\n2,1,0,111.3,true\n"
+    );
+}
+
+#[test]
 fn a_python_macro_fails_at_load_with_its_location() {
     let s = Scratch::init();
     s.write(

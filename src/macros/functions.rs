@@ -23,6 +23,10 @@ pub const BUILTIN_FUNCTIONS: &[&str] = &[
     "or",
     "deduplicate",
     "date_spine",
+    "pivot",
+    "haversine_distance",
+    "resolve_template",
+    "blueprint_var",
 ];
 
 /// Calls `@name(args)`: a built-in, a user macro from `@DEF`, or an error naming what cannot run.
@@ -276,6 +280,121 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
                 .map(|t| select(t))
                 .collect::<Vec<_>>()
                 .join(&format!(" UNION {kind} ")))
+        }
+        "haversine_distance" => {
+            let [lat1, lon1, lat2, lon2] = [
+                nth(0, "lat1")?,
+                nth(1, "lon1")?,
+                nth(2, "lat2")?,
+                nth(3, "lon2")?,
+            ]
+            .map(|a| expression(a).map(|e| format!("({e})")));
+            let (lat1, lon1, lat2, lon2) = (lat1?, lon1?, lat2?, lon2?);
+            let unit = match kw("unit").or(positional.get(4).copied()) {
+                Some(u) => unquote(&rendered(u)?),
+                None => "mi".into(),
+            };
+            // SQLMesh's formula and Earth radius (3961 miles), so distances match it to the digit.
+            let rate = match unit.as_str() {
+                "mi" => "1.0",
+                "km" => "1.60934",
+                other => {
+                    return Err(format!(
+                        "@HAVERSINE_DISTANCE's unit is 'mi' or 'km', not '{other}'"
+                    ));
+                }
+            };
+            Ok(format!(
+                "2 * 3961 * ASIN(SQRT(POWER(SIN(RADIANS(({lat2} - {lat1}) / 2)), 2) + COS(RADIANS({lat1})) * \
+                 COS(RADIANS({lat2})) * POWER(SIN(RADIANS(({lon2} - {lon1}) / 2)), 2))) * {rate}"
+            ))
+        }
+        "pivot" => {
+            let column = expression(nth(0, "a column")?)?;
+            let values = list(&rendered(nth(1, "a list of values")?)?);
+            let text = |key: &str, default: &str| -> Result<String, String> {
+                kw(key).map_or(Ok(default.to_string()), |v| {
+                    rendered(v).map(|v| unquote(&v))
+                })
+            };
+            let flag = |key: &str, default: bool| -> Result<bool, String> {
+                kw(key).map_or(Ok(default), |v| truthy(&rendered(v)?))
+            };
+            let (agg, cmp) = (text("agg", "SUM")?, text("cmp", "=")?);
+            let (prefix, suffix) = (text("prefix", "")?, text("suffix", "")?);
+            let then_value = kw("then_value").map_or(Ok("1".to_string()), rendered)?;
+            let else_value = kw("else_value").map_or(Ok("0".to_string()), rendered)?;
+            let distinct = if flag("distinct", false)? {
+                "DISTINCT "
+            } else {
+                ""
+            };
+            let (alias, quote) = (flag("alias", true)?, flag("quote", true)?);
+            let columns: Vec<String> = values
+                .iter()
+                .map(|value| {
+                    let aggregate = format!(
+                        "{agg}({distinct}CASE WHEN {column} {cmp} {value} THEN {then_value} ELSE {else_value} END)"
+                    );
+                    // SQLMesh names the column after the value as written, quotes included: 'a' -> "'a'".
+                    let name = format!("{prefix}{value}{suffix}");
+                    match (alias, quote) {
+                        (false, _) => aggregate,
+                        (true, true) => format!("{aggregate} AS \"{}\"", name.replace('"', "\"\"")),
+                        (true, false) => format!("{aggregate} AS {name}"),
+                    }
+                })
+                .collect();
+            Ok(columns.join(", "))
+        }
+        "resolve_template" => {
+            let template = rendered(nth(0, "a template string")?)?;
+            // While loading there is no table yet: SQLMesh leaves the template as it is.
+            if ctx.this_model.is_empty() {
+                return Ok(template);
+            }
+            let parts: Vec<String> = ctx
+                .this_model
+                .split('.')
+                .map(|p| p.trim_matches('"').replace("\"\"", "\""))
+                .collect();
+            let (schema, table) = match parts.as_slice() {
+                [.., schema, table] => (schema.clone(), table.clone()),
+                _ => (String::new(), ctx.this_model.clone()),
+            };
+            let catalog = match parts.as_slice() {
+                [catalog, _, _] => catalog.clone(),
+                _ => ctx.catalog.clone(),
+            };
+            let resolved = unquote(&template)
+                .replace("@{catalog_name}", &catalog)
+                .replace("@{schema_name}", &schema)
+                .replace("@{table_name}", &table);
+            let mode = match kw("mode").or(positional.get(1).copied()) {
+                Some(m) => unquote(&rendered(m)?).to_lowercase(),
+                None => "literal".into(),
+            };
+            match mode.as_str() {
+                "literal" => Ok(crate::sql::quote_literal(&resolved)),
+                "table" => Ok(resolved),
+                other => Err(format!(
+                    "@RESOLVE_TEMPLATE's mode is 'literal' or 'table', not '{other}'"
+                )),
+            }
+        }
+        // lake has no blueprints (one file making several models), so no blueprint variable is ever set:
+        // the default applies, as in SQLMesh for a model without that variable.
+        "blueprint_var" => {
+            let name_arg = rendered(nth(0, "a variable name string")?)?;
+            if !name_arg.trim().starts_with('\'') {
+                return Err(format!(
+                    "@BLUEPRINT_VAR's variable name is a string literal, not `{}`",
+                    name_arg.trim()
+                ));
+            }
+            positional
+                .get(1)
+                .map_or(Ok("NULL".to_string()), |d| rendered(d))
         }
         "def" => Err("@DEF defines a macro as a statement of its own: `@DEF(name, value);`".into()),
         _ => {
@@ -583,6 +702,26 @@ mod tests {
                 "@UNION('distinct', s.a, s.b)",
                 "SELECT CAST(id AS INT) AS id FROM s.a UNION DISTINCT SELECT CAST(id AS INT) AS id FROM s.b",
             ),
+            (
+                "@PIVOT(status, ['cancelled', 'completed'])",
+                "SUM(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END) AS \"'cancelled'\", \
+                 SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END) AS \"'completed'\"",
+            ),
+            (
+                "@PIVOT(n, [1, 2], agg := 'MAX', cmp := '>=', prefix := 'ge_', then_value := v, else_value := NULL, quote := FALSE, distinct := TRUE)",
+                "MAX(DISTINCT CASE WHEN n >= 1 THEN v ELSE NULL END) AS ge_1, MAX(DISTINCT CASE WHEN n >= 2 THEN v ELSE NULL END) AS ge_2",
+            ),
+            (
+                "@HAVERSINE_DISTANCE(a_lat, a_lon, b_lat, b_lon, 'km')",
+                "2 * 3961 * ASIN(SQRT(POWER(SIN(RADIANS(((b_lat) - (a_lat)) / 2)), 2) + COS(RADIANS((a_lat))) * \
+                 COS(RADIANS((b_lat))) * POWER(SIN(RADIANS(((b_lon) - (a_lon)) / 2)), 2))) * 1.60934",
+            ),
+            (
+                "@RESOLVE_TEMPLATE('s3://b/@{schema_name}/@{table_name}')",
+                "'s3://b/@{schema_name}/@{table_name}'",
+            ),
+            ("@BLUEPRINT_VAR('region', 'eu')", "'eu'"),
+            ("@BLUEPRINT_VAR('region')", "NULL"),
         ];
         for (text, expected) in cases {
             assert_eq!(r(text), expected, "{text}");
@@ -611,6 +750,39 @@ mod tests {
             render_text("@pick(x)", &c)
                 .unwrap_err()
                 .contains("takes 2 argument(s), got 1")
+        );
+    }
+
+    #[test]
+    fn resolve_template_names_the_physical_table() {
+        let mut c = ctx();
+        c.this_model = "lake__demo.\"demo__m__12\"".into();
+        c.catalog = "db".into();
+        assert_eq!(
+            render_text(
+                "@RESOLVE_TEMPLATE('s3://b/@{catalog_name}/@{schema_name}/@{table_name}')",
+                &c
+            )
+            .unwrap(),
+            "'s3://b/db/lake__demo/demo__m__12'"
+        );
+        assert_eq!(
+            render_text(
+                "@RESOLVE_TEMPLATE('@{schema_name}.@{table_name}_log', mode := 'table')",
+                &c
+            )
+            .unwrap(),
+            "lake__demo.demo__m__12_log"
+        );
+        assert!(
+            render_text("@HAVERSINE_DISTANCE(a, b, c, d, 'ly')", &c)
+                .unwrap_err()
+                .contains("'mi' or 'km'")
+        );
+        assert!(
+            render_text("@BLUEPRINT_VAR(region)", &c)
+                .unwrap_err()
+                .contains("string literal")
         );
     }
 

@@ -20,6 +20,8 @@ pub struct MacroContext {
     pub execution_time: NaiveDateTime,
     /// Name of the table being written (physical), for `@this_model`.
     pub this_model: String,
+    /// The engine catalog the physical tables live in, for `@RESOLVE_TEMPLATE`'s `@{catalog_name}`.
+    pub catalog: String,
     pub runtime_stage: &'static str,
     pub gateway: String,
     pub variables: BTreeMap<String, serde_json::Value>,
@@ -53,6 +55,7 @@ impl MacroContext {
             end: epoch + Duration::days(1),
             execution_time: epoch + Duration::days(1),
             this_model: String::new(),
+            catalog: String::new(),
             runtime_stage: "loading",
             gateway: gateway.to_string(),
             variables: variables.clone(),
