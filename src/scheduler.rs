@@ -772,7 +772,8 @@ fn build_one(
             &model.post_statements,
             &macro_ctx,
         )?;
-        let audits_passed = run_audits(ctx, session, backfill, &macro_ctx, None, observer)?;
+        let audited = audited_relation(model, &backfill.table, None);
+        let audits_passed = run_audits(ctx, session, backfill, &macro_ctx, &audited, observer)?;
         record(built_interval(ctx, backfill, stats.write_id()))?;
         return Ok(WriteStats {
             audits_passed,
@@ -795,24 +796,73 @@ fn build_one(
             &macro_ctx,
         )?;
         let query = executable_query(ctx, backfill.model, &macro_ctx)?;
-        let stats = write_batch(ctx, session, backfill, &query, (start, end))?;
-        run_statements(
-            ctx.project,
-            session,
-            model,
-            &model.post_statements,
-            &macro_ctx,
-        )?;
-        // Audits run before the interval is recorded: a blocking failure leaves it missing, so it is
-        // rebuilt (and audited again) by the next plan or run.
-        total.audits_passed += run_audits(
-            ctx,
-            session,
-            backfill,
-            &macro_ctx,
-            Some((start, end)),
-            observer,
-        )?;
+        let appends = matches!(
+            model.meta.kind,
+            ModelKind::IncrementalUnmanaged {
+                insert_overwrite: false,
+                ..
+            }
+        );
+        let stats = if appends && !ctx.project.audits[backfill.model].is_empty() {
+            // An append cannot be taken back, and a rerun of a missing interval appends again: the rows
+            // are staged and audited together with the table's before anything is appended.
+            session.execute(
+                &format!("CREATE OR REPLACE TEMP TABLE {PENDING_APPEND} AS {query}"),
+                || format!("staging the rows to append to {}", backfill.name),
+            )?;
+            // The first append creates the table.
+            let exists = session.query_strings(
+                &format!(
+                    "SELECT count(*)::VARCHAR FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
+                    crate::sql::quote_literal(&backfill.table.schema),
+                    crate::sql::quote_literal(&backfill.table.table)
+                ),
+                || format!("looking for {}", backfill.table),
+            )? != ["0"];
+            let pending = if exists {
+                format!(
+                    "(SELECT * FROM {} UNION ALL BY NAME SELECT * FROM {PENDING_APPEND}) AS this_model",
+                    backfill.table.sql()
+                )
+            } else {
+                format!("{PENDING_APPEND} AS this_model")
+            };
+            total.audits_passed +=
+                run_audits(ctx, session, backfill, &macro_ctx, &pending, observer)?;
+            let stats = write_batch(
+                ctx,
+                session,
+                backfill,
+                &format!("SELECT * FROM {PENDING_APPEND}"),
+                (start, end),
+            )?;
+            session.execute(&format!("DROP TABLE {PENDING_APPEND}"), || {
+                "dropping the staged rows".into()
+            })?;
+            run_statements(
+                ctx.project,
+                session,
+                model,
+                &model.post_statements,
+                &macro_ctx,
+            )?;
+            stats
+        } else {
+            let stats = write_batch(ctx, session, backfill, &query, (start, end))?;
+            run_statements(
+                ctx.project,
+                session,
+                model,
+                &model.post_statements,
+                &macro_ctx,
+            )?;
+            // Audits run before the interval is recorded: a blocking failure leaves it missing, so it is
+            // rebuilt (and audited again) by the next plan or run.
+            let audited = audited_relation(model, &backfill.table, Some((start, end)));
+            total.audits_passed +=
+                run_audits(ctx, session, backfill, &macro_ctx, &audited, observer)?;
+            stats
+        };
         total.rows = total.rows.zip(stats.rows).map(|(a, b)| a + b);
         total.snapshot_id = stats.snapshot_id.or(total.snapshot_id);
         record(Interval {
@@ -839,15 +889,29 @@ impl crate::audit::ModelResolver for BuildResolver<'_, '_> {
     }
 }
 
-/// Runs the model's audits on what was just written (for a time-range batch, on that batch's rows).
-/// A blocking audit that finds bad rows fails the model; a non-blocking one is reported. Returns how many
-/// passed.
+/// Temporary table holding the rows of an append until its audits pass.
+const PENDING_APPEND: &str = "_lake_pending_append";
+
+/// What a model's audits read after a write: the table, or for a time-range batch that batch's rows.
+fn audited_relation(model: &Model, table: &PhysicalTable, batch: Option<Range>) -> String {
+    match (&model.meta.kind, batch) {
+        (ModelKind::IncrementalByTimeRange { time_column, .. }, Some((start, end))) => format!(
+            "(SELECT * FROM {} WHERE {}) AS this_model",
+            table.sql(),
+            time_range_predicate(time_column, start, end)
+        ),
+        _ => table.sql(),
+    }
+}
+
+/// Runs the model's audits on `this_model` (see `audited_relation`). A blocking audit that finds bad rows
+/// fails the model; a non-blocking one is reported. Returns how many passed.
 fn run_audits(
     ctx: &BuildContext<'_>,
     session: &Session,
     backfill: &Backfill,
     macro_ctx: &MacroContext,
-    batch: Option<Range>,
+    this_model: &str,
     observer: &dyn Observer,
 ) -> Result<usize> {
     let audits = &ctx.project.audits[backfill.model];
@@ -855,24 +919,10 @@ fn run_audits(
         return Ok(0);
     }
     let model = &ctx.project.models[backfill.model];
-    let this_model = match (&model.meta.kind, batch) {
-        (ModelKind::IncrementalByTimeRange { time_column, .. }, Some((start, end))) => format!(
-            "(SELECT * FROM {} WHERE {}) AS this_model",
-            backfill.table.sql(),
-            time_range_predicate(time_column, start, end)
-        ),
-        _ => backfill.table.sql(),
-    };
     let mut passed = 0;
     for audit in audits {
-        let (query, rows) = audit_rows(
-            ctx,
-            session,
-            audit,
-            &this_model,
-            macro_ctx,
-            &model.meta.name,
-        )?;
+        let (query, rows) =
+            audit_rows(ctx, session, audit, this_model, macro_ctx, &model.meta.name)?;
         if rows == 0 {
             passed += 1;
         } else if audit.blocking {

@@ -171,6 +171,62 @@ fn an_incremental_batch_that_fails_its_audit_is_not_recorded() {
     );
 }
 
+/// An append cannot be undone: an INCREMENTAL_UNMANAGED run whose rows fail a blocking audit appends
+/// nothing, so the rerun appends once, and the bad rows never reach the table.
+#[test]
+fn a_failed_append_is_not_appended_and_its_rerun_appends_once() {
+    let s = Scratch::init();
+    s.write(
+        "external_models.yaml",
+        "- name: raw.flag\n  columns:\n    v: int\n",
+    );
+    s.write(
+        "models/appended.sql",
+        "MODEL (\n  name demo.appended,\n  kind INCREMENTAL_UNMANAGED,\n  start '2024-05-29',\n  cron '@daily',\n  \
+         audits (forall(criteria := [x > 0]))\n);\n\nSELECT @execution_ds AS run_ds, (SELECT max(v) FROM raw.flag) AS x\n",
+    );
+    let set_flag = |v: i32| {
+        let sql = format!(
+            "CREATE SCHEMA IF NOT EXISTS raw; CREATE OR REPLACE TABLE raw.flag AS SELECT {v} AS v"
+        );
+        let out = s.lake().args(["fetchdf", &sql]).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    let run = || {
+        s.lake()
+            .args(["run", "--execution-time", "2024-06-03 12:00:00"])
+            .output()
+            .unwrap()
+    };
+    set_flag(1);
+    let out = plan(&s);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = s.csv("select run_ds, x from demo.appended order by all");
+    assert_eq!(before, "run_ds,x\n2024-06-01,1\n");
+
+    set_flag(-1);
+    let out = run();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("audit `forall` of model `demo.appended` failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        s.csv("select run_ds, x from demo.appended order by all"),
+        before,
+        "nothing appended"
+    );
+
+    set_flag(2);
+    let out = run();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        s.csv("select run_ds, x from demo.appended order by all"),
+        "run_ds,x\n2024-06-01,1\n2024-06-03,2\n"
+    );
+}
+
 #[test]
 fn an_unknown_audit_is_a_located_error() {
     let s = Scratch::init();
