@@ -25,6 +25,7 @@ pub mod plan;
 pub mod project;
 pub mod scd;
 pub mod scheduler;
+pub mod schema;
 pub mod snapshot;
 pub mod sql;
 pub mod sqltext;

@@ -1,19 +1,18 @@
 //! `lake lint`: SQLMesh's linter rules over the project's models, the `linter:` configuration that picks
 //! them, and where in its file each violation is.
 //!
-//! Column rules are checked by DuckDB's own binder: every model's query is described (never run) on an
-//! in-memory DuckDB in which each upstream model exists as an empty table with the columns its query has.
+//! Column rules are checked by DuckDB's own binder (`schema::Binder`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use sqlparser::ast::{Expr, SelectItem, SetExpr, Spanned, Statement};
 
-use crate::engine::Engine;
 use crate::error::{LakeError, Result, SourceFile, did_you_mean};
 use crate::macros::MacroContext;
-use crate::model::{ModelKind, ModelName, quote_ident};
-use crate::project::{Project, RefTarget};
+use crate::model::{ModelKind, ModelName};
+use crate::project::Project;
+use crate::schema::{Binder, Bound};
 
 /// A built-in rule: its name (as in config.yaml) and what it asks for.
 pub struct Rule {
@@ -222,13 +221,6 @@ pub struct Violation {
     pub message: String,
 }
 
-/// What the in-memory DuckDB knows of a relation's columns.
-enum Columns {
-    Known,
-    /// Unknown, and why (named in an `invalidselectstarexpansion` message).
-    Unknown(String),
-}
-
 /// Lints `models` (indices; all when empty) with the rules `config` turns on, in project order.
 pub fn lint(project: &Project, config: &LinterConfig, models: &[usize]) -> Result<Vec<Violation>> {
     let on = |rule: &str| config.severities.get(rule).copied();
@@ -383,269 +375,6 @@ fn top_level_projection(statements: &[Statement]) -> Vec<&SelectItem> {
     out
 }
 
-/// What binding one model's query found.
-enum Bound {
-    Ok,
-    /// The columns of something it reads are unknown, so neither can its own be.
-    Unknown(String),
-    /// DuckDB's binder rejected a column: where (in the model's file) and why.
-    Failed {
-        offset: usize,
-        message: String,
-    },
-}
-
-/// An in-memory DuckDB holding an empty table per model (and declared external), with its columns.
-struct Binder<'p> {
-    project: &'p Project,
-    engine: Engine,
-    columns: HashMap<String, Columns>,
-}
-
-impl<'p> Binder<'p> {
-    fn new(project: &'p Project) -> Result<Self> {
-        let engine = Engine::in_memory()?;
-        let mut binder = Binder {
-            project,
-            engine,
-            columns: HashMap::new(),
-        };
-        for (name, external) in &project.externals {
-            if external.columns.is_empty() {
-                binder.columns.insert(
-                    binder.relation(name),
-                    Columns::Unknown(format!(
-                        "external model `{name}` declares no columns in external_models.yaml"
-                    )),
-                );
-                continue;
-            }
-            let columns: Vec<(String, String)> = external
-                .columns
-                .iter()
-                .map(|(c, t)| (c.clone(), t.clone()))
-                .collect();
-            binder.create(name, &columns)?;
-        }
-        Ok(binder)
-    }
-
-    /// The relation's name in the lint database.
-    fn relation(&self, name: &ModelName) -> String {
-        match &name.catalog {
-            Some(c) => format!("{}.{}", quote_ident(c), name.sql()),
-            None => name.sql(),
-        }
-    }
-
-    fn create(&mut self, name: &ModelName, columns: &[(String, String)]) -> Result<()> {
-        let session = self.engine.session()?;
-        let mut setup = String::new();
-        if let Some(catalog) = &name.catalog {
-            setup.push_str(&format!(
-                "ATTACH IF NOT EXISTS ':memory:' AS {};",
-                quote_ident(catalog)
-            ));
-        }
-        let schema = match &name.catalog {
-            Some(c) => format!("{}.{}", quote_ident(c), quote_ident(&name.schema)),
-            None => quote_ident(&name.schema),
-        };
-        let list: Vec<String> = columns
-            .iter()
-            .map(|(c, t)| format!("{} {t}", quote_ident(c)))
-            .collect();
-        let relation = self.relation(name);
-        setup.push_str(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema}; CREATE OR REPLACE TABLE {relation} ({});",
-            list.join(", ")
-        ));
-        match session.execute(&setup, || format!("declaring `{name}` for the linter")) {
-            Ok(()) => {
-                self.columns.insert(relation, Columns::Known);
-            }
-            // A declared type DuckDB does not know: the columns stay unknown rather than failing lint.
-            Err(_) => {
-                self.columns.insert(
-                    relation,
-                    Columns::Unknown(format!(
-                        "the declared column types of `{name}` are not DuckDB types"
-                    )),
-                );
-            }
-        }
-        Ok(())
-    }
-
-    /// Describes model `i`'s query against its parents' tables and creates its own empty table.
-    fn bind(&mut self, i: usize) -> Result<Bound> {
-        let project = self.project;
-        let model = &project.models[i];
-        let name = model.meta.name.clone();
-        let unknown = |why: String| -> Result<Bound> { Ok(Bound::Unknown(why)) };
-        let bound = match &model.meta.kind {
-            ModelKind::Seed { .. } => {
-                let columns = if model.meta.columns.is_empty() {
-                    let Some(path) = &model.seed_path else {
-                        return unknown(format!("seed `{name}` has no CSV file"));
-                    };
-                    let sql = format!(
-                        "DESCRIBE SELECT * FROM read_csv({})",
-                        crate::sql::quote_literal(&path.to_string_lossy())
-                    );
-                    match self.describe(&sql) {
-                        Ok(columns) => columns,
-                        Err(_) => {
-                            return self.mark_unknown(
-                                &name,
-                                format!("the columns of seed `{name}` could not be read"),
-                            );
-                        }
-                    }
-                } else {
-                    model
-                        .meta
-                        .columns
-                        .iter()
-                        .map(|c| (c.name.clone(), c.data_type.clone()))
-                        .collect()
-                };
-                self.create(&name, &columns)?;
-                Bound::Ok
-            }
-            ModelKind::External => return Ok(Bound::Ok),
-            _ => {
-                let ctx =
-                    MacroContext::for_loading(&project.config.gateway, &project.config.variables);
-                let Some(rendered) = project.render_query(i, &ctx)? else {
-                    return Ok(Bound::Ok);
-                };
-                let mut edits = Vec::new();
-                for (r, target) in &rendered.refs {
-                    let target_name = match target {
-                        RefTarget::Model(p) => project.models[*p].meta.name.clone(),
-                        RefTarget::External => match ModelName::from_parts(&r.parts) {
-                            Some(mut n) => {
-                                if n.catalog.as_deref() == Some(project.default_catalog.as_str()) {
-                                    n.catalog = None;
-                                }
-                                n
-                            }
-                            None => continue,
-                        },
-                        _ => continue,
-                    };
-                    let relation = self.relation(&target_name);
-                    if let Some(Columns::Unknown(why)) = self.columns.get(&relation) {
-                        let why = why.clone();
-                        return self.mark_unknown(&name, why);
-                    }
-                    edits.push((r.offset, r.len, relation));
-                }
-                let sql = crate::sql::replace_spans(&rendered.sql, edits);
-                match self.describe(&format!("DESCRIBE {sql}")) {
-                    Ok(columns) => {
-                        self.create(&name, &columns)?;
-                        Bound::Ok
-                    }
-                    Err(message) => {
-                        let why = format!("the query of `{name}` does not bind");
-                        self.columns
-                            .insert(self.relation(&name), Columns::Unknown(why));
-                        match column_error(&message) {
-                            Some((column, message)) => {
-                                let query = model.query.as_ref().map_or(0, |q| q.offset);
-                                let at = find_word(&rendered.sql, &column).map_or(query, |o| {
-                                    query + rendered.rendered.original_offset(o)
-                                });
-                                Bound::Failed {
-                                    offset: at,
-                                    message,
-                                }
-                            }
-                            None => Bound::Unknown(format!(
-                                "the query of `{name}` does not bind in DuckDB: {message}"
-                            )),
-                        }
-                    }
-                }
-            }
-        };
-        Ok(bound)
-    }
-
-    fn mark_unknown(&mut self, name: &ModelName, why: String) -> Result<Bound> {
-        self.columns
-            .insert(self.relation(name), Columns::Unknown(why.clone()));
-        Ok(Bound::Unknown(why))
-    }
-
-    /// Column names and types of a `DESCRIBE …` statement, or DuckDB's message.
-    fn describe(&self, sql: &str) -> std::result::Result<Vec<(String, String)>, String> {
-        let session = self.engine.session().map_err(|e| e.to_string())?;
-        match session.query_rows(sql, || "describing a query for the linter".into()) {
-            Ok(rows) => Ok(rows
-                .into_iter()
-                .filter_map(|row| Some((row.first()?.clone()?, row.get(1)?.clone()?)))
-                .collect()),
-            Err(LakeError::Engine { source, .. }) => Err(source.to_string()),
-            Err(other) => Err(other.to_string()),
-        }
-    }
-}
-
-/// For a binder error about a column (missing or ambiguous): the column's name and the message to show.
-fn column_error(message: &str) -> Option<(String, String)> {
-    let first = message.split("\nLINE ").next().unwrap_or(message).trim();
-    let is_column = [
-        "Referenced column",
-        "Ambiguous reference to column",
-        "does not have a column named",
-        "Referenced table",
-    ]
-    .iter()
-    .any(|k| first.contains(k));
-    if !is_column {
-        return None;
-    }
-    let quoted: Vec<&str> = first.split('"').skip(1).step_by(2).collect();
-    let column = if first.contains("does not have a column named") {
-        quoted.get(1).or(quoted.first())?
-    } else {
-        quoted.first()?
-    };
-    let text = first
-        .trim_start_matches("Binder Error: ")
-        .replace('\n', "; ");
-    Some((column.to_string(), text))
-}
-
-/// Offset of the first occurrence of `word` as a whole identifier outside strings and comments.
-fn find_word(sql: &str, word: &str) -> Option<usize> {
-    let bytes = sql.as_bytes();
-    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    let mut i = 0;
-    while i < bytes.len() {
-        if let Some(n) = crate::sqltext::skip_lexeme(bytes, i) {
-            if bytes[i] == b'"' && sql[i + 1..i + n - 1].eq_ignore_ascii_case(word) {
-                return Some(i);
-            }
-            i += n;
-            continue;
-        }
-        if sql[i..].len() >= word.len()
-            && sql.is_char_boundary(i + word.len())
-            && sql[i..i + word.len()].eq_ignore_ascii_case(word)
-            && (i == 0 || !is_ident(bytes[i - 1]))
-            && bytes.get(i + word.len()).is_none_or(|&b| !is_ident(b))
-        {
-            return Some(i);
-        }
-        i += 1;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -674,23 +403,5 @@ mod tests {
             .to_string();
         assert!(e.contains("more than one"), "{e}");
         assert!(config("{rules: 3}").is_err());
-    }
-
-    #[test]
-    fn binder_messages_name_the_column() {
-        let (column, text) = column_error(
-            "Binder Error: Referenced column \"amont\" not found in FROM clause!\nCandidate bindings: \"amount\"\n\nLINE 1: select amont",
-        )
-        .unwrap();
-        assert_eq!(column, "amont");
-        assert_eq!(
-            text,
-            "Referenced column \"amont\" not found in FROM clause!; Candidate bindings: \"amount\""
-        );
-        assert_eq!(
-            column_error("Catalog Error: Scalar Function with name foo does not exist!"),
-            None
-        );
-        assert_eq!(find_word("select 'id', x.id from t", "id"), Some(15));
     }
 }

@@ -72,6 +72,8 @@ pub struct Project {
     pub python_macros: std::sync::Arc<BTreeMap<String, String>>,
     /// Declared columns of models and external tables, for `@STAR` and `@UNION`.
     pub known_columns: std::sync::Arc<BTreeMap<String, Vec<(String, String)>>>,
+    /// Relations whose columns a macro asked for and did not find (see `MacroContext::column_requests`).
+    column_requests: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     /// The audits written in `audits/*.sql`, by name.
     pub audit_definitions: BTreeMap<String, std::sync::Arc<crate::audit::ProjectAudit>>,
     /// Each model's audits, resolved and with parsed arguments (by model index).
@@ -240,6 +242,7 @@ impl Project {
             jinja_macros,
             python_macros: std::sync::Arc::new(python_macros),
             known_columns: std::sync::Arc::new(known_columns),
+            column_requests: std::sync::Arc::default(),
             audit_definitions,
             audits,
             lenient,
@@ -247,10 +250,19 @@ impl Project {
         if !errors.is_empty() {
             return Err(crate::error::collect(errors));
         }
-        let analyses: Vec<Result<Analysis>> = (0..project.models.len())
+        let mut analyses: Vec<Result<Analysis>> = (0..project.models.len())
             .into_par_iter()
             .map(|i| project.analyse(i))
             .collect();
+        // `@STAR(model)` and `@UNION` need the columns of models that do not declare them: infer those
+        // from the models' queries and render the models that asked again, until nothing more is learnt.
+        while project.infer_requested_columns(&analyses)? {
+            for (i, analysis) in analyses.iter_mut().enumerate() {
+                if analysis.is_err() {
+                    *analysis = project.analyse(i);
+                }
+            }
+        }
         let mut analysed = Vec::with_capacity(analyses.len());
         for a in analyses {
             match a {
@@ -274,6 +286,80 @@ impl Project {
             .topological_order()
             .map_err(|cycle| project.cycle_error(&cycle))?;
         Ok(project)
+    }
+
+    /// Infers the columns of the models macros asked for (`column_requests`) from their queries, with
+    /// DuckDB's binder over their ancestors, and adds them to `known_columns`. Returns whether any were
+    /// learnt. Only models whose ancestors all rendered can be inferred.
+    fn infer_requested_columns(&mut self, analyses: &[Result<Analysis>]) -> Result<bool> {
+        let requested: Vec<String> = match self.column_requests.lock() {
+            Ok(mut requests) => std::mem::take(&mut *requests).into_iter().collect(),
+            Err(_) => return Ok(false),
+        };
+        let mut wanted = Vec::new();
+        for relation in &requested {
+            let Some(name) = ModelName::parse(relation) else {
+                continue;
+            };
+            let Some(&i) = self.index.get(&name) else {
+                continue;
+            };
+            if !self.known_columns.contains_key(relation) {
+                wanted.push(i);
+            }
+        }
+        // Ancestors first (depth-first post-order over the parents found so far).
+        let mut order = Vec::new();
+        let mut state = vec![0u8; self.models.len()];
+        fn visit(
+            i: usize,
+            analyses: &[Result<Analysis>],
+            state: &mut [u8],
+            order: &mut Vec<usize>,
+        ) -> bool {
+            match state[i] {
+                1 => return false, // a cycle: reported later by the DAG
+                2 => return true,
+                _ => {}
+            }
+            let Ok(analysis) = &analyses[i] else {
+                return false;
+            };
+            state[i] = 1;
+            let complete = analysis
+                .parents
+                .iter()
+                .all(|&p| visit(p, analyses, state, order));
+            state[i] = 2;
+            if complete {
+                order.push(i);
+            }
+            complete
+        }
+        wanted.retain(|&i| visit(i, analyses, &mut state, &mut order));
+        if wanted.is_empty() {
+            return Ok(false);
+        }
+        let mut learnt = BTreeMap::new();
+        {
+            let mut binder = crate::schema::Binder::new(self)?;
+            for &i in &order {
+                binder.bind(i)?;
+            }
+            for &i in &wanted {
+                let name = &self.models[i].meta.name;
+                if let Some(columns) = binder.columns_of(name) {
+                    learnt.insert(name.to_string().to_lowercase(), columns);
+                }
+            }
+        }
+        if learnt.is_empty() {
+            return Ok(false);
+        }
+        let mut known = (*self.known_columns).clone();
+        known.extend(learnt);
+        self.known_columns = std::sync::Arc::new(known);
+        Ok(true)
     }
 
     pub fn model(&self, name: &ModelName) -> Option<&Model> {
@@ -331,6 +417,7 @@ impl Project {
         }
         scoped.python_macros = self.python_macros.clone();
         scoped.known_columns = self.known_columns.clone();
+        scoped.column_requests = self.column_requests.clone();
         let model = &self.models[i];
         let definitions = self
             .macro_definitions

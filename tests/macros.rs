@@ -65,6 +65,44 @@ fn pivot_haversine_and_resolve_template_on_data() {
     );
 }
 
+/// `@STAR` and `@UNION` over models that declare no columns: lake infers them from the models' queries
+/// (DuckDB's binder, nothing run), through a chain where the upstream model itself uses `@STAR`.
+#[test]
+fn star_and_union_take_columns_from_model_queries() {
+    let s = Scratch::init();
+    s.write(
+        "models/prices.sql",
+        "MODEL (name demo.prices, kind FULL);\nSELECT item_id, 2.5::DECIMAL(4, 1) AS price, 'eur' AS currency FROM demo.seed_model\n",
+    );
+    s.write(
+        "models/more_prices.sql",
+        "MODEL (name demo.more_prices, kind FULL);\nSELECT 'usd' AS currency, 9 AS item_id, 1.0 AS price, TRUE AS promo\n",
+    );
+    s.write(
+        "models/priced.sql",
+        "MODEL (name demo.priced, kind FULL);\nSELECT @STAR(demo.prices, exclude := [currency], prefix := 'p_') FROM demo.prices\n",
+    );
+    s.write(
+        "models/repriced.sql",
+        "MODEL (name demo.repriced, kind VIEW);\nSELECT DISTINCT @STAR(demo.priced) FROM demo.priced\n",
+    );
+    s.write(
+        "models/all_prices.sql",
+        "MODEL (name demo.all_prices, kind VIEW);\nSELECT * FROM (@UNION('all', demo.prices, demo.more_prices)) AS u\n",
+    );
+    let out = s.apply(EXEC);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        s.csv("select * from demo.repriced order by all"),
+        "p_item_id,p_price\n1,2.5\n2,2.5\n3,2.5\n"
+    );
+    // The columns both have, in the first one's order, cast to the first one's types.
+    assert_eq!(
+        s.csv("select * from demo.all_prices order by item_id limit 2 offset 6"),
+        "item_id,price,currency\n3,2.5,eur\n9,1.0,usd\n"
+    );
+}
+
 #[test]
 fn a_python_macro_fails_at_load_with_its_location() {
     let s = Scratch::init();

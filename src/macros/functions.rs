@@ -198,9 +198,7 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
         }
         "star" => {
             let relation = rendered(nth(0, "a relation")?)?;
-            let columns = ctx.known_columns.get(&relation.to_lowercase()).ok_or_else(|| {
-                format!("@STAR needs the columns of `{relation}`: declare `columns (...)` in its MODEL block, or list it in external_models.yaml")
-            })?;
+            let columns = known_columns(ctx, &relation, "STAR")?;
             let alias = match kw("alias") {
                 Some(a) => unquote(&rendered(a)?),
                 None => relation.rsplit('.').next().unwrap_or(&relation).to_string(),
@@ -252,11 +250,7 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
             // The columns every table has, in the first table's order.
             let column_sets: Vec<&Vec<(String, String)>> = tables
                 .iter()
-                .map(|t| {
-                    ctx.known_columns.get(&t.to_lowercase()).ok_or_else(|| {
-                        format!("@UNION needs the columns of `{t}`: declare `columns (...)` in its MODEL block, or list it in external_models.yaml")
-                    })
-                })
+                .map(|t| known_columns(ctx, t, "UNION"))
                 .collect::<Result<_, _>>()?;
             let common: Vec<&(String, String)> = column_sets[0]
                 .iter()
@@ -420,6 +414,24 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
             Err(format!("unknown macro function @{name}"))
         }
     }
+}
+
+/// The columns of `relation` for `@STAR`/`@UNION`; a miss is recorded so that loading can infer them.
+fn known_columns<'c>(
+    ctx: &'c MacroContext,
+    relation: &str,
+    macro_name: &str,
+) -> Result<&'c Vec<(String, String)>, String> {
+    let key = relation.to_lowercase();
+    ctx.known_columns.get(&key).ok_or_else(|| {
+        if let Ok(mut requests) = ctx.column_requests.lock() {
+            requests.insert(key);
+        }
+        format!(
+            "@{macro_name} needs the columns of `{relation}`, and lake could not infer them from its query: \
+             declare `columns (...)` in its MODEL block, or list it in external_models.yaml"
+        )
+    })
 }
 
 /// Parses `sql` as exactly one expression (DuckDB's dialect).

@@ -35,6 +35,9 @@ pub struct MacroContext {
     /// Known columns and types of models and external tables (`schema.name` lower-cased), for `@STAR`
     /// and `@UNION`.
     pub known_columns: Arc<BTreeMap<String, Vec<(String, String)>>>,
+    /// Relations `@STAR`/`@UNION` needed the columns of and did not find in `known_columns`: loading infers
+    /// them from the relation's query and renders again.
+    pub column_requests: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     /// The model whose `@DEF`s are already applied, so they are applied once.
     pub scoped_for: Option<usize>,
 }
@@ -63,6 +66,7 @@ impl MacroContext {
             functions: BTreeMap::new(),
             python_macros: Arc::new(BTreeMap::new()),
             known_columns: Arc::new(BTreeMap::new()),
+            column_requests: Arc::default(),
             scoped_for: None,
         }
     }
