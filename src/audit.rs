@@ -570,12 +570,12 @@ fn render_builtin(
         "kl_divergence" => {
             let (source, target) = (a.expr("source_column")?, a.expr("target_column")?);
             format!(
-                "WITH a AS (SELECT {source} AS v, count(*) AS n FROM {t} GROUP BY 1), \
-                 b AS (SELECT {target} AS v, count(*) AS n FROM {t} GROUP BY 1), \
-                 pa AS (SELECT v, n / sum(n) OVER () AS p FROM a), \
-                 pb AS (SELECT v, n / sum(n) OVER () AS q FROM b), \
-                 joined AS (SELECT coalesce(pa.p, 0) AS p, coalesce(pb.q, 0) AS q \
-                 FROM pa FULL OUTER JOIN pb ON pa.v = pb.v) \
+                "WITH source_counts AS (SELECT {source} AS v, count(*) AS n FROM {t} GROUP BY 1), \
+                 target_counts AS (SELECT {target} AS v, count(*) AS n FROM {t} GROUP BY 1), \
+                 source_p AS (SELECT v, n / sum(n) OVER () AS p FROM source_counts), \
+                 target_q AS (SELECT v, n / sum(n) OVER () AS q FROM target_counts), \
+                 joined AS (SELECT coalesce(source_p.p, 0) AS p, coalesce(target_q.q, 0) AS q \
+                 FROM source_p FULL OUTER JOIN target_q ON source_p.v = target_q.v) \
                  SELECT coalesce(sum(p * ln(p / NULLIF(q, 0))), 0) + coalesce(sum(q * ln(q / NULLIF(p, 0))), 0) \
                  AS kl_divergence FROM joined HAVING kl_divergence > {}",
                 a.expr("threshold")?
@@ -739,6 +739,70 @@ mod tests {
                 "not_match_regex_pattern_list(column := a, patterns := ['^x'])",
                 "SELECT * FROM t WHERE regexp_matches(a, '^x')",
             ),
+            (
+                "not_constant(column := a)",
+                "SELECT 1 FROM (SELECT COUNT(DISTINCT a) AS t_cardinality FROM t) AS r WHERE r.t_cardinality <= 1",
+            ),
+            (
+                "not_null_proportion(column := a, threshold := 0.9)",
+                "SELECT * FROM (SELECT count(*) AS cnt_tot, count(a) AS cnt_not_null FROM t) AS s WHERE s.cnt_not_null <= s.cnt_tot * 0.9",
+            ),
+            (
+                "sequential_values(column := a)",
+                "SELECT * FROM (SELECT a AS value, LAG(a) OVER (ORDER BY a) AS prv FROM t) AS windowed WHERE NOT (value = prv + 1)",
+            ),
+            (
+                "mutually_exclusive_ranges(lower_bound_column := lo, upper_bound_column := hi)",
+                "WITH window_functions AS (SELECT lo AS lower_bound, hi AS upper_bound, LEAD(lo) OVER (ORDER BY lo, hi) AS next_lower_bound, row_number() OVER (ORDER BY lo DESC, hi DESC) = 1 AS is_last_record FROM t), calc AS (SELECT *, COALESCE(lower_bound <= upper_bound, FALSE) AS lower_bound_lte_upper_bound, COALESCE(upper_bound <= next_lower_bound, is_last_record, FALSE) AS upper_bound_lte_next_lower_bound FROM window_functions) SELECT * FROM calc WHERE NOT (lower_bound_lte_upper_bound AND upper_bound_lte_next_lower_bound)",
+            ),
+            (
+                "valid_uuid(column := a)",
+                "SELECT * FROM t WHERE NOT regexp_matches(lower(a), '^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$')",
+            ),
+            (
+                "valid_url(column := a)",
+                "SELECT * FROM t WHERE NOT regexp_matches(a, '^(https?|ftp)://[^\\s/$.?#].[^\\s]*$')",
+            ),
+            (
+                "valid_email(column := a)",
+                "SELECT * FROM t WHERE NOT regexp_matches(a, '^[a-zA-Z0-9_.+-]+@[a-zA-Z0-9-]+\\.[a-zA-Z0-9-.]+$')",
+            ),
+            (
+                "valid_http_method(column := a)",
+                "SELECT * FROM t WHERE NOT a IN ('GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS', 'TRACE', 'CONNECT')",
+            ),
+            (
+                "match_regex_pattern_list(column := a, patterns := ['^x', 'y$'])",
+                "SELECT * FROM t WHERE NOT regexp_matches(a, '^x') OR NOT regexp_matches(a, 'y$')",
+            ),
+            (
+                "not_match_like_pattern_list(column := a, patterns := ['x%'])",
+                "SELECT * FROM t WHERE a LIKE 'x%'",
+            ),
+            (
+                "string_length_between(column := a, min_v := 1, max_v := 5)",
+                "SELECT * FROM t WHERE length(a) < 1 OR length(a) > 5",
+            ),
+            (
+                "z_score(column := a, threshold := 3)",
+                "WITH stats AS (SELECT avg(a) AS mean_value, stddev(a) AS stddev_value FROM t) SELECT a, (a - mean_value) / NULLIF(stddev_value, 0) AS z_score FROM t, stats WHERE abs((a - mean_value) / NULLIF(stddev_value, 0)) > 3",
+            ),
+            (
+                "stddev_in_range(column := a, min_v := 1, max_v := 2)",
+                "SELECT * FROM (SELECT stddev(a) AS value FROM t) AS s WHERE value < 1 OR value > 2",
+            ),
+            (
+                "mean_in_range(column := a, max_v := 2, inclusive := false)",
+                "SELECT * FROM (SELECT avg(a) AS value FROM t) AS s WHERE value >= 2",
+            ),
+            (
+                "kl_divergence(source_column := a, target_column := b, threshold := 0.1)",
+                "WITH source_counts AS (SELECT a AS v, count(*) AS n FROM t GROUP BY 1), target_counts AS (SELECT b AS v, count(*) AS n FROM t GROUP BY 1), source_p AS (SELECT v, n / sum(n) OVER () AS p FROM source_counts), target_q AS (SELECT v, n / sum(n) OVER () AS q FROM target_counts), joined AS (SELECT coalesce(source_p.p, 0) AS p, coalesce(target_q.q, 0) AS q FROM source_p FULL OUTER JOIN target_q ON source_p.v = target_q.v) SELECT coalesce(sum(p * ln(p / NULLIF(q, 0))), 0) + coalesce(sum(q * ln(q / NULLIF(p, 0))), 0) AS kl_divergence FROM joined HAVING kl_divergence > 0.1",
+            ),
+            (
+                "chi_square(column_a := a, column_b := b, critical_value := 9.48773)",
+                "WITH samples AS (SELECT a AS x_a, b AS x_b FROM t WHERE a IS NOT NULL AND b IS NOT NULL), totals_a AS (SELECT x_a, count(*) AS tot_a FROM samples GROUP BY x_a), totals_b AS (SELECT x_b, count(*) AS tot_b FROM samples GROUP BY x_b), observed AS (SELECT x_a, x_b, count(*) AS n FROM samples GROUP BY x_a, x_b), cells AS (SELECT totals_a.tot_a * totals_b.tot_b / (SELECT count(*) FROM samples) AS expected, coalesce(observed.n, 0) AS observed FROM totals_a CROSS JOIN totals_b LEFT JOIN observed ON observed.x_a = totals_a.x_a AND observed.x_b = totals_b.x_b) SELECT ((SELECT count(*) FROM totals_a) - 1) * ((SELECT count(*) FROM totals_b) - 1) AS degrees_of_freedom, sum((observed - expected) * (observed - expected) / expected) AS chi_square FROM cells HAVING NOT (chi_square > 9.48773)",
+            ),
             // A project audit: its own arguments and defaults, through the macro renderer.
             (
                 "no_negative_ids(column := id)",
@@ -751,6 +815,17 @@ mod tests {
         ];
         for (call, expected) in cases {
             assert_eq!(sql(call), expected, "{call}");
+        }
+        let rendered: std::collections::HashSet<&str> = cases
+            .iter()
+            .map(|(call, _)| call.split('(').next().unwrap_or_default())
+            .chain(["relationship"])
+            .collect();
+        for builtin in BUILTINS {
+            assert!(
+                rendered.contains(builtin),
+                "{builtin} has no rendered-SQL test"
+            );
         }
         assert!(
             sql("relationship(to := s.parent, source_column := pid, target_column := id)")
