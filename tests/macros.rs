@@ -65,6 +65,30 @@ fn pivot_haversine_and_resolve_template_on_data() {
     );
 }
 
+/// The remaining built-ins on data: @FILTER, @SQL, @OR, @SAFE_ADD/@SAFE_SUB, @VAR, @BLUEPRINT_VAR, @IF.
+#[test]
+fn more_builtins_on_data() {
+    let s = Scratch::init();
+    let config = s.read("config.yaml");
+    s.write("config.yaml", &format!("{config}\nvariables:\n  min_item: 2\n"));
+    s.write(
+        "models/more_macros.sql",
+        "MODEL (name demo.more_macros, kind FULL);\n\
+         SELECT\n  v.id,\n  @SAFE_ADD(v.a, v.b) AS total,\n  @SAFE_SUB(v.a, v.b) AS diff,\n  \
+         @EACH(@FILTER([1, 2, 3], n -> n >= @VAR('min_item', 0)), n -> v.id * n AS times_@n),\n  \
+         @SQL('@BLUEPRINT_VAR(''region'', ''eu'')') AS region,\n  @IF(@VAR('min_item') > 1, 'strict', 'lax') AS mode\n\
+         FROM (VALUES (1, 10, NULL), (2, NULL, NULL), (3, 4, 1)) AS v(id, a, b)\n\
+         WHERE @OR(v.id = 1, NULL, v.id = 3)\n",
+    );
+    let out = s.apply(EXEC);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // @SAFE_ADD/@SAFE_SUB treat NULL as 0 unless every value is NULL; @FILTER kept 2 and 3.
+    assert_eq!(
+        s.csv("select * from demo.more_macros order by id"),
+        "id,total,diff,times_2,times_3,region,mode\n1,10,10,2,3,eu,strict\n3,5,3,6,9,eu,strict\n"
+    );
+}
+
 /// `@STAR` and `@UNION` over models that declare no columns: lake infers them from the models' queries
 /// (DuckDB's binder, nothing run), through a chain where the upstream model itself uses `@STAR`.
 #[test]
