@@ -144,8 +144,9 @@ fn placeholder(n: usize) -> String {
     format!("__lake_macro_{n}__")
 }
 
-/// Replaces SQLMesh macro syntax (`@name`, `@{name}`) outside strings and comments by plain identifiers
-/// sqlparser can read; returns the text and the macro texts, by placeholder number.
+/// Replaces SQLMesh macro syntax (`@name`, `@{name}`, and whole calls `@name(…)`) outside strings and
+/// comments by plain identifiers sqlparser can read; returns the text and the macro texts, by placeholder
+/// number.
 pub fn hide_macros(sql: &str) -> (String, Vec<String>) {
     let bytes = sql.as_bytes();
     let mut out = String::with_capacity(sql.len());
@@ -160,12 +161,19 @@ pub fn hide_macros(sql: &str) -> (String, Vec<String>) {
         if bytes[i] == b'@' {
             let end = match bytes.get(i + 1) {
                 Some(b'{') => sql[i..].find('}').map(|p| i + p + 1),
-                Some(c) if c.is_ascii_alphabetic() || *c == b'_' => Some(
-                    i + 1
+                Some(c) if c.is_ascii_alphabetic() || *c == b'_' => {
+                    let name_end = i
+                        + 1
                         + sql[i + 1..]
                             .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-                            .unwrap_or(sql.len() - i - 1),
-                ),
+                            .unwrap_or(sql.len() - i - 1);
+                    // A macro call is hidden whole: its arguments (lambdas, `x AS alias`) are macro syntax,
+                    // not SQL, and stay as written.
+                    match bytes.get(name_end) {
+                        Some(b'(') => matching_paren(sql, name_end).or(Some(name_end)),
+                        _ => Some(name_end),
+                    }
+                }
                 _ => None,
             };
             if let Some(end) = end {

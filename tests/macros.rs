@@ -70,7 +70,10 @@ fn pivot_haversine_and_resolve_template_on_data() {
 fn more_builtins_on_data() {
     let s = Scratch::init();
     let config = s.read("config.yaml");
-    s.write("config.yaml", &format!("{config}\nvariables:\n  min_item: 2\n"));
+    s.write(
+        "config.yaml",
+        &format!("{config}\nvariables:\n  min_item: 2\n"),
+    );
     s.write(
         "models/more_macros.sql",
         "MODEL (name demo.more_macros, kind FULL);\n\

@@ -82,6 +82,9 @@ enum Kind {
     RParen,
     LBracket,
     RBracket,
+    /// `{` and `}` of a struct literal.
+    LBrace,
+    RBrace,
     Comma,
     Dot,
     DoubleColon,
@@ -152,6 +155,8 @@ fn tokens(sql: &str, keyword_words: &[bool]) -> Option<Vec<Tok>> {
             Token::RParen => Kind::RParen,
             Token::LBracket => Kind::LBracket,
             Token::RBracket => Kind::RBracket,
+            Token::LBrace => Kind::LBrace,
+            Token::RBrace => Kind::RBrace,
             Token::Comma => Kind::Comma,
             Token::Period => Kind::Dot,
             Token::DoubleColon => Kind::DoubleColon,
@@ -264,6 +269,8 @@ struct Frame {
     clause: Clause,
     /// BETWEENs whose AND is still to come.
     open_betweens: usize,
+    /// The parentheses of `SELECT DISTINCT ON (…)`: the select items start on the next line.
+    distinct_on: bool,
 }
 
 #[derive(Default)]
@@ -313,7 +320,9 @@ fn space_between(prev: Option<&Tok>, cur: &Tok) -> bool {
         _ => {}
     }
     match prev.kind {
-        Kind::LParen | Kind::LBracket | Kind::Dot | Kind::DoubleColon => return false,
+        Kind::LParen | Kind::LBracket | Kind::LBrace | Kind::Dot | Kind::DoubleColon => {
+            return false;
+        }
         Kind::Comma | Kind::SpacedOperator => return true,
         _ => {}
     }
@@ -377,6 +386,7 @@ pub fn layout(sql: &str, keyword_words: &[bool]) -> Option<String> {
         open_indent: 0,
         clause: Clause::None,
         open_betweens: 0,
+        distinct_on: false,
     }];
     let mut prev: Option<&Tok> = None;
     let mut i = 0;
@@ -409,26 +419,53 @@ pub fn layout(sql: &str, keyword_words: &[bool]) -> Option<String> {
                         open_indent,
                         clause: Clause::None,
                         open_betweens: 0,
+                        distinct_on: false,
                     });
                     w.newline(open_indent + INDENT);
                 } else {
+                    let distinct_on = frame.kind == FrameKind::Query
+                        && i >= 2
+                        && toks[i - 1].is_word("ON")
+                        && toks[i - 2].is_word("DISTINCT");
                     frames.push(Frame {
                         kind: FrameKind::Paren,
                         base: frame.base,
                         open_indent,
                         clause: Clause::None,
                         open_betweens: 0,
+                        distinct_on,
                     });
                 }
             }
             (Kind::RParen, _) => {
+                let mut closed = None;
                 if frames.len() > 1 {
-                    let closed = frames.pop().expect("checked above");
-                    if closed.kind == FrameKind::Query {
-                        w.newline(closed.open_indent);
+                    closed = frames.pop();
+                    if let Some(c) = closed.filter(|c| c.kind == FrameKind::Query) {
+                        w.newline(c.open_indent);
                     }
                 }
                 w.write(")", space);
+                if let Some(c) = closed.filter(|c| c.distinct_on) {
+                    w.newline(c.base + INDENT);
+                }
+            }
+            (Kind::LBrace, _) => {
+                w.write(&tok.text, space);
+                frames.push(Frame {
+                    kind: FrameKind::Paren,
+                    base: frame.base,
+                    open_indent: w.line_indent(),
+                    clause: Clause::None,
+                    open_betweens: 0,
+                    distinct_on: false,
+                });
+            }
+            (Kind::RBrace, _) => {
+                if frames.len() > 1 {
+                    frames.pop();
+                }
+                w.write(&tok.text, space);
             }
             (Kind::Comma, _) => {
                 w.write(",", false);
@@ -446,6 +483,7 @@ pub fn layout(sql: &str, keyword_words: &[bool]) -> Option<String> {
                         open_indent,
                         clause: Clause::None,
                         open_betweens: 0,
+                        distinct_on: false,
                     });
                 } else {
                     frames.push(Frame {
@@ -454,6 +492,7 @@ pub fn layout(sql: &str, keyword_words: &[bool]) -> Option<String> {
                         open_indent: w.line_indent(),
                         clause: Clause::None,
                         open_betweens: 0,
+                        distinct_on: false,
                     });
                 }
             }

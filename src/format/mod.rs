@@ -468,11 +468,27 @@ mod tests {
     }
 
     #[test]
+    fn struct_literals_distinct_on_and_macro_calls_stay_whole() {
+        assert_eq!(
+            fmt("select distinct on (a, b) a, {'x': 1, 'y': {'z': 2}} as s from t"),
+            "SELECT DISTINCT ON (a, b)\n  a,\n  {'x': 1, 'y': {'z': 2}} AS s\nFROM t"
+        );
+        // Macro arguments are macro syntax (here `… AS cnt_@x`), kept exactly as written.
+        assert_eq!(
+            fmt("select @EACH(['a'], x -> sum(case when k = x then 1 end) as cnt_@x) from t"),
+            "SELECT\n  @EACH(['a'], x -> sum(case when k = x then 1 end) as cnt_@x)\nFROM t"
+        );
+    }
+
+    #[test]
     fn formatting_is_idempotent() {
         for sql in [
             "select a, -- c\n b from t qualify row_number() over (partition by a order by b desc) = 1",
             "select * from (select 1 as x union all select 2) as s left join t using (x)",
             "select [1, 2][1], {'a': 1}, x::int, count(*) filter (where y) from t",
+            "select case when a then case when b then 1 else 2 end else 3 end as n from t",
+            "with recursive r(n) as (select 1 union all select n + 1 from r where n < 3) select n from r",
+            "select a /* why */ , -- trailing\n  b -- last\nfrom t -- after from\n-- before where\nwhere a = 1",
         ] {
             let once = fmt(sql);
             assert_eq!(fmt(&once), once, "{sql}");
