@@ -69,7 +69,7 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
     };
     match lower.as_str() {
         "each" => {
-            let items = list(&rendered(nth(0, "a list")?)?);
+            let items = sql_list(&rendered(nth(0, "a list")?)?, name)?;
             let (params, body) = lambda(nth(1, "a lambda `x -> …`")?)?;
             let out: Vec<String> = items
                 .iter()
@@ -80,7 +80,7 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
             Ok(out.join(", "))
         }
         "reduce" => {
-            let items = list(&rendered(nth(0, "a list")?)?);
+            let items = sql_list(&rendered(nth(0, "a list")?)?, name)?;
             let (params, body) = lambda(nth(1, "a lambda `(l, r) -> …`")?)?;
             let mut items = items.into_iter();
             let Some(mut acc) = items.next() else {
@@ -92,7 +92,7 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
             Ok(acc)
         }
         "filter" => {
-            let items = list(&rendered(nth(0, "a list")?)?);
+            let items = sql_list(&rendered(nth(0, "a list")?)?, name)?;
             let (params, body) = lambda(nth(1, "a lambda `x -> condition`")?)?;
             let mut kept = Vec::new();
             for item in items {
@@ -174,7 +174,7 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
             let partition =
                 kw("partition_by").ok_or("@DEDUPLICATE needs `partition_by := [columns]`")?;
             let order = kw("order_by").ok_or("@DEDUPLICATE needs `order_by := ['column desc']`")?;
-            let partition: Vec<String> = list(&rendered(partition)?);
+            let partition: Vec<String> = sql_list(&rendered(partition)?, name)?;
             let order: Vec<String> = list(&rendered(order)?).iter().map(|o| unquote(o)).collect();
             Ok(format!(
                 "SELECT * FROM {relation} QUALIFY ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {}) = 1",
@@ -305,7 +305,7 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
         }
         "pivot" => {
             let column = expression(nth(0, "a column")?)?;
-            let values = list(&rendered(nth(1, "a list of values")?)?);
+            let values = sql_list(&rendered(nth(1, "a list of values")?)?, name)?;
             let text = |key: &str, default: &str| -> Result<String, String> {
                 kw(key).map_or(Ok(default.to_string()), |v| {
                     rendered(v).map(|v| unquote(&v))
@@ -432,6 +432,39 @@ fn known_columns<'c>(
              declare `columns (...)` in its MODEL block, or list it in external_models.yaml"
         )
     })
+}
+
+/// The items of a list argument, each checked to be one SQL expression (optionally aliased, as in
+/// `@EACH` output); macro syntax inside an item is allowed.
+fn sql_list(text: &str, macro_name: &str) -> Result<Vec<String>, String> {
+    let items = list(text);
+    for item in &items {
+        let (hidden, _) = sqltext::hide_macros(item);
+        let parsed = sqlparser::parser::Parser::new(&sqlparser::dialect::DuckDbDialect {})
+            .try_with_sql(&hidden)
+            .and_then(|mut parser| {
+                let parsed = parser.parse_select_item()?;
+                parser.expect_token(&sqlparser::tokenizer::Token::EOF)?;
+                Ok(parsed)
+            })
+            .map_err(|e| e.to_string())
+            .and_then(|parsed| match parsed {
+                // `b c` would be `b` aliased `c`: in a list that is a missing comma, not an alias.
+                sqlparser::ast::SelectItem::ExprWithAlias { .. }
+                    if !hidden.to_ascii_uppercase().contains(" AS ") =>
+                {
+                    Err("two expressions without a comma between them".to_string())
+                }
+                _ => Ok(()),
+            });
+        if let Err(e) = parsed {
+            return Err(format!(
+                "item `{item}` of @{}'s list is not a SQL expression: {e}",
+                macro_name.to_uppercase()
+            ));
+        }
+    }
+    Ok(items)
 }
 
 /// Parses `sql` as exactly one expression (DuckDB's dialect).
@@ -630,6 +663,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::super::{MacroContext, define, render_text};
+    use super::sql_list;
 
     fn ctx() -> MacroContext {
         let mut c = MacroContext::for_loading("local", &BTreeMap::new());
@@ -795,6 +829,23 @@ mod tests {
             render_text("@BLUEPRINT_VAR(region)", &c)
                 .unwrap_err()
                 .contains("string literal")
+        );
+    }
+
+    #[test]
+    fn list_items_are_sql_expressions() {
+        let c = ctx();
+        let e = render_text("@EACH([a, b c], x -> x)", &c).unwrap_err();
+        assert!(
+            e.starts_with("item `b c` of @EACH's list is not a SQL expression"),
+            "{e}"
+        );
+        assert!(render_text("@PIVOT(s, ['x', 'y' 'z'])", &c).is_err());
+        // Aliased items (what @EACH can return) are fine; compound items keep their meaning.
+        assert_eq!(sql_list("[a AS x, b]", "each").unwrap(), ["a AS x", "b"]);
+        assert_eq!(
+            render_text("@EACH([a + 1, b], v -> v * 2)", &c).unwrap(),
+            "(a + 1) * 2, b * 2"
         );
     }
 
