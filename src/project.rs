@@ -108,30 +108,31 @@ impl Project {
             EngineConnection::DuckDb { database: None, .. } => "memory".into(),
         };
         let files = model_files(&root, &config.config.ignore_patterns)?;
-        let parsed: Vec<Result<Option<Model>, LakeError>> = files
+        let parsed: Vec<Result<Vec<Model>, LakeError>> = files
             .par_iter()
             .map(|path| {
                 let text = std::fs::read_to_string(path).map_err(|e| LakeError::io(path, e))?;
                 let display = display_path(&root, path);
-                let model = model::parse_model(
+                let models = model::parse_models(
                     SourceFile::new(display, text),
                     path,
                     &config.model_defaults,
                 )?;
-                Ok(model.meta.enabled.then_some(model))
+                Ok(models.into_iter().filter(|m| m.meta.enabled).collect())
             })
             .collect();
         let mut errors = Vec::new();
         let mut models = Vec::new();
         for result in parsed {
             match result {
-                Ok(Some(mut m)) => {
-                    if m.meta.name.catalog.as_deref() == Some(default_catalog.as_str()) {
-                        m.meta.name.catalog = None;
+                Ok(file_models) => {
+                    for mut m in file_models {
+                        if m.meta.name.catalog.as_deref() == Some(default_catalog.as_str()) {
+                            m.meta.name.catalog = None;
+                        }
+                        models.push(m)
                     }
-                    models.push(m)
                 }
-                Ok(None) => {}
                 Err(e) => errors.push(e),
             }
         }
@@ -419,6 +420,10 @@ impl Project {
         scoped.known_columns = self.known_columns.clone();
         scoped.column_requests = self.column_requests.clone();
         let model = &self.models[i];
+        for (name, value) in &model.blueprint {
+            scoped.locals.insert(name.clone(), value.clone());
+        }
+        scoped.blueprint_vars = model.blueprint.clone();
         let definitions = self
             .macro_definitions
             .iter()

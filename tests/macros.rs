@@ -92,6 +92,51 @@ fn more_builtins_on_data() {
     );
 }
 
+/// One file, several models: each `blueprints` entry makes a model whose name and query use its values;
+/// changing one entry changes only that model.
+#[test]
+fn blueprints_make_one_model_per_entry() {
+    let s = Scratch::init();
+    let model = |us_minimum: u32| {
+        format!(
+            "MODEL (\n  name @{{region}}.orders,\n  kind FULL,\n  \
+             blueprints ((region := 'eu', minimum := 1), (region := 'us', minimum := {us_minimum}))\n);\n\n\
+             SELECT @region AS region, item_id FROM demo.seed_model WHERE item_id > @BLUEPRINT_VAR('minimum')\n"
+        )
+    };
+    s.write("models/regional.sql", &model(2));
+    let out = s.apply(EXEC);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        s.csv("select region, count(*) as n from (select * from eu.orders union all select * from us.orders) group by all order by all"),
+        "region,n\neu,2\nus,1\n"
+    );
+    s.write("models/regional.sql", &model(1));
+    let plan = s
+        .lake()
+        .args(["plan", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    let text = common::stdout(&plan);
+    assert!(text.contains("us.orders"), "{text}");
+    assert!(
+        !text.contains("eu.orders"),
+        "only the changed blueprint: {text}"
+    );
+
+    s.write(
+        "models/regional.sql",
+        "MODEL (name @{region}.orders, kind FULL, blueprints ((region := 'eu'), 'us'));\nSELECT 1 AS x\n",
+    );
+    let out = s.lake().arg("plan").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("a blueprint binds variables"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// `@STAR` and `@UNION` over models that declare no columns: lake infers them from the models' queries
 /// (DuckDB's binder, nothing run), through a chain where the upstream model itself uses `@STAR`.
 #[test]

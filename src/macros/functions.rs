@@ -376,8 +376,7 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
                 )),
             }
         }
-        // lake has no blueprints (one file making several models), so no blueprint variable is ever set:
-        // the default applies, as in SQLMesh for a model without that variable.
+        // The variable of the model's blueprint (`blueprints` property), else the default (else NULL).
         "blueprint_var" => {
             let name_arg = rendered(nth(0, "a variable name string")?)?;
             if !name_arg.trim().starts_with('\'') {
@@ -385,6 +384,10 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
                     "@BLUEPRINT_VAR's variable name is a string literal, not `{}`",
                     name_arg.trim()
                 ));
+            }
+            let wanted = unquote(&name_arg).to_lowercase();
+            if let Some((_, value)) = ctx.blueprint_vars.iter().find(|(k, _)| *k == wanted) {
+                return Ok(value.clone());
             }
             positional
                 .get(1)

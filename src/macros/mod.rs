@@ -38,6 +38,9 @@ pub struct MacroContext {
     /// Relations `@STAR`/`@UNION` needed the columns of and did not find in `known_columns`: loading infers
     /// them from the relation's query and renders again.
     pub column_requests: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// The variables of the blueprint the model was made from (`blueprints` property), for
+    /// `@BLUEPRINT_VAR`.
+    pub blueprint_vars: Vec<(String, String)>,
     /// The model whose `@DEF`s are already applied, so they are applied once.
     pub scoped_for: Option<usize>,
 }
@@ -67,6 +70,7 @@ impl MacroContext {
             python_macros: Arc::new(BTreeMap::new()),
             known_columns: Arc::new(BTreeMap::new()),
             column_requests: Arc::default(),
+            blueprint_vars: Vec::new(),
             scoped_for: None,
         }
     }

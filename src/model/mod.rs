@@ -168,6 +168,9 @@ pub struct Model {
     pub path: PathBuf,
     /// `@DEF(name, value);` statements: macros for this file only, applied in order.
     pub definitions: Vec<Statement>,
+    /// The blueprint this model was made from (`blueprints` property): variable (lower-cased) and its
+    /// value as SQL, bound as macro variables and for `@BLUEPRINT_VAR`.
+    pub blueprint: Vec<(String, String)>,
     pub pre_statements: Vec<Statement>,
     pub query: Option<Statement>,
     pub post_statements: Vec<Statement>,
@@ -216,6 +219,7 @@ const PROPERTY_NAMES: &[&str] = &[
     "virtual_environment_mode",
     "grants",
     "grants_target_layer",
+    "blueprints",
 ];
 
 /// Statement keywords that start a model's main query.
@@ -230,6 +234,121 @@ const QUERY_KEYWORDS: &[&str] = &[
     "UNPIVOT",
     "SUMMARIZE",
 ];
+
+/// Parses a model file into its models: one, or one per entry of its `blueprints` property
+/// (`blueprints ((region := 'eu'), (region := 'us'))`), each with `@region`/`@{region}` in its MODEL block
+/// replaced by that entry's value and its variables bound for the query.
+pub fn parse_models(
+    file: SourceFile,
+    path: &Path,
+    defaults: &ModelDefaults,
+) -> Result<Vec<Model>, SourceError> {
+    let block = parser::parse_model_block(&file)?;
+    let Some(property) = block.properties.iter().find(|p| p.key == "blueprints") else {
+        return parse_model(file, path, defaults).map(|m| vec![m]);
+    };
+    let mut blueprints = Vec::new();
+    for entry in property.value.items() {
+        let mut vars = Vec::new();
+        for item in entry.items() {
+            let ValueKind::Assign { key, value } = &item.kind else {
+                return Err(file
+                    .error(
+                        item.offset,
+                        item.len.max(1),
+                        "a blueprint binds variables: `(name := value, ...)`",
+                    )
+                    .with_label("expected `name := value`")
+                    .with_help("write `blueprints ((region := 'eu'), (region := 'us'))`"));
+            };
+            vars.push((key.to_lowercase(), value.raw.trim().to_string()));
+        }
+        blueprints.push(vars);
+    }
+    if blueprints.is_empty() {
+        return Err(file
+            .error(
+                property.value.offset,
+                property.value.len.max(1),
+                "`blueprints` lists no blueprint",
+            )
+            .with_label("empty"));
+    }
+    let text: &str = &file.text;
+    let value_end = property.value.offset + property.value.len;
+    // The property itself (and its comma) is blanked rather than cut, so the rest keeps its place.
+    let cut_end = match text[value_end..].trim_start().strip_prefix(',') {
+        Some(rest) => text.len() - rest.len(),
+        None => value_end,
+    };
+    let blanked = |t: &str| {
+        t.chars()
+            .map(|c| if c == '\n' { c } else { ' ' })
+            .collect::<String>()
+    };
+    let without = format!(
+        "{}{}{}",
+        &text[..property.key_offset],
+        blanked(&text[property.key_offset..cut_end]),
+        &text[cut_end..]
+    );
+    let mut models = Vec::with_capacity(blueprints.len());
+    for vars in blueprints {
+        let header = substitute_blueprint(&without[..block.body_offset], &vars);
+        let expanded = format!("{header}{}", &without[block.body_offset..]);
+        let mut model = parse_model(
+            SourceFile::new(file.display_path.clone(), expanded),
+            path,
+            defaults,
+        )?;
+        model.blueprint = vars;
+        models.push(model);
+    }
+    Ok(models)
+}
+
+/// `@var` and `@{var}` in a MODEL block replaced by the blueprint's values, string values unquoted (they
+/// name things: `name @{region}.orders`).
+fn substitute_blueprint(block: &str, vars: &[(String, String)]) -> String {
+    let mut out = block.to_string();
+    // Longest names first, so `@region_code` is not taken for `@region` + `_code`.
+    let mut by_length: Vec<&(String, String)> = vars.iter().collect();
+    by_length.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
+    for (key, value) in by_length {
+        let plain = value
+            .strip_prefix('\'')
+            .and_then(|v| v.strip_suffix('\''))
+            .map_or_else(|| value.clone(), |v| v.replace("''", "'"));
+        out = replace_ignore_case(&out, &format!("@{{{key}}}"), &plain);
+        out = replace_ignore_case(&out, &format!("@{key}"), &plain);
+    }
+    out
+}
+
+fn replace_ignore_case(text: &str, pattern: &str, with: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let pattern = pattern.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(found) = lower[at..].find(&pattern) {
+        let start = at + found;
+        let end = start + pattern.len();
+        // `@region` must not match the start of `@regions`.
+        let glued = lower
+            .as_bytes()
+            .get(end)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_');
+        if glued && !pattern.ends_with('}') {
+            out.push_str(&text[at..end]);
+        } else {
+            out.push_str(&text[at..start]);
+            out.push_str(with);
+        }
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
 
 /// Parses a model file. `path` is absolute; `file.display_path` is what errors show.
 pub fn parse_model(
@@ -413,6 +532,7 @@ pub fn parse_model(
     };
     Ok(Model {
         meta,
+        blueprint: Vec::new(),
         file,
         path: path.to_path_buf(),
         definitions,
@@ -716,6 +836,18 @@ impl MetaReader<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn blueprint_values_fill_the_model_block() {
+        let vars = vec![
+            ("region".to_string(), "'eu'".to_string()),
+            ("region_code".to_string(), "7".to_string()),
+        ];
+        assert_eq!(
+            substitute_blueprint("name @{region}.orders_@region_code, tags (@regions)", &vars),
+            "name eu.orders_7, tags (@regions)"
+        );
+    }
+
     use super::*;
 
     fn parse(text: &str) -> Result<Model, SourceError> {
