@@ -12,7 +12,6 @@ use console::style;
 
 use crate::context::{self, Context};
 use crate::error::{LakeError, Result};
-use crate::lint::Severity;
 use crate::model::ModelName;
 use crate::plan::{Category, PlanOptions};
 use crate::{PROD, template};
@@ -418,15 +417,8 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
         } => {
             let ctx = load(cli)?;
             if !skip_linter && let Some(violations) = ctx.lint(&[])? {
-                let mut stderr = std::io::stderr();
-                output::write_lint(&mut stderr, &violations)?;
-                let errors = violations
-                    .iter()
-                    .filter(|v| v.severity == Severity::Error)
-                    .count();
-                if errors > 0 {
-                    return Err(LakeError::LintFailed { errors });
-                }
+                output::write_lint(&mut std::io::stderr(), &violations)?;
+                fail_on_lint_errors(&violations)?;
             }
             if !skip_tests {
                 let results = ctx.test(&[], context::execution_time(None)?)?;
@@ -642,13 +634,7 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             } else {
                 output::write_lint(&mut stdout, &violations)?;
             }
-            let errors = violations
-                .iter()
-                .filter(|v| v.severity == Severity::Error)
-                .count();
-            if errors > 0 {
-                return Err(LakeError::LintFailed { errors });
-            }
+            fail_on_lint_errors(&violations)?;
         }
         Command::Format { check, json } => {
             let files = crate::format::format_project(&cli.path, *check)?;
@@ -1016,4 +1002,16 @@ fn render_dag(ctx: &Context, format: DagFormat) -> String {
         }
     }
     out
+}
+
+/// `LintFailed` when any finding is an error (warnings only print).
+fn fail_on_lint_errors(violations: &[crate::lint::Violation]) -> Result<()> {
+    let errors = violations
+        .iter()
+        .filter(|v| v.severity == crate::lint::Severity::Error)
+        .count();
+    match errors {
+        0 => Ok(()),
+        errors => Err(LakeError::LintFailed { errors }),
+    }
 }

@@ -273,6 +273,19 @@ struct Frame {
     distinct_on: bool,
 }
 
+impl Frame {
+    fn new(kind: FrameKind, base: usize, open_indent: usize) -> Frame {
+        Frame {
+            kind,
+            base,
+            open_indent,
+            clause: Clause::None,
+            open_betweens: 0,
+            distinct_on: false,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Writer {
     out: String,
@@ -380,14 +393,7 @@ fn case_is_long(toks: &[Tok], i: usize) -> bool {
 pub fn layout(sql: &str, keyword_words: &[bool]) -> Option<String> {
     let toks = tokens(sql, keyword_words)?;
     let mut w = Writer::default();
-    let mut frames = vec![Frame {
-        kind: FrameKind::Query,
-        base: 0,
-        open_indent: 0,
-        clause: Clause::None,
-        open_betweens: 0,
-        distinct_on: false,
-    }];
+    let mut frames = vec![Frame::new(FrameKind::Query, 0, 0)];
     let mut prev: Option<&Tok> = None;
     let mut i = 0;
     while i < toks.len() {
@@ -413,14 +419,11 @@ pub fn layout(sql: &str, keyword_words: &[bool]) -> Option<String> {
                 w.write("(", space);
                 let open_indent = w.line_indent();
                 if opens_query {
-                    frames.push(Frame {
-                        kind: FrameKind::Query,
-                        base: open_indent + INDENT,
+                    frames.push(Frame::new(
+                        FrameKind::Query,
+                        open_indent + INDENT,
                         open_indent,
-                        clause: Clause::None,
-                        open_betweens: 0,
-                        distinct_on: false,
-                    });
+                    ));
                     w.newline(open_indent + INDENT);
                 } else {
                     let distinct_on = frame.kind == FrameKind::Query
@@ -452,14 +455,7 @@ pub fn layout(sql: &str, keyword_words: &[bool]) -> Option<String> {
             }
             (Kind::LBrace, _) => {
                 w.write(&tok.text, space);
-                frames.push(Frame {
-                    kind: FrameKind::Paren,
-                    base: frame.base,
-                    open_indent: w.line_indent(),
-                    clause: Clause::None,
-                    open_betweens: 0,
-                    distinct_on: false,
-                });
+                frames.push(Frame::new(FrameKind::Paren, frame.base, w.line_indent()));
             }
             (Kind::RBrace, _) => {
                 if frames.len() > 1 {
@@ -477,23 +473,13 @@ pub fn layout(sql: &str, keyword_words: &[bool]) -> Option<String> {
                 w.write(&tok.text, space);
                 if case_is_long(&toks, i) {
                     let open_indent = w.line_indent();
-                    frames.push(Frame {
-                        kind: FrameKind::Case,
-                        base: open_indent + INDENT,
+                    frames.push(Frame::new(
+                        FrameKind::Case,
+                        open_indent + INDENT,
                         open_indent,
-                        clause: Clause::None,
-                        open_betweens: 0,
-                        distinct_on: false,
-                    });
+                    ));
                 } else {
-                    frames.push(Frame {
-                        kind: FrameKind::Paren,
-                        base: frame.base,
-                        open_indent: w.line_indent(),
-                        clause: Clause::None,
-                        open_betweens: 0,
-                        distinct_on: false,
-                    });
+                    frames.push(Frame::new(FrameKind::Paren, frame.base, w.line_indent()));
                 }
             }
             (_, Some("WHEN" | "ELSE")) if keyword && frame.kind == FrameKind::Case => {
