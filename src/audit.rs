@@ -49,6 +49,10 @@ pub const BUILTINS: &[&str] = &[
     "kl_divergence",
     "chi_square",
     "relationship",
+    "cardinality_equality",
+    "equality",
+    "equal_row_count",
+    "fewer_rows_than",
 ];
 
 /// An audit written in the project: `AUDIT (name x, blocking false); SELECT … FROM @this_model WHERE …`.
@@ -587,6 +591,7 @@ fn render_builtin(
         "chi_square" => {
             let (a_col, b_col) = (a.expr("column_a")?, a.expr("column_b")?);
             let critical = a.expr("critical_value")?;
+            let condition = a.optional("condition").unwrap_or_else(|| "TRUE".into());
             let failing = if a.flag("dependent", true)? {
                 format!("NOT (chi_square > {critical})")
             } else {
@@ -594,7 +599,7 @@ fn render_builtin(
             };
             format!(
                 "WITH samples AS (SELECT {a_col} AS x_a, {b_col} AS x_b FROM {t} \
-                 WHERE {a_col} IS NOT NULL AND {b_col} IS NOT NULL), \
+                 WHERE {a_col} IS NOT NULL AND {b_col} IS NOT NULL AND ({condition})), \
                  totals_a AS (SELECT x_a, count(*) AS tot_a FROM samples GROUP BY x_a), \
                  totals_b AS (SELECT x_b, count(*) AS tot_b FROM samples GROUP BY x_b), \
                  observed AS (SELECT x_a, x_b, count(*) AS n FROM samples GROUP BY x_a, x_b), \
@@ -622,6 +627,38 @@ fn render_builtin(
                  WHERE {source} IS NOT NULL AND {from_condition}) AS child \
                  LEFT JOIN (SELECT {target} AS target_column FROM {parent} WHERE {to_condition}) AS parent \
                  ON child.source_column = parent.target_column WHERE parent.target_column IS NULL"
+            )
+        }
+        // Cross-model comparisons (`to` is another model, read at the version this build uses).
+        "cardinality_equality" => {
+            let to = a.expr("to")?;
+            let other = table_of(&to).unwrap_or(to);
+            let (source, target) = (a.expr("source_column")?, a.expr("target_column")?);
+            format!(
+                "WITH table_a AS (SELECT {source} AS value, count(*) AS num_rows FROM {t} GROUP BY 1), \
+                 table_b AS (SELECT {target} AS value, count(*) AS num_rows FROM {other} GROUP BY 1) \
+                 (SELECT * FROM table_a EXCEPT SELECT * FROM table_b) \
+                 UNION ALL (SELECT * FROM table_b EXCEPT SELECT * FROM table_a)"
+            )
+        }
+        // As SQLMesh defines it: rows of this model (on `columns`) that the other model lacks.
+        "equality" => {
+            let to = a.expr("to")?;
+            let other = table_of(&to).unwrap_or(to);
+            let columns = a.list("columns")?.join(", ");
+            format!("SELECT {columns} FROM {t} EXCEPT SELECT {columns} FROM {other}")
+        }
+        "equal_row_count" | "fewer_rows_than" => {
+            let to = a.expr("to")?;
+            let other = table_of(&to).unwrap_or(to);
+            let fails = if name == "equal_row_count" {
+                "!="
+            } else {
+                ">="
+            };
+            format!(
+                "SELECT src.cnt AS row_count, tgt.cnt AS other_row_count FROM (SELECT count(*) AS cnt FROM {t}) AS src \
+                 JOIN (SELECT count(*) AS cnt FROM {other}) AS tgt ON src.cnt {fails} tgt.cnt"
             )
         }
         other => {
@@ -801,7 +838,23 @@ mod tests {
             ),
             (
                 "chi_square(column_a := a, column_b := b, critical_value := 9.48773)",
-                "WITH samples AS (SELECT a AS x_a, b AS x_b FROM t WHERE a IS NOT NULL AND b IS NOT NULL), totals_a AS (SELECT x_a, count(*) AS tot_a FROM samples GROUP BY x_a), totals_b AS (SELECT x_b, count(*) AS tot_b FROM samples GROUP BY x_b), observed AS (SELECT x_a, x_b, count(*) AS n FROM samples GROUP BY x_a, x_b), cells AS (SELECT totals_a.tot_a * totals_b.tot_b / (SELECT count(*) FROM samples) AS expected, coalesce(observed.n, 0) AS observed FROM totals_a CROSS JOIN totals_b LEFT JOIN observed ON observed.x_a = totals_a.x_a AND observed.x_b = totals_b.x_b) SELECT ((SELECT count(*) FROM totals_a) - 1) * ((SELECT count(*) FROM totals_b) - 1) AS degrees_of_freedom, sum((observed - expected) * (observed - expected) / expected) AS chi_square FROM cells HAVING NOT (chi_square > 9.48773)",
+                "WITH samples AS (SELECT a AS x_a, b AS x_b FROM t WHERE a IS NOT NULL AND b IS NOT NULL AND (TRUE)), totals_a AS (SELECT x_a, count(*) AS tot_a FROM samples GROUP BY x_a), totals_b AS (SELECT x_b, count(*) AS tot_b FROM samples GROUP BY x_b), observed AS (SELECT x_a, x_b, count(*) AS n FROM samples GROUP BY x_a, x_b), cells AS (SELECT totals_a.tot_a * totals_b.tot_b / (SELECT count(*) FROM samples) AS expected, coalesce(observed.n, 0) AS observed FROM totals_a CROSS JOIN totals_b LEFT JOIN observed ON observed.x_a = totals_a.x_a AND observed.x_b = totals_b.x_b) SELECT ((SELECT count(*) FROM totals_a) - 1) * ((SELECT count(*) FROM totals_b) - 1) AS degrees_of_freedom, sum((observed - expected) * (observed - expected) / expected) AS chi_square FROM cells HAVING NOT (chi_square > 9.48773)",
+            ),
+            (
+                "cardinality_equality(source_column := a, target_column := b, to := s.parent)",
+                "WITH table_a AS (SELECT a AS value, count(*) AS num_rows FROM t GROUP BY 1), table_b AS (SELECT b AS value, count(*) AS num_rows FROM parent GROUP BY 1) (SELECT * FROM table_a EXCEPT SELECT * FROM table_b) UNION ALL (SELECT * FROM table_b EXCEPT SELECT * FROM table_a)",
+            ),
+            (
+                "equality(columns := [a, b], to := s.parent)",
+                "SELECT a, b FROM t EXCEPT SELECT a, b FROM parent",
+            ),
+            (
+                "equal_row_count(to := s.parent)",
+                "SELECT src.cnt AS row_count, tgt.cnt AS other_row_count FROM (SELECT count(*) AS cnt FROM t) AS src JOIN (SELECT count(*) AS cnt FROM parent) AS tgt ON src.cnt != tgt.cnt",
+            ),
+            (
+                "fewer_rows_than(to := s.parent)",
+                "SELECT src.cnt AS row_count, tgt.cnt AS other_row_count FROM (SELECT count(*) AS cnt FROM t) AS src JOIN (SELECT count(*) AS cnt FROM parent) AS tgt ON src.cnt >= tgt.cnt",
             ),
             // A project audit: its own arguments and defaults, through the macro renderer.
             (
@@ -945,6 +998,14 @@ mod tests {
             ("stddev_in_range(column := k, max_v := 1)", 0),
             ("mean_in_range(column := lo, min_v := 4)", 1),
             ("relationship(to := s.parent, source_column := id)", 1),
+            // t has ids 1, 2, 2, 4; parent has 1, 2.
+            (
+                "cardinality_equality(source_column := id, target_column := id, to := s.parent)",
+                3,
+            ),
+            ("equality(columns := [id], to := s.parent)", 1),
+            ("equal_row_count(to := s.parent)", 1),
+            ("fewer_rows_than(to := s.parent)", 1),
         ];
         let mismatches: Vec<String> = cases
             .iter()

@@ -587,6 +587,18 @@ impl Project {
                 }
             }
         }
+        // An audit comparing with another model (`relationship(to := other)`) runs once that one is built.
+        for audit in &self.audits[i] {
+            let target = audit
+                .args
+                .get("to")
+                .and_then(|to| ModelName::parse(&to.to_string()));
+            if let Some(&p) = target.as_ref().and_then(|name| self.index.get(name))
+                && p != i
+            {
+                analysis.parents.push(p);
+            }
+        }
         analysis.parents.sort_unstable();
         analysis.parents.dedup();
         Ok(analysis)

@@ -227,6 +227,38 @@ fn a_failed_append_is_not_appended_and_its_rerun_appends_once() {
     );
 }
 
+/// Audits that compare with another model (`to := …`) run after that model is built, on the version
+/// this plan builds, even though the query does not read it.
+#[test]
+fn cross_model_audits_wait_for_the_other_model() {
+    let s = Scratch::init();
+    // Deeper in the DAG than full_model, so only the audit's dependency orders them.
+    s.write(
+        "models/z_items.sql",
+        "MODEL (name demo.z_items, kind FULL);\nSELECT item_id FROM demo.incremental_model\n",
+    );
+    s.write(
+        "models/z_item_catalog.sql",
+        "MODEL (name demo.z_item_catalog, kind FULL);\nSELECT DISTINCT item_id FROM demo.z_items\n",
+    );
+    audit_full_model(
+        &s,
+        "relationship(to := demo.z_item_catalog, source_column := item_id), \
+         equal_row_count(to := demo.z_item_catalog), fewer_rows_than_non_blocking(to := demo.z_item_catalog)",
+    );
+    let out = plan(&s);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let built = built_models(&out);
+    let position = |m: &str| built.iter().position(|b| b == m).unwrap_or(usize::MAX);
+    assert!(
+        position("demo.z_item_catalog") < position("demo.full_model"),
+        "{built:?}"
+    );
+    assert!(err.contains("audits passed 2"), "{err}");
+    assert!(err.contains("fewer_rows_than_non_blocking"), "{err}");
+}
+
 #[test]
 fn an_unknown_audit_is_a_located_error() {
     let s = Scratch::init();
