@@ -243,6 +243,10 @@ pub fn parse_models(
     path: &Path,
     defaults: &ModelDefaults,
 ) -> Result<Vec<Model>, SourceError> {
+    // Most files have no blueprints: they are parsed once.
+    if !file.text.to_ascii_lowercase().contains("blueprints") {
+        return parse_model(file, path, defaults).map(|m| vec![m]);
+    }
     let block = parser::parse_model_block(&file)?;
     let Some(property) = block.properties.iter().find(|p| p.key == "blueprints") else {
         return parse_model(file, path, defaults).map(|m| vec![m]);
