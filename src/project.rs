@@ -424,6 +424,7 @@ impl Project {
             scoped.locals.insert(name.clone(), value.clone());
         }
         scoped.blueprint_vars = model.blueprint.clone();
+        scoped.model_kind = model.meta.kind.name().to_string();
         let definitions = self
             .macro_definitions
             .iter()

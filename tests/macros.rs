@@ -65,7 +65,8 @@ fn pivot_haversine_and_resolve_template_on_data() {
     );
 }
 
-/// The remaining built-ins on data: @FILTER, @SQL, @OR, @SAFE_ADD/@SAFE_SUB, @VAR, @BLUEPRINT_VAR, @IF.
+/// The remaining built-ins on data: @FILTER, @SQL, @OR, @SAFE_ADD/@SAFE_SUB, @VAR, @BLUEPRINT_VAR, @IF, and
+/// the @model_kind_name variable.
 #[test]
 fn more_builtins_on_data() {
     let s = Scratch::init();
@@ -79,7 +80,7 @@ fn more_builtins_on_data() {
         "MODEL (name demo.more_macros, kind FULL);\n\
          SELECT\n  v.id,\n  @SAFE_ADD(v.a, v.b) AS total,\n  @SAFE_SUB(v.a, v.b) AS diff,\n  \
          @EACH(@FILTER([1, 2, 3], n -> n >= @VAR('min_item', 0)), n -> v.id * n AS times_@n),\n  \
-         @SQL('@BLUEPRINT_VAR(''region'', ''eu'')') AS region,\n  @IF(@VAR('min_item') > 1, 'strict', 'lax') AS mode\n\
+         @SQL('@BLUEPRINT_VAR(''region'', ''eu'')') AS region,\n  @IF(@VAR('min_item') > 1, 'strict', 'lax') AS mode,\n  @model_kind_name AS kind\n\
          FROM (VALUES (1, 10, NULL), (2, NULL, NULL), (3, 4, 1)) AS v(id, a, b)\n\
          WHERE @OR(v.id = 1, NULL, v.id = 3)\n",
     );
@@ -88,7 +89,7 @@ fn more_builtins_on_data() {
     // @SAFE_ADD/@SAFE_SUB treat NULL as 0 unless every value is NULL; @FILTER kept 2 and 3.
     assert_eq!(
         s.csv("select * from demo.more_macros order by id"),
-        "id,total,diff,times_2,times_3,region,mode\n1,10,10,2,3,eu,strict\n3,5,3,6,9,eu,strict\n"
+        "id,total,diff,times_2,times_3,region,mode,kind\n1,10,10,2,3,eu,strict,FULL\n3,5,3,6,9,eu,strict,FULL\n"
     );
 }
 

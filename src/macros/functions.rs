@@ -203,7 +203,8 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
                 Some(a) => unquote(&rendered(a)?),
                 None => relation.rsplit('.').next().unwrap_or(&relation).to_string(),
             };
-            let exclude: Vec<String> = match kw("exclude") {
+            // `except` is SQLMesh's older name for `exclude`.
+            let exclude: Vec<String> = match kw("exclude").or(kw("except")) {
                 Some(e) => list(&rendered(e)?)
                     .iter()
                     .map(|c| unquote(c).to_lowercase())
@@ -743,6 +744,7 @@ mod tests {
                 "SELECT CAST(d AS DATE) AS date_day FROM UNNEST(generate_series(CAST('2024-01-01' AS DATE), CAST('2024-01-03' AS DATE), INTERVAL 1 day)) AS spine(d)",
             ),
             ("@STAR(s.a, exclude := [x])", "CAST(a.id AS INT) AS id"),
+            ("@STAR(s.a, except := [x])", "CAST(a.id AS INT) AS id"),
             (
                 "@STAR(s.a, alias := 't', prefix := 'p_')",
                 "CAST(t.id AS INT) AS p_id, CAST(t.x AS TEXT) AS p_x",

@@ -38,6 +38,8 @@ pub struct MacroContext {
     /// Relations `@STAR`/`@UNION` needed the columns of and did not find in `known_columns`: loading infers
     /// them from the relation's query and renders again.
     pub column_requests: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// The kind of the model being rendered (`FULL`, `INCREMENTAL_BY_TIME_RANGE`, …), for `@model_kind_name`.
+    pub model_kind: String,
     /// The variables of the blueprint the model was made from (`blueprints` property), for
     /// `@BLUEPRINT_VAR`.
     pub blueprint_vars: Vec<(String, String)>,
@@ -71,6 +73,7 @@ impl MacroContext {
             known_columns: Arc::new(BTreeMap::new()),
             column_requests: Arc::default(),
             blueprint_vars: Vec::new(),
+            model_kind: String::new(),
             scoped_for: None,
         }
     }
@@ -138,6 +141,7 @@ fn variable(name: &str, ctx: &MacroContext) -> Option<String> {
                 "this_model" => Some(ctx.this_model.clone()),
                 "runtime_stage" => Some(quote(ctx.runtime_stage)),
                 "gateway" => Some(quote(&ctx.gateway)),
+                "model_kind_name" if !ctx.model_kind.is_empty() => Some(quote(&ctx.model_kind)),
                 _ => None,
             };
         }
