@@ -54,6 +54,22 @@ const SPACE_BEFORE_PAREN: &[&str] = &[
     "ILIKE",
 ];
 
+/// Clause keywords that end a select or grouping list.
+const LIST_ENDS: &[&str] = &[
+    "FROM",
+    "WHERE",
+    "GROUP",
+    "HAVING",
+    "QUALIFY",
+    "WINDOW",
+    "ORDER",
+    "LIMIT",
+    "OFFSET",
+    "UNION",
+    "EXCEPT",
+    "INTERSECT",
+];
+
 /// Words that, run together and ending in JOIN, make a join keyword.
 const JOIN_WORDS: &[&str] = &[
     "LEFT",
@@ -463,12 +479,19 @@ pub fn layout(sql: &str, keyword_words: &[bool]) -> Option<String> {
                 }
                 w.write(&tok.text, space);
             }
-            (Kind::Comma, _) => {
-                w.write(",", false);
-                if frame.kind == FrameKind::Query && frame.clause == Clause::List {
+            (Kind::Comma, _) if frame.kind == FrameKind::Query && frame.clause == Clause::List => {
+                // A trailing comma (`SELECT a, b, FROM t`, allowed by DuckDB) is dropped.
+                let ends_list = next_code(&toks, i).is_none_or(|t| {
+                    t.kind == Kind::RParen
+                        || matches!(t.kind, Kind::Word { keyword: true })
+                            && LIST_ENDS.contains(&t.text.as_str())
+                });
+                if !ends_list {
+                    w.write(",", false);
                     w.newline(frame.base + INDENT);
                 }
             }
+            (Kind::Comma, _) => w.write(",", false),
             (_, Some("CASE")) if keyword => {
                 w.write(&tok.text, space);
                 if case_is_long(&toks, i) {

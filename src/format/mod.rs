@@ -468,6 +468,14 @@ mod tests {
     }
 
     #[test]
+    fn trailing_commas_are_dropped() {
+        assert_eq!(
+            fmt("select a, b, from t group by a, b, order by a,"),
+            "SELECT\n  a,\n  b\nFROM t\nGROUP BY\n  a,\n  b\nORDER BY\n  a"
+        );
+    }
+
+    #[test]
     fn struct_literals_distinct_on_and_macro_calls_stay_whole() {
         assert_eq!(
             fmt("select distinct on (a, b) a, {'x': 1, 'y': {'z': 2}} as s from t"),
