@@ -153,11 +153,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Rewrite models/*.sql and audits/*.sql in one canonical style: MODEL properties one per line, SQL
-    /// keywords upper-case at the start of clauses, one select item per line. Names keep their case and
-    /// comments stay; a statement lake cannot re-lay without changing its meaning is kept as written.
+    /// Rewrite models/*.sql and audits/*.sql in one canonical style (`--check` in CI)
     ///
-    /// In CI: `lake format --check` changes nothing and exits 1 when a file would change.
+    /// MODEL properties one per line, SQL keywords upper-case at the start of clauses, one select item per
+    /// line. Names keep their case and comments stay; a statement lake cannot re-lay without changing its
+    /// meaning is kept as written and listed. In CI, `lake format --check` changes nothing and exits 1 when
+    /// a file would change.
     Format {
         /// Only report the files that would change; exit 1 if any would.
         #[arg(long)]

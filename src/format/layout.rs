@@ -420,7 +420,8 @@ pub fn layout(sql: &str, keyword_words: &[bool]) -> Option<String> {
             continue;
         }
         let space = space_between(prev, tok);
-        // `frames` is never empty: the statement's own frame is never popped.
+        // `frames` is never empty: the statement's own (Query) frame is never popped, as `)` and `}` pop only
+        // above it and END only a CASE or parenthesis frame.
         let frame = *frames.last().expect("statement frame");
         let upper = tok.upper();
         let upper = upper.as_deref();
@@ -523,6 +524,7 @@ pub fn layout(sql: &str, keyword_words: &[bool]) -> Option<String> {
                 w.write(&tok.text, space);
             }
             (_, Some("AND" | "OR")) if keyword => {
+                // Never empty: see `frame` above.
                 let f = frames.last_mut().expect("statement frame");
                 if upper == Some("AND") && f.open_betweens > 0 {
                     f.open_betweens -= 1;
@@ -532,8 +534,9 @@ pub fn layout(sql: &str, keyword_words: &[bool]) -> Option<String> {
                 w.write(&tok.text, space);
             }
             _ if keyword && frame.kind == FrameKind::Query => {
-                consumed =
-                    clause_keyword(&toks, i, &mut w, frames.last_mut().expect("frame"), space);
+                // Never empty: see `frame` above.
+                let f = frames.last_mut().expect("statement frame");
+                consumed = clause_keyword(&toks, i, &mut w, f, space);
             }
             _ => w.write(&tok.text, space),
         }
