@@ -29,4 +29,8 @@ for n in "${sizes[@]}"; do
   measure "no-op plan" "$lake" -p "$project" plan
   python3 "$gen" "$project" --mutate leaf >/dev/null
   measure "plan after leaf edit" "$lake" -p "$project" plan --auto-apply
+  # Exit 1 only says files would change.
+  measure "format --check" bash -c '"$0" -p "$1" format --check --json; [ $? -le 1 ]' "$lake" "$project"
+  printf 'linter:\n  enabled: true\n  rules: ALL\n  ignored_rules: [nomissingunittest]\n  warn_rules: [nomissingaudits, nomissingowner, noselectstar, noambiguousprojections]\n' >>"$project/config.yaml"
+  measure "lint (all rules)" "$lake" -p "$project" lint
 done

@@ -1,9 +1,9 @@
 //! Column inference: the columns of each model's query as DuckDB's binder sees it, on an in-memory DuckDB
 //! where every upstream model is an empty table with its own inferred columns. Nothing is ever run.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Session};
 use crate::error::{LakeError, Result};
 use crate::macros::MacroContext;
 use crate::model::{ModelKind, ModelName, quote_ident};
@@ -31,17 +31,24 @@ pub enum Bound {
 /// An in-memory DuckDB holding an empty table per model (and declared external), with its columns.
 pub struct Binder<'p> {
     project: &'p Project,
-    engine: Engine,
+    /// Kept open for the session's database.
+    _engine: Engine,
+    session: Session,
     columns: HashMap<String, Columns>,
+    /// Schemas (and attached catalogs) already created.
+    schemas: HashSet<String>,
 }
 
 impl<'p> Binder<'p> {
     pub fn new(project: &'p Project) -> Result<Self> {
         let engine = Engine::in_memory()?;
+        let session = engine.session()?;
         let mut binder = Binder {
             project,
-            engine,
+            _engine: engine,
+            session,
             columns: HashMap::new(),
+            schemas: HashSet::new(),
         };
         for (name, external) in &project.externals {
             if external.columns.is_empty() {
@@ -71,8 +78,15 @@ impl<'p> Binder<'p> {
         }
     }
 
-    fn create(&mut self, name: &ModelName, columns: &[(String, String)]) -> Result<()> {
-        let session = self.engine.session()?;
+    /// Creates the schema (and catalog) `name` lives in, once.
+    fn ensure_schema(&mut self, name: &ModelName) -> Result<()> {
+        let schema = match &name.catalog {
+            Some(c) => format!("{}.{}", quote_ident(c), quote_ident(&name.schema)),
+            None => quote_ident(&name.schema),
+        };
+        if self.schemas.contains(&schema) {
+            return Ok(());
+        }
         let mut setup = String::new();
         if let Some(catalog) = &name.catalog {
             setup.push_str(&format!(
@@ -80,33 +94,34 @@ impl<'p> Binder<'p> {
                 quote_ident(catalog)
             ));
         }
-        let schema = match &name.catalog {
-            Some(c) => format!("{}.{}", quote_ident(c), quote_ident(&name.schema)),
-            None => quote_ident(&name.schema),
-        };
+        setup.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {schema};"));
+        self.session.execute(&setup, || {
+            format!("creating schema {schema} for column inference")
+        })?;
+        self.schemas.insert(schema);
+        Ok(())
+    }
+
+    /// An empty table for `name` with declared columns.
+    fn create(&mut self, name: &ModelName, columns: &[(String, String)]) -> Result<()> {
+        self.ensure_schema(name)?;
         let list: Vec<String> = columns
             .iter()
             .map(|(c, t)| format!("{} {t}", quote_ident(c)))
             .collect();
         let relation = self.relation(name);
-        setup.push_str(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema}; CREATE OR REPLACE TABLE {relation} ({});",
-            list.join(", ")
-        ));
-        match session.execute(&setup, || format!("declaring `{name}` for the linter")) {
-            Ok(()) => {
-                self.columns.insert(relation, Columns::Known);
-            }
-            // A declared type DuckDB does not know: the columns stay unknown rather than failing lint.
-            Err(_) => {
-                self.columns.insert(
-                    relation,
-                    Columns::Unknown(format!(
-                        "the declared column types of `{name}` are not DuckDB types"
-                    )),
-                );
-            }
-        }
+        let created = self.session.execute(
+            &format!("CREATE OR REPLACE TABLE {relation} ({})", list.join(", ")),
+            || format!("declaring `{name}` for column inference"),
+        );
+        let known = match created {
+            Ok(()) => Columns::Known,
+            // A declared type DuckDB does not know: the columns stay unknown rather than failing.
+            Err(_) => Columns::Unknown(format!(
+                "the declared column types of `{name}` are not DuckDB types"
+            )),
+        };
+        self.columns.insert(relation, known);
         Ok(())
     }
 
@@ -176,9 +191,22 @@ impl<'p> Binder<'p> {
                     edits.push((r.offset, r.len, relation));
                 }
                 let sql = crate::sql::replace_spans(&rendered.sql, edits);
-                match self.describe(&format!("DESCRIBE {sql}")) {
-                    Ok(columns) => {
-                        self.create(&name, &columns)?;
+                self.ensure_schema(&name)?;
+                let relation = self.relation(&name);
+                // One statement binds the query and keeps its columns as an empty table; LIMIT 0 reads
+                // nothing.
+                let created = self.session.execute(
+                    &format!(
+                        "CREATE OR REPLACE TABLE {relation} AS SELECT * FROM ({sql}) AS q LIMIT 0"
+                    ),
+                    || format!("binding the query of `{name}`"),
+                );
+                match created.map_err(|e| match e {
+                    LakeError::Engine { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                }) {
+                    Ok(()) => {
+                        self.columns.insert(relation, Columns::Known);
                         Bound::Ok
                     }
                     Err(message) => {
@@ -224,8 +252,10 @@ impl<'p> Binder<'p> {
 
     /// Column names and types of a `DESCRIBE …` statement, or DuckDB's message.
     fn describe(&self, sql: &str) -> std::result::Result<Vec<(String, String)>, String> {
-        let session = self.engine.session().map_err(|e| e.to_string())?;
-        match session.query_rows(sql, || "describing a query for the linter".into()) {
+        match self
+            .session
+            .query_rows(sql, || "describing a query for the linter".into())
+        {
             Ok(rows) => Ok(rows
                 .into_iter()
                 .filter_map(|row| Some((row.first()?.clone()?, row.get(1)?.clone()?)))
