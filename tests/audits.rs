@@ -263,8 +263,8 @@ fn cross_model_audits_wait_for_the_other_model() {
 fn an_unknown_audit_is_a_located_error() {
     let s = Scratch::init();
     let text = s.read("models/full_model.sql").replace(
-        "audits (assert_positive_order_ids),",
-        "audits (not_nul(columns := [item_id])),",
+        "audits (assert_positive_order_ids)",
+        "audits (not_nul(columns := [item_id]))",
     );
     s.write("models/full_model.sql", &text);
     let out = s.lake().args(["plan"]).output().unwrap();

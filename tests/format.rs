@@ -63,6 +63,13 @@ fn check_reports_then_format_rewrites_without_changing_the_plan() {
 }
 
 #[test]
+fn a_new_project_is_already_formatted() {
+    let s = Scratch::init_with_unit_tests();
+    let out = s.lake().args(["format", "--check"]).output().unwrap();
+    assert!(out.status.success(), "{}", stdout(&out));
+}
+
+#[test]
 fn a_statement_that_does_not_parse_is_kept_and_reported() {
     let s = Scratch::init();
     let broken = "MODEL (name demo.odd, kind VIEW);\n\nselect 1 as x fro nowhere where\n";

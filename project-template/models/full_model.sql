@@ -3,7 +3,7 @@ MODEL (
   kind FULL,
   cron '@daily',
   grain item_id,
-  audits (assert_positive_order_ids),
+  audits (assert_positive_order_ids)
 );
 
 SELECT
