@@ -106,11 +106,21 @@ fn blueprints_make_one_model_per_entry() {
         )
     };
     s.write("models/regional.sql", &model(2));
+    // SQLMesh's sushi example: the whole name is a blueprint variable holding an identifier.
+    s.write(
+        "models/by_name.sql",
+        "MODEL (\n  name @name,\n  kind FULL,\n  blueprints (\n    (name := demo.odd_items, parity := 1,),\n    \
+         (name := demo.even_items, parity := 0)\n  )\n);\n\nSELECT count(*) AS n FROM demo.seed_model WHERE id % 2 = @parity;\n",
+    );
     let out = s.apply(EXEC);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         s.csv("select region, count(*) as n from (select * from eu.orders union all select * from us.orders) group by all order by all"),
         "region,n\neu,2\nus,1\n"
+    );
+    assert_eq!(
+        s.csv("select o.n as odd, e.n as even from demo.odd_items as o, demo.even_items as e"),
+        "odd,even\n4,3\n"
     );
     s.write("models/regional.sql", &model(1));
     let plan = s
