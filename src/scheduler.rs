@@ -803,32 +803,12 @@ fn build_one(
                 ..
             }
         );
-        let stats = if appends && !ctx.project.audits[backfill.model].is_empty() {
+        let audit_before_write = appends && !ctx.project.audits[backfill.model].is_empty();
+        let stats = if audit_before_write {
             // An append cannot be taken back, and a rerun of a missing interval appends again: the rows
             // are staged and audited together with the table's before anything is appended.
-            session.execute(
-                &format!("CREATE OR REPLACE TEMP TABLE {PENDING_APPEND} AS {query}"),
-                || format!("staging the rows to append to {}", backfill.name),
-            )?;
-            // The first append creates the table.
-            let exists = session.query_strings(
-                &format!(
-                    "SELECT count(*)::VARCHAR FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
-                    crate::sql::quote_literal(&backfill.table.schema),
-                    crate::sql::quote_literal(&backfill.table.table)
-                ),
-                || format!("looking for {}", backfill.table),
-            )? != ["0"];
-            let pending = if exists {
-                format!(
-                    "(SELECT * FROM {} UNION ALL BY NAME SELECT * FROM {PENDING_APPEND}) AS this_model",
-                    backfill.table.sql()
-                )
-            } else {
-                format!("{PENDING_APPEND} AS this_model")
-            };
             total.audits_passed +=
-                run_audits(ctx, session, backfill, &macro_ctx, &pending, observer)?;
+                stage_and_audit_append(ctx, session, backfill, &query, &macro_ctx, observer)?;
             let stats = write_batch(
                 ctx,
                 session,
@@ -839,30 +819,24 @@ fn build_one(
             session.execute(&format!("DROP TABLE {PENDING_APPEND}"), || {
                 "dropping the staged rows".into()
             })?;
-            run_statements(
-                ctx.project,
-                session,
-                model,
-                &model.post_statements,
-                &macro_ctx,
-            )?;
             stats
         } else {
-            let stats = write_batch(ctx, session, backfill, &query, (start, end))?;
-            run_statements(
-                ctx.project,
-                session,
-                model,
-                &model.post_statements,
-                &macro_ctx,
-            )?;
+            write_batch(ctx, session, backfill, &query, (start, end))?
+        };
+        run_statements(
+            ctx.project,
+            session,
+            model,
+            &model.post_statements,
+            &macro_ctx,
+        )?;
+        if !audit_before_write {
             // Audits run before the interval is recorded: a blocking failure leaves it missing, so it is
             // rebuilt (and audited again) by the next plan or run.
             let audited = audited_relation(model, &backfill.table, Some((start, end)));
             total.audits_passed +=
                 run_audits(ctx, session, backfill, &macro_ctx, &audited, observer)?;
-            stats
-        };
+        }
         total.rows = total.rows.zip(stats.rows).map(|(a, b)| a + b);
         total.snapshot_id = stats.snapshot_id.or(total.snapshot_id);
         record(Interval {
@@ -891,6 +865,40 @@ impl crate::audit::ModelResolver for BuildResolver<'_, '_> {
 
 /// Temporary table holding the rows of an append until its audits pass.
 const PENDING_APPEND: &str = "_lake_pending_append";
+
+/// Stages the rows an append would add in `PENDING_APPEND` and runs the model's audits on the table as it
+/// would be after the append; returns how many passed.
+fn stage_and_audit_append(
+    ctx: &BuildContext<'_>,
+    session: &Session,
+    backfill: &Backfill,
+    query: &str,
+    macro_ctx: &MacroContext,
+    observer: &dyn Observer,
+) -> Result<usize> {
+    session.execute(
+        &format!("CREATE OR REPLACE TEMP TABLE {PENDING_APPEND} AS {query}"),
+        || format!("staging the rows to append to {}", backfill.name),
+    )?;
+    // The first append creates the table.
+    let exists = session.query_strings(
+        &format!(
+            "SELECT count(*)::VARCHAR FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
+            crate::sql::quote_literal(&backfill.table.schema),
+            crate::sql::quote_literal(&backfill.table.table)
+        ),
+        || format!("looking for {}", backfill.table),
+    )? != ["0"];
+    let pending = if exists {
+        format!(
+            "(SELECT * FROM {} UNION ALL BY NAME SELECT * FROM {PENDING_APPEND}) AS this_model",
+            backfill.table.sql()
+        )
+    } else {
+        format!("{PENDING_APPEND} AS this_model")
+    };
+    run_audits(ctx, session, backfill, macro_ctx, &pending, observer)
+}
 
 /// What a model's audits read after a write: the table, or for a time-range batch that batch's rows.
 fn audited_relation(model: &Model, table: &PhysicalTable, batch: Option<Range>) -> String {
