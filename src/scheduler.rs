@@ -161,6 +161,7 @@ pub fn apply(
     // The virtual layer creates its schemas itself, in the same transaction as the views.
     ctx.storage
         .update_virtual_layer(&session, &plan.virtual_changes)?;
+    run_on_virtual_update(ctx, &session, plan)?;
     observer.virtual_layer_finished();
     report.virtual_changes = plan.virtual_changes.len();
 
@@ -182,6 +183,39 @@ pub fn apply(
         PromoteOutcome::Promoted => Ok(report),
         PromoteOutcome::Conflict { .. } => Err(stale_plan(&plan.environment)),
     }
+}
+
+/// Runs the `ON_VIRTUAL_UPDATE` statements of the models whose names this plan moved, with `@this_model`
+/// naming the environment's view. A failure stops the apply before promotion; the promotion journal then
+/// repoints the names on the next plan, which runs the statements again.
+fn run_on_virtual_update(ctx: &BuildContext<'_>, session: &Session, plan: &Plan) -> Result<()> {
+    let moved: std::collections::HashSet<&VirtualName> = plan
+        .virtual_changes
+        .iter()
+        .filter_map(|c| match c {
+            VirtualChange::Point { name, .. } => Some(name),
+            VirtualChange::Drop { .. } => None,
+        })
+        .collect();
+    for &i in &ctx.project.order {
+        let model = &ctx.project.models[i];
+        let name = VirtualName::new(&model.meta.name, &plan.environment);
+        if model.on_virtual_update.is_empty() || !moved.contains(&name) {
+            continue;
+        }
+        let s = &ctx.snapshots[i];
+        let table = PhysicalTable::for_version(&s.name, &s.version);
+        let mut macro_ctx = macro_context(ctx, i, &table, "promoting");
+        macro_ctx.this_model = name.sql();
+        run_statements(
+            ctx.project,
+            session,
+            model,
+            &model.on_virtual_update,
+            &macro_ctx,
+        )?;
+    }
+    Ok(())
 }
 
 fn stale_plan(environment: &str) -> LakeError {

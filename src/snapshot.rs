@@ -222,6 +222,15 @@ pub fn compute(project: &Project) -> Result<Vec<Snapshot>> {
         if !audits.is_empty() {
             metadata.json(&audits);
         }
+        // Statements run on promotion are metadata, as in SQLMesh; only hashed when present.
+        let on_virtual_update: Vec<String> = project.models[i]
+            .on_virtual_update
+            .iter()
+            .map(|st| crate::sql::layout_free_text(&st.text))
+            .collect();
+        if !on_virtual_update.is_empty() {
+            metadata.json(&on_virtual_update);
+        }
         let mut parents: Vec<&Snapshot> = analysis
             .parents
             .iter()

@@ -500,3 +500,61 @@ fn duckdb_file_storage_is_an_explicit_opt_in() {
         "table_type,n\nBASE TABLE,3\nVIEW,1\n"
     );
 }
+
+/// `ON_VIRTUAL_UPDATE_BEGIN; … ON_VIRTUAL_UPDATE_END;` statements run when the model's name in an
+/// environment moves to a new table, with `@this_model` naming that environment's view.
+#[test]
+fn on_virtual_update_statements_run_when_a_name_moves() {
+    let s = Scratch::init();
+    let view = |threshold: u32| {
+        format!(
+            "MODEL (name demo.view_model, kind VIEW);\n\n\
+             SELECT item_id, num_orders FROM demo.full_model WHERE num_orders > {threshold};\n\n\
+             ON_VIRTUAL_UPDATE_BEGIN;\n\
+             CREATE SCHEMA IF NOT EXISTS log;\n\
+             CREATE TABLE IF NOT EXISTS log.promotions (stage TEXT, n BIGINT);\n\
+             INSERT INTO log.promotions SELECT @runtime_stage, count(*) FROM @this_model;\n\
+             ON_VIRTUAL_UPDATE_END;\n"
+        )
+    };
+    s.write("models/view_model.sql", &view(1));
+    s.apply(EXEC);
+    let prod_rows = s.csv("select count(*) as n from demo.view_model");
+    assert_eq!(
+        s.csv("select n from log.promotions"),
+        prod_rows,
+        "run once, on prod's view"
+    );
+
+    s.write("models/view_model.sql", &view(0));
+    let out = s
+        .lake()
+        .args(["plan", "dev", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dev_rows = s.csv("select count(*) as n from demo__dev.view_model");
+    assert_ne!(dev_rows, prod_rows, "the dev view shows more items");
+    let logged = s.csv("select stage, n from log.promotions order by rowid");
+    let n = |csv: &str| csv.lines().nth(1).unwrap_or_default().to_string();
+    assert_eq!(
+        logged,
+        format!(
+            "stage,n\npromoting,{}\npromoting,{}\n",
+            n(&prod_rows),
+            n(&dev_rows)
+        )
+    );
+
+    s.write(
+        "models/view_model.sql",
+        "MODEL (name demo.view_model, kind VIEW);\nSELECT 1 AS x;\nON_VIRTUAL_UPDATE_BEGIN;\nSELECT 1;\n",
+    );
+    let out = s.lake().arg("plan").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("ON_VIRTUAL_UPDATE_BEGIN has no ON_VIRTUAL_UPDATE_END"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -362,10 +362,12 @@ fn format_body(
     out.trim_end().to_string()
 }
 
-/// One statement in canonical form. `Err(None)`: a macro statement (`@DEF(…)`), kept without comment;
+/// One statement in canonical form. `Err(None)`: a macro statement (`@DEF(…)`) or an
+/// `ON_VIRTUAL_UPDATE_BEGIN`/`_END` marker, kept without comment;
 /// `Err(Some(reason))`: kept as written for that reason.
 pub fn format_statement(sql: &str) -> std::result::Result<String, Option<String>> {
-    if sqltext::leading_keyword(sql).starts_with('@') {
+    let keyword = sqltext::leading_keyword(sql);
+    if keyword.starts_with('@') || keyword.starts_with("ON_VIRTUAL_UPDATE_") {
         return Err(None);
     }
     let (hidden, macros) = sqltext::hide_macros(sql);
@@ -506,6 +508,7 @@ mod tests {
     #[test]
     fn macro_statements_and_unparsable_sql_are_kept() {
         assert_eq!(format_statement("@DEF(x, 1)"), Err(None));
+        assert_eq!(format_statement("ON_VIRTUAL_UPDATE_BEGIN"), Err(None));
         assert!(
             matches!(format_statement("selec 1"), Err(Some(r)) if r.contains("does not parse"))
         );

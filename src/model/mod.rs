@@ -174,6 +174,9 @@ pub struct Model {
     pub pre_statements: Vec<Statement>,
     pub query: Option<Statement>,
     pub post_statements: Vec<Statement>,
+    /// Statements between `ON_VIRTUAL_UPDATE_BEGIN;` and `ON_VIRTUAL_UPDATE_END;`: run after the model's
+    /// name in an environment is pointed at a new table, with `@this_model` naming that view.
+    pub on_virtual_update: Vec<Statement>,
     /// Absolute path of a SEED model's CSV file.
     pub seed_path: Option<PathBuf>,
     /// Offset and length of the `name` value, for errors about the model as a whole.
@@ -500,7 +503,30 @@ pub fn parse_model(
     let mut definitions = Vec::new();
     let mut query = None;
     let mut post = Vec::new();
+    let mut on_virtual_update = Vec::new();
+    let mut virtual_begin: Option<usize> = None;
     for (statement, keyword) in body_statements(&file, block.body_offset)? {
+        match (keyword.as_str(), virtual_begin) {
+            ("ON_VIRTUAL_UPDATE_BEGIN", None) => {
+                virtual_begin = Some(statement.offset);
+                continue;
+            }
+            ("ON_VIRTUAL_UPDATE_END", Some(_)) => {
+                virtual_begin = None;
+                continue;
+            }
+            ("ON_VIRTUAL_UPDATE_BEGIN" | "ON_VIRTUAL_UPDATE_END", _) => {
+                return Err(file
+                    .error(statement.offset, keyword.len(), format!("unexpected {keyword}"))
+                    .with_label("not paired")
+                    .with_help("write `ON_VIRTUAL_UPDATE_BEGIN;` statements `ON_VIRTUAL_UPDATE_END;`, once"));
+            }
+            (_, Some(_)) => {
+                on_virtual_update.push(statement);
+                continue;
+            }
+            _ => {}
+        }
         if keyword == "@DEF" {
             definitions.push(statement);
             continue;
@@ -514,6 +540,16 @@ pub fn parse_model(
         } else {
             post.push(statement);
         }
+    }
+    if let Some(at) = virtual_begin {
+        return Err(file
+            .error(
+                at,
+                "ON_VIRTUAL_UPDATE_BEGIN".len(),
+                "ON_VIRTUAL_UPDATE_BEGIN has no ON_VIRTUAL_UPDATE_END",
+            )
+            .with_label("opened here")
+            .with_help("close the block with `ON_VIRTUAL_UPDATE_END;`"));
     }
     if meta.kind.has_query() && query.is_none() {
         return Err(file
@@ -543,6 +579,7 @@ pub fn parse_model(
         pre_statements: pre,
         query,
         post_statements: post,
+        on_virtual_update,
         seed_path,
         name_span: (name_offset, name_len),
     })
