@@ -254,16 +254,24 @@ fn render_value(value: &Value, indent: usize) -> String {
                 " ".repeat(indent)
             )
         }
-        // A kind with properties: `INCREMENTAL_BY_TIME_RANGE (time_column ds)`, one property per line.
+        // A kind with properties: `INCREMENTAL_BY_TIME_RANGE (time_column ds)`, one property per line. A
+        // property written `time_column (ds, '%Y')` reads as a call; it keeps its space.
         ValueKind::Call { name, args }
             if args
                 .iter()
-                .any(|v| matches!(v.kind, ValueKind::Pair { .. })) =>
+                .any(|v| matches!(v.kind, ValueKind::Pair { .. } | ValueKind::Call { .. })) =>
         {
             let pad = " ".repeat(indent + 2);
             let lines: Vec<String> = args
                 .iter()
-                .map(|v| format!("{pad}{}", render_value(v, indent + 2)))
+                .map(|v| match &v.kind {
+                    ValueKind::Call { name, args } => {
+                        let args: Vec<String> =
+                            args.iter().map(|a| render_value(a, indent + 2)).collect();
+                        format!("{pad}{name} ({})", args.join(", "))
+                    }
+                    _ => format!("{pad}{}", render_value(v, indent + 2)),
+                })
                 .collect();
             format!("{name} (\n{}\n{})", lines.join(",\n"), " ".repeat(indent))
         }
@@ -518,13 +526,13 @@ mod tests {
     fn model_block_gets_one_property_per_line() {
         let file = SourceFile::new(
             "m.sql",
-            "-- header\nmodel (name a.b, kind incremental_by_time_range (time_column ds, batch_size 3), grain [id, ds], audits (not_null(columns := [id])), -- checks\n owner me,);\nselect 1 as id",
+            "-- header\nmodel (name a.b, kind incremental_by_time_range (time_column (ds, '%Y'), batch_size 3), grain [id, ds], audits (not_null(columns := [id])), -- checks\n owner me,);\nselect 1 as id",
         );
         let (out, kept) = format_file(&file, "MODEL").unwrap();
         assert!(kept.is_empty(), "{kept:?}");
         assert_eq!(
             out,
-            "-- header\nMODEL (\n  name a.b,\n  kind incremental_by_time_range (\n    time_column ds,\n    batch_size 3\n  ),\n  grain [id, ds],\n  audits (not_null(columns := [id])), -- checks\n  owner me\n);\n\nSELECT\n  1 AS id\n"
+            "-- header\nMODEL (\n  name a.b,\n  kind incremental_by_time_range (\n    time_column (ds, '%Y'),\n    batch_size 3\n  ),\n  grain [id, ds],\n  audits (not_null(columns := [id])), -- checks\n  owner me\n);\n\nSELECT\n  1 AS id\n"
         );
         let again = SourceFile::new("m.sql", out.clone());
         assert_eq!(format_file(&again, "MODEL").unwrap().0, out);

@@ -213,6 +213,42 @@ const KIND_NAMES: &[&str] = &[
     "CUSTOM",
 ];
 
+/// A parameter written `name (a, b)` reads as a call; it is the pair `name` → `(a, b)`
+/// (`time_column (ds, '%Y-%m-%d')`).
+fn call_as_pair(arg: &Value) -> Value {
+    let ValueKind::Call { name, args } = &arg.kind else {
+        return arg.clone();
+    };
+    let open = arg.raw.find('(').unwrap_or(0);
+    let list = Value {
+        kind: ValueKind::List {
+            items: args.clone(),
+            bracket: false,
+        },
+        raw: arg.raw[open..].to_string(),
+        offset: arg.offset + open,
+        len: arg.len - open,
+    };
+    let key = Value {
+        kind: ValueKind::Ident(vec![crate::model::parser::IdentPart {
+            value: name.clone(),
+            quoted: false,
+        }]),
+        raw: name.clone(),
+        offset: arg.offset,
+        len: name.len(),
+    };
+    Value {
+        kind: ValueKind::Pair {
+            key: Box::new(key),
+            value: Box::new(list),
+        },
+        raw: arg.raw.clone(),
+        offset: arg.offset,
+        len: arg.len,
+    }
+}
+
 /// Reads the `kind` property: `FULL`, or `NAME (param value, …)`.
 pub fn parse_kind(file: &SourceFile, value: &Value) -> Result<ModelKind, SourceError> {
     let (name, args): (String, &[Value]) = match &value.kind {
@@ -229,7 +265,8 @@ pub fn parse_kind(file: &SourceFile, value: &Value) -> Result<ModelKind, SourceE
         }
     };
     let upper = name.to_ascii_uppercase();
-    let mut params = Params::new(file, &upper, args)?;
+    let args: Vec<Value> = args.iter().map(call_as_pair).collect();
+    let mut params = Params::new(file, &upper, &args)?;
     let kind = match upper.as_str() {
         "VIEW" => ModelKind::View {
             materialized: params.bool("materialized")?.unwrap_or(false),

@@ -877,6 +877,31 @@ impl MetaReader<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Model, SourceError> {
+        parse_model(
+            SourceFile::new("models/m.sql", text),
+            Path::new("/p/models/m.sql"),
+            &ModelDefaults::default(),
+        )
+    }
+
+    #[test]
+    fn kind_parameters_written_like_calls_are_pairs() {
+        for column in ["ds", "date"] {
+            let m = parse(&format!(
+                "MODEL (name a.b, kind INCREMENTAL_BY_TIME_RANGE (time_column ({column}, '%Y-%m-%d'), batch_size 10,));\nSELECT 1 AS {column}"
+            ))
+            .unwrap();
+            let ModelKind::IncrementalByTimeRange { time_column, .. } = &m.meta.kind else {
+                panic!("kind {:?}", m.meta.kind);
+            };
+            assert_eq!(time_column.column, column);
+            assert_eq!(time_column.format.as_deref(), Some("%Y-%m-%d"));
+        }
+    }
+
     #[test]
     fn blueprint_values_fill_the_model_block() {
         let vars = vec![
@@ -887,16 +912,6 @@ mod tests {
             substitute_blueprint("name @{region}.orders_@region_code, tags (@regions)", &vars),
             "name eu.orders_7, tags (@regions)"
         );
-    }
-
-    use super::*;
-
-    fn parse(text: &str) -> Result<Model, SourceError> {
-        parse_model(
-            SourceFile::new("models/m.sql", text),
-            Path::new("/p/models/m.sql"),
-            &ModelDefaults::default(),
-        )
     }
 
     #[test]
