@@ -1074,34 +1074,20 @@ mod tests {
                 || "fixture".into(),
             )
             .unwrap();
-        let kl = session
-            .query_strings(
-                &format!(
-                    "SELECT round(kl_divergence, 4)::VARCHAR FROM ({})",
-                    sql("kl_divergence(source_column := a, target_column := b, threshold := 0)")
-                ),
-                || "kl".into(),
-            )
-            .unwrap();
+        let values = |sql: &str| session.query_strings(sql, || sql.to_string()).unwrap();
+        let kl = values(&format!(
+            "SELECT round(kl_divergence, 4)::VARCHAR FROM ({})",
+            sql("kl_divergence(source_column := a, target_column := b, threshold := 0)")
+        ));
         assert_eq!(kl, ["0.2747"]);
-        let chi = session
-            .query_strings(
-                &format!(
-                    "SELECT chi_square::VARCHAR || ' ' || degrees_of_freedom::VARCHAR FROM ({})",
-                    sql("chi_square(column_a := x_a, column_b := x_b, critical_value := 1000)")
-                ),
-                || "chi".into(),
-            )
-            .unwrap();
+        let chi = values(&format!(
+            "SELECT chi_square::VARCHAR || ' ' || degrees_of_freedom::VARCHAR FROM ({})",
+            sql("chi_square(column_a := x_a, column_b := x_b, critical_value := 1000)")
+        ));
         assert_eq!(chi, ["20.0 1"]);
         for (text, expected) in STATISTICAL_CASES {
             let query = sql(text);
-            let count = session
-                .query_strings(
-                    &format!("SELECT count(*)::VARCHAR FROM ({query}) AS q"),
-                    || query.clone(),
-                )
-                .unwrap();
+            let count = values(&format!("SELECT count(*)::VARCHAR FROM ({query}) AS q"));
             assert_eq!(count, [expected.to_string()], "{text}\n  {query}");
         }
     }

@@ -239,12 +239,7 @@ fn dev_environment_is_isolated_and_promotion_rebuilds_nothing() {
         .replace("COUNT(DISTINCT id)", "COUNT(DISTINCT id) * 10");
     s.write("models/full_model.sql", &full);
 
-    let out = s
-        .lake()
-        .args(["plan", "dev", "--auto-apply", "--execution-time", EXEC])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.apply_env("dev", EXEC);
     let plan = stdout(&out);
     assert!(
         plan.starts_with("**New environment `dev` will be created from `prod`**"),
@@ -527,12 +522,7 @@ fn on_virtual_update_statements_run_when_a_name_moves() {
     );
 
     s.write("models/view_model.sql", &view(0));
-    let out = s
-        .lake()
-        .args(["plan", "dev", "--auto-apply", "--execution-time", EXEC])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    s.apply_env("dev", EXEC);
     let dev_rows = s.csv("select count(*) as n from demo__dev.view_model");
     assert_ne!(dev_rows, prod_rows, "the dev view shows more items");
     let logged = s.csv("select stage, n from log.promotions order by rowid");

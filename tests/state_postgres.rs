@@ -145,12 +145,7 @@ fn plans_and_applies_with_state_in_postgres() {
         "FROM demo.incremental_model\nWHERE id > 4",
     );
     s.write("models/full_model.sql", &edited);
-    let out = s
-        .lake()
-        .args(["plan", "dev", "--auto-apply", "--execution-time", EXEC])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    s.apply_env("dev", EXEC);
     let out = s.apply(EXEC);
     assert!(
         built_models(&out).is_empty(),

@@ -76,11 +76,22 @@ impl Scratch {
 
     /// `lake plan --auto-apply` at a pinned execution time; fails the test unless it succeeds.
     pub fn apply(&self, execution_time: &str) -> std::process::Output {
-        let out = self
-            .lake()
-            .args(["plan", "--auto-apply", "--execution-time", execution_time])
-            .output()
-            .expect("run lake");
+        self.apply_args(&["plan", "--auto-apply", "--execution-time", execution_time])
+    }
+
+    /// `lake plan ENV --auto-apply` at a pinned execution time; fails the test unless it succeeds.
+    pub fn apply_env(&self, environment: &str, execution_time: &str) -> std::process::Output {
+        self.apply_args(&[
+            "plan",
+            environment,
+            "--auto-apply",
+            "--execution-time",
+            execution_time,
+        ])
+    }
+
+    fn apply_args(&self, args: &[&str]) -> std::process::Output {
+        let out = self.lake().args(args).output().expect("run lake");
         assert!(out.status.success(), "{}", stderr(&out));
         out
     }
