@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use lake::config::{CatalogSettings, EngineConnection, IcebergSettings, Warehouse};
 use lake::engine::Engine;
-use lake::lakehouse::IcebergStorage;
 use lake::snapshot::PhysicalTable;
 use lake::storage::Storage;
+use lake::storage::iceberg::IcebergStorage;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rows: u64 = std::env::args()

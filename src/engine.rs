@@ -47,7 +47,7 @@ impl Engine {
                 .map_err(|e| LakeError::engine("opening an in-memory DuckDB", e))?,
         };
         for extension in extensions {
-            root.execute_batch(&format!("LOAD {}", crate::model::quote_ident(extension)))
+            root.execute_batch(&format!("LOAD {}", crate::sql::quote_ident(extension)))
                 .map_err(|e| {
                     LakeError::engine(format!("loading the DuckDB extension `{extension}`"), e)
                 })?;
@@ -159,6 +159,28 @@ impl Session {
         Ok(out)
     }
 
+    /// The one non-negative integer a counting query (`SELECT count(*) …`) returns. Any other answer is an
+    /// error rather than a guess: an audit whose bad-row count read as 0 would pass silently.
+    pub fn query_count(&self, sql: &str, context: impl FnOnce() -> String) -> Result<u64> {
+        let ctx = context();
+        let rows = self.query_rows(sql, || ctx.clone())?;
+        let found = match rows.as_slice() {
+            [row] => match row.as_slice() {
+                [Some(text)] => match text.parse::<u64>() {
+                    Ok(count) => return Ok(count),
+                    Err(_) => format!("`{text}`"),
+                },
+                [None] => "NULL".to_string(),
+                values => format!("a row of {} values", values.len()),
+            },
+            rows => format!("{} rows", rows.len()),
+        };
+        Err(LakeError::NotACount {
+            context: ctx,
+            found,
+        })
+    }
+
     /// Values of the first column, as text.
     pub fn query_strings(
         &self,
@@ -201,6 +223,24 @@ fn value_text(value: &duckdb::types::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_count_is_one_non_negative_integer_or_an_error() {
+        let session = Engine::in_memory().unwrap().session().unwrap();
+        let count = |sql: &str| session.query_count(sql, || "counting".into());
+        assert_eq!(count("SELECT count(*) FROM range(7)").unwrap(), 7);
+        for (sql, found) in [
+            ("SELECT NULL::BIGINT", "NULL"),
+            ("SELECT 'many'", "`many`"),
+            ("SELECT -1", "`-1`"),
+            ("SELECT 1 WHERE false", "0 rows"),
+            ("SELECT * FROM range(2)", "2 rows"),
+            ("SELECT 1, 2", "a row of 2 values"),
+        ] {
+            let error = count(sql).unwrap_err().to_string();
+            assert!(error.contains(found), "{sql}: {error}");
+        }
+    }
 
     #[test]
     fn sessions_share_one_database() {

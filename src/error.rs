@@ -97,6 +97,32 @@ impl SourceError {
     }
 }
 
+/// What a state store's backend reported, kept whole so its own detail (SQLSTATE, file, line) is not lost.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Postgres(#[from] sqlx::Error),
+    #[error("stored state does not read back: {0}")]
+    Unreadable(#[from] serde_json::Error),
+}
+
+/// What went wrong in the Iceberg layer, with the library's own error kept as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum LakehouseError {
+    #[error(transparent)]
+    Iceberg(#[from] iceberg::Error),
+    /// The catalog database (SQLite or PostgreSQL) behind the Iceberg SQL catalog.
+    #[error(transparent)]
+    Catalog(#[from] sqlx::Error),
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// A table that lake cannot work with as it is (its format version, a missing metadata pointer).
+    #[error("{0}")]
+    Table(String),
+}
+
 /// Every way the `lake` library can fail.
 #[derive(Debug, thiserror::Error, Diagnostic)]
 pub enum LakeError {
@@ -157,12 +183,18 @@ pub enum LakeError {
         source: duckdb::Error,
     },
 
+    #[error("DuckDB answered {found} while {context}, where one count was expected")]
+    #[diagnostic(code(lake::engine))]
+    NotACount { context: String, found: String },
+
     #[error("state store error while {context}: {source}")]
     #[diagnostic(code(lake::state))]
     State {
         context: String,
         #[source]
-        source: rusqlite::Error,
+        source: StateError,
+        #[help]
+        help: Option<String>,
     },
 
     #[error("{message}")]
@@ -173,9 +205,13 @@ pub enum LakeError {
         help: Option<String>,
     },
 
-    #[error("Iceberg error while {context}: {message}")]
+    #[error("Iceberg error while {context}: {source}")]
     #[diagnostic(code(lake::lakehouse))]
-    Lakehouse { context: String, message: String },
+    Lakehouse {
+        context: String,
+        #[source]
+        source: LakehouseError,
+    },
 
     #[error(
         "another writer committed to the Iceberg table {table} first; this commit was not applied"
@@ -274,10 +310,23 @@ impl LakeError {
         }
     }
 
-    pub fn state(context: impl Into<String>, source: rusqlite::Error) -> Self {
+    /// A state store's own failure (SQLite, PostgreSQL, or stored JSON that no longer reads), with a hint.
+    pub fn state(
+        context: impl Into<String>,
+        source: impl Into<StateError>,
+        help: Option<&str>,
+    ) -> Self {
         LakeError::State {
             context: context.into(),
-            source,
+            source: source.into(),
+            help: help.map(String::from),
+        }
+    }
+
+    pub fn lakehouse(context: impl Into<String>, source: impl Into<LakehouseError>) -> Self {
+        LakeError::Lakehouse {
+            context: context.into(),
+            source: source.into(),
         }
     }
 

@@ -10,11 +10,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use console::style;
 
-use crate::context::{self, Context};
 use crate::error::{LakeError, Result};
-use crate::model::ModelName;
+use crate::ops::{self, Context, PlanCheckFindings};
 use crate::plan::{Category, PlanOptions};
-use crate::{PROD, template};
+use crate::sql::ModelName;
+use crate::{PROD, project::template};
 use output::{Audience, Progress, RowFormat};
 
 const ABOUT: &str = "Plan and apply SQL models on DuckDB, SQLMesh-style: every model version gets its own \
@@ -417,37 +417,39 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             skip_linter,
         } => {
             let ctx = load(cli)?;
-            if !skip_linter && let Some(violations) = ctx.lint(&[])? {
-                output::write_lint(&mut std::io::stderr(), &violations)?;
-                fail_on_lint_errors(&violations)?;
-            }
-            if !skip_tests {
-                let results = ctx.test(&[], context::execution_time(None)?)?;
-                let failed = results.iter().filter(|r| !r.passed()).count();
-                if failed > 0 {
-                    let mut stderr = std::io::stderr();
-                    output::write_test_results(&mut stderr, &results, true)?;
-                    return Err(LakeError::TestsFailed {
-                        failed,
-                        total: results.len(),
-                    });
-                }
-            }
             let mut options = PlanOptions::new(
                 environment.clone(),
-                context::execution_time(execution_time.as_deref())?,
+                ops::execution_time(execution_time.as_deref())?,
             );
             options.include_unmodified = *include_unmodified;
             options.forward_only = *forward_only;
-            options.window = context::window(start.as_deref(), end.as_deref())?;
+            options.window = ops::window(start.as_deref(), end.as_deref())?;
             options.restate = restate_model.clone();
+            options.skip_linter = *skip_linter;
+            options.skip_tests = *skip_tests;
             let json = *format == PlanFormat::Json;
             let interactive = !json && std::io::stdin().is_terminal() && stdout_tty && !no_prompts;
-            let mut plan = ctx.plan(&options)?;
+            let mut findings_output = Ok(());
+            let planned = ctx.plan_reporting(&options, &mut |findings| {
+                let mut stderr = std::io::stderr();
+                findings_output = match findings {
+                    PlanCheckFindings::Lint(violations) => {
+                        output::write_lint(&mut stderr, violations)
+                    }
+                    PlanCheckFindings::FailedTests(results) => {
+                        output::write_test_results(&mut stderr, results, true)
+                    }
+                };
+            });
+            findings_output?;
+            let mut plan = planned?;
             if interactive && !auto_apply {
                 let overrides = choose_categories(&plan)?;
                 if !overrides.is_empty() {
                     options.overrides = overrides;
+                    // The checks passed a moment ago on the same files.
+                    options.skip_linter = true;
+                    options.skip_tests = true;
                     plan = ctx.plan(&options)?;
                 }
             }
@@ -515,10 +517,11 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
         }
         Command::Diff { environment } => {
             let ctx = load(cli)?;
-            let plan = ctx.plan(&PlanOptions::new(
-                environment.clone(),
-                context::execution_time(None)?,
-            ))?;
+            let mut options = PlanOptions::new(environment.clone(), ops::execution_time(None)?);
+            // A diff only compares; the checks that guard applying a plan do not apply.
+            options.skip_linter = true;
+            options.skip_tests = true;
+            let plan = ctx.plan(&options)?;
             let audience = if stdout_tty {
                 Audience::Terminal
             } else {
@@ -569,7 +572,7 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
         }
         Command::Invalidate { environment, sync } => {
             let ctx = load(cli)?;
-            let report = ctx.invalidate(environment, *sync, context::execution_time(None)?)?;
+            let report = ctx.invalidate(environment, *sync, ops::execution_time(None)?)?;
             eprintln!(
                 "{} environment `{environment}` is invalidated",
                 style("✔").green()
@@ -585,7 +588,7 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
         } => {
             let ctx = load(cli)?;
             let report = ctx.janitor(
-                context::execution_time(None)?,
+                ops::execution_time(None)?,
                 *ignore_ttl,
                 environment.as_deref(),
             )?;
@@ -607,13 +610,13 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                 &pairs,
                 file.as_deref(),
                 *overwrite,
-                context::execution_time(None)?,
+                ops::execution_time(None)?,
             )?;
             writeln!(stdout, "Wrote {}", file.display()).map_err(io)?;
         }
         Command::Test { tests } => {
             let ctx = load(cli)?;
-            let results = ctx.test(tests, context::execution_time(None)?)?;
+            let results = ctx.test(tests, ops::execution_time(None)?)?;
             output::write_test_results(&mut stdout, &results, false)?;
             if results.iter().any(|r| !r.passed()) {
                 return Ok(ExitCode::from(1));
@@ -635,7 +638,7 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             } else {
                 output::write_lint(&mut stdout, &violations)?;
             }
-            fail_on_lint_errors(&violations)?;
+            ops::fail_on_lint_errors(&violations)?;
         }
         Command::Format { check, json } => {
             let files = crate::format::format_project(&cli.path, *check)?;
@@ -660,7 +663,7 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             let results = ctx.audit(
                 environment,
                 models,
-                context::execution_time(execution_time.as_deref())?,
+                ops::execution_time(execution_time.as_deref())?,
             )?;
             if *json {
                 let doc = output::audits_json(&results)?;
@@ -729,10 +732,8 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             execution_time,
         } => {
             let ctx = load(cli)?;
-            let report = ctx.check_intervals(
-                environment,
-                context::execution_time(execution_time.as_deref())?,
-            )?;
+            let report =
+                ctx.check_intervals(environment, ops::execution_time(execution_time.as_deref())?)?;
             write!(stdout, "{}", output::render_intervals(&report)).map_err(io)?;
         }
         Command::Run {
@@ -744,11 +745,11 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             end,
         } => {
             let ctx = load(cli)?;
-            let now = context::execution_time(execution_time.as_deref())?;
-            let options = context::RunOptions {
+            let now = ops::execution_time(execution_time.as_deref())?;
+            let options = ops::RunOptions {
                 ignore_cron: *ignore_cron,
                 select: select_model.clone(),
-                window: context::window(start.as_deref(), end.as_deref())?,
+                window: ops::window(start.as_deref(), end.as_deref())?,
             };
             let progress = Progress::new(environment, std::io::stderr().is_terminal());
             let result = ctx.run(environment, now, &options, &progress, || {
@@ -771,7 +772,7 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             execution_time,
         } => {
             let ctx = load(cli)?;
-            let sql = ctx.render(model, context::execution_time(execution_time.as_deref())?)?;
+            let sql = ctx.render(model, ops::execution_time(execution_time.as_deref())?)?;
             writeln!(stdout, "{sql}").map_err(io)?;
         }
         Command::Evaluate {
@@ -783,7 +784,7 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             let ctx = load(cli)?;
             let result = ctx.evaluate(
                 model,
-                context::execution_time(execution_time.as_deref())?,
+                ops::execution_time(execution_time.as_deref())?,
                 *limit,
             )?;
             output::write_rows(&mut stdout, &result, *format)?;
@@ -866,7 +867,7 @@ fn timestamp(ms: Option<i64>) -> String {
 
 fn janitor_output(
     stdout: &mut dyn Write,
-    report: &crate::lifecycle::JanitorReport,
+    report: &crate::ops::janitor::JanitorReport,
     json: bool,
 ) -> Result<ExitCode> {
     let io = |e: std::io::Error| LakeError::io("<stdout>", e);
@@ -1003,16 +1004,4 @@ fn render_dag(ctx: &Context, format: DagFormat) -> String {
         }
     }
     out
-}
-
-/// `LintFailed` when any finding is an error (warnings only print).
-fn fail_on_lint_errors(violations: &[crate::lint::Violation]) -> Result<()> {
-    let errors = violations
-        .iter()
-        .filter(|v| v.severity == crate::lint::Severity::Error)
-        .count();
-    match errors {
-        0 => Ok(()),
-        errors => Err(LakeError::LintFailed { errors }),
-    }
 }

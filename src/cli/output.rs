@@ -13,10 +13,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::engine::QueryResult;
 use crate::error::LakeError;
-use crate::model::ModelName;
 use crate::plan::{Backfill, Category, ChangeKind, Plan};
 use crate::scheduler::Observer;
 use crate::snapshot::VirtualName;
+use crate::sql::ModelName;
 use crate::storage::WriteStats;
 
 /// Whether output goes to a person (tree and colour) or to a pipe (Markdown).
@@ -555,7 +555,7 @@ fn write_table(
 }
 
 /// `lake check-intervals`: per model, the built and the missing ranges.
-pub fn render_intervals(models: &[crate::context::ModelIntervals]) -> String {
+pub fn render_intervals(models: &[crate::ops::ModelIntervals]) -> String {
     if models.is_empty() {
         return "No incremental models in this environment.\n".to_string();
     }
@@ -605,7 +605,7 @@ pub fn aligned<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> Str
 
 /// `lake table-diff` for people: schema differences, row counts, then match rates per column.
 pub fn render_table_diff(
-    diff: &crate::table_diff::TableDiff,
+    diff: &crate::checks::table_diff::TableDiff,
     source: &str,
     target: &str,
 ) -> String {
@@ -661,10 +661,10 @@ pub fn render_table_diff(
 /// `failures_only` is for the test run before a plan, which shows only what stops it.
 pub fn write_test_results(
     out: &mut dyn Write,
-    results: &[crate::unit_test::TestResult],
+    results: &[crate::checks::unit_test::TestResult],
     failures_only: bool,
 ) -> Result<(), LakeError> {
-    use crate::unit_test::Outcome;
+    use crate::checks::unit_test::Outcome;
     let indented = |out: &mut dyn Write, result: &QueryResult| -> Result<(), LakeError> {
         let mut table = Vec::new();
         write_rows(&mut table, result, RowFormat::Table)?;
@@ -725,7 +725,7 @@ pub fn write_test_results(
 /// `lake audit`: each audit's outcome under its model; a failing one with its query and sample rows.
 pub fn write_audits(
     out: &mut dyn Write,
-    results: &[crate::context::AuditResult],
+    results: &[crate::ops::AuditResult],
 ) -> Result<(), LakeError> {
     if results.is_empty() {
         writeln!(out, "No audits to run.").map_err(io_error)?;
@@ -768,7 +768,7 @@ pub fn write_audits(
 }
 
 /// `lake audit --json`: one object per audit, with up to `AUDIT_SAMPLE_ROWS` bad rows.
-pub fn audits_json(results: &[crate::context::AuditResult]) -> Result<String, LakeError> {
+pub fn audits_json(results: &[crate::ops::AuditResult]) -> Result<String, LakeError> {
     let mut audits = Vec::new();
     for r in results {
         let sample = match &r.sample {
@@ -796,9 +796,9 @@ pub fn audits_json(results: &[crate::context::AuditResult]) -> Result<String, La
 /// Linter findings, grouped by file as SQLMesh prints them, errors before warnings; nothing when clean.
 pub fn write_lint(
     out: &mut dyn Write,
-    violations: &[crate::lint::Violation],
+    violations: &[crate::checks::lint::Violation],
 ) -> Result<(), LakeError> {
-    use crate::lint::Severity;
+    use crate::config::linter::Severity;
     for severity in [Severity::Error, Severity::Warning] {
         let mut path = None;
         for v in violations.iter().filter(|v| v.severity == severity) {
@@ -856,7 +856,7 @@ mod tests {
         let full = ModelName::new("demo", "full_model");
         let view = ModelName::new("demo", "view_model");
         Plan {
-            environment: "dev".into(),
+            environment: crate::snapshot::EnvironmentName::parse("dev").unwrap(),
             expected_plan_id: None,
             created_from: Some("prod".into()),
             is_new_environment: true,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::error::{LakeError, Result, SourceFile};
 
+pub mod linter;
 pub mod storage;
 pub use storage::{
     CatalogSettings, IcebergSettings, S3Settings, Secret, StorageChoice, StorageConfig, Warehouse,
@@ -158,7 +159,7 @@ pub struct ResolvedConfig {
     pub variables: BTreeMap<String, serde_json::Value>,
     pub snapshot_ttl: Duration,
     pub environment_ttl: Duration,
-    pub linter: crate::lint::LinterConfig,
+    pub linter: linter::LinterConfig,
     /// Keys present in the file that `lake` does not know (dotted paths).
     pub unknown_keys: Vec<String>,
     /// Settings accepted but ignored today, with the reason.
@@ -369,7 +370,7 @@ fn resolve(
         .map(parse_ttl)
         .transpose()?
         .unwrap_or(DEFAULT_TTL);
-    let linter = crate::lint::LinterConfig::from_config(config.linter.as_ref())?;
+    let linter = linter::LinterConfig::from_config(config.linter.as_ref())?;
     let environment_ttl = config
         .environment_ttl
         .as_deref()

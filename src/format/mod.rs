@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{LakeError, Result, SourceError, SourceFile};
-use crate::model::parser::{ModelBlock, Value, ValueKind, parse_block};
-use crate::sqltext;
+use crate::project::model::parser::{ModelBlock, Value, ValueKind, parse_block};
+use crate::sql::lex;
 
 /// Lines longer than this are broken (MODEL property lists).
 const MAX_WIDTH: usize = 80;
@@ -77,7 +77,7 @@ pub fn format_file(
     let mut out = String::new();
     let mut kept = Vec::new();
     let mut from = 0;
-    while sqltext::skip_blank(text, from) < text.len() {
+    while lex::skip_blank(text, from) < text.len() {
         let block = parse_block(file, keyword, from)?;
         let header = text[from..block.keyword_offset].trim();
         if !header.is_empty() {
@@ -103,7 +103,7 @@ pub fn format_file(
         if !body.trim().is_empty() {
             out.push('\n');
             // Another block follows an audit's query: its `;` is what ends the query.
-            let more = keyword == "AUDIT" && sqltext::skip_blank(text, body_end) < text.len();
+            let more = keyword == "AUDIT" && lex::skip_blank(text, body_end) < text.len();
             out.push_str(&format_body(
                 file,
                 block.body_offset,
@@ -114,7 +114,7 @@ pub fn format_file(
             out.push('\n');
         }
         from = body_end;
-        if sqltext::skip_blank(text, from) < text.len() {
+        if lex::skip_blank(text, from) < text.len() {
             out.push('\n');
         }
     }
@@ -127,7 +127,7 @@ fn audit_query_end(text: &str, from: usize) -> usize {
     let mut depth = 0i32;
     let mut i = from;
     while i < bytes.len() {
-        if let Some(n) = sqltext::skip_lexeme(bytes, i) {
+        if let Some(n) = lex::skip_lexeme(bytes, i) {
             i += n;
             continue;
         }
@@ -167,7 +167,7 @@ fn gap_comments(text: &str, from: usize, to: usize) -> Vec<(usize, Comment)> {
     let mut out = Vec::new();
     let mut i = from;
     while i < to {
-        match sqltext::skip_lexeme(bytes, i) {
+        match lex::skip_lexeme(bytes, i) {
             Some(n) if matches!(bytes[i], b'-' | b'/') => {
                 let line_start = text[..i].rfind('\n').map_or(0, |p| p + 1);
                 let before = text[line_start..i].trim();
@@ -191,8 +191,8 @@ fn gap_comments(text: &str, from: usize, to: usize) -> Vec<(usize, Comment)> {
 /// could not be placed back faithfully.
 fn format_block(file: &SourceFile, block: &ModelBlock, keyword: &str) -> Option<String> {
     let text: &str = &file.text;
-    let open = sqltext::skip_blank(text, block.keyword_offset + keyword.len());
-    let close = sqltext::matching_paren(text, open)? - 1;
+    let open = lex::skip_blank(text, block.keyword_offset + keyword.len());
+    let close = lex::matching_paren(text, open)? - 1;
     let mut out = format!("{keyword} (");
     let mut gap_start = open + 1;
     let count = block.properties.len();
@@ -318,7 +318,7 @@ fn format_body(
         ));
         return body.trim().to_string();
     }
-    let pieces = sqltext::split_statements(body, from);
+    let pieces = lex::split_statements(body, from);
     let mut out = String::new();
     let mut gap_start = from;
     for (n, piece) in pieces.iter().enumerate() {
@@ -374,11 +374,11 @@ fn format_body(
 /// `ON_VIRTUAL_UPDATE_BEGIN`/`_END` marker, kept without comment;
 /// `Err(Some(reason))`: kept as written for that reason.
 pub fn format_statement(sql: &str) -> std::result::Result<String, Option<String>> {
-    let keyword = sqltext::leading_keyword(sql);
+    let keyword = lex::leading_keyword(sql);
     if keyword.starts_with('@') || keyword.starts_with("ON_VIRTUAL_UPDATE_") {
         return Err(None);
     }
-    let (hidden, macros) = sqltext::hide_macros(sql);
+    let (hidden, macros) = lex::hide_macros(sql);
     let original = crate::sql::parse(&hidden)
         .map_err(|e| Some(format!("it does not parse as DuckDB SQL ({})", e.message)))?;
     let printed = crate::sql::normalized(&original);
@@ -391,7 +391,7 @@ pub fn format_statement(sql: &str) -> std::result::Result<String, Option<String>
     if !same_meaning || comments_of(&laid_out) != comments_of(&hidden) {
         return Err(unchanged());
     }
-    Ok(sqltext::show_macros(&laid_out, &macros))
+    Ok(lex::show_macros(&laid_out, &macros))
 }
 
 /// Whether the text ends inside a `--` comment, where a `;` appended on the same line would be lost.
@@ -399,7 +399,7 @@ fn ends_in_line_comment(sql: &str) -> bool {
     let bytes = sql.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
-        match sqltext::skip_lexeme(bytes, i) {
+        match lex::skip_lexeme(bytes, i) {
             Some(n) if i + n >= bytes.len() => return bytes[i] == b'-',
             Some(n) => i += n,
             None => i += 1,
@@ -413,7 +413,7 @@ fn comments_of(sql: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        match sqltext::skip_lexeme(bytes, i) {
+        match lex::skip_lexeme(bytes, i) {
             Some(n) => {
                 if matches!(bytes[i], b'-' | b'/') {
                     out.push(sql[i..i + n].trim_end().to_string());

@@ -1,6 +1,8 @@
 //! Plans: the diff between the local project and an environment, change categories and what to build.
 
+pub mod backfill;
 pub mod categorize;
+pub mod fingerprint;
 
 use std::collections::{HashMap, HashSet};
 
@@ -10,12 +12,13 @@ use serde::Serialize;
 use crate::PROD;
 use crate::error::{LakeError, Result};
 use crate::intervals::Range;
-use crate::model::{ModelKind, ModelName};
 use crate::project::Project;
-use crate::scheduler::Window;
-use crate::snapshot::{self, PhysicalTable, Snapshot, VirtualName};
+use crate::project::model::ModelKind;
+use crate::snapshot::{EnvironmentName, PhysicalTable, Snapshot, VirtualName};
+use crate::sql::ModelName;
 use crate::state::{Environment, StateStore};
 use crate::storage::VirtualChange;
+use backfill::Window;
 use categorize::Verdict;
 
 #[derive(Debug, Clone)]
@@ -32,6 +35,10 @@ pub struct PlanOptions {
     pub window: Window,
     /// Models to rebuild (their intervals in the window, and everything downstream), changed or not.
     pub restate: Vec<String>,
+    /// Plan without running the linter first (`--skip-linter`); `ops::Context::plan` runs it otherwise.
+    pub skip_linter: bool,
+    /// Plan without running the unit tests first (`--skip-tests`).
+    pub skip_tests: bool,
 }
 
 impl PlanOptions {
@@ -44,6 +51,8 @@ impl PlanOptions {
             overrides: HashMap::new(),
             window: Window::default(),
             restate: Vec::new(),
+            skip_linter: false,
+            skip_tests: false,
         }
     }
 }
@@ -185,7 +194,7 @@ impl Backfill {
 
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub environment: String,
+    pub environment: EnvironmentName,
     /// The target environment's plan id when the plan was computed (`None`: it did not exist).
     pub expected_plan_id: Option<String>,
     /// The environment compared against when the target does not exist yet.
@@ -214,26 +223,10 @@ impl Plan {
     }
 }
 
-/// Validates an environment name: it becomes part of schema names.
-pub fn check_environment_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with(|c: char| c.is_ascii_digit());
-    if ok {
-        Ok(())
-    } else {
-        Err(LakeError::Usage(
-            format!("invalid environment name `{name}`"),
-            Some("environment names use letters, digits and underscores, and start with a letter (e.g. dev_alice)".into()),
-        ))
-    }
-}
-
 /// Computes what applying the project to `options.environment` would do.
 pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -> Result<Plan> {
-    let env_name = options.environment.to_lowercase();
-    check_environment_name(&env_name)?;
-    let snapshots = snapshot::compute(project)?;
+    let env_name = EnvironmentName::parse(&options.environment)?;
+    let snapshots = fingerprint::compute(project)?;
     let target = state.environment(&env_name)?;
     let prod = if env_name == PROD {
         None
@@ -565,7 +558,7 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         let s = &snapshots[i];
         let kind = &project.models[i].meta.kind;
         let restating = restated.contains(&i);
-        let Some(action) = crate::scheduler::action_for(kind) else {
+        let Some(action) = backfill::action_for(kind) else {
             if !matches!(kind, ModelKind::External | ModelKind::Embedded) {
                 unsupported.push(format!("{} ({})", s.name, kind.name()));
             }
@@ -581,7 +574,7 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
             options.window
         };
         if action == BackfillAction::Insert {
-            let batches = crate::scheduler::missing_batches(
+            let batches = backfill::missing_batches(
                 project,
                 i,
                 recorded.map_or(&[][..], Vec::as_slice),

@@ -1,5 +1,6 @@
 //! Persistent state: snapshots, environments, built intervals and the schema version, behind `StateStore`.
 
+pub mod backend;
 pub mod postgres;
 pub mod sqlite;
 
@@ -8,8 +9,10 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{LakeError, Result};
-use crate::model::ModelName;
 use crate::snapshot::Snapshot;
+
+use crate::sql::ModelName;
+pub use backend::{Backend, Guard};
 
 /// Version of the state schema this build of `lake` reads and writes.
 pub const SCHEMA_VERSION: u32 = 3;

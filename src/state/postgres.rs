@@ -11,8 +11,8 @@ use super::{
 };
 use crate::config::Secret;
 use crate::error::{LakeError, Result};
-use crate::model::{ModelName, quote_ident};
 use crate::snapshot::VirtualName;
+use crate::sql::{ModelName, quote_ident};
 
 pub struct PostgresState {
     runtime: tokio::runtime::Runtime,
@@ -24,17 +24,21 @@ pub struct PostgresState {
 
 fn pg_err(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> LakeError {
     let context = context.into();
-    move |e| LakeError::StateConflict {
-        message: format!("PostgreSQL state error while {context}: {e}"),
-        help: Some("check state_connection in config.yaml and that the server is reachable".into()),
+    move |e| {
+        LakeError::state(
+            format!("{context} (PostgreSQL)"),
+            e,
+            Some("check state_connection in config.yaml and that the server is reachable"),
+        )
     }
 }
 
 fn json_err(context: &str, e: serde_json::Error) -> LakeError {
-    LakeError::StateConflict {
-        message: format!("state is unreadable while {context}: {e}"),
-        help: Some("the state may have been edited by hand or by a newer lake".into()),
-    }
+    LakeError::state(
+        context,
+        e,
+        Some("the state may have been edited by hand or by a newer lake"),
+    )
 }
 
 /// Advisory lock keys: one for migrations, one per environment for applies.
@@ -713,5 +717,31 @@ impl StateStore for PostgresState {
             tx.commit().await.map_err(pg_err(context))?;
             Ok(PromoteOutcome::Promoted)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::StateError;
+
+    #[test]
+    fn an_unreachable_server_is_a_state_error_not_a_conflict() {
+        // A port nothing listens on: bind one, note it, and close it again.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let uri = Secret::new(format!("postgres://lake:hunter2@127.0.0.1:{port}/lake"));
+        let error = PostgresState::open(&uri, "lake").err().expect("no server there");
+        match &error {
+            LakeError::State {
+                source: StateError::Postgres(_),
+                help: Some(help),
+                ..
+            } => assert!(help.contains("reachable"), "{help}"),
+            other => panic!("expected a PostgreSQL state error, got {other:?}"),
+        }
+        assert!(!format!("{error} {error:?}").contains("hunter2"), "never prints the password");
     }
 }

@@ -10,8 +10,8 @@ use super::{
     EnvSnapshot, Environment, Interval, PromoteOutcome, SCHEMA_VERSION, StateStore, StoredSnapshot,
 };
 use crate::error::{LakeError, Result};
-use crate::model::ModelName;
 use crate::snapshot::VirtualName;
+use crate::sql::ModelName;
 
 const PENDING_TABLE: &str = "CREATE TABLE IF NOT EXISTS pending_promotions (
     name TEXT PRIMARY KEY,
@@ -54,14 +54,15 @@ pub fn lock(state_dir: &Path, on_wait: impl FnOnce()) -> Result<StateLock> {
 }
 
 fn sql_err(context: &str) -> impl FnOnce(rusqlite::Error) -> LakeError + '_ {
-    move |e| LakeError::state(context, e)
+    move |e| LakeError::state(context, e, None)
 }
 
 fn json_err(context: &str, e: serde_json::Error) -> LakeError {
-    LakeError::StateConflict {
-        message: format!("state is unreadable while {context}: {e}"),
-        help: Some("the state database may have been edited by hand or by a newer lake".into()),
-    }
+    LakeError::state(
+        context,
+        e,
+        Some("the state database may have been edited by hand or by a newer lake"),
+    )
 }
 
 impl SqliteState {
@@ -617,89 +618,6 @@ impl StateStore for SqliteState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{Fingerprint, Snapshot};
-
-    fn snapshot(name: &str, version: &str) -> StoredSnapshot {
-        StoredSnapshot {
-            snapshot: Snapshot {
-                name: ModelName::parse(name).unwrap(),
-                id: format!("{name}-{version}"),
-                version: version.into(),
-                fingerprint: Fingerprint {
-                    data_hash: "d".into(),
-                    metadata_hash: "m".into(),
-                    parent_data_hash: "pd".into(),
-                    parent_metadata_hash: "pm".into(),
-                    data_parts: Default::default(),
-                },
-                kind_name: "FULL".into(),
-                parents: vec![],
-            },
-            node: serde_json::json!({"query": "SELECT 1"}),
-            created_ts: 1,
-            ttl_ms: 2,
-        }
-    }
-
-    fn env(plan: &str, previous: Option<&str>) -> Environment {
-        Environment {
-            name: "prod".into(),
-            snapshots: vec![EnvSnapshot::from(&snapshot("a.b", "v1").snapshot)],
-            promoted: vec![ModelName::new("a", "b")],
-            plan_id: plan.into(),
-            previous_plan_id: previous.map(String::from),
-            created_ts: 1,
-            updated_ts: 2,
-            expiration_ts: None,
-        }
-    }
-
-    #[test]
-    fn round_trips_snapshots_intervals_and_environments() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut state = SqliteState::open(dir.path()).unwrap();
-        state
-            .push_snapshots(&[snapshot("a.b", "v1"), snapshot("a.c", "v1")])
-            .unwrap();
-        // Pushing again is a no-op, not an error.
-        state.push_snapshots(&[snapshot("a.b", "v1")]).unwrap();
-        let found = state.stored_versions(&["a.b-v1", "zz"]).unwrap();
-        assert_eq!(
-            found,
-            HashMap::from([("a.b-v1".to_string(), "v1".to_string())])
-        );
-        assert_eq!(
-            state.snapshots(&["a.c-v1"]).unwrap()[0],
-            snapshot("a.c", "v1")
-        );
-
-        let interval = Interval {
-            name: ModelName::new("a", "b"),
-            version: "v1".into(),
-            start_ts: 0,
-            end_ts: 10,
-            created_ts: 5,
-            write_id: None,
-        };
-        state.add_interval(&interval).unwrap();
-        let got = state
-            .intervals(&[
-                (ModelName::new("a", "b"), "v1".into()),
-                (ModelName::new("a", "c"), "v1".into()),
-            ])
-            .unwrap();
-        assert_eq!(got, vec![interval]);
-
-        assert_eq!(
-            state.promote(&env("p1", None), None).unwrap(),
-            PromoteOutcome::Promoted
-        );
-        assert_eq!(state.environment("prod").unwrap().unwrap(), env("p1", None));
-        drop(state);
-        // Reopening keeps everything.
-        let state = SqliteState::open(dir.path()).unwrap();
-        assert_eq!(state.environments().unwrap().len(), 1);
-    }
 
     #[test]
     fn schema_1_state_is_migrated_in_place() {
@@ -733,52 +651,6 @@ mod tests {
             .unwrap();
         assert_eq!(kept.len(), 1, "the old interval survives the migration");
         assert_eq!(kept[0].write_id, None);
-    }
-
-    #[test]
-    fn restating_part_of_an_interval_keeps_the_rest() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut state = SqliteState::open(dir.path()).unwrap();
-        let name = ModelName::new("a", "b");
-        state
-            .add_interval(&Interval {
-                name: name.clone(),
-                version: "v1".into(),
-                start_ts: 0,
-                end_ts: 100,
-                created_ts: 1,
-                write_id: Some("iceberg:7".into()),
-            })
-            .unwrap();
-        state.remove_intervals(&name, "v1", 40, 60).unwrap();
-        let mut left: Vec<(i64, i64)> = state
-            .intervals(&[(name, "v1".into())])
-            .unwrap()
-            .into_iter()
-            .map(|iv| (iv.start_ts, iv.end_ts))
-            .collect();
-        left.sort();
-        assert_eq!(left, [(0, 40), (60, 100)]);
-    }
-
-    #[test]
-    fn promote_refuses_a_stale_plan() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut state = SqliteState::open(dir.path()).unwrap();
-        state.promote(&env("p1", None), None).unwrap();
-        // A second plan computed before p1 landed expected no environment at all.
-        let outcome = state.promote(&env("p2", None), None).unwrap();
-        assert_eq!(
-            outcome,
-            PromoteOutcome::Conflict {
-                current_plan_id: Some("p1".into())
-            }
-        );
-        assert_eq!(state.environment("prod").unwrap().unwrap().plan_id, "p1");
-        assert_eq!(
-            state.promote(&env("p2", Some("p1")), Some("p1")).unwrap(),
-            PromoteOutcome::Promoted
-        );
     }
 
     #[test]

@@ -5,18 +5,14 @@ use std::collections::{HashMap, HashSet};
 use super::{Storage, VirtualChange, WriteStats};
 use crate::engine::Session;
 use crate::error::Result;
-use crate::model::quote_ident;
 use crate::snapshot::{PhysicalTable, VirtualName};
+use crate::sql::{quote_ident, quote_literal};
 
 /// Every name is qualified with the database's catalog: a project whose DuckDB file is `bench.db` and whose
 /// schema is `bench` would otherwise be ambiguous to DuckDB (catalog `bench` or schema `bench`).
 #[derive(Debug, Clone)]
 pub struct DuckDbStorage {
     catalog: String,
-}
-
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// Runs `body` inside one DuckDB transaction, rolling back if any statement fails.
@@ -83,7 +79,7 @@ impl DuckDbStorage {
                 &format!(
                     "SELECT schema_name, view_name, coalesce(comment, '') FROM duckdb_views() \
                      WHERE database_name = {} AND NOT internal AND NOT starts_with(schema_name, 'lake__')",
-                    literal(&self.catalog)
+                    quote_literal(&self.catalog)
                 ),
                 || "listing environment views".into(),
             )?
@@ -272,7 +268,7 @@ impl Storage for DuckDbStorage {
                 VirtualChange::Point { name, target } => body.push_str(&format!(
                     "CREATE OR REPLACE VIEW {view} AS SELECT * FROM {};\nCOMMENT ON VIEW {view} IS {};\n",
                     self.table_sql(target),
-                    literal(&virtual_comment(target)),
+                    quote_literal(&virtual_comment(target)),
                     view = self.view_sql(name),
                 )),
                 VirtualChange::Drop { name } => {
@@ -296,9 +292,9 @@ impl Storage for DuckDbStorage {
             &format!(
                 "SELECT table_type FROM information_schema.tables \
                  WHERE table_catalog = {} AND table_schema = {} AND table_name = {}",
-                literal(&self.catalog),
-                literal(&table.schema),
-                literal(&table.table)
+                quote_literal(&self.catalog),
+                quote_literal(&table.schema),
+                quote_literal(&table.table)
             ),
             || format!("looking up {table}"),
         )?;

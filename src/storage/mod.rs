@@ -1,6 +1,7 @@
 //! The physical and virtual layers behind one trait: tables per model version, views per environment.
 
 pub mod duckdb_file;
+pub mod iceberg;
 
 use crate::engine::Session;
 use crate::error::Result;

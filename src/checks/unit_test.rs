@@ -1,0 +1,837 @@
+//! Unit tests: `tests/*.yaml` in SQLMesh's format, each run on its own in-memory DuckDB with fixture rows.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use chrono::NaiveDateTime;
+use rayon::prelude::*;
+use serde_norway::Value as Yaml;
+
+use crate::engine::{Engine, QueryResult, Session};
+use crate::error::{LakeError, Result, SourceError, SourceFile};
+use crate::project::Project;
+use crate::project::macros::MacroContext;
+use crate::project::model::ModelKind;
+use crate::sql::{quote_ident, quote_literal};
+
+/// One row as written: columns in order, with their YAML values.
+type Row = Vec<(String, Yaml)>;
+
+/// Rows a test expects, compared on every output column unless `partial`.
+#[derive(Debug, Clone, Default)]
+pub struct Expected {
+    pub rows: Vec<Row>,
+    pub partial: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Fixture {
+    Rows(Vec<Row>),
+    Query(String),
+    Csv(String),
+}
+
+#[derive(Debug, Clone)]
+struct Input {
+    model: String,
+    fixture: Fixture,
+    /// `columns:` type hints, in order.
+    columns: Vec<(String, String)>,
+}
+
+/// One test of a `tests/*.yaml` file.
+#[derive(Debug, Clone)]
+pub struct UnitTest {
+    pub name: String,
+    /// `tests/file.yaml`, as shown to the user.
+    pub path: String,
+    pub model: String,
+    inputs: Vec<Input>,
+    query: Option<Expected>,
+    ctes: Vec<(String, Expected)>,
+    vars: BTreeMap<String, Yaml>,
+}
+
+impl UnitTest {
+    /// `tests/file.yaml::name`, how `lake test` selects it.
+    pub fn id(&self) -> String {
+        format!("{}::{}", self.path, self.name)
+    }
+}
+
+/// What a test found: the rows it missed and the ones it did not expect, per compared output.
+#[derive(Debug)]
+pub enum Outcome {
+    Passed,
+    Failed(Vec<Mismatch>),
+    /// The test could not run (bad fixture, a query error, an unknown column).
+    Error(String),
+}
+
+#[derive(Debug)]
+pub struct Mismatch {
+    /// `query` or the CTE's name.
+    pub output: String,
+    pub missing: QueryResult,
+    pub unexpected: QueryResult,
+}
+
+#[derive(Debug)]
+pub struct TestResult {
+    pub test: UnitTest,
+    pub outcome: Outcome,
+}
+
+impl TestResult {
+    pub fn passed(&self) -> bool {
+        matches!(self.outcome, Outcome::Passed)
+    }
+}
+
+/// Every test in `tests/*.yaml` (and `.yml`) under the project.
+pub fn load(root: &Path) -> Result<Vec<UnitTest>> {
+    let mut tests = Vec::new();
+    let mut errors: Vec<LakeError> = Vec::new();
+    for file in crate::project::read_files(root, "tests", &["yaml", "yml"])? {
+        match parse_file(&file) {
+            Ok(found) => tests.extend(found),
+            Err(e) => errors.push(e.into()),
+        }
+    }
+    if errors.is_empty() {
+        Ok(tests)
+    } else {
+        Err(crate::error::collect(errors))
+    }
+}
+
+fn parse_file(file: &SourceFile) -> std::result::Result<Vec<UnitTest>, SourceError> {
+    let doc: Yaml = serde_norway::from_str(&file.text).map_err(|e| {
+        let at = e
+            .location()
+            .map_or(0, |l| file.offset_of(l.line(), l.column()));
+        file.error(at, 1, format!("cannot read the test file: {e}"))
+            .with_help("a test file maps test names to `model`, `inputs` and `outputs`")
+    })?;
+    let Yaml::Mapping(tests) = doc else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (name, body) in tests {
+        let name = scalar(&name);
+        let at = file.text.find(&format!("{name}:")).unwrap_or(0);
+        let bad = |message: String, help: &str| {
+            file.error(at, name.len().max(1), message)
+                .with_label("this test")
+                .with_help(help.to_string())
+        };
+        let Some(model) = body.get("model").map(scalar) else {
+            return Err(bad(
+                format!("test `{name}` names no `model`"),
+                "add `model: schema.model_name`",
+            ));
+        };
+        let mut inputs = Vec::new();
+        if let Some(Yaml::Mapping(map)) = body.get("inputs") {
+            for (input, spec) in map {
+                inputs.push(parse_input(&scalar(input), spec).map_err(|m| {
+                    bad(
+                        format!("test `{name}`, input `{}`: {m}", scalar(input)),
+                        "an input has `rows:` (a list of mappings), `query:`, or `format: csv` with `rows:` text",
+                    )
+                })?);
+            }
+        }
+        let outputs = body.get("outputs");
+        let query = outputs.and_then(|o| o.get("query")).map(expected);
+        let ctes = match outputs.and_then(|o| o.get("ctes")) {
+            Some(Yaml::Mapping(map)) => map.iter().map(|(k, v)| (scalar(k), expected(v))).collect(),
+            _ => Vec::new(),
+        };
+        if query.is_none() && ctes.is_empty() {
+            return Err(bad(
+                format!("test `{name}` expects nothing"),
+                "add `outputs: {query: {rows: [...]}}` (or `ctes:`)",
+            ));
+        }
+        let vars = match body.get("vars") {
+            Some(Yaml::Mapping(map)) => map
+                .iter()
+                .map(|(k, v)| (scalar(k).to_lowercase(), v.clone()))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        out.push(UnitTest {
+            name,
+            path: file.display_path.clone(),
+            model,
+            inputs,
+            query,
+            ctes,
+            vars,
+        });
+    }
+    Ok(out)
+}
+
+fn scalar(value: &Yaml) -> String {
+    match value {
+        Yaml::String(s) => s.clone(),
+        Yaml::Number(n) => n.to_string(),
+        Yaml::Bool(b) => b.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn rows(value: &Yaml) -> std::result::Result<Vec<Row>, String> {
+    let Yaml::Sequence(items) = value else {
+        return Err("`rows` is a list of mappings (column: value)".into());
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Yaml::Mapping(map) => Ok(map.iter().map(|(k, v)| (scalar(k), v.clone())).collect()),
+            _ => Err("each row is a mapping (column: value)".to_string()),
+        })
+        .collect()
+}
+
+fn parse_input(model: &str, spec: &Yaml) -> std::result::Result<Input, String> {
+    let columns = match spec.get("columns") {
+        Some(Yaml::Mapping(map)) => map.iter().map(|(k, v)| (scalar(k), scalar(v))).collect(),
+        _ => Vec::new(),
+    };
+    let fixture = match spec {
+        Yaml::Sequence(_) => Fixture::Rows(rows(spec)?),
+        _ => match (
+            spec.get("query"),
+            spec.get("format").map(scalar).as_deref(),
+            spec.get("rows"),
+        ) {
+            (Some(query), _, _) => Fixture::Query(scalar(query)),
+            (None, Some("csv"), Some(Yaml::String(text))) => Fixture::Csv(text.clone()),
+            (None, Some("csv"), _) => {
+                return Err("`format: csv` needs the CSV text in `rows: |`".into());
+            }
+            (None, _, Some(r)) => Fixture::Rows(rows(r)?),
+            (None, _, None) => Fixture::Rows(Vec::new()),
+        },
+    };
+    Ok(Input {
+        model: model.to_string(),
+        fixture,
+        columns,
+    })
+}
+
+fn expected(value: &Yaml) -> Expected {
+    match value {
+        Yaml::Sequence(_) => Expected {
+            rows: rows(value).unwrap_or_default(),
+            partial: false,
+        },
+        _ => Expected {
+            rows: value
+                .get("rows")
+                .map(|r| rows(r).unwrap_or_default())
+                .unwrap_or_default(),
+            partial: value
+                .get("partial")
+                .is_some_and(|p| matches!(p, Yaml::Bool(true))),
+        },
+    }
+}
+
+/// The tests whose id (`tests/file.yaml::name`), file or name matches one of `selection` (all when empty).
+pub fn select(tests: Vec<UnitTest>, selection: &[String]) -> Result<Vec<UnitTest>> {
+    if selection.is_empty() {
+        return Ok(tests);
+    }
+    for wanted in selection {
+        let found = tests
+            .iter()
+            .any(|t| t.id() == *wanted || t.path == *wanted || t.name == *wanted);
+        if !found {
+            return Err(LakeError::Usage(
+                format!("no test matches `{wanted}`"),
+                Some("select tests as `tests/file.yaml`, `tests/file.yaml::test_name` or `test_name`".into()),
+            ));
+        }
+    }
+    Ok(tests
+        .into_iter()
+        .filter(|t| {
+            selection
+                .iter()
+                .any(|w| t.id() == *w || t.path == *w || t.name == *w)
+        })
+        .collect())
+}
+
+/// Runs the tests in parallel, each on its own in-memory DuckDB: they never touch real data.
+pub fn run(project: &Project, tests: Vec<UnitTest>, now: NaiveDateTime) -> Vec<TestResult> {
+    tests
+        .into_par_iter()
+        .map(|test| {
+            let outcome = match run_one(project, &test, now) {
+                Ok(mismatches) if mismatches.is_empty() => Outcome::Passed,
+                Ok(mismatches) => Outcome::Failed(mismatches),
+                Err(e) => Outcome::Error(crate::error::error_chain(&e)),
+            };
+            TestResult { test, outcome }
+        })
+        .collect()
+}
+
+fn run_one(project: &Project, test: &UnitTest, now: NaiveDateTime) -> Result<Vec<Mismatch>> {
+    let (_engine, session, query) = prepare(project, test, now)?;
+    let mut mismatches = Vec::new();
+    if let Some(expected) = &test.query {
+        mismatches.extend(compare(&session, "query", &query, expected)?);
+    }
+    for (cte, expected) in &test.ctes {
+        let sql = cte_query(&query, cte).ok_or_else(|| {
+            LakeError::Usage(
+                format!("the query of `{}` has no CTE named `{cte}`", test.model),
+                Some("`outputs.ctes` names CTEs of the model's WITH clause".into()),
+            )
+        })?;
+        mismatches.extend(compare(&session, cte, &sql, expected)?);
+    }
+    Ok(mismatches)
+}
+
+/// An in-memory DuckDB holding the test's inputs, and the model's query rendered for the test.
+fn prepare(
+    project: &Project,
+    test: &UnitTest,
+    now: NaiveDateTime,
+) -> Result<(Engine, Session, String)> {
+    let i = project.find_model(&test.model)?;
+    let engine = Engine::in_memory()?;
+    let session = engine.session()?;
+    let ctx = macro_context(project, i, test, now)?;
+    let mut given = std::collections::HashSet::new();
+    for input in &test.inputs {
+        let j = project.find_model(&input.model).ok();
+        create_input(project, &session, input, j)?;
+        if let Some(j) = j {
+            given.insert(j);
+        }
+    }
+    // Upstream models the test leaves out: EMBEDDED ones are inlined as views; any other is an error.
+    for p in project.dag.upstream(i) {
+        if given.contains(&p) {
+            continue;
+        }
+        let parent = &project.models[p];
+        if !matches!(parent.meta.kind, ModelKind::Embedded) {
+            if project.dag.parents(i).any(|q| q == p) {
+                return Err(LakeError::Usage(
+                    format!(
+                        "test `{}` gives no rows for `{}`, which `{}` reads",
+                        test.name, parent.meta.name, test.model
+                    ),
+                    Some(format!(
+                        "add `{}:` under `inputs:` (`rows: []` for an empty table)",
+                        parent.meta.name
+                    )),
+                ));
+            }
+            continue;
+        }
+        let Some(rendered) = project.render_query(p, &ctx)? else {
+            continue;
+        };
+        ensure_schema(&session, &parent.meta.name.schema)?;
+        session.execute(
+            &format!(
+                "CREATE VIEW {} AS {}",
+                parent.meta.name.sql(),
+                rendered.rendered.sql
+            ),
+            || format!("inlining the EMBEDDED model {}", parent.meta.name),
+        )?;
+    }
+    let Some(rendered) = project.render_query(i, &ctx)? else {
+        return Err(LakeError::Usage(
+            format!("`{}` has no query to test", test.model),
+            None,
+        ));
+    };
+    Ok((engine, session, rendered.rendered.sql))
+}
+
+/// `lake create-test`: a test of `model` whose inputs are the rows of `queries` (upstream model, SQL run on
+/// live data) and whose expected output is what the model's query makes of them now.
+pub fn create(
+    project: &Project,
+    model: &str,
+    name: &str,
+    inputs: Vec<(String, QueryResult)>,
+    now: NaiveDateTime,
+) -> Result<String> {
+    let mut test = UnitTest {
+        name: name.to_string(),
+        path: String::new(),
+        model: project.models[project.find_model(model)?]
+            .meta
+            .name
+            .to_string(),
+        inputs: Vec::new(),
+        query: None,
+        ctes: Vec::new(),
+        vars: BTreeMap::from([(
+            "execution_time".to_string(),
+            Yaml::String(now.format("%Y-%m-%d %H:%M:%S").to_string()),
+        )]),
+    };
+    let mut input_yaml = serde_norway::Mapping::new();
+    for (upstream, result) in inputs {
+        let rows = yaml_rows(&result)?;
+        test.inputs.push(Input {
+            model: upstream.clone(),
+            fixture: Fixture::Rows(rows.clone()),
+            columns: result
+                .schema
+                .fields()
+                .iter()
+                .map(|f| (f.name().clone(), duckdb_type(f.data_type())))
+                .collect(),
+        });
+        let mut spec = rows_yaml(&rows);
+        if let (Yaml::Mapping(spec), Some(input)) = (&mut spec, test.inputs.last()) {
+            let mut columns = serde_norway::Mapping::new();
+            for (c, t) in &input.columns {
+                columns.insert(Yaml::from(c.clone()), Yaml::from(t.clone()));
+            }
+            spec.insert(Yaml::from("columns"), Yaml::Mapping(columns));
+        }
+        input_yaml.insert(Yaml::from(upstream), spec);
+    }
+    let (_engine, session, query) = prepare(project, &test, now)?;
+    let output = session.query(&query, || format!("running the query of {model}"))?;
+    let mut body = serde_norway::Mapping::new();
+    body.insert(Yaml::from("model"), Yaml::from(test.model.clone()));
+    body.insert(Yaml::from("inputs"), Yaml::Mapping(input_yaml));
+    let mut outputs = serde_norway::Mapping::new();
+    outputs.insert(Yaml::from("query"), rows_yaml(&yaml_rows(&output)?));
+    body.insert(Yaml::from("outputs"), Yaml::Mapping(outputs));
+    let mut vars = serde_norway::Mapping::new();
+    for (k, v) in &test.vars {
+        vars.insert(Yaml::from(k.clone()), v.clone());
+    }
+    body.insert(Yaml::from("vars"), Yaml::Mapping(vars));
+    let mut doc = serde_norway::Mapping::new();
+    doc.insert(Yaml::from(name), Yaml::Mapping(body));
+    serde_norway::to_string(&doc).map_err(|e| LakeError::Output(e.to_string()))
+}
+
+fn rows_yaml(rows: &[Row]) -> Yaml {
+    let mut spec = serde_norway::Mapping::new();
+    let list = rows
+        .iter()
+        .map(|row| {
+            let mut map = serde_norway::Mapping::new();
+            for (k, v) in row {
+                map.insert(Yaml::from(k.clone()), v.clone());
+            }
+            Yaml::Mapping(map)
+        })
+        .collect();
+    spec.insert(Yaml::from("rows"), Yaml::Sequence(list));
+    Yaml::Mapping(spec)
+}
+
+/// Rows of a result as YAML values, through Arrow's JSON writer (dates and times become text).
+fn yaml_rows(result: &QueryResult) -> Result<Vec<Row>> {
+    let mut buffer = Vec::new();
+    {
+        let mut writer = arrow::json::ArrayWriter::new(&mut buffer);
+        for batch in &result.batches {
+            writer
+                .write(batch)
+                .map_err(|e| LakeError::Output(e.to_string()))?;
+        }
+        writer
+            .finish()
+            .map_err(|e| LakeError::Output(e.to_string()))?;
+    }
+    if buffer.is_empty() {
+        return Ok(Vec::new());
+    }
+    let objects: Vec<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_slice(&buffer).map_err(|e| LakeError::Output(e.to_string()))?;
+    let columns: Vec<String> = result
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    Ok(objects
+        .into_iter()
+        .map(|object| {
+            columns
+                .iter()
+                .map(|c| {
+                    let value = object.get(c).cloned().unwrap_or(serde_json::Value::Null);
+                    (
+                        c.clone(),
+                        serde_norway::to_value(value).unwrap_or(Yaml::Null),
+                    )
+                })
+                .collect()
+        })
+        .collect())
+}
+
+/// The DuckDB type for an Arrow column, so a created test keeps the types of the live data.
+fn duckdb_type(data_type: &arrow::datatypes::DataType) -> String {
+    use arrow::datatypes::DataType as D;
+    match data_type {
+        D::Boolean => "BOOLEAN".into(),
+        D::Int8 => "TINYINT".into(),
+        D::Int16 => "SMALLINT".into(),
+        D::Int32 => "INTEGER".into(),
+        D::Int64 => "BIGINT".into(),
+        D::UInt8 => "UTINYINT".into(),
+        D::UInt16 => "USMALLINT".into(),
+        D::UInt32 => "UINTEGER".into(),
+        D::UInt64 => "UBIGINT".into(),
+        D::Float32 => "FLOAT".into(),
+        D::Float64 => "DOUBLE".into(),
+        D::Decimal128(p, s) | D::Decimal256(p, s) => format!("DECIMAL({p}, {s})"),
+        D::Date32 | D::Date64 => "DATE".into(),
+        D::Timestamp(_, Some(_)) => "TIMESTAMPTZ".into(),
+        D::Timestamp(_, None) => "TIMESTAMP".into(),
+        D::Time32(_) | D::Time64(_) => "TIME".into(),
+        D::Binary | D::LargeBinary | D::FixedSizeBinary(_) => "BLOB".into(),
+        _ => "VARCHAR".into(),
+    }
+}
+
+/// Start, end and execution time from `vars` (default: the model's start, and now), other vars as
+/// macro variables.
+fn macro_context(
+    project: &Project,
+    i: usize,
+    test: &UnitTest,
+    now: NaiveDateTime,
+) -> Result<MacroContext> {
+    let mut ctx = MacroContext::for_loading(&project.config.gateway, &project.config.variables);
+    let time = |key: &str| -> Result<Option<NaiveDateTime>> {
+        match test.vars.get(key) {
+            None => Ok(None),
+            Some(v) => crate::intervals::parse_datetime(&scalar(v))
+                .map(Some)
+                .ok_or_else(|| {
+                    LakeError::Usage(
+                        format!("test `{}`: `vars.{key}` is not a date or time", test.name),
+                        Some("write it as 2024-01-31 or 2024-01-31 12:00:00".into()),
+                    )
+                }),
+        }
+    };
+    ctx.execution_time = time("execution_time")?.unwrap_or(now);
+    ctx.start = match time("start")? {
+        Some(start) => start,
+        None => project.models[i]
+            .meta
+            .start
+            .as_deref()
+            .and_then(crate::intervals::parse_datetime)
+            .unwrap_or(ctx.start),
+    };
+    // `end` is inclusive in tests, as in SQLMesh: a date covers its whole day.
+    ctx.end = match time("end")? {
+        Some(end) if end.time() == chrono::NaiveTime::MIN => end + chrono::Duration::days(1),
+        Some(end) => end,
+        None => ctx.execution_time,
+    };
+    ctx.runtime_stage = "testing";
+    for (key, value) in &test.vars {
+        if !["start", "end", "execution_time"].contains(&key.as_str()) {
+            ctx.variables.insert(
+                key.clone(),
+                serde_json::to_value(value).unwrap_or(serde_json::Value::Null),
+            );
+            ctx.locals.insert(key.clone(), literal(value));
+        }
+    }
+    Ok(ctx)
+}
+
+fn ensure_schema(session: &Session, schema: &str) -> Result<()> {
+    session.execute(
+        &format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)),
+        || format!("creating schema {schema}"),
+    )
+}
+
+/// A fixture table named like the upstream model, typed by `columns:` hints, then the model's own `columns`.
+fn create_input(
+    project: &Project,
+    session: &Session,
+    input: &Input,
+    model: Option<usize>,
+) -> Result<()> {
+    let name = crate::sql::ModelName::parse(&input.model).ok_or_else(|| {
+        LakeError::Usage(
+            format!("input `{}` is not a model name", input.model),
+            Some("name inputs `schema.model`".into()),
+        )
+    })?;
+    let mut types: Vec<(String, String)> = model
+        .map(|j| {
+            project.models[j]
+                .meta
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), c.data_type.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (column, data_type) in &input.columns {
+        match types
+            .iter_mut()
+            .find(|(c, _)| c.eq_ignore_ascii_case(column))
+        {
+            Some(entry) => entry.1 = data_type.clone(),
+            None => types.push((column.clone(), data_type.clone())),
+        }
+    }
+    // A CSV fixture is read from a temporary file, which lives until the table is created.
+    let mut csv_file = None;
+    let body = match &input.fixture {
+        Fixture::Query(query) => query.clone(),
+        Fixture::Csv(text) => {
+            let file = tempfile::Builder::new()
+                .suffix(".csv")
+                .tempfile()
+                .map_err(|e| LakeError::io("a temporary CSV file", e))?;
+            std::fs::write(file.path(), text).map_err(|e| LakeError::io(file.path(), e))?;
+            let sql = format!(
+                "SELECT * FROM read_csv({}, header = true)",
+                quote_literal(&file.path().display().to_string())
+            );
+            csv_file = Some(file);
+            sql
+        }
+        Fixture::Rows(rows) => values_query(rows, &types).ok_or_else(|| {
+            LakeError::Usage(
+                format!("input `{}` has no rows and no column types", input.model),
+                Some("give `columns: {name: TYPE}` for an empty input".into()),
+            )
+        })?,
+    };
+    ensure_schema(session, &name.schema)?;
+    // Hinted types apply to a query or CSV input too.
+    let typed = if types.is_empty() || matches!(input.fixture, Fixture::Rows(_)) {
+        body
+    } else {
+        let casts: Vec<String> = types
+            .iter()
+            .map(|(c, t)| format!("CAST({q} AS {t}) AS {q}", q = quote_ident(c)))
+            .collect();
+        format!(
+            "SELECT * REPLACE ({}) FROM ({body}) AS fixture",
+            casts.join(", ")
+        )
+    };
+    let created = session.execute(&format!("CREATE TABLE {} AS {typed}", name.sql()), || {
+        format!("creating the input rows of {}", input.model)
+    });
+    drop(csv_file);
+    created
+}
+
+/// `SELECT … FROM (VALUES …)` for rows, each column cast to its type when known; `None` when there is
+/// nothing to say what the columns are.
+fn values_query(rows: &[Row], types: &[(String, String)]) -> Option<String> {
+    let mut columns: Vec<String> = types.iter().map(|(c, _)| c.clone()).collect();
+    for row in rows {
+        for (column, _) in row {
+            if !columns.iter().any(|c| c.eq_ignore_ascii_case(column)) {
+                columns.push(column.clone());
+            }
+        }
+    }
+    if columns.is_empty() {
+        return None;
+    }
+    let type_of = |column: &str| {
+        types
+            .iter()
+            .find(|(c, _)| c.eq_ignore_ascii_case(column))
+            .map(|(_, t)| t.clone())
+    };
+    let cell = |column: &str, value: Option<&Yaml>| {
+        let text = value.map_or("NULL".to_string(), literal);
+        match type_of(column) {
+            Some(t) => format!("CAST({text} AS {t})"),
+            None => text,
+        }
+    };
+    let names: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+    if rows.is_empty() {
+        let typed: Vec<String> = columns
+            .iter()
+            .map(|c| format!("{} AS {}", cell(c, None), quote_ident(c)))
+            .collect();
+        return Some(format!("SELECT {} LIMIT 0", typed.join(", ")));
+    }
+    let tuples: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|c| {
+                    let value = row
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(c))
+                        .map(|(_, v)| v);
+                    cell(c, value)
+                })
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect();
+    Some(format!(
+        "SELECT * FROM (VALUES {}) AS fixture({})",
+        tuples.join(", "),
+        names.join(", ")
+    ))
+}
+
+/// A YAML value as a SQL literal: dates and timestamps written as text become DATE and TIMESTAMP values.
+fn literal(value: &Yaml) -> String {
+    match value {
+        Yaml::Null => "NULL".into(),
+        Yaml::Bool(b) => if *b { "TRUE" } else { "FALSE" }.into(),
+        Yaml::Number(n) => n.to_string(),
+        Yaml::String(s) => {
+            let quoted = quote_literal(s);
+            if looks_like_date(s) {
+                format!("DATE {quoted}")
+            } else if looks_like_timestamp(s) {
+                format!("TIMESTAMP {quoted}")
+            } else {
+                quoted
+            }
+        }
+        Yaml::Sequence(items) => format!(
+            "[{}]",
+            items.iter().map(literal).collect::<Vec<_>>().join(", ")
+        ),
+        Yaml::Mapping(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!("{}: {}", quote_literal(&scalar(k)), literal(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Yaml::Tagged(tagged) => literal(&tagged.value),
+    }
+}
+
+fn looks_like_date(s: &str) -> bool {
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok() && s.len() == 10
+}
+
+fn looks_like_timestamp(s: &str) -> bool {
+    [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .any(|f| NaiveDateTime::parse_from_str(s, f).is_ok())
+}
+
+/// `WITH <the query's CTEs> SELECT * FROM cte`, or `None` when the query has no such CTE.
+fn cte_query(query: &str, cte: &str) -> Option<String> {
+    let statements = crate::sql::parse(query).ok()?;
+    let sqlparser::ast::Statement::Query(q) = statements.first()? else {
+        return None;
+    };
+    let with = q.with.as_ref()?;
+    with.cte_tables
+        .iter()
+        .any(|c| c.alias.name.value.eq_ignore_ascii_case(cte))
+        .then(|| format!("{with} SELECT * FROM {}", quote_ident(cte)))
+}
+
+/// Runs `sql` and compares its rows with `expected` as multisets (row order does not matter), each expected
+/// value cast to the output column's type. Omitted columns are expected to be NULL unless `partial`.
+fn compare(
+    session: &Session,
+    output: &str,
+    sql: &str,
+    expected: &Expected,
+) -> Result<Option<Mismatch>> {
+    session.execute(
+        &format!("CREATE OR REPLACE TEMP TABLE lake_actual AS {sql}"),
+        || format!("running the tested query ({output})"),
+    )?;
+    let actual_columns: Vec<(String, String)> = session
+        .query_rows("DESCRIBE lake_actual", || {
+            "reading the output columns".into()
+        })?
+        .into_iter()
+        .filter_map(|row| Some((row.first()?.clone()?, row.get(1)?.clone()?)))
+        .collect();
+    let mut mentioned: Vec<String> = Vec::new();
+    for row in &expected.rows {
+        for (column, _) in row {
+            if !mentioned.iter().any(|c| c.eq_ignore_ascii_case(column)) {
+                mentioned.push(column.clone());
+            }
+        }
+    }
+    for column in &mentioned {
+        if !actual_columns
+            .iter()
+            .any(|(c, _)| c.eq_ignore_ascii_case(column))
+        {
+            let have: Vec<&str> = actual_columns.iter().map(|(c, _)| c.as_str()).collect();
+            return Err(LakeError::Usage(
+                format!("expected column `{column}` is not in the output ({output})"),
+                Some(format!("the output has: {}", have.join(", "))),
+            ));
+        }
+    }
+    let compared: Vec<(String, String)> = actual_columns
+        .into_iter()
+        .filter(|(c, _)| !expected.partial || mentioned.iter().any(|m| m.eq_ignore_ascii_case(c)))
+        .collect();
+    let types: Vec<(String, String)> = compared.clone();
+    let expected_sql =
+        values_query(&expected.rows, &types).unwrap_or_else(|| "SELECT 1 LIMIT 0".into());
+    let columns = compared
+        .iter()
+        .map(|(c, _)| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    session.execute(
+        &format!("CREATE OR REPLACE TEMP TABLE lake_expected AS SELECT {columns} FROM ({expected_sql}) AS e"),
+        || format!("loading the expected rows ({output})"),
+    )?;
+    let difference = |from: &str, minus: &str| {
+        session.query(
+            &format!(
+                "SELECT {columns} FROM {from} EXCEPT ALL SELECT {columns} FROM {minus} ORDER BY ALL"
+            ),
+            || format!("comparing the rows ({output})"),
+        )
+    };
+    let missing = difference("lake_expected", "lake_actual")?;
+    let unexpected = difference("lake_actual", "lake_expected")?;
+    let count = |r: &QueryResult| r.batches.iter().map(|b| b.num_rows()).sum::<usize>();
+    Ok(
+        (count(&missing) + count(&unexpected) > 0).then(|| Mismatch {
+            output: output.to_string(),
+            missing,
+            unexpected,
+        }),
+    )
+}

@@ -1,0 +1,879 @@
+//! SQLMesh's built-in macro functions (`@EACH`, `@IF`, `@STAR`, …) and calls of user macros (`@DEF`).
+
+use super::{MacroContext, render_text, split_args};
+use crate::sql::{lex, quote_ident, quote_ident_always, quote_literal};
+
+/// The built-in macro functions lake evaluates.
+pub const BUILTIN_FUNCTIONS: &[&str] = &[
+    "var",
+    "def",
+    "each",
+    "reduce",
+    "filter",
+    "if",
+    "eval",
+    "sql",
+    "star",
+    "generate_surrogate_key",
+    "safe_add",
+    "safe_sub",
+    "safe_div",
+    "union",
+    "and",
+    "or",
+    "deduplicate",
+    "date_spine",
+    "pivot",
+    "haversine_distance",
+    "resolve_template",
+    "blueprint_var",
+];
+
+/// Calls `@name(args)`: a built-in, a user macro from `@DEF`, or an error naming what cannot run.
+pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String> {
+    let lower = name.to_ascii_lowercase();
+    let raw: Vec<&str> = split_args(args)
+        .into_iter()
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
+    // Keyword arguments (`exclude := [a]`, `hash_function := 'SHA256'`) and positional ones.
+    let mut positional: Vec<&str> = Vec::new();
+    let mut named: Vec<(String, &str)> = Vec::new();
+    for arg in &raw {
+        match keyword_arg(arg) {
+            Some((key, value)) => named.push((key, value)),
+            None => positional.push(arg),
+        }
+    }
+    let kw = |key: &str| named.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
+    let rendered = |text: &str| render_text(text, ctx);
+    // An argument that must be one SQL expression is parsed as one, so a stray comma or keyword is
+    // reported at the macro call rather than as a syntax error somewhere in the rendered query.
+    let expression = |text: &str| -> Result<String, String> {
+        let sql = render_text(text, ctx)?;
+        parse_expression(&sql).map_err(|e| {
+            format!(
+                "argument `{}` of @{} is not a SQL expression: {e}",
+                text.trim(),
+                name.to_uppercase()
+            )
+        })?;
+        Ok(sql)
+    };
+    let nth = |i: usize, what: &str| -> Result<&str, String> {
+        positional
+            .get(i)
+            .copied()
+            .ok_or_else(|| format!("@{} needs {what}", name.to_uppercase()))
+    };
+    match lower.as_str() {
+        "each" => {
+            let items = sql_list(&rendered(nth(0, "a list")?)?, name)?;
+            let (params, body) = lambda(nth(1, "a lambda `x -> …`")?)?;
+            let out: Vec<String> = items
+                .iter()
+                .map(|item| {
+                    render_text(&substitute(body, &params, std::slice::from_ref(item)), ctx)
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(out.join(", "))
+        }
+        "reduce" => {
+            let items = sql_list(&rendered(nth(0, "a list")?)?, name)?;
+            let (params, body) = lambda(nth(1, "a lambda `(l, r) -> …`")?)?;
+            let mut items = items.into_iter();
+            let Some(mut acc) = items.next() else {
+                return Ok(String::new());
+            };
+            for item in items {
+                acc = render_text(&substitute(body, &params, &[acc, item]), ctx)?;
+            }
+            Ok(acc)
+        }
+        "filter" => {
+            let items = sql_list(&rendered(nth(0, "a list")?)?, name)?;
+            let (params, body) = lambda(nth(1, "a lambda `x -> condition`")?)?;
+            let mut kept = Vec::new();
+            for item in items {
+                let condition =
+                    render_text(&substitute(body, &params, std::slice::from_ref(&item)), ctx)?;
+                if truthy(&condition)? {
+                    kept.push(item);
+                }
+            }
+            Ok(format!("[{}]", kept.join(", ")))
+        }
+        "if" => {
+            let condition = expression(nth(0, "a condition")?)?;
+            if truthy(&condition)? {
+                rendered(nth(1, "a value for true")?)
+            } else {
+                positional.get(2).map_or(Ok(String::new()), |e| rendered(e))
+            }
+        }
+        "eval" => constant(&expression(nth(0, "an expression")?)?),
+        "sql" => {
+            let text = rendered(nth(0, "a string")?)?;
+            render_text(&unquote(&text), ctx)
+        }
+        "and" | "or" => {
+            let joiner = if lower == "and" { " AND " } else { " OR " };
+            let parts: Vec<String> = positional
+                .iter()
+                .map(|a| expression(a))
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .filter(|p| !p.eq_ignore_ascii_case("NULL"))
+                .map(|p| format!("({p})"))
+                .collect();
+            Ok(match parts.len() {
+                0 => if lower == "and" { "TRUE" } else { "FALSE" }.to_string(),
+                _ => parts.join(joiner),
+            })
+        }
+        "safe_add" | "safe_sub" => {
+            let operator = if lower == "safe_add" { " + " } else { " - " };
+            let parts: Vec<String> = positional
+                .iter()
+                .map(|a| expression(a))
+                .collect::<Result<_, _>>()?;
+            if parts.is_empty() {
+                return Err(format!("@{} needs values", name.to_uppercase()));
+            }
+            let all_null: Vec<String> = parts.iter().map(|p| format!("{p} IS NULL")).collect();
+            let sum: Vec<String> = parts.iter().map(|p| format!("COALESCE({p}, 0)")).collect();
+            Ok(format!(
+                "CASE WHEN {} THEN NULL ELSE {} END",
+                all_null.join(" AND "),
+                sum.join(operator)
+            ))
+        }
+        "safe_div" => Ok(format!(
+            "{} / NULLIF({}, 0)",
+            expression(nth(0, "a numerator")?)?,
+            expression(nth(1, "a denominator")?)?
+        )),
+        "generate_surrogate_key" => {
+            let hash = match kw("hash_function") {
+                Some(h) => unquote(&rendered(h)?),
+                None => "MD5".into(),
+            };
+            let parts: Vec<String> = positional
+                .iter()
+                .map(|a| {
+                    expression(a).map(|p| {
+                        format!("COALESCE(CAST({p} AS TEXT), '_sqlmesh_surrogate_key_null_')")
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(format!("{hash}(CONCAT({}))", parts.join(", '|', ")))
+        }
+        "deduplicate" => {
+            let relation = rendered(nth(0, "a relation")?)?;
+            let partition =
+                kw("partition_by").ok_or("@DEDUPLICATE needs `partition_by := [columns]`")?;
+            let order = kw("order_by").ok_or("@DEDUPLICATE needs `order_by := ['column desc']`")?;
+            let partition: Vec<String> = sql_list(&rendered(partition)?, name)?;
+            let order: Vec<String> = list(&rendered(order)?).iter().map(|o| unquote(o)).collect();
+            Ok(format!(
+                "SELECT * FROM {relation} QUALIFY ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {}) = 1",
+                partition.join(", "),
+                order.join(", ")
+            ))
+        }
+        "date_spine" => {
+            let part =
+                unquote(&rendered(nth(0, "a date part ('day', 'week', …)")?)?).to_lowercase();
+            if !["day", "week", "month", "quarter", "year"].contains(&part.as_str()) {
+                return Err(format!(
+                    "@DATE_SPINE's date part is day, week, month, quarter or year, not `{part}`"
+                ));
+            }
+            let start = rendered(nth(1, "a start date")?)?;
+            let end = rendered(nth(2, "an end date")?)?;
+            Ok(format!(
+                "SELECT CAST(d AS DATE) AS date_{part} FROM UNNEST(generate_series(CAST({start} AS DATE), CAST({end} AS DATE), INTERVAL 1 {part})) AS spine(d)"
+            ))
+        }
+        "star" => {
+            let relation = rendered(nth(0, "a relation")?)?;
+            let columns = known_columns(ctx, &relation, "STAR")?;
+            let alias = match kw("alias") {
+                Some(a) => unquote(&rendered(a)?),
+                None => relation.rsplit('.').next().unwrap_or(&relation).to_string(),
+            };
+            // `except` is SQLMesh's older name for `exclude`.
+            let exclude: Vec<String> = match kw("exclude").or(kw("except")) {
+                Some(e) => list(&rendered(e)?)
+                    .iter()
+                    .map(|c| unquote(c).to_lowercase())
+                    .collect(),
+                None => Vec::new(),
+            };
+            let prefix = kw("prefix")
+                .map(|p| rendered(p).map(|p| unquote(&p)))
+                .transpose()?
+                .unwrap_or_default();
+            let suffix = kw("suffix")
+                .map(|p| rendered(p).map(|p| unquote(&p)))
+                .transpose()?
+                .unwrap_or_default();
+            let items: Vec<String> = columns
+                .iter()
+                .filter(|(c, _)| !exclude.contains(&c.to_lowercase()))
+                .map(|(c, t)| {
+                    format!(
+                        "CAST({}.{} AS {t}) AS {}",
+                        quote_ident(&alias),
+                        quote_ident(c),
+                        quote_ident(&format!("{prefix}{c}{suffix}"))
+                    )
+                })
+                .collect();
+            Ok(items.join(", "))
+        }
+        "union" => {
+            let mut tables: Vec<String> = positional
+                .iter()
+                .map(|a| rendered(a))
+                .collect::<Result<_, _>>()?;
+            let kind = match tables.first().map(|t| unquote(t).to_lowercase()) {
+                Some(k) if k == "all" || k == "distinct" => {
+                    tables.remove(0);
+                    k.to_uppercase()
+                }
+                _ => "ALL".to_string(),
+            };
+            if tables.len() < 2 {
+                return Err("@UNION needs at least two tables".into());
+            }
+            // The columns every table has, in the first table's order.
+            let column_sets: Vec<&Vec<(String, String)>> = tables
+                .iter()
+                .map(|t| known_columns(ctx, t, "UNION"))
+                .collect::<Result<_, _>>()?;
+            let common: Vec<&(String, String)> = column_sets[0]
+                .iter()
+                .filter(|(c, _)| {
+                    column_sets[1..]
+                        .iter()
+                        .all(|set| set.iter().any(|(o, _)| o.eq_ignore_ascii_case(c)))
+                })
+                .collect();
+            let select = |t: &str| {
+                let cols: Vec<String> = common
+                    .iter()
+                    .map(|(c, ty)| format!("CAST({q} AS {ty}) AS {q}", q = quote_ident(c)))
+                    .collect();
+                format!("SELECT {} FROM {t}", cols.join(", "))
+            };
+            Ok(tables
+                .iter()
+                .map(|t| select(t))
+                .collect::<Vec<_>>()
+                .join(&format!(" UNION {kind} ")))
+        }
+        "haversine_distance" => {
+            let [lat1, lon1, lat2, lon2] = [
+                nth(0, "lat1")?,
+                nth(1, "lon1")?,
+                nth(2, "lat2")?,
+                nth(3, "lon2")?,
+            ]
+            .map(|a| expression(a).map(|e| format!("({e})")));
+            let (lat1, lon1, lat2, lon2) = (lat1?, lon1?, lat2?, lon2?);
+            let unit = match kw("unit").or(positional.get(4).copied()) {
+                Some(u) => unquote(&rendered(u)?),
+                None => "mi".into(),
+            };
+            // SQLMesh's formula and Earth radius (3961 miles), so distances match it to the digit.
+            let rate = match unit.as_str() {
+                "mi" => "1.0",
+                "km" => "1.60934",
+                other => {
+                    return Err(format!(
+                        "@HAVERSINE_DISTANCE's unit is 'mi' or 'km', not '{other}'"
+                    ));
+                }
+            };
+            Ok(format!(
+                "2 * 3961 * ASIN(SQRT(POWER(SIN(RADIANS(({lat2} - {lat1}) / 2)), 2) + COS(RADIANS({lat1})) * \
+                 COS(RADIANS({lat2})) * POWER(SIN(RADIANS(({lon2} - {lon1}) / 2)), 2))) * {rate}"
+            ))
+        }
+        "pivot" => {
+            let column = expression(nth(0, "a column")?)?;
+            let values = sql_list(&rendered(nth(1, "a list of values")?)?, name)?;
+            let text = |key: &str, default: &str| -> Result<String, String> {
+                kw(key).map_or(Ok(default.to_string()), |v| {
+                    rendered(v).map(|v| unquote(&v))
+                })
+            };
+            let flag = |key: &str, default: bool| -> Result<bool, String> {
+                kw(key).map_or(Ok(default), |v| truthy(&rendered(v)?))
+            };
+            let (agg, cmp) = (text("agg", "SUM")?, text("cmp", "=")?);
+            let (prefix, suffix) = (text("prefix", "")?, text("suffix", "")?);
+            let then_value = kw("then_value").map_or(Ok("1".to_string()), rendered)?;
+            let else_value = kw("else_value").map_or(Ok("0".to_string()), rendered)?;
+            let distinct = if flag("distinct", false)? {
+                "DISTINCT "
+            } else {
+                ""
+            };
+            let (alias, quote) = (flag("alias", true)?, flag("quote", true)?);
+            let columns: Vec<String> = values
+                .iter()
+                .map(|value| {
+                    let aggregate = format!(
+                        "{agg}({distinct}CASE WHEN {column} {cmp} {value} THEN {then_value} ELSE {else_value} END)"
+                    );
+                    // SQLMesh names the column after the value as written, quotes included: 'a' -> "'a'".
+                    let name = format!("{prefix}{value}{suffix}");
+                    match (alias, quote) {
+                        (false, _) => aggregate,
+                        (true, true) => format!("{aggregate} AS {}", quote_ident_always(&name)),
+                        (true, false) => format!("{aggregate} AS {name}"),
+                    }
+                })
+                .collect();
+            Ok(columns.join(", "))
+        }
+        "resolve_template" => {
+            let template = rendered(nth(0, "a template string")?)?;
+            // While loading there is no table yet: SQLMesh leaves the template as it is.
+            if ctx.this_model.is_empty() {
+                return Ok(template);
+            }
+            let parts: Vec<String> = ctx
+                .this_model
+                .split('.')
+                .map(|p| p.trim_matches('"').replace("\"\"", "\""))
+                .collect();
+            let (schema, table) = match parts.as_slice() {
+                [.., schema, table] => (schema.clone(), table.clone()),
+                _ => (String::new(), ctx.this_model.clone()),
+            };
+            let catalog = match parts.as_slice() {
+                [catalog, _, _] => catalog.clone(),
+                _ => ctx.catalog.clone(),
+            };
+            let resolved = unquote(&template)
+                .replace("@{catalog_name}", &catalog)
+                .replace("@{schema_name}", &schema)
+                .replace("@{table_name}", &table);
+            let mode = match kw("mode").or(positional.get(1).copied()) {
+                Some(m) => unquote(&rendered(m)?).to_lowercase(),
+                None => "literal".into(),
+            };
+            match mode.as_str() {
+                "literal" => Ok(quote_literal(&resolved)),
+                "table" => Ok(resolved),
+                other => Err(format!(
+                    "@RESOLVE_TEMPLATE's mode is 'literal' or 'table', not '{other}'"
+                )),
+            }
+        }
+        // The variable of the model's blueprint (`blueprints` property), else the default (else NULL).
+        "blueprint_var" => {
+            let name_arg = rendered(nth(0, "a variable name string")?)?;
+            if !name_arg.trim().starts_with('\'') {
+                return Err(format!(
+                    "@BLUEPRINT_VAR's variable name is a string literal, not `{}`",
+                    name_arg.trim()
+                ));
+            }
+            let wanted = unquote(&name_arg).to_lowercase();
+            if let Some((_, value)) = ctx.blueprint_vars.iter().find(|(k, _)| *k == wanted) {
+                return Ok(value.clone());
+            }
+            positional
+                .get(1)
+                .map_or(Ok("NULL".to_string()), |d| rendered(d))
+        }
+        "def" => Err("@DEF defines a macro as a statement of its own: `@DEF(name, value);`".into()),
+        _ => {
+            if let Some(user) = ctx.functions.get(&lower) {
+                if positional.len() != user.params.len() {
+                    return Err(format!(
+                        "@{name} takes {} argument(s), got {}",
+                        user.params.len(),
+                        positional.len()
+                    ));
+                }
+                let values: Vec<String> = positional
+                    .iter()
+                    .map(|a| expression(a))
+                    .collect::<Result<_, _>>()?;
+                return render_text(&substitute(&user.body, &user.params, &values), ctx);
+            }
+            if let Some(file) = ctx.python_macros.get(&lower) {
+                return Err(format!(
+                    "@{name} is a Python macro ({file}); lake cannot run Python macros"
+                ));
+            }
+            Err(format!("unknown macro function @{name}"))
+        }
+    }
+}
+
+/// The columns of `relation` for `@STAR`/`@UNION`; a miss is recorded so that loading can infer them.
+fn known_columns<'c>(
+    ctx: &'c MacroContext,
+    relation: &str,
+    macro_name: &str,
+) -> Result<&'c Vec<(String, String)>, String> {
+    let key = relation.to_lowercase();
+    ctx.known_columns.get(&key).ok_or_else(|| {
+        if let Ok(mut requests) = ctx.column_requests.lock() {
+            requests.insert(key);
+        }
+        format!(
+            "@{macro_name} needs the columns of `{relation}`, and lake could not infer them from its query: \
+             declare `columns (...)` in its MODEL block, or list it in external_models.yaml"
+        )
+    })
+}
+
+/// The items of a list argument, each checked to be one SQL expression (optionally aliased, as in
+/// `@EACH` output); macro syntax inside an item is allowed.
+fn sql_list(text: &str, macro_name: &str) -> Result<Vec<String>, String> {
+    let items = list(text);
+    for item in &items {
+        let (hidden, _) = lex::hide_macros(item);
+        let parsed = sqlparser::parser::Parser::new(&sqlparser::dialect::DuckDbDialect {})
+            .try_with_sql(&hidden)
+            .and_then(|mut parser| {
+                let parsed = parser.parse_select_item()?;
+                parser.expect_token(&sqlparser::tokenizer::Token::EOF)?;
+                Ok(parsed)
+            })
+            .map_err(|e| e.to_string())
+            .and_then(|parsed| match parsed {
+                // `b c` would be `b` aliased `c`: in a list that is a missing comma, not an alias.
+                sqlparser::ast::SelectItem::ExprWithAlias { .. }
+                    if !hidden.to_ascii_uppercase().contains(" AS ") =>
+                {
+                    Err("two expressions without a comma between them".to_string())
+                }
+                _ => Ok(()),
+            });
+        if let Err(e) = parsed {
+            return Err(format!(
+                "item `{item}` of @{}'s list is not a SQL expression: {e}",
+                macro_name.to_uppercase()
+            ));
+        }
+    }
+    Ok(items)
+}
+
+/// Parses `sql` as exactly one expression (DuckDB's dialect).
+fn parse_expression(sql: &str) -> Result<(), String> {
+    use sqlparser::tokenizer::Token;
+    let mut parser = sqlparser::parser::Parser::new(&sqlparser::dialect::DuckDbDialect {})
+        .try_with_sql(sql)
+        .map_err(|e| e.to_string())?;
+    parser.parse_expr().map_err(|e| e.to_string())?;
+    match parser.peek_token().token {
+        Token::EOF => Ok(()),
+        other => Err(format!("unexpected `{other}` after the expression")),
+    }
+}
+
+/// `key := value` (or `key = value` where `key` is a plain word).
+fn keyword_arg(arg: &str) -> Option<(String, &str)> {
+    let (key, value) = arg.split_once(":=")?;
+    let key = key.trim();
+    key.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        .then(|| (key.to_ascii_lowercase(), value.trim()))
+}
+
+/// `[a, b]`, `(a, b)` or `ARRAY[a, b]` as its items; anything else is one item.
+pub fn list(text: &str) -> Vec<String> {
+    let t = text.trim();
+    let t = t.strip_prefix("ARRAY").map(str::trim_start).unwrap_or(t);
+    let inner = if (t.starts_with('[') && t.ends_with(']'))
+        || (t.starts_with('(') && lex::matching_paren(t, 0) == Some(t.len()))
+    {
+        &t[1..t.len() - 1]
+    } else if t.is_empty() {
+        return Vec::new();
+    } else {
+        // What @EACH returns: items separated by top-level commas.
+        t
+    };
+    split_args(inner)
+        .into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// `x -> body` or `(a, b) -> body`: the parameters and the body text.
+fn lambda(text: &str) -> Result<(Vec<String>, &str), String> {
+    super::split_lambda(text)
+        .ok_or_else(|| format!("expected a lambda `x -> expression`, got `{}`", text.trim()))
+}
+
+/// Puts `values` in place of `params` in a lambda or macro body: `@p` and bare `p` as SQL, `@{p}` (and `@p`
+/// glued to an identifier, as in `rank_@p`) as an identifier.
+fn substitute(body: &str, params: &[String], values: &[String]) -> String {
+    let value_of = |word: &str| {
+        params
+            .iter()
+            .position(|p| p.eq_ignore_ascii_case(word))
+            .and_then(|i| values.get(i))
+    };
+    let bytes = body.as_bytes();
+    let mut out = String::with_capacity(body.len());
+    let mut i = 0;
+    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    while i < bytes.len() {
+        if let Some(n) = lex::skip_lexeme(bytes, i) {
+            out.push_str(&body[i..i + n]);
+            i += n;
+            continue;
+        }
+        let b = bytes[i];
+        if b == b'@' {
+            let braced = bytes.get(i + 1) == Some(&b'{');
+            let start = if braced { i + 2 } else { i + 1 };
+            let mut end = start;
+            while end < bytes.len() && is_ident(bytes[end]) {
+                end += 1;
+            }
+            let glued = out.as_bytes().last().is_some_and(|&c| is_ident(c));
+            if let Some(value) = value_of(&body[start..end]) {
+                let closes = !braced || bytes.get(end) == Some(&b'}');
+                if closes {
+                    if braced || glued {
+                        out.push_str(&identifier(value));
+                    } else {
+                        out.push_str(value);
+                    }
+                    i = if braced { end + 1 } else { end };
+                    continue;
+                }
+            }
+            out.push('@');
+            i += 1;
+            continue;
+        }
+        if is_ident(b)
+            && !out
+                .as_bytes()
+                .last()
+                .is_some_and(|&c| is_ident(c) || c == b'.')
+        {
+            let mut end = i;
+            while end < bytes.len() && is_ident(bytes[end]) {
+                end += 1;
+            }
+            let word = &body[i..end];
+            let called = bytes.get(end) == Some(&b'(');
+            match value_of(word) {
+                Some(value) if !called => {
+                    // A compound value keeps its meaning inside a larger expression.
+                    if value.contains(char::is_whitespace) && !is_parenthesised(value) {
+                        out.push_str(&format!("({value})"));
+                    } else {
+                        out.push_str(value);
+                    }
+                }
+                _ => out.push_str(word),
+            }
+            i = end;
+            continue;
+        }
+        out.push(b as char);
+        i += 1;
+    }
+    out
+}
+
+fn is_parenthesised(text: &str) -> bool {
+    text.starts_with('(') && lex::matching_paren(text, 0) == Some(text.len())
+}
+
+/// A value used as (part of) an identifier: `'revenue'` → `revenue`, `"x"` → `x`.
+fn identifier(value: &str) -> String {
+    let v = value.trim();
+    if (v.starts_with('\'') && v.ends_with('\'') || v.starts_with('"') && v.ends_with('"'))
+        && v.len() >= 2
+    {
+        v[1..v.len() - 1].to_string()
+    } else {
+        v.to_string()
+    }
+}
+
+fn unquote(text: &str) -> String {
+    let t = text.trim();
+    if t.len() >= 2 && t.starts_with('\'') && t.ends_with('\'') {
+        t[1..t.len() - 1].replace("''", "'")
+    } else {
+        t.to_string()
+    }
+}
+
+/// Evaluates a condition at render time, with DuckDB's semantics.
+fn truthy(condition: &str) -> Result<bool, String> {
+    let (value, _) = crate::engine::evaluate_constant(&format!("CAST(({condition}) AS BOOLEAN)"))
+        .map_err(|e| format!("cannot evaluate `{condition}` while rendering: {e}"))?;
+    Ok(value.as_deref() == Some("true"))
+}
+
+/// Evaluates an expression at render time and writes its value back as a SQL literal.
+fn constant(expr: &str) -> Result<String, String> {
+    let (value, data_type) = crate::engine::evaluate_constant(expr)
+        .map_err(|e| format!("cannot evaluate `{expr}` while rendering: {e}"))?;
+    let Some(value) = value else {
+        return Ok("NULL".into());
+    };
+    let numeric = [
+        "TINYINT",
+        "SMALLINT",
+        "INTEGER",
+        "BIGINT",
+        "HUGEINT",
+        "UTINYINT",
+        "USMALLINT",
+        "UINTEGER",
+        "UBIGINT",
+        "FLOAT",
+        "DOUBLE",
+    ];
+    Ok(
+        if numeric.contains(&data_type.as_str()) || data_type.starts_with("DECIMAL") {
+            value
+        } else if data_type == "BOOLEAN" {
+            value.to_uppercase()
+        } else if data_type == "VARCHAR" {
+            quote_literal(&value)
+        } else {
+            format!("CAST({} AS {data_type})", quote_literal(&value))
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::super::{MacroContext, define, render_text};
+    use super::sql_list;
+
+    fn ctx() -> MacroContext {
+        let mut c = MacroContext::for_loading("local", &BTreeMap::new());
+        c.known_columns = Arc::new(BTreeMap::from([
+            (
+                "s.a".to_string(),
+                vec![
+                    ("id".to_string(), "INT".to_string()),
+                    ("x".to_string(), "TEXT".to_string()),
+                ],
+            ),
+            (
+                "s.b".to_string(),
+                vec![("id".to_string(), "BIGINT".to_string())],
+            ),
+        ]));
+        c.python_macros = Arc::new(BTreeMap::from([(
+            "py".to_string(),
+            "macros/py.py".to_string(),
+        )]));
+        c
+    }
+
+    fn r(text: &str) -> String {
+        render_text(text, &ctx()).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn each_builtin_renders_like_sqlmesh() {
+        let cases = [
+            ("@EACH([a, b], c -> c IS NULL)", "a IS NULL, b IS NULL"),
+            (
+                "@EACH(['x', 'y'], s -> sum(v) AS total_@{s})",
+                "sum(v) AS total_x, sum(v) AS total_y",
+            ),
+            ("@EACH([1, 2], n -> rank_@n)", "rank_1, rank_2"),
+            ("@REDUCE([a, b, c], (l, r) -> l OR r)", "(a OR b) OR c"),
+            (
+                "@REDUCE(@EACH([a, b], c -> c IS NULL), (l, r) -> l OR r)",
+                "(a IS NULL) OR (b IS NULL)",
+            ),
+            (
+                "@EACH(@FILTER([1, 2, 3], n -> n > 1), n -> n * 10)",
+                "2 * 10, 3 * 10",
+            ),
+            ("@IF(1 > 2, 'yes', 'no')", "'no'"),
+            ("@IF(@runtime_stage = 'loading', a)", "a"),
+            ("x @IF(FALSE, a)", "x "),
+            ("@EVAL(2 * 21)", "42"),
+            ("@EVAL('a' || 'b')", "'ab'"),
+            ("@EVAL(DATE '2024-01-01' + 1)", "CAST('2024-01-02' AS DATE)"),
+            ("@SQL('@start_ds')", "'1970-01-01'"),
+            ("@AND(a > 1, NULL, b)", "(a > 1) AND (b)"),
+            ("@OR(a, b)", "(a) OR (b)"),
+            (
+                "@SAFE_ADD(a, b)",
+                "CASE WHEN a IS NULL AND b IS NULL THEN NULL ELSE COALESCE(a, 0) + COALESCE(b, 0) END",
+            ),
+            (
+                "@SAFE_SUB(a, b)",
+                "CASE WHEN a IS NULL AND b IS NULL THEN NULL ELSE COALESCE(a, 0) - COALESCE(b, 0) END",
+            ),
+            ("@SAFE_DIV(a, b)", "a / NULLIF(b, 0)"),
+            (
+                "@GENERATE_SURROGATE_KEY(a, b, hash_function := 'SHA256')",
+                "SHA256(CONCAT(COALESCE(CAST(a AS TEXT), '_sqlmesh_surrogate_key_null_'), '|', COALESCE(CAST(b AS TEXT), '_sqlmesh_surrogate_key_null_')))",
+            ),
+            (
+                "@DEDUPLICATE(t, partition_by := [id], order_by := ['ts DESC'])",
+                "SELECT * FROM t QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY ts DESC) = 1",
+            ),
+            (
+                "@DATE_SPINE('day', '2024-01-01', '2024-01-03')",
+                "SELECT CAST(d AS DATE) AS date_day FROM UNNEST(generate_series(CAST('2024-01-01' AS DATE), CAST('2024-01-03' AS DATE), INTERVAL 1 day)) AS spine(d)",
+            ),
+            ("@STAR(s.a, exclude := [x])", "CAST(a.id AS INT) AS id"),
+            ("@STAR(s.a, except := [x])", "CAST(a.id AS INT) AS id"),
+            (
+                "@STAR(s.a, alias := 't', prefix := 'p_')",
+                "CAST(t.id AS INT) AS p_id, CAST(t.x AS TEXT) AS p_x",
+            ),
+            (
+                "@UNION('distinct', s.a, s.b)",
+                "SELECT CAST(id AS INT) AS id FROM s.a UNION DISTINCT SELECT CAST(id AS INT) AS id FROM s.b",
+            ),
+            (
+                "@PIVOT(status, ['cancelled', 'completed'])",
+                "SUM(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END) AS \"'cancelled'\", \
+                 SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END) AS \"'completed'\"",
+            ),
+            (
+                "@PIVOT(n, [1, 2], agg := 'MAX', cmp := '>=', prefix := 'ge_', then_value := v, else_value := NULL, quote := FALSE, distinct := TRUE)",
+                "MAX(DISTINCT CASE WHEN n >= 1 THEN v ELSE NULL END) AS ge_1, MAX(DISTINCT CASE WHEN n >= 2 THEN v ELSE NULL END) AS ge_2",
+            ),
+            (
+                "@HAVERSINE_DISTANCE(a_lat, a_lon, b_lat, b_lon, 'km')",
+                "2 * 3961 * ASIN(SQRT(POWER(SIN(RADIANS(((b_lat) - (a_lat)) / 2)), 2) + COS(RADIANS((a_lat))) * \
+                 COS(RADIANS((b_lat))) * POWER(SIN(RADIANS(((b_lon) - (a_lon)) / 2)), 2))) * 1.60934",
+            ),
+            (
+                "@RESOLVE_TEMPLATE('s3://b/@{schema_name}/@{table_name}')",
+                "'s3://b/@{schema_name}/@{table_name}'",
+            ),
+            ("@BLUEPRINT_VAR('region', 'eu')", "'eu'"),
+            ("@BLUEPRINT_VAR('region')", "NULL"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(r(text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn def_binds_values_and_user_macros() {
+        let mut c = ctx();
+        define("@DEF(cols, [a, b]);", &mut c).unwrap();
+        define("@DEF(double, x -> x * 2)", &mut c).unwrap();
+        define(
+            "@DEF(pick, (a, b) -> CASE WHEN a > b THEN a ELSE b END)",
+            &mut c,
+        )
+        .unwrap();
+        assert_eq!(
+            render_text("@EACH(@cols, c -> @double(c))", &c).unwrap(),
+            "a * 2, b * 2"
+        );
+        assert_eq!(
+            render_text("@pick(x + 1, y)", &c).unwrap(),
+            "CASE WHEN (x + 1) > y THEN (x + 1) ELSE y END"
+        );
+        assert!(
+            render_text("@pick(x)", &c)
+                .unwrap_err()
+                .contains("takes 2 argument(s), got 1")
+        );
+    }
+
+    #[test]
+    fn resolve_template_names_the_physical_table() {
+        let mut c = ctx();
+        c.this_model = "lake__demo.\"demo__m__12\"".into();
+        c.catalog = "db".into();
+        assert_eq!(
+            render_text(
+                "@RESOLVE_TEMPLATE('s3://b/@{catalog_name}/@{schema_name}/@{table_name}')",
+                &c
+            )
+            .unwrap(),
+            "'s3://b/db/lake__demo/demo__m__12'"
+        );
+        assert_eq!(
+            render_text(
+                "@RESOLVE_TEMPLATE('@{schema_name}.@{table_name}_log', mode := 'table')",
+                &c
+            )
+            .unwrap(),
+            "lake__demo.demo__m__12_log"
+        );
+        assert!(
+            render_text("@HAVERSINE_DISTANCE(a, b, c, d, 'ly')", &c)
+                .unwrap_err()
+                .contains("'mi' or 'km'")
+        );
+        assert!(
+            render_text("@BLUEPRINT_VAR(region)", &c)
+                .unwrap_err()
+                .contains("string literal")
+        );
+    }
+
+    #[test]
+    fn list_items_are_sql_expressions() {
+        let c = ctx();
+        let e = render_text("@EACH([a, b c], x -> x)", &c).unwrap_err();
+        assert!(
+            e.starts_with("item `b c` of @EACH's list is not a SQL expression"),
+            "{e}"
+        );
+        assert!(render_text("@PIVOT(s, ['x', 'y' 'z'])", &c).is_err());
+        // Aliased items (what @EACH can return) are fine; compound items keep their meaning.
+        assert_eq!(sql_list("[a AS x, b]", "each").unwrap(), ["a AS x", "b"]);
+        assert_eq!(
+            render_text("@EACH([a + 1, b], v -> v * 2)", &c).unwrap(),
+            "(a + 1) * 2, b * 2"
+        );
+    }
+
+    #[test]
+    fn what_cannot_run_says_why() {
+        let c = ctx();
+        assert!(
+            render_text("@py(1)", &c)
+                .unwrap_err()
+                .contains("@py is a Python macro (macros/py.py)")
+        );
+        assert!(
+            render_text("@nope(1)", &c)
+                .unwrap_err()
+                .contains("unknown macro function @nope")
+        );
+        assert!(
+            render_text("@STAR(s.c)", &c)
+                .unwrap_err()
+                .contains("@STAR needs the columns of `s.c`")
+        );
+        assert!(
+            render_text("@IF(no_such_column, 1)", &c)
+                .unwrap_err()
+                .contains("cannot evaluate")
+        );
+    }
+}

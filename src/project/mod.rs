@@ -1,0 +1,865 @@
+//! Loading a project: config, model files, external models, query analysis and the DAG.
+
+pub mod audit;
+pub mod dag;
+pub mod macros;
+pub mod model;
+pub mod schema;
+pub mod template;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::Deserialize;
+
+use crate::config::{self, EngineConnection, ResolvedConfig};
+use crate::error::{LakeError, Result, SourceError, SourceFile, did_you_mean};
+use crate::project::dag::Dag;
+use crate::sql;
+use crate::sql::IdentPart;
+use crate::sql::ModelName;
+use crate::sql::lex;
+use macros::MacroContext;
+use model::Model;
+
+/// A table `lake` does not build but models may read, from `external_models.yaml`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExternalModel {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+    #[serde(default)]
+    pub gateway: Option<String>,
+}
+
+/// What one model's query reads, found by parsing it.
+#[derive(Debug, Clone, Default)]
+pub struct Analysis {
+    /// The query in canonical form (rendered with the loading context), the basis of the fingerprint.
+    pub normalized_query: Option<String>,
+    /// Indices of the models this one reads (query references and `depends_on`), deduplicated.
+    pub parents: Vec<usize>,
+    pub externals: Vec<ModelName>,
+    /// Tables read that are neither models nor declared externals (only when loading leniently).
+    pub undeclared: Vec<ModelName>,
+}
+
+/// Where a table reference in a query points.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefTarget {
+    Model(usize),
+    External,
+    /// Engine catalogs such as `information_schema`, read as they are.
+    System,
+    Unknown,
+}
+
+#[derive(Debug)]
+pub struct Project {
+    pub root: PathBuf,
+    pub config: ResolvedConfig,
+    pub models: Vec<Model>,
+    pub index: HashMap<ModelName, usize>,
+    pub externals: BTreeMap<ModelName, ExternalModel>,
+    pub analyses: Vec<Analysis>,
+    pub dag: Dag,
+    /// Model indices, parents before children.
+    pub order: Vec<usize>,
+    /// The engine's default catalog; model names qualified with it are the same as unqualified ones.
+    pub default_catalog: String,
+    /// Number of files under `macros/`.
+    pub macro_files: usize,
+    /// `@DEF` statements of `macros/*.sql`, in file order: macros every model can use.
+    pub macro_definitions: Vec<(SourceFile, crate::project::model::Statement)>,
+    /// The `{% macro %}`s of `macros/*.sql`, for Jinja blocks.
+    pub jinja_macros: String,
+    /// Python macros in `macros/*.py` (name → file), which lake cannot run.
+    pub python_macros: std::sync::Arc<BTreeMap<String, String>>,
+    /// Declared columns of models and external tables, for `@STAR` and `@UNION`.
+    pub known_columns: std::sync::Arc<BTreeMap<String, Vec<(String, String)>>>,
+    /// Relations whose columns a macro asked for and did not find (see `MacroContext::column_requests`).
+    column_requests: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// The audits written in `audits/*.sql`, by name.
+    pub audit_definitions: BTreeMap<String, std::sync::Arc<crate::project::audit::ProjectAudit>>,
+    /// Each model's audits, resolved and with parsed arguments (by model index).
+    pub audits: Vec<Vec<crate::project::audit::ModelAudit>>,
+    /// Accept references to undeclared tables (for `create-external-models`), recording them in analyses.
+    lenient: bool,
+}
+
+const SYSTEM_SCHEMAS: &[&str] = &["information_schema", "pg_catalog", "system", "temp"];
+
+impl Project {
+    /// Loads the project in `root`, reporting every broken model file at once.
+    pub fn load(root: &Path, gateway: Option<&str>) -> Result<Project> {
+        Self::load_with(root, gateway, false)
+    }
+
+    /// Like `load`, but a table that is neither a model nor declared is recorded, not an error.
+    pub fn load_lenient(root: &Path, gateway: Option<&str>) -> Result<Project> {
+        Self::load_with(root, gateway, true)
+    }
+
+    fn load_with(root: &Path, gateway: Option<&str>, lenient: bool) -> Result<Project> {
+        let root = root.canonicalize().map_err(|e| LakeError::io(root, e))?;
+        let config = config::load(&root, gateway)?;
+        let default_catalog = match &config.connection {
+            EngineConnection::DuckDb {
+                database: Some(path),
+                ..
+            } => path
+                .file_stem()
+                .map_or("memory".into(), |s| s.to_string_lossy().into_owned()),
+            EngineConnection::DuckDb { database: None, .. } => "memory".into(),
+        };
+        let files = model_files(&root, &config.config.ignore_patterns)?;
+        let parsed: Vec<Result<Vec<Model>, LakeError>> = files
+            .par_iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(path).map_err(|e| LakeError::io(path, e))?;
+                let display = display_path(&root, path);
+                let models = model::parse_models(
+                    SourceFile::new(display, text),
+                    path,
+                    &config.model_defaults,
+                )?;
+                Ok(models.into_iter().filter(|m| m.meta.enabled).collect())
+            })
+            .collect();
+        let mut errors = Vec::new();
+        let mut models = Vec::new();
+        for result in parsed {
+            match result {
+                Ok(file_models) => {
+                    for mut m in file_models {
+                        if m.meta.name.catalog.as_deref() == Some(default_catalog.as_str()) {
+                            m.meta.name.catalog = None;
+                        }
+                        models.push(m)
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        let mut index = HashMap::with_capacity(models.len());
+        for (i, m) in models.iter().enumerate() {
+            if let Some(&first) = index.get(&m.meta.name) {
+                let other: &Model = &models[first];
+                errors.push(
+                    m.file
+                        .error(
+                            m.name_span.0,
+                            m.name_span.1,
+                            format!("model `{}` is defined twice", m.meta.name),
+                        )
+                        .with_label("second definition")
+                        .with_help(format!(
+                            "the first definition is in {}",
+                            other.file.display_path
+                        ))
+                        .into(),
+                );
+            } else {
+                index.insert(m.meta.name.clone(), i);
+            }
+        }
+        for m in &models {
+            if m.meta.name.catalog.is_some() {
+                errors.push(
+                    m.file
+                        .error(m.name_span.0, m.name_span.1, format!("model `{}` names a catalog other than the engine's (`{default_catalog}`)", m.meta.name))
+                        .with_label("other catalog")
+                        .with_help("name the model `schema.name`; models in other catalogs are not supported yet")
+                        .into(),
+                );
+            }
+        }
+        for m in &models {
+            if let (Some(path), model::ModelKind::Seed { path: written, .. }) =
+                (&m.seed_path, &m.meta.kind)
+                && !path.is_file()
+            {
+                // Point at the path as written in the MODEL block.
+                let at = m.file.text.find(written.as_str()).unwrap_or(m.name_span.0);
+                errors.push(
+                    m.file
+                        .error(
+                            at,
+                            written.len().max(1),
+                            format!("seed file {} does not exist", path.display()),
+                        )
+                        .with_label("seed path")
+                        .with_help("a SEED model's path is relative to the model file's folder")
+                        .into(),
+                );
+            }
+        }
+        let externals = load_externals(&root)?;
+        let macro_files = count_files(&root.join("macros"));
+        let (macro_definitions, jinja_macros, python_macros) = load_macros(&root)?;
+        let mut known_columns: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for m in &models {
+            if !m.meta.columns.is_empty() {
+                known_columns.insert(
+                    m.meta.name.to_string().to_lowercase(),
+                    m.meta
+                        .columns
+                        .iter()
+                        .map(|c| (c.name.clone(), c.data_type.clone()))
+                        .collect(),
+                );
+            }
+        }
+        for (name, external) in &externals {
+            if !external.columns.is_empty() {
+                known_columns.insert(
+                    name.to_string().to_lowercase(),
+                    external
+                        .columns
+                        .iter()
+                        .map(|(c, t)| (c.clone(), t.clone()))
+                        .collect(),
+                );
+            }
+        }
+        let audit_definitions = crate::project::audit::load_project_audits(&root)?;
+        let mut audits = Vec::with_capacity(models.len());
+        for m in &models {
+            match crate::project::audit::resolve(m, &audit_definitions) {
+                Ok(resolved) => audits.push(resolved),
+                Err(e) => {
+                    errors.push(e.into());
+                    audits.push(Vec::new());
+                }
+            }
+        }
+        let mut project = Project {
+            root,
+            config,
+            models,
+            index,
+            externals,
+            analyses: Vec::new(),
+            dag: Dag::new(0, []),
+            order: Vec::new(),
+            default_catalog,
+            macro_files,
+            macro_definitions,
+            jinja_macros,
+            python_macros: std::sync::Arc::new(python_macros),
+            known_columns: std::sync::Arc::new(known_columns),
+            column_requests: std::sync::Arc::default(),
+            audit_definitions,
+            audits,
+            lenient,
+        };
+        if !errors.is_empty() {
+            return Err(crate::error::collect(errors));
+        }
+        let mut analyses: Vec<Result<Analysis>> = (0..project.models.len())
+            .into_par_iter()
+            .map(|i| project.analyse(i))
+            .collect();
+        // `@STAR(model)` and `@UNION` need the columns of models that do not declare them: infer those
+        // from the models' queries and render the models that asked again, until nothing more is learnt.
+        while project.infer_requested_columns(&analyses)? {
+            for (i, analysis) in analyses.iter_mut().enumerate() {
+                if analysis.is_err() {
+                    *analysis = project.analyse(i);
+                }
+            }
+        }
+        let mut analysed = Vec::with_capacity(analyses.len());
+        for a in analyses {
+            match a {
+                Ok(a) => analysed.push(a),
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(crate::error::collect(errors));
+        }
+        project.analyses = analysed;
+        let edges: Vec<(usize, usize)> = project
+            .analyses
+            .iter()
+            .enumerate()
+            .flat_map(|(child, a)| a.parents.iter().map(move |&p| (p, child)))
+            .collect();
+        project.dag = Dag::new(project.models.len(), edges);
+        project.order = project
+            .dag
+            .topological_order()
+            .map_err(|cycle| project.cycle_error(&cycle))?;
+        Ok(project)
+    }
+
+    /// Infers the columns of the models macros asked for (`column_requests`) from their queries, with
+    /// DuckDB's binder over their ancestors, and adds them to `known_columns`. Returns whether any were
+    /// learnt. Only models whose ancestors all rendered can be inferred.
+    fn infer_requested_columns(&mut self, analyses: &[Result<Analysis>]) -> Result<bool> {
+        let requested: Vec<String> = match self.column_requests.lock() {
+            Ok(mut requests) => std::mem::take(&mut *requests).into_iter().collect(),
+            Err(_) => return Ok(false),
+        };
+        let mut wanted = Vec::new();
+        for relation in &requested {
+            let Some(name) = ModelName::parse(relation) else {
+                continue;
+            };
+            let Some(&i) = self.index.get(&name) else {
+                continue;
+            };
+            if !self.known_columns.contains_key(relation) {
+                wanted.push(i);
+            }
+        }
+        // Ancestors first (depth-first post-order over the parents found so far).
+        let mut order = Vec::new();
+        let mut state = vec![0u8; self.models.len()];
+        fn visit(
+            i: usize,
+            analyses: &[Result<Analysis>],
+            state: &mut [u8],
+            order: &mut Vec<usize>,
+        ) -> bool {
+            match state[i] {
+                1 => return false, // a cycle: reported later by the DAG
+                2 => return true,
+                _ => {}
+            }
+            let Ok(analysis) = &analyses[i] else {
+                return false;
+            };
+            state[i] = 1;
+            let complete = analysis
+                .parents
+                .iter()
+                .all(|&p| visit(p, analyses, state, order));
+            state[i] = 2;
+            if complete {
+                order.push(i);
+            }
+            complete
+        }
+        wanted.retain(|&i| visit(i, analyses, &mut state, &mut order));
+        if wanted.is_empty() {
+            return Ok(false);
+        }
+        let mut learnt = BTreeMap::new();
+        {
+            let mut binder = crate::project::schema::Binder::new(self)?;
+            for &i in &order {
+                binder.bind(i)?;
+            }
+            for &i in &wanted {
+                let name = &self.models[i].meta.name;
+                if let Some(columns) = binder.columns_of(name) {
+                    learnt.insert(name.to_string().to_lowercase(), columns);
+                }
+            }
+        }
+        if learnt.is_empty() {
+            return Ok(false);
+        }
+        let mut known = (*self.known_columns).clone();
+        known.extend(learnt);
+        self.known_columns = std::sync::Arc::new(known);
+        Ok(true)
+    }
+
+    pub fn model(&self, name: &ModelName) -> Option<&Model> {
+        self.index.get(name).map(|&i| &self.models[i])
+    }
+
+    /// Finds a model by the name a user typed, with a "did you mean" hint when absent.
+    pub fn find_model(&self, name: &str) -> Result<usize> {
+        ModelName::parse(name)
+            .map(|mut n| {
+                if n.catalog.as_deref() == Some(self.default_catalog.as_str()) {
+                    n.catalog = None;
+                }
+                n
+            })
+            .and_then(|n| self.index.get(&n).copied())
+            .ok_or_else(|| {
+                let names: Vec<String> = self
+                    .models
+                    .iter()
+                    .map(|m| m.meta.name.to_string())
+                    .collect();
+                LakeError::UnknownModel(
+                    name.to_string(),
+                    did_you_mean(name, names.iter().map(String::as_str)),
+                )
+            })
+    }
+
+    /// Resolves a table reference found in a query.
+    pub fn resolve(&self, parts: &[IdentPart]) -> RefTarget {
+        let Some(mut name) = ModelName::from_parts(parts) else {
+            return RefTarget::Unknown;
+        };
+        if name.catalog.as_deref() == Some(self.default_catalog.as_str()) {
+            name.catalog = None;
+        }
+        if let Some(&i) = self.index.get(&name) {
+            return RefTarget::Model(i);
+        }
+        if self.externals.contains_key(&name) {
+            return RefTarget::External;
+        }
+        if SYSTEM_SCHEMAS.contains(&name.schema.as_str()) && name.catalog.is_none() {
+            return RefTarget::System;
+        }
+        RefTarget::Unknown
+    }
+
+    /// `ctx` with the macros model `i` can use: the project's `@DEF`s from `macros/`, then the model's own.
+    pub fn macro_scope(&self, i: usize, ctx: &MacroContext) -> Result<MacroContext> {
+        let mut scoped = ctx.clone();
+        if ctx.scoped_for == Some(i) {
+            return Ok(scoped);
+        }
+        scoped.python_macros = self.python_macros.clone();
+        scoped.known_columns = self.known_columns.clone();
+        scoped.column_requests = self.column_requests.clone();
+        let model = &self.models[i];
+        for (name, value) in &model.blueprint {
+            scoped.locals.insert(name.clone(), value.clone());
+        }
+        scoped.blueprint_vars = model.blueprint.clone();
+        scoped.model_kind = model.meta.kind.name().to_string();
+        let definitions = self
+            .macro_definitions
+            .iter()
+            .map(|(file, d)| (file, d))
+            .chain(model.definitions.iter().map(|d| (&model.file, d)));
+        for (file, definition) in definitions {
+            macros::define(&definition.text, &mut scoped).map_err(|e| {
+                LakeError::from(
+                    file.error(definition.offset + e.offset, e.len, e.message)
+                        .with_label("macro definition")
+                        .with_optional_help(e.help),
+                )
+            })?;
+        }
+        scoped.scoped_for = Some(i);
+        Ok(scoped)
+    }
+
+    /// A statement's text, with its Jinja rendered first when it is a Jinja block.
+    pub fn jinja(
+        &self,
+        model: &Model,
+        statement: &crate::project::model::Statement,
+        ctx: &MacroContext,
+    ) -> Result<String> {
+        if !statement.jinja {
+            return Ok(statement.text.clone());
+        }
+        macros::jinja::render(&statement.text, ctx, &self.jinja_macros).map_err(|e| {
+            let (first_line, _) = model.file.line_col(statement.offset);
+            let at = match e.line {
+                Some(line) if line > 1 => model.file.offset_of(first_line + line - 1, 1),
+                _ => statement.offset,
+            };
+            LakeError::from(
+                model
+                    .file
+                    .error(at, 1, format!("cannot render the Jinja block: {}", e.message))
+                    .with_label("Jinja")
+                    .with_help("variables: start_ds, end_ds, execution_ds, … (plain values: quote them yourself), var('name'), env_var('NAME')"),
+            )
+        })
+    }
+
+    /// The query of model `i` with macros rendered for `ctx`, parsed, and each model reference located.
+    pub fn render_query(&self, i: usize, ctx: &MacroContext) -> Result<Option<RenderedQuery>> {
+        let model = &self.models[i];
+        let Some(query) = &model.query else {
+            return Ok(None);
+        };
+        let ctx = &self.macro_scope(i, ctx)?;
+        let source = self.jinja(model, query, ctx)?;
+        // Offsets inside Jinja output do not map back to the file: point at the block instead.
+        let locate = |offset: usize| {
+            if query.jinja {
+                query.offset
+            } else {
+                query.offset + offset
+            }
+        };
+        let rendered = macros::render(&source, ctx).map_err(|e| {
+            LakeError::from(
+                model
+                    .file
+                    .error(locate(e.offset), e.len, e.message)
+                    .with_label("macro")
+                    .with_optional_help(e.help),
+            )
+        })?;
+        let statements = sql::parse(&rendered.sql).map_err(|e| {
+            let at = locate(rendered.original_offset(e.offset));
+            LakeError::from(
+                model
+                    .file
+                    .error(
+                        at,
+                        1,
+                        format!(
+                            "cannot parse the query of `{}`: {}",
+                            model.meta.name, e.message
+                        ),
+                    )
+                    .with_label("syntax error")
+                    .with_help("lake parses model queries in DuckDB's SQL dialect"),
+            )
+        })?;
+        if statements.len() != 1 {
+            return Err(model
+                .file
+                .error(
+                    query.offset,
+                    query.text.len().min(20),
+                    "a model's query must be a single statement",
+                )
+                .into());
+        }
+        let refs = sql::table_refs(&rendered.sql, &statements)
+            .into_iter()
+            .map(|r| {
+                let target = self.resolve(&r.parts);
+                (r, target)
+            })
+            .collect();
+        Ok(Some(RenderedQuery {
+            normalized: sql::normalized(&statements),
+            sql: rendered.sql.clone(),
+            refs,
+            rendered,
+        }))
+    }
+
+    fn analyse(&self, i: usize) -> Result<Analysis> {
+        let model = &self.models[i];
+        let ctx = MacroContext::for_loading(&self.config.gateway, &self.config.variables);
+        let mut analysis = Analysis::default();
+        if let Some(rendered) = self.render_query(i, &ctx)? {
+            let query = model.query.as_ref().map_or(0, |q| q.offset);
+            for (r, target) in &rendered.refs {
+                match target {
+                    RefTarget::Model(p) if *p == i => {
+                        let at = query + rendered.rendered.original_offset(r.offset);
+                        return Err(model
+                            .file
+                            .error(at, r.len, format!("model `{}` reads from itself", model.meta.name))
+                            .with_label("self-reference")
+                            .with_help("only incremental models may read their own table; that arrives with incremental kinds")
+                            .into());
+                    }
+                    RefTarget::Model(p) => analysis.parents.push(*p),
+                    RefTarget::External => {
+                        if let Some(n) = ModelName::from_parts(&r.parts) {
+                            analysis.externals.push(n);
+                        }
+                    }
+                    RefTarget::System => {}
+                    RefTarget::Unknown => {
+                        if self.lenient
+                            && let Some(n) = ModelName::from_parts(&r.parts)
+                        {
+                            analysis.undeclared.push(n);
+                            continue;
+                        }
+                        let at = query + rendered.rendered.original_offset(r.offset);
+                        return Err(self.unknown_reference(model, at, r).into());
+                    }
+                }
+            }
+            analysis.normalized_query = Some(rendered.normalized);
+        }
+        for dep in &model.meta.depends_on {
+            match self.index.get(dep) {
+                Some(&p) => analysis.parents.push(p),
+                None => {
+                    return Err(LakeError::UnknownModel(
+                        dep.to_string(),
+                        Some(format!(
+                            "`depends_on` of {} names a model that does not exist",
+                            model.file.display_path
+                        )),
+                    ));
+                }
+            }
+        }
+        // An audit comparing with another model (`relationship(to := other)`) runs once that one is built.
+        for audit in &self.audits[i] {
+            let target = audit
+                .args
+                .get("to")
+                .and_then(|to| ModelName::parse(&to.to_string()));
+            if let Some(&p) = target.as_ref().and_then(|name| self.index.get(name))
+                && p != i
+            {
+                analysis.parents.push(p);
+            }
+        }
+        analysis.parents.sort_unstable();
+        analysis.parents.dedup();
+        Ok(analysis)
+    }
+
+    fn unknown_reference(&self, model: &Model, at: usize, r: &sql::TableRef) -> SourceError {
+        let wanted = r.display().to_lowercase();
+        let names: Vec<String> = self
+            .models
+            .iter()
+            .map(|m| m.meta.name.to_string())
+            .chain(self.externals.keys().map(|n| n.to_string()))
+            .collect();
+        let hint = did_you_mean(&wanted, names.iter().map(String::as_str)).unwrap_or_else(|| {
+            "declare tables that lake does not build in external_models.yaml (name and columns)"
+                .to_string()
+        });
+        model
+            .file
+            .error(
+                at,
+                r.len.max(1),
+                format!(
+                    "`{}` reads `{}`, which is neither a model nor a declared external table",
+                    model.meta.name,
+                    r.display()
+                ),
+            )
+            .with_label("unknown table")
+            .with_help(hint)
+    }
+
+    fn cycle_error(&self, cycle: &[usize]) -> LakeError {
+        let names = cycle
+            .iter()
+            .map(|&i| self.models[i].meta.name.to_string())
+            .collect();
+        // Point at the reference in the last model of the path that reads the first one.
+        let (src, span) = match cycle {
+            [.., from, to] => {
+                let model = &self.models[*to];
+                let ctx = MacroContext::for_loading(&self.config.gateway, &self.config.variables);
+                let located = self.render_query(*to, &ctx).ok().flatten().and_then(|q| {
+                    let offset = model.query.as_ref()?.offset;
+                    q.refs
+                        .iter()
+                        .find(|(_, t)| *t == RefTarget::Model(*from))
+                        .map(|(r, _)| (offset + q.rendered.original_offset(r.offset), r.len))
+                });
+                match located {
+                    Some((at, len)) => (
+                        Some(miette::NamedSource::new(
+                            model.file.display_path.clone(),
+                            model.file.text.to_string(),
+                        )),
+                        Some(miette::SourceSpan::new(at.into(), len)),
+                    ),
+                    None => (None, None),
+                }
+            }
+            _ => (None, None),
+        };
+        LakeError::Cycle {
+            cycle: names,
+            src,
+            span,
+        }
+    }
+}
+
+/// A model query rendered for one evaluation.
+#[derive(Debug, Clone)]
+pub struct RenderedQuery {
+    pub sql: String,
+    pub normalized: String,
+    pub refs: Vec<(sql::TableRef, RefTarget)>,
+    pub rendered: macros::Rendered,
+}
+
+fn display_path(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .replace('\\', "/")
+}
+
+fn model_files(root: &Path, ignore_patterns: &[String]) -> Result<Vec<PathBuf>> {
+    let mut builder = globset::GlobSetBuilder::new();
+    for pattern in ignore_patterns {
+        let glob = globset::Glob::new(pattern).map_err(|e| LakeError::Config {
+            message: format!("invalid ignore pattern `{pattern}`: {e}"),
+            help: None,
+        })?;
+        builder.add(glob);
+    }
+    let ignored = builder
+        .build()
+        .map_err(|e| LakeError::config(format!("invalid ignore_patterns: {e}")))?;
+    let dir = root.join("models");
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(&dir).sort_by_file_name() {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(&dir).to_path_buf();
+            LakeError::io(path, e.into())
+        })?;
+        let path = entry.path();
+        let relative = path.strip_prefix(root).unwrap_or(path);
+        if entry.file_type().is_file()
+            && path.extension().is_some_and(|e| e == "sql")
+            && !ignored.is_match(relative)
+        {
+            files.push(path.to_path_buf());
+        }
+    }
+    Ok(files)
+}
+
+/// The `@DEF` statements of `macros/*.sql`, their Jinja `{% macro %}`s, and the Python macros (`@macro()`
+/// functions) of `macros/*.py`.
+#[allow(clippy::type_complexity)]
+fn load_macros(
+    root: &Path,
+) -> Result<(
+    Vec<(SourceFile, crate::project::model::Statement)>,
+    String,
+    BTreeMap<String, String>,
+)> {
+    let mut definitions = Vec::new();
+    let mut jinja = String::new();
+    let mut python = BTreeMap::new();
+    for file in read_files(root, "macros", &["sql", "py"])? {
+        if file.display_path.ends_with(".py") {
+            // A function right under an `@macro(...)` decorator is a macro named like the function.
+            let mut decorated = false;
+            for line in file.text.lines() {
+                let line = line.trim();
+                if line.starts_with("@macro") {
+                    decorated = true;
+                } else if decorated && let Some(rest) = line.strip_prefix("def ") {
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    python.insert(name.to_lowercase(), file.display_path.clone());
+                    decorated = false;
+                } else if !line.starts_with('@') && !line.is_empty() {
+                    decorated = false;
+                }
+            }
+            continue;
+        }
+        if file.text.contains("{%") {
+            jinja.push_str(&file.text);
+            jinja.push('\n');
+        }
+        for piece in lex::split_statements(&file.text, 0) {
+            if lex::leading_keyword(piece.text) == "@DEF" {
+                let statement = crate::project::model::Statement {
+                    text: piece.text.to_string(),
+                    offset: piece.offset,
+                    jinja: false,
+                };
+                definitions.push((file.clone(), statement));
+            }
+        }
+    }
+    Ok((definitions, jinja, python))
+}
+
+/// The files under `root/folder` whose extension is one of `extensions`, in path order, each read with its
+/// path as shown to users.
+pub fn read_files(root: &Path, folder: &str, extensions: &[&str]) -> Result<Vec<SourceFile>> {
+    let dir = root.join(folder);
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut paths: Vec<PathBuf> = walkdir::WalkDir::new(&dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_type().is_file()
+                && e.path()
+                    .extension()
+                    .and_then(|x| x.to_str())
+                    .is_some_and(|x| extensions.contains(&x))
+        })
+        .map(|e| e.into_path())
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).map_err(|e| LakeError::io(path, e))?;
+            Ok(SourceFile::new(display_path(root, path), text))
+        })
+        .collect()
+}
+
+fn count_files(dir: &Path) -> usize {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file() && !e.file_name().to_string_lossy().starts_with('.'))
+        .count()
+}
+
+/// `external_models.yaml` and `external_models/*.yaml`: a list of `{name, columns}`.
+fn load_externals(root: &Path) -> Result<BTreeMap<ModelName, ExternalModel>> {
+    let mut paths = vec![root.join("external_models.yaml"), root.join("schema.yaml")];
+    let dir = root.join("external_models");
+    if dir.is_dir() {
+        for entry in walkdir::WalkDir::new(&dir)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_map(|e| e.ok())
+        {
+            if entry
+                .path()
+                .extension()
+                .is_some_and(|e| e == "yaml" || e == "yml")
+            {
+                paths.push(entry.path().to_path_buf());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    for path in paths.into_iter().filter(|p| p.is_file()) {
+        let text = std::fs::read_to_string(&path).map_err(|e| LakeError::io(&path, e))?;
+        let display = display_path(root, &path);
+        let file = SourceFile::new(display.clone(), text.as_str());
+        let list: Vec<ExternalModel> = serde_norway::from_str::<Option<Vec<ExternalModel>>>(&text)
+            .map_err(|e| {
+                let offset = e.location().map_or(0, |l| file.offset_of(l.line(), l.column()));
+                LakeError::from(
+                    file.error(offset, 1, format!("invalid external models file: {e}"))
+                        .with_help("external_models.yaml is a list of `- name: schema.table` entries with optional `columns:`"),
+                )
+            })?
+            .unwrap_or_default();
+        for external in list {
+            let name = ModelName::parse(&external.name).ok_or_else(|| LakeError::Config {
+                message: format!(
+                    "{display}: external model name `{}` is not `schema.table`",
+                    external.name
+                ),
+                help: None,
+            })?;
+            out.insert(name, external);
+        }
+    }
+    Ok(out)
+}

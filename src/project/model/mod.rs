@@ -1,0 +1,914 @@
+//! Model files: the `MODEL (...)` header as a typed struct, model names, kinds, and the statements that follow.
+
+pub mod kind;
+pub mod parser;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use kind::{ModelKind, TimeColumn};
+use parser::{Property, Value, ValueKind};
+
+use crate::config::ModelDefaults;
+use crate::error::{SourceError, SourceFile, did_you_mean};
+use crate::sql::ModelName;
+use crate::sql::lex;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnDef {
+    pub name: String,
+    pub data_type: String,
+}
+
+/// An audit reference: `not_null(columns := [a, b])`, arguments kept as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditCall {
+    pub name: String,
+    pub args: Vec<(String, String)>,
+}
+
+/// Every property SQLMesh accepts in a MODEL block, typed. Defaults from `model_defaults` are applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    pub name: ModelName,
+    pub project: Option<String>,
+    pub kind: ModelKind,
+    pub dialect: String,
+    pub owner: Option<String>,
+    pub description: Option<String>,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub cron: String,
+    pub cron_tz: Option<String>,
+    pub interval_unit: Option<String>,
+    pub tags: Vec<String>,
+    pub stamp: Option<String>,
+    pub grains: Vec<String>,
+    pub references: Vec<String>,
+    pub columns: Vec<ColumnDef>,
+    pub column_descriptions: Vec<(String, String)>,
+    pub audits: Vec<AuditCall>,
+    pub depends_on: Vec<ModelName>,
+    pub partitioned_by: Vec<String>,
+    pub clustered_by: Vec<String>,
+    pub table_format: Option<String>,
+    pub storage_format: Option<String>,
+    pub physical_properties: Vec<(String, String)>,
+    pub virtual_properties: Vec<(String, String)>,
+    pub session_properties: Vec<(String, String)>,
+    pub allow_partials: bool,
+    pub signals: Vec<String>,
+    pub enabled: bool,
+    pub physical_version: Option<String>,
+    pub gateway: Option<String>,
+    pub optimize_query: Option<bool>,
+    pub ignored_rules: Vec<String>,
+    pub formatting: Option<bool>,
+    pub virtual_environment_mode: Option<String>,
+    pub grants: Vec<(String, String)>,
+    pub grants_target_layer: Option<String>,
+}
+
+/// A SQL statement from a model file, with its byte offset in that file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub text: String,
+    pub offset: usize,
+    /// Written between `JINJA_QUERY_BEGIN;`/`JINJA_STATEMENT_BEGIN;` and `JINJA_END;`: rendered with Jinja
+    /// before SQLMesh's macros.
+    pub jinja: bool,
+}
+
+/// A loaded model file: header, statements and, for SEED models, the CSV it reads.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub meta: ModelMeta,
+    pub file: SourceFile,
+    pub path: PathBuf,
+    /// `@DEF(name, value);` statements: macros for this file only, applied in order.
+    pub definitions: Vec<Statement>,
+    /// The blueprint this model was made from (`blueprints` property): variable (lower-cased) and its
+    /// value as SQL, bound as macro variables and for `@BLUEPRINT_VAR`.
+    pub blueprint: Vec<(String, String)>,
+    pub pre_statements: Vec<Statement>,
+    pub query: Option<Statement>,
+    pub post_statements: Vec<Statement>,
+    /// Statements between `ON_VIRTUAL_UPDATE_BEGIN;` and `ON_VIRTUAL_UPDATE_END;`: run after the model's
+    /// name in an environment is pointed at a new table, with `@this_model` naming that view.
+    pub on_virtual_update: Vec<Statement>,
+    /// Absolute path of a SEED model's CSV file.
+    pub seed_path: Option<PathBuf>,
+    /// Offset and length of the `name` value, for errors about the model as a whole.
+    pub name_span: (usize, usize),
+}
+
+const PROPERTY_NAMES: &[&str] = &[
+    "name",
+    "project",
+    "kind",
+    "dialect",
+    "owner",
+    "description",
+    "start",
+    "end",
+    "cron",
+    "cron_tz",
+    "interval_unit",
+    "tags",
+    "stamp",
+    "grain",
+    "grains",
+    "references",
+    "columns",
+    "column_descriptions",
+    "audits",
+    "depends_on",
+    "partitioned_by",
+    "clustered_by",
+    "table_format",
+    "storage_format",
+    "physical_properties",
+    "virtual_properties",
+    "session_properties",
+    "allow_partials",
+    "signals",
+    "enabled",
+    "physical_version",
+    "gateway",
+    "optimize_query",
+    "ignored_rules",
+    "formatting",
+    "virtual_environment_mode",
+    "grants",
+    "grants_target_layer",
+    "blueprints",
+];
+
+/// Statement keywords that start a model's main query.
+const QUERY_KEYWORDS: &[&str] = &[
+    "SELECT",
+    "WITH",
+    "FROM",
+    "(",
+    "VALUES",
+    "TABLE",
+    "PIVOT",
+    "UNPIVOT",
+    "SUMMARIZE",
+];
+
+/// Parses a model file into its models: one, or one per entry of its `blueprints` property
+/// (`blueprints ((region := 'eu'), (region := 'us'))`), each with `@region`/`@{region}` in its MODEL block
+/// replaced by that entry's value and its variables bound for the query.
+pub fn parse_models(
+    file: SourceFile,
+    path: &Path,
+    defaults: &ModelDefaults,
+) -> Result<Vec<Model>, SourceError> {
+    // Most files have no blueprints: they are parsed once.
+    if !file.text.to_ascii_lowercase().contains("blueprints") {
+        return parse_model(file, path, defaults).map(|m| vec![m]);
+    }
+    let block = parser::parse_model_block(&file)?;
+    let Some(property) = block.properties.iter().find(|p| p.key == "blueprints") else {
+        return parse_model(file, path, defaults).map(|m| vec![m]);
+    };
+    let mut blueprints = Vec::new();
+    for entry in property.value.items() {
+        let mut vars = Vec::new();
+        for item in entry.items() {
+            let ValueKind::Assign { key, value } = &item.kind else {
+                return Err(file
+                    .error(
+                        item.offset,
+                        item.len.max(1),
+                        "a blueprint binds variables: `(name := value, ...)`",
+                    )
+                    .with_label("expected `name := value`")
+                    .with_help("write `blueprints ((region := 'eu'), (region := 'us'))`"));
+            };
+            vars.push((key.to_lowercase(), value.raw.trim().to_string()));
+        }
+        blueprints.push(vars);
+    }
+    if blueprints.is_empty() {
+        return Err(file
+            .error(
+                property.value.offset,
+                property.value.len.max(1),
+                "`blueprints` lists no blueprint",
+            )
+            .with_label("empty"));
+    }
+    let text: &str = &file.text;
+    let value_end = property.value.offset + property.value.len;
+    // The property itself (and its comma) is blanked rather than cut, so the rest keeps its place.
+    let cut_end = match text[value_end..].trim_start().strip_prefix(',') {
+        Some(rest) => text.len() - rest.len(),
+        None => value_end,
+    };
+    let blanked = |t: &str| {
+        t.chars()
+            .map(|c| if c == '\n' { c } else { ' ' })
+            .collect::<String>()
+    };
+    let without = format!(
+        "{}{}{}",
+        &text[..property.key_offset],
+        blanked(&text[property.key_offset..cut_end]),
+        &text[cut_end..]
+    );
+    let mut models = Vec::with_capacity(blueprints.len());
+    for vars in blueprints {
+        let header = substitute_blueprint(&without[..block.body_offset], &vars);
+        let expanded = format!("{header}{}", &without[block.body_offset..]);
+        let mut model = parse_model(
+            SourceFile::new(file.display_path.clone(), expanded),
+            path,
+            defaults,
+        )?;
+        model.blueprint = vars;
+        models.push(model);
+    }
+    Ok(models)
+}
+
+/// `@var` and `@{var}` in a MODEL block replaced by the blueprint's values, string values unquoted (they
+/// name things: `name @{region}.orders`).
+fn substitute_blueprint(block: &str, vars: &[(String, String)]) -> String {
+    let mut out = block.to_string();
+    // Longest names first, so `@region_code` is not taken for `@region` + `_code`.
+    let mut by_length: Vec<&(String, String)> = vars.iter().collect();
+    by_length.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
+    for (key, value) in by_length {
+        let plain = value
+            .strip_prefix('\'')
+            .and_then(|v| v.strip_suffix('\''))
+            .map_or_else(|| value.clone(), |v| v.replace("''", "'"));
+        out = replace_ignore_case(&out, &format!("@{{{key}}}"), &plain);
+        out = replace_ignore_case(&out, &format!("@{key}"), &plain);
+    }
+    out
+}
+
+fn replace_ignore_case(text: &str, pattern: &str, with: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let pattern = pattern.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(found) = lower[at..].find(&pattern) {
+        let start = at + found;
+        let end = start + pattern.len();
+        // `@region` must not match the start of `@regions`.
+        let glued = lower
+            .as_bytes()
+            .get(end)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_');
+        if glued && !pattern.ends_with('}') {
+            out.push_str(&text[at..end]);
+        } else {
+            out.push_str(&text[at..start]);
+            out.push_str(with);
+        }
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// Parses a model file. `path` is absolute; `file.display_path` is what errors show.
+pub fn parse_model(
+    file: SourceFile,
+    path: &Path,
+    defaults: &ModelDefaults,
+) -> Result<Model, SourceError> {
+    let block = parser::parse_model_block(&file)?;
+    let mut reader = MetaReader {
+        file: &file,
+        seen: Vec::new(),
+    };
+    let mut name: Option<(ModelName, usize, usize)> = None;
+    let mut kind: Option<ModelKind> = None;
+    let mut meta = ModelMeta {
+        name: ModelName::new("", ""),
+        project: None,
+        kind: ModelKind::View {
+            materialized: false,
+        },
+        dialect: defaults.dialect.clone().unwrap_or_else(|| "duckdb".into()),
+        owner: defaults.owner.clone(),
+        description: None,
+        start: defaults.start.clone(),
+        end: defaults.end.clone(),
+        cron: defaults.cron.clone().unwrap_or_else(|| "@daily".into()),
+        cron_tz: defaults.cron_tz.clone(),
+        interval_unit: defaults.interval_unit.clone(),
+        tags: Vec::new(),
+        stamp: None,
+        grains: Vec::new(),
+        references: Vec::new(),
+        columns: Vec::new(),
+        column_descriptions: Vec::new(),
+        audits: Vec::new(),
+        depends_on: Vec::new(),
+        partitioned_by: Vec::new(),
+        clustered_by: Vec::new(),
+        table_format: defaults.table_format.clone(),
+        storage_format: defaults.storage_format.clone(),
+        physical_properties: Vec::new(),
+        virtual_properties: Vec::new(),
+        session_properties: Vec::new(),
+        allow_partials: defaults.allow_partials.unwrap_or(false),
+        signals: Vec::new(),
+        enabled: defaults.enabled.unwrap_or(true),
+        physical_version: None,
+        gateway: defaults.gateway.clone(),
+        optimize_query: defaults.optimize_query,
+        ignored_rules: Vec::new(),
+        formatting: defaults.formatting,
+        virtual_environment_mode: None,
+        grants: Vec::new(),
+        grants_target_layer: None,
+    };
+    for prop in &block.properties {
+        reader.check_duplicate(prop)?;
+        let v = &prop.value;
+        match prop.key.as_str() {
+            "name" => {
+                let parsed = match &v.kind {
+                    ValueKind::Ident(parts) => ModelName::from_parts(parts),
+                    ValueKind::Str(s) => ModelName::parse(s),
+                    _ => None,
+                };
+                let Some(parsed) = parsed else {
+                    return Err(file
+                        .error(v.offset, v.len, format!("invalid model name `{}`", v.raw))
+                        .with_label("expected `schema.name`")
+                        .with_help(
+                            "model names are qualified with a schema, e.g. `name analytics.orders`",
+                        ));
+                };
+                name = Some((parsed, v.offset, v.len));
+            }
+            "kind" => kind = Some(kind::parse_kind(&file, v)?),
+            "project" => meta.project = Some(reader.text(prop)?),
+            "dialect" => meta.dialect = reader.text(prop)?.to_ascii_lowercase(),
+            "owner" => meta.owner = Some(reader.text(prop)?),
+            "description" => meta.description = Some(reader.text(prop)?),
+            "start" => meta.start = Some(reader.text(prop)?),
+            "end" => meta.end = Some(reader.text(prop)?),
+            "cron" => meta.cron = reader.text(prop)?,
+            "cron_tz" => meta.cron_tz = Some(reader.text(prop)?),
+            "interval_unit" => meta.interval_unit = Some(reader.text(prop)?.to_ascii_lowercase()),
+            "tags" => meta.tags = reader.list(prop),
+            "stamp" => meta.stamp = Some(reader.text(prop)?),
+            "grain" | "grains" => meta.grains.extend(reader.list(prop)),
+            "references" => meta.references = reader.list(prop),
+            "columns" => meta.columns = reader.columns(prop)?,
+            "column_descriptions" => {
+                meta.column_descriptions = key_value_pairs(&file, &prop.key, v)?
+            }
+            "audits" => meta.audits = reader.audits(prop)?,
+            "depends_on" => meta.depends_on = reader.model_names(prop)?,
+            "partitioned_by" => meta.partitioned_by = reader.list(prop),
+            "clustered_by" => meta.clustered_by = reader.list(prop),
+            "table_format" => meta.table_format = Some(reader.text(prop)?),
+            "storage_format" => meta.storage_format = Some(reader.text(prop)?),
+            "physical_properties" => {
+                meta.physical_properties = key_value_pairs(&file, &prop.key, v)?
+            }
+            "virtual_properties" => meta.virtual_properties = key_value_pairs(&file, &prop.key, v)?,
+            "session_properties" => meta.session_properties = key_value_pairs(&file, &prop.key, v)?,
+            "allow_partials" => meta.allow_partials = reader.bool(prop)?,
+            "signals" => meta.signals = v.items().iter().map(|i| i.raw.clone()).collect(),
+            "enabled" => meta.enabled = reader.bool(prop)?,
+            "physical_version" => meta.physical_version = Some(reader.text(prop)?),
+            "gateway" => meta.gateway = Some(reader.text(prop)?),
+            "optimize_query" => meta.optimize_query = Some(reader.bool(prop)?),
+            "ignored_rules" => meta.ignored_rules = reader.list(prop),
+            "formatting" => meta.formatting = Some(reader.bool(prop)?),
+            "virtual_environment_mode" => meta.virtual_environment_mode = Some(reader.text(prop)?),
+            "grants" => meta.grants = key_value_pairs(&file, &prop.key, v)?,
+            "grants_target_layer" => meta.grants_target_layer = Some(reader.text(prop)?),
+            other => {
+                return Err(file
+                    .error(
+                        prop.key_offset,
+                        prop.key_len,
+                        format!("unknown MODEL property `{other}`"),
+                    )
+                    .with_label("not a MODEL property")
+                    .with_optional_help(
+                        did_you_mean(other, PROPERTY_NAMES.iter().copied()).or_else(|| {
+                            Some("see docs/models.md for the properties lake reads".into())
+                        }),
+                    ));
+            }
+        }
+    }
+    let Some((model_name, name_offset, name_len)) = name else {
+        return Err(file
+            .error(block.keyword_offset, 5, "the MODEL block has no `name`")
+            .with_label("missing `name`")
+            .with_help("add `name schema.model_name,` to the MODEL block"));
+    };
+    meta.name = model_name;
+    meta.kind = match kind {
+        Some(k) => k,
+        None => default_kind(&file, defaults, block.keyword_offset)?,
+    };
+
+    let mut pre = Vec::new();
+    let mut definitions = Vec::new();
+    let mut query = None;
+    let mut post = Vec::new();
+    let mut on_virtual_update = Vec::new();
+    let mut virtual_begin: Option<usize> = None;
+    for (statement, keyword) in body_statements(&file, block.body_offset)? {
+        match (keyword.as_str(), virtual_begin) {
+            ("ON_VIRTUAL_UPDATE_BEGIN", None) => {
+                virtual_begin = Some(statement.offset);
+                continue;
+            }
+            ("ON_VIRTUAL_UPDATE_END", Some(_)) => {
+                virtual_begin = None;
+                continue;
+            }
+            ("ON_VIRTUAL_UPDATE_BEGIN" | "ON_VIRTUAL_UPDATE_END", _) => {
+                return Err(file
+                    .error(statement.offset, keyword.len(), format!("unexpected {keyword}"))
+                    .with_label("not paired")
+                    .with_help("write `ON_VIRTUAL_UPDATE_BEGIN;` statements `ON_VIRTUAL_UPDATE_END;`, once"));
+            }
+            (_, Some(_)) => {
+                on_virtual_update.push(statement);
+                continue;
+            }
+            _ => {}
+        }
+        if keyword == "@DEF" {
+            definitions.push(statement);
+            continue;
+        }
+        let is_query = statement.jinja && keyword == "JINJA_QUERY"
+            || QUERY_KEYWORDS.contains(&keyword.as_str());
+        if query.is_none() && meta.kind.has_query() && is_query {
+            query = Some(statement);
+        } else if query.is_none() {
+            pre.push(statement);
+        } else {
+            post.push(statement);
+        }
+    }
+    if let Some(at) = virtual_begin {
+        return Err(file
+            .error(
+                at,
+                "ON_VIRTUAL_UPDATE_BEGIN".len(),
+                "ON_VIRTUAL_UPDATE_BEGIN has no ON_VIRTUAL_UPDATE_END",
+            )
+            .with_label("opened here")
+            .with_help("close the block with `ON_VIRTUAL_UPDATE_END;`"));
+    }
+    if meta.kind.has_query() && query.is_none() {
+        return Err(file
+            .error(
+                name_offset,
+                name_len,
+                format!("model `{}` has no query", meta.name),
+            )
+            .with_label("this model")
+            .with_help(
+                "after the MODEL block, write the SELECT statement that produces the model's rows",
+            ));
+    }
+    let seed_path = match &meta.kind {
+        ModelKind::Seed { path: seed, .. } => {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            Some(normalize_path(&dir.join(seed)))
+        }
+        _ => None,
+    };
+    Ok(Model {
+        meta,
+        blueprint: Vec::new(),
+        file,
+        path: path.to_path_buf(),
+        definitions,
+        pre_statements: pre,
+        query,
+        post_statements: post,
+        on_virtual_update,
+        seed_path,
+        name_span: (name_offset, name_len),
+    })
+}
+
+/// The statements after the MODEL block, each with its leading keyword; a Jinja block is one statement
+/// (keyword `JINJA_QUERY` or `JINJA_STATEMENT`), whatever semicolons it holds.
+fn body_statements(
+    file: &SourceFile,
+    from: usize,
+) -> Result<Vec<(Statement, String)>, SourceError> {
+    let text: &str = &file.text;
+    let upper = text.to_ascii_uppercase();
+    let mut out = Vec::new();
+    let mut at = from;
+    let plain = |out: &mut Vec<(Statement, String)>, start: usize, end: usize| {
+        for piece in lex::split_statements(&text[start..end], start) {
+            let keyword = lex::leading_keyword(piece.text);
+            out.push((
+                Statement {
+                    text: piece.text.to_string(),
+                    offset: piece.offset,
+                    jinja: false,
+                },
+                keyword,
+            ));
+        }
+    };
+    loop {
+        let next = ["JINJA_QUERY_BEGIN", "JINJA_STATEMENT_BEGIN"]
+            .iter()
+            .filter_map(|k| upper[at..].find(k).map(|i| (at + i, *k)))
+            .min();
+        let Some((begin, keyword)) = next else {
+            plain(&mut out, at, text.len());
+            return Ok(out);
+        };
+        plain(&mut out, at, begin);
+        let after_keyword = begin + keyword.len();
+        let content_start = match text[after_keyword..].trim_start().strip_prefix(';') {
+            Some(rest) => text.len() - rest.len(),
+            None => after_keyword,
+        };
+        let Some(end) = upper[content_start..]
+            .find("JINJA_END")
+            .map(|i| content_start + i)
+        else {
+            return Err(file
+                .error(begin, keyword.len(), format!("{keyword} has no JINJA_END"))
+                .with_label("this Jinja block")
+                .with_help("close the block with `JINJA_END;`"));
+        };
+        let content = &text[content_start..end];
+        let leading = content.len() - content.trim_start().len();
+        out.push((
+            Statement {
+                text: content.trim().to_string(),
+                offset: content_start + leading,
+                jinja: true,
+            },
+            keyword.trim_end_matches("_BEGIN").to_string(),
+        ));
+        let after_end = end + "JINJA_END".len();
+        at = match text[after_end..].trim_start().strip_prefix(';') {
+            Some(rest) => text.len() - rest.len(),
+            None => after_end,
+        };
+    }
+}
+
+fn default_kind(
+    file: &SourceFile,
+    defaults: &ModelDefaults,
+    at: usize,
+) -> Result<ModelKind, SourceError> {
+    let name = match &defaults.kind {
+        None => {
+            return Ok(ModelKind::View {
+                materialized: false,
+            });
+        }
+        Some(serde_norway::Value::String(s)) => s.clone(),
+        Some(serde_norway::Value::Mapping(m)) if m.len() == 1 => m
+            .get("name")
+            .and_then(|n| n.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        Some(_) => String::new(),
+    };
+    let text = format!("MODEL (kind {name})");
+    let probe = SourceFile::new("config.yaml (model_defaults.kind)", text);
+    let block = parser::parse_model_block(&probe).map_err(|_| bad_default_kind(file, at, &name))?;
+    kind::parse_kind(&probe, &block.properties[0].value)
+        .map_err(|_| bad_default_kind(file, at, &name))
+}
+
+fn bad_default_kind(file: &SourceFile, at: usize, name: &str) -> SourceError {
+    file.error(at, 5, format!("model_defaults.kind `{name}` in config.yaml is not a kind lake can apply as a default"))
+        .with_help("give the model an explicit `kind`, or set model_defaults.kind to a kind name without parameters")
+}
+
+/// Collapses `a/b/../c` without touching the file system.
+pub fn normalize_path(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for comp in path.components() {
+        match comp {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// `(key = value, …)` entries, keys lower-cased, values as written (string literals unquoted).
+pub(crate) fn key_value_pairs(
+    file: &SourceFile,
+    property: &str,
+    value: &Value,
+) -> Result<Vec<(String, String)>, SourceError> {
+    value
+        .items()
+        .into_iter()
+        .map(|item| match &item.kind {
+            ValueKind::Assign { key, value } => Ok((key.clone(), text_or_raw(value))),
+            ValueKind::Pair { key, value } => Ok((text_or_raw(key), text_or_raw(value))),
+            _ => Err(file
+                .error(
+                    item.offset,
+                    item.len,
+                    format!("`{property}` expects `key = value` entries"),
+                )
+                .with_label("expected `key = value`")),
+        })
+        .collect()
+}
+
+fn text_or_raw(value: &Value) -> String {
+    value.as_text().unwrap_or_else(|| value.raw.clone())
+}
+
+/// Typed readers for top-level properties; remembers keys to reject duplicates.
+struct MetaReader<'a> {
+    file: &'a SourceFile,
+    seen: Vec<String>,
+}
+
+impl MetaReader<'_> {
+    fn check_duplicate(&mut self, prop: &Property) -> Result<(), SourceError> {
+        let canonical = if prop.key == "grains" {
+            "grain".to_string()
+        } else {
+            prop.key.clone()
+        };
+        if self.seen.contains(&canonical) {
+            return Err(self
+                .file
+                .error(
+                    prop.key_offset,
+                    prop.key_len,
+                    format!("property `{}` is given twice", prop.key),
+                )
+                .with_label("duplicate property"));
+        }
+        self.seen.push(canonical);
+        Ok(())
+    }
+
+    fn text(&self, prop: &Property) -> Result<String, SourceError> {
+        prop.value.as_text().ok_or_else(|| {
+            self.file
+                .error(
+                    prop.value.offset,
+                    prop.value.len,
+                    format!("`{}` expects a string or a name", prop.key),
+                )
+                .with_label("expected a single value")
+        })
+    }
+
+    fn bool(&self, prop: &Property) -> Result<bool, SourceError> {
+        match (
+            &prop.value.kind,
+            prop.value
+                .as_text()
+                .map(|t| t.to_ascii_lowercase())
+                .as_deref(),
+        ) {
+            (ValueKind::Bool(b), _) => Ok(*b),
+            (_, Some("true")) => Ok(true),
+            (_, Some("false")) => Ok(false),
+            _ => Err(self
+                .file
+                .error(
+                    prop.value.offset,
+                    prop.value.len,
+                    format!("`{}` expects true or false", prop.key),
+                )
+                .with_label("not a boolean")),
+        }
+    }
+
+    fn list(&self, prop: &Property) -> Vec<String> {
+        prop.value
+            .items()
+            .iter()
+            .map(|i| i.as_text().unwrap_or_else(|| i.raw.clone()))
+            .collect()
+    }
+
+    fn columns(&self, prop: &Property) -> Result<Vec<ColumnDef>, SourceError> {
+        prop.value
+            .items()
+            .into_iter()
+            .map(|item| match &item.kind {
+                ValueKind::Pair { key, value } => Ok(ColumnDef {
+                    name: match &key.kind {
+                        ValueKind::Ident(parts) if parts.len() == 1 && !parts[0].quoted => {
+                            parts[0].value.to_lowercase()
+                        }
+                        _ => key.as_text().unwrap_or_else(|| key.raw.clone()),
+                    },
+                    data_type: value.raw.clone(),
+                }),
+                _ => Err(self
+                    .file
+                    .error(item.offset, item.len, "expected `column_name TYPE`")
+                    .with_label("expected a column and its type")
+                    .with_help("write columns as `columns (id INT, name TEXT)`")),
+            })
+            .collect()
+    }
+
+    fn audits(&self, prop: &Property) -> Result<Vec<AuditCall>, SourceError> {
+        prop.value
+            .items()
+            .into_iter()
+            .map(|item| match &item.kind {
+                ValueKind::Ident(_) => Ok(AuditCall {
+                    name: item.as_text().unwrap_or_default().to_lowercase(),
+                    args: Vec::new(),
+                }),
+                ValueKind::Call { name, args } => Ok(AuditCall {
+                    name: name.to_lowercase(),
+                    args: args
+                        .iter()
+                        .map(|a| match &a.kind {
+                            ValueKind::Assign { key, value } => {
+                                Ok((key.clone(), value.raw.clone()))
+                            }
+                            _ => Err(self
+                                .file
+                                .error(
+                                    a.offset,
+                                    a.len,
+                                    "audit arguments are written `name := value`",
+                                )
+                                .with_label("expected `name := value`")),
+                        })
+                        .collect::<Result<_, _>>()?,
+                }),
+                _ => Err(self
+                    .file
+                    .error(item.offset, item.len, "expected an audit name or call")
+                    .with_label("expected `audit_name(arg := value)`")),
+            })
+            .collect()
+    }
+
+    fn model_names(&self, prop: &Property) -> Result<Vec<ModelName>, SourceError> {
+        prop.value
+            .items()
+            .into_iter()
+            .map(|item| {
+                let parsed = match &item.kind {
+                    ValueKind::Ident(parts) => ModelName::from_parts(parts),
+                    ValueKind::Str(s) => ModelName::parse(s),
+                    _ => None,
+                };
+                parsed.ok_or_else(|| {
+                    self.file
+                        .error(
+                            item.offset,
+                            item.len,
+                            format!("`{}` expects model names such as `schema.model`", prop.key),
+                        )
+                        .with_label("not a model name")
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Model, SourceError> {
+        parse_model(
+            SourceFile::new("models/m.sql", text),
+            Path::new("/p/models/m.sql"),
+            &ModelDefaults::default(),
+        )
+    }
+
+    #[test]
+    fn kind_parameters_written_like_calls_are_pairs() {
+        for column in ["ds", "date"] {
+            let m = parse(&format!(
+                "MODEL (name a.b, kind INCREMENTAL_BY_TIME_RANGE (time_column ({column}, '%Y-%m-%d'), batch_size 10,));\nSELECT 1 AS {column}"
+            ))
+            .unwrap();
+            let ModelKind::IncrementalByTimeRange { time_column, .. } = &m.meta.kind else {
+                panic!("kind {:?}", m.meta.kind);
+            };
+            assert_eq!(time_column.column, column);
+            assert_eq!(time_column.format.as_deref(), Some("%Y-%m-%d"));
+        }
+    }
+
+    #[test]
+    fn blueprint_values_fill_the_model_block() {
+        let vars = vec![
+            ("region".to_string(), "'eu'".to_string()),
+            ("region_code".to_string(), "7".to_string()),
+        ];
+        assert_eq!(
+            substitute_blueprint("name @{region}.orders_@region_code, tags (@regions)", &vars),
+            "name eu.orders_7, tags (@regions)"
+        );
+    }
+
+    #[test]
+    fn reads_every_common_property() {
+        let m = parse(
+            "MODEL (\n  name Demo.Full_Model,\n  kind FULL,\n  cron '@hourly',\n  owner jen,\n  description 'orders by item',\n  tags (a, b),\n  grain item_id,\n  columns (item_id INT, n BIGINT),\n  column_descriptions (item_id = 'the item'),\n  audits (assert_positive_order_ids, not_null(columns := [item_id])),\n  depends_on [demo.other],\n  partitioned_by item_id,\n  physical_properties (x = 1),\n  enabled true,\n);\n\nSET threads = 2;\nSELECT item_id, count(*) AS n FROM demo.seed_model GROUP BY 1;\nANALYZE;\n",
+        )
+        .unwrap();
+        let meta = &m.meta;
+        assert_eq!(meta.name.to_string(), "demo.full_model");
+        assert_eq!(meta.kind, ModelKind::Full);
+        assert_eq!(meta.cron, "@hourly");
+        assert_eq!(meta.owner.as_deref(), Some("jen"));
+        assert_eq!(meta.tags, ["a", "b"]);
+        assert_eq!(meta.grains, ["item_id"]);
+        assert_eq!(
+            meta.columns[1],
+            ColumnDef {
+                name: "n".into(),
+                data_type: "BIGINT".into()
+            }
+        );
+        assert_eq!(
+            meta.column_descriptions,
+            [("item_id".to_string(), "the item".to_string())]
+        );
+        assert_eq!(meta.audits[1].name, "not_null");
+        assert_eq!(
+            meta.audits[1].args,
+            [("columns".to_string(), "[item_id]".to_string())]
+        );
+        assert_eq!(meta.depends_on, [ModelName::new("demo", "other")]);
+        assert_eq!(
+            meta.physical_properties,
+            [("x".to_string(), "1".to_string())]
+        );
+        assert_eq!(m.pre_statements.len(), 1);
+        assert!(m.query.as_ref().unwrap().text.starts_with("SELECT item_id"));
+        assert_eq!(m.post_statements[0].text, "ANALYZE");
+    }
+
+    #[test]
+    fn seed_path_is_relative_to_the_model_file() {
+        let m = parse("MODEL (name bench.seed_000, kind SEED (path '../seeds/seed_000.csv'), columns (id INT), grain id);").unwrap();
+        assert_eq!(m.seed_path, Some(PathBuf::from("/p/seeds/seed_000.csv")));
+        assert!(m.query.is_none());
+    }
+
+    #[test]
+    fn defaults_to_view_kind_like_sqlmesh() {
+        let m = parse("MODEL (name a.b); SELECT 1 AS x").unwrap();
+        assert_eq!(
+            m.meta.kind,
+            ModelKind::View {
+                materialized: false
+            }
+        );
+        assert_eq!(m.meta.cron, "@daily");
+    }
+
+    #[test]
+    fn errors_point_at_the_problem() {
+        let err = parse("MODEL (\n  name a.b,\n  knd FULL\n);\nSELECT 1").unwrap_err();
+        assert_eq!(err.location, "models/m.sql:3:3");
+        assert_eq!(err.help.as_deref(), Some("did you mean `kind`?"));
+        let err = parse("MODEL (name a.b, kind FULL);").unwrap_err();
+        assert!(err.message.contains("has no query"));
+        let err = parse("MODEL (name a.b, kind FULLL); SELECT 1").unwrap_err();
+        assert!(
+            err.message.contains("unknown model kind"),
+            "{}",
+            err.message
+        );
+        assert_eq!(err.help.as_deref(), Some("did you mean `FULL`?"));
+        let err = parse("MODEL (name justone, kind FULL); SELECT 1").unwrap_err();
+        assert!(err.message.contains("invalid model name"));
+        let err = parse("MODEL (name a.b, kind SEED (batch_size 3));").unwrap_err();
+        assert!(err.message.contains("requires `path`"));
+    }
+}

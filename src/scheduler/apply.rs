@@ -1,0 +1,266 @@
+//! Applying a plan: storing its snapshots, building what is missing, moving the environment's views and
+//! promoting, all or nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use chrono::Utc;
+
+use super::build::run_statements;
+use super::render::{executable_query, macro_context};
+use super::runner::build_all;
+use super::{ApplyReport, BuildContext, Observer, poisoned};
+use crate::engine::{Engine, Session};
+use crate::error::{LakeError, Result};
+use crate::plan::backfill::{Window, action_for, missing_batches};
+use crate::plan::{Backfill, BackfillAction, Plan};
+use crate::project::model::Model;
+use crate::snapshot::{PhysicalTable, VirtualName};
+use crate::state::{EnvSnapshot, Environment, PromoteOutcome, StateStore, StoredSnapshot};
+use crate::storage::VirtualChange;
+
+/// Applies `plan`: stores its snapshots, builds what is missing, then points the environment at the new versions.
+/// Fails without touching the environment if any build fails; a rerun reuses what was built.
+pub fn apply(
+    ctx: &BuildContext<'_>,
+    engine: &Engine,
+    plan: &Plan,
+    state: &mut dyn StateStore,
+    observer: &dyn Observer,
+) -> Result<ApplyReport> {
+    let current = state.environment(&plan.environment)?.map(|e| e.plan_id);
+    if current != plan.expected_plan_id {
+        return Err(stale_plan(&plan.environment));
+    }
+    let now = Utc::now().timestamp_millis();
+    let ttl_ms = ctx.project.config.snapshot_ttl.as_millis() as i64;
+    let stored: Vec<StoredSnapshot> = plan
+        .new_snapshots
+        .iter()
+        .map(|&i| {
+            let mut node = node_json(
+                &ctx.project.models[i],
+                ctx.project.analyses[i].normalized_query.as_deref(),
+            );
+            // A VIEW model is a DuckDB view in each machine's file: the query it is created with is kept,
+            // so another machine can create it without these project files.
+            if action_for(&ctx.project.models[i].meta.kind) == Some(BackfillAction::CreateView) {
+                let s = &plan.snapshots[i];
+                let table = PhysicalTable::for_version(&s.name, &s.version);
+                let query = executable_query(ctx, i, &macro_context(ctx, i, &table, "evaluating"))?;
+                node[VIEW_QUERY_KEY] = serde_json::Value::String(query);
+            }
+            Ok(StoredSnapshot {
+                snapshot: plan.snapshots[i].clone(),
+                node,
+                created_ts: now,
+                ttl_ms,
+            })
+        })
+        .collect::<Result<_>>()?;
+    state.push_snapshots(&stored)?;
+    crate::failpoint::hit("after-snapshots-stored");
+
+    let session = engine.session()?;
+    let mut report = ApplyReport::default();
+    // Tables that vanished from the engine (e.g. a deleted database file) are rebuilt: both the targets
+    // this plan points names at and the parents that the models being built read.
+    let existing: HashSet<PhysicalTable> =
+        ctx.storage.physical_tables(&session)?.into_iter().collect();
+    let scheduled: HashSet<&PhysicalTable> = plan.backfills.iter().map(|b| &b.table).collect();
+    let mut backfills = plan.backfills.clone();
+    backfills.extend(
+        plan.virtual_changes
+            .iter()
+            .filter_map(|c| match c {
+                VirtualChange::Point { target, .. }
+                    if !existing.contains(target) && !scheduled.contains(target) =>
+                {
+                    Some(target)
+                }
+                _ => None,
+            })
+            .filter_map(|target| rebuild_for(ctx, target)),
+    );
+    let backfills = with_missing_parents(ctx, backfills, &existing);
+    // Restated data is forgotten before it is rebuilt: if the rebuild stops halfway, a rerun redoes it.
+    for b in backfills.iter().filter(|b| b.restatement) {
+        let ranges = if b.batches.is_empty() {
+            vec![(i64::MIN, i64::MAX)]
+        } else {
+            b.batches
+                .iter()
+                .map(|(s, e)| {
+                    (
+                        s.and_utc().timestamp_millis(),
+                        e.and_utc().timestamp_millis(),
+                    )
+                })
+                .collect()
+        };
+        for (start, end) in ranges {
+            state.remove_intervals(&b.name, &b.version, start, end)?;
+        }
+    }
+    let state = Mutex::new(state);
+    report.built = build_all(ctx, engine, &backfills, &state, observer)?;
+    crate::failpoint::hit("before-virtual-layer");
+
+    // Journal the names about to move: if the process dies before promotion, the next plan of this
+    // environment sees the journal and repoints every name to what state says, so names never stay ahead.
+    let touched: Vec<VirtualName> = plan
+        .virtual_changes
+        .iter()
+        .map(|c| match c {
+            VirtualChange::Point { name, .. } | VirtualChange::Drop { name } => name.clone(),
+        })
+        .collect();
+    state
+        .lock()
+        .map_err(|_| poisoned())?
+        .begin_promotion(&plan.environment, &touched)?;
+    observer.virtual_layer_started(plan.virtual_changes.len());
+    // The virtual layer creates its schemas itself, in the same transaction as the views.
+    ctx.storage
+        .update_virtual_layer(&session, &plan.virtual_changes)?;
+    run_on_virtual_update(ctx, &session, plan)?;
+    observer.virtual_layer_finished();
+    report.virtual_changes = plan.virtual_changes.len();
+
+    let previous = plan.previous_environment.as_ref();
+    let env = Environment {
+        name: plan.environment.to_string(),
+        snapshots: plan.snapshots.iter().map(EnvSnapshot::from).collect(),
+        promoted: plan.promoted.clone(),
+        plan_id: new_plan_id(&plan.environment),
+        previous_plan_id: plan.expected_plan_id.clone(),
+        created_ts: previous.map_or(now, |p| p.created_ts),
+        updated_ts: now,
+        expiration_ts: (plan.environment != crate::PROD)
+            .then(|| now + ctx.project.config.environment_ttl.as_millis() as i64),
+    };
+    let state = state.into_inner().map_err(|_| poisoned())?;
+    crate::failpoint::hit("before-promote");
+    match state.promote(&env, plan.expected_plan_id.as_deref())? {
+        PromoteOutcome::Promoted => Ok(report),
+        PromoteOutcome::Conflict { .. } => Err(stale_plan(&plan.environment)),
+    }
+}
+
+/// Runs the `ON_VIRTUAL_UPDATE` statements of the models whose names this plan moved, with `@this_model`
+/// naming the environment's view. A failure stops the apply before promotion; the promotion journal then
+/// repoints the names on the next plan, which runs the statements again.
+pub(super) fn run_on_virtual_update(
+    ctx: &BuildContext<'_>,
+    session: &Session,
+    plan: &Plan,
+) -> Result<()> {
+    let moved: std::collections::HashSet<&VirtualName> = plan
+        .virtual_changes
+        .iter()
+        .filter_map(|c| match c {
+            VirtualChange::Point { name, .. } => Some(name),
+            VirtualChange::Drop { .. } => None,
+        })
+        .collect();
+    for &i in &ctx.project.order {
+        let model = &ctx.project.models[i];
+        let name = VirtualName::new(&model.meta.name, &plan.environment);
+        if model.on_virtual_update.is_empty() || !moved.contains(&name) {
+            continue;
+        }
+        let s = &ctx.snapshots[i];
+        let table = PhysicalTable::for_version(&s.name, &s.version);
+        let mut macro_ctx = macro_context(ctx, i, &table, "promoting");
+        macro_ctx.this_model = name.sql();
+        run_statements(
+            ctx.project,
+            session,
+            model,
+            &model.on_virtual_update,
+            &macro_ctx,
+        )?;
+    }
+    Ok(())
+}
+
+pub(super) fn stale_plan(environment: &str) -> LakeError {
+    LakeError::StateConflict {
+        message: format!(
+            "environment `{environment}` was changed by another plan after this one was computed"
+        ),
+        help: Some(format!(
+            "run `lake plan {environment}` again to see the new differences"
+        )),
+    }
+}
+
+pub(super) fn new_plan_id(environment: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let seed = format!(
+        "{environment}/{}/{}",
+        Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+        std::process::id()
+    );
+    hex::encode(&Sha256::digest(seed.as_bytes())[..8])
+}
+
+pub(super) fn rebuild_for(ctx: &BuildContext<'_>, target: &PhysicalTable) -> Option<Backfill> {
+    let i = ctx
+        .snapshots
+        .iter()
+        .position(|s| PhysicalTable::for_version(&s.name, &s.version) == *target)?;
+    let action = action_for(&ctx.project.models[i].meta.kind)?;
+    let backfill = Backfill::new(i, &ctx.snapshots[i], action);
+    if action != BackfillAction::Insert {
+        return Some(backfill);
+    }
+    // The table is gone, so every interval is rebuilt, whatever state recorded.
+    let batches =
+        missing_batches(ctx.project, i, &[], ctx.execution_time, Window::default()).ok()?;
+    Some(backfill.with_batches(batches))
+}
+
+/// Adds the missing upstream tables of the models to rebuild, so they read real data.
+pub(super) fn with_missing_parents(
+    ctx: &BuildContext<'_>,
+    mut backfills: Vec<Backfill>,
+    existing: &HashSet<PhysicalTable>,
+) -> Vec<Backfill> {
+    let mut wanted: HashSet<usize> = backfills.iter().map(|b| b.model).collect();
+    let mut queue: Vec<usize> = wanted.iter().copied().collect();
+    while let Some(i) = queue.pop() {
+        for p in ctx.project.dag.parents(i) {
+            let s = &ctx.snapshots[p];
+            let table = PhysicalTable::for_version(&s.name, &s.version);
+            if !existing.contains(&table) && wanted.insert(p) {
+                if let Some(b) = rebuild_for(ctx, &table) {
+                    backfills.push(b);
+                }
+                queue.push(p);
+            }
+        }
+    }
+    let position: HashMap<usize, usize> = ctx
+        .project
+        .order
+        .iter()
+        .enumerate()
+        .map(|(pos, &i)| (i, pos))
+        .collect();
+    backfills.sort_by_key(|b| position[&b.model]);
+    backfills
+}
+
+/// The model definition kept in state, so later plans can diff against it.
+/// Where a VIEW model's snapshot keeps the query its DuckDB view is created with.
+pub const VIEW_QUERY_KEY: &str = "view_query";
+
+pub(super) fn node_json(model: &Model, normalized_query: Option<&str>) -> serde_json::Value {
+    serde_json::json!({
+        "meta": model.meta,
+        "path": model.file.display_path,
+        "definition": &*model.file.text,
+        "query": normalized_query,
+    })
+}

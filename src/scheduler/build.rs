@@ -1,0 +1,325 @@
+//! Building one model version: per-kind writes of each batch (full refresh, time ranges, merges, SCD type 2
+//! history, audited appends) with the model's pre- and post-statements.
+
+use chrono::Utc;
+
+use super::audits::{audited_relation, run_audits};
+use super::render::{executable_query, macro_context, time_range_predicate};
+use super::runner::built_interval;
+use super::scd;
+use super::{BuildContext, Observer};
+use crate::engine::Session;
+use crate::error::{LakeError, Result};
+use crate::intervals::Range;
+use crate::plan::{Backfill, BackfillAction};
+use crate::project::Project;
+use crate::project::macros::{self, MacroContext};
+use crate::project::model::{Model, ModelKind};
+use crate::sql::{quote_ident, quote_literal};
+use crate::state::Interval;
+use crate::storage::WriteStats;
+
+/// Builds one model version: pre-statements, the write, post-statements; for incremental kinds, once per
+/// batch, each recorded in state by `record` as soon as it is written (a rerun resumes after the last one).
+pub(super) fn build_one(
+    ctx: &BuildContext<'_>,
+    session: &Session,
+    backfill: &Backfill,
+    record: &dyn Fn(Interval) -> Result<()>,
+    observer: &dyn Observer,
+) -> Result<WriteStats> {
+    let model = &ctx.project.models[backfill.model];
+    if backfill.batches.is_empty() {
+        let macro_ctx = macro_context(ctx, backfill.model, &backfill.table, "evaluating");
+        run_statements(
+            ctx.project,
+            session,
+            model,
+            &model.pre_statements,
+            &macro_ctx,
+        )?;
+        let query = executable_query(ctx, backfill.model, &macro_ctx)?;
+        let stats = match backfill.action {
+            BackfillAction::CreateView => {
+                ctx.storage.create_view(session, &backfill.table, &query)?;
+                WriteStats::default()
+            }
+            BackfillAction::FullRefresh | BackfillAction::InsertSeed | BackfillAction::Insert => {
+                ctx.storage.replace_all(session, &backfill.table, &query)?
+            }
+        };
+        run_statements(
+            ctx.project,
+            session,
+            model,
+            &model.post_statements,
+            &macro_ctx,
+        )?;
+        let audited = audited_relation(model, &backfill.table, None);
+        let audits_passed = run_audits(ctx, session, backfill, &macro_ctx, &audited, observer)?;
+        record(built_interval(ctx, backfill, stats.write_id()))?;
+        return Ok(WriteStats {
+            audits_passed,
+            ..stats
+        });
+    }
+    let mut total = WriteStats {
+        rows: Some(0),
+        ..WriteStats::default()
+    };
+    for &(start, end) in &backfill.batches {
+        let mut macro_ctx = macro_context(ctx, backfill.model, &backfill.table, "evaluating");
+        macro_ctx.start = start;
+        macro_ctx.end = end;
+        run_statements(
+            ctx.project,
+            session,
+            model,
+            &model.pre_statements,
+            &macro_ctx,
+        )?;
+        let query = executable_query(ctx, backfill.model, &macro_ctx)?;
+        let appends = matches!(
+            model.meta.kind,
+            ModelKind::IncrementalUnmanaged {
+                insert_overwrite: false,
+                ..
+            }
+        );
+        let audit_before_write = appends && !ctx.project.audits[backfill.model].is_empty();
+        let stats = if audit_before_write {
+            // An append cannot be taken back, and a rerun of a missing interval appends again: the rows
+            // are staged and audited together with the table's before anything is appended.
+            total.audits_passed +=
+                stage_and_audit_append(ctx, session, backfill, &query, &macro_ctx, observer)?;
+            let stats = write_batch(
+                ctx,
+                session,
+                backfill,
+                &format!("SELECT * FROM {PENDING_APPEND}"),
+                (start, end),
+            )?;
+            session.execute(&format!("DROP TABLE {PENDING_APPEND}"), || {
+                "dropping the staged rows".into()
+            })?;
+            stats
+        } else {
+            write_batch(ctx, session, backfill, &query, (start, end))?
+        };
+        run_statements(
+            ctx.project,
+            session,
+            model,
+            &model.post_statements,
+            &macro_ctx,
+        )?;
+        if !audit_before_write {
+            // Audits run before the interval is recorded: a blocking failure leaves it missing, so it is
+            // rebuilt (and audited again) by the next plan or run.
+            let audited = audited_relation(model, &backfill.table, Some((start, end)));
+            total.audits_passed +=
+                run_audits(ctx, session, backfill, &macro_ctx, &audited, observer)?;
+        }
+        total.rows = total.rows.zip(stats.rows).map(|(a, b)| a + b);
+        total.snapshot_id = stats.snapshot_id.or(total.snapshot_id);
+        record(Interval {
+            name: backfill.name.clone(),
+            version: backfill.version.clone(),
+            start_ts: start.and_utc().timestamp_millis(),
+            end_ts: end.and_utc().timestamp_millis(),
+            created_ts: Utc::now().timestamp_millis(),
+            write_id: stats.write_id(),
+        })?;
+    }
+    Ok(total)
+}
+
+/// Temporary table holding the rows of an append until its audits pass.
+pub(super) const PENDING_APPEND: &str = "_lake_pending_append";
+
+/// Stages the rows an append would add in `PENDING_APPEND` and runs the model's audits on the table as it
+/// would be after the append; returns how many passed.
+pub(super) fn stage_and_audit_append(
+    ctx: &BuildContext<'_>,
+    session: &Session,
+    backfill: &Backfill,
+    query: &str,
+    macro_ctx: &MacroContext,
+    observer: &dyn Observer,
+) -> Result<usize> {
+    session.execute(
+        &format!("CREATE OR REPLACE TEMP TABLE {PENDING_APPEND} AS {query}"),
+        || format!("staging the rows to append to {}", backfill.name),
+    )?;
+    // The first append creates the table.
+    let exists = session.query_strings(
+        &format!(
+            "SELECT count(*)::VARCHAR FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
+            crate::sql::quote_literal(&backfill.table.schema),
+            crate::sql::quote_literal(&backfill.table.table)
+        ),
+        || format!("looking for {}", backfill.table),
+    )? != ["0"];
+    let pending = if exists {
+        format!(
+            "(SELECT * FROM {} UNION ALL BY NAME SELECT * FROM {PENDING_APPEND}) AS this_model",
+            backfill.table.sql()
+        )
+    } else {
+        format!("{PENDING_APPEND} AS this_model")
+    };
+    run_audits(ctx, session, backfill, macro_ctx, &pending, observer)
+}
+
+/// One batch of an incremental model, written the way its kind says.
+pub(super) fn write_batch(
+    ctx: &BuildContext<'_>,
+    session: &Session,
+    backfill: &Backfill,
+    query: &str,
+    (start, end): Range,
+) -> Result<WriteStats> {
+    let model = &ctx.project.models[backfill.model];
+    let table = &backfill.table;
+    match &model.meta.kind {
+        ModelKind::IncrementalByTimeRange { time_column, .. } => {
+            let in_range = time_range_predicate(time_column, start, end);
+            // As SQLMesh does: rows the query returns outside the batch are not loaded.
+            let filtered = format!("SELECT * FROM ({query}) AS lake_batch WHERE {in_range}");
+            ctx.storage
+                .replace_time_range(session, table, &filtered, &in_range)
+        }
+        ModelKind::IncrementalByUniqueKey {
+            unique_key,
+            when_matched,
+            ..
+        } => {
+            if when_matched.is_some() {
+                return Err(LakeError::unsupported(
+                    format!("`when_matched` of {}", model.meta.name),
+                    "lake merges by replacing the whole matched row; remove when_matched for now",
+                ));
+            }
+            ctx.storage.merge_by_key(session, table, query, unique_key)
+        }
+        ModelKind::IncrementalByPartition { .. } => {
+            if model.meta.partitioned_by.is_empty() {
+                return Err(LakeError::Config {
+                    message: format!(
+                        "`{}` is INCREMENTAL_BY_PARTITION but has no partitioned_by",
+                        model.meta.name
+                    ),
+                    help: Some("add `partitioned_by (column, ...)` to the MODEL block".into()),
+                });
+            }
+            // Replacing the partitions present in the result is a merge keyed on the partition columns.
+            ctx.storage
+                .merge_by_key(session, table, query, &model.meta.partitioned_by)
+        }
+        ModelKind::IncrementalUnmanaged {
+            insert_overwrite, ..
+        } => {
+            if *insert_overwrite {
+                ctx.storage.replace_all(session, table, query)
+            } else {
+                ctx.storage.append(session, table, query)
+            }
+        }
+        kind @ (ModelKind::ScdType2ByTime { .. } | ModelKind::ScdType2ByColumn { .. }) => {
+            match scd::Scd2::for_kind(kind, ctx.execution_time) {
+                Some(history) => write_history(ctx, session, backfill, query, &history),
+                None => Err(LakeError::unsupported(
+                    format!("building {} as history", kind.name()),
+                    "only SCD_TYPE_2 kinds keep history",
+                )),
+            }
+        }
+        other => Err(LakeError::unsupported(
+            format!("building {} models in batches", other.name()),
+            "this kind is built in one piece",
+        )),
+    }
+}
+
+/// SCD type 2: the table becomes its new full history (one overwrite), computed from the current rows and
+/// the existing history.
+pub(super) fn write_history(
+    ctx: &BuildContext<'_>,
+    session: &Session,
+    backfill: &Backfill,
+    query: &str,
+    scd: &scd::Scd2<'_>,
+) -> Result<WriteStats> {
+    let table = &backfill.table;
+    let catalog = &ctx.project.default_catalog;
+    let columns: Vec<String> = session
+        .query_strings(
+            &format!("SELECT column_name FROM (DESCRIBE SELECT * FROM ({query}) AS q)"),
+            || format!("reading the columns of {}", backfill.name),
+        )?
+        .into_iter()
+        .filter(|c| c != scd.valid_from && c != scd.valid_to)
+        .collect();
+    for key in scd.unique_key {
+        if !columns.contains(key) {
+            return Err(LakeError::Execution {
+                model: backfill.name.to_string(),
+                message: format!("the unique_key column `{key}` is not in the query's columns"),
+            });
+        }
+    }
+    if let scd::ChangeDetection::ByTime { updated_at, .. } = &scd.detection
+        && !columns.iter().any(|c| c == updated_at)
+    {
+        return Err(LakeError::Execution {
+            model: backfill.name.to_string(),
+            message: format!(
+                "the query has no `{updated_at}` column (set updated_at_name to the column that holds the change time)"
+            ),
+        });
+    }
+    let exists = !session
+        .query_strings(
+            &format!(
+                "SELECT table_name FROM information_schema.tables \
+                 WHERE table_catalog = {} AND table_schema = {} AND table_name = {}",
+                quote_literal(catalog),
+                quote_literal(&table.schema),
+                quote_literal(&table.table)
+            ),
+            || format!("looking up {table}"),
+        )?
+        .is_empty();
+    let qualified = format!("{}.{}", quote_ident(catalog), table.sql());
+    let sql = scd.history_sql(query, &columns, exists.then_some(qualified.as_str()));
+    ctx.storage.replace_all(session, table, &sql)
+}
+
+pub(super) fn run_statements(
+    project: &Project,
+    session: &Session,
+    model: &Model,
+    statements: &[crate::project::model::Statement],
+    ctx: &MacroContext,
+) -> Result<()> {
+    for statement in statements {
+        let source = project.jinja(model, statement, ctx)?;
+        let rendered = macros::render(&source, ctx).map_err(|e| {
+            let at = if statement.jinja { 0 } else { e.offset };
+            LakeError::from(
+                model
+                    .file
+                    .error(statement.offset + at, e.len, e.message)
+                    .with_optional_help(e.help),
+            )
+        })?;
+        // A statement made only of macros (`@IF(cond, …)` that is false) may render to nothing.
+        if rendered.sql.trim().is_empty() {
+            continue;
+        }
+        session.execute(&rendered.sql, || {
+            format!("running a statement of {}", model.meta.name)
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! Applying plans: builds model versions in DAG order (independent ones concurrently), records them, promotes.
+
+mod apply;
+mod audits;
+mod build;
+mod render;
+mod runner;
+pub mod scd;
+
+pub use apply::{VIEW_QUERY_KEY, apply};
+pub use audits::audit_rows;
+pub use render::{executable_query, macro_context, time_range_predicate};
+pub use runner::build_all;
+
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+
+use crate::error::LakeError;
+use crate::plan::Backfill;
+use crate::project::Project;
+use crate::snapshot::Snapshot;
+use crate::sql::ModelName;
+use crate::storage::{Storage, WriteStats};
+
+/// Progress callbacks, called from worker threads.
+pub trait Observer: Sync {
+    fn backfill_started(&self, _total: usize) {}
+    fn model_finished(
+        &self,
+        _backfill: &Backfill,
+        _elapsed: Duration,
+        _outcome: std::result::Result<WriteStats, &LakeError>,
+    ) {
+    }
+    fn model_skipped(&self, _backfill: &Backfill, _failed_parent: &ModelName) {}
+    /// A non-blocking audit found bad rows.
+    fn audit_warning(&self, _backfill: &Backfill, _audit: &str, _rows: u64) {}
+    fn virtual_layer_started(&self, _changes: usize) {}
+    fn virtual_layer_finished(&self) {}
+}
+
+/// An observer that reports nothing.
+pub struct Silent;
+impl Observer for Silent {}
+
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    pub built: Vec<ModelName>,
+    pub virtual_changes: usize,
+}
+
+/// Everything a build needs to read, shared by the worker threads.
+pub struct BuildContext<'a> {
+    pub project: &'a Project,
+    pub snapshots: &'a [Snapshot],
+    pub storage: &'a dyn Storage,
+    pub execution_time: NaiveDateTime,
+}
+
+fn poisoned() -> LakeError {
+    LakeError::StateConflict {
+        message: "a worker thread panicked while holding the state".into(),
+        help: Some("this is a bug in lake; please report it with the command you ran".into()),
+    }
+}

@@ -1,0 +1,199 @@
+//! Rendering for execution: a model's macro context for an interval, and its query with references
+//! resolved to physical tables.
+
+use chrono::NaiveDateTime;
+
+use super::BuildContext;
+use crate::error::{LakeError, Result};
+use crate::project::RefTarget;
+use crate::project::macros::MacroContext;
+use crate::project::model::{Model, ModelKind};
+use crate::snapshot::PhysicalTable;
+use crate::sql;
+use crate::sql::{quote_ident, quote_literal};
+
+/// The macro context for building one model version.
+pub fn macro_context(
+    ctx: &BuildContext<'_>,
+    model: usize,
+    table: &PhysicalTable,
+    stage: &'static str,
+) -> MacroContext {
+    let project = ctx.project;
+    let mut m = MacroContext::for_loading(&project.config.gateway, &project.config.variables);
+    if let Some(start) = project.models[model]
+        .meta
+        .start
+        .as_deref()
+        .and_then(crate::intervals::parse_datetime)
+    {
+        m.start = start;
+    }
+    m.end = ctx.execution_time;
+    m.execution_time = ctx.execution_time;
+    m.this_model = table.sql();
+    m.catalog = project.default_catalog.clone();
+    m.runtime_stage = stage;
+    // The model's `@DEF`s; one that fails is reported, located, when the query is rendered.
+    project.macro_scope(model, &m).unwrap_or(m)
+}
+
+/// The model's query with macros rendered and every model reference pointing at its physical table.
+pub fn executable_query(
+    ctx: &BuildContext<'_>,
+    model: usize,
+    macro_ctx: &MacroContext,
+) -> Result<String> {
+    let m = &ctx.project.models[model];
+    if let ModelKind::Seed { .. } = m.meta.kind {
+        return seed_query(m);
+    }
+    let Some(rendered) = ctx.project.render_query(model, macro_ctx)? else {
+        return Err(LakeError::Execution {
+            model: m.meta.name.to_string(),
+            message: "the model has no query".into(),
+        });
+    };
+    let edits = rendered
+        .refs
+        .iter()
+        .filter_map(|(r, target)| match target {
+            RefTarget::Model(p)
+                if matches!(ctx.project.models[*p].meta.kind, ModelKind::Embedded) =>
+            {
+                // EMBEDDED models are inlined as a subquery, rendered in the same context.
+                let inlined = match executable_query(ctx, *p, macro_ctx) {
+                    Ok(sql) => sql,
+                    Err(e) => return Some(Err(e)),
+                };
+                let text = if r.has_alias {
+                    format!("({inlined})")
+                } else {
+                    let alias = r.parts.last().map(|p| p.value.as_str()).unwrap_or_default();
+                    format!("({inlined}) AS {}", quote_ident(alias))
+                };
+                Some(Ok((r.offset, r.len, text)))
+            }
+            RefTarget::Model(p) => {
+                let s = &ctx.snapshots[*p];
+                let physical = PhysicalTable::for_version(&s.name, &s.version).sql();
+                // Keep the reference's own name as alias so `orders.id` still resolves.
+                let text = if r.has_alias {
+                    physical
+                } else {
+                    let alias = r.parts.last().map(|p| p.value.as_str()).unwrap_or_default();
+                    format!("{physical} AS {}", quote_ident(alias))
+                };
+                Some(Ok((r.offset, r.len, text)))
+            }
+            _ => None,
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(sql::replace_spans(&rendered.sql, edits))
+}
+
+/// DuckDB's CSV reader over a SEED model's file, with the model's declared column types.
+pub(super) fn seed_query(model: &Model) -> Result<String> {
+    let ModelKind::Seed { csv_settings, .. } = &model.meta.kind else {
+        return Err(LakeError::Execution {
+            model: model.meta.name.to_string(),
+            message: "not a SEED model".into(),
+        });
+    };
+    let path = model
+        .seed_path
+        .as_ref()
+        .ok_or_else(|| LakeError::Execution {
+            model: model.meta.name.to_string(),
+            message: "the SEED model has no path".into(),
+        })?;
+    let mut options = vec!["header = true".to_string()];
+    for (key, value) in csv_settings {
+        let option = match key.as_str() {
+            "delimiter" | "sep" => "delim",
+            "quotechar" => "quote",
+            "escapechar" => "escape",
+            "header" => "header",
+            "encoding" => "encoding",
+            "na_values" | "nullstr" => "nullstr",
+            "skip_rows" | "skiprows" => "skip",
+            other => {
+                return Err(LakeError::unsupported(
+                    format!("csv_settings `{other}` of SEED model {}", model.meta.name),
+                    "lake supports delimiter, quotechar, escapechar, header, encoding, na_values and skiprows",
+                ));
+            }
+        };
+        let rendered = if value.chars().all(|c| c.is_ascii_digit())
+            || ["true", "false"].contains(&value.to_ascii_lowercase().as_str())
+        {
+            value.clone()
+        } else {
+            quote_literal(value)
+        };
+        options.retain(|o| !o.starts_with(&format!("{option} =")));
+        options.push(format!("{option} = {rendered}"));
+    }
+    let columns = &model.meta.columns;
+    if columns.is_empty() {
+        return Ok(format!(
+            "SELECT * FROM read_csv({}, {})",
+            quote_literal(&path.to_string_lossy()),
+            options.join(", ")
+        ));
+    }
+    let types = columns
+        .iter()
+        .map(|c| {
+            format!(
+                "{}: {}",
+                quote_literal(&c.name),
+                quote_literal(&c.data_type)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    options.push(format!("types = {{{types}}}"));
+    let select = columns
+        .iter()
+        .map(|c| {
+            format!(
+                "CAST({} AS {}) AS {}",
+                quote_ident(&c.name),
+                c.data_type,
+                quote_ident(&c.name)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(format!(
+        "SELECT {select} FROM read_csv({}, {})",
+        quote_literal(&path.to_string_lossy()),
+        options.join(", ")
+    ))
+}
+
+/// `time_column` within `[start, end)`: compared as timestamps, or as formatted text when the model gives
+/// the column's format (`time_column (ds, '%Y%m%d')`).
+pub fn time_range_predicate(
+    time_column: &crate::project::model::TimeColumn,
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+) -> String {
+    let column = quote_ident(&time_column.column);
+    match &time_column.format {
+        Some(format) => {
+            let last = end - chrono::Duration::microseconds(1);
+            format!(
+                "{column} BETWEEN {} AND {}",
+                quote_literal(&start.format(format).to_string()),
+                quote_literal(&last.format(format).to_string())
+            )
+        }
+        None => format!(
+            "{column} >= CAST({} AS TIMESTAMP) AND {column} < CAST({} AS TIMESTAMP)",
+            quote_literal(&start.format("%Y-%m-%d %H:%M:%S").to_string()),
+            quote_literal(&end.format("%Y-%m-%d %H:%M:%S").to_string())
+        ),
+    }
+}

@@ -1,0 +1,241 @@
+//! SQL analysis with sqlparser (DuckDB dialect): table references, CTE names, normal form, reference rewriting.
+
+pub mod ident;
+pub mod lex;
+
+pub use ident::{IdentPart, ModelName, quote_ident, quote_ident_always, quote_literal};
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{Query, Statement, TableFactor, Visit, Visitor};
+use sqlparser::dialect::DuckDbDialect;
+use sqlparser::parser::{Parser, ParserError};
+
+use crate::error::SourceFile;
+
+/// A table referenced in a query, located in the text that was parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableRef {
+    pub parts: Vec<IdentPart>,
+    pub offset: usize,
+    pub len: usize,
+    /// Whether the query gives the table an alias (`FROM demo.orders AS o`).
+    pub has_alias: bool,
+}
+
+impl TableRef {
+    pub fn display(&self) -> String {
+        self.parts
+            .iter()
+            .map(|p| p.value.as_str())
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+}
+
+/// A parse failure located by byte offset in the parsed text.
+#[derive(Debug, Clone)]
+pub struct SqlError {
+    pub offset: usize,
+    pub message: String,
+}
+
+/// Parses SQL text (one or more statements) in DuckDB's dialect.
+pub fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
+    Parser::parse_sql(&DuckDbDialect {}, sql).map_err(|e| {
+        let message = match e {
+            ParserError::ParserError(m) | ParserError::TokenizerError(m) => m,
+            ParserError::RecursionLimitExceeded => "query nested too deeply".into(),
+        };
+        // sqlparser appends " at Line: L, Column: C"; turn it into an offset.
+        let index = SourceFile::new("", sql);
+        let (text, offset) = match message.rsplit_once(" at Line: ") {
+            Some((head, tail)) => {
+                let mut nums = tail
+                    .split(", Column: ")
+                    .map(|n| n.trim().parse::<usize>().unwrap_or(1));
+                let line = nums.next().unwrap_or(1);
+                let col = nums.next().unwrap_or(1);
+                (head.to_string(), index.offset_of(line, col))
+            }
+            // Errors at the end of the text carry no location: point at the last character.
+            None if message.ends_with("EOF") => (message, sql.trim_end().len().saturating_sub(1)),
+            None => (message, 0),
+        };
+        SqlError {
+            offset,
+            message: text,
+        }
+    })
+}
+
+/// Canonical text of parsed statements: whitespace, comments and keyword case no longer matter.
+pub fn normalized(statements: &[Statement]) -> String {
+    statements
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(";\n")
+}
+
+/// Text of SQL that may hold macros (`@name`), the same however the SQL is laid out: keyword case,
+/// whitespace and comments do not change it. SQL that does not parse gives its text as written.
+pub fn layout_free_text(sql: &str) -> String {
+    let (hidden, macros) = crate::sql::lex::hide_macros(sql);
+    match parse(&hidden) {
+        Ok(statements) => crate::sql::lex::show_macros(&normalized(&statements), &macros),
+        Err(_) => sql.to_string(),
+    }
+}
+
+/// Relations read by the statements (table functions and CTE names excluded), in source order.
+pub fn table_refs(sql: &str, statements: &[Statement]) -> Vec<TableRef> {
+    let index = SourceFile::new("", sql);
+    let mut collector = RefCollector {
+        ctes: HashSet::new(),
+        refs: Vec::new(),
+        index: &index,
+    };
+    for statement in statements {
+        let _ = statement.visit(&mut collector);
+    }
+    let ctes = collector.ctes;
+    let mut refs: Vec<TableRef> = collector
+        .refs
+        .into_iter()
+        .filter(|r| !(r.parts.len() == 1 && ctes.contains(&r.parts[0].value.to_lowercase())))
+        .collect();
+    refs.sort_by_key(|r| r.offset);
+    refs
+}
+
+struct RefCollector<'a> {
+    ctes: HashSet<String>,
+    refs: Vec<TableRef>,
+    index: &'a SourceFile,
+}
+
+impl Visitor for RefCollector<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        if let Some(with) = &query.with {
+            for cte in &with.cte_tables {
+                self.ctes.insert(cte.alias.name.value.to_lowercase());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table {
+            name,
+            args: None,
+            alias,
+            ..
+        } = factor
+        {
+            let idents: Vec<_> = name.0.iter().filter_map(|p| p.as_ident()).collect();
+            if idents.len() != name.0.len() || idents.is_empty() {
+                return ControlFlow::Continue(());
+            }
+            let first = idents[0].span.start;
+            let last = idents[idents.len() - 1].span.end;
+            if first.line == 0 {
+                return ControlFlow::Continue(());
+            }
+            let offset = self
+                .index
+                .offset_of(first.line as usize, first.column as usize);
+            let end = self
+                .index
+                .offset_of(last.line as usize, last.column as usize);
+            self.refs.push(TableRef {
+                parts: idents
+                    .iter()
+                    .map(|i| IdentPart {
+                        value: i.value.clone(),
+                        quoted: i.quote_style.is_some(),
+                    })
+                    .collect(),
+                offset,
+                len: end.saturating_sub(offset),
+                has_alias: alias.is_some(),
+            });
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Replaces located spans of `sql` (non-overlapping) with new text.
+pub fn replace_spans(sql: &str, mut edits: Vec<(usize, usize, String)>) -> String {
+    edits.sort_by_key(|e| e.0);
+    let mut out = String::with_capacity(sql.len() + edits.len() * 32);
+    let mut copied = 0;
+    for (offset, len, text) in edits {
+        if offset < copied {
+            continue;
+        }
+        out.push_str(&sql[copied..offset]);
+        out.push_str(&text);
+        copied = offset + len;
+    }
+    out.push_str(&sql[copied..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refs(sql: &str) -> Vec<String> {
+        let statements = parse(sql).unwrap();
+        table_refs(sql, &statements)
+            .into_iter()
+            .map(|r| {
+                assert_eq!(
+                    sql[r.offset..r.offset + r.len].replace('"', ""),
+                    r.display(),
+                    "span of {r:?}"
+                );
+                r.display()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn finds_references_but_not_ctes_or_functions() {
+        let sql = "WITH x AS (SELECT * FROM demo.a)\nSELECT * FROM x JOIN db.demo.b ON true\n  LEFT JOIN (SELECT id FROM \"Demo\".\"C\") c USING (id)\nWHERE id IN (SELECT id FROM demo.d) AND EXISTS (SELECT 1 FROM range(3))";
+        assert_eq!(refs(sql), ["demo.a", "db.demo.b", "Demo.C", "demo.d"]);
+        let statements = parse(sql).unwrap();
+        let r = &table_refs(sql, &statements)[2];
+        assert!(r.parts.iter().all(|p| p.quoted));
+    }
+
+    #[test]
+    fn normal_form_ignores_layout_and_comments() {
+        let a = normalized(&parse("select  a ,b -- c\nfrom t").unwrap());
+        let b = normalized(&parse("SELECT a, b FROM t").unwrap());
+        assert_eq!(a, b);
+        let c = normalized(&parse("SELECT a, b, 1 AS c FROM t").unwrap());
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn rewrites_spans() {
+        let sql = "SELECT * FROM demo.a JOIN demo.b";
+        let out = replace_spans(sql, vec![(26, 6, "p.b_1".into()), (14, 6, "p.a_1".into())]);
+        assert_eq!(out, "SELECT * FROM p.a_1 JOIN p.b_1");
+    }
+
+    #[test]
+    fn parse_errors_are_located() {
+        let sql = "SELECT a\nFROM t WHERE";
+        let err = parse(sql).unwrap_err();
+        assert_eq!(err.offset, sql.len() - 1, "{err:?}");
+        let sql = "SELECT a,, b\nFROM t";
+        let err = parse(sql).unwrap_err();
+        assert_eq!(err.offset, 9, "{err:?}");
+    }
+}

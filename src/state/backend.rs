@@ -1,0 +1,69 @@
+//! Which state store a project uses, in one place: opening it, upgrading it, locking an environment for an
+//! apply, and naming it for `lake info`.
+
+use std::path::PathBuf;
+
+use super::StateStore;
+use super::postgres::{EnvironmentLock, PostgresState};
+use super::sqlite::{self, SqliteState, StateLock};
+use crate::config::StateChoice;
+use crate::error::Result;
+
+/// The state store config.yaml selects: SQLite in the project's `.lake/` folder, or PostgreSQL.
+pub struct Backend<'a> {
+    choice: &'a StateChoice,
+    /// The project's `.lake/` folder (the embedded store and its lock file live there).
+    state_dir: PathBuf,
+}
+
+/// A held apply lock of either kind; released when dropped.
+pub enum Guard {
+    File(#[allow(dead_code)] StateLock),
+    Advisory(#[allow(dead_code)] EnvironmentLock),
+}
+
+impl<'a> Backend<'a> {
+    pub fn new(choice: &'a StateChoice, state_dir: PathBuf) -> Self {
+        Backend { choice, state_dir }
+    }
+
+    pub fn open(&self) -> Result<Box<dyn StateStore>> {
+        Ok(match self.choice {
+            StateChoice::Embedded => Box::new(SqliteState::open(&self.state_dir)?),
+            StateChoice::Postgres { uri, schema } => Box::new(PostgresState::open(uri, schema)?),
+        })
+    }
+
+    /// Serialises applies and runs: a file lock in the project for the embedded state; with PostgreSQL, an
+    /// advisory lock per environment (other environments proceed in parallel).
+    pub fn lock(&self, environment: &str, on_wait: impl FnOnce()) -> Result<Guard> {
+        Ok(match self.choice {
+            StateChoice::Embedded => Guard::File(sqlite::lock(&self.state_dir, on_wait)?),
+            StateChoice::Postgres { uri, schema } => Guard::Advisory(
+                PostgresState::open(uri, schema)?.lock_environment(environment, on_wait)?,
+            ),
+        })
+    }
+
+    /// Upgrades state written by an older lake to this lake's schema, in one transaction.
+    pub fn migrate(&self) -> Result<u32> {
+        match self.choice {
+            StateChoice::Embedded => {
+                let _lock = sqlite::lock(&self.state_dir, || {})?;
+                SqliteState::open_migrating(&self.state_dir)?;
+            }
+            StateChoice::Postgres { uri, schema } => {
+                PostgresState::open_migrating(uri, schema)?;
+            }
+        }
+        Ok(super::SCHEMA_VERSION)
+    }
+
+    /// Where state is kept, with no credentials.
+    pub fn describe(&self) -> String {
+        match self.choice {
+            StateChoice::Embedded => self.state_dir.join("state.db").display().to_string(),
+            StateChoice::Postgres { schema, .. } => format!("PostgreSQL, schema {schema}"),
+        }
+    }
+}

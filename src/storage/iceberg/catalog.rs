@@ -1,0 +1,320 @@
+//! The Iceberg SQL catalog (JDBC layout): iceberg-catalog-sql for tables and namespaces, plus lake's own
+//! compare-and-swap commits and environment names, on the same SQLite or PostgreSQL database.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use iceberg::table::Table;
+use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
+use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
+use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Row};
+
+use super::iceberg_err;
+use crate::config::{CatalogSettings, IcebergSettings};
+use crate::error::{LakeError, Result};
+
+pub struct LakeCatalog {
+    tables: SqlCatalog,
+    /// lake's own connection for what iceberg-catalog-sql does not offer: commits of our own snapshots,
+    /// and environment names that share a physical table's metadata.
+    pool: AnyPool,
+    postgres: bool,
+    /// `catalog_name` of lake's rows.
+    name: String,
+    describe: String,
+}
+
+fn sqlx_err(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> LakeError {
+    let context = context.into();
+    move |e| LakeError::lakehouse(context, e)
+}
+
+/// One row of `iceberg_tables`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogEntry {
+    pub namespace: String,
+    pub name: String,
+    pub metadata_location: String,
+}
+
+pub fn ident(namespace: &str, name: &str) -> TableIdent {
+    TableIdent::new(NamespaceIdent::new(namespace.to_string()), name.to_string())
+}
+
+impl LakeCatalog {
+    /// Connects to the catalog database, creating its tables on first use. `file_io` holds the storage
+    /// settings (S3 endpoint and credentials) that data and metadata files are read and written with.
+    pub async fn open(
+        settings: &IcebergSettings,
+        file_io: HashMap<String, String>,
+    ) -> Result<LakeCatalog> {
+        let postgres = matches!(settings.catalog, CatalogSettings::Postgres { .. });
+        let uri = settings.catalog.uri();
+        let describe = settings.catalog.describe();
+        // Our pool connects first, with a short timeout: iceberg-catalog-sql's own pool retries an unreachable
+        // server for 30 seconds before it reports anything.
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect(uri.expose())
+            .await
+            .map_err(sqlx_err(format!("connecting to the {describe}")))?;
+        if let CatalogSettings::Postgres { schema, .. } = &settings.catalog {
+            // The schema is a plain identifier (checked with the config); concurrent first runs may race here,
+            // and IF NOT EXISTS can still lose that race with a unique violation, after which it exists.
+            let created = sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .execute(&pool)
+                .await;
+            if let Err(e) = created {
+                let exists: bool = sqlx::query_scalar::<_, bool>(
+                    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                )
+                .bind(schema.as_str())
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(false);
+                if !exists {
+                    return Err(sqlx_err(format!(
+                        "creating schema {schema} of the {describe}"
+                    ))(e));
+                }
+            }
+        }
+        let tables = SqlCatalogBuilder::default()
+            .uri(uri.expose())
+            .warehouse_location(settings.warehouse.location())
+            .sql_bind_style(if postgres {
+                SqlBindStyle::DollarNumeric
+            } else {
+                SqlBindStyle::QMark
+            })
+            .props(file_io)
+            .with_storage_factory(Arc::new(OpenDalResolvingStorageFactory::new()))
+            .load(&settings.catalog_name, HashMap::new())
+            .await
+            .map_err(iceberg_err(format!("opening the {describe}")))?;
+        Ok(LakeCatalog {
+            tables,
+            pool,
+            postgres,
+            name: settings.catalog_name.clone(),
+            describe,
+        })
+    }
+
+    /// SQL written with `?` placeholders, in the database's own placeholder style.
+    fn sql(&self, text: &str) -> String {
+        if !self.postgres {
+            return text.to_string();
+        }
+        let mut out = String::with_capacity(text.len() + 8);
+        let mut n = 0;
+        for c in text.chars() {
+            if c == '?' {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    pub async fn load(&self, table: &TableIdent) -> Result<Option<Table>> {
+        let exists = self
+            .tables
+            .table_exists(table)
+            .await
+            .map_err(iceberg_err(format!("looking up {table}")))?;
+        if !exists {
+            return Ok(None);
+        }
+        self.tables
+            .load_table(table)
+            .await
+            .map(Some)
+            .map_err(iceberg_err(format!("loading {table}")))
+    }
+
+    pub async fn ensure_namespace(&self, namespace: &str) -> Result<()> {
+        let ident = NamespaceIdent::new(namespace.to_string());
+        let exists = self
+            .tables
+            .namespace_exists(&ident)
+            .await
+            .map_err(iceberg_err("reading namespaces"))?;
+        if exists {
+            return Ok(());
+        }
+        match self.tables.create_namespace(&ident, HashMap::new()).await {
+            Ok(_) => Ok(()),
+            // Another worker (or process) created it between our check and our insert: that is success.
+            Err(e) => match self.tables.namespace_exists(&ident).await {
+                Ok(true) => Ok(()),
+                _ => Err(iceberg_err(format!("creating namespace {namespace}"))(e)),
+            },
+        }
+    }
+
+    pub async fn create(&self, table: &TableIdent, creation: TableCreation) -> Result<Table> {
+        self.ensure_namespace(&table.namespace().join(".")).await?;
+        self.tables
+            .create_table(table.namespace(), creation)
+            .await
+            .map_err(iceberg_err(format!("creating {table}")))
+    }
+
+    /// Removes the table from the catalog; its files stay (environment names or readers may still use them).
+    pub async fn drop(&self, table: &TableIdent) -> Result<()> {
+        sqlx::query(&self.sql(
+            "DELETE FROM iceberg_tables WHERE catalog_name = ? AND table_namespace = ? AND table_name = ?",
+        ))
+        .bind(&self.name)
+        .bind(table.namespace().join("."))
+        .bind(table.name())
+        .execute(&self.pool)
+        .await
+        .map_err(sqlx_err(format!("dropping {table}")))?;
+        Ok(())
+    }
+
+    /// Every table in namespaces whose name starts with `prefix`, with its current metadata file.
+    pub async fn tables_with_prefix(&self, prefix: &str) -> Result<Vec<CatalogEntry>> {
+        let rows = sqlx::query(&self.sql(
+            "SELECT table_namespace, table_name, metadata_location FROM iceberg_tables \
+             WHERE catalog_name = ?",
+        ))
+        .bind(&self.name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlx_err(format!(
+            "listing the tables of the {}",
+            self.describe
+        )))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let read = sqlx_err("reading iceberg_tables");
+            let namespace: String = row.try_get(0).map_err(read)?;
+            if !namespace.starts_with(prefix) {
+                continue;
+            }
+            let read = sqlx_err("reading iceberg_tables");
+            let name: String = row.try_get(1).map_err(read)?;
+            let read = sqlx_err("reading iceberg_tables");
+            let metadata_location: Option<String> = row.try_get(2).map_err(read)?;
+            out.push(CatalogEntry {
+                namespace,
+                name,
+                metadata_location: metadata_location.unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Commits a new metadata file: the table's pointer moves from `old` to `new` only if it still is `old`
+    /// (the JDBC catalog protocol). Environment names that showed `old` move with it, in the same transaction,
+    /// so every engine reading them sees the new snapshot too.
+    pub async fn swap(&self, table: &TableIdent, old: &str, new: &str) -> Result<()> {
+        let context = || format!("committing {table} to the {}", self.describe);
+        let mut tx = self.pool.begin().await.map_err(sqlx_err(context()))?;
+        let changed = sqlx::query(&self.sql(
+            "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
+             WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? AND metadata_location = ?",
+        ))
+        .bind(new)
+        .bind(old)
+        .bind(&self.name)
+        .bind(table.namespace().join("."))
+        .bind(table.name())
+        .bind(old)
+        .execute(&mut *tx)
+        .await
+        .map_err(sqlx_err(context()))?
+        .rows_affected();
+        if changed != 1 {
+            tx.rollback().await.map_err(sqlx_err(context()))?;
+            return Err(LakeError::CommitConflict {
+                table: table.to_string(),
+            });
+        }
+        sqlx::query(&self.sql(
+            "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
+             WHERE catalog_name = ? AND metadata_location = ?",
+        ))
+        .bind(new)
+        .bind(old)
+        .bind(&self.name)
+        .bind(old)
+        .execute(&mut *tx)
+        .await
+        .map_err(sqlx_err(context()))?;
+        tx.commit().await.map_err(sqlx_err(context()))
+    }
+
+    /// Points each environment name at its target table's current metadata (zero copy), or removes it
+    /// (`None`), all in one transaction. A target that is not an Iceberg table (a VIEW model) removes the name.
+    pub async fn set_names(&self, names: &[(TableIdent, Option<TableIdent>)]) -> Result<()> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let mut namespaces: Vec<String> = names
+            .iter()
+            .filter(|(_, target)| target.is_some())
+            .map(|(name, _)| name.namespace().join("."))
+            .collect();
+        namespaces.sort();
+        namespaces.dedup();
+        for namespace in &namespaces {
+            self.ensure_namespace(namespace).await?;
+        }
+        let context = || format!("updating environment names in the {}", self.describe);
+        // Locking the target row keeps a concurrent commit from moving it between our read and our insert.
+        let read_target = self.sql(&format!(
+            "SELECT metadata_location FROM iceberg_tables \
+             WHERE catalog_name = ? AND table_namespace = ? AND table_name = ?{}",
+            if self.postgres { " FOR UPDATE" } else { "" }
+        ));
+        let delete = self.sql(
+            "DELETE FROM iceberg_tables WHERE catalog_name = ? AND table_namespace = ? AND table_name = ?",
+        );
+        let insert = self.sql(
+            "INSERT INTO iceberg_tables (catalog_name, table_namespace, table_name, metadata_location, \
+             previous_metadata_location, iceberg_type) VALUES (?, ?, ?, ?, NULL, 'TABLE')",
+        );
+        let mut tx = self.pool.begin().await.map_err(sqlx_err(context()))?;
+        for (name, target) in names {
+            sqlx::query(&delete)
+                .bind(&self.name)
+                .bind(name.namespace().join("."))
+                .bind(name.name())
+                .execute(&mut *tx)
+                .await
+                .map_err(sqlx_err(context()))?;
+            let Some(target) = target else { continue };
+            let location: Option<String> = sqlx::query(&read_target)
+                .bind(&self.name)
+                .bind(target.namespace().join("."))
+                .bind(target.name())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(sqlx_err(context()))?
+                .map(|row| row.try_get::<String, _>(0))
+                .transpose()
+                .map_err(sqlx_err(context()))?;
+            if let Some(location) = location {
+                sqlx::query(&insert)
+                    .bind(&self.name)
+                    .bind(name.namespace().join("."))
+                    .bind(name.name())
+                    .bind(location)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(sqlx_err(context()))?;
+            }
+        }
+        tx.commit().await.map_err(sqlx_err(context()))
+    }
+}

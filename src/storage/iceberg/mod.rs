@@ -1,0 +1,1125 @@
+//! Iceberg lakehouse storage: model versions as Iceberg tables (SQL catalog, Parquet in a local or S3
+//! warehouse) that DuckDB writes through Arrow batches and reads through views over the live data files.
+
+mod catalog;
+mod commit;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
+use futures::TryStreamExt;
+use iceberg::spec::{DataFile, DataFileFormat};
+use iceberg::table::Table;
+use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
+use iceberg::writer::file_writer::ParquetWriterBuilder;
+use iceberg::writer::file_writer::location_generator::{
+    DefaultFileNameGenerator, DefaultLocationGenerator,
+};
+use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
+use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
+use iceberg::{TableCreation, TableIdent};
+use parquet::file::properties::WriterProperties;
+
+use crate::config::{IcebergSettings, S3Settings, Warehouse};
+use crate::engine::Session;
+use crate::error::{LakeError, LakehouseError, Result};
+use crate::snapshot::{PhysicalTable, VirtualName};
+use crate::sql::{quote_ident, quote_literal};
+use crate::storage::duckdb_file::DuckDbStorage;
+use crate::storage::{Storage, VirtualChange, WriteStats};
+use catalog::LakeCatalog;
+use commit::Removal;
+
+pub use catalog::ident;
+
+/// Marks the DuckDB views that expose an Iceberg table, so they are told apart from VIEW models. The comment
+/// goes on with the metadata file the view shows: when another machine commits to the shared catalog, the
+/// locations differ and the view is refreshed.
+const PROXY_COMMENT: &str = "lake:iceberg";
+
+fn proxy_comment(metadata_location: &str) -> String {
+    format!("{PROXY_COMMENT} {metadata_location}")
+}
+
+fn iceberg_err(context: impl Into<String>) -> impl FnOnce(iceberg::Error) -> LakeError {
+    let context = context.into();
+    move |e| LakeError::lakehouse(context, e)
+}
+
+/// Physical tables as Iceberg tables in a warehouse, registered in an Iceberg SQL catalog. DuckDB runs the
+/// queries and reads each table's live Parquet files through a view, so models and `fetchdf` work unchanged;
+/// environment names are registered in the catalog too, so any Iceberg engine reads them.
+pub struct IcebergStorage {
+    runtime: tokio::runtime::Runtime,
+    catalog: LakeCatalog,
+    /// Schemas, views and the DuckDB side of the virtual layer are DuckDB objects.
+    duckdb: DuckDbStorage,
+    duckdb_catalog: String,
+    /// The warehouse location (`file:///…` or `s3://…`) and a FileIO for it, to delete dropped tables' files.
+    warehouse: String,
+    file_io: iceberg::io::FileIO,
+}
+
+/// Settings for the warehouse's files, in iceberg-rust's FileIO property names.
+fn file_io_properties(warehouse: &Warehouse) -> HashMap<String, String> {
+    let mut props = HashMap::new();
+    if let Warehouse::S3 { s3, .. } = warehouse {
+        use iceberg::io::*;
+        if let Some(endpoint) = &s3.endpoint {
+            props.insert(S3_ENDPOINT.to_string(), endpoint.clone());
+        }
+        props.insert(S3_REGION.to_string(), s3.region.clone());
+        props.insert(S3_PATH_STYLE_ACCESS.to_string(), s3.path_style.to_string());
+        let secrets = [
+            (S3_ACCESS_KEY_ID, &s3.access_key_id),
+            (S3_SECRET_ACCESS_KEY, &s3.secret_access_key),
+            (S3_SESSION_TOKEN, &s3.session_token),
+        ];
+        for (key, value) in secrets {
+            if let Some(value) = value {
+                props.insert(key.to_string(), value.expose().to_string());
+            }
+        }
+        if s3.access_key_id.is_some() {
+            // Explicit keys: do not probe ~/.aws or the EC2 metadata service (a slow timeout off AWS).
+            props.insert(S3_DISABLE_CONFIG_LOAD.to_string(), "true".into());
+            props.insert(S3_DISABLE_EC2_METADATA.to_string(), "true".into());
+        }
+    }
+    props
+}
+
+impl IcebergStorage {
+    /// Opens (creating on first use) the catalog and, for a local warehouse, its folder.
+    pub fn open(settings: &IcebergSettings, duckdb_catalog: &str) -> Result<Self> {
+        if let Warehouse::Local(path) = &settings.warehouse {
+            std::fs::create_dir_all(path).map_err(|e| LakeError::io(path, e))?;
+        }
+        if let crate::config::CatalogSettings::Sqlite(path) = &settings.catalog
+            && let Some(dir) = path.parent()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| LakeError::io(dir, e))?;
+        }
+        let mut settings = settings.clone();
+        if let Warehouse::Local(path) = &settings.warehouse {
+            settings.warehouse =
+                Warehouse::Local(path.canonicalize().map_err(|e| LakeError::io(path, e))?);
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| LakeError::io("tokio runtime", e))?;
+        let properties = file_io_properties(&settings.warehouse);
+        let catalog = runtime.block_on(LakeCatalog::open(&settings, properties.clone()))?;
+        let file_io = iceberg::io::FileIOBuilder::new(Arc::new(
+            iceberg_storage_opendal::OpenDalResolvingStorageFactory::new(),
+        ))
+        .with_props(properties)
+        .build();
+        Ok(IcebergStorage {
+            runtime,
+            catalog,
+            duckdb: DuckDbStorage::new(duckdb_catalog),
+            duckdb_catalog: duckdb_catalog.to_string(),
+            warehouse: settings.warehouse.location(),
+            file_io,
+        })
+    }
+
+    fn ident(table: &PhysicalTable) -> TableIdent {
+        ident(&table.schema, &table.table)
+    }
+
+    fn load(&self, table: &PhysicalTable) -> Result<Option<Table>> {
+        self.runtime
+            .block_on(self.catalog.load(&Self::ident(table)))
+    }
+
+    fn create(&self, table: &PhysicalTable, schema: &ArrowSchema) -> Result<Table> {
+        let iceberg_schema = iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(schema)
+            .map_err(iceberg_err(format!(
+                "mapping the columns of {table} to Iceberg types"
+            )))?;
+        let creation = TableCreation::builder()
+            .name(table.table.clone())
+            .schema(iceberg_schema)
+            .build();
+        self.runtime
+            .block_on(self.catalog.create(&Self::ident(table), creation))
+    }
+
+    /// Runs `query` and writes its rows as Parquet data files of `table` (created on first use), batch by
+    /// batch: only one batch and the open row group are in memory at a time.
+    fn write_files(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        query: &str,
+    ) -> Result<(Table, Vec<DataFile>)> {
+        let mut target: Option<(Table, Arc<ArrowSchema>)> = None;
+        let mut writer = None;
+        let schema = session.query_each(
+            query,
+            || format!("running the query for {table}"),
+            &mut |schema, batch| {
+                if target.is_none() {
+                    target = Some(self.target(table, schema)?);
+                }
+                let Some((iceberg_table, iceberg_arrow)) = target.as_ref() else {
+                    return Ok(());
+                };
+                if writer.is_none() {
+                    writer = Some(self.runtime.block_on(new_writer(iceberg_table))?);
+                }
+                let batch = relabel(&batch, iceberg_arrow)
+                    .map_err(|e| LakeError::lakehouse(format!("converting rows of {table}"), e))?;
+                if let Some(w) = writer.as_mut() {
+                    self.runtime
+                        .block_on(w.write(batch))
+                        .map_err(iceberg_err(format!("writing Parquet for {table}")))?;
+                }
+                Ok(())
+            },
+        )?;
+        let (iceberg_table, _) = match target {
+            Some(t) => t,
+            None => self.target(table, &schema)?,
+        };
+        let files = match writer.as_mut() {
+            Some(w) => self
+                .runtime
+                .block_on(w.close())
+                .map_err(iceberg_err(format!("finishing Parquet files of {table}")))?,
+            None => Vec::new(),
+        };
+        Ok((iceberg_table, files))
+    }
+
+    fn target(
+        &self,
+        table: &PhysicalTable,
+        schema: &SchemaRef,
+    ) -> Result<(Table, Arc<ArrowSchema>)> {
+        let iceberg_table = match self.load(table)? {
+            Some(t) => t,
+            None => self.create(table, schema)?,
+        };
+        let arrow =
+            iceberg::arrow::schema_to_arrow_schema(iceberg_table.metadata().current_schema())
+                .map_err(iceberg_err(format!("reading the schema of {table}")))?;
+        Ok((iceberg_table, Arc::new(arrow)))
+    }
+
+    /// One snapshot adding `added` and removing what `removal` names, then the catalog compare-and-swap.
+    /// Returns the new snapshot's id (`None`: nothing to commit).
+    fn commit(
+        &self,
+        table: &PhysicalTable,
+        iceberg_table: &Table,
+        added: Vec<DataFile>,
+        removal: Removal<'_>,
+    ) -> Result<Option<i64>> {
+        let old = iceberg_table
+            .metadata_location()
+            .ok_or_else(|| {
+                LakeError::lakehouse(
+                    format!("committing {table}"),
+                    LakehouseError::Table("the table has no metadata location".into()),
+                )
+            })?
+            .to_string();
+        self.runtime.block_on(async {
+            match commit::write_snapshot(iceberg_table, added, removal).await? {
+                Some((new, snapshot_id)) => {
+                    self.catalog.swap(&Self::ident(table), &old, &new).await?;
+                    Ok(Some(snapshot_id))
+                }
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// The table's live data files, as DuckDB reads them (`/path/…` or `s3://…`).
+    fn live_files(&self, iceberg_table: &Table) -> Result<Vec<String>> {
+        let context = || format!("scanning {}", iceberg_table.identifier());
+        self.runtime.block_on(async {
+            let scan = iceberg_table
+                .scan()
+                .select_all()
+                .build()
+                .map_err(iceberg_err(context()))?;
+            let tasks: Vec<_> = scan
+                .plan_files()
+                .await
+                .map_err(iceberg_err(context()))?
+                .try_collect()
+                .await
+                .map_err(iceberg_err(context()))?;
+            Ok(tasks
+                .iter()
+                .map(|t| duckdb_path(t.data_file_path()))
+                .collect())
+        })
+    }
+
+    /// Points DuckDB's view of `table` at its current Parquet files.
+    fn refresh_view(&self, session: &Session, table: &PhysicalTable) -> Result<()> {
+        match self.load(table)? {
+            Some(iceberg_table) => self.expose(session, table, &iceberg_table),
+            None => Ok(()),
+        }
+    }
+
+    /// (Re)creates DuckDB's view of an Iceberg table: its live files, or no rows in its columns when it has
+    /// none (DuckDB cannot read an empty list of files).
+    fn expose(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        iceberg_table: &Table,
+    ) -> Result<()> {
+        let files = self.live_files(iceberg_table)?;
+        let body = if files.is_empty() {
+            empty_select(iceberg_table.metadata().current_schema())
+        } else {
+            format!("SELECT * FROM {}", read_parquet(&files, false))
+        };
+        let name = format!("{}.{}", quote_ident(&self.duckdb_catalog), table.sql());
+        let comment = proxy_comment(iceberg_table.metadata_location().unwrap_or_default());
+        session.execute(
+            &format!(
+                "CREATE SCHEMA IF NOT EXISTS {}.{};\n\
+                 CREATE OR REPLACE VIEW {name} AS {body};\n\
+                 COMMENT ON VIEW {name} IS {};",
+                quote_ident(&self.duckdb_catalog),
+                quote_ident(&table.schema),
+                quote_literal(&comment)
+            ),
+            || format!("exposing {table} to DuckDB"),
+        )
+    }
+
+    /// Makes this machine's DuckDB views of the Iceberg tables match the shared catalog: tables committed
+    /// elsewhere (or since the DuckDB file was made) are exposed or refreshed, and views of tables dropped
+    /// from the catalog go. Only views whose metadata file differs are touched.
+    fn sync_proxies(&self, session: &Session) -> Result<()> {
+        let mut local: HashMap<PhysicalTable, String> = session
+            .query_rows(
+                &format!(
+                    "SELECT schema_name, view_name, comment FROM duckdb_views() \
+                     WHERE database_name = {} AND starts_with(comment, {})",
+                    quote_literal(&self.duckdb_catalog),
+                    quote_literal(PROXY_COMMENT)
+                ),
+                || "listing Iceberg tables exposed to DuckDB".into(),
+            )?
+            .into_iter()
+            .filter_map(|row| {
+                let mut row = row.into_iter();
+                let table = PhysicalTable {
+                    schema: row.next()??,
+                    table: row.next()??,
+                };
+                Some((table, row.next()??))
+            })
+            .collect();
+        let entries = self
+            .runtime
+            .block_on(self.catalog.tables_with_prefix("lake__"))?;
+        for entry in entries {
+            let table = PhysicalTable {
+                schema: entry.namespace,
+                table: entry.name,
+            };
+            if local.remove(&table) == Some(proxy_comment(&entry.metadata_location)) {
+                continue;
+            }
+            self.refresh_view(session, &table)?;
+        }
+        for gone in local.keys() {
+            session.execute(
+                &format!(
+                    "DROP VIEW IF EXISTS {}.{}",
+                    quote_ident(&self.duckdb_catalog),
+                    gone.sql()
+                ),
+                || format!("dropping DuckDB's view of {gone}, which left the catalog"),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Copy-on-write: the live files holding a row that `matches` are rewritten without those rows, together
+    /// with `new_rows`, and the old files are removed, all in one overwrite snapshot.
+    fn rewrite(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        new_rows: &str,
+        matches: &str,
+    ) -> Result<WriteStats> {
+        let affected: Vec<String> = match self.load(table)? {
+            None => Vec::new(),
+            Some(existing) => {
+                let files = self.live_files(&existing)?;
+                if files.is_empty() {
+                    Vec::new()
+                } else {
+                    session.query_strings(
+                        &format!(
+                            "SELECT DISTINCT filename FROM {} AS t WHERE {matches}",
+                            read_parquet(&files, true)
+                        ),
+                        || format!("finding the data files of {table} to rewrite"),
+                    )?
+                }
+            }
+        };
+        // The rows the affected files keep, then the new rows: written separately so the new rows are counted
+        // on their own, committed together.
+        let mut files = Vec::new();
+        if !affected.is_empty() {
+            let kept = format!(
+                "SELECT * FROM {} AS t WHERE ({matches}) IS NOT TRUE",
+                read_parquet(&affected, false)
+            );
+            files.extend(self.write_files(session, table, &kept)?.1);
+        }
+        let (iceberg_table, new_files) = self.write_files(session, table, new_rows)?;
+        let rows = new_files.iter().map(|f| f.record_count()).sum();
+        files.extend(new_files);
+        let removed: HashSet<String> = affected_locations(&iceberg_table, &affected);
+        let snapshot_id = self.commit(table, &iceberg_table, files, Removal::Files(&removed))?;
+        self.refresh_view(session, table)?;
+        Ok(WriteStats {
+            rows: Some(rows),
+            snapshot_id,
+            audits_passed: 0,
+        })
+    }
+}
+
+/// The manifest locations of files DuckDB reported by their DuckDB path.
+fn affected_locations(table: &Table, duckdb_paths: &[String]) -> HashSet<String> {
+    let local = table.metadata().location().starts_with("file:");
+    duckdb_paths
+        .iter()
+        .map(|p| {
+            if local && p.starts_with('/') {
+                format!("file://{p}")
+            } else {
+                p.clone()
+            }
+        })
+        .collect()
+}
+
+fn duckdb_path(location: &str) -> String {
+    location
+        .strip_prefix("file://")
+        .unwrap_or(location)
+        .to_string()
+}
+
+fn read_parquet(files: &[String], with_filename: bool) -> String {
+    let list = files
+        .iter()
+        .map(|f| quote_literal(f))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if with_filename {
+        format!("read_parquet([{list}], filename = true)")
+    } else {
+        format!("read_parquet([{list}])")
+    }
+}
+
+type Writer = iceberg::writer::base_writer::data_file_writer::DataFileWriter<
+    ParquetWriterBuilder,
+    DefaultLocationGenerator,
+    DefaultFileNameGenerator,
+>;
+
+async fn new_writer(table: &Table) -> Result<Writer> {
+    let context = || format!("preparing Parquet writes to {}", table.identifier());
+    let parquet = ParquetWriterBuilder::new(
+        WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+            .build(),
+        table.metadata().current_schema().clone(),
+    );
+    let location =
+        DefaultLocationGenerator::new(table.metadata()).map_err(iceberg_err(context()))?;
+    let prefix = format!(
+        "lake-{}",
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    );
+    // Files roll at Iceberg's default target size (512 MiB), so large models become several files.
+    let rolling = RollingFileWriterBuilder::new_with_default_file_size(
+        parquet,
+        table.file_io().clone(),
+        location,
+        DefaultFileNameGenerator::new(prefix, None, DataFileFormat::Parquet),
+    );
+    DataFileWriterBuilder::new(rolling)
+        .build(None)
+        .await
+        .map_err(iceberg_err(context()))
+}
+
+/// Gives a DuckDB batch the Iceberg schema (with field ids), casting columns whose Arrow type differs.
+fn relabel(
+    batch: &RecordBatch,
+    schema: &Arc<ArrowSchema>,
+) -> std::result::Result<RecordBatch, arrow::error::ArrowError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(column.clone())
+            } else {
+                arrow::compute::cast(column, field.data_type())
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(schema.clone(), columns)
+}
+
+/// Readies a DuckDB database to read the warehouse: for S3, loads `httpfs` (from the configured extension
+/// directory when there is one, for offline machines) and registers the credentials as a temporary secret,
+/// which DuckDB keeps in memory only.
+pub fn prepare_engine(settings: &IcebergSettings, session: &Session) -> Result<()> {
+    let Warehouse::S3 { url, s3 } = &settings.warehouse else {
+        return Ok(());
+    };
+    load_extension(
+        session,
+        "httpfs",
+        settings.duckdb_extension_directory.as_deref(),
+    )?;
+    session.execute(&s3_secret_sql(url, s3), || {
+        "registering the S3 credentials with DuckDB".into()
+    })
+}
+
+fn load_extension(
+    session: &Session,
+    name: &str,
+    directory: Option<&std::path::Path>,
+) -> Result<()> {
+    let file_name = format!("{name}.duckdb_extension");
+    if let Some(dir) = directory {
+        let found = walkdir::WalkDir::new(dir)
+            .follow_links(true)
+            .max_depth(8)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy() == file_name);
+        let Some(entry) = found else {
+            return Err(LakeError::Config {
+                message: format!("no {file_name} under {}", dir.display()),
+                help: Some(format!(
+                    "install it (e.g. `pip install duckdb-extension-{name}=={}`) or point duckdb_extension_directory / LAKE_DUCKDB_EXTENSION_DIRECTORY at the folder holding it",
+                    crate::engine::DUCKDB_VERSION
+                )),
+            });
+        };
+        return session.execute(
+            &format!("LOAD {}", quote_literal(&entry.path().to_string_lossy())),
+            || format!("loading the DuckDB extension {}", entry.path().display()),
+        );
+    }
+    session
+        .execute(&format!("LOAD {name}"), String::new)
+        .or_else(|_| {
+            session.execute(&format!("INSTALL {name}; LOAD {name}"), || {
+                format!("installing the DuckDB extension `{name}` (set duckdb_extension_directory to load it offline)")
+            })
+        })
+}
+
+fn s3_secret_sql(url: &str, s3: &S3Settings) -> String {
+    let bucket = url
+        .trim_start_matches("s3://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let mut options = vec![
+        "TYPE s3".to_string(),
+        format!("REGION {}", quote_literal(&s3.region)),
+        format!("SCOPE {}", quote_literal(&format!("s3://{bucket}"))),
+    ];
+    if let Some(endpoint) = &s3.endpoint {
+        let (ssl, host) = match endpoint.split_once("://") {
+            Some((scheme, host)) => (scheme.eq_ignore_ascii_case("https"), host),
+            None => (true, endpoint.as_str()),
+        };
+        options.push(format!(
+            "ENDPOINT {}",
+            quote_literal(host.trim_end_matches('/'))
+        ));
+        options.push(format!("USE_SSL {ssl}"));
+    }
+    options.push(format!(
+        "URL_STYLE {}",
+        quote_literal(if s3.path_style { "path" } else { "vhost" })
+    ));
+    let keys = [
+        ("KEY_ID", &s3.access_key_id),
+        ("SECRET", &s3.secret_access_key),
+        ("SESSION_TOKEN", &s3.session_token),
+    ];
+    for (key, value) in keys {
+        if let Some(value) = value {
+            options.push(format!("{key} {}", quote_literal(value.expose())));
+        }
+    }
+    format!(
+        "CREATE OR REPLACE TEMPORARY SECRET lake_warehouse ({})",
+        options.join(", ")
+    )
+}
+
+impl Storage for IcebergStorage {
+    fn ensure_schema(&self, session: &Session, schema: &str) -> Result<()> {
+        self.runtime
+            .block_on(self.catalog.ensure_namespace(schema))?;
+        self.duckdb.ensure_schema(session, schema)
+    }
+
+    /// Tables in the catalog (each exposed to DuckDB first), plus VIEW models' DuckDB views.
+    fn physical_tables(&self, session: &Session) -> Result<Vec<PhysicalTable>> {
+        self.sync_proxies(session)?;
+        self.duckdb.physical_tables(session)
+    }
+
+    fn sync_local(&self, session: &Session, names: &[(VirtualName, PhysicalTable)]) -> Result<()> {
+        self.sync_proxies(session)?;
+        self.duckdb.sync_names(session, names)
+    }
+
+    fn create_view(&self, session: &Session, table: &PhysicalTable, query: &str) -> Result<()> {
+        self.duckdb.create_view(session, table, query)
+    }
+
+    fn replace_all(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        query: &str,
+    ) -> Result<WriteStats> {
+        let (iceberg_table, files) = self.write_files(session, table, query)?;
+        let rows = files.iter().map(|f| f.record_count()).sum();
+        let snapshot_id = self.commit(table, &iceberg_table, files, Removal::All)?;
+        self.refresh_view(session, table)?;
+        Ok(WriteStats {
+            rows: Some(rows),
+            snapshot_id,
+            audits_passed: 0,
+        })
+    }
+
+    fn append(&self, session: &Session, table: &PhysicalTable, query: &str) -> Result<WriteStats> {
+        let (iceberg_table, files) = self.write_files(session, table, query)?;
+        let rows = files.iter().map(|f| f.record_count()).sum();
+        let snapshot_id = self.commit(table, &iceberg_table, files, Removal::Nothing)?;
+        self.refresh_view(session, table)?;
+        Ok(WriteStats {
+            rows: Some(rows),
+            snapshot_id,
+            audits_passed: 0,
+        })
+    }
+
+    fn replace_time_range(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        query: &str,
+        in_range: &str,
+    ) -> Result<WriteStats> {
+        self.rewrite(session, table, query, in_range)
+    }
+
+    fn merge_by_key(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        query: &str,
+        keys: &[String],
+    ) -> Result<WriteStats> {
+        // The new rows are read twice (to find the files holding their keys, then to write them), so they
+        // are materialised once in a temporary table of this session.
+        let staging = format!("lake_merge_{}", std::process::id());
+        session.execute(
+            &format!("CREATE OR REPLACE TEMPORARY TABLE {staging} AS {query}"),
+            || format!("staging the new rows of {table}"),
+        )?;
+        let join = keys
+            .iter()
+            .map(|k| format!("n.{k} IS NOT DISTINCT FROM t.{k}", k = quote_ident(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let matches = format!("EXISTS (SELECT 1 FROM {staging} AS n WHERE {join})");
+        let result = self.rewrite(
+            session,
+            table,
+            &format!("SELECT * FROM {staging}"),
+            &matches,
+        );
+        let dropped = session.execute(&format!("DROP TABLE IF EXISTS {staging}"), || {
+            format!("dropping the staged rows of {table}")
+        });
+        let stats = result?;
+        dropped?;
+        Ok(stats)
+    }
+
+    fn update_virtual_layer(&self, session: &Session, changes: &[VirtualChange]) -> Result<()> {
+        let names: Vec<(TableIdent, Option<TableIdent>)> = changes
+            .iter()
+            .map(|change| match change {
+                VirtualChange::Point { name, target } => {
+                    (virtual_ident(name), Some(Self::ident(target)))
+                }
+                VirtualChange::Drop { name } => (virtual_ident(name), None),
+            })
+            .collect();
+        self.runtime.block_on(self.catalog.set_names(&names))?;
+        self.duckdb.update_virtual_layer(session, changes)
+    }
+
+    /// Removes the table from the catalog, then deletes its data and metadata files (the janitor calls this
+    /// only for versions no environment uses).
+    fn drop_physical(&self, session: &Session, table: &PhysicalTable) -> Result<()> {
+        // Catalog first (no reader finds the table any more), then its files, then DuckDB's view; a rerun
+        // after a failure at any step finishes the rest.
+        let location = match self.load(table)? {
+            Some(existing) => existing.metadata().location().to_string(),
+            None => format!("{}/{}/{}", self.warehouse, table.schema, table.table),
+        };
+        self.runtime
+            .block_on(self.catalog.drop(&Self::ident(table)))?;
+        self.runtime
+            .block_on(
+                self.file_io
+                    .delete_prefix(format!("{}/", location.trim_end_matches('/'))),
+            )
+            .map_err(iceberg_err(format!("deleting the files of {table}")))?;
+        self.duckdb.drop_physical(session, table)
+    }
+}
+
+/// A query with no rows in the table's columns, typed as DuckDB reads the Iceberg types.
+fn empty_select(schema: &iceberg::spec::Schema) -> String {
+    let columns: Vec<String> = schema
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| {
+            format!(
+                "CAST(NULL AS {}) AS {}",
+                duckdb_type(&f.field_type),
+                quote_ident(&f.name)
+            )
+        })
+        .collect();
+    format!("SELECT {} LIMIT 0", columns.join(", "))
+}
+
+fn duckdb_type(t: &iceberg::spec::Type) -> String {
+    use iceberg::spec::{PrimitiveType as P, Type};
+    match t {
+        Type::Primitive(p) => match p {
+            P::Boolean => "BOOLEAN".into(),
+            P::Int => "INTEGER".into(),
+            P::Long => "BIGINT".into(),
+            P::Float => "FLOAT".into(),
+            P::Double => "DOUBLE".into(),
+            P::Decimal { precision, scale } => format!("DECIMAL({precision}, {scale})"),
+            P::Date => "DATE".into(),
+            P::Time => "TIME".into(),
+            P::Timestamp => "TIMESTAMP".into(),
+            P::Timestamptz => "TIMESTAMPTZ".into(),
+            P::TimestampNs => "TIMESTAMP_NS".into(),
+            P::TimestamptzNs => "TIMESTAMPTZ".into(),
+            P::String => "VARCHAR".into(),
+            P::Uuid => "UUID".into(),
+            P::Fixed(_) | P::Binary => "BLOB".into(),
+        },
+        Type::List(list) => format!("{}[]", duckdb_type(&list.element_field.field_type)),
+        Type::Map(map) => format!(
+            "MAP({}, {})",
+            duckdb_type(&map.key_field.field_type),
+            duckdb_type(&map.value_field.field_type)
+        ),
+        Type::Struct(fields) => format!(
+            "STRUCT({})",
+            fields
+                .fields()
+                .iter()
+                .map(|f| format!("{} {}", quote_ident(&f.name), duckdb_type(&f.field_type)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn virtual_ident(name: &VirtualName) -> TableIdent {
+    ident(&name.schema, &name.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CatalogSettings;
+    use crate::engine::Engine;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        settings: IcebergSettings,
+        _engine: Engine,
+        session: Session,
+        storage: IcebergStorage,
+        table: PhysicalTable,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let settings = IcebergSettings {
+            warehouse: Warehouse::Local(dir.path().join("warehouse")),
+            catalog: CatalogSettings::Sqlite(dir.path().join("catalog.db")),
+            catalog_name: "lake".into(),
+            duckdb_extension_directory: None,
+        };
+        let engine = Engine::in_memory().expect("in-memory DuckDB");
+        let session = engine.session().expect("session");
+        let storage = IcebergStorage::open(&settings, "memory").expect("catalog");
+        storage
+            .ensure_schema(&session, "lake__demo")
+            .expect("schema");
+        Fixture {
+            _dir: dir,
+            settings,
+            _engine: engine,
+            session,
+            storage,
+            table: PhysicalTable {
+                schema: "lake__demo".into(),
+                table: "demo__t__1".into(),
+            },
+        }
+    }
+
+    fn rows(f: &Fixture, from: &str) -> Vec<String> {
+        let mut out = f
+            .session
+            .query_strings(&format!("SELECT id || v || d FROM memory.{from}"), || {
+                "reading".into()
+            })
+            .expect("rows");
+        out.sort();
+        out
+    }
+
+    fn operations(f: &Fixture) -> Vec<String> {
+        let table = f.storage.load(&f.table).unwrap().expect("table exists");
+        let mut snapshots: Vec<_> = table.metadata().snapshots().cloned().collect();
+        snapshots.sort_by_key(|s| s.sequence_number());
+        snapshots
+            .iter()
+            .map(|s| {
+                let summary = s.summary();
+                format!(
+                    "{} total={}",
+                    summary.operation.as_str(),
+                    summary.additional_properties["total-records"]
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_write_kind_is_one_snapshot() {
+        let f = fixture();
+        let (s, t) = (&f.session, &f.table);
+        let row =
+            |id: i32, v: &str, d: &str| format!("SELECT {id} AS id, '{v}' AS v, DATE '{d}' AS d");
+        f.storage
+            .replace_all(
+                s,
+                t,
+                &format!(
+                    "{} UNION ALL {}",
+                    row(1, "a", "2024-01-01"),
+                    row(2, "b", "2024-01-02")
+                ),
+            )
+            .unwrap();
+        f.storage.append(s, t, &row(3, "c", "2024-01-03")).unwrap();
+        let stats = f
+            .storage
+            .replace_time_range(
+                s,
+                t,
+                &row(4, "d", "2024-01-02"),
+                "d >= DATE '2024-01-02' AND d < DATE '2024-01-03'",
+            )
+            .unwrap();
+        assert_eq!(
+            stats.rows,
+            Some(1),
+            "the new row; the rewritten file's kept row is not counted"
+        );
+        assert_eq!(
+            rows(&f, &t.sql()),
+            ["1a2024-01-01", "3c2024-01-03", "4d2024-01-02"]
+        );
+        f.storage
+            .merge_by_key(
+                s,
+                t,
+                &format!(
+                    "{} UNION ALL {}",
+                    row(3, "z", "2024-01-03"),
+                    row(5, "e", "2024-01-05")
+                ),
+                &["id".into()],
+            )
+            .unwrap();
+        assert_eq!(
+            rows(&f, &t.sql()),
+            [
+                "1a2024-01-01",
+                "3z2024-01-03",
+                "4d2024-01-02",
+                "5e2024-01-05"
+            ]
+        );
+        f.storage
+            .replace_all(s, t, &row(9, "n", "2024-01-09"))
+            .unwrap();
+        assert_eq!(rows(&f, &t.sql()), ["9n2024-01-09"]);
+        assert_eq!(
+            operations(&f),
+            [
+                "append total=2",
+                "append total=3",
+                "overwrite total=3",
+                "overwrite total=4",
+                "overwrite total=1"
+            ]
+        );
+        assert_eq!(f.storage.physical_tables(s).unwrap(), vec![t.clone()]);
+    }
+
+    #[test]
+    fn a_lost_commit_race_is_a_retryable_error_and_loses_nothing() {
+        let f = fixture();
+        let (s, t) = (&f.session, &f.table);
+        f.storage
+            .replace_all(s, t, "SELECT 1 AS id, 'a' AS v, DATE '2024-01-01' AS d")
+            .unwrap();
+        // Two writers start from the same table state; the first to swap the catalog pointer wins.
+        let (stale, files) = f
+            .storage
+            .write_files(s, t, "SELECT 2 AS id, 'b' AS v, DATE '2024-01-02' AS d")
+            .unwrap();
+        f.storage
+            .append(s, t, "SELECT 3 AS id, 'c' AS v, DATE '2024-01-03' AS d")
+            .unwrap();
+        let err = f
+            .storage
+            .commit(t, &stale, files, Removal::All)
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert!(
+            err.to_string().contains("committed to the Iceberg table"),
+            "{err}"
+        );
+        f.storage.refresh_view(s, t).unwrap();
+        assert_eq!(rows(&f, &t.sql()), ["1a2024-01-01", "3c2024-01-03"]);
+    }
+
+    #[test]
+    fn environment_names_share_the_physical_metadata_and_follow_commits() {
+        let f = fixture();
+        let (s, t) = (&f.session, &f.table);
+        f.storage
+            .replace_all(s, t, "SELECT 1 AS id, 'a' AS v, DATE '2024-01-01' AS d")
+            .unwrap();
+        let name = VirtualName {
+            schema: "demo__dev".into(),
+            name: "t".into(),
+        };
+        f.storage
+            .update_virtual_layer(
+                s,
+                &[VirtualChange::Point {
+                    name: name.clone(),
+                    target: t.clone(),
+                }],
+            )
+            .unwrap();
+        f.storage
+            .append(s, t, "SELECT 2 AS id, 'b' AS v, DATE '2024-01-02' AS d")
+            .unwrap();
+        let physical = f.storage.load(t).unwrap().unwrap();
+        let alias = f
+            .storage
+            .runtime
+            .block_on(f.storage.catalog.load(&virtual_ident(&name)))
+            .unwrap()
+            .expect("the environment name is registered");
+        assert_eq!(alias.metadata_location(), physical.metadata_location());
+        assert_eq!(rows(&f, &name.sql()), ["1a2024-01-01", "2b2024-01-02"]);
+        f.storage
+            .update_virtual_layer(s, &[VirtualChange::Drop { name: name.clone() }])
+            .unwrap();
+        let gone = f
+            .storage
+            .runtime
+            .block_on(f.storage.catalog.load(&virtual_ident(&name)))
+            .unwrap();
+        assert!(gone.is_none());
+        assert!(
+            f.storage.load(t).unwrap().is_some(),
+            "dropping a name keeps the table"
+        );
+    }
+
+    #[test]
+    fn concurrent_workers_creating_one_namespace_all_succeed() {
+        let f = fixture();
+        for round in 0..5 {
+            let namespace = format!("lake__raced{round}");
+            let results: Vec<Result<()>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            f.storage
+                                .runtime
+                                .block_on(f.storage.catalog.ensure_namespace(&namespace))
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("no panic"))
+                    .collect()
+            });
+            assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+        }
+    }
+
+    #[test]
+    fn s3_secret_carries_endpoint_style_and_keys() {
+        let s3 = S3Settings {
+            endpoint: Some("http://127.0.0.1:9000/".into()),
+            region: "us-east-1".into(),
+            path_style: true,
+            access_key_id: Some(crate::config::Secret::new("AK")),
+            secret_access_key: Some(crate::config::Secret::new("SK'q")),
+            session_token: None,
+        };
+        assert_eq!(
+            s3_secret_sql("s3://bucket/prefix", &s3),
+            "CREATE OR REPLACE TEMPORARY SECRET lake_warehouse (TYPE s3, REGION 'us-east-1', SCOPE 's3://bucket', ENDPOINT '127.0.0.1:9000', USE_SSL false, URL_STYLE 'path', KEY_ID 'AK', SECRET 'SK''q')"
+        );
+    }
+
+    /// Another machine: its own (in-memory) DuckDB on the same catalog and warehouse.
+    fn second_machine(f: &Fixture) -> (Engine, Session, IcebergStorage) {
+        let engine = Engine::in_memory().expect("in-memory DuckDB");
+        let session = engine.session().expect("session");
+        let storage = IcebergStorage::open(&f.settings, "memory").expect("catalog");
+        (engine, session, storage)
+    }
+
+    fn read(session: &Session, sql: &str) -> Vec<String> {
+        let mut out = session
+            .query_strings(sql, || "reading".into())
+            .expect("rows");
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn another_machine_sees_commits_and_drops_through_the_catalog() {
+        let f = fixture();
+        let (s, t) = (&f.session, &f.table);
+        f.storage
+            .append(s, t, "SELECT 1 AS id, 'a' AS v, DATE '2024-01-01' AS d")
+            .unwrap();
+        let (_engine, other, storage) = second_machine(&f);
+        let name = VirtualName {
+            schema: "demo".into(),
+            name: "t".into(),
+        };
+        let names = [(name, t.clone())];
+        storage.sync_local(&other, &names).unwrap();
+        let count = "SELECT count(*)::VARCHAR FROM memory.demo.t";
+        assert_eq!(read(&other, count), ["1"]);
+        assert_eq!(storage.physical_tables(&other).unwrap(), vec![t.clone()]);
+
+        // A commit elsewhere moves the catalog pointer; the next sync follows it.
+        f.storage
+            .append(s, t, "SELECT 2 AS id, 'b' AS v, DATE '2024-01-02' AS d")
+            .unwrap();
+        assert_eq!(read(&other, count), ["1"], "a cache until synced");
+        storage.sync_local(&other, &names).unwrap();
+        assert_eq!(read(&other, count), ["2"]);
+
+        // Dropped elsewhere (the janitor): the view and the name go here too.
+        f.storage.drop_physical(s, t).unwrap();
+        storage.sync_local(&other, &[]).unwrap();
+        assert!(storage.physical_tables(&other).unwrap().is_empty());
+        assert!(
+            read(
+                &other,
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal"
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_empty_table_is_exposed_with_its_columns() {
+        let f = fixture();
+        let (s, t) = (&f.session, &f.table);
+        f.storage
+            .append(
+                s,
+                t,
+                "SELECT 1 AS id, [1.5] AS xs, {'k': 'v'} AS st, MAP {'a': 1} AS m, \
+                 TIMESTAMP '2024-01-01' AS ts, 1.25::DECIMAL(9, 2) AS amount LIMIT 0",
+            )
+            .unwrap();
+        let (_engine, other, storage) = second_machine(&f);
+        storage.sync_local(&other, &[]).unwrap();
+        let columns = read(
+            &other,
+            &format!(
+                "SELECT column_name || ' ' || data_type FROM information_schema.columns \
+                 WHERE table_schema = 'lake__demo' AND table_name = '{}'",
+                t.table
+            ),
+        );
+        assert_eq!(
+            columns,
+            [
+                "amount DECIMAL(9,2)",
+                "id INTEGER",
+                "m MAP(VARCHAR, INTEGER)",
+                "st STRUCT(k VARCHAR)",
+                "ts TIMESTAMP",
+                "xs DECIMAL(2,1)[]",
+            ]
+        );
+    }
+}

@@ -1,0 +1,350 @@
+//! The inspection commands: fetchdf formats, render, evaluate, dag, info, run; and loading real SQLMesh projects.
+
+use crate::common::{EXEC, Scratch, built_models, stderr, stdout};
+
+#[test]
+fn fetchdf_formats() {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    let sql =
+        "select item_id, num_orders, 'x' || item_id as label from demo.full_model order by item_id";
+    let out = s.lake().args(["fetchdf", sql]).output().unwrap();
+    assert_eq!(
+        stdout(&out),
+        "item_id  num_orders  label\n      1           5  x1\n      2           1  x2\n      3           1  x3\n"
+    );
+    let out = s
+        .lake()
+        .args(["fetchdf", "--format", "json", sql])
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        rows[0],
+        serde_json::json!({"item_id": 1, "num_orders": 5, "label": "x1"})
+    );
+    let out = s
+        .lake()
+        .args(["fetchdf", "--format", "csv", "select 1 as a where false"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "a\n");
+    // Results spanning several Arrow batches stream as one CSV (one header) and one JSON array.
+    let many = "select range as n from range(5000)";
+    let out = s
+        .lake()
+        .args(["fetchdf", "--format", "csv", many])
+        .output()
+        .unwrap();
+    let csv = stdout(&out);
+    assert_eq!(csv.lines().count(), 5001);
+    assert_eq!(csv.lines().filter(|l| *l == "n").count(), 1, "one header");
+    let out = s
+        .lake()
+        .args(["fetchdf", "--format", "json", many])
+        .output()
+        .unwrap();
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 5000);
+    assert_eq!(rows[4999], serde_json::json!({"n": 4999}));
+    let out = s
+        .lake()
+        .args(["fetchdf", "--format", "json", "select 1 as a where false"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "[]\n");
+    let out = s
+        .lake()
+        .args(["fetchdf", "select * from nowhere"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("nowhere"), "{}", stderr(&out));
+}
+
+#[test]
+fn render_and_evaluate_use_physical_tables() {
+    let s = Scratch::init();
+    let out = s
+        .lake()
+        .args(["render", "demo.full_model"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sql = stdout(&out);
+    assert!(
+        sql.contains("FROM lake__demo.demo__incremental_model__"),
+        "{sql}"
+    );
+    assert!(sql.contains(" AS incremental_model"), "{sql}");
+
+    let out = s
+        .lake()
+        .args(["evaluate", "demo.full_model"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "evaluating before the parent is built is a usage error"
+    );
+    s.apply(EXEC);
+    let out = s
+        .lake()
+        .args([
+            "evaluate",
+            "demo.full_model",
+            "--format",
+            "csv",
+            "--limit",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "item_id,num_orders\n1,5\n2,1\n");
+
+    let out = s
+        .lake()
+        .args(["render", "demo.ful_model"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("did you mean `demo.full_model`?"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn dag_and_info() {
+    let s = Scratch::init();
+    let out = s.lake().args(["dag"]).output().unwrap();
+    assert_eq!(
+        stdout(&out),
+        "demo.seed_model\ndemo.incremental_model <- demo.seed_model\ndemo.full_model <- demo.incremental_model\ndemo.view_model <- demo.full_model\n"
+    );
+    let out = s.lake().args(["dag", "--format", "dot"]).output().unwrap();
+    assert!(stdout(&out).contains("\"demo.incremental_model\" -> \"demo.full_model\";"));
+    let out = s.lake().args(["info"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let info = stdout(&out);
+    assert!(info.contains("Models: 4\n"), "{info}");
+    assert!(
+        info.contains("Data warehouse connection succeeded"),
+        "{info}"
+    );
+    let root = s.project.canonicalize().unwrap();
+    assert!(
+        info.contains(&format!(
+            "Storage: Iceberg tables in file://{}/warehouse, SQLite catalog {}/.lake/catalog.db — reachable\n",
+            root.display(),
+            s.project.display()
+        )),
+        "{info}"
+    );
+    let out = s.lake().args(["info", "--json"]).output().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["models"], 4);
+    assert_eq!(json["storage_ok"], true);
+
+    // A catalog that cannot be reached makes `info` fail (exit 1) and say which part failed.
+    s.write(
+        "config.yaml",
+        &(s.read("config.yaml") + "\nstorage:\n  catalog: {type: postgres, host: 127.0.0.1, port: 1, database: none}\n"),
+    );
+    let out = s.lake().args(["info"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("Storage: Iceberg tables in file://")
+            && stdout(&out).contains("PostgreSQL catalog (schema public) — cannot be opened"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn run_builds_what_the_cron_makes_due() {
+    let s = Scratch::init();
+    s.lake()
+        .args([
+            "plan",
+            "--auto-apply",
+            "--execution-time",
+            "2024-06-01 12:00:00",
+        ])
+        .assert()
+        .success();
+    let out = s
+        .lake()
+        .args(["run", "--execution-time", "2024-06-01 18:00:00"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        built_models(&out).is_empty(),
+        "not due yet: {}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("Nothing to run"));
+
+    let out = s
+        .lake()
+        .args(["run", "--execution-time", "2024-06-02 00:30:00"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A day passed: the incremental model gets its new day, the daily FULL model is rebuilt; the seed and
+    // the view never need a rerun.
+    assert_eq!(
+        built_models(&out),
+        ["demo.incremental_model", "demo.full_model"]
+    );
+    assert!(
+        stderr(&out).contains("[insert 2024-06-01 - 2024-06-01, 0 rows]"),
+        "{}",
+        stderr(&out)
+    );
+
+    s.write(
+        "models/full_model.sql",
+        &s.read("models/full_model.sql")
+            .replace("ORDER BY", "ORDER BY num_orders,"),
+    );
+    let out = s.lake().args(["run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("differ from environment `prod`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn init_refuses_a_non_empty_directory() {
+    let s = Scratch::init();
+    let out = crate::common::lake(s.dir.path())
+        .args(["init", "demo"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--force"));
+    crate::common::lake(s.dir.path())
+        .args(["init", "demo", "--force"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn generated_sqlmesh_project_loads_and_applies_unchanged() {
+    let generator =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/gen_project.py");
+    assert!(
+        generator.exists(),
+        "{} is missing: CI runs with ../shared beside the clone",
+        generator.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("gen");
+    let status = std::process::Command::new("python3")
+        .arg(&generator)
+        .arg(&project)
+        // The generator's default mix: 40 % INCREMENTAL_BY_TIME_RANGE models.
+        .args(["--models", "50"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let run = |args: &[&str]| {
+        crate::common::lake(dir.path())
+            .arg("-p")
+            .arg(&project)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["plan", "--auto-apply", "--execution-time", EXEC]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(built_models(&out).len(), 50);
+    let out = run(&["plan", "--execution-time", EXEC]);
+    assert_eq!(
+        stdout(&out),
+        "No changes to plan: project files match the `prod` environment\n"
+    );
+    // A day later, a run builds the new day of each incremental model and refreshes the FULL ones.
+    let out = run(&["run", "--execution-time", "2024-06-02 01:00:00"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let inserted = stderr(&out)
+        .lines()
+        .filter(|l| l.contains("[insert 2024-06-01 - 2024-06-01"))
+        .count();
+    assert!(inserted > 0, "{}", stderr(&out));
+    // Every model's rows are queryable through prod's names.
+    let out = run(&[
+        "fetchdf",
+        "--format",
+        "csv",
+        "select count(*) as n from bench.seed_000",
+    ]);
+    assert_eq!(stdout(&out), "n\n1000\n");
+
+    let status = std::process::Command::new("python3")
+        .arg(&generator)
+        .arg(&project)
+        .args(["--mutate", "leaf"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = run(&["plan", "--auto-apply", "--execution-time", EXEC]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(built_models(&out).len(), 1, "{}", stderr(&out));
+}
+
+#[test]
+fn example_shop_project_builds() {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shop");
+    let s = Scratch::empty();
+    for entry in walkdir::WalkDir::new(&source)
+        .into_iter()
+        .filter_map(|e| e.ok())
+    {
+        let relative = entry.path().strip_prefix(&source).unwrap();
+        if entry.file_type().is_file() {
+            s.write(
+                relative.to_str().unwrap(),
+                &std::fs::read_to_string(entry.path()).unwrap(),
+            );
+        }
+    }
+    s.apply(EXEC);
+    assert_eq!(
+        s.csv("select customer_id, revenue, orders from marts.customer_revenue order by 1"),
+        "customer_id,revenue,orders\n1,65.50,2\n2,21.00,1\n3,99.90,1\n"
+    );
+}
+
+#[test]
+fn older_state_is_refused_until_lake_migrate() {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    {
+        // Turn the state back into schema 1, as an older lake left it.
+        let conn = rusqlite::Connection::open(s.project.join(".lake/state.db")).unwrap();
+        conn.execute_batch(
+            "ALTER TABLE intervals DROP COLUMN write_id; DELETE FROM _versions; INSERT INTO _versions VALUES (1, '0.1.0');",
+        )
+        .unwrap();
+    }
+    let out = s.lake().args(["plan"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("run `lake migrate`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.lake().args(["migrate"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "State is at schema version 3.\n");
+    s.assert_no_changes();
+    s.assert_demo_results();
+}

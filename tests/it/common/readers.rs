@@ -1,0 +1,104 @@
+//! Independent Iceberg readers for interop tests: pyiceberg and DuckDB's iceberg extension, run in Python.
+
+use std::path::{Path, PathBuf};
+
+/// Whether CI demands every external component (a missing one fails the test instead of skipping it).
+pub fn services_required() -> bool {
+    std::env::var("LAKE_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// A Python with pyiceberg (`LAKE_TEST_PYTHON`, else `python3`), or `None` when it is missing and CI does
+/// not require it.
+pub fn pyiceberg() -> Option<String> {
+    let python = std::env::var("LAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import pyiceberg.catalog.sql, duckdb"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(python);
+    }
+    assert!(
+        !services_required(),
+        "pyiceberg and duckdb are required: set LAKE_TEST_PYTHON to a Python that has them (.ci/run makes one)"
+    );
+    eprintln!("skipping the independent-reader checks: no Python with pyiceberg and duckdb");
+    None
+}
+
+/// The folder holding DuckDB 1.5.5 extension binaries (`LAKE_TEST_DUCKDB_EXTENSIONS`), or `None` when missing
+/// and not required.
+pub fn duckdb_extensions() -> Option<PathBuf> {
+    let dir = std::env::var("LAKE_TEST_DUCKDB_EXTENSIONS")
+        .ok()
+        .map(PathBuf::from);
+    let has_httpfs = dir.as_ref().is_some_and(|d| {
+        walkdir::WalkDir::new(d)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name() == "httpfs.duckdb_extension")
+    });
+    if has_httpfs {
+        return dir;
+    }
+    assert!(
+        !services_required(),
+        "DuckDB extensions are required: set LAKE_TEST_DUCKDB_EXTENSIONS to a folder with httpfs.duckdb_extension (pip install duckdb-extension-httpfs==1.5.5)"
+    );
+    eprintln!("skipping: no DuckDB httpfs extension (LAKE_TEST_DUCKDB_EXTENSIONS)");
+    None
+}
+
+fn support(script: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/support")
+        .join(script)
+}
+
+fn run_python(python: &str, script: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(python)
+        .arg(support(script))
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
+}
+
+/// Every table of the catalog as pyiceberg reads it: `{"ns.table": {rows, columns, operations, metadata}}`.
+pub fn read_catalog(
+    python: &str,
+    uri: &str,
+    warehouse: &str,
+    properties: &serde_json::Value,
+) -> serde_json::Value {
+    let out = run_python(
+        python,
+        "read_catalog.py",
+        &[uri, warehouse, &properties.to_string()],
+    );
+    serde_json::from_str(&out).expect("read_catalog.py prints JSON")
+}
+
+/// Runs `sql` (over a view `t`) on the Iceberg table whose metadata file is `metadata`, with DuckDB's iceberg
+/// extension.
+pub fn duckdb_iceberg_scan(
+    python: &str,
+    extensions: &Path,
+    metadata: &str,
+    sql: &str,
+) -> serde_json::Value {
+    let out = run_python(
+        python,
+        "duckdb_iceberg_scan.py",
+        &[&extensions.to_string_lossy(), metadata, sql],
+    );
+    serde_json::from_str(&out).expect("duckdb_iceberg_scan.py prints JSON")
+}

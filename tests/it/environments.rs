@@ -1,0 +1,389 @@
+//! Plan semantics across environments: categorised changes, promotion without recompute, forward-only,
+//! the environment lifecycle (invalidate, janitor) and the inspection commands (diff, table-name, table-diff).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::common::{EXEC, Scratch, built_models, stderr, stdout};
+
+/// Every file under the warehouse with its size and modification time: equal maps mean nothing was written.
+fn warehouse_files(project: &Path) -> BTreeMap<String, (u64, std::time::SystemTime)> {
+    walkdir::WalkDir::new(project.join("warehouse"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let meta = e.metadata().unwrap();
+            (
+                e.path().display().to_string(),
+                (meta.len(), meta.modified().unwrap()),
+            )
+        })
+        .collect()
+}
+
+fn run(s: &Scratch, args: &[&str]) -> std::process::Output {
+    let out = s.lake().args(args).output().unwrap();
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    out
+}
+
+fn edit(s: &Scratch, file: &str, from: &str, to: &str) {
+    let text = s.read(file);
+    assert!(text.contains(from), "{file} has no `{from}`");
+    s.write(file, &text.replace(from, to));
+}
+
+#[test]
+fn breaking_change_in_dev_leaves_prod_untouched_and_promotion_builds_nothing() {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    let prod_files = warehouse_files(&s.project);
+    edit(
+        &s,
+        "models/full_model.sql",
+        "FROM demo.incremental_model",
+        "FROM demo.incremental_model\nWHERE id > 4",
+    );
+    let out = run(
+        &s,
+        &["plan", "dev", "--auto-apply", "--execution-time", EXEC],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = stdout(&out);
+    assert!(
+        plan.contains("- `demo__dev.full_model` (Breaking: changed the WHERE clause)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(
+            "- `demo__dev.view_model` (Indirect Breaking) because of demo__dev.full_model"
+        ),
+        "{plan}"
+    );
+    assert_eq!(
+        built_models(&out),
+        ["demo__dev.full_model", "demo__dev.view_model"]
+    );
+    // Prod's files are exactly as they were: a dev plan writes new files only.
+    let after_dev = warehouse_files(&s.project);
+    for (path, stamp) in &prod_files {
+        assert_eq!(after_dev.get(path), Some(stamp), "{path} changed");
+    }
+    s.assert_demo_results();
+    assert_eq!(
+        s.csv("select * from demo__dev.full_model order by 1"),
+        "item_id,num_orders\n1,3\n"
+    );
+
+    // Promoting the same versions to prod repoints names and writes no data file.
+    let out = run(&s, &["plan", "--auto-apply", "--execution-time", EXEC]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(built_models(&out).is_empty(), "{}", stderr(&out));
+    let data_files = |files: &BTreeMap<String, (u64, std::time::SystemTime)>| {
+        files
+            .keys()
+            .filter(|p| p.ends_with(".parquet"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let after_promotion = warehouse_files(&s.project);
+    assert_eq!(data_files(&after_promotion), data_files(&after_dev));
+    assert_eq!(
+        s.csv("select * from demo.full_model order by 1"),
+        "item_id,num_orders\n1,3\n"
+    );
+    // `table-name` shows both environments now use the same physical table.
+    let prod_table = stdout(&run(&s, &["table-name", "demo.full_model"]));
+    let dev_table = stdout(&run(&s, &["table-name", "demo.full_model", "-e", "dev"]));
+    assert_eq!(prod_table, dev_table);
+    assert!(
+        prod_table.starts_with("lake__demo.demo__full_model__"),
+        "{prod_table}"
+    );
+}
+
+#[test]
+fn diff_exits_1_when_the_project_differs() {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    let out = run(&s, &["diff"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "No differences: project files match the `prod` environment\n"
+    );
+    edit(
+        &s,
+        "models/view_model.sql",
+        "num_orders > 1",
+        "num_orders > 2",
+    );
+    let out = run(&s, &["diff"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("- `demo.view_model` (Breaking: changed the WHERE clause)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("-  num_orders > 1\n+  num_orders > 2"),
+        "{text}"
+    );
+    assert!(!text.contains("backfill"), "{text}");
+}
+
+#[test]
+fn plan_json_is_one_document_for_ci() {
+    let s = Scratch::init();
+    let out = run(
+        &s,
+        &[
+            "plan",
+            "--format",
+            "json",
+            "--auto-apply",
+            "--execution-time",
+            EXEC,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(doc["environment"], "prod");
+    assert_eq!(doc["new_environment"], true);
+    assert_eq!(doc["applied"], true);
+    assert_eq!(doc["execution_time"], EXEC);
+    assert_eq!(
+        doc["built"],
+        serde_json::json!([
+            "demo.seed_model",
+            "demo.incremental_model",
+            "demo.full_model",
+            "demo.view_model"
+        ])
+    );
+    let first = &doc["changes"][0];
+    assert_eq!(first["model"], "demo.seed_model");
+    assert_eq!(first["change"], "added");
+    assert_eq!(doc["backfills"][2]["action"], "full_refresh");
+    assert!(
+        doc["backfills"][2]["physical_table"]
+            .as_str()
+            .unwrap()
+            .starts_with("lake__demo.demo__full_model__")
+    );
+
+    edit(
+        &s,
+        "models/full_model.sql",
+        "COUNT(DISTINCT id) AS num_orders",
+        "COUNT(DISTINCT id) AS num_orders,\n  MAX(id) AS max_id",
+    );
+    let out = run(&s, &["plan", "dev", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["applied"], false, "no --auto-apply: nothing applied");
+    let change = &doc["changes"][0];
+    assert_eq!(change["change"], "directly_modified");
+    assert_eq!(change["category"], "non_breaking");
+    assert_eq!(change["reason"], "added column `max_id`");
+    assert_eq!(change["name_in_environment"], "demo__dev.full_model");
+    assert_eq!(doc["changes"][1]["category"], "indirect_non_breaking");
+    assert_eq!(
+        doc["changes"][1]["because_of"],
+        serde_json::json!(["demo.full_model"])
+    );
+}
+
+#[test]
+fn forward_only_keeps_the_table_and_applies_from_the_next_run() {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    let before = stdout(&run(&s, &["table-name", "demo.full_model"]));
+    edit(
+        &s,
+        "models/full_model.sql",
+        "FROM demo.incremental_model",
+        "FROM demo.incremental_model\nWHERE id > 4",
+    );
+    let out = run(&s, &["plan", "dev", "--forward-only", "--auto-apply"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("forward-only, which lake supports for prod plans only"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(
+        &s,
+        &[
+            "plan",
+            "--forward-only",
+            "--auto-apply",
+            "--execution-time",
+            EXEC,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("- `demo.full_model` (Forward-only: planned with --forward-only)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(built_models(&out).is_empty(), "{}", stderr(&out));
+    assert_eq!(stdout(&run(&s, &["table-name", "demo.full_model"])), before);
+    // Old data until the next run; then the new logic, in the same table.
+    s.assert_demo_results();
+    let out = run(
+        &s,
+        &["run", "--ignore-cron", "--execution-time", "2024-06-02"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        s.csv("select * from demo.full_model order by 1"),
+        "item_id,num_orders\n1,3\n"
+    );
+    assert_eq!(stdout(&run(&s, &["table-name", "demo.full_model"])), before);
+}
+
+#[test]
+fn invalidate_and_janitor_remove_the_environment_and_its_tables() {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    edit(
+        &s,
+        "models/full_model.sql",
+        "FROM demo.incremental_model",
+        "FROM demo.incremental_model\nWHERE id > 4",
+    );
+    let out = run(
+        &s,
+        &["plan", "dev", "--auto-apply", "--execution-time", EXEC],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dev_table = stdout(&run(&s, &["table-name", "demo.full_model", "-e", "dev"]));
+    let dev_dir = s
+        .project
+        .join("warehouse")
+        .join(dev_table.trim().replace('.', "/"));
+    assert!(dev_dir.exists(), "{}", dev_dir.display());
+
+    let listed = stdout(&run(&s, &["environments"]));
+    assert!(listed.starts_with("environment  updated (UTC)"), "{listed}");
+    assert!(
+        listed.contains("\nprod  ") && listed.contains("  never\n"),
+        "{listed}"
+    );
+    assert!(listed.contains("\ndev   "), "{listed}");
+
+    let out = run(&s, &["invalidate", "prod"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&s, &["invalidate", "dev"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The TTL of dev's snapshots (a week) has not passed: the names go, the tables stay.
+    let out = run(&s, &["janitor"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "Removed environment `dev`\n");
+    let out = run(&s, &["fetchdf", "select * from demo__dev.full_model"]);
+    assert_eq!(out.status.code(), Some(1), "the dev name is gone");
+    assert!(dev_dir.exists());
+    let out = run(&s, &["janitor", "--ignore-ttl", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut dropped: Vec<String> = report["tables_dropped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().rsplit_once("__").unwrap().0.to_string())
+        .collect();
+    dropped.sort();
+    assert_eq!(
+        dropped,
+        ["lake__demo.demo__full_model", "lake__demo.demo__view_model"]
+    );
+    assert!(!dev_dir.exists(), "the dropped table's files are deleted");
+    assert_eq!(
+        stdout(&run(&s, &["environments"])).lines().count(),
+        2,
+        "only prod is left"
+    );
+    // Prod is intact and still has nothing to change.
+    edit(
+        &s,
+        "models/full_model.sql",
+        "FROM demo.incremental_model\nWHERE id > 4",
+        "FROM demo.incremental_model",
+    );
+    s.assert_demo_results();
+    s.assert_no_changes();
+}
+
+#[test]
+fn table_diff_compares_a_model_between_environments() {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    edit(
+        &s,
+        "models/full_model.sql",
+        "COUNT(DISTINCT id) AS num_orders",
+        "COUNT(DISTINCT id) + (item_id = 1)::INT AS num_orders,\n  MAX(id) AS max_id",
+    );
+    let out = run(
+        &s,
+        &["plan", "dev", "--auto-apply", "--execution-time", EXEC],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&s, &["table-diff", "prod:dev", "demo.full_model"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "Schema:\n  + max_id INTEGER (only in dev)\n\n\
+         Rows: prod 3, dev 3\n\
+         Joined on item_id: 3 in both, 0 only in prod, 0 only in dev\n\n\
+         column      match\n\
+         num_orders  66.7%\n"
+    );
+    let out = run(&s, &["table-diff", "prod-dev", "demo.full_model"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_category_chosen_on_the_terminal_replaces_the_automatic_one() {
+    use lake::ops::Context;
+    use lake::plan::{Category, PlanOptions};
+    use lake::sql::ModelName;
+    let s = Scratch::init();
+    s.apply(EXEC);
+    edit(
+        &s,
+        "models/full_model.sql",
+        "COUNT(DISTINCT id) AS num_orders",
+        "COUNT(DISTINCT id) AS num_orders,\n  MAX(id) AS max_id",
+    );
+    let ctx = Context::load(&s.project, None).unwrap();
+    let now = lake::ops::execution_time(Some(EXEC)).unwrap();
+    let automatic = ctx.plan(&PlanOptions::new("prod", now)).unwrap();
+    let category = |plan: &lake::plan::Plan, model: &str| {
+        plan.changes
+            .iter()
+            .find(|c| c.name.to_string() == model)
+            .and_then(|c| c.category)
+    };
+    assert_eq!(
+        category(&automatic, "demo.full_model"),
+        Some(Category::NonBreaking)
+    );
+    let mut options = PlanOptions::new("prod", now);
+    options
+        .overrides
+        .insert(ModelName::new("demo", "full_model"), Category::Breaking);
+    let chosen = ctx.plan(&options).unwrap();
+    assert_eq!(
+        category(&chosen, "demo.full_model"),
+        Some(Category::Breaking)
+    );
+    assert_eq!(
+        category(&chosen, "demo.view_model"),
+        Some(Category::IndirectBreaking),
+        "the choice propagates to the children"
+    );
+}

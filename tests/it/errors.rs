@@ -1,0 +1,180 @@
+//! Bad input gives a located, readable error and a meaningful exit code, never a panic.
+
+use crate::common::{Scratch, stderr};
+
+fn failing(s: &Scratch, args: &[&str]) -> (i32, String) {
+    let out = s.lake().args(args).output().unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    (out.status.code().unwrap_or(-1), err)
+}
+
+#[test]
+fn cycle_names_the_path_and_the_closing_reference() {
+    let s = Scratch::empty();
+    s.write("config.yaml", "model_defaults:\n  dialect: duckdb\n");
+    s.write(
+        "models/a.sql",
+        "MODEL (name shop.a, kind FULL);\nSELECT * FROM shop.c\n",
+    );
+    s.write(
+        "models/b.sql",
+        "MODEL (name shop.b, kind FULL);\nSELECT * FROM shop.a\n",
+    );
+    s.write(
+        "models/c.sql",
+        "MODEL (name shop.c, kind FULL);\nSELECT *\nFROM shop.b\n",
+    );
+    let (code, err) = failing(&s, &["plan"]);
+    assert_eq!(code, 1);
+    insta::assert_snapshot!("cycle", err);
+}
+
+#[test]
+fn unknown_reference_is_located_with_a_hint() {
+    let s = Scratch::empty();
+    s.write("config.yaml", "model_defaults:\n  dialect: duckdb\n");
+    s.write(
+        "models/orders.sql",
+        "MODEL (name shop.orders, kind FULL);\nSELECT 1 AS id\n",
+    );
+    s.write(
+        "models/report.sql",
+        "MODEL (\n  name shop.report,\n  kind FULL\n);\n\nSELECT o.id\nFROM shop.order AS o\n",
+    );
+    let (code, err) = failing(&s, &["plan"]);
+    assert_eq!(code, 1);
+    insta::assert_snapshot!("unknown_reference", err);
+}
+
+#[test]
+fn malformed_model_block_is_located() {
+    let s = Scratch::empty();
+    s.write("config.yaml", "model_defaults:\n  dialect: duckdb\n");
+    s.write(
+        "models/bad.sql",
+        "MODEL (\n  name shop.bad\n  kind FULL\n);\nSELECT 1\n",
+    );
+    let (code, err) = failing(&s, &["plan"]);
+    assert_eq!(code, 1);
+    insta::assert_snapshot!("malformed_block", err);
+}
+
+#[test]
+fn unknown_property_suggests_the_right_one() {
+    let s = Scratch::empty();
+    s.write("config.yaml", "model_defaults:\n  dialect: duckdb\n");
+    s.write(
+        "models/bad.sql",
+        "MODEL (\n  name shop.bad,\n  kind FULL,\n  gran id\n);\nSELECT 1 AS id\n",
+    );
+    let (code, err) = failing(&s, &["plan"]);
+    assert_eq!(code, 1);
+    insta::assert_snapshot!("unknown_property", err);
+}
+
+#[test]
+fn query_syntax_error_is_located_in_the_file() {
+    let s = Scratch::empty();
+    s.write("config.yaml", "model_defaults:\n  dialect: duckdb\n");
+    s.write(
+        "models/bad.sql",
+        "MODEL (name shop.bad, kind FULL);\n\nSELECT a,, b\nFROM t\n",
+    );
+    let (code, err) = failing(&s, &["plan"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("models/bad.sql:3:"), "{err}");
+    assert!(
+        err.contains("cannot parse the query of `shop.bad`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn several_broken_files_are_reported_together() {
+    let s = Scratch::empty();
+    s.write("config.yaml", "model_defaults:\n  dialect: duckdb\n");
+    s.write(
+        "models/a.sql",
+        "MODEL (name shop.a, kind NOPE);\nSELECT 1\n",
+    );
+    s.write("models/b.sql", "SELECT 1\n");
+    let (code, err) = failing(&s, &["plan"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("2 errors in the project"), "{err}");
+    assert!(err.contains("models/a.sql:1:"), "{err}");
+    assert!(err.contains("models/b.sql:1:1"), "{err}");
+}
+
+#[test]
+fn bad_config_is_located_and_unknown_keys_are_reported() {
+    let s = Scratch::empty();
+    s.write(
+        "config.yaml",
+        "model_defaults:\n  dialect: duckdb\ngatways:\n  local: {}\n",
+    );
+    s.write(
+        "models/a.sql",
+        "MODEL (name shop.a, kind FULL);\nSELECT 1 AS x\n",
+    );
+    let out = s.lake().args(["plan"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        stderr(&out).contains("unknown key `gatways` in config.yaml"),
+        "{}",
+        stderr(&out)
+    );
+
+    s.write(
+        "config.yaml",
+        "model_defaults:\n  dialect: duckdb\n  cron: [1,\n",
+    );
+    let (code, err) = failing(&s, &["plan"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("config.yaml:"), "{err}");
+}
+
+#[test]
+fn missing_project_and_bad_usage_exit_2_or_1() {
+    let s = Scratch::empty();
+    let (code, err) = failing(&s, &["plan"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no config.yaml"), "{err}");
+    assert!(err.contains("lake init"), "{err}");
+
+    s.write("config.yaml", "model_defaults:\n  dialect: duckdb\n");
+    let (code, err) = failing(&s, &["plan", "dev-alice!"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid environment name"), "{err}");
+    let (code, _) = failing(&s, &["plan", "--no-such-flag"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn unsupported_kind_is_refused_before_any_work() {
+    let s = Scratch::empty();
+    s.write("config.yaml", "model_defaults:\n  dialect: duckdb\n");
+    s.write(
+        "models/inc.sql",
+        "MODEL (name shop.inc, kind MANAGED);\nSELECT 1 AS id\n",
+    );
+    let (code, err) = failing(&s, &["plan", "--auto-apply"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("MANAGED"), "{err}");
+    assert!(err.contains("not supported yet"), "{err}");
+    assert!(!s.project.join("db.db").exists(), "the engine was touched");
+}
+
+#[test]
+fn missing_seed_file_is_located() {
+    let s = Scratch::empty();
+    s.write("config.yaml", "model_defaults:\n  dialect: duckdb\n");
+    s.write(
+        "models/s.sql",
+        "MODEL (\n  name shop.s,\n  kind SEED (path '../seeds/nope.csv')\n);\n",
+    );
+    let (code, err) = failing(&s, &["plan"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("models/s.sql:3:20"), "{err}");
+    assert!(err.contains("nope.csv does not exist"), "{err}");
+}

@@ -1,0 +1,286 @@
+//! Iceberg storage (the default): models and environment names are Iceberg tables that independent readers
+//! (pyiceberg, DuckDB's iceberg extension) open, in a local warehouse and on a real S3 server.
+
+use crate::common::readers::{duckdb_extensions, duckdb_iceberg_scan, pyiceberg, read_catalog};
+use crate::common::s3::{ACCESS_KEY, REGION, S3Server, SECRET_KEY};
+use crate::common::{EXEC, Scratch, built_models, stderr, stdout};
+use serde_json::{Value, json};
+
+const NEXT_DAY: &str = "2024-06-02 01:00:00";
+
+fn parquet_files(dir: &std::path::Path) -> usize {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        .count()
+}
+
+/// Prod's FULL model is refreshed by `run`; then a breaking edit of it is built in `dev`.
+fn prod_refresh_then_dev_change(s: &Scratch) {
+    let out = s
+        .lake()
+        .args(["run", "--ignore-cron", "--execution-time", NEXT_DAY])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        built_models(&out),
+        ["demo.incremental_model", "demo.full_model"]
+    );
+    let edited = s
+        .read("models/full_model.sql")
+        .replace("COUNT(DISTINCT id) AS", "COUNT(DISTINCT id) * 10 AS");
+    s.write("models/full_model.sql", &edited);
+    let out = s
+        .lake()
+        .args(["plan", "dev", "--auto-apply", "--execution-time", NEXT_DAY])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        built_models(&out),
+        ["demo__dev.full_model", "demo__dev.view_model"]
+    );
+    assert_eq!(
+        s.csv("select * from demo__dev.full_model order by item_id"),
+        "item_id,num_orders\n1,50\n2,10\n3,10\n"
+    );
+}
+
+/// The tables pyiceberg found, with the version hashes of physical names replaced by `*`.
+fn table_names(tables: &Value) -> Vec<String> {
+    let mut names: Vec<String> = tables
+        .as_object()
+        .expect("an object")
+        .keys()
+        .map(|k| match k.rsplit_once("__") {
+            Some((head, _)) if k.starts_with("lake__") => format!("{head}__*"),
+            _ => k.clone(),
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// What every Iceberg reader must see after `prod_refresh_then_dev_change` on the demo project.
+fn assert_demo_catalog(tables: &Value) {
+    assert_eq!(
+        table_names(tables),
+        [
+            "demo.full_model",
+            "demo.incremental_model",
+            "demo.seed_model",
+            "demo__dev.full_model",
+            "lake__demo.demo__full_model__*",
+            "lake__demo.demo__full_model__*",
+            "lake__demo.demo__incremental_model__*",
+            "lake__demo.demo__seed_model__*",
+        ],
+        "VIEW models are DuckDB views only; every other model and environment name is in the catalog"
+    );
+    let prod = &tables["demo.full_model"];
+    assert_eq!(prod["rows"], json!([[1, 5], [2, 1], [3, 1]]));
+    assert_eq!(prod["columns"], json!(["item_id:int", "num_orders:long"]));
+    assert_eq!(
+        prod["operations"],
+        json!(["append", "overwrite"]),
+        "a FULL refresh is an overwrite snapshot and the history is kept"
+    );
+    let dev = &tables["demo__dev.full_model"];
+    assert_eq!(dev["rows"], json!([[1, 50], [2, 10], [3, 10]]));
+    assert_eq!(dev["operations"], json!(["append"]));
+    let seed = &tables["demo.seed_model"];
+    assert_eq!(
+        seed["columns"],
+        json!(["id:int", "item_id:int", "event_date:date"])
+    );
+    assert_eq!(seed["rows"].as_array().map(Vec::len), Some(7));
+    assert_eq!(seed["rows"][0], json!([1, 2, "2020-01-01"]));
+    // Environment names share their physical table's metadata file: zero data copied.
+    let physical: Vec<&Value> = tables
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("lake__demo.demo__full_model__"))
+        .map(|(_, v)| &v["metadata"])
+        .collect();
+    assert!(physical.contains(&&prod["metadata"]), "{tables}");
+    assert!(physical.contains(&&dev["metadata"]), "{tables}");
+}
+
+#[test]
+fn local_warehouse_is_read_by_pyiceberg_and_duckdb_iceberg() {
+    let s = Scratch::init();
+    assert!(
+        !s.read("config.yaml").contains("storage:"),
+        "Iceberg is the default, with no configuration"
+    );
+    s.apply(EXEC);
+    s.assert_demo_results();
+    assert_eq!(
+        parquet_files(&s.project.join("warehouse")),
+        3,
+        "one data file per materialised model (seed, incremental, full)"
+    );
+    prod_refresh_then_dev_change(&s);
+
+    let Some(python) = pyiceberg() else { return };
+    let root = s.project.display().to_string();
+    let tables = read_catalog(
+        &python,
+        &format!("sqlite:///{root}/.lake/catalog.db"),
+        &format!("file://{root}/warehouse"),
+        &json!({}),
+    );
+    assert_demo_catalog(&tables);
+
+    let Some(extensions) = duckdb_extensions() else {
+        return;
+    };
+    let metadata = tables["demo.full_model"]["metadata"].as_str().unwrap();
+    assert_eq!(
+        duckdb_iceberg_scan(
+            &python,
+            &extensions,
+            metadata,
+            "SELECT count(*), sum(num_orders) FROM t"
+        ),
+        json!([[3, 7]])
+    );
+}
+
+#[test]
+fn s3_warehouse_on_a_real_s3_server() {
+    let Some(extensions) = duckdb_extensions() else {
+        return;
+    };
+    let server = S3Server::start(&["lake"]);
+    let mut s = Scratch::init();
+    s.write(
+        "config.yaml",
+        &format!(
+            "{}\nstorage:\n  warehouse: s3://lake/warehouse\n  s3:\n    endpoint: {}\n    region: {REGION}\n",
+            s.read("config.yaml"),
+            server.endpoint
+        ),
+    );
+    // Credentials come from the standard AWS variables here; config.yaml can also use env_var().
+    s.env = vec![
+        ("AWS_ACCESS_KEY_ID".into(), ACCESS_KEY.into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), SECRET_KEY.into()),
+        (
+            "LAKE_DUCKDB_EXTENSION_DIRECTORY".into(),
+            extensions.display().to_string(),
+        ),
+    ];
+    let first = s.apply(EXEC);
+    s.assert_demo_results();
+    assert!(
+        !s.project.join("warehouse").exists(),
+        "nothing is written to a local warehouse"
+    );
+    let objects = server.objects("lake");
+    let data: Vec<_> = objects.iter().filter(|o| o.ends_with(".parquet")).collect();
+    assert_eq!(data.len(), 3, "{objects:?}");
+    assert!(
+        data.iter().all(|o| o.starts_with("warehouse/lake__demo/")),
+        "{objects:?}"
+    );
+    prod_refresh_then_dev_change(&s);
+
+    // The secret appears in no output and in no file lake wrote.
+    assert!(!stdout(&first).contains(SECRET_KEY) && !stderr(&first).contains(SECRET_KEY));
+    for entry in walkdir::WalkDir::new(s.project.join(".lake"))
+        .into_iter()
+        .chain(walkdir::WalkDir::new(s.project.join("db.db")))
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+    {
+        let bytes = std::fs::read(entry.path()).unwrap();
+        assert!(
+            !bytes
+                .windows(SECRET_KEY.len())
+                .any(|w| w == SECRET_KEY.as_bytes()),
+            "the secret was written to {}",
+            entry.path().display()
+        );
+    }
+
+    // Wrong credentials: the S3 server refuses the signature; lake says so without echoing the secret.
+    s.env[1].1 = "not-the-secret".into();
+    let out = s
+        .lake()
+        .args(["fetchdf", "select count(*) from demo.full_model"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("403"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("not-the-secret"), "{}", stderr(&out));
+
+    let Some(python) = pyiceberg() else { return };
+    let root = s.project.display().to_string();
+    let tables = read_catalog(
+        &python,
+        &format!("sqlite:///{root}/.lake/catalog.db"),
+        "s3://lake/warehouse",
+        &json!({
+            "s3.endpoint": server.endpoint,
+            "s3.access-key-id": ACCESS_KEY,
+            "s3.secret-access-key": SECRET_KEY,
+            "s3.region": REGION,
+        }),
+    );
+    assert_demo_catalog(&tables);
+}
+
+/// The production shape: a PostgreSQL catalog and an S3 warehouse.
+#[test]
+fn postgres_catalog_with_s3_warehouse() {
+    let Some(catalog_uri) = crate::common::pg::fresh_database() else {
+        return;
+    };
+    let Some(extensions) = duckdb_extensions() else {
+        return;
+    };
+    let server = S3Server::start(&["lake"]);
+    let mut s = Scratch::init();
+    s.write(
+        "config.yaml",
+        &format!(
+            "{}\nstorage:\n  warehouse: s3://lake/prod\n  s3:\n    endpoint: {}\n    access_key_id: \"{{{{ env_var('TEST_S3_KEY') }}}}\"\n    secret_access_key: \"{{{{ env_var('TEST_S3_SECRET') }}}}\"\n  catalog:\n    type: postgres\n    uri: \"{{{{ env_var('TEST_CATALOG_URI') }}}}\"\n",
+            s.read("config.yaml"),
+            server.endpoint
+        ),
+    );
+    s.env = vec![
+        ("TEST_S3_KEY".into(), ACCESS_KEY.into()),
+        ("TEST_S3_SECRET".into(), SECRET_KEY.into()),
+        ("TEST_CATALOG_URI".into(), catalog_uri.clone()),
+        (
+            "LAKE_DUCKDB_EXTENSION_DIRECTORY".into(),
+            extensions.display().to_string(),
+        ),
+    ];
+    s.apply(EXEC);
+    s.assert_demo_results();
+    assert!(
+        !s.project.join(".lake/catalog.db").exists(),
+        "the catalog lives in PostgreSQL"
+    );
+    prod_refresh_then_dev_change(&s);
+
+    let Some(python) = pyiceberg() else { return };
+    let tables = read_catalog(
+        &python,
+        &catalog_uri.replacen("postgres://", "postgresql+psycopg2://", 1),
+        "s3://lake/prod",
+        &json!({
+            "s3.endpoint": server.endpoint,
+            "s3.access-key-id": ACCESS_KEY,
+            "s3.secret-access-key": SECRET_KEY,
+            "s3.region": REGION,
+        }),
+    );
+    assert_demo_catalog(&tables);
+}

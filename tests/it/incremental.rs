@@ -1,0 +1,519 @@
+//! Incremental kinds over several days, each day a separate `plan` or `run`: what lands in the table, and
+//! that only the missing intervals are built.
+
+use crate::common::{Scratch, built_models, stderr, stdout};
+
+/// A project whose models read `raw.events`, a table outside lake that the test fills day by day.
+fn project() -> Scratch {
+    let s = Scratch::empty();
+    s.write(
+        "config.yaml",
+        "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: shop.db\nmodel_defaults:\n  dialect: duckdb\n  start: 2024-01-01\n  cron: '@daily'\n",
+    );
+    s.write(
+        "external_models.yaml",
+        "- name: raw.events\n  columns:\n    id: int\n    customer: text\n    amount: int\n    day: date\n",
+    );
+    s.write(
+        "models/by_time.sql",
+        // No upper bound on purpose: rows after the batch must not be loaded.
+        "MODEL (name shop.by_time, kind INCREMENTAL_BY_TIME_RANGE (time_column day));\n\
+         SELECT id, customer, amount, day FROM raw.events WHERE day >= @start_ds\n",
+    );
+    s.write(
+        "models/by_key.sql",
+        "MODEL (name shop.by_key, kind INCREMENTAL_BY_UNIQUE_KEY (unique_key customer));\n\
+         SELECT customer, sum(amount) AS total, max(day) AS last_day\n\
+         FROM raw.events WHERE day BETWEEN @start_ds AND @end_ds GROUP BY customer\n",
+    );
+    s.write(
+        "models/by_partition.sql",
+        "MODEL (name shop.by_partition, kind INCREMENTAL_BY_PARTITION, partitioned_by customer);\n\
+         SELECT customer, count(*) AS orders, max(day) AS last_day\n\
+         FROM raw.events WHERE day BETWEEN @start_ds AND @end_ds GROUP BY customer\n",
+    );
+    s.write(
+        "models/unmanaged.sql",
+        "MODEL (name shop.unmanaged, kind INCREMENTAL_UNMANAGED);\n\
+         SELECT id, day FROM raw.events WHERE day BETWEEN @start_ds AND @end_ds\n",
+    );
+    for sql in [
+        "CREATE SCHEMA raw",
+        "CREATE TABLE raw.events (id INT, customer TEXT, amount INT, day DATE)",
+        "INSERT INTO raw.events VALUES \
+         (1, 'a', 10, DATE '2024-01-01'), (2, 'b', 20, DATE '2024-01-01'), (3, 'a', 30, DATE '2024-01-02'), \
+         (4, 'c', 40, DATE '2024-01-03'), (5, 'a', 50, DATE '2024-01-04')",
+    ] {
+        let out = s.lake().args(["fetchdf", sql]).output().unwrap();
+        assert!(out.status.success(), "{sql}: {}", stderr(&out));
+    }
+    s
+}
+
+fn run_at(s: &Scratch, time: &str) -> std::process::Output {
+    let out = s
+        .lake()
+        .args(["run", "--execution-time", time])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    out
+}
+
+#[test]
+fn each_kind_over_several_days() {
+    let s = project();
+    // Day 1: the complete days are 01-01 and 01-02, built in one batch per model.
+    let out = s.apply("2024-01-03 06:00:00");
+    assert!(
+        stdout(&out).contains("* `shop.by_time`: [2024-01-01 - 2024-01-02]"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        s.csv("select id, day from shop.by_time order by id"),
+        "id,day\n1,2024-01-01\n2,2024-01-01\n3,2024-01-02\n",
+        "rows after the batch's range are not loaded"
+    );
+    assert_eq!(
+        s.csv("select * from shop.by_key order by customer"),
+        "customer,total,last_day\na,40,2024-01-02\nb,20,2024-01-01\n"
+    );
+
+    // Day 2: only 01-03 is missing.
+    let out = run_at(&s, "2024-01-04 06:00:00");
+    let mut built = built_models(&out);
+    built.sort();
+    assert_eq!(
+        built,
+        [
+            "shop.by_key",
+            "shop.by_partition",
+            "shop.by_time",
+            "shop.unmanaged"
+        ]
+    );
+    assert!(
+        stderr(&out).contains("[insert 2024-01-03 - 2024-01-03, 1 rows]"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(s.csv("select count(*) as n from shop.by_time"), "n\n4\n");
+    // State records which Iceberg snapshot wrote each interval.
+    let state = rusqlite::Connection::open(s.project.join(".lake/state.db")).unwrap();
+    let write_ids: Vec<i64> = state
+        .prepare("SELECT write_id FROM intervals WHERE name = 'shop.by_time' ORDER BY start_ts")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|id| {
+            id.unwrap()
+                .strip_prefix("iceberg:")
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(write_ids.len(), 2, "one per write");
+    let table = stdout(
+        &s.lake()
+            .args(["table-name", "shop.by_time"])
+            .output()
+            .unwrap(),
+    );
+    let metadata_dir = s
+        .project
+        .join("warehouse")
+        .join(table.trim().replace('.', "/"))
+        .join("metadata");
+    let latest = walkdir::WalkDir::new(&metadata_dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().to_path_buf())
+        .filter(|p| p.to_string_lossy().ends_with(".metadata.json"))
+        .max()
+        .unwrap();
+    let metadata: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(latest).unwrap()).unwrap();
+    let snapshots: Vec<i64> = metadata["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["snapshot-id"].as_i64().unwrap())
+        .collect();
+    assert!(
+        write_ids.iter().all(|id| snapshots.contains(id)),
+        "{write_ids:?} not in {snapshots:?}"
+    );
+
+    // Nothing is due again until the next day ends.
+    let out = run_at(&s, "2024-01-04 23:00:00");
+    assert!(built_models(&out).is_empty(), "{}", stderr(&out));
+
+    // Day 3: customer a buys again. The unique key upserts a's row from this batch; the partition of a is
+    // replaced while b's (absent from the batch) survives; the unmanaged model appends.
+    run_at(&s, "2024-01-05 06:00:00");
+    assert_eq!(
+        s.csv("select * from shop.by_key order by customer"),
+        "customer,total,last_day\na,50,2024-01-04\nb,20,2024-01-01\nc,40,2024-01-03\n"
+    );
+    assert_eq!(
+        s.csv("select * from shop.by_partition order by customer"),
+        "customer,orders,last_day\na,1,2024-01-04\nb,1,2024-01-01\nc,1,2024-01-03\n"
+    );
+    assert_eq!(
+        s.csv("select string_agg(id::text, ' ' order by id) as ids from shop.unmanaged"),
+        "ids\n1 2 3 4 5\n"
+    );
+
+    // Late data for a day already built changes nothing until that day is restated: by_time keeps its
+    // intervals. Two quiet days later, one run builds both missing days as one batch.
+    let out = run_at(&s, "2024-01-07 06:00:00");
+    assert!(
+        stderr(&out).contains("[insert 2024-01-05 - 2024-01-06, 0 rows]"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(s.csv("select count(*) as n from shop.by_time"), "n\n5\n");
+}
+
+#[test]
+fn batch_size_splits_the_backfill_and_a_rerun_resumes() {
+    let s = project();
+    s.write(
+        "models/by_time.sql",
+        "MODEL (name shop.by_time, kind INCREMENTAL_BY_TIME_RANGE (time_column day, batch_size 2));\n\
+         SELECT id, customer, amount, day FROM raw.events WHERE day BETWEEN @start_ds AND @end_ds\n",
+    );
+    let out = s.apply("2024-01-06 00:00:00");
+    let progress = stderr(&out);
+    assert!(
+        progress.contains("[insert 2024-01-01 - 2024-01-05, 5 rows]"),
+        "{progress}"
+    );
+    assert_eq!(s.csv("select count(*) as n from shop.by_time"), "n\n5\n");
+    // Each batch was recorded on its own: the plan has nothing left to build.
+    let out = s
+        .lake()
+        .args(["plan", "--execution-time", "2024-01-06 00:00:00"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&out),
+        "No changes to plan: project files match the `prod` environment\n"
+    );
+}
+
+#[test]
+fn restatement_rebuilds_a_range_and_everything_downstream() {
+    let s = project();
+    s.write(
+        "models/daily_totals.sql",
+        "MODEL (name shop.daily_totals, kind FULL);\n\
+         SELECT day, sum(amount) AS amount FROM shop.by_time GROUP BY day\n",
+    );
+    s.apply("2024-01-05 00:00:00");
+    // Late data for 01-02: nothing changes until that day is restated.
+    let out = s
+        .lake()
+        .args([
+            "fetchdf",
+            "INSERT INTO raw.events VALUES (6, 'b', 5, DATE '2024-01-02')",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_at(&s, "2024-01-05 01:00:00");
+    assert!(built_models(&out).is_empty(), "{}", stderr(&out));
+
+    let out = s
+        .lake()
+        .args([
+            "plan",
+            "--restate-model",
+            "shop.by_time",
+            "--start",
+            "2024-01-02",
+            "--end",
+            "2024-01-02",
+            "--auto-apply",
+            "--execution-time",
+            "2024-01-05 01:00:00",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("* `shop.by_time`: [2024-01-02 - 2024-01-02]"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(built_models(&out), ["shop.by_time", "shop.daily_totals"]);
+    assert_eq!(
+        s.csv("select amount from shop.daily_totals where day = '2024-01-02'"),
+        "amount\n35\n"
+    );
+    assert_eq!(s.csv("select count(*) as n from shop.by_time"), "n\n6\n");
+
+    // check-intervals: every day up to 01-04 is complete.
+    let out = s
+        .lake()
+        .args(["check-intervals", "--execution-time", "2024-01-06 00:00:00"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(
+            "shop.by_time\n  complete: 2024-01-01 - 2024-01-04\n  missing:  2024-01-05 - 2024-01-05\n"
+        ),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn dev_start_end_and_run_selection() {
+    let s = project();
+    s.apply("2024-01-03 00:00:00");
+    let out = s
+        .lake()
+        .args([
+            "plan",
+            "--start",
+            "2024-01-01",
+            "--execution-time",
+            "2024-01-03",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "prod holds every interval");
+    assert!(stderr(&out).contains("dev plans only"), "{}", stderr(&out));
+
+    // A dev version of by_time built for one day only; promoting it to prod backfills the rest.
+    let edited = s
+        .read("models/by_time.sql")
+        .replace("SELECT id,", "SELECT id, amount * 2 AS doubled,");
+    s.write("models/by_time.sql", &edited);
+    let out = s
+        .lake()
+        .args([
+            "plan",
+            "dev",
+            "--start",
+            "2024-01-02",
+            "--end",
+            "2024-01-02",
+            "--auto-apply",
+            "--execution-time",
+            "2024-01-03",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        s.csv("select count(*) as n from shop__dev.by_time"),
+        "n\n1\n"
+    );
+    let out = s.apply("2024-01-03 00:00:00");
+    assert!(
+        stdout(&out).contains("* `shop.by_time`: [2024-01-01 - 2024-01-01]"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(s.csv("select count(*) as n from shop.by_time"), "n\n3\n");
+
+    // run --select-model builds only the chosen model.
+    let out = s
+        .lake()
+        .args([
+            "run",
+            "--select-model",
+            "shop.unmanaged",
+            "--execution-time",
+            "2024-01-04 00:00:00",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(built_models(&out), ["shop.unmanaged"]);
+}
+
+#[test]
+fn scd_type_2_history_after_an_update_and_a_hard_delete() {
+    let s = project();
+    s.write(
+        "models/customers_history.sql",
+        "MODEL (name shop.customers_history, kind SCD_TYPE_2_BY_TIME (unique_key id, invalidate_hard_deletes true));\n\
+         SELECT id, name, updated_at FROM raw.customers\n",
+    );
+    s.write(
+        "models/customers_by_column.sql",
+        "MODEL (name shop.customers_by_column, kind SCD_TYPE_2_BY_COLUMN (unique_key id, columns [name]));\n\
+         SELECT id, name FROM raw.customers\n",
+    );
+    s.write(
+        "external_models.yaml",
+        &(s.read("external_models.yaml")
+            + "- name: raw.customers\n  columns:\n    id: int\n    name: text\n    updated_at: timestamp\n"),
+    );
+    for sql in [
+        "CREATE TABLE raw.customers (id INT, name TEXT, updated_at TIMESTAMP)",
+        "INSERT INTO raw.customers VALUES (1, 'ann', TIMESTAMP '2024-01-01 08:00'), (2, 'bob', TIMESTAMP '2024-01-01 09:00')",
+    ] {
+        let out = s.lake().args(["fetchdf", sql]).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    s.apply("2024-01-02 00:00:00");
+    for sql in [
+        "UPDATE raw.customers SET name = 'anne', updated_at = TIMESTAMP '2024-01-02 10:00' WHERE id = 1",
+        "DELETE FROM raw.customers WHERE id = 2",
+    ] {
+        let out = s.lake().args(["fetchdf", sql]).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    run_at(&s, "2024-01-03 00:00:00");
+    let history = |model: &str| {
+        s.csv(&format!(
+            "select id, name, strftime(valid_from, '%Y-%m-%d %H:%M') as valid_from, \
+             strftime(valid_to, '%Y-%m-%d %H:%M') as valid_to from {model} order by id, valid_from"
+        ))
+    };
+    assert_eq!(
+        history("shop.customers_history"),
+        "id,name,valid_from,valid_to\n\
+         1,ann,1970-01-01 00:00,2024-01-02 10:00\n\
+         1,anne,2024-01-02 10:00,\n\
+         2,bob,1970-01-01 00:00,2024-01-03 00:00\n"
+    );
+    assert_eq!(
+        history("shop.customers_by_column"),
+        "id,name,valid_from,valid_to\n\
+         1,ann,1970-01-01 00:00,2024-01-03 00:00\n\
+         1,anne,2024-01-03 00:00,\n\
+         2,bob,1970-01-01 00:00,\n"
+    );
+}
+
+#[test]
+fn embedded_models_are_inlined_never_built() {
+    let s = project();
+    s.write(
+        "models/big_orders.sql",
+        "MODEL (name shop.big_orders, kind EMBEDDED);\nSELECT * FROM raw.events WHERE amount >= 30\n",
+    );
+    s.write(
+        "models/big_order_report.sql",
+        "MODEL (name shop.big_order_report, kind FULL);\n\
+         SELECT customer, count(*) AS orders FROM shop.big_orders GROUP BY customer\n",
+    );
+    let out = s.apply("2024-01-02 00:00:00");
+    assert!(
+        !built_models(&out).contains(&"shop.big_orders".to_string()),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        s.csv("select * from shop.big_order_report order by 1"),
+        "customer,orders\na,2\nc,1\n"
+    );
+    let out = s
+        .lake()
+        .args(["fetchdf", "select * from shop.big_orders"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an embedded model has no table or name"
+    );
+    // Changing the embedded query rebuilds its readers.
+    s.write(
+        "models/big_orders.sql",
+        "MODEL (name shop.big_orders, kind EMBEDDED);\nSELECT * FROM raw.events WHERE amount >= 40\n",
+    );
+    let out = s.apply("2024-01-02 00:00:00");
+    assert!(
+        built_models(&out).contains(&"shop.big_order_report".to_string()),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        s.csv("select * from shop.big_order_report order by 1"),
+        "customer,orders\na,1\nc,1\n"
+    );
+}
+
+#[test]
+fn lookback_picks_up_late_rows_and_history_refuses_restatement() {
+    let s = project();
+    s.write(
+        "models/by_time.sql",
+        "MODEL (name shop.by_time, kind INCREMENTAL_BY_TIME_RANGE (time_column day, lookback 1));\n\
+         SELECT id, customer, amount, day FROM raw.events WHERE day BETWEEN @start_ds AND @end_ds\n",
+    );
+    s.write(
+        "models/history.sql",
+        "MODEL (name shop.history, kind SCD_TYPE_2_BY_COLUMN (unique_key customer, columns *));\n\
+         SELECT customer, max(amount) AS top FROM raw.events GROUP BY customer\n",
+    );
+    s.apply("2024-01-03 00:00:00");
+    let out = s
+        .lake()
+        .args([
+            "fetchdf",
+            "INSERT INTO raw.events VALUES (7, 'z', 1, DATE '2024-01-02')",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The run for 01-03 also rebuilds the day before it.
+    let out = run_at(&s, "2024-01-04 00:00:00");
+    assert!(
+        stderr(&out).contains("[insert 2024-01-02 - 2024-01-03, 3 rows]"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        s.csv("select count(*) as n from shop.by_time where customer = 'z'"),
+        "n\n1\n"
+    );
+    let out = s
+        .lake()
+        .args([
+            "plan",
+            "--restate-model",
+            "shop.history",
+            "--execution-time",
+            "2024-01-04 00:00:00",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("`shop.history` has restatement disabled"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn create_external_models_declares_what_models_read() {
+    let s = project();
+    std::fs::remove_file(s.project.join("external_models.yaml")).unwrap();
+    let out = s.lake().args(["plan"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "undeclared tables are an error");
+    let out = s.lake().args(["create-external-models"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "Wrote external_models.yaml: 1 table declared.\n"
+    );
+    let written = s.read("external_models.yaml");
+    assert!(
+        written.contains(
+            "- name: raw.events\n  columns:\n    id: INTEGER\n    customer: VARCHAR\n    amount: INTEGER\n    day: DATE\n"
+        ),
+        "{written}"
+    );
+    s.apply("2024-01-02 00:00:00");
+}

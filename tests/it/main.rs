@@ -1,0 +1,20 @@
+//! Integration tests: the real `lake` binary on real projects, in one test binary so DuckDB and iceberg link once.
+
+mod common;
+
+mod architecture;
+mod audits;
+mod commands;
+mod crash;
+mod environments;
+mod errors;
+mod format;
+mod iceberg;
+mod incremental;
+mod lint;
+mod macros;
+mod plan_apply;
+mod plan_output;
+mod state_contract;
+mod state_postgres;
+mod unit_tests;
