@@ -120,14 +120,14 @@ pub struct ModelDefaults {
     pub dialect: Option<String>,
     /// `kind: FULL` or a mapping with `name:` and parameters.
     pub kind: Option<serde_norway::Value>,
-    pub cron: Option<String>,
+    pub cron: Option<crate::intervals::cron::Schedule>,
     pub cron_tz: Option<String>,
     pub owner: Option<String>,
     #[serde(default, deserialize_with = "stringish")]
     pub start: Option<String>,
     #[serde(default, deserialize_with = "stringish")]
     pub end: Option<String>,
-    pub interval_unit: Option<String>,
+    pub interval_unit: Option<crate::intervals::IntervalUnit>,
     pub table_format: Option<String>,
     pub storage_format: Option<String>,
     pub on_destructive_change: Option<String>,

@@ -7,10 +7,57 @@ use croner::Cron;
 
 use crate::error::{LakeError, Result};
 
-/// A parsed `cron` model property.
+/// A parsed `cron` model property. It keeps the expression as written: that text is what fingerprints and
+/// stored model definitions hold, so it (de)serialises as the text.
 #[derive(Debug, Clone)]
 pub struct Schedule {
+    expression: String,
     cron: Cron,
+}
+
+impl Schedule {
+    /// The expression as written (`@daily`, `0 6 * * *`).
+    pub fn expression(&self) -> &str {
+        &self.expression
+    }
+}
+
+impl Default for Schedule {
+    /// SQLMesh's default cron.
+    fn default() -> Self {
+        // "@daily" is a valid expression, so parsing it cannot fail.
+        Schedule::parse("@daily").expect("@daily parses")
+    }
+}
+
+impl PartialEq for Schedule {
+    fn eq(&self, other: &Self) -> bool {
+        self.expression == other.expression
+    }
+}
+
+impl PartialEq<&str> for Schedule {
+    fn eq(&self, other: &&str) -> bool {
+        self.expression == *other
+    }
+}
+
+impl serde::Serialize for Schedule {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.expression)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Schedule {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Schedule::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Schedule {
@@ -27,7 +74,10 @@ impl Schedule {
             message: format!("invalid cron expression `{expression}`: {e}"),
             help: Some("use @hourly, @daily, @weekly, @monthly or a 5-field cron expression such as `0 6 * * *`".into()),
         })?;
-        Ok(Schedule { cron })
+        Ok(Schedule {
+            expression: expression.to_string(),
+            cron,
+        })
     }
 
     /// The first tick strictly after `after`, in UTC.

@@ -21,6 +21,19 @@ pub enum IntervalUnit {
 }
 
 impl IntervalUnit {
+    /// The name SQLMesh writes (`day`, `half_hour`), which is also how it is stored.
+    pub fn name(self) -> &'static str {
+        match self {
+            IntervalUnit::Year => "year",
+            IntervalUnit::Month => "month",
+            IntervalUnit::Day => "day",
+            IntervalUnit::Hour => "hour",
+            IntervalUnit::HalfHour => "half_hour",
+            IntervalUnit::QuarterHour => "quarter_hour",
+            IntervalUnit::FiveMinute => "five_minute",
+        }
+    }
+
     pub fn parse(text: &str) -> Result<IntervalUnit> {
         Ok(match text.to_ascii_lowercase().as_str() {
             "year" => IntervalUnit::Year,
@@ -107,6 +120,24 @@ impl IntervalUnit {
             IntervalUnit::QuarterHour => t + Duration::minutes(15),
             IntervalUnit::FiveMinute => t + Duration::minutes(5),
         }
+    }
+}
+
+impl serde::Serialize for IntervalUnit {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for IntervalUnit {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        IntervalUnit::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 

@@ -17,8 +17,8 @@ use crate::config::StorageChoice;
 use crate::config::linter::Severity;
 use crate::engine::{Engine, QueryResult};
 use crate::error::{LakeError, Result};
-use crate::intervals::cron::Schedule;
-use crate::plan::{self, Backfill, Plan, PlanOptions};
+use crate::plan::backfill::BuiltIntervals;
+use crate::plan::{self, Plan, PlanOptions};
 use crate::project::Project;
 use crate::scheduler::{self, ApplyReport, BuildContext, Observer};
 use crate::snapshot::{EnvironmentName, PhysicalTable, VirtualName};
@@ -218,11 +218,7 @@ impl Context {
             .snapshots(&ids)?
             .into_iter()
             .filter_map(|stored| {
-                let query = stored
-                    .node
-                    .get(scheduler::VIEW_QUERY_KEY)?
-                    .as_str()?
-                    .to_string();
+                let query = stored.node.view_query?;
                 let s = &stored.snapshot;
                 Some((PhysicalTable::for_version(&s.name, &s.version), query))
             })
@@ -325,7 +321,6 @@ impl Context {
         observer: &dyn Observer,
         on_wait: impl FnOnce(),
     ) -> Result<RunReport> {
-        let ignore_cron = options.ignore_cron;
         let selected: Option<std::collections::HashSet<usize>> = if options.select.is_empty() {
             None
         } else {
@@ -369,53 +364,16 @@ impl Context {
             .iter()
             .map(|s| (s.name.clone(), s.version.clone()))
             .collect();
-        let mut done: HashMap<(ModelName, String), Vec<crate::intervals::Range>> = HashMap::new();
-        let mut last_built: HashMap<(ModelName, String), i64> = HashMap::new();
-        for iv in state.intervals(&versions)? {
-            let key = (iv.name.clone(), iv.version.clone());
-            done.entry(key.clone()).or_default().push(iv.range());
-            let entry = last_built.entry(key).or_insert(iv.end_ts);
-            *entry = (*entry).max(iv.end_ts);
-        }
-        let mut backfills = Vec::new();
-        for &i in &self.project.order {
-            if selected.as_ref().is_some_and(|only| !only.contains(&i)) {
-                continue;
-            }
-            let s = &snapshots[i];
-            let model = &self.project.models[i];
-            let Some(action) = plan::backfill::action_for(&model.meta.kind) else {
-                continue;
-            };
-            let key = (s.name.clone(), s.version.clone());
-            if action == plan::BackfillAction::Insert {
-                // Incremental: the complete intervals up to now that are missing (the cron decides the unit).
-                let batches = plan::backfill::missing_batches(
-                    &self.project,
-                    i,
-                    done.get(&key).map_or(&[][..], Vec::as_slice),
-                    execution_time,
-                    options.window,
-                )?;
-                if !batches.is_empty() {
-                    backfills.push(Backfill::new(i, s, action).with_batches(batches));
-                }
-                continue;
-            }
-            let due = match last_built.get(&key) {
-                None => true,
-                Some(_) if action != plan::BackfillAction::FullRefresh => false,
-                Some(_) if ignore_cron => true,
-                Some(&end) => {
-                    let last = chrono::DateTime::from_timestamp_millis(end)
-                        .map_or(execution_time, |t| t.naive_utc());
-                    Schedule::parse(&model.meta.cron)?.is_due(last, execution_time)
-                }
-            };
-            if due {
-                backfills.push(Backfill::new(i, s, action));
-            }
-        }
+        let built = BuiltIntervals::load(state.as_ref(), &versions)?;
+        let backfills = plan::backfill::due_for_run(
+            &self.project,
+            &snapshots,
+            &built,
+            selected.as_ref(),
+            execution_time,
+            options.window,
+            options.ignore_cron,
+        )?;
         let engine = self.open_engine()?;
         let ctx = BuildContext {
             project: &self.project,
@@ -738,21 +696,17 @@ impl Context {
             .iter()
             .map(|s| (s.name.clone(), s.version.clone()))
             .collect();
-        let mut done: HashMap<ModelName, Vec<crate::intervals::Range>> = HashMap::new();
-        for iv in state.intervals(&versions)? {
-            done.entry(iv.name.clone()).or_default().push(iv.range());
-        }
+        let built = BuiltIntervals::load(state.as_ref(), &versions)?;
         let mut out = Vec::new();
         for &i in &self.project.order {
             let model = &self.project.models[i];
             if plan::backfill::action_for(&model.meta.kind) != Some(plan::BackfillAction::Insert) {
                 continue;
             }
-            if !env.snapshots.iter().any(|s| s.name == model.meta.name) {
+            let Some(version) = env.snapshots.iter().find(|s| s.name == model.meta.name) else {
                 continue;
-            }
-            let mut complete = done.remove(&model.meta.name).unwrap_or_default();
-            complete.sort();
+            };
+            let complete = built.of(&model.meta.name, &version.version).to_vec();
             let missing = plan::backfill::missing_batches(
                 &self.project,
                 i,

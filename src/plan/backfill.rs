@@ -1,14 +1,18 @@
 //! Backfill windows: what each model kind does when built, and which intervals an incremental model still
 //! needs between its start, its end, `--start`/`--end` and now, in batches.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::NaiveDateTime;
 
-use super::BackfillAction;
+use super::{Backfill, BackfillAction};
 use crate::error::{LakeError, Result};
-use crate::intervals::cron::Schedule;
 use crate::intervals::{self, IntervalUnit, Range};
 use crate::project::Project;
 use crate::project::model::{Model, ModelKind};
+use crate::snapshot::Snapshot;
+use crate::sql::ModelName;
+use crate::state::StateStore;
 
 /// What building a model of `kind` does; `None` for kinds that are never built (EXTERNAL, EMBEDDED).
 pub fn action_for(kind: &ModelKind) -> Option<BackfillAction> {
@@ -38,14 +42,11 @@ pub struct Window {
 }
 
 /// The interval unit of a model: `interval_unit`, or what its cron implies.
-pub fn interval_unit(model: &Model, around: NaiveDateTime) -> Result<IntervalUnit> {
-    match &model.meta.interval_unit {
-        Some(unit) => IntervalUnit::parse(unit),
-        None => Ok(IntervalUnit::from_cron(
-            &Schedule::parse(&model.meta.cron)?,
-            around,
-        )),
-    }
+pub fn interval_unit(model: &Model, around: NaiveDateTime) -> IntervalUnit {
+    model
+        .meta
+        .interval_unit
+        .unwrap_or_else(|| IntervalUnit::from_cron(&model.meta.cron, around))
 }
 
 /// The batches an incremental model still needs: its complete intervals from `start` up to `now` (and not
@@ -58,7 +59,7 @@ pub fn missing_batches(
     window: Window,
 ) -> Result<Vec<Range>> {
     let m = &project.models[model];
-    let unit = interval_unit(m, now)?;
+    let unit = interval_unit(m, now);
     let date = |text: &Option<String>, what: &str| -> Result<Option<NaiveDateTime>> {
         match text.as_deref() {
             None => Ok(None),
@@ -111,4 +112,96 @@ pub fn missing_batches(
     }
     let gaps = intervals::with_lookback(&all, &gaps, m.meta.kind.lookback());
     Ok(intervals::batches(&gaps, m.meta.kind.batch_size()))
+}
+
+/// The intervals state records as built, per model version, read once for a plan, a run or a report.
+#[derive(Debug, Default)]
+pub struct BuiltIntervals {
+    ranges: HashMap<(ModelName, String), Vec<Range>>,
+    /// The end of the latest built interval (epoch ms): when a full refresh last ran.
+    last_end: HashMap<(ModelName, String), i64>,
+}
+
+impl BuiltIntervals {
+    pub fn load(state: &dyn StateStore, versions: &[(ModelName, String)]) -> Result<Self> {
+        let mut built = BuiltIntervals::default();
+        for interval in state.intervals(versions)? {
+            let key = (interval.name.clone(), interval.version.clone());
+            built
+                .ranges
+                .entry(key.clone())
+                .or_default()
+                .push(interval.range());
+            let end = built.last_end.entry(key).or_insert(interval.end_ts);
+            *end = (*end).max(interval.end_ts);
+        }
+        for ranges in built.ranges.values_mut() {
+            ranges.sort();
+        }
+        Ok(built)
+    }
+
+    /// The built ranges of one version, oldest first.
+    pub fn of(&self, name: &ModelName, version: &str) -> &[Range] {
+        self.ranges
+            .get(&(name.clone(), version.to_string()))
+            .map_or(&[][..], Vec::as_slice)
+    }
+
+    /// When the version was last built (the end of its latest interval), if ever.
+    pub fn last_built(&self, name: &ModelName, version: &str) -> Option<NaiveDateTime> {
+        self.last_end
+            .get(&(name.clone(), version.to_string()))
+            .and_then(|&ms| chrono::DateTime::from_timestamp_millis(ms))
+            .map(|t| t.naive_utc())
+    }
+}
+
+/// What `lake run` builds in an environment whose versions are `snapshots`: each incremental model's missing
+/// intervals (in `window`), each full refresh whose cron is due since it last ran (all of them with
+/// `ignore_cron`), and any version never built. `selected` limits it to some models.
+pub fn due_for_run(
+    project: &Project,
+    snapshots: &[Snapshot],
+    built: &BuiltIntervals,
+    selected: Option<&HashSet<usize>>,
+    execution_time: NaiveDateTime,
+    window: Window,
+    ignore_cron: bool,
+) -> Result<Vec<Backfill>> {
+    let mut backfills = Vec::new();
+    for &i in &project.order {
+        if selected.is_some_and(|only| !only.contains(&i)) {
+            continue;
+        }
+        let snapshot = &snapshots[i];
+        let model = &project.models[i];
+        let Some(action) = action_for(&model.meta.kind) else {
+            continue;
+        };
+        if action == BackfillAction::Insert {
+            // Incremental: the complete intervals up to now that are missing (the cron decides the unit).
+            let batches = missing_batches(
+                project,
+                i,
+                built.of(&snapshot.name, &snapshot.version),
+                execution_time,
+                window,
+            )?;
+            if !batches.is_empty() {
+                backfills.push(Backfill::new(i, snapshot, action).with_batches(batches));
+            }
+            continue;
+        }
+        let due = match built.last_built(&snapshot.name, &snapshot.version) {
+            None => true,
+            Some(_) if action != BackfillAction::FullRefresh => false,
+            Some(_) if ignore_cron => true,
+            Some(last) => model.meta.cron.is_due(last, execution_time),
+        };
+        if due {
+            backfills.push(Backfill::new(i, snapshot, action));
+        }
+    }
+    Ok(backfills)
 }

@@ -109,7 +109,7 @@ pub fn compute(project: &Project) -> Result<Vec<Snapshot>> {
             .json(&meta.owner)
             .json(&meta.description)
             .json(&meta.tags)
-            .field(&meta.cron)
+            .field(meta.cron.expression())
             .json(&meta.cron_tz)
             .json(&meta.start)
             .json(&meta.end)

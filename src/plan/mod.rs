@@ -359,7 +359,7 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         };
         let diff = if kind == ChangeKind::DirectlyModified {
             stored
-                .and_then(|p| p.node.get("definition").and_then(|d| d.as_str()))
+                .and_then(|p| p.node.definition.as_deref())
                 .map(|old| {
                     unified_diff(
                         old,
@@ -514,12 +514,7 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         .iter()
         .map(|s| (s.name.clone(), s.version.clone()))
         .collect();
-    let mut done: HashMap<(ModelName, String), Vec<Range>> = HashMap::new();
-    for iv in state.intervals(&versions)? {
-        done.entry((iv.name.clone(), iv.version.clone()))
-            .or_default()
-            .push(iv.range());
-    }
+    let built = backfill::BuiltIntervals::load(state, &versions)?;
     if env_name == PROD && options.window != Window::default() && options.restate.is_empty() {
         return Err(LakeError::Usage(
             "--start and --end limit dev plans only".into(),
@@ -565,22 +560,19 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
             continue;
         };
         // A restated model is rebuilt as if nothing had been recorded.
-        let recorded = done
-            .get(&(s.name.clone(), s.version.clone()))
-            .filter(|_| !restating);
+        let recorded: &[Range] = if restating {
+            &[]
+        } else {
+            built.of(&s.name, &s.version)
+        };
         let window = if env_name == PROD && !restating {
             Window::default()
         } else {
             options.window
         };
         if action == BackfillAction::Insert {
-            let batches = backfill::missing_batches(
-                project,
-                i,
-                recorded.map_or(&[][..], Vec::as_slice),
-                options.execution_time,
-                window,
-            )?;
+            let batches =
+                backfill::missing_batches(project, i, recorded, options.execution_time, window)?;
             if !batches.is_empty() {
                 backfills.push(
                     Backfill::new(i, s, action)
@@ -588,7 +580,7 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
                         .restating(restating),
                 );
             }
-        } else if recorded.is_none() {
+        } else if recorded.is_empty() {
             backfills.push(Backfill::new(i, s, action).restating(restating));
         }
     }
@@ -650,11 +642,7 @@ fn categorize_direct(
         };
         return Verdict::Breaking(format!("changed {what}"));
     }
-    let old_query = previous
-        .node
-        .get("query")
-        .and_then(|q| q.as_str())
-        .unwrap_or_default();
+    let old_query = previous.node.query.as_deref().unwrap_or_default();
     let new_query = project.analyses[i]
         .normalized_query
         .as_deref()

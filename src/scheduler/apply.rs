@@ -16,7 +16,9 @@ use crate::plan::backfill::{Window, action_for, missing_batches};
 use crate::plan::{Backfill, BackfillAction, Plan};
 use crate::project::model::Model;
 use crate::snapshot::{PhysicalTable, VirtualName};
-use crate::state::{EnvSnapshot, Environment, PromoteOutcome, StateStore, StoredSnapshot};
+use crate::state::{
+    EnvSnapshot, Environment, PromoteOutcome, SnapshotNode, StateStore, StoredSnapshot,
+};
 use crate::storage::VirtualChange;
 
 /// Applies `plan`: stores its snapshots, builds what is missing, then points the environment at the new versions.
@@ -38,7 +40,7 @@ pub fn apply(
         .new_snapshots
         .iter()
         .map(|&i| {
-            let mut node = node_json(
+            let mut node = snapshot_node(
                 &ctx.project.models[i],
                 ctx.project.analyses[i].normalized_query.as_deref(),
             );
@@ -48,7 +50,7 @@ pub fn apply(
                 let s = &plan.snapshots[i];
                 let table = PhysicalTable::for_version(&s.name, &s.version);
                 let query = executable_query(ctx, i, &macro_context(ctx, i, &table, "evaluating"))?;
-                node[VIEW_QUERY_KEY] = serde_json::Value::String(query);
+                node.view_query = Some(query);
             }
             Ok(StoredSnapshot {
                 snapshot: plan.snapshots[i].clone(),
@@ -253,14 +255,13 @@ pub(super) fn with_missing_parents(
 }
 
 /// The model definition kept in state, so later plans can diff against it.
-/// Where a VIEW model's snapshot keeps the query its DuckDB view is created with.
-pub const VIEW_QUERY_KEY: &str = "view_query";
-
-pub(super) fn node_json(model: &Model, normalized_query: Option<&str>) -> serde_json::Value {
-    serde_json::json!({
-        "meta": model.meta,
-        "path": model.file.display_path,
-        "definition": &*model.file.text,
-        "query": normalized_query,
-    })
+pub(super) fn snapshot_node(model: &Model, normalized_query: Option<&str>) -> SnapshotNode {
+    SnapshotNode {
+        // Serialising a plain data struct cannot fail.
+        meta: serde_json::to_value(&model.meta).unwrap_or_default(),
+        path: model.file.display_path.clone(),
+        definition: Some(model.file.text.to_string()),
+        query: normalized_query.map(String::from),
+        view_query: None,
+    }
 }

@@ -7,7 +7,7 @@ mod render;
 mod runner;
 pub mod scd;
 
-pub use apply::{VIEW_QUERY_KEY, apply};
+pub use apply::apply;
 pub use audits::audit_rows;
 pub use render::{executable_query, macro_context, time_range_predicate};
 pub use runner::build_all;

@@ -2,6 +2,7 @@
 
 pub mod backend;
 pub mod postgres;
+pub mod schema;
 pub mod sqlite;
 
 use std::collections::HashMap;
@@ -52,12 +53,34 @@ pub struct Environment {
     pub expiration_ts: Option<i64>,
 }
 
+/// The model definition a snapshot keeps: later plans diff and categorise against it, and other machines
+/// recreate VIEW models from it without the project files. Every field is optional in stored JSON, so state
+/// written before a field existed still reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotNode {
+    /// The MODEL block's typed properties, for display (their types live in `project`, above this layer).
+    #[serde(default)]
+    pub meta: serde_json::Value,
+    /// The model file, relative to the project.
+    #[serde(default)]
+    pub path: String,
+    /// The model file's text, for the diff `lake plan` shows.
+    #[serde(default)]
+    pub definition: Option<String>,
+    /// The normalised query, to tell breaking from non-breaking changes.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// A VIEW model's query with physical table names: the DuckDB view each machine creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view_query: Option<String>,
+}
+
 /// A snapshot as stored, with the model definition needed to diff and render it later.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredSnapshot {
     pub snapshot: Snapshot,
-    /// The model's typed metadata and statements as JSON.
-    pub node: serde_json::Value,
+    /// The model definition this version was planned from.
+    pub node: SnapshotNode,
     pub created_ts: i64,
     pub ttl_ms: i64,
 }
@@ -195,6 +218,29 @@ pub trait StateStore: Send {
 
 #[cfg(test)]
 mod tests {
+    use super::SnapshotNode;
+
+    #[test]
+    fn nodes_written_by_earlier_lakes_still_read() {
+        // A VIEW model's node as lake wrote it before nodes were typed, and one from before `view_query`.
+        let view: SnapshotNode = serde_json::from_str(
+            r#"{"meta": {"name": {"schema": "a", "name": "b"}}, "path": "models/b.sql",
+                "definition": "MODEL (name a.b); SELECT 1", "query": "SELECT 1",
+                "view_query": "SELECT 1 FROM lake__a.t"}"#,
+        )
+        .unwrap();
+        assert_eq!(view.view_query.as_deref(), Some("SELECT 1 FROM lake__a.t"));
+        assert_eq!(
+            view.definition.as_deref(),
+            Some("MODEL (name a.b); SELECT 1")
+        );
+        let older: SnapshotNode = serde_json::from_str(r#"{"query": null}"#).unwrap();
+        assert_eq!(older, SnapshotNode::default());
+        // And what is written now reads back the same way, without keys for what a model lacks.
+        let text = serde_json::to_string(&SnapshotNode::default()).unwrap();
+        assert!(!text.contains("view_query"), "{text}");
+    }
+
     #[test]
     fn a_restated_range_keeps_what_lies_outside_it() {
         assert_eq!(super::outside_of(0, 100, 40, 60), [(0, 40), (60, 100)]);

@@ -3,9 +3,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgPool, Row};
 
+use super::schema::{self, Dialect, VersionAction};
 use super::{
     EnvSnapshot, Environment, Interval, PromoteOutcome, SCHEMA_VERSION, StateStore, StoredSnapshot,
 };
@@ -39,6 +40,14 @@ fn json_err(context: &str, e: serde_json::Error) -> LakeError {
         e,
         Some("the state may have been edited by hand or by a newer lake"),
     )
+}
+
+/// Column `index` of a row read while `context`.
+fn column<'r, T>(row: &'r PgRow, index: usize, context: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(index).map_err(pg_err(context))
 }
 
 /// Advisory lock keys: one for migrations, one per environment for applies.
@@ -108,19 +117,22 @@ impl PostgresState {
         &self.describe
     }
 
+    /// Runs one database call to completion, naming what it was doing if it fails.
+    fn run<T>(
+        &self,
+        context: &str,
+        call: impl std::future::Future<Output = std::result::Result<T, sqlx::Error>>,
+    ) -> Result<T> {
+        self.runtime.block_on(call).map_err(pg_err(context))
+    }
+
     fn t(&self, table: &str) -> String {
         format!("{}.{table}", self.schema)
     }
 
-    fn pending_table_ddl(&self) -> String {
-        format!(
-            "CREATE TABLE {} (name TEXT PRIMARY KEY, virtual_names TEXT NOT NULL, created_ts BIGINT NOT NULL)",
-            self.t("pending_promotions")
-        )
-    }
-
     fn migrate(&self, upgrade: bool) -> Result<()> {
         let context = "initialising the PostgreSQL state";
+        let qualify = |table: &str| self.t(table);
         self.runtime.block_on(async {
             let mut tx = self.pool.begin().await.map_err(pg_err(context))?;
             // Concurrent first runs serialise here; the loser then sees the schema in place.
@@ -129,17 +141,14 @@ impl PostgresState {
                 .execute(&mut *tx)
                 .await
                 .map_err(pg_err(context))?;
-            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {}", self.schema))
-                .execute(&mut *tx)
-                .await
-                .map_err(pg_err(context))?;
-            sqlx::query(&format!(
-                "CREATE TABLE IF NOT EXISTS {} (schema_version INTEGER NOT NULL, lake_version TEXT NOT NULL)",
-                self.t("_versions")
-            ))
-            .execute(&mut *tx)
-            .await
-            .map_err(pg_err(context))?;
+            let mut setup = vec![format!("CREATE SCHEMA IF NOT EXISTS {}", self.schema)];
+            setup.push(schema::versions_table(&qualify));
+            for statement in &setup {
+                sqlx::query(statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(pg_err(context))?;
+            }
             let current: Option<(i32, String)> = sqlx::query_as(&format!(
                 "SELECT schema_version, lake_version FROM {} ORDER BY schema_version DESC LIMIT 1",
                 self.t("_versions")
@@ -148,83 +157,31 @@ impl PostgresState {
             .await
             .map_err(pg_err(context))?;
             let place = format!("the PostgreSQL state (schema {})", self.schema);
-            match current.as_ref().map(|(v, _)| *v) {
-                Some(v) if v as u32 > SCHEMA_VERSION => {
-                    let written_by = current.map(|(_, by)| by).unwrap_or_default();
-                    return Err(super::newer_schema_error(&place, v as u32, &written_by));
+            let current = current.map(|(version, by)| (version.max(0) as u32, by));
+            let statements = match schema::check_version(current, upgrade, &place)? {
+                VersionAction::UpToDate => Vec::new(),
+                VersionAction::Create => schema::create_statements(Dialect::Postgres, &qualify),
+                VersionAction::Upgrade { from } => {
+                    schema::upgrade_statements(from, Dialect::Postgres, &qualify)
                 }
-                Some(v) if v as u32 == SCHEMA_VERSION => {}
-                Some(v) if !upgrade => return Err(super::older_schema_error(&place, v as u32)),
-                Some(2) => {
-                    sqlx::query(&self.pending_table_ddl())
+            };
+            if !statements.is_empty() {
+                // All steps commit together with the new version, or none does.
+                for statement in &statements {
+                    sqlx::query(statement)
                         .execute(&mut *tx)
                         .await
                         .map_err(pg_err(context))?;
-                    sqlx::query(&format!(
-                        "INSERT INTO {} (schema_version, lake_version) VALUES ($1, $2)",
-                        self.t("_versions")
-                    ))
-                    .bind(SCHEMA_VERSION as i32)
-                    .bind(env!("CARGO_PKG_VERSION"))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(pg_err(context))?;
                 }
-                Some(v) => {
-                    return Err(LakeError::StateConflict {
-                        message: format!(
-                            "the PostgreSQL state has schema version {v}; this lake has no migration from it"
-                        ),
-                        help: Some("use the lake version that wrote it".into()),
-                    });
-                }
-                None => {
-                    let ddl = [
-                        format!(
-                            "CREATE TABLE {} (id TEXT PRIMARY KEY, name TEXT NOT NULL, version TEXT NOT NULL, \
-                             kind_name TEXT NOT NULL, snapshot TEXT NOT NULL, node TEXT NOT NULL, \
-                             created_ts BIGINT NOT NULL, ttl_ms BIGINT NOT NULL)",
-                            self.t("snapshots")
-                        ),
-                        format!(
-                            "CREATE INDEX snapshots_by_version ON {} (name, version)",
-                            self.t("snapshots")
-                        ),
-                        format!(
-                            "CREATE TABLE {} (name TEXT PRIMARY KEY, snapshots TEXT NOT NULL, promoted TEXT NOT NULL, \
-                             plan_id TEXT NOT NULL, previous_plan_id TEXT, created_ts BIGINT NOT NULL, \
-                             updated_ts BIGINT NOT NULL, expiration_ts BIGINT)",
-                            self.t("environments")
-                        ),
-                        format!(
-                            "CREATE TABLE {} (name TEXT NOT NULL, version TEXT NOT NULL, start_ts BIGINT NOT NULL, \
-                             end_ts BIGINT NOT NULL, created_ts BIGINT NOT NULL, write_id TEXT, \
-                             PRIMARY KEY (name, version, start_ts))",
-                            self.t("intervals")
-                        ),
-                        format!(
-                            "CREATE TABLE {} (plan_id TEXT PRIMARY KEY, environment TEXT NOT NULL, \
-                             previous_plan_id TEXT, created_ts BIGINT NOT NULL, snapshot_count BIGINT NOT NULL)",
-                            self.t("plans")
-                        ),
-                        self.pending_table_ddl(),
-                    ];
-                    for statement in ddl {
-                        sqlx::query(&statement)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(pg_err(context))?;
-                    }
-                    sqlx::query(&format!(
-                        "INSERT INTO {} (schema_version, lake_version) VALUES ($1, $2)",
-                        self.t("_versions")
-                    ))
-                    .bind(SCHEMA_VERSION as i32)
-                    .bind(env!("CARGO_PKG_VERSION"))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(pg_err(context))?;
-                }
+                sqlx::query(&format!(
+                    "INSERT INTO {} (schema_version, lake_version) VALUES ($1, $2)",
+                    self.t("_versions")
+                ))
+                .bind(SCHEMA_VERSION as i32)
+                .bind(env!("CARGO_PKG_VERSION"))
+                .execute(&mut *tx)
+                .await
+                .map_err(pg_err(context))?;
             }
             tx.commit().await.map_err(pg_err(context))
         })
@@ -290,18 +247,18 @@ impl PostgresState {
         })?;
         rows.into_iter()
             .map(|r| {
-                let snapshots: String = r.try_get(1).map_err(pg_err(context))?;
-                let promoted: String = r.try_get(2).map_err(pg_err(context))?;
+                let snapshots: String = column(&r, 1, context)?;
+                let promoted: String = column(&r, 2, context)?;
                 Ok(Environment {
-                    name: r.try_get(0).map_err(pg_err(context))?,
+                    name: column(&r, 0, context)?,
                     snapshots: serde_json::from_str::<Vec<EnvSnapshot>>(&snapshots)
                         .map_err(|e| json_err(context, e))?,
                     promoted: serde_json::from_str(&promoted).map_err(|e| json_err(context, e))?,
-                    plan_id: r.try_get(3).map_err(pg_err(context))?,
-                    previous_plan_id: r.try_get(4).map_err(pg_err(context))?,
-                    created_ts: r.try_get(5).map_err(pg_err(context))?,
-                    updated_ts: r.try_get(6).map_err(pg_err(context))?,
-                    expiration_ts: r.try_get(7).map_err(pg_err(context))?,
+                    plan_id: column(&r, 3, context)?,
+                    previous_plan_id: column(&r, 4, context)?,
+                    created_ts: column(&r, 5, context)?,
+                    updated_ts: column(&r, 6, context)?,
+                    expiration_ts: column(&r, 7, context)?,
                 })
             })
             .collect()
@@ -323,50 +280,41 @@ impl StateStore for PostgresState {
     fn stored_versions(&self, ids: &[&str]) -> Result<HashMap<String, String>> {
         let context = "reading snapshots";
         let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
-        let rows = self
-            .runtime
-            .block_on(
-                sqlx::query(&format!(
-                    "SELECT id, version FROM {} WHERE id = ANY($1)",
-                    self.t("snapshots")
-                ))
-                .bind(&ids)
-                .fetch_all(&self.pool),
-            )
-            .map_err(pg_err(context))?;
+        let rows = self.run(
+            context,
+            sqlx::query(&format!(
+                "SELECT id, version FROM {} WHERE id = ANY($1)",
+                self.t("snapshots")
+            ))
+            .bind(&ids)
+            .fetch_all(&self.pool),
+        )?;
         rows.into_iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0).map_err(pg_err(context))?,
-                    r.try_get(1).map_err(pg_err(context))?,
-                ))
-            })
+            .map(|r| Ok((column(&r, 0, context)?, column(&r, 1, context)?)))
             .collect()
     }
 
     fn snapshots(&self, ids: &[&str]) -> Result<Vec<StoredSnapshot>> {
         let context = "reading snapshots";
         let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
-        let rows = self
-            .runtime
-            .block_on(
-                sqlx::query(&format!(
-                    "SELECT snapshot, node, created_ts, ttl_ms FROM {} WHERE id = ANY($1)",
-                    self.t("snapshots")
-                ))
-                .bind(&ids)
-                .fetch_all(&self.pool),
-            )
-            .map_err(pg_err(context))?;
+        let rows = self.run(
+            context,
+            sqlx::query(&format!(
+                "SELECT snapshot, node, created_ts, ttl_ms FROM {} WHERE id = ANY($1)",
+                self.t("snapshots")
+            ))
+            .bind(&ids)
+            .fetch_all(&self.pool),
+        )?;
         rows.into_iter()
             .map(|r| {
-                let snapshot: String = r.try_get(0).map_err(pg_err(context))?;
-                let node: String = r.try_get(1).map_err(pg_err(context))?;
+                let snapshot: String = column(&r, 0, context)?;
+                let node: String = column(&r, 1, context)?;
                 Ok(StoredSnapshot {
                     snapshot: serde_json::from_str(&snapshot).map_err(|e| json_err(context, e))?,
                     node: serde_json::from_str(&node).map_err(|e| json_err(context, e))?,
-                    created_ts: r.try_get(2).map_err(pg_err(context))?,
-                    ttl_ms: r.try_get(3).map_err(pg_err(context))?,
+                    created_ts: column(&r, 2, context)?,
+                    ttl_ms: column(&r, 3, context)?,
                 })
             })
             .collect()
@@ -409,21 +357,16 @@ impl StateStore for PostgresState {
             .map(|(n, v)| (n.to_string(), v.as_str()))
             .collect();
         let version_list: Vec<String> = versions.iter().map(|(_, v)| v.clone()).collect();
-        let rows = self
-            .runtime
-            .block_on(
-                sqlx::query(&format!(
+        let rows = self.run(context, sqlx::query(&format!(
                     "SELECT name, version, start_ts, end_ts, created_ts, write_id FROM {} WHERE version = ANY($1)",
                     self.t("intervals")
                 ))
                 .bind(&version_list)
-                .fetch_all(&self.pool),
-            )
-            .map_err(pg_err(context))?;
+                .fetch_all(&self.pool))?;
         let mut out = Vec::new();
         for r in rows {
-            let name: String = r.try_get(0).map_err(pg_err(context))?;
-            let version: String = r.try_get(1).map_err(pg_err(context))?;
+            let name: String = column(&r, 0, context)?;
+            let version: String = column(&r, 1, context)?;
             if !wanted.contains(&(name.clone(), version.as_str())) {
                 continue;
             }
@@ -433,92 +376,81 @@ impl StateStore for PostgresState {
             out.push(Interval {
                 name: model,
                 version,
-                start_ts: r.try_get(2).map_err(pg_err(context))?,
-                end_ts: r.try_get(3).map_err(pg_err(context))?,
-                created_ts: r.try_get(4).map_err(pg_err(context))?,
-                write_id: r.try_get(5).map_err(pg_err(context))?,
+                start_ts: column(&r, 2, context)?,
+                end_ts: column(&r, 3, context)?,
+                created_ts: column(&r, 4, context)?,
+                write_id: column(&r, 5, context)?,
             });
         }
         Ok(out)
     }
 
     fn add_interval(&mut self, interval: &Interval) -> Result<()> {
-        self.runtime
-            .block_on(
-                sqlx::query(&format!(
-                    "INSERT INTO {} (name, version, start_ts, end_ts, created_ts, write_id) \
+        self.run(
+            "recording an interval",
+            sqlx::query(&format!(
+                "INSERT INTO {} (name, version, start_ts, end_ts, created_ts, write_id) \
                      VALUES ($1, $2, $3, $4, $5, $6) \
                      ON CONFLICT (name, version, start_ts) DO UPDATE SET end_ts = EXCLUDED.end_ts, \
                      created_ts = EXCLUDED.created_ts, write_id = EXCLUDED.write_id",
-                    self.t("intervals")
-                ))
-                .bind(interval.name.to_string())
-                .bind(&interval.version)
-                .bind(interval.start_ts)
-                .bind(interval.end_ts)
-                .bind(interval.created_ts)
-                .bind(&interval.write_id)
-                .execute(&self.pool),
-            )
-            .map_err(pg_err("recording an interval"))?;
+                self.t("intervals")
+            ))
+            .bind(interval.name.to_string())
+            .bind(&interval.version)
+            .bind(interval.start_ts)
+            .bind(interval.end_ts)
+            .bind(interval.created_ts)
+            .bind(&interval.write_id)
+            .execute(&self.pool),
+        )?;
         Ok(())
     }
 
     fn set_expiration(&mut self, name: &str, expiration_ts: i64) -> Result<bool> {
-        let done = self
-            .runtime
-            .block_on(
-                sqlx::query(&format!(
-                    "UPDATE {} SET expiration_ts = $1 WHERE name = $2",
-                    self.t("environments")
-                ))
-                .bind(expiration_ts)
-                .bind(name)
-                .execute(&self.pool),
-            )
-            .map_err(pg_err("invalidating an environment"))?;
+        let done = self.run(
+            "invalidating an environment",
+            sqlx::query(&format!(
+                "UPDATE {} SET expiration_ts = $1 WHERE name = $2",
+                self.t("environments")
+            ))
+            .bind(expiration_ts)
+            .bind(name)
+            .execute(&self.pool),
+        )?;
         Ok(done.rows_affected() == 1)
     }
 
     fn remove_environment(&mut self, name: &str, expected_plan_id: &str) -> Result<bool> {
-        let done = self
-            .runtime
-            .block_on(
-                sqlx::query(&format!(
-                    "DELETE FROM {} WHERE name = $1 AND plan_id = $2",
-                    self.t("environments")
-                ))
-                .bind(name)
-                .bind(expected_plan_id)
-                .execute(&self.pool),
-            )
-            .map_err(pg_err("removing an environment"))?;
+        let done = self.run(
+            "removing an environment",
+            sqlx::query(&format!(
+                "DELETE FROM {} WHERE name = $1 AND plan_id = $2",
+                self.t("environments")
+            ))
+            .bind(name)
+            .bind(expected_plan_id)
+            .execute(&self.pool),
+        )?;
         Ok(done.rows_affected() == 1)
     }
 
     fn versions_with_expiry(&self) -> Result<Vec<(ModelName, String, i64)>> {
         let context = "listing stored versions";
-        let rows = self
-            .runtime
-            .block_on(
-                sqlx::query(&format!(
-                    "SELECT name, version, max(created_ts + ttl_ms) FROM {} GROUP BY name, version",
-                    self.t("snapshots")
-                ))
-                .fetch_all(&self.pool),
-            )
-            .map_err(pg_err(context))?;
+        let rows = self.run(
+            context,
+            sqlx::query(&format!(
+                "SELECT name, version, max(created_ts + ttl_ms) FROM {} GROUP BY name, version",
+                self.t("snapshots")
+            ))
+            .fetch_all(&self.pool),
+        )?;
         rows.into_iter()
             .map(|r| {
-                let name: String = r.try_get(0).map_err(pg_err(context))?;
+                let name: String = column(&r, 0, context)?;
                 let model = ModelName::parse(&name).ok_or_else(|| {
                     LakeError::config(format!("the state holds an invalid model name `{name}`"))
                 })?;
-                Ok((
-                    model,
-                    r.try_get(1).map_err(pg_err(context))?,
-                    r.try_get(2).map_err(pg_err(context))?,
-                ))
+                Ok((model, column(&r, 1, context)?, column(&r, 2, context)?))
             })
             .collect()
     }
@@ -548,10 +480,10 @@ impl StateStore for PostgresState {
             .map_err(pg_err(context))?;
             for row in overlapping {
                 let (s, e, created, write_id): (i64, i64, i64, Option<String>) = (
-                    row.try_get(0).map_err(pg_err(context))?,
-                    row.try_get(1).map_err(pg_err(context))?,
-                    row.try_get(2).map_err(pg_err(context))?,
-                    row.try_get(3).map_err(pg_err(context))?,
+                    column(&row, 0, context)?,
+                    column(&row, 1, context)?,
+                    column(&row, 2, context)?,
+                    column(&row, 3, context)?,
                 );
                 // Intervals that stick out of the range keep the parts outside it.
                 for (keep_start, keep_end) in super::outside_of(s, e, start_ts, end_ts) {
@@ -598,39 +530,36 @@ impl StateStore for PostgresState {
     fn write_pending_promotion(&mut self, environment: &str, names: &[VirtualName]) -> Result<()> {
         let context = "journaling a promotion";
         let text = serde_json::to_string(names).map_err(|e| json_err(context, e))?;
-        self.runtime
-            .block_on(
-                sqlx::query(&format!(
-                    "INSERT INTO {} (name, virtual_names, created_ts) VALUES ($1, $2, $3) \
+        self.run(
+            context,
+            sqlx::query(&format!(
+                "INSERT INTO {} (name, virtual_names, created_ts) VALUES ($1, $2, $3) \
                      ON CONFLICT (name) DO UPDATE SET virtual_names = EXCLUDED.virtual_names",
-                    self.t("pending_promotions")
-                ))
-                .bind(environment)
-                .bind(text)
-                .bind(chrono::Utc::now().timestamp_millis())
-                .execute(&self.pool),
-            )
-            .map_err(pg_err(context))?;
+                self.t("pending_promotions")
+            ))
+            .bind(environment)
+            .bind(text)
+            .bind(chrono::Utc::now().timestamp_millis())
+            .execute(&self.pool),
+        )?;
         Ok(())
     }
 
     fn pending_promotion(&self, environment: &str) -> Result<Vec<VirtualName>> {
         let context = "reading the promotion journal";
-        let row = self
-            .runtime
-            .block_on(
-                sqlx::query(&format!(
-                    "SELECT virtual_names FROM {} WHERE name = $1",
-                    self.t("pending_promotions")
-                ))
-                .bind(environment)
-                .fetch_optional(&self.pool),
-            )
-            .map_err(pg_err(context))?;
+        let row = self.run(
+            context,
+            sqlx::query(&format!(
+                "SELECT virtual_names FROM {} WHERE name = $1",
+                self.t("pending_promotions")
+            ))
+            .bind(environment)
+            .fetch_optional(&self.pool),
+        )?;
         match row {
             None => Ok(Vec::new()),
             Some(r) => {
-                let text: String = r.try_get(0).map_err(pg_err(context))?;
+                let text: String = column(&r, 0, context)?;
                 serde_json::from_str(&text).map_err(|e| json_err(context, e))
             }
         }
@@ -733,7 +662,9 @@ mod tests {
             .map(|a| a.port())
             .expect("a free port");
         let uri = Secret::new(format!("postgres://lake:hunter2@127.0.0.1:{port}/lake"));
-        let error = PostgresState::open(&uri, "lake").err().expect("no server there");
+        let error = PostgresState::open(&uri, "lake")
+            .err()
+            .expect("no server there");
         match &error {
             LakeError::State {
                 source: StateError::Postgres(_),
@@ -742,6 +673,9 @@ mod tests {
             } => assert!(help.contains("reachable"), "{help}"),
             other => panic!("expected a PostgreSQL state error, got {other:?}"),
         }
-        assert!(!format!("{error} {error:?}").contains("hunter2"), "never prints the password");
+        assert!(
+            !format!("{error} {error:?}").contains("hunter2"),
+            "never prints the password"
+        );
     }
 }

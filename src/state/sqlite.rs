@@ -6,18 +6,13 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::schema::{self, Dialect, VersionAction};
 use super::{
     EnvSnapshot, Environment, Interval, PromoteOutcome, SCHEMA_VERSION, StateStore, StoredSnapshot,
 };
 use crate::error::{LakeError, Result};
 use crate::snapshot::VirtualName;
 use crate::sql::ModelName;
-
-const PENDING_TABLE: &str = "CREATE TABLE IF NOT EXISTS pending_promotions (
-    name TEXT PRIMARY KEY,
-    virtual_names TEXT NOT NULL,
-    created_ts INTEGER NOT NULL
-);";
 
 /// SQLite's limit on bound parameters is far above this; chunks keep statements small.
 const CHUNK: usize = 500;
@@ -101,10 +96,9 @@ impl SqliteState {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql_err("initialising state"))?;
-        tx.execute_batch(
-            "CREATE TABLE IF NOT EXISTS _versions (schema_version INTEGER NOT NULL, lake_version TEXT NOT NULL);",
-        )
-        .map_err(sql_err("initialising state"))?;
+        let plain = |table: &str| table.to_string();
+        tx.execute_batch(&schema::versions_table(&plain))
+            .map_err(sql_err("initialising state"))?;
         let current: Option<(u32, String)> = tx
             .query_row(
                 "SELECT schema_version, lake_version FROM _versions ORDER BY schema_version DESC LIMIT 1",
@@ -114,81 +108,24 @@ impl SqliteState {
             .optional()
             .map_err(sql_err("reading the state schema version"))?;
         let place = format!("the state in {}", self.path.display());
-        match current.as_ref().map(|(v, _)| *v) {
-            Some(v) if v > SCHEMA_VERSION => {
-                let written_by = current.map(|(_, by)| by).unwrap_or_default();
-                return Err(super::newer_schema_error(&place, v, &written_by));
+        let statements = match schema::check_version(current, upgrade, &place)? {
+            VersionAction::UpToDate => Vec::new(),
+            VersionAction::Create => schema::create_statements(Dialect::Sqlite, &plain),
+            VersionAction::Upgrade { from } => {
+                schema::upgrade_statements(from, Dialect::Sqlite, &plain)
             }
-            Some(SCHEMA_VERSION) => {}
-            Some(v) if !upgrade => return Err(super::older_schema_error(&place, v)),
-            Some(from) => {
-                // Each step upgrades one version; all of them commit together or not at all.
-                for version in from + 1..=SCHEMA_VERSION {
-                    let step = match version {
-                        // Intervals remember which write (Iceberg snapshot) produced them.
-                        2 => "ALTER TABLE intervals ADD COLUMN write_id TEXT;",
-                        // The promotion journal: names being repointed by an apply not yet promoted.
-                        3 => PENDING_TABLE,
-                        _ => "",
-                    };
-                    tx.execute_batch(step)
-                        .map_err(sql_err("migrating the state schema"))?;
-                }
-                tx.execute(
-                    "INSERT INTO _versions (schema_version, lake_version) VALUES (?1, ?2)",
-                    params![SCHEMA_VERSION, env!("CARGO_PKG_VERSION")],
-                )
-                .map_err(sql_err("migrating the state schema"))?;
+        };
+        if !statements.is_empty() {
+            // All steps commit together with the new version, or none does.
+            for statement in &statements {
+                tx.execute_batch(statement)
+                    .map_err(sql_err("creating or migrating the state tables"))?;
             }
-            None => {
-                tx.execute_batch(
-                    "CREATE TABLE snapshots (
-                        id TEXT PRIMARY KEY,
-                        name TEXT NOT NULL,
-                        version TEXT NOT NULL,
-                        kind_name TEXT NOT NULL,
-                        snapshot TEXT NOT NULL,
-                        node TEXT NOT NULL,
-                        created_ts INTEGER NOT NULL,
-                        ttl_ms INTEGER NOT NULL
-                    );
-                    CREATE INDEX snapshots_by_version ON snapshots (name, version);
-                    CREATE TABLE environments (
-                        name TEXT PRIMARY KEY,
-                        snapshots TEXT NOT NULL,
-                        promoted TEXT NOT NULL,
-                        plan_id TEXT NOT NULL,
-                        previous_plan_id TEXT,
-                        created_ts INTEGER NOT NULL,
-                        updated_ts INTEGER NOT NULL,
-                        expiration_ts INTEGER
-                    );
-                    CREATE TABLE intervals (
-                        name TEXT NOT NULL,
-                        version TEXT NOT NULL,
-                        start_ts INTEGER NOT NULL,
-                        end_ts INTEGER NOT NULL,
-                        created_ts INTEGER NOT NULL,
-                        write_id TEXT,
-                        PRIMARY KEY (name, version, start_ts)
-                    );
-                    CREATE TABLE plans (
-                        plan_id TEXT PRIMARY KEY,
-                        environment TEXT NOT NULL,
-                        previous_plan_id TEXT,
-                        created_ts INTEGER NOT NULL,
-                        snapshot_count INTEGER NOT NULL
-                    );",
-                )
-                .map_err(sql_err("creating the state tables"))?;
-                tx.execute_batch(PENDING_TABLE)
-                    .map_err(sql_err("creating the state tables"))?;
-                tx.execute(
-                    "INSERT INTO _versions (schema_version, lake_version) VALUES (?1, ?2)",
-                    params![SCHEMA_VERSION, env!("CARGO_PKG_VERSION")],
-                )
-                .map_err(sql_err("recording the state schema version"))?;
-            }
+            tx.execute(
+                "INSERT INTO _versions (schema_version, lake_version) VALUES (?1, ?2)",
+                params![SCHEMA_VERSION, env!("CARGO_PKG_VERSION")],
+            )
+            .map_err(sql_err("recording the state schema version"))?;
         }
         tx.commit().map_err(sql_err("initialising state"))
     }

@@ -8,7 +8,9 @@ use lake::snapshot::{Fingerprint, Snapshot, VirtualName};
 use lake::sql::ModelName;
 use lake::state::postgres::PostgresState;
 use lake::state::sqlite::SqliteState;
-use lake::state::{EnvSnapshot, Environment, Interval, PromoteOutcome, StateStore, StoredSnapshot};
+use lake::state::{
+    EnvSnapshot, Environment, Interval, PromoteOutcome, SnapshotNode, StateStore, StoredSnapshot,
+};
 
 /// Opens the same store again each time it is called (as a new process would).
 type Opener = Box<dyn Fn() -> Box<dyn StateStore>>;
@@ -55,7 +57,10 @@ fn snapshot(name: &str, version: &str, created_ts: i64, ttl_ms: i64) -> StoredSn
             kind_name: "FULL".into(),
             parents: vec![],
         },
-        node: serde_json::json!({"query": "SELECT 1"}),
+        node: SnapshotNode {
+            query: Some("SELECT 1".into()),
+            ..SnapshotNode::default()
+        },
         created_ts,
         ttl_ms,
     }

@@ -12,6 +12,8 @@ use parser::{Property, Value, ValueKind};
 
 use crate::config::ModelDefaults;
 use crate::error::{SourceError, SourceFile, did_you_mean};
+use crate::intervals::IntervalUnit;
+use crate::intervals::cron::Schedule;
 use crate::sql::ModelName;
 use crate::sql::lex;
 
@@ -39,9 +41,9 @@ pub struct ModelMeta {
     pub description: Option<String>,
     pub start: Option<String>,
     pub end: Option<String>,
-    pub cron: String,
+    pub cron: Schedule,
     pub cron_tz: Option<String>,
-    pub interval_unit: Option<String>,
+    pub interval_unit: Option<IntervalUnit>,
     pub tags: Vec<String>,
     pub stamp: Option<String>,
     pub grains: Vec<String>,
@@ -301,9 +303,9 @@ pub fn parse_model(
         description: None,
         start: defaults.start.clone(),
         end: defaults.end.clone(),
-        cron: defaults.cron.clone().unwrap_or_else(|| "@daily".into()),
+        cron: defaults.cron.clone().unwrap_or_default(),
         cron_tz: defaults.cron_tz.clone(),
-        interval_unit: defaults.interval_unit.clone(),
+        interval_unit: defaults.interval_unit,
         tags: Vec::new(),
         stamp: None,
         grains: Vec::new(),
@@ -358,9 +360,22 @@ pub fn parse_model(
             "description" => meta.description = Some(reader.text(prop)?),
             "start" => meta.start = Some(reader.text(prop)?),
             "end" => meta.end = Some(reader.text(prop)?),
-            "cron" => meta.cron = reader.text(prop)?,
+            "cron" => {
+                meta.cron = Schedule::parse(&reader.text(prop)?).map_err(|e| {
+                    file.error(v.offset, v.len, e.to_string()).with_help(
+                        "use @hourly, @daily, @weekly, @monthly or a 5-field cron expression such as `0 6 * * *`",
+                    )
+                })?
+            }
             "cron_tz" => meta.cron_tz = Some(reader.text(prop)?),
-            "interval_unit" => meta.interval_unit = Some(reader.text(prop)?.to_ascii_lowercase()),
+            "interval_unit" => {
+                let unit = IntervalUnit::parse(&reader.text(prop)?).map_err(|e| {
+                    file.error(v.offset, v.len, e.to_string()).with_help(
+                        "use year, month, day, hour, half_hour, quarter_hour or five_minute",
+                    )
+                })?;
+                meta.interval_unit = Some(unit)
+            }
             "tags" => meta.tags = reader.list(prop),
             "stamp" => meta.stamp = Some(reader.text(prop)?),
             "grain" | "grains" => meta.grains.extend(reader.list(prop)),
@@ -910,5 +925,33 @@ mod tests {
         assert!(err.message.contains("invalid model name"));
         let err = parse("MODEL (name a.b, kind SEED (batch_size 3));").unwrap_err();
         assert!(err.message.contains("requires `path`"));
+    }
+
+    #[test]
+    fn schedules_and_interval_units_are_typed_at_load_with_located_errors() {
+        let m =
+            parse("MODEL (name a.b, kind FULL, cron '0 6 * * *', interval_unit 'HOUR'); SELECT 1")
+                .unwrap();
+        assert_eq!(m.meta.cron.expression(), "0 6 * * *");
+        assert_eq!(m.meta.interval_unit, Some(IntervalUnit::Hour));
+        // Stored model definitions keep the text as written, as before the values were typed.
+        let json = serde_json::to_value(&m.meta).unwrap();
+        assert_eq!(json["cron"], "0 6 * * *");
+        assert_eq!(json["interval_unit"], "hour");
+
+        let err = parse("MODEL (\n  name a.b,\n  cron 'every day'\n);\nSELECT 1").unwrap_err();
+        assert_eq!(err.location, "models/m.sql:3:8");
+        assert!(
+            err.message.contains("invalid cron expression"),
+            "{}",
+            err.message
+        );
+        let err = parse("MODEL (name a.b, interval_unit 'fortnight'); SELECT 1").unwrap_err();
+        assert!(
+            err.message.contains("unknown interval_unit"),
+            "{}",
+            err.message
+        );
+        assert!(err.help.unwrap().contains("half_hour"));
     }
 }
