@@ -1,6 +1,7 @@
 //! Rendering for the terminal and for scripts: plans, tables of rows (aligned, CSV, JSON), progress.
 
 use std::io::Write;
+use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use console::{Style, style};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::args::DagFormat;
 use crate::engine::QueryResult;
 use crate::error::LakeError;
 use crate::plan::{Backfill, Category, ChangeKind, Plan};
@@ -844,6 +846,85 @@ pub fn write_format_report(
         (false, n) => writeln!(out, "\n{n} file(s) reformatted."),
     }
     .map_err(io_error)
+}
+
+pub fn timestamp(ms: Option<i64>) -> String {
+    ms.and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+}
+
+pub fn janitor_output(
+    stdout: &mut dyn Write,
+    report: &crate::ops::janitor::JanitorReport,
+    json: bool,
+) -> Result<ExitCode, LakeError> {
+    let io = |e: std::io::Error| LakeError::io("<stdout>", e);
+    if json {
+        let doc = serde_json::to_value(report).map_err(|e| LakeError::Output(e.to_string()))?;
+        writeln!(stdout, "{doc:#}").map_err(io)?;
+    } else {
+        for env in &report.environments_removed {
+            writeln!(stdout, "Removed environment `{env}`").map_err(io)?;
+        }
+        for table in &report.tables_dropped {
+            writeln!(stdout, "Dropped table {table}").map_err(io)?;
+        }
+        if report.environments_removed.is_empty() && report.tables_dropped.is_empty() {
+            writeln!(stdout, "Nothing to clean up.").map_err(io)?;
+        }
+        for failure in &report.failures {
+            eprintln!("{} {failure}", style("error:").red().bold());
+        }
+    }
+    Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// The dependency graph as text (`model <- parents`), Graphviz dot, or Mermaid.
+pub(crate) fn render_dag(project: &crate::project::Project, format: DagFormat) -> String {
+    let name = |i: usize| project.models[i].meta.name.to_string();
+    let mut out = String::new();
+    match format {
+        DagFormat::Text => {
+            for &i in &project.order {
+                let mut parents: Vec<String> = project.dag.parents(i).map(name).collect();
+                parents.sort();
+                if parents.is_empty() {
+                    out.push_str(&format!("{}\n", name(i)));
+                } else {
+                    out.push_str(&format!("{} <- {}\n", name(i), parents.join(", ")));
+                }
+            }
+        }
+        DagFormat::Dot => {
+            out.push_str("digraph lake {\n  rankdir=LR;\n");
+            for &i in &project.order {
+                out.push_str(&format!(
+                    "  \"{}\" [label=\"{}\\n{}\"];\n",
+                    name(i),
+                    name(i),
+                    project.models[i].meta.kind.name()
+                ));
+                for p in project.dag.parents(i) {
+                    out.push_str(&format!("  \"{}\" -> \"{}\";\n", name(p), name(i)));
+                }
+            }
+            out.push_str("}\n");
+        }
+        DagFormat::Mermaid => {
+            out.push_str("graph LR\n");
+            for &i in &project.order {
+                out.push_str(&format!("  m{i}[\"{}\"]\n", name(i)));
+                for p in project.dag.parents(i) {
+                    out.push_str(&format!("  m{p} --> m{i}\n"));
+                }
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,312 @@
+//! The command line's grammar: every command, flag and help text, as clap types.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use super::output::RowFormat;
+use crate::PROD;
+
+const ABOUT: &str = "Plan and apply SQL models on DuckDB, SQLMesh-style: every model version gets its own \
+physical table, environments are views over them, and nothing is rebuilt that has not changed.";
+
+const AFTER_HELP: &str = "\
+Getting started:
+  lake init demo && cd demo
+  lake plan --auto-apply                          # build prod
+  lake fetchdf \"select * from demo.full_model\"    # query it
+  lake plan dev_alice                             # try a change in an isolated environment
+
+Exit codes: 0 success, 1 failure, 2 usage error.";
+
+#[derive(Parser)]
+#[command(name = "lake", version, about = ABOUT, after_help = AFTER_HELP, propagate_version = true)]
+pub(super) struct Cli {
+    /// Project directory (holds config.yaml).
+    #[arg(
+        short = 'p',
+        long = "path",
+        visible_alias = "paths",
+        global = true,
+        default_value = "."
+    )]
+    pub(super) path: PathBuf,
+
+    /// Gateway from config.yaml to use (default: `default_gateway`).
+    #[arg(long, global = true)]
+    pub(super) gateway: Option<String>,
+
+    /// More detail on stderr: -v shows configuration warnings in full.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(super) verbose: u8,
+
+    /// When to use colour. `auto` colours only a terminal and honours NO_COLOR.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub(super) color: ColorChoice,
+
+    #[command(subcommand)]
+    pub(super) command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(super) enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand)]
+pub(super) enum Command {
+    /// Create a new project: config.yaml, SEED, FULL and VIEW models, a seed CSV, tests and audits.
+    Init {
+        /// Directory to create the project in (default: --path).
+        dir: Option<PathBuf>,
+        /// Write the template even if the directory is not empty (overwrites template files).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show how the project differs from an environment, then build and promote the changes.
+    ///
+    /// Without --auto-apply, a terminal is asked to confirm; anything else only prints the plan.
+    /// A dev environment reuses prod's tables for every model it does not change (zero copy).
+    Plan {
+        /// Environment to plan for.
+        #[arg(default_value = PROD)]
+        environment: String,
+        /// Apply without asking.
+        #[arg(long)]
+        auto_apply: bool,
+        /// Never ask; print the plan and apply only with --auto-apply.
+        #[arg(long)]
+        no_prompts: bool,
+        /// Give a dev environment names for every model, not only the changed ones.
+        #[arg(long)]
+        include_unmodified: bool,
+        /// Pin "now" (YYYY-MM-DD or "YYYY-MM-DD HH:MM:SS", UTC) for reproducible runs.
+        #[arg(long)]
+        execution_time: Option<String>,
+        /// Keep every changed model's physical table: the change applies to data built from now on
+        /// (prod only). Nothing is rebuilt; the next `lake run` uses the new logic.
+        #[arg(long)]
+        forward_only: bool,
+        /// `text`: a tree on a terminal, Markdown in a pipe. `json`: one document for CI (never prompts).
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+        /// Dev plans: build incremental intervals from this date on (YYYY-MM-DD).
+        #[arg(short, long)]
+        start: Option<String>,
+        /// Dev plans: build incremental intervals up to this date, inclusive.
+        #[arg(short, long)]
+        end: Option<String>,
+        /// Rebuild this model (its intervals within --start/--end) and everything downstream; repeatable.
+        #[arg(short, long = "restate-model", value_name = "MODEL")]
+        restate_model: Vec<String>,
+        /// Plan without running the unit tests in tests/*.yaml first.
+        #[arg(long)]
+        skip_tests: bool,
+        /// Plan without running the linter first (when `linter.enabled` is true).
+        #[arg(long)]
+        skip_linter: bool,
+    },
+    /// Write a unit test for MODEL from live data: each --query gives an upstream model's input rows, and the
+    /// expected output is what the model's query makes of them now.
+    ///
+    /// `lake create-test demo.full_model --query demo.incremental_model "SELECT * FROM demo.incremental_model LIMIT 5"`
+    CreateTest {
+        model: String,
+        /// `UPSTREAM_MODEL SQL`; repeatable.
+        #[arg(long = "query", num_args = 2, value_names = ["UPSTREAM", "SQL"], required = true)]
+        queries: Vec<String>,
+        /// Where to write it, relative to the project (default tests/test_<model>.yaml).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Replace an existing file.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Run the unit tests in tests/*.yaml on in-memory DuckDB; exit 1 if any fails.
+    ///
+    /// Select tests as `tests/file.yaml`, `tests/file.yaml::test_name` or `test_name`:
+    /// `lake test tests/test_full_model.yaml::test_full_model`.
+    Test { tests: Vec<String> },
+    /// Check the models against the rules chosen under `linter:` in config.yaml; exit 1 on an error.
+    ///
+    /// Rules: ambiguousorinvalidcolumn, invalidselectstarexpansion (both checked by DuckDB's binder on
+    /// empty tables), noselectstar, noambiguousprojections, nomissingaudits, nomissingowner,
+    /// nomissingunittest. Turn them on with `linter: {enabled: true, rules: ALL}`; `warn_rules` only warn,
+    /// `ignored_rules` (also a MODEL property) skip. Every plan lints first unless --skip-linter.
+    Lint {
+        /// Only these models (repeatable); default: every model.
+        #[arg(long = "model", value_name = "MODEL")]
+        models: Vec<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rewrite models/*.sql and audits/*.sql in one canonical style (`--check` in CI)
+    ///
+    /// MODEL properties one per line, SQL keywords upper-case at the start of clauses, one select item per
+    /// line. Names keep their case and comments stay; a statement lake cannot re-lay without changing its
+    /// meaning is kept as written and listed. In CI, `lake format --check` changes nothing and exits 1 when
+    /// a file would change.
+    Format {
+        /// Only report the files that would change; exit 1 if any would.
+        #[arg(long)]
+        check: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upgrade the state written by an older lake to this lake's schema (one transaction).
+    Migrate,
+    /// Write external_models.yaml: every table models read that lake does not build, with its columns.
+    CreateExternalModels,
+    /// Show each incremental model's complete and missing intervals in an environment.
+    CheckIntervals {
+        #[arg(default_value = PROD)]
+        environment: String,
+        /// Pin "now" (UTC).
+        #[arg(long)]
+        execution_time: Option<String>,
+    },
+    /// Show how the project differs from an environment; exit 1 if it does, 0 if it matches.
+    Diff {
+        #[arg(default_value = PROD)]
+        environment: String,
+    },
+    /// List environments: when each was last updated and when it expires.
+    Environments {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Expire an environment now; the janitor then removes its names (prod cannot be invalidated).
+    Invalidate {
+        environment: String,
+        /// Run the janitor for this environment at once.
+        #[arg(short, long)]
+        sync: bool,
+    },
+    /// Remove expired environments, then drop the tables no environment uses once their TTL has passed.
+    ///
+    /// Best-effort: a failure is reported and the rest still runs (exit 1 if anything failed).
+    Janitor {
+        /// Drop unused tables even if their snapshot TTL has not passed yet.
+        #[arg(long)]
+        ignore_ttl: bool,
+        /// Only this environment, and the tables only it used.
+        #[arg(short, long)]
+        environment: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the models' audits on an environment's data; exit 1 if a blocking audit finds bad rows.
+    ///
+    /// Each failing audit prints its query and a sample of the bad rows:
+    /// `lake audit --model demo.full_model`.
+    Audit {
+        /// Only these models (repeatable); default: every model with audits.
+        #[arg(long = "model", value_name = "MODEL")]
+        models: Vec<String>,
+        #[arg(short, long, default_value = PROD)]
+        environment: String,
+        /// Pin "now" (UTC) for time macros in audit queries.
+        #[arg(long)]
+        execution_time: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the physical table that holds a model's data in an environment.
+    TableName {
+        model: String,
+        #[arg(short, long, default_value = PROD)]
+        environment: String,
+    },
+    /// Compare a model between two environments: schema, row counts and per-column match rates.
+    ///
+    /// Rows are joined on --on, or on the model's `grain`: `lake table-diff prod:dev demo.full_model`.
+    TableDiff {
+        /// `SOURCE:TARGET` environments.
+        environments: String,
+        model: String,
+        /// Columns identifying a row (comma-separated); default: the model's grain.
+        #[arg(long, value_delimiter = ',')]
+        on: Vec<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild the models of an environment whose cron is due (and any missing data).
+    Run {
+        #[arg(default_value = PROD)]
+        environment: String,
+        /// Rebuild FULL models even if their cron is not due.
+        #[arg(long)]
+        ignore_cron: bool,
+        /// Pin "now" (UTC).
+        #[arg(long)]
+        execution_time: Option<String>,
+        /// Only these models; repeatable.
+        #[arg(long = "select-model", value_name = "MODEL")]
+        select_model: Vec<String>,
+        /// Only intervals from this date on.
+        #[arg(short, long)]
+        start: Option<String>,
+        /// Only intervals up to this date, inclusive.
+        #[arg(short, long)]
+        end: Option<String>,
+    },
+    /// Print the SQL a model would run, with macros rendered and physical table names.
+    Render {
+        model: String,
+        #[arg(long)]
+        execution_time: Option<String>,
+    },
+    /// Run a model's query and print its rows, writing nothing.
+    Evaluate {
+        model: String,
+        /// Rows to show at most.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = RowFormat::Table)]
+        format: RowFormat,
+        #[arg(long)]
+        execution_time: Option<String>,
+    },
+    /// Run SQL against the warehouse and print the result (environments resolve, e.g. demo__dev.model).
+    Fetchdf {
+        sql: String,
+        /// `table` for people, `csv` (with a header row) or `json` for scripts.
+        #[arg(long, value_enum, default_value_t = RowFormat::Table)]
+        format: RowFormat,
+    },
+    /// Print the model dependency graph.
+    Dag {
+        #[arg(long, value_enum, default_value_t = DagFormat::Text)]
+        format: DagFormat,
+        /// Write to a file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Show the project's models, macros, environments and whether the engine answers.
+    Info {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum PlanFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum DagFormat {
+    Text,
+    Dot,
+    Mermaid,
+}

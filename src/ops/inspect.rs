@@ -1,0 +1,303 @@
+//! Looking at a project and its environments: rendered SQL, evaluation, queries, intervals, table diffs, info.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDateTime;
+use serde::Serialize;
+
+use super::{Context, existing_environment};
+use crate::checks::table_diff;
+use crate::engine::QueryResult;
+use crate::error::{LakeError, Result};
+use crate::plan::backfill::BuiltIntervals;
+use crate::plan::{self, PlanOptions};
+use crate::scheduler::{self, BuildContext};
+use crate::snapshot::{EnvironmentName, PhysicalTable};
+use crate::sql::ModelName;
+
+/// Counts and checks shown by `lake info`.
+#[derive(Debug, Serialize)]
+pub struct Info {
+    pub project: PathBuf,
+    pub gateway: String,
+    pub models: usize,
+    pub macros: usize,
+    pub external_models: usize,
+    pub environments: Vec<String>,
+    pub engine: String,
+    pub engine_ok: bool,
+    pub storage: String,
+    /// Whether the storage opened (for Iceberg: the catalog database answered).
+    pub storage_ok: bool,
+    pub state: String,
+}
+
+/// Built and missing intervals of one incremental model, each list merged into contiguous ranges.
+#[derive(Debug, Serialize)]
+pub struct ModelIntervals {
+    pub model: String,
+    pub complete: Vec<crate::intervals::Range>,
+    pub missing: Vec<crate::intervals::Range>,
+}
+
+impl Context {
+    /// The SQL that building `model` would run, with physical table names.
+    pub fn render(&self, model: &str, execution_time: NaiveDateTime) -> Result<String> {
+        let i = self.project.find_model(model)?;
+        let snapshots = self.resolved_snapshots(execution_time)?;
+        self.executable_query(i, &snapshots, execution_time, "rendering")
+    }
+
+    /// The local project's versions as a plan against prod would assign them (a changed model keeps its
+    /// table when its change is non-breaking, forward-only or metadata-only).
+    pub(super) fn resolved_snapshots(
+        &self,
+        execution_time: NaiveDateTime,
+    ) -> Result<Vec<crate::snapshot::Snapshot>> {
+        Ok(self
+            .diff_against_state(&PlanOptions::new(crate::PROD, execution_time))?
+            .snapshots)
+    }
+
+    pub(super) fn executable_query(
+        &self,
+        model: usize,
+        snapshots: &[crate::snapshot::Snapshot],
+        execution_time: NaiveDateTime,
+        stage: &'static str,
+    ) -> Result<String> {
+        let ctx = BuildContext {
+            project: &self.project,
+            snapshots,
+            storage: self.storage()?,
+            execution_time,
+        };
+        let s = &snapshots[model];
+        let table = PhysicalTable::for_version(&s.name, &s.version);
+        let macro_ctx = scheduler::macro_context(&ctx, model, &table, stage);
+        scheduler::executable_query(&ctx, model, &macro_ctx)
+    }
+
+    /// Runs `model`'s query against the built tables of its parents and returns up to `limit` rows.
+    pub fn evaluate(
+        &self,
+        model: &str,
+        execution_time: NaiveDateTime,
+        limit: usize,
+    ) -> Result<QueryResult> {
+        let i = self.project.find_model(model)?;
+        let snapshots = self.resolved_snapshots(execution_time)?;
+        let engine = self.open_engine()?;
+        let session = engine.session()?;
+        let existing: std::collections::HashSet<PhysicalTable> = self
+            .storage()?
+            .physical_tables(&session)?
+            .into_iter()
+            .collect();
+        for p in self.project.dag.parents(i) {
+            if matches!(
+                self.project.models[p].meta.kind,
+                crate::project::model::ModelKind::Embedded
+            ) {
+                continue;
+            }
+            let s = &snapshots[p];
+            let table = PhysicalTable::for_version(&s.name, &s.version);
+            if !existing.contains(&table) {
+                return Err(LakeError::Usage(
+                    format!(
+                        "`{}` reads `{}`, whose current version has not been built",
+                        self.project.models[i].meta.name, s.name
+                    ),
+                    Some("build it first with `lake plan <env>`".into()),
+                ));
+            }
+        }
+        let query = self.executable_query(i, &snapshots, execution_time, "evaluating")?;
+        session.query(
+            &format!("SELECT * FROM ({query}) AS q LIMIT {limit}"),
+            || format!("evaluating {}", self.project.models[i].meta.name),
+        )
+    }
+
+    /// Runs arbitrary SQL on the engine, where environment names such as `demo.full_model` resolve.
+    pub fn fetch(&self, sql: &str) -> Result<QueryResult> {
+        let mut batches = Vec::new();
+        let schema = self.fetch_each(sql, &mut |_, batch| {
+            batches.push(batch);
+            Ok(())
+        })?;
+        Ok(QueryResult { schema, batches })
+    }
+
+    /// Like `fetch`, one Arrow batch at a time.
+    pub fn fetch_each(
+        &self,
+        sql: &str,
+        on_batch: &mut dyn FnMut(
+            &arrow::datatypes::SchemaRef,
+            arrow::record_batch::RecordBatch,
+        ) -> Result<()>,
+    ) -> Result<arrow::datatypes::SchemaRef> {
+        let engine = self.open_engine()?;
+        let session = engine.session()?;
+        session.query_each(
+            &self.disambiguate(sql),
+            || "running the query".into(),
+            on_batch,
+        )
+    }
+
+    /// `bench.orders` is ambiguous to DuckDB when the database file is `bench.db` and a schema is also
+    /// `bench`; a reference to a schema the project owns is qualified with the catalog so it means the schema.
+    pub(super) fn disambiguate(&self, sql: &str) -> String {
+        let catalog = &self.project.default_catalog;
+        let owns_schema = |schema: &str| {
+            self.project
+                .models
+                .iter()
+                .any(|m| m.meta.name.schema == schema)
+        };
+        let Ok(statements) = crate::sql::parse(sql) else {
+            return sql.to_string();
+        };
+        let edits = crate::sql::table_refs(sql, &statements)
+            .into_iter()
+            .filter(|r| r.parts.len() == 2 && r.parts[0].value.eq_ignore_ascii_case(catalog))
+            .filter(|r| owns_schema(&r.parts[0].value.to_lowercase()))
+            .map(|r| {
+                (
+                    r.offset,
+                    0,
+                    format!("{}.", crate::sql::quote_ident(catalog)),
+                )
+            })
+            .collect();
+        crate::sql::replace_spans(sql, edits)
+    }
+
+    /// For each incremental model of `environment`: the intervals built and those missing up to `now`.
+    pub fn check_intervals(
+        &self,
+        environment: &str,
+        now: NaiveDateTime,
+    ) -> Result<Vec<ModelIntervals>> {
+        let env_name = EnvironmentName::parse(environment)?;
+        let state = self.open_state()?;
+        let env = existing_environment(state.as_ref(), &env_name)?;
+        let versions: Vec<(ModelName, String)> = env
+            .snapshots
+            .iter()
+            .map(|s| (s.name.clone(), s.version.clone()))
+            .collect();
+        let built = BuiltIntervals::load(state.as_ref(), &versions)?;
+        let mut out = Vec::new();
+        for &i in &self.project.order {
+            let model = &self.project.models[i];
+            if plan::backfill::action_for(&model.meta.kind) != Some(plan::BackfillAction::Insert) {
+                continue;
+            }
+            let Some(version) = env.snapshots.iter().find(|s| s.name == model.meta.name) else {
+                continue;
+            };
+            let complete = built.of(&model.meta.name, &version.version).to_vec();
+            let missing = plan::backfill::missing_batches(
+                &self.project,
+                i,
+                &complete,
+                now,
+                plan::backfill::Window::default(),
+            )?;
+            out.push(ModelIntervals {
+                model: model.meta.name.to_string(),
+                complete: crate::intervals::batches(&complete, None),
+                missing: crate::intervals::batches(&missing, None),
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn environments(&self) -> Result<Vec<crate::state::Environment>> {
+        self.open_state()?.environments()
+    }
+
+    /// The physical table holding `model`'s data in `environment`.
+    pub fn table_name(&self, model: &str, environment: &str) -> Result<PhysicalTable> {
+        let i = self.project.find_model(model)?;
+        let name = &self.project.models[i].meta.name;
+        let env_name = EnvironmentName::parse(environment)?;
+        let state = self.open_state()?;
+        let env = existing_environment(state.as_ref(), &env_name)?;
+        env.snapshots
+            .iter()
+            .find(|s| &s.name == name)
+            .map(|s| PhysicalTable::for_version(&s.name, &s.version))
+            .ok_or_else(|| {
+                LakeError::Usage(
+                    format!("`{name}` is not in environment `{env_name}`"),
+                    Some(format!("apply it first with `lake plan {env_name}`")),
+                )
+            })
+    }
+
+    /// Compares `model` between two environments: schemas, row counts and, joined on `on` (default: the
+    /// model's grain), how often each shared column matches.
+    pub fn table_diff(
+        &self,
+        source: &str,
+        target: &str,
+        model: &str,
+        on: &[String],
+    ) -> Result<table_diff::TableDiff> {
+        let i = self.project.find_model(model)?;
+        let meta = &self.project.models[i].meta;
+        let keys: Vec<String> = if on.is_empty() {
+            meta.grains.clone()
+        } else {
+            on.to_vec()
+        };
+        let source_table = self.table_name(model, source)?;
+        let target_table = self.table_name(model, target)?;
+        let engine = self.open_engine()?;
+        let session = engine.session()?;
+        let catalog = crate::sql::quote_ident(&self.project.default_catalog);
+        table_diff::compare(
+            &session,
+            &format!("{catalog}.{}", source_table.sql()),
+            &format!("{catalog}.{}", target_table.sql()),
+            &keys,
+        )
+    }
+
+    pub fn info(&self) -> Result<Info> {
+        let state = self.open_state()?;
+        let environments = state.environments()?.into_iter().map(|e| e.name).collect();
+        let (engine, engine_ok) = match &self.project.config.connection {
+            crate::config::EngineConnection::DuckDb { database, .. } => (
+                format!(
+                    "duckdb ({})",
+                    database
+                        .as_ref()
+                        .map_or(":memory:".into(), |p| p.display().to_string())
+                ),
+                self.open_engine()
+                    .and_then(|e| e.session())
+                    .and_then(|s| s.execute("SELECT 1", || "checking the engine".into()))
+                    .is_ok(),
+            ),
+        };
+        Ok(Info {
+            project: self.project.root.clone(),
+            gateway: self.project.config.gateway.clone(),
+            models: self.project.models.len(),
+            macros: self.project.macro_files,
+            external_models: self.project.externals.len(),
+            environments,
+            engine,
+            engine_ok,
+            storage: self.project.config.storage.describe(),
+            storage_ok: self.storage().is_ok(),
+            state: self.describe_state(),
+        })
+    }
+}

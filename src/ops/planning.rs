@@ -1,0 +1,152 @@
+//! Planning and applying: the checks every plan runs first, the diff against an environment, and the apply.
+
+use chrono::{NaiveDateTime, Utc};
+
+use super::Context;
+use crate::checks::lint::Violation;
+use crate::checks::unit_test::TestResult;
+use crate::config::linter::Severity;
+use crate::error::{LakeError, Result};
+use crate::plan::{self, Plan, PlanOptions};
+use crate::scheduler::{self, ApplyReport, BuildContext, Observer};
+
+/// What the checks every plan runs first found, for the caller to show.
+pub enum PlanCheckFindings<'a> {
+    /// The linter's findings (errors stop the plan; warnings only inform).
+    Lint(&'a [Violation]),
+    /// The unit tests' results, some of which failed.
+    FailedTests(&'a [TestResult]),
+}
+
+/// `LintFailed` when any finding is an error (warnings only print).
+pub fn fail_on_lint_errors(violations: &[Violation]) -> Result<()> {
+    let errors = violations
+        .iter()
+        .filter(|v| v.severity == Severity::Error)
+        .count();
+    match errors {
+        0 => Ok(()),
+        errors => Err(LakeError::LintFailed { errors }),
+    }
+}
+
+/// `--start` / `--end` as a window; an end given as a date includes that whole day.
+pub fn window(start: Option<&str>, end: Option<&str>) -> Result<plan::backfill::Window> {
+    let parse = |text: &str, flag: &str| {
+        crate::intervals::parse_datetime(text).ok_or_else(|| {
+            LakeError::Usage(
+                format!("invalid {flag} `{text}`"),
+                Some("use YYYY-MM-DD or `YYYY-MM-DD HH:MM:SS`".into()),
+            )
+        })
+    };
+    let start = start.map(|s| parse(s, "--start")).transpose()?;
+    let end = match end {
+        None => None,
+        Some(text) => {
+            let at = parse(text, "--end")?;
+            let date_only = text.trim().len() <= 10;
+            Some(if date_only {
+                at + chrono::Duration::days(1)
+            } else {
+                at
+            })
+        }
+    };
+    if let (Some(s), Some(e)) = (start, end)
+        && s >= e
+    {
+        return Err(LakeError::Usage(
+            "--start must be before --end".into(),
+            None,
+        ));
+    }
+    Ok(plan::backfill::Window { start, end })
+}
+
+/// "Now", or the pinned `--execution-time`.
+pub fn execution_time(pinned: Option<&str>) -> Result<NaiveDateTime> {
+    match pinned {
+        None => Ok(Utc::now().naive_utc()),
+        Some(text) => crate::intervals::parse_datetime(text).ok_or_else(|| {
+            LakeError::Usage(
+                format!("invalid execution time `{text}`"),
+                Some("use YYYY-MM-DD or `YYYY-MM-DD HH:MM:SS`".into()),
+            )
+        }),
+    }
+}
+
+impl Context {
+    pub fn plan(&self, options: &PlanOptions) -> Result<Plan> {
+        self.plan_reporting(options, &mut |_| {})
+    }
+
+    /// [`Context::plan`], handing what the checks before it found to `report` (the CLI prints it). Every plan
+    /// first runs the linter (when config.yaml enables it) and the unit tests, as SQLMesh does: a lint error or a
+    /// failing test stops the plan (`LintFailed`, `TestsFailed`) unless `options` skips that check.
+    pub fn plan_reporting(
+        &self,
+        options: &PlanOptions,
+        report: &mut dyn FnMut(PlanCheckFindings<'_>),
+    ) -> Result<Plan> {
+        if !options.skip_linter
+            && let Some(violations) = self.lint(&[])?
+        {
+            if !violations.is_empty() {
+                report(PlanCheckFindings::Lint(&violations));
+            }
+            fail_on_lint_errors(&violations)?;
+        }
+        if !options.skip_tests {
+            let results = self.test(&[], options.execution_time)?;
+            let failed = results.iter().filter(|r| !r.passed()).count();
+            if failed > 0 {
+                report(PlanCheckFindings::FailedTests(&results));
+                return Err(LakeError::TestsFailed {
+                    failed,
+                    total: results.len(),
+                });
+            }
+        }
+        self.diff_against_state(options)
+    }
+
+    /// The plan itself, without the checks that guard it.
+    pub(super) fn diff_against_state(&self, options: &PlanOptions) -> Result<Plan> {
+        let state = self.open_state()?;
+        plan::build(&self.project, state.as_ref(), options)
+    }
+
+    /// Applies a plan under the project's apply lock. `on_wait` is called if another process holds it.
+    pub fn apply(
+        &self,
+        plan: &Plan,
+        observer: &dyn Observer,
+        on_wait: impl FnOnce(),
+    ) -> Result<ApplyReport> {
+        let _lock = self.lock(&plan.environment, on_wait)?;
+        let mut state = self.open_state()?;
+        let engine = self.open_engine()?;
+        let ctx = BuildContext {
+            project: &self.project,
+            snapshots: &plan.snapshots,
+            storage: self.storage()?,
+            execution_time: plan.execution_time,
+        };
+        scheduler::apply(&ctx, &engine, plan, state.as_mut(), observer).map_err(|e| match e {
+            LakeError::ApplyFailed {
+                failed,
+                total,
+                errors,
+                ..
+            } => LakeError::ApplyFailed {
+                environment: plan.environment.to_string(),
+                failed,
+                total,
+                errors,
+            },
+            other => other,
+        })
+    }
+}

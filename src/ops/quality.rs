@@ -1,0 +1,176 @@
+//! The quality checks of a project: its linter, its unit tests (and writing new ones), and its audits on data.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDateTime;
+
+use super::{Context, existing_environment};
+use crate::engine::QueryResult;
+use crate::error::{LakeError, Result};
+use crate::scheduler::{self, BuildContext};
+use crate::snapshot::{EnvironmentName, PhysicalTable};
+use crate::sql::ModelName;
+
+/// How many bad rows `lake audit` shows per failing audit.
+pub const AUDIT_SAMPLE_ROWS: usize = 5;
+
+/// One audit's outcome on an environment's table.
+pub struct AuditResult {
+    pub model: ModelName,
+    pub audit: String,
+    pub blocking: bool,
+    pub rows: u64,
+    pub query: String,
+    /// The first bad rows, when there are any.
+    pub sample: Option<QueryResult>,
+}
+
+impl Context {
+    /// The linter's findings on `models` (all when empty); `None` when `linter.enabled` is not true.
+    pub fn lint(&self, models: &[String]) -> Result<Option<Vec<crate::checks::lint::Violation>>> {
+        let config = &self.project.config.linter;
+        if !config.enabled {
+            return Ok(None);
+        }
+        let indices = models
+            .iter()
+            .map(|m| self.project.find_model(m))
+            .collect::<Result<Vec<_>>>()?;
+        crate::checks::lint::lint(&self.project, config, &indices).map(Some)
+    }
+
+    /// Writes `tests/test_<model>.yaml` (or `file`): inputs from `queries` (upstream model, SQL over the
+    /// names prod exposes), and the output the model makes of them. Returns the file written.
+    pub fn create_test(
+        &self,
+        model: &str,
+        queries: &[(String, String)],
+        file: Option<&Path>,
+        overwrite: bool,
+        now: NaiveDateTime,
+    ) -> Result<PathBuf> {
+        let i = self.project.find_model(model)?;
+        let name = &self.project.models[i].meta.name;
+        let file = match file {
+            Some(p) => self.project.root.join(p),
+            None => self
+                .project
+                .root
+                .join("tests")
+                .join(format!("test_{}.yaml", name.name)),
+        };
+        if file.exists() && !overwrite {
+            return Err(LakeError::Usage(
+                format!("{} exists", file.display()),
+                Some("pass --overwrite to replace it, or --file to write elsewhere".into()),
+            ));
+        }
+        let engine = self.open_engine()?;
+        let session = engine.session()?;
+        let mut inputs = Vec::new();
+        for (upstream, sql) in queries {
+            let j = self.project.find_model(upstream)?;
+            let result = session.query(sql, || format!("running the --query for {upstream}"))?;
+            inputs.push((self.project.models[j].meta.name.to_string(), result));
+        }
+        let yaml = crate::checks::unit_test::create(
+            &self.project,
+            model,
+            &format!("test_{}", name.name),
+            inputs,
+            now,
+        )?;
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| LakeError::io(dir, e))?;
+        }
+        std::fs::write(&file, yaml).map_err(|e| LakeError::io(&file, e))?;
+        Ok(file)
+    }
+
+    /// Runs the unit tests (all, or those `selection` names) on in-memory DuckDB.
+    pub fn test(
+        &self,
+        selection: &[String],
+        now: NaiveDateTime,
+    ) -> Result<Vec<crate::checks::unit_test::TestResult>> {
+        let tests = crate::checks::unit_test::select(
+            crate::checks::unit_test::load(&self.project.root)?,
+            selection,
+        )?;
+        Ok(crate::checks::unit_test::run(&self.project, tests, now))
+    }
+
+    /// Runs the project's audits on an environment's tables (all models with audits, or `models`).
+    pub fn audit(
+        &self,
+        environment: &str,
+        models: &[String],
+        execution_time: NaiveDateTime,
+    ) -> Result<Vec<AuditResult>> {
+        let env_name = EnvironmentName::parse(environment)?;
+        let state = self.open_state()?;
+        let env = existing_environment(state.as_ref(), &env_name)?;
+        let selected: Option<HashSet<usize>> = if models.is_empty() {
+            None
+        } else {
+            Some(
+                models
+                    .iter()
+                    .map(|m| self.project.find_model(m))
+                    .collect::<Result<_>>()?,
+            )
+        };
+        // The environment's versions: audits check the data it serves.
+        let versions: HashMap<&ModelName, &str> = env
+            .snapshots
+            .iter()
+            .map(|s| (&s.name, s.version.as_str()))
+            .collect();
+        let mut snapshots = crate::plan::fingerprint::compute(&self.project)?;
+        for s in &mut snapshots {
+            if let Some(version) = versions.get(&s.name) {
+                s.version = version.to_string();
+            }
+        }
+        let engine = self.open_engine()?;
+        let session = engine.session()?;
+        let ctx = BuildContext {
+            project: &self.project,
+            snapshots: &snapshots,
+            storage: self.storage()?,
+            execution_time,
+        };
+        let mut results = Vec::new();
+        for &i in &self.project.order {
+            let name = &self.project.models[i].meta.name;
+            let wanted = selected.as_ref().is_none_or(|s| s.contains(&i));
+            if !wanted || !versions.contains_key(name) {
+                continue;
+            }
+            let table = PhysicalTable::for_version(name, &snapshots[i].version);
+            let macro_ctx = scheduler::macro_context(&ctx, i, &table, "auditing");
+            for audit in &self.project.audits[i] {
+                let (query, rows) =
+                    scheduler::audit_rows(&ctx, &session, audit, &table.sql(), &macro_ctx, name)?;
+                let sample = if rows > 0 {
+                    Some(session.query(
+                        &format!("SELECT * FROM ({query}) AS bad_rows LIMIT {AUDIT_SAMPLE_ROWS}"),
+                        || format!("sampling the bad rows of audit `{}`", audit.name),
+                    )?)
+                } else {
+                    None
+                };
+                results.push(AuditResult {
+                    model: name.clone(),
+                    audit: audit.name.clone(),
+                    blocking: audit.blocking,
+                    rows,
+                    query,
+                    sample,
+                });
+            }
+        }
+        Ok(results)
+    }
+}

@@ -1,0 +1,121 @@
+//! `lake run`: building what an environment's crons and missing intervals make due, without a new plan.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::NaiveDateTime;
+
+use super::{Context, existing_environment};
+use crate::error::{LakeError, Result};
+use crate::plan;
+use crate::plan::backfill::BuiltIntervals;
+use crate::scheduler::{self, BuildContext, Observer};
+use crate::snapshot::EnvironmentName;
+use crate::sql::ModelName;
+use crate::state::StateStore;
+
+/// What `lake run` builds: everything due, or a selection and a time window.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Rebuild FULL models even if their cron is not due.
+    pub ignore_cron: bool,
+    /// Only these models (names as written on the command line).
+    pub select: Vec<String>,
+    pub window: plan::backfill::Window,
+}
+
+/// What `lake run` did.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    pub built: Vec<ModelName>,
+}
+
+impl Context {
+    /// Rebuilds the models of `environment` whose cron is due, and any version missing its data.
+    pub fn run(
+        &self,
+        environment: &str,
+        execution_time: NaiveDateTime,
+        options: &RunOptions,
+        observer: &dyn Observer,
+        on_wait: impl FnOnce(),
+    ) -> Result<RunReport> {
+        let selected: Option<std::collections::HashSet<usize>> = if options.select.is_empty() {
+            None
+        } else {
+            Some(
+                options
+                    .select
+                    .iter()
+                    .map(|m| self.project.find_model(m))
+                    .collect::<Result<_>>()?,
+            )
+        };
+        let env_name = EnvironmentName::parse(environment)?;
+        let _lock = self.lock(&env_name, on_wait)?;
+        let mut state = self.open_state()?;
+        let env = existing_environment(state.as_ref(), &env_name)?;
+        let mut snapshots = crate::plan::fingerprint::compute(&self.project)?;
+        let env_versions: HashMap<&ModelName, (&str, &str)> = env
+            .snapshots
+            .iter()
+            .map(|s| (&s.name, (s.id.as_str(), s.version.as_str())))
+            .collect();
+        let differs = snapshots.len() != env.snapshots.len()
+            || snapshots
+                .iter()
+                .any(|s| env_versions.get(&s.name).map(|v| v.0) != Some(s.id.as_str()));
+        if differs {
+            return Err(LakeError::Usage(
+                format!("the project's files differ from environment `{env_name}`"),
+                Some(format!(
+                    "`lake run` builds what an environment already contains; apply your changes with `lake plan {env_name}` first"
+                )),
+            ));
+        }
+        // Versions come from the environment: earlier plans decided which changes kept their tables.
+        for s in &mut snapshots {
+            if let Some((_, version)) = env_versions.get(&s.name) {
+                s.version = version.to_string();
+            }
+        }
+        let versions: Vec<(ModelName, String)> = snapshots
+            .iter()
+            .map(|s| (s.name.clone(), s.version.clone()))
+            .collect();
+        let built = BuiltIntervals::load(state.as_ref(), &versions)?;
+        let backfills = plan::backfill::due_for_run(
+            &self.project,
+            &snapshots,
+            &built,
+            selected.as_ref(),
+            execution_time,
+            options.window,
+            options.ignore_cron,
+        )?;
+        let engine = self.open_engine()?;
+        let ctx = BuildContext {
+            project: &self.project,
+            snapshots: &snapshots,
+            storage: self.storage()?,
+            execution_time,
+        };
+        let state: &mut dyn StateStore = state.as_mut();
+        let built = scheduler::build_all(&ctx, &engine, &backfills, &Mutex::new(state), observer)
+            .map_err(|e| match e {
+            LakeError::ApplyFailed {
+                failed,
+                total,
+                errors,
+                ..
+            } => LakeError::ApplyFailed {
+                environment: env_name.to_string(),
+                failed,
+                total,
+                errors,
+            },
+            other => other,
+        })?;
+        Ok(RunReport { built })
+    }
+}
