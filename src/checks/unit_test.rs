@@ -538,9 +538,8 @@ fn macro_context(
         None => project.models[i]
             .meta
             .start
-            .as_deref()
-            .and_then(crate::intervals::parse_datetime)
-            .unwrap_or(ctx.start),
+            .as_ref()
+            .map_or(ctx.start, |start| start.resolve(now)),
     };
     // `end` is inclusive in tests, as in SQLMesh: a date covers its whole day.
     ctx.end = match time("end")? {

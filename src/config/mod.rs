@@ -25,6 +25,17 @@ fn stringish<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Stri
     }))
 }
 
+/// `start`/`end` in `model_defaults`, written as any YAML scalar, parsed as a model's would be.
+fn time_bound<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<crate::intervals::bound::TimeBound>, D::Error> {
+    stringish(d)?
+        .map(|text| {
+            crate::intervals::bound::TimeBound::parse(&text).map_err(serde::de::Error::custom)
+        })
+        .transpose()
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Config {
     #[serde(default)]
@@ -123,10 +134,10 @@ pub struct ModelDefaults {
     pub cron: Option<crate::intervals::cron::Schedule>,
     pub cron_tz: Option<String>,
     pub owner: Option<String>,
-    #[serde(default, deserialize_with = "stringish")]
-    pub start: Option<String>,
-    #[serde(default, deserialize_with = "stringish")]
-    pub end: Option<String>,
+    #[serde(default, deserialize_with = "time_bound")]
+    pub start: Option<crate::intervals::bound::TimeBound>,
+    #[serde(default, deserialize_with = "time_bound")]
+    pub end: Option<crate::intervals::bound::TimeBound>,
     pub interval_unit: Option<crate::intervals::IntervalUnit>,
     pub table_format: Option<String>,
     pub storage_format: Option<String>,
@@ -508,7 +519,10 @@ mod tests {
                 extensions: vec![]
             }
         );
-        assert_eq!(cfg.model_defaults.start.as_deref(), Some("2024-01-01"));
+        assert_eq!(
+            cfg.model_defaults.start.as_ref().map(|s| s.text()),
+            Some("2024-01-01")
+        );
         assert_eq!(cfg.snapshot_ttl, Duration::from_secs(2 * 86_400));
         assert_eq!(
             cfg.unknown_keys,

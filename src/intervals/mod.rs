@@ -1,6 +1,7 @@
 //! Time intervals of incremental models: the unit a cron implies, the complete intervals up to "now", which
 //! are missing from state, and how missing ones group into batches.
 
+pub mod bound;
 pub mod cron;
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, Timelike};

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::NaiveDateTime;
 
 use super::{Backfill, BackfillAction};
-use crate::error::{LakeError, Result};
+use crate::error::Result;
 use crate::intervals::{self, IntervalUnit, Range};
 use crate::project::Project;
 use crate::project::model::{Model, ModelKind};
@@ -60,19 +60,8 @@ pub fn missing_batches(
 ) -> Result<Vec<Range>> {
     let m = &project.models[model];
     let unit = interval_unit(m, now);
-    let date = |text: &Option<String>, what: &str| -> Result<Option<NaiveDateTime>> {
-        match text.as_deref() {
-            None => Ok(None),
-            Some(t) => crate::intervals::parse_datetime(t)
-                .map(Some)
-                .ok_or_else(|| LakeError::Config {
-                    message: format!("`{}` has an invalid {what} `{t}`", m.meta.name),
-                    help: Some("write dates as YYYY-MM-DD or 'YYYY-MM-DD HH:MM:SS'".into()),
-                }),
-        }
-    };
     // Without a start, SQLMesh builds only the latest complete interval.
-    let start = match date(&m.meta.start, "start")? {
+    let start = match m.meta.start.as_ref().map(|s| s.resolve(now)) {
         Some(s) => s,
         None => {
             let current = unit.floor(now);
@@ -85,7 +74,7 @@ pub fn missing_batches(
             previous
         }
     };
-    let end = date(&m.meta.end, "end")?;
+    let end = m.meta.end.as_ref().map(|e| e.resolve(now));
     let start = window.start.map_or(start, |w| w.max(start));
     let end = match (end, window.end) {
         (Some(e), Some(w)) => Some(e.min(w)),

@@ -21,13 +21,8 @@ pub fn macro_context(
 ) -> MacroContext {
     let project = ctx.project;
     let mut m = MacroContext::for_loading(&project.config.gateway, &project.config.variables);
-    if let Some(start) = project.models[model]
-        .meta
-        .start
-        .as_deref()
-        .and_then(crate::intervals::parse_datetime)
-    {
-        m.start = start;
+    if let Some(start) = &project.models[model].meta.start {
+        m.start = start.resolve(ctx.execution_time);
     }
     m.end = ctx.execution_time;
     m.execution_time = ctx.execution_time;

@@ -202,12 +202,12 @@ pub(super) fn built_interval(
     write_id: Option<String>,
 ) -> Interval {
     let model = &ctx.project.models[backfill.model];
-    let start = model
-        .meta
-        .start
-        .as_deref()
-        .and_then(crate::intervals::parse_datetime)
-        .map_or(0, |t| t.and_utc().timestamp_millis());
+    let start = model.meta.start.as_ref().map_or(0, |start| {
+        start
+            .resolve(ctx.execution_time)
+            .and_utc()
+            .timestamp_millis()
+    });
     let end = ctx.execution_time.and_utc().timestamp_millis();
     Interval {
         name: backfill.name.clone(),

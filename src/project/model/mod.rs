@@ -11,8 +11,9 @@ pub use kind::{ModelKind, TimeColumn};
 use parser::{Property, Value, ValueKind};
 
 use crate::config::ModelDefaults;
-use crate::error::{SourceError, SourceFile, did_you_mean};
+use crate::error::{LakeError, SourceError, SourceFile, did_you_mean};
 use crate::intervals::IntervalUnit;
+use crate::intervals::bound::TimeBound;
 use crate::intervals::cron::Schedule;
 use crate::sql::ModelName;
 use crate::sql::lex;
@@ -39,8 +40,8 @@ pub struct ModelMeta {
     pub dialect: String,
     pub owner: Option<String>,
     pub description: Option<String>,
-    pub start: Option<String>,
-    pub end: Option<String>,
+    pub start: Option<TimeBound>,
+    pub end: Option<TimeBound>,
     pub cron: Schedule,
     pub cron_tz: Option<String>,
     pub interval_unit: Option<IntervalUnit>,
@@ -358,8 +359,21 @@ pub fn parse_model(
             "dialect" => meta.dialect = reader.text(prop)?.to_ascii_lowercase(),
             "owner" => meta.owner = Some(reader.text(prop)?),
             "description" => meta.description = Some(reader.text(prop)?),
-            "start" => meta.start = Some(reader.text(prop)?),
-            "end" => meta.end = Some(reader.text(prop)?),
+            "start" | "end" => {
+                let bound = TimeBound::parse(&reader.text(prop)?).map_err(|e| {
+                    let help = match &e {
+                        LakeError::Config { help, .. } => help.clone(),
+                        _ => None,
+                    };
+                    file.error(v.offset, v.len, e.to_string())
+                        .with_optional_help(help)
+                })?;
+                if prop.key == "start" {
+                    meta.start = Some(bound);
+                } else {
+                    meta.end = Some(bound);
+                }
+            }
             "cron" => {
                 meta.cron = Schedule::parse(&reader.text(prop)?).map_err(|e| {
                     file.error(v.offset, v.len, e.to_string()).with_help(
@@ -953,5 +967,32 @@ mod tests {
             err.message
         );
         assert!(err.help.unwrap().contains("half_hour"));
+    }
+
+    #[test]
+    fn start_and_end_are_typed_at_load_and_keep_their_text() {
+        let m = parse("MODEL (name a.b, start '1 year ago', end 1704067200000); SELECT 1").unwrap();
+        let now = crate::intervals::parse_datetime("2024-06-15").unwrap();
+        let start = m.meta.start.as_ref().unwrap();
+        assert_eq!(start.text(), "1 year ago");
+        assert_eq!(
+            start.resolve(now),
+            crate::intervals::parse_datetime("2023-06-15").unwrap()
+        );
+        assert_eq!(
+            m.meta.end.as_ref().unwrap().resolve(now),
+            crate::intervals::parse_datetime("2024-01-01").unwrap()
+        );
+        let json = serde_json::to_value(&m.meta).unwrap();
+        assert_eq!(json["start"], "1 year ago");
+
+        let err = parse("MODEL (\n  name a.b,\n  start 'last tuesday'\n);\nSELECT 1").unwrap_err();
+        assert_eq!(err.location, "models/m.sql:3:9");
+        assert!(
+            err.message.contains("invalid date or time"),
+            "{}",
+            err.message
+        );
+        assert!(err.help.unwrap().contains("1 year ago"));
     }
 }
