@@ -16,6 +16,7 @@ pub mod ops;
 pub mod plan;
 pub mod project;
 pub mod scheduler;
+pub mod serve;
 pub mod snapshot;
 pub mod sql;
 pub mod state;

@@ -296,6 +296,22 @@ pub(super) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the lakehouse to other engines: an Iceberg REST catalog (read-only) over every environment.
+    ///
+    /// DuckDB: ATTACH 'lake' AS lake (TYPE iceberg, ENDPOINT 'http://127.0.0.1:8181', AUTHORIZATION_TYPE
+    /// 'none'); then SELECT * FROM lake.demo.full_model (prod) or lake.demo__dev_alice.full_model.
+    /// pyiceberg: load_catalog("lake", type="rest", uri="http://127.0.0.1:8181"). Ctrl-C stops it.
+    Serve {
+        /// Address to listen on; loopback by default so nothing outside this machine can connect.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Port for the REST catalog; 0 picks a free one (see --json).
+        #[arg(long, default_value_t = 8181)]
+        port: u16,
+        /// Print the bound address as one JSON line on stdout once requests are accepted (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

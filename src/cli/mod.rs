@@ -404,6 +404,26 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                 .map_err(io)?;
             }
         }
+        Command::Serve { host, port, json } => {
+            let ctx = load(cli)?;
+            let options = crate::serve::ServeOptions {
+                host: host.clone(),
+                port: *port,
+            };
+            let json = *json;
+            crate::serve::serve(&ctx, &options, |address| {
+                if json {
+                    // Scripts wait for this line: write it whole and flush before the first request.
+                    let line = serde_json::json!({"rest": format!("http://{address}")});
+                    let mut out = std::io::stdout();
+                    let _ = writeln!(out, "{line}");
+                    let _ = out.flush();
+                }
+                eprintln!(
+                    "Serving the Iceberg REST catalog at http://{address} (read-only); Ctrl-C stops it."
+                );
+            })?;
+        }
         Command::Migrate => {
             let ctx = load(cli)?;
             let version = ctx.migrate()?;

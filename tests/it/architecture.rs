@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// sharing a row are independent of each other.
 const LAYERS: &[&[&str]] = &[
     &["cli"],
+    &["serve"],
     &["ops"],
     &["checks", "format"],
     &["scheduler"],

@@ -15,6 +15,7 @@ mod lint;
 mod macros;
 mod plan_apply;
 mod plan_output;
+mod serve;
 mod state_contract;
 mod state_postgres;
 mod unit_tests;

@@ -139,6 +139,44 @@ impl LakeCatalog {
             .map_err(iceberg_err(format!("loading {table}")))
     }
 
+    /// Every namespace: those created explicitly and those holding tables (environment names included),
+    /// read from the database on each call so a plan applied meanwhile is seen.
+    pub async fn namespaces(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = self
+            .tables
+            .list_namespaces(None)
+            .await
+            .map_err(iceberg_err("listing namespaces"))?
+            .into_iter()
+            .map(|ns| ns.join("."))
+            .collect();
+        names.extend(
+            self.tables_with_prefix("")
+                .await?
+                .into_iter()
+                .map(|t| t.namespace),
+        );
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// A namespace's properties, or `None` when it does not exist.
+    pub async fn namespace_properties(
+        &self,
+        namespace: &str,
+    ) -> Result<Option<HashMap<String, String>>> {
+        if !self.namespaces().await?.iter().any(|n| n == namespace) {
+            return Ok(None);
+        }
+        let ident = NamespaceIdent::new(namespace.to_string());
+        match self.tables.get_namespace(&ident).await {
+            Ok(found) => Ok(Some(found.properties().clone())),
+            // A namespace that only holds environment names has no properties row.
+            Err(_) => Ok(Some(HashMap::new())),
+        }
+    }
+
     pub async fn ensure_namespace(&self, namespace: &str) -> Result<()> {
         let ident = NamespaceIdent::new(namespace.to_string());
         let exists = self

@@ -1,7 +1,7 @@
 //! Iceberg lakehouse storage: model versions as Iceberg tables (SQL catalog, Parquet in a local or S3
 //! warehouse) that DuckDB writes through Arrow batches and reads through views over the live data files.
 
-mod catalog;
+pub mod catalog;
 mod commit;
 
 use std::collections::{HashMap, HashSet};
@@ -91,22 +91,34 @@ fn file_io_properties(warehouse: &Warehouse) -> HashMap<String, String> {
     props
 }
 
+/// The settings with the folders a local setup needs created, and a local warehouse as an absolute path.
+fn prepared(settings: &IcebergSettings) -> Result<IcebergSettings> {
+    if let Warehouse::Local(path) = &settings.warehouse {
+        std::fs::create_dir_all(path).map_err(|e| LakeError::io(path, e))?;
+    }
+    if let crate::config::CatalogSettings::Sqlite(path) = &settings.catalog
+        && let Some(dir) = path.parent()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| LakeError::io(dir, e))?;
+    }
+    let mut settings = settings.clone();
+    if let Warehouse::Local(path) = &settings.warehouse {
+        settings.warehouse =
+            Warehouse::Local(path.canonicalize().map_err(|e| LakeError::io(path, e))?);
+    }
+    Ok(settings)
+}
+
+/// Opens the catalog alone, for serving it: the same database, tables and storage settings lake writes with.
+pub async fn open_catalog(settings: &IcebergSettings) -> Result<LakeCatalog> {
+    let settings = prepared(settings)?;
+    LakeCatalog::open(&settings, file_io_properties(&settings.warehouse)).await
+}
+
 impl IcebergStorage {
     /// Opens (creating on first use) the catalog and, for a local warehouse, its folder.
     pub fn open(settings: &IcebergSettings, duckdb_catalog: &str) -> Result<Self> {
-        if let Warehouse::Local(path) = &settings.warehouse {
-            std::fs::create_dir_all(path).map_err(|e| LakeError::io(path, e))?;
-        }
-        if let crate::config::CatalogSettings::Sqlite(path) = &settings.catalog
-            && let Some(dir) = path.parent()
-        {
-            std::fs::create_dir_all(dir).map_err(|e| LakeError::io(dir, e))?;
-        }
-        let mut settings = settings.clone();
-        if let Warehouse::Local(path) = &settings.warehouse {
-            settings.warehouse =
-                Warehouse::Local(path.canonicalize().map_err(|e| LakeError::io(path, e))?);
-        }
+        let settings = prepared(settings)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -55,7 +55,7 @@ fn support(script: &str) -> PathBuf {
         .join(script)
 }
 
-fn run_python(python: &str, script: &str, args: &[&str]) -> String {
+pub fn run_python(python: &str, script: &str, args: &[&str]) -> String {
     let out = std::process::Command::new(python)
         .arg(support(script))
         .args(args)

@@ -1,0 +1,377 @@
+//! The Iceberg REST catalog protocol (the read side): configuration, namespaces and tables, answered from
+//! lake's catalog database on every request, with the spec's error model for everything else.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::config::{IcebergSettings, Warehouse};
+use crate::storage::iceberg::catalog::LakeCatalog;
+use crate::storage::iceberg::ident;
+
+/// Request bodies larger than this are refused before they are read.
+const MAX_BODY_BYTES: usize = 1 << 20;
+/// The most items one page lists when the client does not say.
+const DEFAULT_PAGE_SIZE: usize = 1000;
+
+/// What every request handler shares.
+pub struct RestState {
+    catalog: LakeCatalog,
+    /// Settings clients need to read the data files (never credentials).
+    overrides: HashMap<String, String>,
+}
+
+impl RestState {
+    pub fn new(catalog: LakeCatalog, settings: &IcebergSettings) -> Self {
+        let mut overrides = HashMap::new();
+        if let Warehouse::S3 { s3, .. } = &settings.warehouse {
+            if let Some(endpoint) = &s3.endpoint {
+                overrides.insert("s3.endpoint".to_string(), endpoint.clone());
+            }
+            overrides.insert("s3.region".to_string(), s3.region.clone());
+            overrides.insert(
+                "s3.path-style-access".to_string(),
+                s3.path_style.to_string(),
+            );
+        }
+        RestState { catalog, overrides }
+    }
+}
+
+type Shared = Arc<RestState>;
+
+/// The routes clients call. Writes are refused: this server is read-only.
+pub fn router(state: RestState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/config", get(config))
+        .route("/v1/namespaces", get(list_namespaces).fallback(read_only))
+        .route(
+            "/v1/namespaces/{namespace}",
+            get(load_namespace).fallback(read_only),
+        )
+        .route(
+            "/v1/namespaces/{namespace}/properties",
+            get(not_found_get).fallback(read_only),
+        )
+        .route(
+            "/v1/namespaces/{namespace}/tables",
+            get(list_tables).fallback(read_only),
+        )
+        .route(
+            "/v1/namespaces/{namespace}/tables/{table}",
+            get(load_table).fallback(read_only),
+        )
+        .route(
+            "/v1/namespaces/{namespace}/views",
+            get(list_views).fallback(read_only),
+        )
+        .route(
+            "/v1/namespaces/{namespace}/views/{view}",
+            get(load_view).fallback(read_only),
+        )
+        .route("/v1/tables/rename", axum::routing::any(read_only))
+        .route("/v1/transactions/commit", axum::routing::any(read_only))
+        .fallback(unknown_endpoint)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(access_log))
+        .with_state(Arc::new(state))
+}
+
+/// An answer in the spec's error model: `{"error": {"message", "type", "code"}}`.
+#[derive(Debug)]
+pub struct RestError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl RestError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        RestError {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    fn no_namespace(namespace: &str) -> Self {
+        RestError::new(
+            StatusCode::NOT_FOUND,
+            "NoSuchNamespaceException",
+            format!("Namespace does not exist: {namespace}"),
+        )
+    }
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {
+            "message": self.message,
+            "type": self.kind,
+            "code": self.status.as_u16(),
+        }});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<crate::error::LakeError> for RestError {
+    fn from(error: crate::error::LakeError) -> Self {
+        // The catalog database failed: say so without internals (paths and URIs stay in the server's log).
+        eprintln!("lake serve: {error}");
+        RestError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ServiceFailureException",
+            "the catalog database could not be read; see the server's log",
+        )
+    }
+}
+
+type Answer = std::result::Result<Response, RestError>;
+
+/// A namespace as the path carries it: levels separated by the unit separator (0x1F). lake's namespaces
+/// have one level; a deeper one is simply a namespace that does not exist.
+fn namespace_name(raw: &str) -> String {
+    raw.split('\u{1f}').collect::<Vec<_>>().join(".")
+}
+
+fn namespace_levels(name: &str) -> Vec<&str> {
+    vec![name]
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    #[serde(rename = "pageToken")]
+    page_token: Option<String>,
+    #[serde(rename = "pageSize")]
+    page_size: Option<usize>,
+    parent: Option<String>,
+}
+
+/// One page of `items` and the token of the next (the offset where it starts), if any.
+fn paginate<T: Clone>(
+    items: &[T],
+    page: &Page,
+) -> std::result::Result<(Vec<T>, Option<String>), RestError> {
+    let start = match page.page_token.as_deref() {
+        None | Some("") => 0,
+        Some(token) => token.parse::<usize>().map_err(|_| {
+            RestError::new(
+                StatusCode::BAD_REQUEST,
+                "BadRequestException",
+                format!("invalid pageToken `{token}`"),
+            )
+        })?,
+    };
+    let size = page.page_size.unwrap_or(DEFAULT_PAGE_SIZE).max(1);
+    let end = start.saturating_add(size).min(items.len());
+    let slice = items
+        .get(start.min(items.len())..end)
+        .unwrap_or(&[])
+        .to_vec();
+    let next = (end < items.len()).then(|| end.to_string());
+    Ok((slice, next))
+}
+
+async fn config(State(state): State<Shared>) -> Json<Value> {
+    Json(json!({"defaults": {}, "overrides": state.overrides}))
+}
+
+async fn list_namespaces(State(state): State<Shared>, Query(page): Query<Page>) -> Answer {
+    // lake's namespaces have one level: every one is a child of the root, and none has children.
+    let names = if page.parent.as_deref().is_some_and(|p| !p.is_empty()) {
+        Vec::new()
+    } else {
+        state.catalog.namespaces().await?
+    };
+    let (names, next) = paginate(&names, &page)?;
+    let namespaces: Vec<Vec<&str>> = names.iter().map(|n| namespace_levels(n)).collect();
+    Ok(Json(json!({"namespaces": namespaces, "next-page-token": next})).into_response())
+}
+
+async fn load_namespace(
+    State(state): State<Shared>,
+    method: Method,
+    Path(namespace): Path<String>,
+) -> Answer {
+    let namespace = namespace_name(&namespace);
+    let Some(properties) = state.catalog.namespace_properties(&namespace).await? else {
+        return Err(RestError::no_namespace(&namespace));
+    };
+    if method == Method::HEAD {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok(
+        Json(json!({"namespace": namespace_levels(&namespace), "properties": properties}))
+            .into_response(),
+    )
+}
+
+async fn list_tables(
+    State(state): State<Shared>,
+    Path(namespace): Path<String>,
+    Query(page): Query<Page>,
+) -> Answer {
+    let namespace = namespace_name(&namespace);
+    if state
+        .catalog
+        .namespace_properties(&namespace)
+        .await?
+        .is_none()
+    {
+        return Err(RestError::no_namespace(&namespace));
+    }
+    let mut names: Vec<String> = state
+        .catalog
+        .tables_with_prefix(&namespace)
+        .await?
+        .into_iter()
+        .filter(|t| t.namespace == namespace)
+        .map(|t| t.name)
+        .collect();
+    names.sort();
+    let (names, next) = paginate(&names, &page)?;
+    let identifiers: Vec<Value> = names
+        .iter()
+        .map(|name| json!({"namespace": namespace_levels(&namespace), "name": name}))
+        .collect();
+    Ok(Json(json!({"identifiers": identifiers, "next-page-token": next})).into_response())
+}
+
+async fn load_table(
+    State(state): State<Shared>,
+    method: Method,
+    Path((namespace, table)): Path<(String, String)>,
+) -> Answer {
+    let namespace = namespace_name(&namespace);
+    if state
+        .catalog
+        .namespace_properties(&namespace)
+        .await?
+        .is_none()
+    {
+        return Err(RestError::no_namespace(&namespace));
+    }
+    let Some(found) = state.catalog.load(&ident(&namespace, &table)).await? else {
+        return Err(RestError::new(
+            StatusCode::NOT_FOUND,
+            "NoSuchTableException",
+            format!("Table does not exist: {namespace}.{table}"),
+        ));
+    };
+    if method == Method::HEAD {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok(Json(json!({
+        "metadata-location": found.metadata_location(),
+        "metadata": found.metadata(),
+        "config": state.overrides,
+    }))
+    .into_response())
+}
+
+/// lake keeps no Iceberg views: every namespace lists none.
+async fn list_views(State(state): State<Shared>, Path(namespace): Path<String>) -> Answer {
+    let namespace = namespace_name(&namespace);
+    if state
+        .catalog
+        .namespace_properties(&namespace)
+        .await?
+        .is_none()
+    {
+        return Err(RestError::no_namespace(&namespace));
+    }
+    Ok(Json(json!({"identifiers": [], "next-page-token": null})).into_response())
+}
+
+async fn load_view(Path((namespace, view)): Path<(String, String)>) -> RestError {
+    RestError::new(
+        StatusCode::NOT_FOUND,
+        "NoSuchViewException",
+        format!(
+            "View does not exist: {}.{view} (lake keeps no Iceberg views)",
+            namespace_name(&namespace)
+        ),
+    )
+}
+
+async fn not_found_get() -> RestError {
+    RestError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "BadRequestException",
+        "namespace properties are updated with POST, which this read-only server refuses",
+    )
+}
+
+async fn read_only(method: Method) -> RestError {
+    RestError::new(
+        StatusCode::FORBIDDEN,
+        "ForbiddenException",
+        format!("lake serve is read-only: {method} is refused (tables change through `lake plan`)"),
+    )
+}
+
+async fn unknown_endpoint(method: Method, request: Request) -> RestError {
+    RestError::new(
+        StatusCode::NOT_FOUND,
+        "NotFoundException",
+        format!("no endpoint {method} {}", request.uri().path()),
+    )
+}
+
+/// One line per request on stderr: method, path (no query string, which could hold tokens), status, time.
+async fn access_log(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    eprintln!(
+        "{method} {path} {} {:.1}ms",
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64() * 1000.0
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_follow_their_tokens() {
+        let items: Vec<u32> = (0..5).collect();
+        let page = |token: Option<&str>, size: Option<usize>| Page {
+            page_token: token.map(String::from),
+            page_size: size,
+            parent: None,
+        };
+        assert_eq!(
+            paginate(&items, &page(None, Some(2))).unwrap(),
+            (vec![0, 1], Some("2".into()))
+        );
+        assert_eq!(
+            paginate(&items, &page(Some("4"), Some(2))).unwrap(),
+            (vec![4], None)
+        );
+        assert_eq!(
+            paginate(&items, &page(Some("9"), None)).unwrap(),
+            (vec![], None)
+        );
+        assert!(paginate(&items, &page(Some("x"), None)).is_err());
+    }
+
+    #[test]
+    fn multi_level_namespaces_join_with_dots() {
+        assert_eq!(namespace_name("demo"), "demo");
+        assert_eq!(namespace_name("a\u{1f}b"), "a.b");
+    }
+}

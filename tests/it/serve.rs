@@ -1,0 +1,270 @@
+//! `lake serve`: the Iceberg REST catalog read by independent clients (pyiceberg, DuckDB's iceberg extension),
+//! spec-shaped errors for bad requests, and a clean stop on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::readers::{duckdb_extensions, pyiceberg, run_python};
+use crate::common::{EXEC, Scratch};
+
+/// A running `lake serve --port 0 --json`, stopped when dropped.
+struct Server {
+    child: Child,
+    /// `host:port` it bound.
+    address: String,
+}
+
+impl Server {
+    fn start(s: &Scratch) -> Server {
+        let mut child = s.spawn(&["serve", "--port", "0", "--json"], Stdio::piped());
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the startup line");
+        let started: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+            panic!("`lake serve --json` printed `{line}`: {e}");
+        });
+        let url = started["rest"].as_str().expect("a rest URL").to_string();
+        let address = url
+            .strip_prefix("http://")
+            .expect("an http URL")
+            .to_string();
+        assert!(
+            address.starts_with("127.0.0.1:"),
+            "loopback by default: {address}"
+        );
+        Server { child, address }
+    }
+
+    fn uri(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// One HTTP/1.1 request; the status and the body parsed as JSON (`Null` when empty).
+    fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let mut stream = TcpStream::connect(&self.address).expect("connect to lake serve");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let body = body.unwrap_or("");
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.address,
+            body.len()
+        )
+        .expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        let status: u16 = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP response: {response}"));
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; its exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lake serve did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The demo applied to prod, and a dev environment where `full_model` has one more column.
+fn prod_and_dev() -> Scratch {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    let model = s
+        .read("models/full_model.sql")
+        .replace("  item_id,\n", "  item_id,\n  1 AS one,\n");
+    assert!(
+        model.contains("1 AS one"),
+        "the demo's full_model changed shape"
+    );
+    s.write("models/full_model.sql", &model);
+    s.apply_env("dev", EXEC);
+    s
+}
+
+#[test]
+fn pyiceberg_and_duckdb_read_prod_and_dev_through_the_rest_catalog() {
+    let (Some(python), Some(extensions)) = (pyiceberg(), duckdb_extensions()) else {
+        return;
+    };
+    let s = prod_and_dev();
+    let server = Server::start(&s);
+    let out = run_python(
+        &python,
+        "rest_read.py",
+        &[
+            &server.uri(),
+            &extensions.to_string_lossy(),
+            "demo.full_model",
+            "demo__dev.full_model",
+        ],
+    );
+    let read: Value = serde_json::from_str(&out).expect("rest_read.py prints JSON");
+    assert_eq!(
+        read["namespaces"],
+        serde_json::json!(["demo", "demo__dev", "lake__demo"])
+    );
+    assert_eq!(
+        read["pyiceberg"]["demo.full_model"]["columns"],
+        serde_json::json!(["item_id", "num_orders"])
+    );
+    assert_eq!(
+        read["pyiceberg"]["demo__dev.full_model"]["columns"],
+        serde_json::json!(["item_id", "one", "num_orders"])
+    );
+    for table in ["demo.full_model", "demo__dev.full_model"] {
+        assert_eq!(read["pyiceberg"][table]["rows"], 3, "{table}: {read}");
+        assert_eq!(read["duckdb"][table], 3, "{table}: {read}");
+    }
+}
+
+#[test]
+fn a_plan_applied_while_serving_is_seen_by_the_next_request() {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    let server = Server::start(&s);
+    let (status, _) = server.request("GET", "/v1/namespaces/demo__dev/tables", None);
+    assert_eq!(status, 404, "no dev environment yet");
+    let model = s
+        .read("models/full_model.sql")
+        .replace("  item_id,\n", "  item_id,\n  1 AS one,\n");
+    s.write("models/full_model.sql", &model);
+    s.apply_env("dev", EXEC);
+    let (status, body) = server.request("GET", "/v1/namespaces/demo__dev/tables", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["identifiers"],
+        serde_json::json!([{"namespace": ["demo__dev"], "name": "full_model"}])
+    );
+    let (status, body) = server.request("GET", "/v1/namespaces/demo__dev/tables/full_model", None);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["metadata-location"]
+            .as_str()
+            .is_some_and(|l| l.ends_with(".metadata.json")),
+        "{body}"
+    );
+    assert_eq!(body["metadata"]["format-version"], 2);
+}
+
+#[test]
+fn bad_requests_get_spec_errors_and_the_server_keeps_serving() {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    let server = Server::start(&s);
+    let cases: [(&str, &str, Option<&str>, u16, &str); 8] = [
+        (
+            "GET",
+            "/v1/namespaces/nope",
+            None,
+            404,
+            "NoSuchNamespaceException",
+        ),
+        (
+            "GET",
+            "/v1/namespaces/nope/tables",
+            None,
+            404,
+            "NoSuchNamespaceException",
+        ),
+        (
+            "GET",
+            "/v1/namespaces/demo/tables/nope",
+            None,
+            404,
+            "NoSuchTableException",
+        ),
+        (
+            "GET",
+            "/v1/namespaces/..%2F..%2Fetc/tables/passwd",
+            None,
+            404,
+            "NoSuchNamespaceException",
+        ),
+        (
+            "GET",
+            "/v1/namespaces?pageToken=abc",
+            None,
+            400,
+            "BadRequestException",
+        ),
+        (
+            "POST",
+            "/v1/namespaces",
+            Some("{\"namespace\": [\"x\"]}"),
+            403,
+            "ForbiddenException",
+        ),
+        (
+            "DELETE",
+            "/v1/namespaces/demo/tables/full_model",
+            None,
+            403,
+            "ForbiddenException",
+        ),
+        ("GET", "/v2/whatever", None, 404, "NotFoundException"),
+    ];
+    for (method, path, body, status, kind) in cases {
+        let (got, answer) = server.request(method, path, body);
+        assert_eq!(got, status, "{method} {path}: {answer}");
+        assert_eq!(answer["error"]["type"], kind, "{method} {path}: {answer}");
+        assert_eq!(answer["error"]["code"], status, "{method} {path}: {answer}");
+        assert!(answer["error"]["message"].is_string(), "{answer}");
+    }
+    // Nothing was created or dropped, and the server still answers.
+    let (status, body) = server.request("GET", "/v1/namespaces", None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["namespaces"],
+        serde_json::json!([["demo"], ["lake__demo"]])
+    );
+    let (status, _) = server.request("HEAD", "/v1/namespaces/demo/tables/full_model", None);
+    assert_eq!(status, 204);
+    let (status, body) = server.request("GET", "/v1/namespaces?pageSize=1", None);
+    assert_eq!(status, 200);
+    assert_eq!(body["namespaces"], serde_json::json!([["demo"]]));
+    assert_eq!(body["next-page-token"], "1");
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    let server = Server::start(&s);
+    let (status, _) = server.request("GET", "/healthz", None);
+    assert_eq!(status, 200);
+    let exit = server.terminate();
+    assert!(exit.success(), "lake serve exited with {exit}");
+}
