@@ -311,6 +311,10 @@ pub(super) enum Command {
         /// Print the bound address as one JSON line on stdout once requests are accepted (for scripts).
         #[arg(long)]
         json: bool,
+        /// Require a bearer token: the value of this environment variable (never printed). Clients send it
+        /// as `Authorization: Bearer …`, or as the client secret of OAuth2 client credentials.
+        #[arg(long, value_name = "NAME")]
+        token_env: Option<String>,
     },
 }
 

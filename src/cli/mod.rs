@@ -404,11 +404,34 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                 .map_err(io)?;
             }
         }
-        Command::Serve { host, port, json } => {
+        Command::Serve {
+            host,
+            port,
+            json,
+            token_env,
+        } => {
             let ctx = load(cli)?;
+            let token = match token_env {
+                None => None,
+                Some(name) => match std::env::var(name) {
+                    Ok(value) if !value.is_empty() => Some(crate::config::Secret::new(value)),
+                    _ => {
+                        return Err(LakeError::Usage(
+                            format!(
+                                "--token-env {name}: the environment variable `{name}` is not set"
+                            ),
+                            Some(format!(
+                                "export {name}=… with the token clients must present"
+                            )),
+                        ));
+                    }
+                },
+            };
+            let authenticated = token.is_some();
             let options = crate::serve::ServeOptions {
                 host: host.clone(),
                 port: *port,
+                token,
             };
             let json = *json;
             crate::serve::serve(&ctx, &options, |address| {
@@ -419,8 +442,13 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                     let _ = writeln!(out, "{line}");
                     let _ = out.flush();
                 }
+                let auth = if authenticated {
+                    "bearer token required"
+                } else {
+                    "no authentication"
+                };
                 eprintln!(
-                    "Serving the Iceberg REST catalog at http://{address} (read-only); Ctrl-C stops it."
+                    "Serving the Iceberg REST catalog at http://{address} (read-only, {auth}); Ctrl-C stops it."
                 );
             })?;
         }

@@ -6,7 +6,7 @@ pub mod rest;
 
 use std::net::SocketAddr;
 
-use crate::config::StorageChoice;
+use crate::config::{Secret, StorageChoice};
 use crate::error::{LakeError, Result};
 use crate::ops::Context;
 
@@ -17,6 +17,9 @@ pub struct ServeOptions {
     pub host: String,
     /// 0 picks a free port (the bound address is handed to `on_ready`).
     pub port: u16,
+    /// When set, every request but `/healthz` and the token exchange must carry it as a bearer token (or
+    /// obtain it through OAuth2 client credentials with it as the client secret).
+    pub token: Option<Secret>,
 }
 
 /// Serves the project's Iceberg catalog until SIGINT or SIGTERM, calling `on_ready` with the bound address
@@ -39,7 +42,11 @@ pub fn serve(
         .map_err(|e| LakeError::io("tokio runtime", e))?;
     runtime.block_on(async {
         let catalog = crate::storage::iceberg::open_catalog(settings).await?;
-        let router = rest::router(rest::RestState::new(catalog, settings));
+        let router = rest::router(rest::RestState::new(
+            catalog,
+            settings,
+            options.token.clone(),
+        ));
         let listener = tokio::net::TcpListener::bind((options.host.as_str(), options.port))
             .await
             .map_err(|e| LakeError::io(format!("{}:{}", options.host, options.port), e))?;

@@ -10,11 +10,11 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::config::{IcebergSettings, Warehouse};
+use crate::config::{IcebergSettings, Secret, Warehouse};
 use crate::storage::iceberg::catalog::LakeCatalog;
 use crate::storage::iceberg::ident;
 
@@ -28,10 +28,12 @@ pub struct RestState {
     catalog: LakeCatalog,
     /// Settings clients need to read the data files (never credentials).
     overrides: HashMap<String, String>,
+    /// The bearer token every request must carry, when authentication is on.
+    token: Option<Secret>,
 }
 
 impl RestState {
-    pub fn new(catalog: LakeCatalog, settings: &IcebergSettings) -> Self {
+    pub fn new(catalog: LakeCatalog, settings: &IcebergSettings, token: Option<Secret>) -> Self {
         let mut overrides = HashMap::new();
         if let Warehouse::S3 { s3, .. } = &settings.warehouse {
             if let Some(endpoint) = &s3.endpoint {
@@ -43,7 +45,11 @@ impl RestState {
                 s3.path_style.to_string(),
             );
         }
-        RestState { catalog, overrides }
+        RestState {
+            catalog,
+            overrides,
+            token,
+        }
     }
 }
 
@@ -51,8 +57,10 @@ type Shared = Arc<RestState>;
 
 /// The routes clients call. Writes are refused: this server is read-only.
 pub fn router(state: RestState) -> Router {
+    let state = Arc::new(state);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/oauth/tokens", axum::routing::post(oauth_tokens))
         .route("/v1/config", get(config))
         .route("/v1/namespaces", get(list_namespaces).fallback(read_only))
         .route(
@@ -61,7 +69,7 @@ pub fn router(state: RestState) -> Router {
         )
         .route(
             "/v1/namespaces/{namespace}/properties",
-            get(not_found_get).fallback(read_only),
+            get(properties_are_posted).fallback(read_only),
         )
         .route(
             "/v1/namespaces/{namespace}/tables",
@@ -83,8 +91,9 @@ pub fn router(state: RestState) -> Router {
         .route("/v1/transactions/commit", axum::routing::any(read_only))
         .fallback(unknown_endpoint)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn(access_log))
-        .with_state(Arc::new(state))
+        .with_state(state)
 }
 
 /// An answer in the spec's error model: `{"error": {"message", "type", "code"}}`.
@@ -304,7 +313,7 @@ async fn load_view(Path((namespace, view)): Path<(String, String)>) -> RestError
     )
 }
 
-async fn not_found_get() -> RestError {
+async fn properties_are_posted() -> RestError {
     RestError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "BadRequestException",
@@ -326,6 +335,84 @@ async fn unknown_endpoint(method: Method, request: Request) -> RestError {
         "NotFoundException",
         format!("no endpoint {method} {}", request.uri().path()),
     )
+}
+
+/// Equal-length byte strings compared in time that does not depend on where they differ.
+fn same_secret(given: &str, expected: &Secret) -> bool {
+    let (a, b) = (given.as_bytes(), expected.expose().as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// With a token configured, refuses requests that do not carry it (401 `NotAuthorizedException`). The
+/// health check and the token exchange itself are open.
+async fn authenticate(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let Some(token) = &state.token else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path();
+    if path == "/healthz" || path == "/v1/oauth/tokens" {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    match presented {
+        Some(given) if same_secret(given, token) => next.run(request).await,
+        _ => RestError::new(
+            StatusCode::UNAUTHORIZED,
+            "NotAuthorizedException",
+            "this server requires a bearer token (Authorization: Bearer …) or OAuth2 client credentials",
+        )
+        .into_response(),
+    }
+}
+
+/// The OAuth2 client-credentials request pyiceberg and DuckDB send (`credential` / `CLIENT_SECRET`).
+#[derive(Debug, Deserialize)]
+struct TokenRequest {
+    grant_type: Option<String>,
+    client_secret: Option<String>,
+}
+
+/// `POST /v1/oauth/tokens`: exchanges the configured secret for the bearer token (the same value).
+async fn oauth_tokens(State(state): State<Shared>, Form(request): Form<TokenRequest>) -> Response {
+    let oauth_error = |status: StatusCode, error: &str, description: &str| {
+        (
+            status,
+            Json(json!({"error": error, "error_description": description})),
+        )
+            .into_response()
+    };
+    let Some(token) = &state.token else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "this server has no authentication (it was started without --token-env); call it without credentials",
+        );
+    };
+    if request.grant_type.as_deref() != Some("client_credentials") {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "only grant_type=client_credentials is supported",
+        );
+    }
+    match request.client_secret.as_deref() {
+        Some(secret) if same_secret(secret, token) => Json(json!({
+            "access_token": token.expose(),
+            "token_type": "bearer",
+            "expires_in": 86400,
+            "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        }))
+        .into_response(),
+        _ => oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "the client secret is not the one this server was started with",
+        ),
+    }
 }
 
 /// One line per request on stderr: method, path (no query string, which could hold tokens), status, time.

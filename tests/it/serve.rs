@@ -20,7 +20,14 @@ struct Server {
 
 impl Server {
     fn start(s: &Scratch) -> Server {
-        let mut child = s.spawn(&["serve", "--port", "0", "--json"], Stdio::piped());
+        Server::start_with(s, &[])
+    }
+
+    /// `lake serve --port 0 --json ARGS`, once its startup line says where it listens.
+    fn start_with(s: &Scratch, args: &[&str]) -> Server {
+        let mut command = vec!["serve", "--port", "0", "--json"];
+        command.extend_from_slice(args);
+        let mut child = s.spawn(&command, Stdio::piped());
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
         BufReader::new(stdout)
@@ -45,16 +52,26 @@ impl Server {
         format!("http://{}", self.address)
     }
 
+    /// A GET or HEAD with an optional `Authorization` header value.
+    fn request_with(&self, method: &str, path: &str, authorization: Option<&str>) -> (u16, Value) {
+        let header =
+            authorization.map_or(String::new(), |value| format!("Authorization: {value}\r\n"));
+        self.send(method, path, &header, "")
+    }
+
     /// One HTTP/1.1 request; the status and the body parsed as JSON (`Null` when empty).
     fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        self.send(method, path, "", body.unwrap_or(""))
+    }
+
+    fn send(&self, method: &str, path: &str, headers: &str, body: &str) -> (u16, Value) {
         let mut stream = TcpStream::connect(&self.address).expect("connect to lake serve");
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .expect("timeout");
-        let body = body.unwrap_or("");
         write!(
             stream,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             self.address,
             body.len()
         )
@@ -70,8 +87,8 @@ impl Server {
         (status, serde_json::from_str(body).unwrap_or(Value::Null))
     }
 
-    /// Sends SIGTERM and waits for the process to exit; its exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
+    /// Sends SIGTERM and waits for the process to exit; its exit status and what it wrote to stderr.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
         let pid = self.child.id().to_string();
         let sent = std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -80,7 +97,11 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
-                return status;
+                let mut log = String::new();
+                if let Some(mut stderr) = self.child.stderr.take() {
+                    stderr.read_to_string(&mut log).expect("read stderr");
+                }
+                return (status, log);
             }
             assert!(
                 Instant::now() < deadline,
@@ -265,6 +286,55 @@ fn sigterm_stops_the_server_cleanly() {
     let server = Server::start(&s);
     let (status, _) = server.request("GET", "/healthz", None);
     assert_eq!(status, 200);
-    let exit = server.terminate();
-    assert!(exit.success(), "lake serve exited with {exit}");
+    let (exit, log) = server.terminate();
+    assert!(exit.success(), "lake serve exited with {exit}: {log}");
+    assert!(
+        log.contains("GET /healthz 200"),
+        "an access log line per request: {log}"
+    );
+}
+
+#[test]
+fn a_configured_token_is_required_and_never_printed() {
+    let secret = "t0p-s3cret-value";
+    let mut s = Scratch::init();
+    s.apply(EXEC);
+    let unset = s
+        .lake()
+        .args(["serve", "--token-env", "LAKE_TEST_SERVE_TOKEN"])
+        .output()
+        .expect("run lake");
+    assert_eq!(
+        unset.status.code(),
+        Some(2),
+        "a missing token is a usage error"
+    );
+    assert!(crate::common::stderr(&unset).contains("`LAKE_TEST_SERVE_TOKEN` is not set"));
+    s.env.push(("LAKE_TEST_SERVE_TOKEN".into(), secret.into()));
+    let server = Server::start_with(&s, &["--token-env", "LAKE_TEST_SERVE_TOKEN"]);
+
+    for header in [None, Some("Bearer wrong"), Some("Basic dDBw")] {
+        let (status, body) = server.request_with("GET", "/v1/namespaces", header);
+        assert_eq!(status, 401, "{header:?}: {body}");
+        assert_eq!(body["error"]["type"], "NotAuthorizedException");
+    }
+    let bearer = format!("Bearer {secret}");
+    let (status, body) = server.request_with("GET", "/v1/namespaces", Some(&bearer));
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = server.request_with("GET", "/healthz", None);
+    assert_eq!(status, 200, "the health check stays open");
+
+    if let Some(python) = pyiceberg() {
+        for mode in ["token", "credential"] {
+            let rows = run_python(
+                &python,
+                "rest_auth.py",
+                &[&server.uri(), mode, secret, "demo.full_model"],
+            );
+            assert_eq!(rows, "3", "{mode}");
+        }
+    }
+    let (exit, log) = server.terminate();
+    assert!(exit.success());
+    assert!(!log.contains(secret), "the token reached the log: {log}");
 }
