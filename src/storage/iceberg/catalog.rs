@@ -161,12 +161,26 @@ impl LakeCatalog {
         Ok(names)
     }
 
+    /// Whether a namespace exists: created explicitly, or holding a table (an environment's names).
+    pub async fn namespace_exists(&self, namespace: &str) -> Result<bool> {
+        let ident = NamespaceIdent::new(namespace.to_string());
+        if self
+            .tables
+            .namespace_exists(&ident)
+            .await
+            .map_err(iceberg_err("reading namespaces"))?
+        {
+            return Ok(true);
+        }
+        Ok(!self.table_names(namespace, Some(1)).await?.is_empty())
+    }
+
     /// A namespace's properties, or `None` when it does not exist.
     pub async fn namespace_properties(
         &self,
         namespace: &str,
     ) -> Result<Option<HashMap<String, String>>> {
-        if !self.namespaces().await?.iter().any(|n| n == namespace) {
+        if !self.namespace_exists(namespace).await? {
             return Ok(None);
         }
         let ident = NamespaceIdent::new(namespace.to_string());
@@ -175,6 +189,28 @@ impl LakeCatalog {
             // A namespace that only holds environment names has no properties row.
             Err(_) => Ok(Some(HashMap::new())),
         }
+    }
+
+    /// The names of the tables in one namespace, sorted; at most `limit` of them.
+    pub async fn table_names(&self, namespace: &str, limit: Option<u32>) -> Result<Vec<String>> {
+        let limit = limit.map_or(String::new(), |n| format!(" LIMIT {n}"));
+        let rows = sqlx::query(&self.sql(&format!(
+            "SELECT table_name FROM iceberg_tables WHERE catalog_name = ? AND table_namespace = ? \
+             ORDER BY table_name{limit}"
+        )))
+        .bind(&self.name)
+        .bind(namespace)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlx_err(format!(
+            "listing the tables of namespace {namespace}"
+        )))?;
+        rows.iter()
+            .map(|row| {
+                row.try_get::<String, _>(0)
+                    .map_err(sqlx_err("reading iceberg_tables"))
+            })
+            .collect()
     }
 
     pub async fn ensure_namespace(&self, namespace: &str) -> Result<()> {

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Benchmarks `lake serve`'s REST catalog: load-table requests per second and latency percentiles with 1 and 16
+# concurrent clients, on a generated project of N models applied to prod (../shared/bench/gen_project.py).
+# Usage: scripts/bench-serve.sh [N] [SECONDS]   (default: 1000 models, 5 s per concurrency level)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lake-target}"
+n="${1:-1000}"
+seconds="${2:-5}"
+cargo build --release --locked
+lake="$CARGO_TARGET_DIR/release/lake"
+work="$(mktemp -d)"
+server=""
+trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
+python3 ../shared/bench/gen_project.py "$work/p" --models "$n" >/dev/null
+"$lake" -p "$work/p" plan --auto-apply >/dev/null 2>&1
+"$lake" -p "$work/p" serve --port 0 --json >"$work/addr" 2>/dev/null &
+server=$!
+for _ in $(seq 100); do [ -s "$work/addr" ] && break; sleep 0.1; done
+uri="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rest"])' "$work/addr")"
+python3 - "$uri" "$seconds" <<'PY'
+import http.client, json, sys, threading, time, urllib.parse
+
+uri, seconds = sys.argv[1], float(sys.argv[2])
+host = urllib.parse.urlparse(uri).netloc
+
+def get(conn, path):
+    conn.request("GET", path)
+    response = conn.getresponse()
+    body = response.read()
+    assert response.status == 200, (path, response.status, body[:200])
+    return body
+
+conn = http.client.HTTPConnection(host)
+tables = []
+for ns in json.loads(get(conn, "/v1/namespaces"))["namespaces"]:
+    name = ns[0]
+    for ident in json.loads(get(conn, f"/v1/namespaces/{name}/tables?pageSize=100000"))["identifiers"]:
+        tables.append(f"/v1/namespaces/{name}/tables/{ident['name']}")
+print(f"{len(tables)} tables in the catalog")
+print(f"{'clients':>8} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8}")
+for clients in (1, 16):
+    latencies, lock = [], threading.Lock()
+    deadline = time.monotonic() + seconds
+    def client(offset):
+        c = http.client.HTTPConnection(host)
+        mine, i = [], offset
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            get(c, tables[i % len(tables)])
+            mine.append(time.monotonic() - started)
+            i += clients
+        with lock:
+            latencies.extend(mine)
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    started = time.monotonic()
+    for t in threads: t.start()
+    for t in threads: t.join()
+    elapsed = time.monotonic() - started
+    latencies.sort()
+    pct = lambda p: latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
+    print(f"{clients:>8} {len(latencies) / elapsed:>11.0f} {pct(0.50):>8.2f} {pct(0.99):>8.2f}")
+PY
