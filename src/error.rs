@@ -273,6 +273,13 @@ pub enum LakeError {
         errors: Vec<LakeError>,
     },
 
+    #[error("internal error: {0}")]
+    #[diagnostic(
+        code(lake::bug),
+        help("this is a bug in lake; please report it with the command you ran")
+    )]
+    Bug(String),
+
     #[error("cannot write the output: {0}")]
     #[diagnostic(code(lake::output))]
     Output(String),

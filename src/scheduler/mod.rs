@@ -59,8 +59,5 @@ pub struct BuildContext<'a> {
 }
 
 fn poisoned() -> LakeError {
-    LakeError::StateConflict {
-        message: "a worker thread panicked while holding the state".into(),
-        help: Some("this is a bug in lake; please report it with the command you ran".into()),
-    }
+    LakeError::Bug("a worker thread panicked while holding the build state".into())
 }
