@@ -296,7 +296,7 @@ pub(super) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Serve the lakehouse to other engines: an Iceberg REST catalog (read-only) over every environment.
+    /// Serve the lakehouse to other engines: an Iceberg REST catalog over every environment.
     ///
     /// DuckDB: ATTACH 'lake' AS lake (TYPE iceberg, ENDPOINT 'http://127.0.0.1:8181', AUTHORIZATION_TYPE
     /// 'none'); then SELECT * FROM lake.demo.full_model (prod) or lake.demo__dev_alice.full_model.
@@ -315,6 +315,10 @@ pub(super) enum Command {
         /// as `Authorization: Bearer …`, or as the client secret of OAuth2 client credentials.
         #[arg(long, value_name = "NAME")]
         token_env: Option<String>,
+        /// Accept namespace and table creation and commits from clients, outside the namespaces of the
+        /// project's models (those change only through `lake plan`). Without it the catalog is read-only.
+        #[arg(long)]
+        allow_writes: bool,
     },
 }
 

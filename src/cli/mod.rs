@@ -409,6 +409,7 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             port,
             json,
             token_env,
+            allow_writes,
         } => {
             let ctx = load(cli)?;
             let token = match token_env {
@@ -432,6 +433,7 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                 host: host.clone(),
                 port: *port,
                 token,
+                allow_writes: *allow_writes,
             };
             let json = *json;
             crate::serve::serve(&ctx, &options, |address| {
@@ -447,8 +449,13 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                 } else {
                     "no authentication"
                 };
+                let access = if options.allow_writes {
+                    "writes allowed outside lake's namespaces"
+                } else {
+                    "read-only"
+                };
                 eprintln!(
-                    "Serving the Iceberg REST catalog at http://{address} (read-only, {auth}); Ctrl-C stops it."
+                    "Serving the Iceberg REST catalog at http://{address} ({access}, {auth}); Ctrl-C stops it."
                 );
             })?;
         }

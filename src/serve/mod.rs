@@ -1,6 +1,6 @@
 //! `lake serve`: the project's lakehouse for other engines over the network. Today: the Iceberg REST
-//! catalog protocol over lake's own catalog, read-only, so DuckDB, pyiceberg, Spark and Trino read every
-//! environment.
+//! catalog protocol over lake's own catalog, so DuckDB, pyiceberg, Spark and Trino read every environment
+//! (and, when allowed, write tables of their own beside lake's).
 
 pub mod rest;
 
@@ -20,6 +20,8 @@ pub struct ServeOptions {
     /// When set, every request but `/healthz` and the token exchange must carry it as a bearer token (or
     /// obtain it through OAuth2 client credentials with it as the client secret).
     pub token: Option<Secret>,
+    /// Accept creates and commits from clients (never in the namespaces of lake's models).
+    pub allow_writes: bool,
 }
 
 /// Serves the project's Iceberg catalog until SIGINT or SIGTERM, calling `on_ready` with the bound address
@@ -42,11 +44,22 @@ pub fn serve(
         .map_err(|e| LakeError::io("tokio runtime", e))?;
     runtime.block_on(async {
         let catalog = crate::storage::iceberg::open_catalog(settings).await?;
-        let router = rest::router(rest::RestState::new(
+        let mut lake_schemas: Vec<String> = ctx
+            .project
+            .models
+            .iter()
+            .map(|m| m.meta.name.schema.clone())
+            .collect();
+        lake_schemas.sort();
+        lake_schemas.dedup();
+        let state = rest::RestState::new(
             catalog,
             settings,
             options.token.clone(),
-        ));
+            options.allow_writes,
+            lake_schemas,
+        );
+        let router = rest::router(state);
         let listener = tokio::net::TcpListener::bind((options.host.as_str(), options.port))
             .await
             .map_err(|e| LakeError::io(format!("{}:{}", options.host, options.port), e))?;

@@ -1,21 +1,25 @@
-//! The Iceberg REST catalog protocol (the read side): configuration, namespaces and tables, answered from
-//! lake's catalog database on every request, with the spec's error model for everything else.
+//! The Iceberg REST catalog protocol: configuration, namespaces and tables answered from lake's catalog
+//! database on every request; with `--allow-writes`, namespace and table creation and commits (outside lake's
+//! own namespaces) through the same compare-and-swap lake's writer uses; the spec's error model throughout.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Form, Json, Router};
+use iceberg::spec::{FormatVersion, Schema, SortOrder, UnboundPartitionSpec};
+use iceberg::{TableCreation, TableRequirement, TableUpdate};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::{IcebergSettings, Secret, Warehouse};
-use crate::storage::iceberg::catalog::LakeCatalog;
+use crate::storage::iceberg::catalog::{CommitOutcome, LakeCatalog};
 use crate::storage::iceberg::ident;
 
 /// Request bodies larger than this are refused before they are read.
@@ -30,10 +34,20 @@ pub struct RestState {
     overrides: HashMap<String, String>,
     /// The bearer token every request must carry, when authentication is on.
     token: Option<Secret>,
+    /// Whether creates and commits are accepted (`--allow-writes`).
+    allow_writes: bool,
+    /// The project's model schemas: their namespaces, their environments' and `lake__<schema>` belong to lake.
+    lake_schemas: Vec<String>,
 }
 
 impl RestState {
-    pub fn new(catalog: LakeCatalog, settings: &IcebergSettings, token: Option<Secret>) -> Self {
+    pub fn new(
+        catalog: LakeCatalog,
+        settings: &IcebergSettings,
+        token: Option<Secret>,
+        allow_writes: bool,
+        lake_schemas: Vec<String>,
+    ) -> Self {
         let mut overrides = HashMap::new();
         if let Warehouse::S3 { s3, .. } = &settings.warehouse {
             if let Some(endpoint) = &s3.endpoint {
@@ -49,20 +63,28 @@ impl RestState {
             catalog,
             overrides,
             token,
+            allow_writes,
+            lake_schemas,
         }
     }
 }
 
 type Shared = Arc<RestState>;
 
-/// The routes clients call. Writes are refused: this server is read-only.
+/// The routes clients call. Writes are refused unless the server allows them, and always in lake's own
+/// namespaces.
 pub fn router(state: RestState) -> Router {
     let state = Arc::new(state);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/oauth/tokens", axum::routing::post(oauth_tokens))
         .route("/v1/config", get(config))
-        .route("/v1/namespaces", get(list_namespaces).fallback(read_only))
+        .route(
+            "/v1/namespaces",
+            get(list_namespaces)
+                .post(create_namespace)
+                .fallback(read_only),
+        )
         .route(
             "/v1/namespaces/{namespace}",
             get(load_namespace).fallback(read_only),
@@ -73,11 +95,11 @@ pub fn router(state: RestState) -> Router {
         )
         .route(
             "/v1/namespaces/{namespace}/tables",
-            get(list_tables).fallback(read_only),
+            get(list_tables).post(create_table).fallback(read_only),
         )
         .route(
             "/v1/namespaces/{namespace}/tables/{table}",
-            get(load_table).fallback(read_only),
+            get(load_table).post(commit_table).fallback(read_only),
         )
         .route(
             "/v1/namespaces/{namespace}/views",
@@ -321,11 +343,211 @@ async fn properties_are_posted() -> RestError {
     )
 }
 
+/// Why a write to `namespace` is refused, if it is.
+fn refuse_write(state: &RestState, namespace: &str) -> Option<RestError> {
+    if !state.allow_writes {
+        return Some(RestError::new(
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            "lake serve is read-only; start it with --allow-writes to accept creates and commits",
+        ));
+    }
+    let owned = state.lake_schemas.iter().any(|schema| {
+        namespace == schema
+            || namespace == format!("lake__{schema}")
+            || namespace.starts_with(&format!("{schema}__"))
+    });
+    owned.then(|| {
+        RestError::new(
+            StatusCode::FORBIDDEN,
+            "ForbiddenException",
+            format!(
+                "namespace {namespace} belongs to lake (models, their versions and environments change through `lake plan`)"
+            ),
+        )
+    })
+}
+
+/// A name a client may give a new namespace or table: letters, digits and underscores, so it can never
+/// reach outside the warehouse as part of a path.
+fn check_name(name: &str, what: &str) -> std::result::Result<(), RestError> {
+    let valid = !name.is_empty()
+        && name.len() <= 255
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(RestError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequestException",
+            format!("invalid {what} name `{name}`: use letters, digits and underscores"),
+        ))
+    }
+}
+
+/// A JSON request body, or a spec-shaped 400 saying what is wrong with it.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Result<T, RestError> {
+    serde_json::from_slice(body).map_err(|e| {
+        RestError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequestException",
+            format!("malformed request body: {e}"),
+        )
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateNamespaceRequest {
+    namespace: Vec<String>,
+    #[serde(default)]
+    properties: HashMap<String, String>,
+}
+
+async fn create_namespace(State(state): State<Shared>, body: Bytes) -> Answer {
+    let request: CreateNamespaceRequest = parse_body(&body)?;
+    let [namespace] = request.namespace.as_slice() else {
+        return Err(RestError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequestException",
+            "lake's namespaces have exactly one level",
+        ));
+    };
+    check_name(namespace, "namespace")?;
+    if let Some(refused) = refuse_write(&state, namespace) {
+        return Err(refused);
+    }
+    if state.catalog.namespace_exists(namespace).await? {
+        return Err(RestError::new(
+            StatusCode::CONFLICT,
+            "AlreadyExistsException",
+            format!("Namespace already exists: {namespace}"),
+        ));
+    }
+    state
+        .catalog
+        .create_namespace(namespace, request.properties.clone())
+        .await?;
+    Ok(Json(json!({"namespace": [namespace], "properties": request.properties})).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct CreateTableRequest {
+    name: String,
+    location: Option<String>,
+    schema: Schema,
+    partition_spec: Option<UnboundPartitionSpec>,
+    write_order: Option<SortOrder>,
+    #[serde(default)]
+    stage_create: bool,
+    #[serde(default)]
+    properties: HashMap<String, String>,
+}
+
+async fn create_table(
+    State(state): State<Shared>,
+    Path(namespace): Path<String>,
+    body: Bytes,
+) -> Answer {
+    let namespace = namespace_name(&namespace);
+    if let Some(refused) = refuse_write(&state, &namespace) {
+        return Err(refused);
+    }
+    let request: CreateTableRequest = parse_body(&body)?;
+    check_name(&request.name, "table")?;
+    if request.stage_create || request.location.is_some() {
+        return Err(RestError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "UnsupportedOperationException",
+            "staged creates and explicit table locations are not supported yet: tables live under the warehouse",
+        ));
+    }
+    if !state.catalog.namespace_exists(&namespace).await? {
+        return Err(RestError::no_namespace(&namespace));
+    }
+    let table = ident(&namespace, &request.name);
+    if state.catalog.load(&table).await?.is_some() {
+        return Err(RestError::new(
+            StatusCode::CONFLICT,
+            "AlreadyExistsException",
+            format!("Table already exists: {namespace}.{}", request.name),
+        ));
+    }
+    let creation = TableCreation {
+        name: request.name,
+        location: None,
+        schema: request.schema,
+        partition_spec: request.partition_spec,
+        sort_order: request.write_order,
+        properties: request.properties,
+        format_version: FormatVersion::V2,
+    };
+    let created = state.catalog.create(&table, creation).await?;
+    Ok(Json(json!({
+        "metadata-location": created.metadata_location(),
+        "metadata": created.metadata(),
+        "config": state.overrides,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct CommitTableRequest {
+    #[serde(default)]
+    requirements: Vec<TableRequirement>,
+    #[serde(default)]
+    updates: Vec<TableUpdate>,
+}
+
+async fn commit_table(
+    State(state): State<Shared>,
+    Path((namespace, table)): Path<(String, String)>,
+    body: Bytes,
+) -> Answer {
+    let namespace = namespace_name(&namespace);
+    if let Some(refused) = refuse_write(&state, &namespace) {
+        return Err(refused);
+    }
+    let request: CommitTableRequest = parse_body(&body)?;
+    let outcome = state
+        .catalog
+        .commit_updates(
+            &ident(&namespace, &table),
+            &request.requirements,
+            request.updates,
+        )
+        .await?;
+    match outcome {
+        CommitOutcome::Committed {
+            metadata_location,
+            metadata,
+        } => Ok(
+            Json(json!({"metadata-location": metadata_location, "metadata": metadata}))
+                .into_response(),
+        ),
+        CommitOutcome::NoSuchTable => Err(RestError::new(
+            StatusCode::NOT_FOUND,
+            "NoSuchTableException",
+            format!("Table does not exist: {namespace}.{table}"),
+        )),
+        CommitOutcome::Conflict(message) => Err(RestError::new(
+            StatusCode::CONFLICT,
+            "CommitFailedException",
+            message,
+        )),
+        CommitOutcome::Invalid(message) => Err(RestError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequestException",
+            message,
+        )),
+    }
+}
+
 async fn read_only(method: Method) -> RestError {
     RestError::new(
         StatusCode::FORBIDDEN,
         "ForbiddenException",
-        format!("lake serve is read-only: {method} is refused (tables change through `lake plan`)"),
+        format!("{method} is not supported here (lake's tables change through `lake plan`)"),
     )
 }
 

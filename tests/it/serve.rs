@@ -280,6 +280,79 @@ fn bad_requests_get_spec_errors_and_the_server_keeps_serving() {
 }
 
 #[test]
+fn allowed_writes_create_and_commit_with_compare_and_swap_outside_lakes_namespaces() {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    let read_only = Server::start(&s);
+    let (status, body) =
+        read_only.request("POST", "/v1/namespaces", Some("{\"namespace\": [\"ext\"]}"));
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (403, Some("ForbiddenException"))
+    );
+    drop(read_only);
+
+    let server = Server::start_with(&s, &["--allow-writes"]);
+    // lake's own namespaces stay lake's: models, their environments and their versions.
+    for (path, body) in [
+        ("/v1/namespaces", "{\"namespace\": [\"demo__mine\"]}"),
+        (
+            "/v1/namespaces/demo/tables",
+            "{\"name\": \"x\", \"schema\": {\"type\": \"struct\", \"fields\": []}}",
+        ),
+        (
+            "/v1/namespaces/lake__demo/tables/full_model",
+            "{\"requirements\": [], \"updates\": []}",
+        ),
+    ] {
+        let (status, answer) = server.request("POST", path, Some(body));
+        assert_eq!(status, 403, "{path}: {answer}");
+    }
+    for (path, body, status) in [
+        ("/v1/namespaces", "{not json", 400),
+        ("/v1/namespaces", "{\"namespace\": [\"../etc\"]}", 400),
+        (
+            "/v1/namespaces/nope/tables/t",
+            "{\"requirements\": [], \"updates\": []}",
+            404,
+        ),
+    ] {
+        let (got, answer) = server.request("POST", path, Some(body));
+        assert_eq!(got, status, "{path} {body}: {answer}");
+        assert!(answer["error"]["type"].is_string(), "{answer}");
+    }
+
+    let Some(python) = pyiceberg() else {
+        return;
+    };
+    let out = run_python(&python, "rest_write.py", &[&server.uri()]);
+    let wrote: Value = serde_json::from_str(&out).expect("rest_write.py prints JSON");
+    // 3 rows, 1 row, then the stale client's 3 rows, rebased after its first commit was refused.
+    assert_eq!(wrote["rows"], 7, "{wrote}");
+    assert_eq!(wrote["snapshots"], 3, "{wrote}");
+    assert_eq!(wrote["linear"], true, "no snapshot lost or forked: {wrote}");
+    // A commit whose requirement no longer holds is refused whole.
+    let stale = r#"{"requirements": [{"type": "assert-ref-snapshot-id", "ref": "main", "snapshot-id": 1}],
+        "updates": [{"action": "set-properties", "updates": {"x": "y"}}]}"#;
+    let (status, answer) = server.request("POST", "/v1/namespaces/ext/tables/events", Some(stale));
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"]["type"], "CommitFailedException");
+    let (_, table) = server.request("GET", "/v1/namespaces/ext/tables/events", None);
+    assert!(
+        table["metadata"]["properties"].get("x").is_none(),
+        "the refused update did not land: {table}"
+    );
+    // The new table is in lake's catalog, beside lake's own, and lake's environments are untouched.
+    let (status, body) = server.request("GET", "/v1/namespaces/ext/tables", None);
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["identifiers"],
+        serde_json::json!([{"namespace": ["ext"], "name": "events"}])
+    );
+    s.assert_demo_results();
+}
+
+#[test]
 fn sigterm_stops_the_server_cleanly() {
     let s = Scratch::init();
     s.apply(EXEC);

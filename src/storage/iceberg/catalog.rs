@@ -5,7 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use iceberg::table::Table;
-use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
+use std::str::FromStr;
+
+use iceberg::{
+    Catalog, CatalogBuilder, MetadataLocation, NamespaceIdent, TableCreation, TableIdent,
+    TableRequirement, TableUpdate,
+};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
 use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 use sqlx::any::AnyPoolOptions;
@@ -13,7 +18,7 @@ use sqlx::{AnyPool, Row};
 
 use super::iceberg_err;
 use crate::config::{CatalogSettings, IcebergSettings};
-use crate::error::{LakeError, Result};
+use crate::error::{LakeError, LakehouseError, Result};
 
 pub struct LakeCatalog {
     tables: SqlCatalog,
@@ -29,6 +34,19 @@ pub struct LakeCatalog {
 fn sqlx_err(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> LakeError {
     let context = context.into();
     move |e| LakeError::lakehouse(context, e)
+}
+
+/// What became of a commit requested through the REST protocol.
+pub enum CommitOutcome {
+    Committed {
+        metadata_location: String,
+        metadata: Box<iceberg::spec::TableMetadata>,
+    },
+    NoSuchTable,
+    /// A requirement failed or another writer committed first: nothing changed.
+    Conflict(String),
+    /// The updates do not make valid metadata.
+    Invalid(String),
 }
 
 /// One row of `iceberg_tables`.
@@ -213,6 +231,19 @@ impl LakeCatalog {
             .collect()
     }
 
+    /// Creates a namespace with `properties` (the caller checked it does not exist yet).
+    pub async fn create_namespace(
+        &self,
+        namespace: &str,
+        properties: HashMap<String, String>,
+    ) -> Result<()> {
+        self.tables
+            .create_namespace(&NamespaceIdent::new(namespace.to_string()), properties)
+            .await
+            .map(|_| ())
+            .map_err(iceberg_err(format!("creating namespace {namespace}")))
+    }
+
     pub async fn ensure_namespace(&self, namespace: &str) -> Result<()> {
         let ident = NamespaceIdent::new(namespace.to_string());
         let exists = self
@@ -286,6 +317,66 @@ impl LakeCatalog {
             });
         }
         Ok(out)
+    }
+
+    /// Applies a commit in the REST protocol's terms: `requirements` are checked against the table's current
+    /// metadata, `updates` applied with the iceberg crate's metadata builder, the next metadata file written,
+    /// and the pointer moved by the same compare-and-swap lake's own writes use. A failed requirement, or a
+    /// writer that committed in between, is a `Conflict`; nothing is changed then.
+    pub async fn commit_updates(
+        &self,
+        table: &TableIdent,
+        requirements: &[TableRequirement],
+        updates: Vec<TableUpdate>,
+    ) -> Result<CommitOutcome> {
+        let Some(current) = self.load(table).await? else {
+            return Ok(CommitOutcome::NoSuchTable);
+        };
+        for requirement in requirements {
+            if let Err(failed) = requirement.check(Some(current.metadata())) {
+                return Ok(CommitOutcome::Conflict(failed.message().to_string()));
+            }
+        }
+        let old = current
+            .metadata_location()
+            .ok_or_else(|| {
+                LakeError::lakehouse(
+                    format!("committing {table}"),
+                    LakehouseError::Table("the table has no metadata location".into()),
+                )
+            })?
+            .to_string();
+        let mut builder = current.metadata().clone().into_builder(Some(old.clone()));
+        for update in updates {
+            builder = match update.apply(builder) {
+                Ok(next) => next,
+                Err(invalid) => return Ok(CommitOutcome::Invalid(invalid.message().to_string())),
+            };
+        }
+        let metadata = match builder.build() {
+            Ok(built) => built.metadata,
+            Err(invalid) => return Ok(CommitOutcome::Invalid(invalid.message().to_string())),
+        };
+        let location = MetadataLocation::from_str(&old)
+            .map_err(iceberg_err(format!(
+                "reading the metadata location of {table}"
+            )))?
+            .with_next_version()
+            .with_new_metadata(&metadata);
+        metadata
+            .write_to(current.file_io(), &location)
+            .await
+            .map_err(iceberg_err(format!("writing the metadata of {table}")))?;
+        match self.swap(table, &old, &location.to_string()).await {
+            Ok(()) => Ok(CommitOutcome::Committed {
+                metadata_location: location.to_string(),
+                metadata: Box::new(metadata),
+            }),
+            Err(LakeError::CommitConflict { .. }) => Ok(CommitOutcome::Conflict(format!(
+                "another writer committed to {table} first"
+            ))),
+            Err(other) => Err(other),
+        }
     }
 
     /// Commits a new metadata file: the table's pointer moves from `old` to `new` only if it still is `old`
