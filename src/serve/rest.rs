@@ -83,34 +83,34 @@ pub fn router(state: RestState) -> Router {
             "/v1/namespaces",
             get(list_namespaces)
                 .post(create_namespace)
-                .fallback(read_only),
+                .fallback(not_offered),
         )
         .route(
             "/v1/namespaces/{namespace}",
-            get(load_namespace).fallback(read_only),
+            get(load_namespace).fallback(not_offered),
         )
         .route(
             "/v1/namespaces/{namespace}/properties",
-            get(properties_are_posted).fallback(read_only),
+            get(properties_are_posted).fallback(not_offered),
         )
         .route(
             "/v1/namespaces/{namespace}/tables",
-            get(list_tables).post(create_table).fallback(read_only),
+            get(list_tables).post(create_table).fallback(not_offered),
         )
         .route(
             "/v1/namespaces/{namespace}/tables/{table}",
-            get(load_table).post(commit_table).fallback(read_only),
+            get(load_table).post(commit_table).fallback(not_offered),
         )
         .route(
             "/v1/namespaces/{namespace}/views",
-            get(list_views).fallback(read_only),
+            get(list_views).fallback(not_offered),
         )
         .route(
             "/v1/namespaces/{namespace}/views/{view}",
-            get(load_view).fallback(read_only),
+            get(load_view).fallback(not_offered),
         )
-        .route("/v1/tables/rename", axum::routing::any(read_only))
-        .route("/v1/transactions/commit", axum::routing::any(read_only))
+        .route("/v1/tables/rename", axum::routing::any(not_offered))
+        .route("/v1/transactions/commit", axum::routing::any(not_offered))
         .fallback(unknown_endpoint)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
@@ -543,7 +543,8 @@ async fn commit_table(
     }
 }
 
-async fn read_only(method: Method) -> RestError {
+/// Methods this server does not offer on an endpoint (drop, rename, multi-table transactions, …).
+async fn not_offered(method: Method) -> RestError {
     RestError::new(
         StatusCode::FORBIDDEN,
         "ForbiddenException",
