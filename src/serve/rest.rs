@@ -253,23 +253,10 @@ async fn list_tables(
     Query(page): Query<Page>,
 ) -> Answer {
     let namespace = namespace_name(&namespace);
-    if state
-        .catalog
-        .namespace_properties(&namespace)
-        .await?
-        .is_none()
-    {
+    if !state.catalog.namespace_exists(&namespace).await? {
         return Err(RestError::no_namespace(&namespace));
     }
-    let mut names: Vec<String> = state
-        .catalog
-        .tables_with_prefix(&namespace)
-        .await?
-        .into_iter()
-        .filter(|t| t.namespace == namespace)
-        .map(|t| t.name)
-        .collect();
-    names.sort();
+    let names = state.catalog.table_names(&namespace, None).await?;
     let (names, next) = paginate(&names, &page)?;
     let identifiers: Vec<Value> = names
         .iter()
@@ -284,15 +271,10 @@ async fn load_table(
     Path((namespace, table)): Path<(String, String)>,
 ) -> Answer {
     let namespace = namespace_name(&namespace);
-    if state
-        .catalog
-        .namespace_properties(&namespace)
-        .await?
-        .is_none()
-    {
-        return Err(RestError::no_namespace(&namespace));
-    }
     let Some(found) = state.catalog.load(&ident(&namespace, &table)).await? else {
+        if !state.catalog.namespace_exists(&namespace).await? {
+            return Err(RestError::no_namespace(&namespace));
+        }
         return Err(RestError::new(
             StatusCode::NOT_FOUND,
             "NoSuchTableException",
@@ -313,12 +295,7 @@ async fn load_table(
 /// lake keeps no Iceberg views: every namespace lists none.
 async fn list_views(State(state): State<Shared>, Path(namespace): Path<String>) -> Answer {
     let namespace = namespace_name(&namespace);
-    if state
-        .catalog
-        .namespace_properties(&namespace)
-        .await?
-        .is_none()
-    {
+    if !state.catalog.namespace_exists(&namespace).await? {
         return Err(RestError::no_namespace(&namespace));
     }
     Ok(Json(json!({"identifiers": [], "next-page-token": null})).into_response())
