@@ -87,18 +87,6 @@ impl EnvironmentName {
             ))
         }
     }
-
-    pub fn prod() -> Self {
-        EnvironmentName(crate::PROD.to_string())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_prod(&self) -> bool {
-        self.0 == crate::PROD
-    }
 }
 
 impl std::ops::Deref for EnvironmentName {
