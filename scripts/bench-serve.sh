@@ -1,18 +1,34 @@
 #!/usr/bin/env bash
 # Benchmarks `lake serve`'s REST catalog: load-table requests per second and latency percentiles with 1 and 16
-# concurrent clients, on a generated project of N models applied to prod (../shared/bench/gen_project.py).
-# Usage: scripts/bench-serve.sh [N] [SECONDS]   (default: 1000 models, 5 s per concurrency level)
+# concurrent clients, on a generated project of N models applied to prod (../shared/bench/gen_project.py), with
+# its catalog in SQLite (the default) or in a throwaway PostgreSQL cluster (scripts/pg-cluster.sh).
+# Usage: scripts/bench-serve.sh [N] [SECONDS] [sqlite|postgres]   (default: 1000 models, 5 s per level, sqlite)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lake-target}"
 n="${1:-1000}"
 seconds="${2:-5}"
+catalog="${3:-sqlite}"
 cargo build --release --locked
 lake="$CARGO_TARGET_DIR/release/lake"
 work="$(mktemp -d)"
 server=""
-trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
+cleanup() {
+    [ -n "$server" ] && kill "$server" 2>/dev/null
+    [ "$catalog" = postgres ] && bash scripts/pg-cluster.sh stop "$work/pg"
+    rm -rf "$work"
+}
+trap cleanup EXIT
 python3 ../shared/bench/gen_project.py "$work/p" --models "$n" >/dev/null
+case "$catalog" in
+sqlite) ;;
+postgres)
+    uri="$(bash scripts/pg-cluster.sh start "$work/pg")"
+    printf 'storage:\n  catalog:\n    type: postgres\n    uri: %s\n' "$uri" >>"$work/p/config.yaml"
+    ;;
+*) echo "usage: $0 [N] [SECONDS] [sqlite|postgres]" >&2; exit 2 ;;
+esac
+echo "catalog: $catalog"
 "$lake" -p "$work/p" plan --auto-apply >/dev/null 2>&1
 "$lake" -p "$work/p" serve --port 0 --json >"$work/addr" 2>/dev/null &
 server=$!

@@ -450,7 +450,7 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                     "no authentication"
                 };
                 let access = if options.allow_writes {
-                    "writes allowed outside lake's namespaces"
+                    "writes allowed; names in lake's namespaces change only through `lake plan`"
                 } else {
                     "read-only"
                 };

@@ -1,6 +1,7 @@
 //! The Iceberg REST catalog protocol: configuration, namespaces and tables answered from lake's catalog
-//! database on every request; with `--allow-writes`, namespace and table creation and commits (outside lake's
-//! own namespaces) through the same compare-and-swap lake's writer uses; the spec's error model throughout.
+//! database on every request; with `--allow-writes`, creates (staged or not), commits of one or many tables,
+//! registers, renames and drops through the same compare-and-swap lake's writer uses (in lake's own
+//! namespaces, commits to existing tables only); the spec's error model throughout.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get, post};
 use axum::{Form, Json, Router};
 use iceberg::spec::{FormatVersion, Schema, SortOrder, UnboundPartitionSpec};
 use iceberg::{TableCreation, TableRequirement, TableUpdate};
@@ -19,7 +20,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::{IcebergSettings, Secret, Warehouse};
-use crate::storage::iceberg::catalog::{CommitOutcome, LakeCatalog};
+use crate::storage::iceberg::catalog::{
+    CommitRefusal, Committed, LakeCatalog, NamespaceDropRefusal, RegisterRefusal, RenameRefusal,
+    TableChange,
+};
 use crate::storage::iceberg::ident;
 
 /// Request bodies larger than this are refused before they are read.
@@ -77,7 +81,7 @@ pub fn router(state: RestState) -> Router {
     let state = Arc::new(state);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/v1/oauth/tokens", axum::routing::post(oauth_tokens))
+        .route("/v1/oauth/tokens", post(oauth_tokens))
         .route("/v1/config", get(config))
         .route(
             "/v1/namespaces",
@@ -87,19 +91,32 @@ pub fn router(state: RestState) -> Router {
         )
         .route(
             "/v1/namespaces/{namespace}",
-            get(load_namespace).fallback(not_offered),
+            get(load_namespace)
+                .delete(drop_namespace)
+                .fallback(not_offered),
         )
         .route(
             "/v1/namespaces/{namespace}/properties",
-            get(properties_are_posted).fallback(not_offered),
+            post(update_namespace_properties).fallback(not_offered),
         )
         .route(
             "/v1/namespaces/{namespace}/tables",
             get(list_tables).post(create_table).fallback(not_offered),
         )
         .route(
+            "/v1/namespaces/{namespace}/register",
+            post(register_table).fallback(not_offered),
+        )
+        .route(
             "/v1/namespaces/{namespace}/tables/{table}",
-            get(load_table).post(commit_table).fallback(not_offered),
+            get(load_table)
+                .post(commit_table)
+                .delete(drop_table)
+                .fallback(not_offered),
+        )
+        .route(
+            "/v1/namespaces/{namespace}/tables/{table}/metrics",
+            post(metrics_report).fallback(not_offered),
         )
         .route(
             "/v1/namespaces/{namespace}/views",
@@ -109,14 +126,42 @@ pub fn router(state: RestState) -> Router {
             "/v1/namespaces/{namespace}/views/{view}",
             get(load_view).fallback(not_offered),
         )
-        .route("/v1/tables/rename", axum::routing::any(not_offered))
-        .route("/v1/transactions/commit", axum::routing::any(not_offered))
+        .route(
+            "/v1/tables/rename",
+            post(rename_table).fallback(not_offered),
+        )
+        .route("/v1/views/rename", any(not_offered))
+        .route(
+            "/v1/transactions/commit",
+            post(commit_transaction).fallback(not_offered),
+        )
         .fallback(unknown_endpoint)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn(access_log))
         .with_state(state)
 }
+
+/// The endpoints `GET /v1/config` advertises, in the spec's `METHOD /v1/{prefix}/…` form, so clients that
+/// read the list know what they may call.
+const ENDPOINTS: &[&str] = &[
+    "GET /v1/{prefix}/namespaces",
+    "POST /v1/{prefix}/namespaces",
+    "GET /v1/{prefix}/namespaces/{namespace}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}",
+    "DELETE /v1/{prefix}/namespaces/{namespace}",
+    "POST /v1/{prefix}/namespaces/{namespace}/properties",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "POST /v1/{prefix}/namespaces/{namespace}/register",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
+    "POST /v1/{prefix}/tables/rename",
+    "POST /v1/{prefix}/transactions/commit",
+];
 
 /// An answer in the spec's error model: `{"error": {"message", "type", "code"}}`.
 #[derive(Debug)]
@@ -214,7 +259,7 @@ fn paginate<T: Clone>(
 }
 
 async fn config(State(state): State<Shared>) -> Json<Value> {
-    Json(json!({"defaults": {}, "overrides": state.overrides}))
+    Json(json!({"defaults": {}, "overrides": state.overrides, "endpoints": ENDPOINTS}))
 }
 
 async fn list_namespaces(State(state): State<Shared>, Query(page): Query<Page>) -> Answer {
@@ -275,11 +320,7 @@ async fn load_table(
         if !state.catalog.namespace_exists(&namespace).await? {
             return Err(RestError::no_namespace(&namespace));
         }
-        return Err(RestError::new(
-            StatusCode::NOT_FOUND,
-            "NoSuchTableException",
-            format!("Table does not exist: {namespace}.{table}"),
-        ));
+        return Err(no_table(&namespace, &table));
     };
     if method == Method::HEAD {
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -312,16 +353,29 @@ async fn load_view(Path((namespace, view)): Path<(String, String)>) -> RestError
     )
 }
 
-async fn properties_are_posted() -> RestError {
-    RestError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "BadRequestException",
-        "namespace properties are updated with POST, which this read-only server refuses",
-    )
+/// What a write does, for deciding whether it is allowed where it lands.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Write {
+    /// New snapshots or metadata for a table that exists (its location unchanged).
+    Commit,
+    /// Creates, drops, renames, registers, relocations, namespace changes: the names themselves.
+    Names,
 }
 
-/// Why a write to `namespace` is refused, if it is.
-fn refuse_write(state: &RestState, namespace: &str) -> Option<RestError> {
+/// Whether `namespace` is one of lake's: a model schema, one of its environments (`<schema>__<env>`) or the
+/// versions' `lake__<schema>`.
+fn lake_owns(state: &RestState, namespace: &str) -> bool {
+    state.lake_schemas.iter().any(|schema| {
+        namespace == schema
+            || namespace == format!("lake__{schema}")
+            || namespace.starts_with(&format!("{schema}__"))
+    })
+}
+
+/// Why a write to `namespace` is refused, if it is: every write needs `--allow-writes`; in lake's own
+/// namespaces only commits to existing tables are accepted, because names there change only through
+/// `lake plan`.
+fn refuse_write(state: &RestState, namespace: &str, write: Write) -> Option<RestError> {
     if !state.allow_writes {
         return Some(RestError::new(
             StatusCode::FORBIDDEN,
@@ -329,17 +383,13 @@ fn refuse_write(state: &RestState, namespace: &str) -> Option<RestError> {
             "lake serve is read-only; start it with --allow-writes to accept creates and commits",
         ));
     }
-    let owned = state.lake_schemas.iter().any(|schema| {
-        namespace == schema
-            || namespace == format!("lake__{schema}")
-            || namespace.starts_with(&format!("{schema}__"))
-    });
-    owned.then(|| {
+    (write == Write::Names && lake_owns(state, namespace)).then(|| {
         RestError::new(
             StatusCode::FORBIDDEN,
             "ForbiddenException",
             format!(
-                "namespace {namespace} belongs to lake (models, their versions and environments change through `lake plan`)"
+                "namespace {namespace} belongs to lake: its tables are created, renamed and dropped by \
+                 `lake plan` (commits to existing tables are accepted with --allow-writes)"
             ),
         )
     })
@@ -373,6 +423,51 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Resul
     })
 }
 
+fn bad_request(message: impl Into<String>) -> RestError {
+    RestError::new(StatusCode::BAD_REQUEST, "BadRequestException", message)
+}
+
+fn no_table(namespace: &str, table: &str) -> RestError {
+    RestError::new(
+        StatusCode::NOT_FOUND,
+        "NoSuchTableException",
+        format!("Table does not exist: {namespace}.{table}"),
+    )
+}
+
+fn table_exists(namespace: &str, table: &str) -> RestError {
+    RestError::new(
+        StatusCode::CONFLICT,
+        "AlreadyExistsException",
+        format!("Table already exists: {namespace}.{table}"),
+    )
+}
+
+/// The 400 for a location another engine may not use (outside the warehouse, or over another table's files).
+async fn check_location(
+    state: &RestState,
+    table: &iceberg::TableIdent,
+    location: &str,
+) -> std::result::Result<(), RestError> {
+    match state.catalog.refuse_location(table, location).await? {
+        Some(reason) => Err(bad_request(reason)),
+        None => Ok(()),
+    }
+}
+
+/// `{"namespace": [...], "name": ...}` in request bodies.
+#[derive(Debug, Deserialize)]
+struct TableIdentifier {
+    namespace: Vec<String>,
+    name: String,
+}
+
+impl TableIdentifier {
+    fn namespace(&self) -> String {
+        self.namespace.join(".")
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct CreateNamespaceRequest {
     namespace: Vec<String>,
@@ -383,14 +478,10 @@ struct CreateNamespaceRequest {
 async fn create_namespace(State(state): State<Shared>, body: Bytes) -> Answer {
     let request: CreateNamespaceRequest = parse_body(&body)?;
     let [namespace] = request.namespace.as_slice() else {
-        return Err(RestError::new(
-            StatusCode::BAD_REQUEST,
-            "BadRequestException",
-            "lake's namespaces have exactly one level",
-        ));
+        return Err(bad_request("lake's namespaces have exactly one level"));
     };
     check_name(namespace, "namespace")?;
-    if let Some(refused) = refuse_write(&state, namespace) {
+    if let Some(refused) = refuse_write(&state, namespace, Write::Names) {
         return Err(refused);
     }
     if state.catalog.namespace_exists(namespace).await? {
@@ -405,6 +496,68 @@ async fn create_namespace(State(state): State<Shared>, body: Bytes) -> Answer {
         .create_namespace(namespace, request.properties.clone())
         .await?;
     Ok(Json(json!({"namespace": [namespace], "properties": request.properties})).into_response())
+}
+
+async fn drop_namespace(State(state): State<Shared>, Path(namespace): Path<String>) -> Answer {
+    let namespace = namespace_name(&namespace);
+    if let Some(refused) = refuse_write(&state, &namespace, Write::Names) {
+        return Err(refused);
+    }
+    match state.catalog.drop_namespace(&namespace).await? {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(NamespaceDropRefusal::NoSuchNamespace) => Err(RestError::no_namespace(&namespace)),
+        Err(NamespaceDropRefusal::NotEmpty) => Err(RestError::new(
+            StatusCode::CONFLICT,
+            "NamespaceNotEmptyException",
+            format!("Namespace {namespace} is not empty: drop its tables first"),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct UpdatePropertiesRequest {
+    #[serde(default)]
+    removals: Vec<String>,
+    #[serde(default)]
+    updates: HashMap<String, String>,
+}
+
+async fn update_namespace_properties(
+    State(state): State<Shared>,
+    Path(namespace): Path<String>,
+    body: Bytes,
+) -> Answer {
+    let namespace = namespace_name(&namespace);
+    if let Some(refused) = refuse_write(&state, &namespace, Write::Names) {
+        return Err(refused);
+    }
+    let request: UpdatePropertiesRequest = parse_body(&body)?;
+    let mut both: Vec<&String> = request
+        .removals
+        .iter()
+        .filter(|key| request.updates.contains_key(*key))
+        .collect();
+    both.sort();
+    if !both.is_empty() {
+        return Err(RestError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "UnprocessableEntityException",
+            format!("properties both removed and updated: {both:?}"),
+        ));
+    }
+    if !state.catalog.namespace_exists(&namespace).await? {
+        return Err(RestError::no_namespace(&namespace));
+    }
+    let changes = state
+        .catalog
+        .update_namespace_properties(&namespace, &request.removals, &request.updates)
+        .await?;
+    Ok(Json(json!({
+        "updated": changes.updated,
+        "removed": changes.removed,
+        "missing": changes.missing,
+    }))
+    .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -427,38 +580,59 @@ async fn create_table(
     body: Bytes,
 ) -> Answer {
     let namespace = namespace_name(&namespace);
-    if let Some(refused) = refuse_write(&state, &namespace) {
+    if let Some(refused) = refuse_write(&state, &namespace, Write::Names) {
         return Err(refused);
     }
     let request: CreateTableRequest = parse_body(&body)?;
     check_name(&request.name, "table")?;
-    if request.stage_create || request.location.is_some() {
-        return Err(RestError::new(
-            StatusCode::NOT_ACCEPTABLE,
-            "UnsupportedOperationException",
-            "staged creates and explicit table locations are not supported yet: tables live under the warehouse",
-        ));
-    }
     if !state.catalog.namespace_exists(&namespace).await? {
         return Err(RestError::no_namespace(&namespace));
     }
     let table = ident(&namespace, &request.name);
     if state.catalog.load(&table).await?.is_some() {
-        return Err(RestError::new(
-            StatusCode::CONFLICT,
-            "AlreadyExistsException",
-            format!("Table already exists: {namespace}.{}", request.name),
-        ));
+        return Err(table_exists(&namespace, &request.name));
     }
+    // Every new table gets an explicit location the server has checked: the namespace's `location` property
+    // is not followed, so no client can steer files outside the warehouse.
+    let location = match request.location {
+        Some(location) => {
+            check_location(&state, &table, &location).await?;
+            location.trim_end_matches('/').to_string()
+        }
+        None => {
+            let default = state.catalog.default_location(&table);
+            // The folder of a table dropped without purging or renamed away is not reused.
+            if state
+                .catalog
+                .refuse_location(&table, &default)
+                .await?
+                .is_some()
+            {
+                format!("{default}-{}", uuid::Uuid::now_v7().simple())
+            } else {
+                default
+            }
+        }
+    };
     let creation = TableCreation {
         name: request.name,
-        location: None,
+        location: Some(location),
         schema: request.schema,
         partition_spec: request.partition_spec,
         sort_order: request.write_order,
         properties: request.properties,
         format_version: FormatVersion::V2,
     };
+    if request.stage_create {
+        // Nothing is written: the client's commit with `assert-create` creates the table.
+        let metadata = state.catalog.stage(creation).map_err(bad_request)?;
+        return Ok(Json(json!({
+            "metadata-location": null,
+            "metadata": metadata,
+            "config": state.overrides,
+        }))
+        .into_response());
+    }
     let created = state.catalog.create(&table, creation).await?;
     Ok(Json(json!({
         "metadata-location": created.metadata_location(),
@@ -469,11 +643,95 @@ async fn create_table(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct RegisterTableRequest {
+    name: String,
+    metadata_location: String,
+    #[serde(default)]
+    overwrite: bool,
+}
+
+async fn register_table(
+    State(state): State<Shared>,
+    Path(namespace): Path<String>,
+    body: Bytes,
+) -> Answer {
+    let namespace = namespace_name(&namespace);
+    if let Some(refused) = refuse_write(&state, &namespace, Write::Names) {
+        return Err(refused);
+    }
+    let request: RegisterTableRequest = parse_body(&body)?;
+    check_name(&request.name, "table")?;
+    if !state.catalog.namespace_exists(&namespace).await? {
+        return Err(RestError::no_namespace(&namespace));
+    }
+    let table = ident(&namespace, &request.name);
+    let Some((table_location, _)) = request.metadata_location.rsplit_once("/metadata/") else {
+        return Err(bad_request(
+            "metadata-location must name a file in a table's metadata/ folder",
+        ));
+    };
+    check_location(&state, &table, table_location).await?;
+    match state
+        .catalog
+        .register(&table, &request.metadata_location, request.overwrite)
+        .await?
+    {
+        Ok(metadata) => Ok(Json(json!({
+            "metadata-location": request.metadata_location,
+            "metadata": metadata,
+            "config": state.overrides,
+        }))
+        .into_response()),
+        Err(RegisterRefusal::AlreadyExists) => Err(table_exists(&namespace, &request.name)),
+        Err(RegisterRefusal::Unreadable(reason)) => Err(bad_request(format!(
+            "{} is not readable Iceberg table metadata: {reason}",
+            request.metadata_location
+        ))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
 struct CommitTableRequest {
     #[serde(default)]
     requirements: Vec<TableRequirement>,
     #[serde(default)]
     updates: Vec<TableUpdate>,
+}
+
+/// Checks that a change may be written where it lands, then the locations it moves its table to.
+async fn allow_change(
+    state: &RestState,
+    change: &TableChange,
+) -> std::result::Result<(), RestError> {
+    let namespace = change.table.namespace().join(".");
+    let mut locations = change.new_locations().peekable();
+    let write = if change.creates() || locations.peek().is_some() {
+        Write::Names
+    } else {
+        Write::Commit
+    };
+    if let Some(refused) = refuse_write(state, &namespace, write) {
+        return Err(refused);
+    }
+    if change.creates() {
+        check_name(change.table.name(), "table")?;
+    }
+    for location in locations {
+        check_location(state, &change.table, location).await?;
+    }
+    Ok(())
+}
+
+/// The spec's answer for a refused commit.
+fn commit_refused(refusal: CommitRefusal) -> RestError {
+    match refusal {
+        CommitRefusal::NoSuchTable(table) => no_table(&table.namespace().join("."), table.name()),
+        CommitRefusal::Conflict(message) => {
+            RestError::new(StatusCode::CONFLICT, "CommitFailedException", message)
+        }
+        CommitRefusal::Invalid(message) => bad_request(message),
+    }
 }
 
 async fn commit_table(
@@ -482,50 +740,145 @@ async fn commit_table(
     body: Bytes,
 ) -> Answer {
     let namespace = namespace_name(&namespace);
-    if let Some(refused) = refuse_write(&state, &namespace) {
+    if let Some(refused) = refuse_write(&state, &namespace, Write::Commit) {
         return Err(refused);
     }
     let request: CommitTableRequest = parse_body(&body)?;
-    let outcome = state
+    let change = TableChange {
+        table: ident(&namespace, &table),
+        requirements: request.requirements,
+        updates: request.updates,
+    };
+    allow_change(&state, &change).await?;
+    let mut committed: Vec<Committed> = state
         .catalog
-        .commit_updates(
-            &ident(&namespace, &table),
-            &request.requirements,
-            request.updates,
-        )
-        .await?;
-    match outcome {
-        CommitOutcome::Committed {
-            metadata_location,
-            metadata,
-        } => Ok(
-            Json(json!({"metadata-location": metadata_location, "metadata": metadata}))
-                .into_response(),
-        ),
-        CommitOutcome::NoSuchTable => Err(RestError::new(
-            StatusCode::NOT_FOUND,
-            "NoSuchTableException",
-            format!("Table does not exist: {namespace}.{table}"),
-        )),
-        CommitOutcome::Conflict(message) => Err(RestError::new(
-            StatusCode::CONFLICT,
-            "CommitFailedException",
-            message,
-        )),
-        CommitOutcome::Invalid(message) => Err(RestError::new(
-            StatusCode::BAD_REQUEST,
-            "BadRequestException",
-            message,
-        )),
+        .commit(vec![change])
+        .await?
+        .map_err(commit_refused)?;
+    let Some(done) = committed.pop() else {
+        return Err(RestError::from(crate::error::LakeError::Bug(
+            "a one-table commit answered no table".into(),
+        )));
+    };
+    Ok(
+        Json(json!({"metadata-location": done.metadata_location, "metadata": done.metadata}))
+            .into_response(),
+    )
+}
+
+#[derive(Debug, Deserialize)]
+struct TransactionTableChange {
+    identifier: TableIdentifier,
+    #[serde(default)]
+    requirements: Vec<TableRequirement>,
+    #[serde(default)]
+    updates: Vec<TableUpdate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct CommitTransactionRequest {
+    table_changes: Vec<TransactionTableChange>,
+}
+
+/// `POST /v1/transactions/commit`: every table's change lands, or none does.
+async fn commit_transaction(State(state): State<Shared>, body: Bytes) -> Answer {
+    let request: CommitTransactionRequest = parse_body(&body)?;
+    if request.table_changes.is_empty() {
+        return Err(bad_request("a transaction needs at least one table change"));
+    }
+    let mut changes = Vec::with_capacity(request.table_changes.len());
+    for change in request.table_changes {
+        let change = TableChange {
+            table: ident(&change.identifier.namespace(), &change.identifier.name),
+            requirements: change.requirements,
+            updates: change.updates,
+        };
+        allow_change(&state, &change).await?;
+        changes.push(change);
+    }
+    state
+        .catalog
+        .commit(changes)
+        .await?
+        .map_err(commit_refused)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct DropOptions {
+    /// Text, not a bool: Python clients send `True`/`False`, Java ones `true`/`false`.
+    #[serde(rename = "purgeRequested")]
+    purge_requested: Option<String>,
+}
+
+impl DropOptions {
+    fn purge(&self) -> bool {
+        self.purge_requested
+            .as_deref()
+            .is_some_and(|value| value.eq_ignore_ascii_case("true"))
     }
 }
 
-/// Methods this server does not offer on an endpoint (drop, rename, multi-table transactions, …).
-async fn not_offered(method: Method) -> RestError {
+async fn drop_table(
+    State(state): State<Shared>,
+    Path((namespace, table)): Path<(String, String)>,
+    Query(options): Query<DropOptions>,
+) -> Answer {
+    let namespace = namespace_name(&namespace);
+    if let Some(refused) = refuse_write(&state, &namespace, Write::Names) {
+        return Err(refused);
+    }
+    if state
+        .catalog
+        .drop_table(&ident(&namespace, &table), options.purge())
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(no_table(&namespace, &table))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RenameTableRequest {
+    source: TableIdentifier,
+    destination: TableIdentifier,
+}
+
+async fn rename_table(State(state): State<Shared>, body: Bytes) -> Answer {
+    let request: RenameTableRequest = parse_body(&body)?;
+    let (from, to) = (request.source.namespace(), request.destination.namespace());
+    for namespace in [&from, &to] {
+        if let Some(refused) = refuse_write(&state, namespace, Write::Names) {
+            return Err(refused);
+        }
+    }
+    check_name(&request.destination.name, "table")?;
+    let source = ident(&from, &request.source.name);
+    let destination = ident(&to, &request.destination.name);
+    match state.catalog.rename(&source, &destination).await? {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(RenameRefusal::NoSuchTable) => Err(no_table(&from, &request.source.name)),
+        Err(RenameRefusal::NoSuchNamespace) => Err(RestError::no_namespace(&to)),
+        Err(RenameRefusal::AlreadyExists) => Err(table_exists(&to, &request.destination.name)),
+    }
+}
+
+/// Scan and commit reports (Java clients send them after each scan): accepted and not kept.
+async fn metrics_report() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+/// Methods this server does not offer on an endpoint (view writes, methods the spec does not define).
+async fn not_offered(method: Method, request: Request) -> RestError {
     RestError::new(
-        StatusCode::FORBIDDEN,
-        "ForbiddenException",
-        format!("{method} is not supported here (lake's tables change through `lake plan`)"),
+        StatusCode::NOT_ACCEPTABLE,
+        "UnsupportedOperationException",
+        format!(
+            "{method} {} is not supported by lake serve (it keeps no Iceberg views)",
+            request.uri().path()
+        ),
     )
 }
 
@@ -577,7 +930,11 @@ struct TokenRequest {
 }
 
 /// `POST /v1/oauth/tokens`: exchanges the configured secret for the bearer token (the same value).
-async fn oauth_tokens(State(state): State<Shared>, Form(request): Form<TokenRequest>) -> Response {
+async fn oauth_tokens(
+    State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
+    Form(request): Form<TokenRequest>,
+) -> Response {
     let oauth_error = |status: StatusCode, error: &str, description: &str| {
         (
             status,
@@ -599,7 +956,8 @@ async fn oauth_tokens(State(state): State<Shared>, Form(request): Form<TokenRequ
             "only grant_type=client_credentials is supported",
         );
     }
-    match request.client_secret.as_deref() {
+    let secret = basic_credentials(&headers).map(|(_, secret)| secret);
+    match secret.as_deref().or(request.client_secret.as_deref()) {
         Some(secret) if same_secret(secret, token) => Json(json!({
             "access_token": token.expose(),
             "token_type": "bearer",
@@ -613,6 +971,29 @@ async fn oauth_tokens(State(state): State<Shared>, Form(request): Form<TokenRequ
             "the client secret is not the one this server was started with",
         ),
     }
+}
+
+/// The client id and secret of an `Authorization: Basic` header, as OAuth2 clients send them (RFC 6749 2.3.1:
+/// each form-encoded, joined by `:`, then base64). `None` for any other header or a malformed one.
+fn basic_credentials(headers: &axum::http::HeaderMap) -> Option<(String, String)> {
+    use base64::Engine;
+    let encoded = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let form_decode = |part: &str| {
+        percent_encoding::percent_decode_str(&part.replace('+', " "))
+            .decode_utf8()
+            .ok()
+            .map(|decoded| decoded.into_owned())
+    };
+    Some((form_decode(id)?, form_decode(secret)?))
 }
 
 /// One line per request on stderr: method, path (no query string, which could hold tokens), status, time.
@@ -654,6 +1035,25 @@ mod tests {
             (vec![], None)
         );
         assert!(paginate(&items, &page(Some("x"), None)).is_err());
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        let mut headers = axum::http::HeaderMap::new();
+        // base64("lake:s%3Ac+t") — the secret `s:c t`, form-encoded as RFC 6749 asks.
+        headers.insert(
+            axum::http::header::AUTHORIZATION,
+            "Basic bGFrZTpzJTNBYyt0".parse().expect("a header value"),
+        );
+        assert_eq!(
+            basic_credentials(&headers),
+            Some(("lake".to_string(), "s:c t".to_string()))
+        );
+        headers.insert(
+            axum::http::header::AUTHORIZATION,
+            "Basic !!!".parse().expect("a header value"),
+        );
+        assert_eq!(basic_credentials(&headers), None);
     }
 
     #[test]

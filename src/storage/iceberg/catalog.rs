@@ -1,16 +1,19 @@
 //! The Iceberg SQL catalog (JDBC layout): iceberg-catalog-sql for tables and namespaces, plus lake's own
 //! compare-and-swap commits and environment names, on the same SQLite or PostgreSQL database.
 
+mod external;
+
+pub use external::{
+    CommitRefusal, Committed, NamespaceDropRefusal, PropertyChanges, RegisterRefusal,
+    RenameRefusal, TableChange,
+};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use iceberg::table::Table;
-use std::str::FromStr;
 
-use iceberg::{
-    Catalog, CatalogBuilder, MetadataLocation, NamespaceIdent, TableCreation, TableIdent,
-    TableRequirement, TableUpdate,
-};
+use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
 use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 use sqlx::any::AnyPoolOptions;
@@ -18,7 +21,7 @@ use sqlx::{AnyPool, Row};
 
 use super::iceberg_err;
 use crate::config::{CatalogSettings, IcebergSettings};
-use crate::error::{LakeError, LakehouseError, Result};
+use crate::error::{LakeError, Result};
 
 pub struct LakeCatalog {
     tables: SqlCatalog,
@@ -29,24 +32,16 @@ pub struct LakeCatalog {
     /// `catalog_name` of lake's rows.
     name: String,
     describe: String,
+    /// The warehouse location (`file:///…` or `s3://…`, no trailing slash): where new tables go, and the only
+    /// place other engines may put tables or point registrations at.
+    warehouse: String,
+    /// Reads and writes metadata files of tables the SQL catalog has not loaded (staged creates, registers).
+    file_io: iceberg::io::FileIO,
 }
 
 fn sqlx_err(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> LakeError {
     let context = context.into();
     move |e| LakeError::lakehouse(context, e)
-}
-
-/// What became of a commit requested through the REST protocol.
-pub enum CommitOutcome {
-    Committed {
-        metadata_location: String,
-        metadata: Box<iceberg::spec::TableMetadata>,
-    },
-    NoSuchTable,
-    /// A requirement failed or another writer committed first: nothing changed.
-    Conflict(String),
-    /// The updates do not make valid metadata.
-    Invalid(String),
 }
 
 /// One row of `iceberg_tables`.
@@ -101,6 +96,10 @@ impl LakeCatalog {
                 }
             }
         }
+        let file_io_handle =
+            iceberg::io::FileIOBuilder::new(Arc::new(OpenDalResolvingStorageFactory::new()))
+                .with_props(file_io.clone())
+                .build();
         let tables = SqlCatalogBuilder::default()
             .uri(uri.expose())
             .warehouse_location(settings.warehouse.location())
@@ -120,6 +119,12 @@ impl LakeCatalog {
             postgres,
             name: settings.catalog_name.clone(),
             describe,
+            warehouse: settings
+                .warehouse
+                .location()
+                .trim_end_matches('/')
+                .to_string(),
+            file_io: file_io_handle,
         })
     }
 
@@ -203,7 +208,11 @@ impl LakeCatalog {
         }
         let ident = NamespaceIdent::new(namespace.to_string());
         match self.tables.get_namespace(&ident).await {
-            Ok(found) => Ok(Some(found.properties().clone())),
+            Ok(found) => {
+                let mut properties = found.properties().clone();
+                properties.remove(external::EXISTS_PROPERTY);
+                Ok(Some(properties))
+            }
             // A namespace that only holds environment names has no properties row.
             Err(_) => Ok(Some(HashMap::new())),
         }
@@ -319,72 +328,31 @@ impl LakeCatalog {
         Ok(out)
     }
 
-    /// Applies a commit in the REST protocol's terms: `requirements` are checked against the table's current
-    /// metadata, `updates` applied with the iceberg crate's metadata builder, the next metadata file written,
-    /// and the pointer moved by the same compare-and-swap lake's own writes use. A failed requirement, or a
-    /// writer that committed in between, is a `Conflict`; nothing is changed then.
-    pub async fn commit_updates(
-        &self,
-        table: &TableIdent,
-        requirements: &[TableRequirement],
-        updates: Vec<TableUpdate>,
-    ) -> Result<CommitOutcome> {
-        let Some(current) = self.load(table).await? else {
-            return Ok(CommitOutcome::NoSuchTable);
-        };
-        for requirement in requirements {
-            if let Err(failed) = requirement.check(Some(current.metadata())) {
-                return Ok(CommitOutcome::Conflict(failed.message().to_string()));
-            }
-        }
-        let old = current
-            .metadata_location()
-            .ok_or_else(|| {
-                LakeError::lakehouse(
-                    format!("committing {table}"),
-                    LakehouseError::Table("the table has no metadata location".into()),
-                )
-            })?
-            .to_string();
-        let mut builder = current.metadata().clone().into_builder(Some(old.clone()));
-        for update in updates {
-            builder = match update.apply(builder) {
-                Ok(next) => next,
-                Err(invalid) => return Ok(CommitOutcome::Invalid(invalid.message().to_string())),
-            };
-        }
-        let metadata = match builder.build() {
-            Ok(built) => built.metadata,
-            Err(invalid) => return Ok(CommitOutcome::Invalid(invalid.message().to_string())),
-        };
-        let location = MetadataLocation::from_str(&old)
-            .map_err(iceberg_err(format!(
-                "reading the metadata location of {table}"
-            )))?
-            .with_next_version()
-            .with_new_metadata(&metadata);
-        metadata
-            .write_to(current.file_io(), &location)
-            .await
-            .map_err(iceberg_err(format!("writing the metadata of {table}")))?;
-        match self.swap(table, &old, &location.to_string()).await {
-            Ok(()) => Ok(CommitOutcome::Committed {
-                metadata_location: location.to_string(),
-                metadata: Box::new(metadata),
-            }),
-            Err(LakeError::CommitConflict { .. }) => Ok(CommitOutcome::Conflict(format!(
-                "another writer committed to {table} first"
-            ))),
-            Err(other) => Err(other),
-        }
-    }
-
     /// Commits a new metadata file: the table's pointer moves from `old` to `new` only if it still is `old`
     /// (the JDBC catalog protocol). Environment names that showed `old` move with it, in the same transaction,
     /// so every engine reading them sees the new snapshot too.
     pub async fn swap(&self, table: &TableIdent, old: &str, new: &str) -> Result<()> {
         let context = || format!("committing {table} to the {}", self.describe);
         let mut tx = self.pool.begin().await.map_err(sqlx_err(context()))?;
+        if !self.swap_in(&mut tx, table, old, new).await? {
+            tx.rollback().await.map_err(sqlx_err(context()))?;
+            return Err(LakeError::CommitConflict {
+                table: table.to_string(),
+            });
+        }
+        tx.commit().await.map_err(sqlx_err(context()))
+    }
+
+    /// The compare-and-swap of [`LakeCatalog::swap`] inside the caller's transaction; `false` (and nothing
+    /// changed) when the pointer is no longer `old`.
+    async fn swap_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        table: &TableIdent,
+        old: &str,
+        new: &str,
+    ) -> Result<bool> {
+        let context = || format!("committing {table} to the {}", self.describe);
         let changed = sqlx::query(&self.sql(
             "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
              WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? AND metadata_location = ?",
@@ -395,15 +363,12 @@ impl LakeCatalog {
         .bind(table.namespace().join("."))
         .bind(table.name())
         .bind(old)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(sqlx_err(context()))?
         .rows_affected();
         if changed != 1 {
-            tx.rollback().await.map_err(sqlx_err(context()))?;
-            return Err(LakeError::CommitConflict {
-                table: table.to_string(),
-            });
+            return Ok(false);
         }
         sqlx::query(&self.sql(
             "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
@@ -413,10 +378,10 @@ impl LakeCatalog {
         .bind(old)
         .bind(&self.name)
         .bind(old)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(sqlx_err(context()))?;
-        tx.commit().await.map_err(sqlx_err(context()))
+        Ok(true)
     }
 
     /// Points each environment name at its target table's current metadata (zero copy), or removes it

@@ -102,3 +102,22 @@ pub fn duckdb_iceberg_scan(
     );
     serde_json::from_str(&out).expect("duckdb_iceberg_scan.py prints JSON")
 }
+
+/// A Python with Sail (`pysail`) and the Spark Connect client (`pyspark-client`) beside pyiceberg, or `None`
+/// when it is missing and CI does not require it.
+pub fn pysail() -> Option<String> {
+    let python = std::env::var("LAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = std::process::Command::new(&python)
+        .args(["-c", "import pysail; from pyspark.sql import SparkSession"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(python);
+    }
+    assert!(
+        !services_required(),
+        "Sail is required: set LAKE_TEST_PYTHON to a Python with pysail==0.7.2 and pyspark-client==4.2.0 (.ci/run makes one)"
+    );
+    eprintln!("skipping the Sail checks: no Python with pysail and pyspark-client");
+    None
+}
