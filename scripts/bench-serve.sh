@@ -13,9 +13,10 @@ cargo build --release --locked
 lake="$CARGO_TARGET_DIR/release/lake"
 work="$(mktemp -d)"
 server=""
+pg=""
 cleanup() {
     [ -n "$server" ] && kill "$server" 2>/dev/null
-    [ "$catalog" = postgres ] && bash scripts/pg-cluster.sh stop "$work/pg"
+    [ -n "$pg" ] && bash scripts/pg-cluster.sh stop "$pg" && rm -rf "$pg"
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -23,7 +24,9 @@ python3 ../shared/bench/gen_project.py "$work/p" --models "$n" >/dev/null
 case "$catalog" in
 sqlite) ;;
 postgres)
-    uri="$(bash scripts/pg-cluster.sh start "$work/pg")"
+    # Its own folder under /tmp: the cluster may run as the `postgres` user, who cannot enter "$work".
+    pg="$(mktemp -d "${TMPDIR:-/tmp}/lake-bench-pg.XXXXXX")"
+    uri="$(bash scripts/pg-cluster.sh start "$pg")"
     printf 'storage:\n  catalog:\n    type: postgres\n    uri: %s\n' "$uri" >>"$work/p/config.yaml"
     ;;
 *) echo "usage: $0 [N] [SECONDS] [sqlite|postgres]" >&2; exit 2 ;;
