@@ -137,6 +137,7 @@ pub fn router(state: RestState) -> Router {
         )
         .fallback(unknown_endpoint)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(refuse_oversized_bodies))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn(access_log))
         .with_state(state)
@@ -994,6 +995,25 @@ fn basic_credentials(headers: &axum::http::HeaderMap) -> Option<(String, String)
             .map(|decoded| decoded.into_owned())
     };
     Some((form_decode(id)?, form_decode(secret)?))
+}
+
+/// A body announced larger than the limit gets the spec's error shape (413) before anything reads it; the body
+/// limit layer still stops one that grows past the limit without announcing its length.
+async fn refuse_oversized_bodies(request: Request, next: Next) -> Response {
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return RestError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "BadRequestException",
+            format!("request bodies are limited to {MAX_BODY_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// One line per request on stderr: method, path (no query string, which could hold tokens), status, time.

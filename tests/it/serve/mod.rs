@@ -69,15 +69,31 @@ impl Server {
     }
 
     fn send(&self, method: &str, path: &str, headers: &str, body: &str) -> (u16, Value) {
+        self.exchange(method, path, headers, body.len(), body)
+    }
+
+    /// A request that announces a body of `length` bytes but sends none: what a server must refuse from the
+    /// headers alone.
+    pub fn announce(&self, method: &str, path: &str, length: usize) -> (u16, Value) {
+        self.exchange(method, path, "", length, "")
+    }
+
+    fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        length: usize,
+        body: &str,
+    ) -> (u16, Value) {
         let mut stream = TcpStream::connect(&self.address).expect("connect to lake serve");
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .expect("timeout");
         write!(
             stream,
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{headers}Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n{body}",
             self.address,
-            body.len()
         )
         .expect("send");
         let mut response = String::new();

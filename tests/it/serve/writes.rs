@@ -160,6 +160,15 @@ fn a_multi_table_commit_lands_whole_or_not_at_all() {
         "2",
         "refused commits change nothing"
     );
+
+    // An oversized body is refused in the spec's shape, and the server goes on answering.
+    let (status, answer) = server.announce("POST", "/v1/transactions/commit", 2 << 20);
+    assert_eq!(
+        (status, answer["error"]["code"].as_u64()),
+        (413, Some(413)),
+        "{answer}"
+    );
+    assert_eq!(properties(&server, "ext", "a")["x"], "2");
 }
 
 #[test]
