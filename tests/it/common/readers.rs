@@ -7,12 +7,12 @@ pub fn services_required() -> bool {
     std::env::var("LAKE_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
 }
 
-/// A Python with pyiceberg (`LAKE_TEST_PYTHON`, else `python3`), or `None` when it is missing and CI does
-/// not require it.
-pub fn pyiceberg() -> Option<String> {
+/// The test Python (`LAKE_TEST_PYTHON`, else `python3`) if `imports` run in it; otherwise `None`, or a failure
+/// naming `what` when CI requires every component.
+fn python_with(imports: &str, what: &str) -> Option<String> {
     let python = std::env::var("LAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let ok = std::process::Command::new(&python)
-        .args(["-c", "import pyiceberg.catalog.sql, duckdb"])
+        .args(["-c", imports])
         .status()
         .is_ok_and(|s| s.success());
     if ok {
@@ -20,10 +20,18 @@ pub fn pyiceberg() -> Option<String> {
     }
     assert!(
         !services_required(),
-        "pyiceberg and duckdb are required: set LAKE_TEST_PYTHON to a Python that has them (.ci/run makes one)"
+        "{what} required: set LAKE_TEST_PYTHON to a Python that has it (.ci/run makes one)"
     );
-    eprintln!("skipping the independent-reader checks: no Python with pyiceberg and duckdb");
+    eprintln!("skipping checks that need {what}: not in the test Python");
     None
+}
+
+/// A Python with pyiceberg and duckdb, or `None` when it is missing and CI does not require it.
+pub fn pyiceberg() -> Option<String> {
+    python_with(
+        "import pyiceberg.catalog.sql, duckdb",
+        "pyiceberg and duckdb are",
+    )
 }
 
 /// The folder holding DuckDB 1.5.5 extension binaries (`LAKE_TEST_DUCKDB_EXTENSIONS`), or `None` when missing
@@ -103,21 +111,11 @@ pub fn duckdb_iceberg_scan(
     serde_json::from_str(&out).expect("duckdb_iceberg_scan.py prints JSON")
 }
 
-/// A Python with Sail (`pysail`) and the Spark Connect client (`pyspark-client`) beside pyiceberg, or `None`
-/// when it is missing and CI does not require it.
+/// A Python with Sail (`pysail==0.7.2`) and the Spark Connect client (`pyspark-client==4.2.0`), or `None` when
+/// it is missing and CI does not require it.
 pub fn pysail() -> Option<String> {
-    let python = std::env::var("LAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = std::process::Command::new(&python)
-        .args(["-c", "import pysail; from pyspark.sql import SparkSession"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        return Some(python);
-    }
-    assert!(
-        !services_required(),
-        "Sail is required: set LAKE_TEST_PYTHON to a Python with pysail==0.7.2 and pyspark-client==4.2.0 (.ci/run makes one)"
-    );
-    eprintln!("skipping the Sail checks: no Python with pysail and pyspark-client");
-    None
+    python_with(
+        "import pysail; from pyspark.sql import SparkSession",
+        "Sail (pysail==0.7.2 with pyspark-client==4.2.0) is",
+    )
 }
