@@ -74,6 +74,14 @@ pub struct Session {
     conn: Connection,
 }
 
+/// What DuckDB's type of a result column says beyond its Arrow type, which shows UUID and JSON as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnLogical {
+    Uuid,
+    Json,
+    Other,
+}
+
 /// The rows of a query, in Arrow batches.
 #[derive(Debug)]
 pub struct QueryResult {
@@ -128,6 +136,48 @@ impl Session {
             on_batch(&schema, RecordBatch::from(&chunk))?;
         }
         Ok(schema)
+    }
+
+    /// Like `query_each`, with `$n` parameters bound to `params` (DuckDB casts each to the type the statement
+    /// expects), and `on_schema` told the result's columns before the first batch is computed.
+    pub fn query_each_with(
+        &self,
+        sql: &str,
+        params: &[duckdb::types::Value],
+        context: impl Fn() -> String,
+        on_schema: &mut dyn FnMut(&SchemaRef, &[ColumnLogical]) -> Result<()>,
+        on_batch: &mut dyn FnMut(RecordBatch) -> Result<bool>,
+    ) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare(sql)
+            .map_err(|e| LakeError::engine(context(), e))?;
+        let schema = stmt
+            .stream_arrow(duckdb::params_from_iter(params.iter()))
+            .map_err(|e| LakeError::engine(context(), e))?
+            .get_schema();
+        let logical: Vec<ColumnLogical> = (0..schema.fields().len())
+            .map(|i| {
+                let logical = stmt.column_logical_type(i);
+                match (logical.id(), logical.get_alias().as_deref()) {
+                    (duckdb::core::LogicalTypeId::Uuid, _) => ColumnLogical::Uuid,
+                    (_, Some(alias)) if alias.eq_ignore_ascii_case("json") => ColumnLogical::Json,
+                    _ => ColumnLogical::Other,
+                }
+            })
+            .collect();
+        on_schema(&schema, &logical)?;
+        while let Some(chunk) = stmt.step().map_err(|e| LakeError::engine(context(), e))? {
+            if !on_batch(RecordBatch::from(&chunk))? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the statement running on this session from another thread; it fails with an interrupt error.
+    pub fn interrupt_handle(&self) -> std::sync::Arc<duckdb::InterruptHandle> {
+        self.conn.interrupt_handle()
     }
 
     /// Every column of every row as text (NULL as `None`); for small results such as metadata and counts.

@@ -183,6 +183,15 @@ pub enum LakeError {
         source: duckdb::Error,
     },
 
+    #[error("permission denied: `{0}` changes data, and this endpoint is read-only")]
+    #[diagnostic(
+        code(lake::read_only),
+        help(
+            "only queries (SELECT, WITH, VALUES, DESCRIBE, SHOW) run here; models change through `lake plan`"
+        )
+    )]
+    ReadOnly(String),
+
     #[error("DuckDB answered {found} while {context}, where one count was expected")]
     #[diagnostic(code(lake::engine))]
     NotACount { context: String, found: String },

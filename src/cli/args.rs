@@ -316,9 +316,44 @@ pub(super) enum Command {
         #[arg(long, value_name = "NAME")]
         token_env: Option<String>,
         /// Accept namespace and table creation and commits from clients, outside the namespaces of the
-        /// project's models (those change only through `lake plan`). Without it the catalog is read-only.
+        /// project's models (those change only through `lake plan`). Without it the catalog is read-only. On
+        /// the PostgreSQL endpoint it lets statements other than queries run, on the server's private
+        /// in-memory database (they never change the lakehouse).
         #[arg(long)]
         allow_writes: bool,
+        /// Also serve the PostgreSQL wire protocol on this port (pgduck_server's is 5332): `psql -h 127.0.0.1
+        /// -p 5332 -d prod`; the database name picks the environment (prod by default). 0 picks a free port.
+        #[arg(long, value_name = "PORT")]
+        pg_port: Option<u16>,
+        /// Serve no REST catalog (with --pg-port: only the PostgreSQL endpoint).
+        #[arg(long, requires = "pg_port")]
+        no_rest: bool,
+        /// Default `statement_timeout` of PostgreSQL clients, e.g. `30s` or `500ms` (clients may SET their own).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        statement_timeout: Option<std::time::Duration>,
+        /// PostgreSQL connections served at once; more are refused (SQLSTATE 53300).
+        #[arg(long, default_value_t = 100)]
+        max_connections: usize,
+        /// Queries the PostgreSQL endpoint runs at once; the rest wait their turn.
+        #[arg(long, default_value_t = 4)]
+        max_concurrent_queries: usize,
+        /// DuckDB's memory limit for the PostgreSQL endpoint's queries, e.g. `4GB`.
+        #[arg(long, value_name = "SIZE")]
+        memory_limit: Option<String>,
+        /// PostgreSQL users, from this environment variable (never printed): `user:password`, several
+        /// separated by commas. Clients then prove their password (see --pg-auth).
+        #[arg(long, value_name = "NAME")]
+        pg_users_env: Option<String>,
+        /// How PostgreSQL clients prove their password: scram-sha-256 (the default with --pg-users-env), md5,
+        /// or password (cleartext; only with --tls-cert). Without users: trust.
+        #[arg(long, value_name = "METHOD")]
+        pg_auth: Option<String>,
+        /// TLS certificate chain (PEM) for PostgreSQL clients that ask for TLS (`sslmode=require`).
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
     },
 }
 
@@ -333,4 +368,25 @@ pub enum DagFormat {
     Text,
     Dot,
     Mermaid,
+}
+
+/// `30s`, `500ms`, `2min`, `1h` or plain seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let digits: String = t.chars().take_while(|c| c.is_ascii_digit()).collect();
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (examples: 30s, 500ms, 2min)"))?;
+    let millis = match t[digits.len()..].trim() {
+        "ms" => number,
+        "" | "s" => number * 1000,
+        "min" | "m" => number * 60_000,
+        "h" => number * 3_600_000,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}` (use ms, s, min or h)"
+            ));
+        }
+    };
+    Ok(std::time::Duration::from_millis(millis))
 }

@@ -410,6 +410,16 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             json,
             token_env,
             allow_writes,
+            pg_port,
+            no_rest,
+            statement_timeout,
+            max_connections,
+            max_concurrent_queries,
+            memory_limit,
+            pg_users_env,
+            pg_auth,
+            tls_cert,
+            tls_key,
         } => {
             let ctx = load(cli)?;
             let token = match token_env {
@@ -429,19 +439,84 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                 },
             };
             let authenticated = token.is_some();
+            let users = match pg_users_env {
+                None => None,
+                Some(name) => match std::env::var(name) {
+                    Ok(value) if !value.is_empty() => Some(crate::serve::pg::auth::Users::parse(
+                        &value,
+                        &format!("--pg-users-env {name}"),
+                    )?),
+                    _ => {
+                        return Err(LakeError::Usage(
+                            format!(
+                                "--pg-users-env {name}: the environment variable `{name}` is not set"
+                            ),
+                            Some(format!("export {name}=user:password")),
+                        ));
+                    }
+                },
+            };
+            let method = match (pg_auth.as_deref(), &users) {
+                (Some(text), _) => crate::serve::pg::auth::Method::parse(text)?,
+                (None, Some(_)) => crate::serve::pg::auth::Method::ScramSha256,
+                (None, None) => crate::serve::pg::auth::Method::Trust,
+            };
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(crate::serve::pg::tls_acceptor(cert, key)?),
+                _ => None,
+            };
+            if method == crate::serve::pg::auth::Method::Cleartext && tls.is_none() {
+                return Err(LakeError::Usage(
+                    "--pg-auth password sends passwords in clear text, which needs TLS".into(),
+                    Some("add --tls-cert and --tls-key, or use --pg-auth scram-sha-256".into()),
+                ));
+            }
+            if method != crate::serve::pg::auth::Method::Trust && users.is_none() {
+                return Err(LakeError::Usage(
+                    "--pg-auth asks for passwords, but no users are configured".into(),
+                    Some("add --pg-users-env NAME with NAME=user:password".into()),
+                ));
+            }
+            let auth_label = match method {
+                crate::serve::pg::auth::Method::Trust => "no authentication",
+                crate::serve::pg::auth::Method::ScramSha256 => "SCRAM-SHA-256 passwords",
+                crate::serve::pg::auth::Method::Md5 => "MD5 passwords",
+                crate::serve::pg::auth::Method::Cleartext => "passwords over TLS",
+            };
+            let tls_label = if tls.is_some() { ", TLS offered" } else { "" };
+            let pg = pg_port.map(|port| crate::serve::pg::PgOptions {
+                auth: method,
+                users: users.clone(),
+                tls: tls.clone(),
+                port,
+                allow_writes: *allow_writes,
+                statement_timeout: *statement_timeout,
+                max_connections: *max_connections,
+                limits: crate::serve::pg::EngineLimits {
+                    concurrent_queries: (*max_concurrent_queries).max(1),
+                    memory_limit: memory_limit.clone(),
+                },
+            });
             let options = crate::serve::ServeOptions {
                 host: host.clone(),
-                port: *port,
+                port: (!*no_rest).then_some(*port),
                 token,
                 allow_writes: *allow_writes,
+                pg,
             };
             let json = *json;
-            crate::serve::serve(&ctx, &options, |address| {
+            crate::serve::serve(&ctx, &options, |bound| {
                 if json {
                     // Scripts wait for this line: write it whole and flush before the first request.
-                    let line = serde_json::json!({"rest": format!("http://{address}")});
+                    let mut line = serde_json::Map::new();
+                    if let Some(address) = bound.rest {
+                        line.insert("rest".into(), format!("http://{address}").into());
+                    }
+                    if let Some(address) = bound.pg {
+                        line.insert("pg".into(), address.to_string().into());
+                    }
                     let mut out = std::io::stdout();
-                    let _ = writeln!(out, "{line}");
+                    let _ = writeln!(out, "{}", serde_json::Value::Object(line));
                     let _ = out.flush();
                 }
                 let auth = if authenticated {
@@ -454,9 +529,23 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                 } else {
                     "read-only"
                 };
-                eprintln!(
-                    "Serving the Iceberg REST catalog at http://{address} ({access}, {auth}); Ctrl-C stops it."
-                );
+                if let Some(address) = bound.rest {
+                    eprintln!(
+                        "Serving the Iceberg REST catalog at http://{address} ({access}, {auth}); Ctrl-C stops it."
+                    );
+                }
+                if let Some(address) = bound.pg {
+                    let access = if options.allow_writes {
+                        "writes run in memory only"
+                    } else {
+                        "read-only"
+                    };
+                    eprintln!(
+                        "Serving PostgreSQL at {address} ({access}, {auth_label}{tls_label}): psql -h {} -p {} -d prod",
+                        address.ip(),
+                        address.port()
+                    );
+                }
             })?;
         }
         Command::Migrate => {

@@ -111,11 +111,54 @@ impl Context {
         if let StorageChoice::Iceberg(settings) = &self.project.config.storage {
             crate::storage::iceberg::prepare_engine(settings, &session)?;
         }
+        self.sync_engine(&session)?;
+        Ok(engine)
+    }
+
+    /// A private in-memory DuckDB (with the project's extensions and S3 credentials) for reading the Iceberg
+    /// warehouse without the project's DuckDB file, which a running plan holds: the project's catalog name
+    /// is attached and made current, so every name resolves as it does in that file once `sync_engine` ran.
+    pub fn open_reader_engine(&self) -> Result<Engine> {
+        let StorageChoice::Iceberg(settings) = &self.project.config.storage else {
+            return Err(LakeError::unsupported(
+                "reading a project with `storage: {type: duckdb}` without its DuckDB file",
+                "remove the `storage` override from config.yaml to keep tables in Iceberg",
+            ));
+        };
+        let crate::config::EngineConnection::DuckDb {
+            concurrent_tasks,
+            extensions,
+            ..
+        } = &self.project.config.connection;
+        let engine = Engine::open(&crate::config::EngineConnection::DuckDb {
+            database: None,
+            concurrent_tasks: *concurrent_tasks,
+            extensions: extensions.clone(),
+        })?;
+        let session = engine.session()?;
+        crate::storage::iceberg::prepare_engine(settings, &session)?;
+        session.execute(
+            &format!(
+                "ATTACH ':memory:' AS {0}",
+                crate::sql::quote_ident(&self.project.default_catalog)
+            ),
+            || "attaching the reader's catalog".into(),
+        )?;
+        Ok(engine)
+    }
+
+    /// Makes the engine's views match state and the Iceberg catalog: tables committed elsewhere appear, views
+    /// of VIEW models are restored, and every environment's names point at its versions. Returns the
+    /// environments it saw.
+    pub fn sync_engine(
+        &self,
+        session: &crate::engine::Session,
+    ) -> Result<Vec<crate::state::Environment>> {
         let state = self.open_state()?;
         let environments = state.environments()?;
         let storage = self.storage()?;
-        let here: HashSet<PhysicalTable> = storage.physical_tables(&session)?.into_iter().collect();
-        self.restore_views(&session, state.as_ref(), &environments, &here)?;
+        let here: HashSet<PhysicalTable> = storage.physical_tables(session)?.into_iter().collect();
+        self.restore_views(session, state.as_ref(), &environments, &here)?;
         let names: Vec<(VirtualName, PhysicalTable)> = environments
             .iter()
             .flat_map(|env| {
@@ -127,8 +170,8 @@ impl Context {
                 })
             })
             .collect();
-        storage.sync_local(&session, &names)?;
-        Ok(engine)
+        storage.sync_local(session, &names)?;
+        Ok(environments)
     }
 
     /// VIEW models exist only in the DuckDB file that created them. Those an environment shows but this file

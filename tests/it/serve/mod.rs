@@ -1,8 +1,9 @@
 //! `lake serve`: the Iceberg REST catalog read by independent clients (pyiceberg, DuckDB's iceberg extension),
 //! spec-shaped errors for bad requests, and a clean stop on SIGTERM. `writes` covers what clients may change,
-//! `engines` Sail and many readers during a plan.
+//! `engines` Sail and many readers during a plan, `pg` the PostgreSQL endpoint.
 
 mod engines;
+mod pg;
 mod writes;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,0 +1,258 @@
+//! The PostgreSQL catalog as clients query it: DuckDB's own `pg_catalog` compatibility, with the models shown
+//! as tables, and the PostgreSQL spellings DuckDB does not read (`OPERATOR(pg_catalog.~)`, `COLLATE
+//! pg_catalog.default`, `::pg_catalog.text`, psql's helper functions) rewritten on the parsed query.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    BinaryOperator, DataType, Expr, Ident, ObjectName, ObjectNamePart, Statement, VisitMut,
+    VisitorMut,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::sql::quote_ident;
+
+/// The schema, in each environment's database, holding the relations and functions below.
+pub const SHIM_SCHEMA: &str = "lake_pg";
+
+/// `pg_catalog` relations answered from `lake_pg`, where they differ from DuckDB's.
+const SHIM_RELATIONS: [&str; 3] = ["pg_class", "pg_namespace", "pg_database"];
+
+/// Functions psql and drivers call that DuckDB's `pg_catalog` lacks (or has with other arguments).
+const SHIM_FUNCTIONS: [&str; 7] = [
+    "pg_get_serial_sequence",
+    "pg_get_userbyid",
+    "pg_get_expr",
+    "pg_encoding_to_char",
+    "version",
+    "to_regtype",
+    "to_regclass",
+];
+
+/// SQL creating the shims in the database `env` (run once, when it is attached).
+pub fn install_sql(env: &str) -> String {
+    let schema = format!("{}.{}", quote_ident(env), SHIM_SCHEMA);
+    // Models are DuckDB views; clients list them as tables (psql's `\dt`, drivers' table lists), so every view
+    // outside DuckDB's own schemas reads as relkind 'r'.
+    format!(
+        "CREATE SCHEMA {schema};\n\
+         CREATE VIEW {schema}.pg_class AS SELECT * REPLACE (CASE WHEN relkind = 'v' THEN 'r' ELSE relkind END AS relkind), \
+         false AS relforcerowsecurity FROM pg_catalog.pg_class c WHERE relnamespace NOT IN (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = '{SHIM_SCHEMA}');\n\
+         CREATE VIEW {schema}.pg_namespace AS SELECT * FROM pg_catalog.pg_namespace WHERE nspname <> '{SHIM_SCHEMA}';\n\
+         CREATE MACRO {schema}.pg_get_userbyid(id) AS 'lake';\n\
+         CREATE MACRO {schema}.pg_get_expr(expr, relation, pretty := false) AS NULL::VARCHAR;\n\
+         CREATE MACRO {schema}.pg_encoding_to_char(encoding) AS 'UTF8';\n\
+         CREATE MACRO {schema}.to_regtype(name) AS (SELECT min(oid) FROM pg_catalog.pg_type WHERE typname = name);\n\
+         CREATE MACRO {schema}.to_regclass(name) AS (SELECT min(c.oid) FROM {schema}.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relname = name OR n.nspname || '.' || c.relname = name);\n\
+         CREATE MACRO {schema}.pg_get_serial_sequence(relation, column_name) AS NULL::VARCHAR;\n\
+         CREATE MACRO {schema}.version() AS 'PostgreSQL 16.6 (lake serve {lake}, DuckDB {duckdb})';\n\
+         CREATE VIEW {schema}.pg_database AS SELECT database_oid AS oid, database_name AS datname, 10 AS datdba, \
+         6 AS encoding, 'c' AS datlocprovider, false AS datistemplate, true AS datallowconn, -1 AS datconnlimit, \
+         0 AS datfrozenxid, 0 AS datminmxid, 1663 AS dattablespace, 'C.UTF-8' AS datcollate, 'C.UTF-8' AS datctype, \
+         NULL::VARCHAR AS daticulocale, NULL::VARCHAR AS daticurules, NULL::VARCHAR AS datcollversion, \
+         NULL::VARCHAR[] AS datacl FROM duckdb_databases() \
+         WHERE NOT internal AND database_name NOT IN ('memory', 'system', 'temp') AND comment IS NULL AND type = 'duckdb' \
+         AND database_name IN (SELECT database_name FROM duckdb_schemas() WHERE schema_name = '{SHIM_SCHEMA}');\n",
+        lake = env!("CARGO_PKG_VERSION"),
+        duckdb = crate::engine::DUCKDB_VERSION,
+    )
+}
+
+/// Whether `sql` may be a catalog query worth rewriting (a cheap test before parsing).
+fn mentions_catalog(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    [
+        "pg_catalog",
+        "pg_class",
+        "pg_namespace",
+        "pg_database",
+        "pg_type",
+        "version(",
+        "to_reg",
+        "::reg",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
+}
+
+/// The query with the PostgreSQL-only spellings DuckDB rejects replaced, or `None` when nothing needs it (or
+/// it does not parse as PostgreSQL, in which case DuckDB gets it as written).
+pub fn rewrite(sql: &str) -> Option<String> {
+    if !mentions_catalog(sql) {
+        return None;
+    }
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).ok()?;
+    let mut rewriter = Rewriter { changed: false };
+    for statement in &mut statements {
+        let _ = statement.visit(&mut rewriter);
+    }
+    rewriter.changed.then(|| {
+        statements
+            .iter()
+            .map(Statement::to_string)
+            .collect::<Vec<_>>()
+            .join(";\n")
+    })
+}
+
+struct Rewriter {
+    changed: bool,
+}
+
+fn parts(name: &ObjectName) -> Vec<String> {
+    name.0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(ident) => ident.value.to_ascii_lowercase(),
+            other => other.to_string().to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+fn shim_name(name: &str) -> ObjectName {
+    ObjectName(vec![
+        ObjectNamePart::Identifier(Ident::new(SHIM_SCHEMA)),
+        ObjectNamePart::Identifier(Ident::new(name)),
+    ])
+}
+
+/// `pg_catalog.x` or `x` when `x` is one of `names`.
+fn shimmed(name: &ObjectName, names: &[&str]) -> Option<String> {
+    match parts(name).as_slice() {
+        [schema, object] if schema == "pg_catalog" && names.contains(&object.as_str()) => {
+            Some(object.clone())
+        }
+        [object] if names.contains(&object.as_str()) => Some(object.clone()),
+        _ => None,
+    }
+}
+
+impl VisitorMut for Rewriter {
+    type Break = ();
+
+    fn post_visit_relation(&mut self, relation: &mut ObjectName) -> ControlFlow<Self::Break> {
+        if let Some(object) = shimmed(relation, &SHIM_RELATIONS) {
+            *relation = shim_name(&object);
+            self.changed = true;
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<Self::Break> {
+        match expr {
+            // `pg_catalog.pg_class.relname` names a column of a relation read from `lake_pg` instead.
+            Expr::CompoundIdentifier(idents)
+                if idents.len() == 3
+                    && idents[0].value.eq_ignore_ascii_case("pg_catalog")
+                    && SHIM_RELATIONS.contains(&idents[1].value.to_ascii_lowercase().as_str()) =>
+            {
+                idents[0] = Ident::new(SHIM_SCHEMA);
+                self.changed = true;
+            }
+            Expr::Function(function) => {
+                if let Some(object) = shimmed(&function.name, &["json_build_object"]) {
+                    debug_assert_eq!(object, "json_build_object");
+                    function.name =
+                        ObjectName(vec![ObjectNamePart::Identifier(Ident::new("json_object"))]);
+                    self.changed = true;
+                } else if let Some(object) = shimmed(&function.name, &SHIM_FUNCTIONS) {
+                    function.name = shim_name(&object);
+                    self.changed = true;
+                } else if parts(&function.name).first().map(String::as_str) == Some("pg_catalog")
+                    && function.name.0.len() == 2
+                {
+                    // DuckDB knows most catalog functions unqualified (`pg_catalog.array_to_string` is not found).
+                    function.name.0.remove(0);
+                    self.changed = true;
+                }
+            }
+            Expr::BinaryOp { op, .. } => {
+                if let BinaryOperator::PGCustomBinaryOperator(path) = op
+                    && let Some(last) = path.last()
+                {
+                    let replacement = match last.as_str() {
+                        "~" => Some(BinaryOperator::PGRegexMatch),
+                        "!~" => Some(BinaryOperator::PGRegexNotMatch),
+                        "~*" => Some(BinaryOperator::PGRegexIMatch),
+                        "!~*" => Some(BinaryOperator::PGRegexNotIMatch),
+                        "=" => Some(BinaryOperator::Eq),
+                        "<>" => Some(BinaryOperator::NotEq),
+                        _ => None,
+                    };
+                    if let Some(replacement) = replacement {
+                        *op = replacement;
+                        self.changed = true;
+                    }
+                }
+            }
+            Expr::Collate { expr: inner, .. } => {
+                *expr = (**inner).clone();
+                self.changed = true;
+            }
+            Expr::Cast { data_type, .. } => {
+                if matches!(data_type, DataType::Regclass) {
+                    *data_type = DataType::Varchar(None);
+                    self.changed = true;
+                } else if let DataType::Custom(name, modifiers) = data_type {
+                    let parts = parts(name);
+                    let object = match parts.as_slice() {
+                        [schema, object] if schema == "pg_catalog" => object.clone(),
+                        [object] => object.clone(),
+                        _ => return ControlFlow::Continue(()),
+                    };
+                    // DuckDB has no object-identifier types: a regclass/regtype shows as its text.
+                    if object.starts_with("reg") {
+                        *data_type = DataType::Varchar(None);
+                        self.changed = true;
+                    } else if parts.len() == 2 {
+                        *data_type = DataType::Custom(
+                            ObjectName(vec![ObjectNamePart::Identifier(Ident::new(object))]),
+                            modifiers.clone(),
+                        );
+                        self.changed = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psql_spellings_become_duckdb_ones() {
+        let sql = "SELECT c.oid, n.nspname, c.relname FROM pg_catalog.pg_class c \
+                   LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                   WHERE c.relname OPERATOR(pg_catalog.~) '^(full_model)$' COLLATE pg_catalog.default \
+                   AND pg_catalog.pg_get_userbyid(c.relowner) = 'lake' ORDER BY 2, 3";
+        let rewritten = rewrite(sql).expect("rewritten");
+        assert!(rewritten.contains("FROM lake_pg.pg_class c"), "{rewritten}");
+        assert!(
+            rewritten.contains("JOIN lake_pg.pg_namespace n"),
+            "{rewritten}"
+        );
+        assert!(
+            rewritten.contains("c.relname ~ '^(full_model)$'"),
+            "{rewritten}"
+        );
+        assert!(
+            rewritten.contains("lake_pg.pg_get_userbyid(c.relowner)"),
+            "{rewritten}"
+        );
+        assert!(!rewritten.contains("COLLATE"), "{rewritten}");
+    }
+
+    #[test]
+    fn ordinary_queries_are_left_alone() {
+        assert_eq!(rewrite("SELECT * FROM demo.full_model"), None);
+        // DuckDB syntax sqlparser cannot read still reaches DuckDB unchanged.
+        assert_eq!(rewrite("FROM pg_class SELECT relname"), None);
+    }
+}

@@ -1,0 +1,487 @@
+//! `lake serve --pg-port`: psql, psycopg and SQLAlchemy query prod and a dev environment over the PostgreSQL
+//! wire protocol; types round-trip exactly, writes and files outside the warehouse are refused with the right
+//! SQLSTATE, cancel and statement_timeout stop queries, and the server keeps serving.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+use super::prod_and_dev;
+use crate::common::readers::{run_python, services_required};
+use crate::common::{EXEC, Scratch};
+
+/// A running `lake serve --pg-port 0 --no-rest --json`, stopped when dropped.
+struct PgServer {
+    child: Child,
+    host: String,
+    port: String,
+}
+
+impl PgServer {
+    fn start(s: &Scratch) -> PgServer {
+        PgServer::start_with(s, &[])
+    }
+
+    fn start_with(s: &Scratch, args: &[&str]) -> PgServer {
+        let mut command = vec!["serve", "--pg-port", "0", "--no-rest", "--json"];
+        command.extend_from_slice(args);
+        let mut child = s.spawn(&command, Stdio::piped());
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the startup line");
+        let started: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("`lake serve --json` printed `{line}`: {e}"));
+        assert!(
+            started.get("rest").is_none(),
+            "--no-rest serves no catalog: {line}"
+        );
+        let address = started["pg"].as_str().expect("a pg address").to_string();
+        let (host, port) = address.rsplit_once(':').expect("host:port");
+        assert_eq!(host, "127.0.0.1", "loopback by default");
+        PgServer {
+            child,
+            host: host.to_string(),
+            port: port.to_string(),
+        }
+    }
+
+    /// `psql -X -A -t` (unaligned, tuples only) running `commands` against `database`.
+    fn psql(&self, psql: &PathBuf, database: &str, commands: &[&str]) -> std::process::Output {
+        let mut command = Command::new(psql);
+        command.args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"]);
+        command.args([
+            "-h", &self.host, "-p", &self.port, "-U", "lake", "-d", database,
+        ]);
+        for c in commands {
+            command.args(["-c", c]);
+        }
+        command
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .expect("run psql")
+    }
+}
+
+impl PgServer {
+    /// psql as `user` with `password`, over TLS when `sslmode` asks for it.
+    fn psql_login(
+        &self,
+        psql: &PathBuf,
+        user: &str,
+        password: &str,
+        sslmode: &str,
+        sql: &str,
+    ) -> std::process::Output {
+        let conninfo = format!(
+            "host={} port={} dbname=prod user={user} sslmode={sslmode}",
+            self.host, self.port
+        );
+        Command::new(psql)
+            .args(["-X", "-A", "-t", "-c", sql, &conninfo])
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .expect("run psql")
+    }
+
+    /// Stops the server and returns everything it wrote on stderr.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let mut log = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
+        }
+        log
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// psql from PATH or PostgreSQL's own folders, or `None` when missing and CI does not require it.
+fn psql() -> Option<PathBuf> {
+    let candidates = std::iter::once(PathBuf::from("psql")).chain(
+        std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin/psql")),
+    );
+    for candidate in candidates {
+        if Command::new(&candidate)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return Some(candidate);
+        }
+    }
+    assert!(
+        !services_required(),
+        "psql is required (apt-get install postgresql-client)"
+    );
+    eprintln!("skipping: no psql");
+    None
+}
+
+fn text(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+#[test]
+fn psql_queries_and_lists_prod_and_dev() {
+    let Some(psql) = psql() else {
+        return;
+    };
+    let s = prod_and_dev();
+    let server = PgServer::start(&s);
+
+    let prod = server.psql(&psql, "prod", &["select * from demo.full_model order by 1"]);
+    assert!(
+        prod.status.success(),
+        "{}",
+        String::from_utf8_lossy(&prod.stderr)
+    );
+    assert_eq!(text(&prod), "1|5\n2|1\n3|1\n");
+    // The database name picks the environment: dev's full_model has the extra column.
+    let dev = server.psql(&psql, "dev", &["select * from demo.full_model order by 1"]);
+    assert_eq!(
+        text(&dev),
+        "1|1|5\n2|1|1\n3|1|1\n",
+        "{}",
+        String::from_utf8_lossy(&dev.stderr)
+    );
+
+    let listed = server.psql(&psql, "prod", &["\\dt demo.*", "\\dn", "\\l"]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let listed = text(&listed);
+    for line in [
+        "demo|full_model|table|lake",
+        "demo|incremental_model|table|lake",
+        "demo|seed_model|table|lake",
+        "demo|lake",
+        "dev|lake|UTF8",
+        "prod|lake|UTF8",
+    ] {
+        assert!(
+            listed.lines().any(|l| l.starts_with(line)),
+            "`{line}` missing from:\n{listed}"
+        );
+    }
+
+    let unknown = server.psql(&psql, "nope", &["select 1"]);
+    assert!(!unknown.status.success());
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("database \"nope\" does not exist"),
+        "{stderr}"
+    );
+
+    let refused = server.psql(&psql, "prod", &["drop view demo.full_model"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("read-only"), "{stderr}");
+    // Still serving, and nothing changed.
+    let again = server.psql(&psql, "prod", &["select count(*) from demo.full_model"]);
+    assert_eq!(text(&again), "3\n");
+}
+
+/// A Python with psycopg 3 and SQLAlchemy, or `None` when missing and CI does not require it.
+fn psycopg() -> Option<String> {
+    let python = std::env::var("LAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&python)
+        .args(["-c", "import psycopg, sqlalchemy"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Some(python);
+    }
+    assert!(
+        !services_required(),
+        "psycopg and SQLAlchemy are required: set LAKE_TEST_PYTHON to a Python that has them (.ci/run makes one)"
+    );
+    eprintln!("skipping: no psycopg/SQLAlchemy in the test Python");
+    None
+}
+
+#[test]
+fn psycopg_and_sqlalchemy_round_trip_every_type_and_get_postgres_errors() {
+    let Some(python) = psycopg() else {
+        return;
+    };
+    let s = prod_and_dev();
+    let server = PgServer::start(&s);
+    let seen: Value = serde_json::from_str(&run_python(
+        &python,
+        "pg_client.py",
+        &[&server.host, &server.port],
+    ))
+    .expect("pg_client.py prints JSON");
+
+    assert_eq!(seen["prod_columns"], json!(["item_id", "num_orders"]));
+    assert_eq!(seen["dev_columns"], json!(["item_id", "one", "num_orders"]));
+    assert_eq!(seen["prod_rows"], json!([[1, 5], [2, 1], [3, 1]]));
+    assert_eq!(seen["param_text"], json!([[5]]));
+    assert_eq!(seen["param_binary"], json!([[5]]));
+    assert_eq!(seen["params_typed"], json!(["x!", "42", "2024-01-02"]));
+    assert_eq!(seen["multi"], json!([[[1]], [[2]]]));
+    // Every value equals Python's exact value, in text and in binary results.
+    assert_eq!(seen["types_text"], json!({}), "text results that differ");
+    assert_eq!(
+        seen["types_binary"],
+        json!({}),
+        "binary results that differ"
+    );
+    // bool, int2 ×2, int4, int8, numeric ×2, float4, float8, text, date, time, timestamp, timestamptz,
+    // interval, uuid, bytea, json, int4[], text[], json (struct), json (map), int4.
+    assert_eq!(
+        seen["type_oids"],
+        json!([
+            16, 21, 21, 23, 20, 1700, 1700, 700, 701, 25, 1082, 1083, 1114, 1184, 1186, 2950, 17,
+            114, 1007, 1009, 114, 114, 23
+        ])
+    );
+    assert_eq!(
+        seen["errors"],
+        json!({
+            "select * from no_such_table": "42P01",
+            "select no_such_column from demo.full_model": "42703",
+            "selec 1": "42601",
+            "create table t (a int)": "42501",
+            "insert into demo.full_model values (1, 2)": "42501",
+            "copy (select 1) to 'x.csv'": "42501",
+            "attach ':memory:' as other": "42501",
+            "select * from read_csv('/etc/passwd')": "42501",
+            "set memory_limit = '1GB'": "42704",
+        })
+    );
+    assert_eq!(seen["after_errors"], json!(3));
+    assert_eq!(seen["cancel"], json!("57014"));
+    assert!(
+        seen["cancel_took_s"].as_f64().is_some_and(|t| t < 10.0),
+        "{seen}"
+    );
+    assert_eq!(seen["after_cancel"], json!(42));
+    assert_eq!(seen["timeout"], json!("57014"));
+    assert_eq!(seen["after_timeout"], json!(43));
+    assert_eq!(seen["show"], json!("on"));
+    assert!(
+        seen["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("PostgreSQL 16")),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["sa_tables"],
+        json!([
+            "full_model",
+            "incremental_model",
+            "seed_model",
+            "view_model"
+        ])
+    );
+    assert!(
+        seen["sa_schemas"]
+            .as_array()
+            .is_some_and(|s| s.contains(&json!("demo"))),
+        "{seen}"
+    );
+    assert_eq!(seen["sa_columns"], json!(["item_id", "one", "num_orders"]));
+    assert_eq!(seen["sa_rows"], json!(3));
+}
+
+#[test]
+fn thirty_two_clients_see_whole_versions_while_a_plan_promotes() {
+    let Some(python) = psycopg() else {
+        return;
+    };
+    let s = Scratch::init();
+    s.apply(EXEC);
+    let server = PgServer::start_with(&s, &["--max-concurrent-queries", "2"]);
+    let stop = s.dir.path().join("stop");
+    // Both models in one query: a client must see prod's full_model and its downstream view from one version.
+    let sql = "select (select list(item_id order by item_id) from demo.full_model) as full_items, \
+               (select list(item_id order by item_id) from demo.view_model) as view_items";
+    let mut hammer = Command::new(&python)
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/pg_hammer.py"))
+        .args([&server.host, &server.port])
+        .arg(&stop)
+        .arg(sql)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pg_hammer.py");
+    let mut ready = String::new();
+    BufReader::new(hammer.stderr.as_mut().expect("piped stderr"))
+        .read_line(&mut ready)
+        .expect("pg_hammer.py's ready line");
+    assert_eq!(ready.trim(), "ready", "pg_hammer.py did not start");
+
+    // A breaking change: prod's names move to new versions of full_model (item 1 gone) and of the view over it
+    // (which kept only item 1, so it becomes empty): a query reading one old and one new would see either
+    // full_model without item 1 beside a view with it, or the reverse.
+    let model = s.read("models/full_model.sql").replace(
+        "FROM demo.incremental_model",
+        "FROM demo.incremental_model\nWHERE\n  item_id <> 1",
+    );
+    assert!(
+        model.contains("item_id <> 1"),
+        "the demo's full_model changed shape"
+    );
+    s.write("models/full_model.sql", &model);
+    s.apply(EXEC);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    std::fs::write(&stop, "").expect("the stop file");
+    let out = hammer.wait_with_output().expect("pg_hammer.py's output");
+    assert!(
+        out.status.success(),
+        "pg_hammer.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&out.stdout).expect("pg_hammer.py prints JSON");
+    assert_eq!(seen["errors"], json!([]), "{seen}");
+    assert!(seen["queries"].as_u64().is_some_and(|q| q > 32), "{seen}");
+    // Every answer is one whole version: the old pair or the new pair, never one model from each.
+    assert_eq!(
+        seen["results"],
+        json!(["[[[1, 2, 3], [1]]]", "[[[2, 3], null]]"]),
+        "{seen}"
+    );
+    assert_eq!(seen["final"], json!("[[[2, 3], null]]"));
+}
+
+#[test]
+fn passwords_by_scram_or_md5_over_tls_are_required_and_never_printed() {
+    let Some(psql) = psql() else {
+        return;
+    };
+    let mut s = Scratch::init();
+    s.apply(EXEC);
+    let secret = "Sup3r-s3cret-pw";
+    s.env.push((
+        "LAKE_TEST_PG_USERS".into(),
+        format!("alice:{secret},bob:other-pw"),
+    ));
+    let cert = s.dir.path().join("server.crt");
+    let key = s.dir.path().join("server.key");
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-days",
+            "1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    if !made.is_ok_and(|o| o.status.success()) {
+        assert!(
+            !services_required(),
+            "openssl is required to make a test certificate"
+        );
+        eprintln!("skipping: no openssl to make a test certificate");
+        return;
+    }
+    let (cert, key) = (
+        cert.to_string_lossy().to_string(),
+        key.to_string_lossy().to_string(),
+    );
+
+    // Cleartext passwords need TLS.
+    let refused = s
+        .lake()
+        .args([
+            "serve",
+            "--pg-port",
+            "0",
+            "--no-rest",
+            "--pg-users-env",
+            "LAKE_TEST_PG_USERS",
+        ])
+        .args(["--pg-auth", "password"])
+        .output()
+        .expect("run lake");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(crate::common::stderr(&refused).contains("needs TLS"));
+
+    for method in ["scram-sha-256", "md5", "password"] {
+        let server = PgServer::start_with(
+            &s,
+            &[
+                "--pg-users-env",
+                "LAKE_TEST_PG_USERS",
+                "--pg-auth",
+                method,
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+            ],
+        );
+        let ok = server.psql_login(
+            &psql,
+            "alice",
+            secret,
+            "require",
+            "select count(*) from demo.full_model",
+        );
+        assert!(
+            ok.status.success(),
+            "{method}: {}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        assert_eq!(text(&ok), "3\n");
+        // `sslmode=require` fails unless the server negotiated TLS; without it the server still takes logins.
+        let plain = server.psql_login(&psql, "bob", "other-pw", "disable", "select 2");
+        if method == "password" {
+            // A cleartext password is never asked for over a connection without TLS.
+            assert!(!plain.status.success());
+            let stderr = String::from_utf8_lossy(&plain.stderr);
+            assert!(stderr.contains("requires TLS"), "{stderr}");
+        } else {
+            assert_eq!(
+                text(&plain),
+                "2\n",
+                "{method}: {}",
+                String::from_utf8_lossy(&plain.stderr)
+            );
+        }
+        for (user, password) in [("alice", "wrong"), ("nobody", secret)] {
+            let denied = server.psql_login(&psql, user, password, "prefer", "select 1");
+            assert!(!denied.status.success(), "{method}: {user} got in");
+            let stderr = String::from_utf8_lossy(&denied.stderr);
+            assert!(
+                stderr.contains("authentication failed"),
+                "{method}: {stderr}"
+            );
+        }
+        let log = server.stop();
+        assert!(
+            !log.contains(secret),
+            "{method}: the server printed a password:\n{log}"
+        );
+        assert!(
+            !log.contains("other-pw"),
+            "{method}: the server printed a password:\n{log}"
+        );
+    }
+}
