@@ -519,6 +519,94 @@ impl SimpleQueryHandler for Handler {
     }
 }
 
+/// The DuckDB type a parameter the client declared as `declared` is cast to, so `SELECT $1` answers the type
+/// the client sent, as PostgreSQL does; `value` gives a numeric's scale.
+fn cast_type(declared: &Type, value: &duckdb::types::Value) -> Option<String> {
+    Some(
+        match *declared {
+            Type::BOOL => "BOOLEAN",
+            Type::INT2 => "SMALLINT",
+            Type::INT4 => "INTEGER",
+            Type::INT8 => "BIGINT",
+            Type::FLOAT4 => "FLOAT",
+            Type::FLOAT8 => "DOUBLE",
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => "VARCHAR",
+            Type::BYTEA => "BLOB",
+            Type::DATE => "DATE",
+            Type::TIME => "TIME",
+            Type::TIMESTAMP => "TIMESTAMP",
+            Type::TIMESTAMPTZ => "TIMESTAMPTZ",
+            Type::UUID => "UUID",
+            Type::JSON | Type::JSONB => "JSON",
+            Type::INTERVAL => "INTERVAL",
+            Type::NUMERIC => {
+                let scale = match value {
+                    duckdb::types::Value::Text(text) => {
+                        text.split_once('.').map_or(0, |(_, frac)| frac.len())
+                    }
+                    _ => 0,
+                };
+                return Some(format!("DECIMAL(38, {})", scale.min(38)));
+            }
+            _ => return None,
+        }
+        .to_string(),
+    )
+}
+
+/// `sql` with each `$n` whose type the client declared cast to that type (outside strings and comments).
+fn typed_sql(sql: &str, casts: &[Option<String>]) -> String {
+    if casts.iter().all(Option::is_none) {
+        return sql.to_string();
+    }
+    let bytes = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len() + 16 * casts.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(n) = lex::skip_lexeme(bytes, i) {
+            out.push_str(&sql[i..i + n]);
+            i += n;
+            continue;
+        }
+        if bytes[i] == b'$' {
+            let digits: String = sql[i + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect();
+            if let Some(Some(cast)) = digits
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| n.checked_sub(1))
+                .and_then(|n| casts.get(n))
+            {
+                out.push_str(&format!("CAST(${digits} AS {cast})"));
+                i += 1 + digits.len();
+                continue;
+            }
+        }
+        let next = sql[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&sql[i..i + next]);
+        i += next;
+    }
+    out
+}
+
+/// The statement of a portal with its parameters bound: the SQL with declared types cast, and the values.
+fn bound(portal: &Portal<String>) -> PgWireResult<(String, Vec<duckdb::types::Value>)> {
+    let values = (0..portal.parameter_len())
+        .map(|i| parameter(portal, i))
+        .collect::<PgWireResult<Vec<_>>>()?;
+    let casts: Vec<Option<String>> = values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let declared = portal.statement.parameter_types.get(i).cloned().flatten()?;
+            cast_type(&declared, value)
+        })
+        .collect();
+    Ok((typed_sql(portal.statement.statement.trim(), &casts), values))
+}
+
 /// A bound parameter as DuckDB takes it: text parameters go as text (DuckDB casts them to the type the
 /// statement expects), binary ones are decoded by their declared type.
 fn parameter(portal: &Portal<String>, i: usize) -> PgWireResult<duckdb::types::Value> {
@@ -553,6 +641,11 @@ fn parameter(portal: &Portal<String>, i: usize) -> PgWireResult<duckdb::types::V
         Type::NUMERIC => value(
             portal
                 .parameter::<rust_decimal::Decimal>(i, &declared)?
+                .map(|d| Value::Text(d.to_string())),
+        ),
+        Type::TIME => value(
+            portal
+                .parameter::<chrono::NaiveTime>(i, &declared)?
                 .map(|d| Value::Text(d.to_string())),
         ),
         Type::DATE => value(
@@ -619,10 +712,8 @@ impl ExtendedQueryHandler for Handler {
         {
             return Ok(Response::EmptyQuery);
         }
-        let params = (0..portal.parameter_len())
-            .map(|i| parameter(portal, i))
-            .collect::<PgWireResult<Vec<_>>>()?;
-        self.respond(client, sql, params, &portal.result_column_format)
+        let (sql, params) = bound(portal)?;
+        self.respond(client, &sql, params, &portal.result_column_format)
             .await
     }
 
@@ -650,8 +741,17 @@ impl ExtendedQueryHandler for Handler {
             })
             .collect();
         let params = vec![duckdb::types::Value::Null; types.len()];
+        let casts: Vec<Option<String>> = statement
+            .parameter_types
+            .iter()
+            .map(|t| {
+                t.as_ref()
+                    .and_then(|t| cast_type(t, &duckdb::types::Value::Null))
+            })
+            .collect();
+        let sql = typed_sql(statement.statement.trim(), &casts);
         let fields = self
-            .describe(client, &statement.statement, params, &Format::UnifiedBinary)
+            .describe(client, &sql, params, &Format::UnifiedBinary)
             .await?;
         Ok(DescribeStatementResponse::new(types, fields))
     }
@@ -667,16 +767,9 @@ impl ExtendedQueryHandler for Handler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let params = (0..portal.parameter_len())
-            .map(|i| parameter(portal, i))
-            .collect::<PgWireResult<Vec<_>>>()?;
+        let (sql, params) = bound(portal)?;
         let fields = self
-            .describe(
-                client,
-                &portal.statement.statement,
-                params,
-                &portal.result_column_format,
-            )
+            .describe(client, &sql, params, &portal.result_column_format)
             .await?;
         Ok(DescribePortalResponse::new(fields))
     }
@@ -777,6 +870,20 @@ mod tests {
         assert_eq!(parse_timeout("250"), Some(Some(Duration::from_millis(250))));
         assert_eq!(parse_timeout("5s"), Some(Some(Duration::from_secs(5))));
         assert_eq!(parse_timeout("soon"), None);
+    }
+
+    #[test]
+    fn declared_parameters_are_cast_to_their_type() {
+        let casts = vec![Some("DATE".to_string()), None];
+        assert_eq!(
+            typed_sql("SELECT $1, $2, '$1' -- $1", &casts),
+            "SELECT CAST($1 AS DATE), $2, '$1' -- $1"
+        );
+        let value = duckdb::types::Value::Text("-1.2300".into());
+        assert_eq!(
+            cast_type(&Type::NUMERIC, &value).as_deref(),
+            Some("DECIMAL(38, 4)")
+        );
     }
 
     #[test]

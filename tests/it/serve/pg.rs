@@ -237,6 +237,15 @@ fn psycopg_and_sqlalchemy_round_trip_every_type_and_get_postgres_errors() {
     assert_eq!(seen["param_binary"], json!([[5]]));
     assert_eq!(seen["params_typed"], json!(["x!", "42", "2024-01-02"]));
     assert_eq!(seen["multi"], json!([[[1]], [[2]]]));
+    assert_eq!(
+        seen["params_binary_types"],
+        json!({}),
+        "binary parameters that differ"
+    );
+    assert_eq!(
+        seen["jdbc"],
+        json!({"prepared": "COMMAND_OK", "params": [23], "fields": [["num_orders", 20]], "runs": [5, 1]})
+    );
     // Every value equals Python's exact value, in text and in binary results.
     assert_eq!(seen["types_text"], json!({}), "text results that differ");
     assert_eq!(

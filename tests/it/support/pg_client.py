@@ -46,6 +46,36 @@ out["params_typed"] = prod.execute(
 ).fetchone()
 out["params_typed"] = [str(v) for v in out["params_typed"]]
 
+# Binary parameters of each type psycopg sends that way come back equal.
+BINARY_PARAMS = (
+    True, 7, 2**40, 1.25, "text", b"\x00\xff", decimal.Decimal("-123.4500"), datetime.date(2024, 2, 29),
+    datetime.time(23, 59, 58, 123000), datetime.datetime(2024, 1, 2, 3, 4, 5, 678000),
+    datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc),
+    uuid.UUID("12345678-1234-5678-1234-567812345678"),
+)
+row = prod.cursor(binary=True).execute(
+    "select " + ", ".join(["%b"] * len(BINARY_PARAMS)), BINARY_PARAMS
+).fetchone()
+out["params_binary_types"] = {
+    str(i): repr(got) for i, (got, want) in enumerate(zip(row, BINARY_PARAMS)) if got != want
+}
+
+# A JDBC-shaped flow on libpq's own calls: a named statement with declared parameter types, described before
+# it is bound, then executed twice with a binary parameter and binary results.
+pg = prod.pgconn
+prepared = pg.prepare(b"jdbc_s1", b"select num_orders from demo.full_model where item_id = $1", [23])
+described = pg.describe_prepared(b"jdbc_s1")
+runs = []
+for item in (1, 2):
+    result = pg.exec_prepared(b"jdbc_s1", [item.to_bytes(4, "big")], param_formats=[1], result_format=1)
+    runs.append(int.from_bytes(result.get_value(0, 0), "big", signed=True))
+out["jdbc"] = {
+    "prepared": psycopg.pq.ExecStatus(prepared.status).name,
+    "params": [described.param_type(i) for i in range(described.nparams)],
+    "fields": [(described.fname(i).decode(), described.ftype(i)) for i in range(described.nfields)],
+    "runs": runs,
+}
+
 # Several statements in one simple query: every result arrives; the last one is what fetch returns.
 cur = prod.cursor()
 cur.execute("select 1 as a; select 2 as b", prepare=False)
