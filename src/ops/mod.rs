@@ -147,6 +147,22 @@ impl Context {
         Ok(engine)
     }
 
+    /// A fingerprint of what `sync_engine` reads: every environment's plan and the catalog's current metadata
+    /// file of each physical table. Equal fingerprints mean a sync would change nothing; `None` when the storage
+    /// cannot tell (DuckDB tables), so callers always sync.
+    pub fn engine_fingerprint(&self, state: &dyn StateStore) -> Result<Option<u64>> {
+        use std::hash::{Hash, Hasher};
+        let Some(catalog) = self.storage()?.catalog_fingerprint()? else {
+            return Ok(None);
+        };
+        let mut hasher = std::hash::DefaultHasher::new();
+        catalog.hash(&mut hasher);
+        for env in state.environments()? {
+            (env.name, env.plan_id, env.updated_ts, env.expiration_ts).hash(&mut hasher);
+        }
+        Ok(Some(hasher.finish()))
+    }
+
     /// Makes the engine's views match state and the Iceberg catalog: tables committed elsewhere appear, views
     /// of VIEW models are restored, and every environment's names point at its versions. Returns the
     /// environments it saw.

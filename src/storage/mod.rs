@@ -40,6 +40,11 @@ pub enum VirtualChange {
 /// `query` is SQL the engine runs to produce the rows, with model references already resolved.
 pub trait Storage: Send + Sync {
     fn ensure_schema(&self, session: &Session, schema: &str) -> Result<()>;
+    /// A fingerprint of the shared catalog's physical tables and their current metadata, read without touching
+    /// the engine; `None` when tables live in the engine itself.
+    fn catalog_fingerprint(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
     /// Physical tables that exist, as `schema.table`, in schemas starting with `lake__`.
     fn physical_tables(&self, session: &Session) -> Result<Vec<PhysicalTable>>;
     /// The physical object of a VIEW model: a view, never materialised.

@@ -17,10 +17,24 @@ use crate::sql::quote_ident;
 pub const SHIM_SCHEMA: &str = "lake_pg";
 
 /// `pg_catalog` relations answered from `lake_pg`, where they differ from DuckDB's.
-const SHIM_RELATIONS: [&str; 3] = ["pg_class", "pg_namespace", "pg_database"];
+const SHIM_RELATIONS: [&str; 10] = [
+    "pg_class",
+    "pg_namespace",
+    "pg_database",
+    "pg_policy",
+    "pg_roles",
+    "pg_statistic_ext",
+    "pg_publication",
+    "pg_publication_rel",
+    "pg_publication_namespace",
+    "pg_inherits",
+];
 
 /// Functions psql and drivers call that DuckDB's `pg_catalog` lacks (or has with other arguments).
-const SHIM_FUNCTIONS: [&str; 7] = [
+const SHIM_FUNCTIONS: [&str; 10] = [
+    "pg_get_statisticsobjdef_columns",
+    "pg_relation_is_publishable",
+    "array_upper",
     "pg_get_serial_sequence",
     "pg_get_userbyid",
     "pg_get_expr",
@@ -48,6 +62,27 @@ pub fn install_sql(env: &str) -> String {
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relname = name OR n.nspname || '.' || c.relname = name);\n\
          CREATE MACRO {schema}.pg_get_serial_sequence(relation, column_name) AS NULL::VARCHAR;\n\
+         CREATE MACRO {schema}.pg_get_statisticsobjdef_columns(oid) AS NULL::VARCHAR;\n\
+         CREATE MACRO {schema}.pg_relation_is_publishable(relation) AS false;\n\
+         CREATE MACRO {schema}.array_upper(arr, dimension) AS len(arr);\n\
+         CREATE VIEW {schema}.pg_policy AS SELECT NULL::BIGINT AS oid, NULL::VARCHAR AS polname, NULL::BIGINT AS polrelid, \
+         NULL::VARCHAR AS polcmd, NULL::BOOLEAN AS polpermissive, NULL::BIGINT[] AS polroles, NULL::VARCHAR AS polqual, \
+         NULL::VARCHAR AS polwithcheck WHERE false;\n\
+         CREATE VIEW {schema}.pg_roles AS SELECT 10::BIGINT AS oid, 'lake' AS rolname, false AS rolsuper, true AS rolinherit, \
+         false AS rolcreaterole, false AS rolcreatedb, true AS rolcanlogin, false AS rolreplication, -1 AS rolconnlimit, \
+         NULL::VARCHAR AS rolpassword, NULL::TIMESTAMPTZ AS rolvaliduntil, false AS rolbypassrls, NULL::VARCHAR[] AS rolconfig;\n\
+         CREATE VIEW {schema}.pg_statistic_ext AS SELECT NULL::BIGINT AS oid, NULL::BIGINT AS stxrelid, NULL::VARCHAR AS stxname, \
+         NULL::BIGINT AS stxnamespace, NULL::BIGINT AS stxowner, NULL::INTEGER AS stxstattarget, NULL::SMALLINT[] AS stxkeys, \
+         NULL::VARCHAR[] AS stxkind, NULL::VARCHAR AS stxexprs WHERE false;\n\
+         CREATE VIEW {schema}.pg_publication AS SELECT NULL::BIGINT AS oid, NULL::VARCHAR AS pubname, NULL::BIGINT AS pubowner, \
+         NULL::BOOLEAN AS puballtables, NULL::BOOLEAN AS pubinsert, NULL::BOOLEAN AS pubupdate, NULL::BOOLEAN AS pubdelete, \
+         NULL::BOOLEAN AS pubtruncate, NULL::BOOLEAN AS pubviaroot WHERE false;\n\
+         CREATE VIEW {schema}.pg_publication_rel AS SELECT NULL::BIGINT AS oid, NULL::BIGINT AS prpubid, NULL::BIGINT AS prrelid, \
+         NULL::VARCHAR AS prqual, NULL::SMALLINT[] AS prattrs WHERE false;\n\
+         CREATE VIEW {schema}.pg_publication_namespace AS SELECT NULL::BIGINT AS oid, NULL::BIGINT AS pnpubid, \
+         NULL::BIGINT AS pnnspid WHERE false;\n\
+         CREATE VIEW {schema}.pg_inherits AS SELECT NULL::BIGINT AS inhrelid, NULL::BIGINT AS inhparent, NULL::INTEGER AS inhseqno, \
+         NULL::BOOLEAN AS inhdetachpending WHERE false;\n\
          CREATE MACRO {schema}.version() AS 'PostgreSQL 16.6 (lake serve {lake}, DuckDB {duckdb})';\n\
          CREATE VIEW {schema}.pg_database AS SELECT database_oid AS oid, database_name AS datname, 10 AS datdba, \
          6 AS encoding, 'c' AS datlocprovider, false AS datistemplate, true AS datallowconn, -1 AS datconnlimit, \
@@ -70,6 +105,7 @@ fn mentions_catalog(sql: &str) -> bool {
         "pg_namespace",
         "pg_database",
         "pg_type",
+        "pg_roles",
         "version(",
         "to_reg",
         "::reg",
@@ -137,6 +173,39 @@ impl VisitorMut for Rewriter {
         if let Some(object) = shimmed(relation, &SHIM_RELATIONS) {
             *relation = shim_name(&object);
             self.changed = true;
+        } else if relation.0.len() == 2
+            && parts(relation).first().map(String::as_str) == Some("pg_catalog")
+        {
+            // DuckDB finds its catalog relations unqualified, and its table functions only so
+            // (`pg_catalog.generate_series(…)` is not found).
+            relation.0.remove(0);
+            self.changed = true;
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// `FROM generate_series(…) s` names its one column `s` in PostgreSQL; DuckDB names it after the function
+    /// and makes `s` the row, so the column alias is spelled out.
+    fn post_visit_table_factor(
+        &mut self,
+        table_factor: &mut sqlparser::ast::TableFactor,
+    ) -> ControlFlow<Self::Break> {
+        if let sqlparser::ast::TableFactor::Table {
+            name,
+            alias: Some(alias),
+            args: Some(_),
+            ..
+        } = table_factor
+            && alias.columns.is_empty()
+            && matches!(
+                parts(name).last().map(String::as_str),
+                Some("generate_series" | "unnest")
+            )
+        {
+            alias.columns = vec![sqlparser::ast::TableAliasColumnDef::from_name(
+                alias.name.value.clone(),
+            )];
+            self.changed = true;
         }
         ControlFlow::Continue(())
     }
@@ -193,32 +262,48 @@ impl VisitorMut for Rewriter {
                 self.changed = true;
             }
             Expr::Cast { data_type, .. } => {
-                if matches!(data_type, DataType::Regclass) {
-                    *data_type = DataType::Varchar(None);
-                    self.changed = true;
-                } else if let DataType::Custom(name, modifiers) = data_type {
-                    let parts = parts(name);
-                    let object = match parts.as_slice() {
-                        [schema, object] if schema == "pg_catalog" => object.clone(),
-                        [object] => object.clone(),
-                        _ => return ControlFlow::Continue(()),
-                    };
-                    // DuckDB has no object-identifier types: a regclass/regtype shows as its text.
-                    if object.starts_with("reg") {
-                        *data_type = DataType::Varchar(None);
-                        self.changed = true;
-                    } else if parts.len() == 2 {
-                        *data_type = DataType::Custom(
-                            ObjectName(vec![ObjectNamePart::Identifier(Ident::new(object))]),
-                            modifiers.clone(),
-                        );
-                        self.changed = true;
-                    }
-                }
+                self.changed |= duckdb_type(data_type);
             }
             _ => {}
         }
         ControlFlow::Continue(())
+    }
+}
+
+/// Rewrites a cast's type as DuckDB reads it: `pg_catalog.text` unqualified, object-identifier types
+/// (`regclass`, `regtype`…, which DuckDB lacks) as their text, inside arrays too. Whether it changed anything.
+fn duckdb_type(data_type: &mut DataType) -> bool {
+    match data_type {
+        DataType::Regclass => {
+            *data_type = DataType::Varchar(None);
+            true
+        }
+        DataType::Array(
+            sqlparser::ast::ArrayElemTypeDef::SquareBracket(inner, _)
+            | sqlparser::ast::ArrayElemTypeDef::AngleBracket(inner)
+            | sqlparser::ast::ArrayElemTypeDef::Parenthesis(inner),
+        ) => duckdb_type(inner),
+        DataType::Custom(name, modifiers) => {
+            let parts = parts(name);
+            let object = match parts.as_slice() {
+                [schema, object] if schema == "pg_catalog" => object.clone(),
+                [object] => object.clone(),
+                _ => return false,
+            };
+            if object.starts_with("reg") {
+                *data_type = DataType::Varchar(None);
+                true
+            } else if parts.len() == 2 {
+                *data_type = DataType::Custom(
+                    ObjectName(vec![ObjectNamePart::Identifier(Ident::new(object))]),
+                    modifiers.clone(),
+                );
+                true
+            } else {
+                false
+            }
+        }
+        _ => false,
     }
 }
 

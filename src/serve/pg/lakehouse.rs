@@ -57,6 +57,11 @@ pub struct Refresher<'a> {
     catalog: String,
     /// What each environment's database holds.
     attached: HashMap<String, EnvironmentViews>,
+    /// Kept open for the cheap check before each refresh.
+    state: Box<dyn crate::state::StateStore>,
+    /// The fingerprint of state and catalog at the last full refresh, with the environments it found: a
+    /// refresh that finds the same fingerprint has nothing to do.
+    last: Option<(u64, Arc<BTreeSet<String>>)>,
     /// Keeps the database alive while sessions come and go.
     _engine: Engine,
 }
@@ -78,6 +83,8 @@ pub fn open<'a>(
         session,
         catalog,
         attached: HashMap::new(),
+        state: ctx.open_state()?,
+        last: None,
         _engine: engine,
     };
     refresher.refresh()?;
@@ -152,6 +159,12 @@ impl Refresher<'_> {
     }
 
     fn refresh(&mut self) -> Result<Arc<BTreeSet<String>>> {
+        let fingerprint = self.ctx.engine_fingerprint(self.state.as_ref())?;
+        if let (Some(now), Some((before, names))) = (fingerprint, &self.last)
+            && now == *before
+        {
+            return Ok(names.clone());
+        }
         let environments = self.ctx.sync_engine(&self.session)?;
         let physical: HashMap<PhysicalTable, String> = self
             .session
@@ -208,7 +221,9 @@ impl Refresher<'_> {
                 })?;
             self.attached.remove(&name);
         }
-        Ok(Arc::new(names))
+        let names = Arc::new(names);
+        self.last = fingerprint.map(|f| (f, names.clone()));
+        Ok(names)
     }
 
     /// Brings one environment's database to `wanted` in one transaction, so a query sees all of a promotion

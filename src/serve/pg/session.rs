@@ -400,7 +400,7 @@ impl Handler {
             Action::Acknowledge(tag) => Ok(Response::Execution(Tag::new(tag))),
             Action::Query(sql) => {
                 let sql = super::catalog::rewrite(sql).unwrap_or_else(|| sql.to_string());
-                let running = self.start(client, sql, params).await?;
+                let running = self.start(client, sql, params, true).await?;
                 let shape = encode::shape(&running.schema, &running.logical, format)?;
                 Ok(Response::Query(QueryResponse::new(
                     shape.fields.clone(),
@@ -410,20 +410,27 @@ impl Handler {
         }
     }
 
-    /// Starts a query on the engine (after the read-only check and a catalog refresh).
+    /// Starts a query on the engine (after the read-only check and, when `refresh`, a catalog refresh: a
+    /// Describe skips it, since the Execute that follows refreshes anyway).
     async fn start<C: ClientInfo>(
         &self,
         client: &C,
         sql: String,
         params: Vec<duckdb::types::Value>,
+        refresh: bool,
     ) -> PgWireResult<Running> {
-        let environments = self
-            .lakehouse
-            .refresh()
-            .await
-            .map_err(|e| error("58000", format!("cannot read the lakehouse: {e}")))?;
         let env = environment(client);
-        if !environments.contains(&env) {
+        let environments = if refresh {
+            Some(
+                self.lakehouse
+                    .refresh()
+                    .await
+                    .map_err(|e| error("58000", format!("cannot read the lakehouse: {e}")))?,
+            )
+        } else {
+            None
+        };
+        if environments.is_some_and(|known| !known.contains(&env)) {
             return Err(error(
                 "3D000",
                 format!("database \"{env}\" does not exist (no lake environment has that name)"),
@@ -794,6 +801,7 @@ impl Handler {
                         client,
                         format!("SELECT * FROM ({trimmed}) AS q LIMIT 0"),
                         params,
+                        false,
                     )
                     .await?;
                 let shape = encode::shape(&running.schema, &running.logical, format)?;

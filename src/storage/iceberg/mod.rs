@@ -610,6 +610,20 @@ impl Storage for IcebergStorage {
         self.duckdb.physical_tables(session)
     }
 
+    fn catalog_fingerprint(&self) -> Result<Option<u64>> {
+        use std::hash::{Hash, Hasher};
+        let mut entries: Vec<(String, String, String)> = self
+            .runtime
+            .block_on(self.catalog.tables_with_prefix("lake__"))?
+            .into_iter()
+            .map(|e| (e.namespace, e.name, e.metadata_location))
+            .collect();
+        entries.sort();
+        let mut hasher = std::hash::DefaultHasher::new();
+        entries.hash(&mut hasher);
+        Ok(Some(hasher.finish()))
+    }
+
     fn sync_local(&self, session: &Session, names: &[(VirtualName, PhysicalTable)]) -> Result<()> {
         self.sync_proxies(session)?;
         self.duckdb.sync_names(session, names)

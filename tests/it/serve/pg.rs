@@ -181,6 +181,18 @@ fn psql_queries_and_lists_prod_and_dev() {
         );
     }
 
+    // `\d` runs psql's dozen catalog queries (columns, policies, statistics, publications, inheritance).
+    let described = server.psql(&psql, "dev", &["\\d demo.full_model"]);
+    assert!(
+        described.status.success(),
+        "{}",
+        String::from_utf8_lossy(&described.stderr)
+    );
+    assert_eq!(
+        text(&described),
+        "item_id|int4|||\none|int4|||\nnum_orders|int8|||\n"
+    );
+
     let unknown = server.psql(&psql, "nope", &["select 1"]);
     assert!(!unknown.status.success());
     let stderr = String::from_utf8_lossy(&unknown.stderr);

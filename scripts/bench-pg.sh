@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Benchmarks `lake serve --pg-port` against DuckDB in-process on the same files: queries per second with 1 and 16
+# clients for a point lookup and an aggregate over the largest model of a generated project of N models
+# (../shared/bench/gen_project.py, applied to prod), and rows per second of a 1-million-row result streamed to
+# psycopg. The in-process side opens the same Parquet files (the server's own view definitions) in Python's
+# duckdb, so the ratio is what the protocol and the server cost.
+# Usage: scripts/bench-pg.sh [N] [SECONDS]   (default: 1000 models, 5 s per level)
+# Needs a Python with psycopg and duckdb (LAKE_TEST_PYTHON, or the venv .ci/run makes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lake-target}"
+n="${1:-1000}"
+seconds="${2:-5}"
+python="${LAKE_TEST_PYTHON:-$HOME/.cache/lake-venv/bin/python}"
+cargo build --release --locked
+lake="$CARGO_TARGET_DIR/release/lake"
+work="$(mktemp -d)"
+server=""
+cleanup() {
+    [ -n "$server" ] && kill "$server" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+python3 ../shared/bench/gen_project.py "$work/p" --models "$n" >/dev/null
+"$lake" -p "$work/p" plan --auto-apply >/dev/null 2>&1
+"$lake" -p "$work/p" serve --pg-port 0 --no-rest --json --max-concurrent-queries 16 >"$work/addr" 2>/dev/null &
+server=$!
+for _ in $(seq 100); do [ -s "$work/addr" ] && break; sleep 0.1; done
+address="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pg"])' "$work/addr")"
+"$python" - "$address" "$seconds" <<'PY'
+import re, sys, threading, time
+
+import duckdb
+import psycopg
+
+host, port = sys.argv[1].rsplit(":", 1)
+seconds = float(sys.argv[2])
+dsn = f"host={host} port={port} dbname=prod user=lake"
+server = psycopg.connect(dsn, autocommit=True)
+
+# The in-process reference: the server's views of the physical tables, recreated in a local DuckDB.
+local = duckdb.connect()
+views = server.execute(
+    "select schema_name, view_name, sql from duckdb_views() "
+    "where starts_with(schema_name, 'lake__') and database_name not in ('prod') and sql like '%read_parquet%'"
+).fetchall()
+for schema, name, sql in views:
+    local.execute(f'create schema if not exists "{schema}"')
+    body = sql[sql.index(" AS ") + 4:].rstrip(";")
+    local.execute(f'create or replace view "{schema}"."{name}" as {body}')
+sizes = sorted(
+    ((local.execute(f'select count(*) from "{s}"."{n}"').fetchone()[0], s, n) for s, n, _ in views),
+    reverse=True,
+)
+rows, schema, name = sizes[0]
+table = f'"{schema}"."{name}"'
+columns = [c[0] for c in local.execute(f"describe {table}").fetchall()]
+key = columns[0]
+value = local.execute(f"select {key} from {table} limit 1 offset {rows // 2}").fetchone()[0]
+print(f"{len(views)} physical tables; the largest is {schema}.{name} with {rows:,} rows")
+
+queries = {
+    "point lookup": (f"select * from {table} where {key} = %s limit 1", (value,)),
+    "aggregate": (f"select count(*), count(distinct {key}) from {table}", None),
+}
+
+def rate(run, clients):
+    done, lock = [0], threading.Lock()
+    deadline = time.monotonic() + seconds
+    def client():
+        go = run()
+        mine = 0
+        while time.monotonic() < deadline:
+            go()
+            mine += 1
+        with lock:
+            done[0] += mine
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.monotonic()
+    for t in threads: t.start()
+    for t in threads: t.join()
+    return done[0] / (time.monotonic() - started)
+
+def over_pg(sql, params):
+    def make():
+        conn = psycopg.connect(dsn, autocommit=True)
+        return lambda: conn.execute(sql, params).fetchall()
+    return make
+
+def in_process(sql, params):
+    duck_sql = sql.replace("%s", "?")
+    def make():
+        cursor = local.cursor()
+        return lambda: cursor.execute(duck_sql, params or []).fetchall()
+    return make
+
+print(f"{'query':<14} {'clients':>7} {'lake serve q/s':>15} {'DuckDB q/s':>11} {'ratio':>6}")
+for label, (sql, params) in queries.items():
+    for clients in (1, 16):
+        served = rate(over_pg(sql, params), clients)
+        direct = rate(in_process(sql, params), clients)
+        print(f"{label:<14} {clients:>7} {served:>15,.0f} {direct:>11,.0f} {direct / served:>5.1f}x")
+
+scan = "select i, i * 2 as twice, 'row ' || i::varchar as label from range(1000000) t(i)"
+for label, fetch in (
+    ("psycopg, text", lambda: psycopg.connect(dsn, autocommit=True).execute(scan).fetchall()),
+    ("psycopg, binary", lambda: psycopg.connect(dsn, autocommit=True).cursor(binary=True).execute(scan).fetchall()),
+    ("DuckDB in-process", lambda: local.execute(scan).fetchall()),
+):
+    started = time.monotonic()
+    got = len(fetch())
+    elapsed = time.monotonic() - started
+    print(f"1M-row scan, {label:<18} {got / elapsed:>12,.0f} rows/s ({elapsed:.2f} s)")
+PY
