@@ -119,3 +119,8 @@ pub fn pysail() -> Option<String> {
         "Sail (pysail==0.7.2 with pyspark-client==4.2.0) is",
     )
 }
+
+/// A Python with psycopg 3 and SQLAlchemy, or `None` when missing and CI does not require it.
+pub fn psycopg() -> Option<String> {
+    python_with("import psycopg, sqlalchemy", "psycopg 3 and SQLAlchemy are")
+}

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use serde_json::{Value, json};
 
 use super::prod_and_dev;
-use crate::common::readers::{run_python, services_required};
+use crate::common::readers::{psycopg, run_python, services_required};
 use crate::common::{EXEC, Scratch};
 
 /// A running `lake serve --pg-port 0 --no-rest --json`, stopped when dropped.
@@ -208,24 +208,6 @@ fn psql_queries_and_lists_prod_and_dev() {
     // Still serving, and nothing changed.
     let again = server.psql(&psql, "prod", &["select count(*) from demo.full_model"]);
     assert_eq!(text(&again), "3\n");
-}
-
-/// A Python with psycopg 3 and SQLAlchemy, or `None` when missing and CI does not require it.
-fn psycopg() -> Option<String> {
-    let python = std::env::var("LAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let ok = Command::new(&python)
-        .args(["-c", "import psycopg, sqlalchemy"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if ok {
-        return Some(python);
-    }
-    assert!(
-        !services_required(),
-        "psycopg and SQLAlchemy are required: set LAKE_TEST_PYTHON to a Python that has them (.ci/run makes one)"
-    );
-    eprintln!("skipping: no psycopg/SQLAlchemy in the test Python");
-    None
 }
 
 #[test]
