@@ -1,4 +1,7 @@
-//! The execution engine: an embedded DuckDB database, with one session (connection) per worker thread.
+//! The execution engines: an embedded DuckDB database, with one session (connection) per worker thread, and
+//! distributed engines reached through Spark Connect (`spark`).
+
+pub mod spark;
 
 use std::path::PathBuf;
 

@@ -183,6 +183,16 @@ pub enum LakeError {
         source: duckdb::Error,
     },
 
+    /// A Spark Connect engine's failure; `engine` is its URL with credentials masked.
+    #[error("Spark engine {engine} failed while {context}: {source}")]
+    #[diagnostic(code(lake::spark))]
+    Spark {
+        engine: String,
+        context: String,
+        #[source]
+        source: Box<spark_connect::SparkError>,
+    },
+
     #[error("permission denied: `{0}` changes data, and this endpoint is read-only")]
     #[diagnostic(
         code(lake::read_only),

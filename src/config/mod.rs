@@ -110,6 +110,11 @@ pub struct ConnectionConfig {
     pub register_comments: Option<bool>,
     pub pre_ping: Option<bool>,
     pub pretty_sql: Option<bool>,
+    // spark: the Spark Connect URL (`sc://host:port/;token=…`) and the engine's name for lake's catalog
+    #[serde(default, deserialize_with = "stringish")]
+    pub remote: Option<String>,
+    #[serde(default, deserialize_with = "stringish")]
+    pub catalog: Option<String>,
     // postgres
     #[serde(default, deserialize_with = "stringish")]
     pub host: Option<String>,
@@ -171,6 +176,8 @@ pub struct ResolvedConfig {
     pub snapshot_ttl: Duration,
     pub environment_ttl: Duration,
     pub linter: linter::LinterConfig,
+    /// Gateways whose connection is a Spark Connect engine, by gateway name.
+    pub spark_gateways: BTreeMap<String, SparkConnection>,
     /// Keys present in the file that `lake` does not know (dotted paths).
     pub unknown_keys: Vec<String>,
     /// Settings accepted but ignored today, with the reason.
@@ -194,6 +201,49 @@ pub enum EngineConnection {
         concurrent_tasks: usize,
         extensions: Vec<String>,
     },
+}
+
+/// A distributed engine reached through Spark Connect, sharing lake's Iceberg catalog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparkConnection {
+    pub gateway: String,
+    /// The `sc://` URL; its `token` is a credential, so it is only handed to the client.
+    pub remote: Secret,
+    /// The URL with its token masked, for messages.
+    pub display: String,
+    /// The name the engine knows lake's Iceberg REST catalog by.
+    pub catalog: String,
+}
+
+impl SparkConnection {
+    fn parse(gateway: &str, c: &ConnectionConfig) -> Result<SparkConnection> {
+        let remote = c.remote.clone().unwrap_or_default();
+        if !remote.starts_with("sc://") {
+            return Err(LakeError::Config {
+                message: format!(
+                    "gateway `{gateway}`: a spark connection needs `remote: sc://host:port` (the Spark Connect URL)"
+                ),
+                help: Some(
+                    "parameters follow the sc:// spec: sc://host:15002/;token=…;use_ssl=true"
+                        .into(),
+                ),
+            });
+        }
+        let display = remote
+            .split(';')
+            .map(|part| match part.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("token") => format!("{key}=***"),
+                _ => part.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(";");
+        Ok(SparkConnection {
+            gateway: gateway.to_string(),
+            remote: Secret::new(remote),
+            display,
+            catalog: c.catalog.clone().unwrap_or_else(|| "lake".into()),
+        })
+    }
 }
 
 const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -300,6 +350,15 @@ fn resolve(
             concurrent_tasks: default_concurrency(),
             extensions: Vec::new(),
         },
+        // Models of a Spark gateway run on the engine; seeds, views and reads stay on the local DuckDB.
+        Some(c) if c.kind.eq_ignore_ascii_case("spark") => EngineConnection::DuckDb {
+            database: Some(root.join("db.db")),
+            concurrent_tasks: c
+                .concurrent_tasks
+                .unwrap_or_else(default_concurrency)
+                .max(1),
+            extensions: Vec::new(),
+        },
         Some(c) if c.kind.eq_ignore_ascii_case("duckdb") => EngineConnection::DuckDb {
             database: match c.database.as_deref() {
                 None | Some("") | Some(":memory:") => None,
@@ -326,7 +385,7 @@ fn resolve(
                     "the `{}` engine connection of gateway `{gateway_name}`",
                     c.kind
                 ),
-                "lake runs models on DuckDB today: use `type: duckdb` for the gateway's connection",
+                "lake runs models on DuckDB (`type: duckdb`) or on a Spark Connect engine (`type: spark`)",
             ));
         }
     };
@@ -388,9 +447,18 @@ fn resolve(
         .map(parse_ttl)
         .transpose()?
         .unwrap_or(DEFAULT_TTL);
+    let mut spark_gateways = BTreeMap::new();
+    for (name, g) in &config.gateways {
+        if let Some(c) = &g.connection
+            && c.kind.eq_ignore_ascii_case("spark")
+        {
+            spark_gateways.insert(name.clone(), SparkConnection::parse(name, c)?);
+        }
+    }
     Ok(ResolvedConfig {
         config,
         gateway: gateway_name,
+        spark_gateways,
         connection,
         storage,
         state,

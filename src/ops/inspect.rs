@@ -71,6 +71,7 @@ impl Context {
             snapshots,
             storage: self.storage()?,
             execution_time,
+            spark: &self.spark,
         };
         let s = &snapshots[model];
         let table = PhysicalTable::for_version(&s.name, &s.version);

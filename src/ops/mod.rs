@@ -34,6 +34,8 @@ pub struct Context {
     pub project: Project,
     /// Opened on first use: Iceberg storage starts a runtime and opens its catalog, which plans do not need.
     storage: std::sync::OnceLock<Box<dyn Storage>>,
+    /// Spark Connect engines of the project's gateways, connected when a model first needs one.
+    spark: crate::engine::spark::SparkEngines,
 }
 
 impl Context {
@@ -42,6 +44,7 @@ impl Context {
         Ok(Context {
             project,
             storage: std::sync::OnceLock::new(),
+            spark: Default::default(),
         })
     }
 
@@ -50,6 +53,7 @@ impl Context {
         Ok(Context {
             project: Project::load_lenient(path, gateway)?,
             storage: std::sync::OnceLock::new(),
+            spark: Default::default(),
         })
     }
 

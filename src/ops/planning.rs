@@ -133,6 +133,7 @@ impl Context {
             snapshots: &plan.snapshots,
             storage: self.storage()?,
             execution_time: plan.execution_time,
+            spark: &self.spark,
         };
         scheduler::apply(&ctx, &engine, plan, state.as_mut(), observer).map_err(|e| match e {
             LakeError::ApplyFailed {

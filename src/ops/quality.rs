@@ -140,6 +140,7 @@ impl Context {
             snapshots: &snapshots,
             storage: self.storage()?,
             execution_time,
+            spark: &self.spark,
         };
         let mut results = Vec::new();
         for &i in &self.project.order {

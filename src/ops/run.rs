@@ -99,6 +99,7 @@ impl Context {
             snapshots: &snapshots,
             storage: self.storage()?,
             execution_time,
+            spark: &self.spark,
         };
         let state: &mut dyn StateStore = state.as_mut();
         let built = scheduler::build_all(&ctx, &engine, &backfills, &Mutex::new(state), observer)

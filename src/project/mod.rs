@@ -93,6 +93,17 @@ pub struct Project {
 const SYSTEM_SCHEMAS: &[&str] = &["information_schema", "pg_catalog", "system", "temp"];
 
 impl Project {
+    /// The Spark Connect engine that builds model `i` (its `gateway`, or the project's), or `None` when it
+    /// runs on the local DuckDB.
+    pub fn spark_gateway(&self, i: usize) -> Option<&crate::config::SparkConnection> {
+        let gateway = self.models[i]
+            .meta
+            .gateway
+            .as_deref()
+            .unwrap_or(&self.config.gateway);
+        self.config.spark_gateways.get(gateway)
+    }
+
     /// Loads the project in `root`, reporting every broken model file at once.
     pub fn load(root: &Path, gateway: Option<&str>) -> Result<Project> {
         Self::load_with(root, gateway, false)
@@ -193,6 +204,34 @@ impl Project {
                         )
                         .with_label("seed path")
                         .with_help("a SEED model's path is relative to the model file's folder")
+                        .into(),
+                );
+            }
+        }
+        for m in &models {
+            if let Some(gateway) = &m.meta.gateway
+                && !config.config.gateways.contains_key(gateway)
+                && !(config.config.gateways.is_empty() && *gateway == config.gateway)
+            {
+                let at = m.file.text.find(gateway.as_str()).unwrap_or(m.name_span.0);
+                errors.push(
+                    m.file
+                        .error(
+                            at,
+                            gateway.len().max(1),
+                            format!("gateway `{gateway}` is not defined in config.yaml"),
+                        )
+                        .with_label("unknown gateway")
+                        .with_help(format!(
+                            "defined gateways: {}",
+                            config
+                                .config
+                                .gateways
+                                .keys()
+                                .map(String::as_str)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
                         .into(),
                 );
             }

@@ -29,6 +29,11 @@ pub(super) fn build_one(
     observer: &dyn Observer,
 ) -> Result<WriteStats> {
     let model = &ctx.project.models[backfill.model];
+    if let Some(connection) = ctx.project.spark_gateway(backfill.model)
+        && super::spark::runs_on_engine(&model.meta.kind)
+    {
+        return super::spark::build_one(ctx, connection, session, backfill, record, observer);
+    }
     if backfill.batches.is_empty() {
         let macro_ctx = macro_context(ctx, backfill.model, &backfill.table, "evaluating");
         run_statements(

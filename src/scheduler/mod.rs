@@ -6,6 +6,7 @@ mod build;
 mod render;
 mod runner;
 pub mod scd;
+pub mod spark;
 
 pub use apply::apply;
 pub use audits::audit_rows;
@@ -56,6 +57,8 @@ pub struct BuildContext<'a> {
     pub snapshots: &'a [Snapshot],
     pub storage: &'a dyn Storage,
     pub execution_time: NaiveDateTime,
+    /// The engines of Spark gateways, for models that run there.
+    pub spark: &'a crate::engine::spark::SparkEngines,
 }
 
 fn poisoned() -> LakeError {

@@ -39,6 +39,17 @@ pub fn executable_query(
     model: usize,
     macro_ctx: &MacroContext,
 ) -> Result<String> {
+    executable_query_for(ctx, model, macro_ctx, false)
+}
+
+/// `executable_query`, with VIEW models inlined as subqueries when `inline_views` (for engines that read
+/// lake's tables but not its DuckDB views).
+pub fn executable_query_for(
+    ctx: &BuildContext<'_>,
+    model: usize,
+    macro_ctx: &MacroContext,
+    inline_views: bool,
+) -> Result<String> {
     let m = &ctx.project.models[model];
     if let ModelKind::Seed { .. } = m.meta.kind {
         return seed_query(m);
@@ -54,10 +65,12 @@ pub fn executable_query(
         .iter()
         .filter_map(|(r, target)| match target {
             RefTarget::Model(p)
-                if matches!(ctx.project.models[*p].meta.kind, ModelKind::Embedded) =>
+                if matches!(ctx.project.models[*p].meta.kind, ModelKind::Embedded)
+                    || inline_views
+                        && matches!(ctx.project.models[*p].meta.kind, ModelKind::View { .. }) =>
             {
                 // EMBEDDED models are inlined as a subquery, rendered in the same context.
-                let inlined = match executable_query(ctx, *p, macro_ctx) {
+                let inlined = match executable_query_for(ctx, *p, macro_ctx, inline_views) {
                     Ok(sql) => sql,
                     Err(e) => return Some(Err(e)),
                 };
@@ -175,7 +188,16 @@ pub fn time_range_predicate(
     start: NaiveDateTime,
     end: NaiveDateTime,
 ) -> String {
-    let column = quote_ident(&time_column.column);
+    range_predicate(&quote_ident(&time_column.column), time_column, start, end)
+}
+
+/// `time_range_predicate` over `column` (SQL naming the time column, possibly qualified).
+pub fn range_predicate(
+    column: &str,
+    time_column: &crate::project::model::TimeColumn,
+    start: NaiveDateTime,
+    end: NaiveDateTime,
+) -> String {
     match &time_column.format {
         Some(format) => {
             let last = end - chrono::Duration::microseconds(1);

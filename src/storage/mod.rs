@@ -36,6 +36,19 @@ pub enum VirtualChange {
     Drop { name: VirtualName },
 }
 
+/// The Iceberg catalog lake shares with an engine that writes it itself (Spark Connect): lake creates the
+/// physical tables, the engine commits to them, lake adopts each commit.
+pub trait SharedCatalog: Send + Sync {
+    /// Creates `table` with these columns unless it exists.
+    fn ensure_table(&self, table: &PhysicalTable, columns: &arrow::datatypes::Schema)
+    -> Result<()>;
+    fn table_exists(&self, table: &PhysicalTable) -> Result<bool>;
+    /// The table's column names, when it exists.
+    fn columns(&self, table: &PhysicalTable) -> Result<Option<Vec<String>>>;
+    /// After the engine committed to `table`: DuckDB reads the new data; returns the current snapshot id.
+    fn adopt_commit(&self, session: &Session, table: &PhysicalTable) -> Result<Option<i64>>;
+}
+
 /// Where model data lives. Each write is atomic: readers see the old data or the new, never a mix.
 /// `query` is SQL the engine runs to produce the rows, with model references already resolved.
 pub trait Storage: Send + Sync {
@@ -44,6 +57,10 @@ pub trait Storage: Send + Sync {
     /// the engine; `None` when tables live in the engine itself.
     fn catalog_fingerprint(&self) -> Result<Option<u64>> {
         Ok(None)
+    }
+    /// The catalog other engines write through, when tables live in one.
+    fn shared_catalog(&self) -> Option<&dyn SharedCatalog> {
+        None
     }
     /// Physical tables that exist, as `schema.table`, in schemas starting with `lake__`.
     fn physical_tables(&self, session: &Session) -> Result<Vec<PhysicalTable>>;

@@ -28,7 +28,7 @@ use crate::error::{LakeError, LakehouseError, Result};
 use crate::snapshot::{PhysicalTable, VirtualName};
 use crate::sql::{quote_ident, quote_literal};
 use crate::storage::duckdb_file::DuckDbStorage;
-use crate::storage::{Storage, VirtualChange, WriteStats};
+use crate::storage::{SharedCatalog, Storage, VirtualChange, WriteStats};
 use catalog::LakeCatalog;
 use commit::Removal;
 
@@ -414,6 +414,44 @@ impl IcebergStorage {
     }
 }
 
+impl SharedCatalog for IcebergStorage {
+    fn ensure_table(&self, table: &PhysicalTable, columns: &ArrowSchema) -> Result<()> {
+        if self.load(table)?.is_none() {
+            self.runtime
+                .block_on(self.catalog.ensure_namespace(&table.schema))?;
+            self.create(table, columns)?;
+        }
+        Ok(())
+    }
+
+    fn table_exists(&self, table: &PhysicalTable) -> Result<bool> {
+        Ok(self.load(table)?.is_some())
+    }
+
+    fn columns(&self, table: &PhysicalTable) -> Result<Option<Vec<String>>> {
+        Ok(self.load(table)?.map(|t| {
+            t.metadata()
+                .current_schema()
+                .as_struct()
+                .fields()
+                .iter()
+                .map(|f| f.name.clone())
+                .collect()
+        }))
+    }
+
+    fn adopt_commit(&self, session: &Session, table: &PhysicalTable) -> Result<Option<i64>> {
+        let Some(iceberg_table) = self.load(table)? else {
+            return Err(LakeError::lakehouse(
+                format!("adopting the engine's commit to {table}"),
+                LakehouseError::Table("the table is not in the catalog".into()),
+            ));
+        };
+        self.expose(session, table, &iceberg_table)?;
+        Ok(iceberg_table.metadata().current_snapshot_id())
+    }
+}
+
 /// The manifest locations of files DuckDB reported by their DuckDB path.
 fn affected_locations(table: &Table, duckdb_paths: &[String]) -> HashSet<String> {
     let local = table.metadata().location().starts_with("file:");
@@ -608,6 +646,10 @@ impl Storage for IcebergStorage {
     fn physical_tables(&self, session: &Session) -> Result<Vec<PhysicalTable>> {
         self.sync_proxies(session)?;
         self.duckdb.physical_tables(session)
+    }
+
+    fn shared_catalog(&self) -> Option<&dyn SharedCatalog> {
+        Some(self)
     }
 
     fn catalog_fingerprint(&self) -> Result<Option<u64>> {
