@@ -193,6 +193,15 @@ pub enum LakeError {
         source: Box<spark_connect::SparkError>,
     },
 
+    #[error("cannot reach the Spark engine {engine}: {detail}")]
+    #[diagnostic(
+        code(lake::spark),
+        help(
+            "start the engine (or fix `remote` in config.yaml) and rerun: what was built is kept, nothing was promoted"
+        )
+    )]
+    SparkUnreachable { engine: String, detail: String },
+
     #[error("permission denied: `{0}` changes data, and this endpoint is read-only")]
     #[diagnostic(
         code(lake::read_only),

@@ -259,10 +259,15 @@ pub(super) enum Command {
         end: Option<String>,
     },
     /// Print the SQL a model would run, with macros rendered and physical table names.
+    ///
+    /// `--dialect spark` prints the Spark SQL a Spark gateway's engine runs for it (DuckDB SQL translated).
     Render {
         model: String,
         #[arg(long)]
         execution_time: Option<String>,
+        /// SQL dialect to print: `duckdb` as lake runs it locally, `spark` as a Spark gateway runs it.
+        #[arg(long, value_enum, default_value_t = RenderDialect::Duckdb)]
+        dialect: RenderDialect,
     },
     /// Run a model's query and print its rows, writing nothing.
     Evaluate {
@@ -315,8 +320,9 @@ pub(super) enum Command {
         /// as `Authorization: Bearer …`, or as the client secret of OAuth2 client credentials.
         #[arg(long, value_name = "NAME")]
         token_env: Option<String>,
-        /// Accept namespace and table creation and commits from clients, outside the namespaces of the
-        /// project's models (those change only through `lake plan`). Without it the catalog is read-only. On
+        /// Accept commits to existing tables (how a Spark gateway's engine writes model versions) and, outside
+        /// the namespaces of the project's models, namespace and table creation (the names of lake's own
+        /// namespaces change only through `lake plan`). Without it the catalog is read-only. On
         /// the PostgreSQL endpoint it lets statements other than queries run, on the server's private
         /// in-memory database (they never change the lakehouse).
         #[arg(long)]
@@ -355,6 +361,12 @@ pub(super) enum Command {
         #[arg(long, value_name = "FILE", requires = "tls_cert")]
         tls_key: Option<std::path::PathBuf>,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RenderDialect {
+    Duckdb,
+    Spark,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

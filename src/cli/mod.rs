@@ -612,9 +612,14 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
         Command::Render {
             model,
             execution_time,
+            dialect,
         } => {
             let ctx = load(cli)?;
-            let sql = ctx.render(model, ops::execution_time(execution_time.as_deref())?)?;
+            let execution_time = ops::execution_time(execution_time.as_deref())?;
+            let sql = match dialect {
+                args::RenderDialect::Duckdb => ctx.render(model, execution_time)?,
+                args::RenderDialect::Spark => ctx.render_spark(model, execution_time)?,
+            };
             writeln!(stdout, "{sql}").map_err(io)?;
         }
         Command::Evaluate {

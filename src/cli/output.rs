@@ -355,7 +355,7 @@ impl Observer for Progress {
         let total = self.bar.length().unwrap_or(0);
         let name = shown_name(&backfill.name, &self.environment);
         let what = if backfill.batches.is_empty() {
-            backfill.action.label().to_string()
+            backfill.label()
         } else {
             format!("insert {}", backfill.label())
         };
@@ -971,6 +971,7 @@ mod tests {
                 action: BackfillAction::FullRefresh,
                 batches: vec![],
                 restatement: false,
+                engine: None,
             }],
             virtual_changes: vec![],
             promoted: vec![],

@@ -216,6 +216,16 @@ pub struct SparkConnection {
 }
 
 impl SparkConnection {
+    /// For showing Spark SQL in a project without a Spark gateway: lake's catalog under its usual name.
+    pub fn unconfigured() -> SparkConnection {
+        SparkConnection {
+            gateway: String::new(),
+            remote: Secret::new(String::new()),
+            display: String::new(),
+            catalog: "lake".into(),
+        }
+    }
+
     fn parse(gateway: &str, c: &ConnectionConfig) -> Result<SparkConnection> {
         let remote = c.remote.clone().unwrap_or_default();
         if !remote.starts_with("sc://") {

@@ -48,6 +48,42 @@ impl Context {
         self.executable_query(i, &snapshots, execution_time, "rendering")
     }
 
+    /// The Spark SQL the engine of `model`'s Spark gateway runs for it (or the first Spark gateway's, when the
+    /// model's runs on DuckDB), translated from its DuckDB SQL; EXCLUDE expands over the tables built so far.
+    pub fn render_spark(&self, model: &str, execution_time: NaiveDateTime) -> Result<String> {
+        let i = self.project.find_model(model)?;
+        let connection = self
+            .project
+            .spark_gateway(i)
+            .or_else(|| self.project.config.spark_gateways.values().next())
+            .cloned()
+            .unwrap_or_else(crate::config::SparkConnection::unconfigured);
+        let snapshots = self.resolved_snapshots(execution_time)?;
+        let storage = self.storage()?;
+        let ctx = BuildContext {
+            project: &self.project,
+            snapshots: &snapshots,
+            storage,
+            execution_time,
+            spark: &self.spark,
+        };
+        let s = &snapshots[i];
+        let table = PhysicalTable::for_version(&s.name, &s.version);
+        let macro_ctx = scheduler::macro_context(&ctx, i, &table, "rendering");
+        let columns_of = |name: &[String]| match (name, storage.shared_catalog()) {
+            ([.., schema, table], Some(catalog)) => catalog
+                .schema(&PhysicalTable {
+                    schema: schema.clone(),
+                    table: table.clone(),
+                })
+                .ok()
+                .flatten()
+                .map(|s| s.fields().iter().map(|f| f.name().clone()).collect()),
+            _ => None,
+        };
+        scheduler::spark::spark_query(&ctx, i, &connection, &macro_ctx, &columns_of)
+    }
+
     /// The local project's versions as a plan against prod would assign them (a changed model keeps its
     /// table when its change is non-breaking, forward-only or metadata-only).
     pub(super) fn resolved_snapshots(

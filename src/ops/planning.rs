@@ -109,7 +109,19 @@ impl Context {
                 });
             }
         }
-        self.diff_against_state(options)
+        let plan = self.diff_against_state(options)?;
+        // What Spark gateways will run is translated now, so what cannot run there stops the plan.
+        if !self.project.config.spark_gateways.is_empty() {
+            let ctx = BuildContext {
+                project: &self.project,
+                snapshots: &plan.snapshots,
+                storage: self.storage()?,
+                execution_time: plan.execution_time,
+                spark: &self.spark,
+            };
+            scheduler::spark::check_translatable(&ctx, &plan.backfills)?;
+        }
+        Ok(plan)
     }
 
     /// The plan itself, without the checks that guard it.

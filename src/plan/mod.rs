@@ -158,6 +158,9 @@ pub struct Backfill {
     pub batches: Vec<Range>,
     /// Rebuilding data that was already built (`--restate-model`): its records are cleared first.
     pub restatement: bool,
+    /// The Spark gateway whose engine builds it (`None`: lake's DuckDB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 impl Backfill {
@@ -170,6 +173,7 @@ impl Backfill {
             action,
             batches: Vec::new(),
             restatement: false,
+            engine: None,
         }
     }
 
@@ -185,9 +189,13 @@ impl Backfill {
 
     /// `[full refresh]`, `[create view]`, or the covered dates of an incremental build.
     pub fn label(&self) -> String {
-        match (self.batches.first(), self.batches.last()) {
+        let what = match (self.batches.first(), self.batches.last()) {
             (Some((start, _)), Some((_, end))) => crate::intervals::describe((*start, *end)),
             _ => self.action.label().to_string(),
+        };
+        match &self.engine {
+            Some(gateway) => format!("{what} on {gateway} (spark)"),
+            None => what,
         }
     }
 }
@@ -589,6 +597,9 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
             format!("building these model kinds: {}", unsupported.join(", ")),
             "lake builds VIEW, FULL, SEED, EMBEDDED, the INCREMENTAL_* kinds and SCD_TYPE_2_BY_TIME / BY_COLUMN today; MANAGED and CUSTOM need engine or Python support lake does not have",
         ));
+    }
+    for b in &mut backfills {
+        b.engine = project.spark_gateway(b.model).map(|c| c.gateway.clone());
     }
     let new_snapshots = (0..snapshots.len())
         .filter(|&i| !stored_versions.contains_key(&snapshots[i].id))

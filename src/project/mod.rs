@@ -93,9 +93,13 @@ pub struct Project {
 const SYSTEM_SCHEMAS: &[&str] = &["information_schema", "pg_catalog", "system", "temp"];
 
 impl Project {
-    /// The Spark Connect engine that builds model `i` (its `gateway`, or the project's), or `None` when it
-    /// runs on the local DuckDB.
+    /// The Spark Connect engine that builds model `i` (its `gateway`, or the project's), or `None` when lake
+    /// builds it on DuckDB: always for SEED, VIEW, EMBEDDED and EXTERNAL models, which load files, live in
+    /// DuckDB or are never built.
     pub fn spark_gateway(&self, i: usize) -> Option<&crate::config::SparkConnection> {
+        if !self.models[i].meta.kind.built_by_engine() {
+            return None;
+        }
         let gateway = self.models[i]
             .meta
             .gateway

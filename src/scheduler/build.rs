@@ -29,9 +29,7 @@ pub(super) fn build_one(
     observer: &dyn Observer,
 ) -> Result<WriteStats> {
     let model = &ctx.project.models[backfill.model];
-    if let Some(connection) = ctx.project.spark_gateway(backfill.model)
-        && super::spark::runs_on_engine(&model.meta.kind)
-    {
+    if let Some(connection) = ctx.project.spark_gateway(backfill.model) {
         return super::spark::build_one(ctx, connection, session, backfill, record, observer);
     }
     if backfill.batches.is_empty() {

@@ -2,6 +2,7 @@
 //! as one engine statement (one Iceberg snapshot) against the catalog lake shares with the engine, then the
 //! commit adopted by lake (DuckDB's view, the snapshot id recorded with the interval) and the audits run.
 
+use arrow::datatypes::Schema as ArrowSchema;
 use chrono::Utc;
 
 use super::audits::{audited_relation, run_audits};
@@ -11,7 +12,7 @@ use super::scd;
 use super::{BuildContext, Observer};
 use crate::config::SparkConnection;
 use crate::engine::Session;
-use crate::engine::spark::SparkEngine;
+use crate::engine::spark::{SparkEngine, sql_type};
 use crate::error::{LakeError, Result};
 use crate::intervals::Range;
 use crate::plan::{Backfill, BackfillAction};
@@ -22,21 +23,6 @@ use crate::sql::quote_ident_always;
 use crate::sql::spark::{Target, Untranslatable, transpile, transpile_expr};
 use crate::state::Interval;
 use crate::storage::{SharedCatalog, WriteStats};
-
-/// Whether a model of this kind is built by the engine of its gateway (the others, SEED and VIEW models,
-/// are built by lake itself into the same catalog).
-pub fn runs_on_engine(kind: &ModelKind) -> bool {
-    matches!(
-        kind,
-        ModelKind::Full
-            | ModelKind::IncrementalByTimeRange { .. }
-            | ModelKind::IncrementalByUniqueKey { .. }
-            | ModelKind::IncrementalByPartition { .. }
-            | ModelKind::IncrementalUnmanaged { .. }
-            | ModelKind::ScdType2ByTime { .. }
-            | ModelKind::ScdType2ByColumn { .. }
-    )
-}
 
 /// DuckDB SQL of model `model` (rendered for execution) as Spark SQL, or a located error.
 /// `columns_of` answers the columns of a table the query reads (for `* EXCLUDE`).
@@ -132,16 +118,18 @@ pub(super) fn build_one(
     let model = &ctx.project.models[backfill.model];
     let columns_of = |name: &[String]| match name {
         [.., schema, table] => catalog
-            .columns(&PhysicalTable {
+            .schema(&PhysicalTable {
                 schema: schema.clone(),
                 table: table.clone(),
             })
             .ok()
-            .flatten(),
+            .flatten()
+            .map(|s| s.fields().iter().map(|f| f.name().clone()).collect()),
         _ => None,
     };
     let writer = Writer {
         columns_of: &columns_of,
+        session,
         ctx,
         engine: &engine,
         catalog,
@@ -152,7 +140,6 @@ pub(super) fn build_one(
     if backfill.batches.is_empty() {
         let macro_ctx = macro_context(ctx, backfill.model, &backfill.table, "evaluating");
         writer.statements(&model.pre_statements, &macro_ctx)?;
-        let query = spark_query(ctx, backfill.model, connection, &macro_ctx, &columns_of)?;
         let rows = match (&model.meta.kind, backfill.action) {
             (kind @ (ModelKind::ScdType2ByTime { .. } | ModelKind::ScdType2ByColumn { .. }), _) => {
                 writer.history(kind, &macro_ctx)?
@@ -163,7 +150,7 @@ pub(super) fn build_one(
                     backfill.name
                 )));
             }
-            _ => writer.overwrite(&query)?,
+            _ => writer.overwrite(&writer.render(&macro_ctx)?)?,
         };
         writer.statements(&model.post_statements, &macro_ctx)?;
         let snapshot_id = catalog.adopt_commit(session, &backfill.table)?;
@@ -189,7 +176,7 @@ pub(super) fn build_one(
         macro_ctx.start = start;
         macro_ctx.end = end;
         writer.statements(&model.pre_statements, &macro_ctx)?;
-        let query = spark_query(ctx, backfill.model, connection, &macro_ctx, &columns_of)?;
+        let query = writer.render(&macro_ctx)?;
         let rows = match &model.meta.kind {
             ModelKind::IncrementalByTimeRange { time_column, .. } => {
                 writer.replace_range(&query, time_column, (start, end))?
@@ -254,9 +241,69 @@ pub(super) fn build_one(
     Ok(total)
 }
 
+/// A pre- or post-statement rendered (`None` when its macros leave nothing to run).
+fn render_statement(
+    ctx: &BuildContext<'_>,
+    model: &Model,
+    statement: &Statement,
+    macro_ctx: &MacroContext,
+) -> Result<Option<String>> {
+    let source = ctx.project.jinja(model, statement, macro_ctx)?;
+    let rendered = macros::render(&source, macro_ctx).map_err(|e| {
+        let at = if statement.jinja { 0 } else { e.offset };
+        LakeError::from(
+            model
+                .file
+                .error(statement.offset + at, e.len, e.message)
+                .with_optional_help(e.help),
+        )
+    })?;
+    Ok((!rendered.sql.trim().is_empty()).then_some(rendered.sql))
+}
+
+/// Renders and translates what each backfill of a Spark gateway's model will send to its engine, so a
+/// construct Spark cannot express stops the plan, located in the model's file, instead of failing on the
+/// cluster halfway through an apply.
+pub fn check_translatable(ctx: &BuildContext<'_>, backfills: &[Backfill]) -> Result<()> {
+    // Table columns are only known once parents are built; whether `* EXCLUDE` can be expanded is.
+    let any_columns = |_: &[String]| Some(Vec::new());
+    let mut errors = Vec::new();
+    for backfill in backfills {
+        let model = &ctx.project.models[backfill.model];
+        let Some(connection) = ctx.project.spark_gateway(backfill.model) else {
+            continue;
+        };
+        let mut macro_ctx = macro_context(ctx, backfill.model, &backfill.table, "evaluating");
+        if let Some(&(start, end)) = backfill.batches.first() {
+            macro_ctx.start = start;
+            macro_ctx.end = end;
+        }
+        let checked = spark_query(ctx, backfill.model, connection, &macro_ctx, &any_columns)
+            .and_then(|_| {
+                for statement in model.pre_statements.iter().chain(&model.post_statements) {
+                    if let Some(sql) = render_statement(ctx, model, statement, &macro_ctx)? {
+                        to_spark(model, connection, &any_columns, &sql)?;
+                    }
+                }
+                Ok(())
+            });
+        if let Err(e) = checked {
+            errors.push(e);
+        }
+    }
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(LakeError::Many(errors)),
+    }
+}
+
 /// The writes of one model version, each one engine statement and so one Iceberg snapshot.
 struct Writer<'a> {
     ctx: &'a BuildContext<'a>,
+    /// Lake's DuckDB, which reads every table of the catalog: it says what column types a query has, so a
+    /// table the engine writes has the types the same model has on DuckDB.
+    session: &'a Session,
     engine: &'a SparkEngine,
     catalog: &'a dyn SharedCatalog,
     connection: &'a SparkConnection,
@@ -265,22 +312,65 @@ struct Writer<'a> {
     columns_of: &'a dyn Fn(&[String]) -> Option<Vec<String>>,
 }
 
+/// A model's query as DuckDB runs it (for its column types) and as the engine runs it.
+struct Rendered {
+    duckdb: String,
+    spark: String,
+}
+
 impl Writer<'_> {
     fn table(&self) -> String {
         spark_table(self.connection, &self.backfill.table)
     }
 
-    /// Creates the physical table (in lake's catalog, at its place in the warehouse) with the query's
-    /// columns, unless it exists.
     fn to_spark(&self, duckdb_sql: &str) -> Result<String> {
         to_spark(self.model, self.connection, self.columns_of, duckdb_sql)
     }
 
-    fn ensure_table(&self, query: &str) -> Result<()> {
-        let schema = self.engine.schema(query, || {
-            format!("reading the columns of {}", self.backfill.name)
-        })?;
-        self.catalog.ensure_table(&self.backfill.table, &schema)
+    fn render(&self, macro_ctx: &MacroContext) -> Result<Rendered> {
+        let duckdb = executable_query_for(self.ctx, self.backfill.model, macro_ctx, true)?;
+        let spark = self.to_spark(&duckdb)?;
+        Ok(Rendered { duckdb, spark })
+    }
+
+    /// The physical table's columns: the table's own when it exists, else the ones DuckDB gives the query
+    /// (nothing runs: DuckDB only binds it), with which lake creates it in its catalog.
+    fn columns(&self, duckdb_query: &str) -> Result<ArrowSchema> {
+        if let Some(schema) = self.catalog.schema(&self.backfill.table)? {
+            return Ok(schema);
+        }
+        let schema = self.session.query_each(
+            &format!("SELECT * FROM ({duckdb_query}) AS lake_shape LIMIT 0"),
+            || format!("reading the columns of {}", self.backfill.name),
+            &mut |_, _| Ok(()),
+        )?;
+        self.catalog.ensure_table(&self.backfill.table, &schema)?;
+        Ok(schema.as_ref().clone())
+    }
+
+    /// The engine's rows cast to the table's column types, by name and in the table's order: the engine's
+    /// type rules (decimal precision, integer widths) differ from DuckDB's, the table's do not.
+    fn shaped(&self, query: &Rendered) -> Result<String> {
+        let schema = self.columns(&query.duckdb)?;
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let name = backticked(f.name());
+                let spark_type = sql_type(f.data_type()).ok_or_else(|| {
+                    LakeError::unsupported(
+                        format!("the {} column `{}` on a Spark engine", f.data_type(), f.name()),
+                        "cast it to a standard type (numbers, strings, dates, timestamps, decimals, lists)",
+                    )
+                })?;
+                Ok(format!("CAST({name} AS {spark_type}) AS {name}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(format!(
+            "SELECT {} FROM ({}) AS lake_rows",
+            columns.join(", "),
+            query.spark
+        ))
     }
 
     fn run(&self, sql: &str, what: &str) -> Result<Option<u64>> {
@@ -292,24 +382,18 @@ impl Writer<'_> {
             })
     }
 
-    fn overwrite(&self, query: &str) -> Result<Option<u64>> {
-        self.ensure_table(query)?;
+    fn overwrite(&self, query: &Rendered) -> Result<Option<u64>> {
+        let rows = self.shaped(query)?;
         self.run(
-            &format!(
-                "INSERT OVERWRITE {} SELECT * FROM ({query}) AS lake_rows",
-                self.table()
-            ),
+            &format!("INSERT OVERWRITE {} {rows}", self.table()),
             "writing",
         )
     }
 
-    fn append(&self, query: &str) -> Result<Option<u64>> {
-        self.ensure_table(query)?;
+    fn append(&self, query: &Rendered) -> Result<Option<u64>> {
+        let rows = self.shaped(query)?;
         self.run(
-            &format!(
-                "INSERT INTO {} SELECT * FROM ({query}) AS lake_rows",
-                self.table()
-            ),
+            &format!("INSERT INTO {} {rows}", self.table()),
             "appending to",
         )
     }
@@ -318,11 +402,11 @@ impl Writer<'_> {
     /// is inserted (nothing matches `ON false`), every old row of the range deleted.
     fn replace_range(
         &self,
-        query: &str,
+        query: &Rendered,
         time_column: &TimeColumn,
         (start, end): Range,
     ) -> Result<Option<u64>> {
-        self.ensure_table(query)?;
+        let rows = self.shaped(query)?;
         let spark = |column: &str| {
             transpile_expr(&range_predicate(column, time_column, start, end))
                 .map_err(|e| untranslatable(self.model, e))
@@ -335,7 +419,7 @@ impl Writer<'_> {
         self.run(
             &format!(
                 "MERGE INTO {} AS lake_target \
-                 USING (SELECT * FROM ({query}) AS lake_batch WHERE {in_range}) AS lake_source ON false \
+                 USING (SELECT * FROM ({rows}) AS lake_batch WHERE {in_range}) AS lake_source ON false \
                  WHEN NOT MATCHED THEN INSERT * \
                  WHEN NOT MATCHED BY SOURCE AND {target_in_range} THEN DELETE",
                 self.table()
@@ -346,8 +430,8 @@ impl Writer<'_> {
 
     /// Rows whose keys match a new row are replaced by it; the others are inserted (MERGE, keys compared
     /// null-safely as DuckDB's writer does).
-    fn merge(&self, query: &str, keys: &[String]) -> Result<Option<u64>> {
-        self.ensure_table(query)?;
+    fn merge(&self, query: &Rendered, keys: &[String]) -> Result<Option<u64>> {
+        let rows = self.shaped(query)?;
         let on = keys
             .iter()
             .map(|k| format!("lake_target.{k} <=> lake_source.{k}", k = backticked(k)))
@@ -355,7 +439,7 @@ impl Writer<'_> {
             .join(" AND ");
         self.run(
             &format!(
-                "MERGE INTO {} AS lake_target USING ({query}) AS lake_source ON {on} \
+                "MERGE INTO {} AS lake_target USING ({rows}) AS lake_source ON {on} \
                  WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *",
                 self.table()
             ),
@@ -365,7 +449,7 @@ impl Writer<'_> {
 
     /// The partitions present in the query's rows are replaced by them: one overwrite of the table with its
     /// other partitions kept.
-    fn replace_partitions(&self, query: &str, columns: &[String]) -> Result<Option<u64>> {
+    fn replace_partitions(&self, query: &Rendered, columns: &[String]) -> Result<Option<u64>> {
         if columns.is_empty() {
             return Err(LakeError::Config {
                 message: format!(
@@ -375,7 +459,7 @@ impl Writer<'_> {
                 help: Some("add `partitioned_by (column, ...)` to the MODEL block".into()),
             });
         }
-        self.ensure_table(query)?;
+        let rows = self.shaped(query)?;
         let same = columns
             .iter()
             .map(|c| format!("lake_new.{c} <=> lake_target.{c}", c = backticked(c)))
@@ -383,7 +467,7 @@ impl Writer<'_> {
             .join(" AND ");
         self.run(
             &format!(
-                "INSERT OVERWRITE {table} WITH lake_new AS ({query}) \
+                "INSERT OVERWRITE {table} WITH lake_new AS ({rows}) \
                  SELECT * FROM {table} AS lake_target WHERE NOT EXISTS (SELECT 1 FROM lake_new WHERE {same}) \
                  UNION ALL SELECT * FROM lake_new",
                 table = self.table()
@@ -401,13 +485,14 @@ impl Writer<'_> {
                 "only SCD_TYPE_2 kinds keep history",
             ));
         };
-        let duckdb_query = executable_query_for(self.ctx, self.backfill.model, macro_ctx, true)?;
-        let spark_query = self.to_spark(&duckdb_query)?;
+        let query = self.render(macro_ctx)?;
         let columns: Vec<String> = self
-            .engine
-            .schema(&spark_query, || {
-                format!("reading the columns of {}", self.backfill.name)
-            })?
+            .session
+            .query_each(
+                &format!("SELECT * FROM ({}) AS lake_shape LIMIT 0", query.duckdb),
+                || format!("reading the columns of {}", self.backfill.name),
+                &mut |_, _| Ok(()),
+            )?
             .fields()
             .iter()
             .map(|f| f.name().clone())
@@ -421,37 +506,62 @@ impl Writer<'_> {
                 });
             }
         }
-        let exists = self.catalog.table_exists(&self.backfill.table)?;
+        let exists = self.catalog.schema(&self.backfill.table)?.is_some();
         let existing = format!(
             "{}.{}",
             quote_ident_always(&self.ctx.project.default_catalog),
             self.backfill.table.sql()
         );
-        let duckdb_history =
-            history.history_sql(&duckdb_query, &columns, exists.then_some(existing.as_str()));
-        let spark_history = self.to_spark(&duckdb_history)?;
-        self.overwrite(&spark_history)
+        let duckdb =
+            history.history_sql(&query.duckdb, &columns, exists.then_some(existing.as_str()));
+        let spark = self.to_spark(&duckdb)?;
+        self.overwrite(&Rendered { duckdb, spark })
     }
 
     /// Pre- and post-statements, rendered, translated and run on the engine.
     fn statements(&self, statements: &[Statement], macro_ctx: &MacroContext) -> Result<()> {
         for statement in statements {
-            let source = self.ctx.project.jinja(self.model, statement, macro_ctx)?;
-            let rendered = macros::render(&source, macro_ctx).map_err(|e| {
-                let at = if statement.jinja { 0 } else { e.offset };
-                LakeError::from(
-                    self.model
-                        .file
-                        .error(statement.offset + at, e.len, e.message)
-                        .with_optional_help(e.help),
-                )
-            })?;
-            if rendered.sql.trim().is_empty() {
-                continue;
+            if let Some(sql) = render_statement(self.ctx, self.model, statement, macro_ctx)? {
+                self.run(&self.to_spark(&sql)?, "running a statement of")?;
             }
-            let sql = self.to_spark(&rendered.sql)?;
-            self.run(&sql, "running a statement of")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::spark::Target;
+
+    #[test]
+    fn scd2_history_translates_for_the_engine() {
+        let keys = ["id".to_string()];
+        let checked = ["tier".to_string()];
+        let history = scd::Scd2 {
+            unique_key: &keys,
+            valid_from: "valid_from",
+            valid_to: "valid_to",
+            invalidate_hard_deletes: false,
+            detection: scd::ChangeDetection::ByColumn {
+                columns: Some(&checked),
+                execution_time_as_valid_from: false,
+            },
+            execution_time: crate::intervals::parse_datetime("2024-06-01").unwrap(),
+        };
+        let columns = ["id", "name", "tier"].map(String::from);
+        let target = Target {
+            catalog: "lake",
+            columns_of: &|_| None,
+        };
+        for existing in [None, Some("\"db\".\"lake__shop\".\"h\"")] {
+            let sql = history.history_sql(
+                "SELECT id, name, tier FROM \"lake__shop\".\"c\"",
+                &columns,
+                existing,
+            );
+            let spark = transpile(&sql, &target).unwrap();
+            println!("{spark}\n");
+        }
     }
 }

@@ -6,11 +6,11 @@ use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    ArrayElemTypeDef, BinaryOperator, CastKind, DataType, DateTimeField, ExactNumberInfo,
+    ArrayElemTypeDef, BinaryOperator, CastKind, DataType, DateTimeField, Distinct, ExactNumberInfo,
     ExcludeSelectItem, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause,
     FunctionArgumentList, FunctionArguments, GroupByExpr, Ident, ObjectName, ObjectNamePart,
     OrderByExpr, OrderByKind, Query, SelectItem, SetExpr, Statement, TableFactor, TimezoneInfo,
-    Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut, WindowType,
+    Value, ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut, WindowSpec, WindowType,
 };
 use sqlparser::dialect::DuckDbDialect;
 use sqlparser::parser::Parser;
@@ -530,6 +530,26 @@ fn contains_aggregate(expr: &Expr) -> bool {
     finder.0
 }
 
+/// `x` rounded the way DuckDB's cast to an integer rounds it, for `x` of any numeric type.
+fn rounded(x: &Expr) -> Expr {
+    let floating = Expr::In {
+        expr: Box::new(call("typeof", vec![x.clone()])),
+        target: sqlparser::ast::InTarget::List(vec![string("double"), string("float")]),
+        negated: false,
+        global: false,
+    };
+    Expr::Case {
+        case_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        end_token: sqlparser::ast::helpers::attached_token::AttachedToken::empty(),
+        operand: None,
+        conditions: vec![sqlparser::ast::CaseWhen {
+            condition: floating,
+            result: call("bround", vec![x.clone()]),
+        }],
+        else_result: Some(Box::new(call("round", vec![x.clone()]))),
+    }
+}
+
 fn number(n: usize) -> Expr {
     Expr::Value(ValueWithSpan {
         value: Value::Number(n.to_string(), false),
@@ -882,6 +902,47 @@ impl Rewriter<'_> {
             })
     }
 
+    /// `SELECT DISTINCT ON (keys) …` keeps the first row per key in the query's order: the same as
+    /// `QUALIFY row_number() OVER (PARTITION BY keys ORDER BY …) = 1`, which `rewrite_qualify` then translates.
+    fn distinct_on_as_qualify(&self, query: &mut Query) -> ControlFlow<Untranslatable> {
+        let order_by = match &query.order_by {
+            Some(o) => match &o.kind {
+                OrderByKind::Expressions(exprs) => exprs.clone(),
+                OrderByKind::All(_) => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+        let SetExpr::Select(select) = query.body.as_mut() else {
+            return ControlFlow::Continue(());
+        };
+        let Some(Distinct::On(keys)) = &select.distinct else {
+            return ControlFlow::Continue(());
+        };
+        if select.qualify.is_some() {
+            return ControlFlow::Break(untranslatable(
+                "DISTINCT ON with QUALIFY",
+                select.select_token.0.span,
+                "keep one of the two",
+            ));
+        }
+        let mut first = call("row_number", Vec::new());
+        if let Expr::Function(f) = &mut first {
+            f.over = Some(WindowType::WindowSpec(WindowSpec {
+                window_name: None,
+                partition_by: keys.clone(),
+                order_by,
+                window_frame: None,
+            }));
+        }
+        select.qualify = Some(Expr::BinaryOp {
+            left: Box::new(first),
+            op: BinaryOperator::Eq,
+            right: Box::new(number(1)),
+        });
+        select.distinct = None;
+        ControlFlow::Continue(())
+    }
+
     /// `… QUALIFY cond` becomes a filter over a subquery that computes `cond` next to the columns; the
     /// query's ORDER BY and LIMIT stay outside, so the order is kept.
     fn rewrite_qualify(&self, query: &mut Query) -> ControlFlow<Untranslatable> {
@@ -902,6 +963,34 @@ impl Rewriter<'_> {
                         span,
                         "name every selected column (with an alias) in a query that has QUALIFY",
                     ));
+                }
+            }
+        }
+        // The outer ORDER BY sees only the subquery's columns: an ordering that is not one of the named
+        // columns (or an ordinal) is computed inside as a hidden column.
+        if let Some(order_by) = &mut query.order_by
+            && let OrderByKind::Expressions(exprs) = &mut order_by.kind
+        {
+            let lowered: Vec<String> = names.iter().map(|n| n.value.to_lowercase()).collect();
+            for (k, o) in exprs.iter_mut().enumerate() {
+                let named = match &o.expr {
+                    Expr::Identifier(i) => Some(i.clone()),
+                    Expr::CompoundIdentifier(parts) => parts.last().cloned(),
+                    _ => None,
+                };
+                match named {
+                    Some(n) if lowered.contains(&n.value.to_lowercase()) => {
+                        o.expr = Expr::Identifier(n);
+                    }
+                    _ if matches!(o.expr, Expr::Value(_)) => {}
+                    _ => {
+                        let hidden = ident(&format!("__lake_order_{k}"));
+                        select.projection.push(SelectItem::ExprWithAlias {
+                            expr: o.expr.clone(),
+                            alias: hidden.clone(),
+                        });
+                        o.expr = Expr::Identifier(hidden);
+                    }
                 }
             }
         }
@@ -1055,6 +1144,7 @@ impl VisitorMut for Rewriter<'_> {
                 nulls_last_by_default(o);
             }
         }
+        self.distinct_on_as_qualify(query)?;
         self.rewrite_qualify(query)
     }
 
@@ -1087,9 +1177,10 @@ impl VisitorMut for Rewriter<'_> {
                 if matches!(kind, CastKind::DoubleColon) {
                     *kind = CastKind::Cast;
                 }
-                // DuckDB rounds a fraction cast to an integer; Spark truncates it.
+                // DuckDB rounds a fraction cast to an integer (half to even from floating point, half away
+                // from zero from decimals); Spark truncates it.
                 if is_integer_type(data_type) && !exact_for_integer_cast(inner) {
-                    **inner = call("round", vec![(**inner).clone()]);
+                    **inner = rounded(inner);
                 }
                 *data_type = flow(spark_type(data_type, Span::empty()))?;
                 None
@@ -1181,7 +1272,7 @@ mod tests {
             ),
             (
                 "SELECT amount::INTEGER, x::VARCHAR, y::HUGEINT, z::TIMESTAMP, w::DECIMAL, CAST(1 AS BIGINT)",
-                "SELECT CAST(round(amount) AS INT), CAST(x AS STRING), CAST(round(y) AS DECIMAL(38,0)), CAST(z AS TIMESTAMP_NTZ), CAST(w AS DECIMAL(18,3)), CAST(1 AS BIGINT)",
+                "SELECT CAST(CASE WHEN typeof(amount) IN ('double', 'float') THEN bround(amount) ELSE round(amount) END AS INT), CAST(x AS STRING), CAST(CASE WHEN typeof(y) IN ('double', 'float') THEN bround(y) ELSE round(y) END AS DECIMAL(38,0)), CAST(z AS TIMESTAMP_NTZ), CAST(w AS DECIMAL(18,3)), CAST(1 AS BIGINT)",
             ),
             (
                 "SELECT CAST(a > 1 AS INT), TRY_CAST(s AS DOUBLE), CAST(t AS TIMESTAMPTZ)",
@@ -1226,6 +1317,10 @@ mod tests {
             (
                 r"SELECT 'it''s', 'C:\path', TIMESTAMP '2024-01-01 00:00:00'",
                 r"SELECT 'it\u0027s', 'C:\\path', TIMESTAMP_NTZ '2024-01-01 00:00:00'",
+            ),
+            (
+                "SELECT DISTINCT ON (customer) customer, amount AS a FROM orders ORDER BY customer, amount DESC",
+                "SELECT customer, a FROM (SELECT customer, amount AS a, amount AS __lake_order_1, (row_number() OVER (PARTITION BY customer ORDER BY customer NULLS LAST, amount DESC NULLS LAST) = 1) AS __lake_qualify FROM orders) AS __lake_qualified WHERE __lake_qualify ORDER BY customer NULLS LAST, __lake_order_1 DESC NULLS LAST",
             ),
             (
                 "SELECT id FROM orders ORDER BY amount DESC NULLS FIRST, id",

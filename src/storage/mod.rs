@@ -42,9 +42,8 @@ pub trait SharedCatalog: Send + Sync {
     /// Creates `table` with these columns unless it exists.
     fn ensure_table(&self, table: &PhysicalTable, columns: &arrow::datatypes::Schema)
     -> Result<()>;
-    fn table_exists(&self, table: &PhysicalTable) -> Result<bool>;
-    /// The table's column names, when it exists.
-    fn columns(&self, table: &PhysicalTable) -> Result<Option<Vec<String>>>;
+    /// The table's columns, when it exists.
+    fn schema(&self, table: &PhysicalTable) -> Result<Option<arrow::datatypes::Schema>>;
     /// After the engine committed to `table`: DuckDB reads the new data; returns the current snapshot id.
     fn adopt_commit(&self, session: &Session, table: &PhysicalTable) -> Result<Option<i64>>;
 }

@@ -16,6 +16,7 @@ mod macros;
 mod plan_apply;
 mod plan_output;
 mod serve;
+mod spark;
 mod state_contract;
 mod state_postgres;
 mod unit_tests;

@@ -108,6 +108,21 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
+    /// Whether the engine of a model's gateway builds it from its query (SEED, VIEW, EMBEDDED and EXTERNAL
+    /// models are lake's own).
+    pub fn built_by_engine(&self) -> bool {
+        matches!(
+            self,
+            ModelKind::Full
+                | ModelKind::IncrementalByTimeRange { .. }
+                | ModelKind::IncrementalByUniqueKey { .. }
+                | ModelKind::IncrementalByPartition { .. }
+                | ModelKind::IncrementalUnmanaged { .. }
+                | ModelKind::ScdType2ByTime { .. }
+                | ModelKind::ScdType2ByColumn { .. }
+        )
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             ModelKind::View { .. } => "VIEW",

@@ -424,20 +424,13 @@ impl SharedCatalog for IcebergStorage {
         Ok(())
     }
 
-    fn table_exists(&self, table: &PhysicalTable) -> Result<bool> {
-        Ok(self.load(table)?.is_some())
-    }
-
-    fn columns(&self, table: &PhysicalTable) -> Result<Option<Vec<String>>> {
-        Ok(self.load(table)?.map(|t| {
-            t.metadata()
-                .current_schema()
-                .as_struct()
-                .fields()
-                .iter()
-                .map(|f| f.name.clone())
-                .collect()
-        }))
+    fn schema(&self, table: &PhysicalTable) -> Result<Option<ArrowSchema>> {
+        self.load(table)?
+            .map(|t| {
+                iceberg::arrow::schema_to_arrow_schema(t.metadata().current_schema())
+                    .map_err(iceberg_err(format!("reading the schema of {table}")))
+            })
+            .transpose()
     }
 
     fn adopt_commit(&self, session: &Session, table: &PhysicalTable) -> Result<Option<i64>> {

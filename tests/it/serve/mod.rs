@@ -21,6 +21,9 @@ pub struct Server {
     child: Child,
     /// `host:port` it bound.
     address: String,
+    /// Its stderr (the access log), read as it comes so a busy server never blocks on a full pipe.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -50,7 +53,24 @@ impl Server {
             address.starts_with("127.0.0.1:"),
             "loopback by default: {address}"
         );
-        Server { child, address }
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let reader = child.stderr.take().map(|stderr| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Ok(mut log) = log.lock() {
+                        log.push_str(&line);
+                        log.push('\n');
+                    }
+                }
+            })
+        });
+        Server {
+            child,
+            address,
+            log,
+            reader,
+        }
     }
 
     pub fn uri(&self) -> String {
@@ -118,10 +138,11 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
-                let mut log = String::new();
-                if let Some(mut stderr) = self.child.stderr.take() {
-                    stderr.read_to_string(&mut log).expect("read stderr");
+                // The reader thread ends at the end of the pipe, once the process is gone.
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
                 }
+                let log = self.log.lock().map(|l| l.clone()).unwrap_or_default();
                 return (status, log);
             }
             assert!(
