@@ -62,7 +62,10 @@ fn crash_then_resume(make: &dyn Fn() -> Option<Scratch>) {
     );
 }
 
-fn crash_then_resume_after(make: &dyn Fn() -> Option<Scratch>, before: &dyn Fn(&Scratch)) {
+pub(crate) fn crash_then_resume_after(
+    make: &dyn Fn() -> Option<Scratch>,
+    before: &dyn Fn(&Scratch),
+) {
     let Some(reference) = make() else { return };
     before(&reference);
     reference.apply(EXEC);
@@ -70,7 +73,14 @@ fn crash_then_resume_after(make: &dyn Fn() -> Option<Scratch>, before: &dyn Fn(&
     for point in FAILPOINTS {
         let Some(s) = make() else { return };
         let prod_rows = || s.csv("select * from demo.full_model order by item_id");
-        let untouched = s.project.join(".lake").exists().then(prod_rows);
+        // Prod's rows before the crashing apply, when prod exists (a project may have a `.lake` folder
+        // before its first plan, e.g. from `lake serve`).
+        let untouched = s
+            .lake()
+            .args(["fetchdf", "select 1 from demo.full_model limit 0"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+            .then(prod_rows);
         before(&s);
         let out = s
             .lake()

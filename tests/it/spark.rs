@@ -533,3 +533,17 @@ fn an_engine_failure_stops_the_apply_promotes_nothing_and_a_rerun_resumes() {
     );
     s.assert_demo_results();
 }
+
+#[test]
+fn an_apply_on_sail_killed_at_any_failpoint_resumes_to_the_same_end() {
+    // One Sail per project; the previous project's Sail stops when the next project starts.
+    let current = std::cell::RefCell::new(None);
+    let make = || {
+        let s = Scratch::init();
+        let sail = start_sail(&s)?;
+        use_cluster(&s, &format!("sc://127.0.0.1:{}", sail.port));
+        current.replace(Some(sail));
+        Some(s)
+    };
+    crate::crash::crash_then_resume_after(&make, &|_| {});
+}
