@@ -585,6 +585,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn spark_gateways_keep_their_token_out_of_messages() {
+        let text = "gateways:\n  local:\n    connection: {type: duckdb}\n  cluster:\n    connection:\n      type: spark\n      remote: sc://h:15002/;token=T0K;user_id=u\ndefault_gateway: cluster\n";
+        let cfg = parse(Path::new("/p"), "config.yaml", text, None).unwrap();
+        let cluster = &cfg.spark_gateways["cluster"];
+        assert_eq!(cluster.display, "sc://h:15002/;token=***;user_id=u");
+        assert_eq!(cluster.remote.expose(), "sc://h:15002/;token=T0K;user_id=u");
+        assert_eq!(cluster.catalog, "lake");
+        assert!(!format!("{cluster:?}").contains("T0K"));
+        assert_eq!(cfg.spark_gateways.len(), 1);
+        let bad = text.replace("sc://h:15002", "http://h");
+        let e = parse(Path::new("/p"), "config.yaml", &bad, None).unwrap_err();
+        assert!(e.to_string().contains("sc://host:port"), "{e}");
+    }
+
+    #[test]
     fn loads_sqlmesh_config_and_reports_unknown_keys() {
         let text = "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: bench.db\n      bogus_option: 1\ndefault_gateway: local\nmodel_defaults:\n  dialect: duckdb\n  start: 2024-01-01\n  cron: '@daily'\nsnapshot_ttl: in 2 days\nfrobnicate: true\n";
         let cfg = parse(Path::new("/p"), "config.yaml", text, None).unwrap();

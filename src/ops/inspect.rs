@@ -70,16 +70,10 @@ impl Context {
         let s = &snapshots[i];
         let table = PhysicalTable::for_version(&s.name, &s.version);
         let macro_ctx = scheduler::macro_context(&ctx, i, &table, "rendering");
-        let columns_of = |name: &[String]| match (name, storage.shared_catalog()) {
-            ([.., schema, table], Some(catalog)) => catalog
-                .schema(&PhysicalTable {
-                    schema: schema.clone(),
-                    table: table.clone(),
-                })
-                .ok()
-                .flatten()
-                .map(|s| s.fields().iter().map(|f| f.name().clone()).collect()),
-            _ => None,
+        let columns_of = |name: &[String]| {
+            storage
+                .shared_catalog()
+                .and_then(|catalog| scheduler::spark::table_columns(catalog, name))
         };
         scheduler::spark::spark_query(&ctx, i, &connection, &macro_ctx, &columns_of)
     }
