@@ -1,12 +1,13 @@
-//! A distributed engine through Spark Connect (Apache Spark 4, Databricks, Sail): statements and Arrow
-//! results, with the engine's errors kept whole, and Spark SQL's names for Arrow types.
+//! A distributed engine through Spark Connect (Apache Spark 4, Databricks, Sail): statements, Arrow
+//! results and result schemas, with the engine's errors kept whole, and Spark SQL's names for Arrow types.
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{Array, Int64Array, RecordBatch};
-use arrow::datatypes::DataType as ArrowType;
+use arrow::datatypes::{DataType as ArrowType, Field, Schema as ArrowSchema, TimeUnit};
+use spark_connect::types::DataType as SparkType;
 use spark_connect::{SparkError, SparkSession};
 
 use crate::config::SparkConnection;
@@ -88,6 +89,41 @@ impl SparkEngine {
             .and_then(|frame| frame.collect_record_batches())
             .map_err(self.error(context()))
     }
+
+    /// The columns a query answers, as Arrow fields (asked of the engine's analyser; nothing runs): the types
+    /// of a `dialect spark` model, which DuckDB cannot bind.
+    pub fn schema(&self, sql: &str, context: impl FnOnce() -> String) -> Result<ArrowSchema> {
+        let context = context();
+        check_reachable(&self.connection)?;
+        let schema = self
+            .session
+            .sql(sql)
+            .and_then(|frame| frame.schema())
+            .map_err(self.error(context.clone()))?;
+        let SparkType::Struct { fields } = schema else {
+            return Err(LakeError::Execution {
+                model: context,
+                message: format!("the engine described the query as {schema:?}, not as rows"),
+            });
+        };
+        let fields = fields
+            .iter()
+            .map(|f| {
+                arrow_type(&f.data_type)
+                    .map(|t| Field::new(&f.name, t, true))
+                    .ok_or_else(|| {
+                        LakeError::unsupported(
+                            format!(
+                                "the {:?} column `{}` written by the Spark engine ({context})",
+                                f.data_type, f.name
+                            ),
+                            "cast it to a standard type (numbers, strings, dates, timestamps, decimals, arrays)",
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ArrowSchema::new(fields))
+    }
 }
 
 /// Fails at once, naming the engine, when nothing listens at its address.
@@ -143,6 +179,34 @@ pub fn sql_type(t: &ArrowType) -> Option<String> {
         ArrowType::List(item) | ArrowType::LargeList(item) => {
             format!("ARRAY<{}>", sql_type(item.data_type())?)
         }
+        _ => return None,
+    })
+}
+
+/// Spark's column type as the Arrow type lake's Iceberg writer maps to an Iceberg type.
+fn arrow_type(t: &SparkType) -> Option<ArrowType> {
+    Some(match t {
+        SparkType::Boolean => ArrowType::Boolean,
+        SparkType::Byte | SparkType::Short => ArrowType::Int32,
+        SparkType::Integer => ArrowType::Int32,
+        SparkType::Long => ArrowType::Int64,
+        SparkType::Float => ArrowType::Float32,
+        SparkType::Double => ArrowType::Float64,
+        SparkType::Decimal { precision, scale } => {
+            ArrowType::Decimal128(u8::try_from(*precision).ok()?, i8::try_from(*scale).ok()?)
+        }
+        SparkType::String { .. } | SparkType::Char { .. } | SparkType::Varchar { .. } => {
+            ArrowType::Utf8
+        }
+        SparkType::Binary => ArrowType::Binary,
+        SparkType::Date => ArrowType::Date32,
+        SparkType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        SparkType::TimestampNtz => ArrowType::Timestamp(TimeUnit::Microsecond, None),
+        SparkType::Array { element_type, .. } => ArrowType::List(Arc::new(Field::new(
+            "element",
+            arrow_type(element_type)?,
+            true,
+        ))),
         _ => return None,
     })
 }

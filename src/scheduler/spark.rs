@@ -20,11 +20,12 @@ use crate::project::macros::{self, MacroContext};
 use crate::project::model::{Model, ModelKind, Statement, TimeColumn};
 use crate::snapshot::PhysicalTable;
 use crate::sql::quote_ident_always;
-use crate::sql::spark::{Target, Untranslatable, transpile, transpile_expr};
+use crate::sql::spark::{Target, Untranslatable, qualify_names, transpile, transpile_expr};
 use crate::state::Interval;
 use crate::storage::{SharedCatalog, WriteStats};
 
-/// DuckDB SQL of model `model` (rendered for execution) as Spark SQL, or a located error.
+/// Model `model`'s SQL (rendered for execution) as Spark SQL, or a located error: translated from DuckDB's
+/// dialect, or, for a `dialect spark` model, as written with its table names resolved.
 /// `columns_of` answers the columns of a table the query reads (for `* EXCLUDE`).
 pub fn to_spark(
     model: &Model,
@@ -32,11 +33,23 @@ pub fn to_spark(
     columns_of: &dyn Fn(&[String]) -> Option<Vec<String>>,
     duckdb_sql: &str,
 ) -> Result<String> {
+    if writes_spark_sql(model) {
+        return qualify_names(duckdb_sql, &connection.catalog)
+            .map_err(|e| untranslatable(model, e));
+    }
     let target = Target {
         catalog: &connection.catalog,
         columns_of,
     };
     transpile(duckdb_sql, &target).map_err(|e| untranslatable(model, e))
+}
+
+/// A model declared `dialect spark`: its SQL runs on the engine as written (only names are resolved).
+fn writes_spark_sql(model: &Model) -> bool {
+    matches!(
+        model.meta.dialect.as_str(),
+        "spark" | "spark2" | "databricks"
+    )
 }
 
 /// The model's query rendered and translated for the engine, VIEW parents inlined (the engine cannot read
@@ -338,9 +351,17 @@ impl Writer<'_> {
     }
 
     /// The physical table's columns: the table's own when it exists, else the ones DuckDB gives the query
-    /// (nothing runs: DuckDB only binds it), with which lake creates it in its catalog.
+    /// (nothing runs: DuckDB only binds it) or, for a `dialect spark` model, the engine's analyser; lake
+    /// creates the table with them in its catalog.
     fn columns(&self, duckdb_query: &str) -> Result<ArrowSchema> {
         if let Some(schema) = self.catalog.schema(&self.backfill.table)? {
+            return Ok(schema);
+        }
+        if writes_spark_sql(self.model) {
+            let schema = self.engine.schema(&self.to_spark(duckdb_query)?, || {
+                format!("reading the columns of {}", self.backfill.name)
+            })?;
+            self.catalog.ensure_table(&self.backfill.table, &schema)?;
             return Ok(schema);
         }
         let schema = self.session.query_each(
@@ -489,6 +510,15 @@ impl Writer<'_> {
                 "only SCD_TYPE_2 kinds keep history",
             ));
         };
+        if writes_spark_sql(self.model) {
+            return Err(LakeError::unsupported(
+                format!(
+                    "SCD type 2 history of the `dialect spark` model {}",
+                    self.model.meta.name
+                ),
+                "lake computes history with DuckDB-dialect SQL it translates: write the model in DuckDB's dialect",
+            ));
+        }
         let query = self.render(macro_ctx)?;
         let columns: Vec<String> = self
             .session

@@ -1124,13 +1124,7 @@ impl VisitorMut for Rewriter<'_> {
     type Break = Untranslatable;
 
     fn post_visit_relation(&mut self, relation: &mut ObjectName) -> ControlFlow<Untranslatable> {
-        let parts = &mut relation.0;
-        match parts.len() {
-            1 => {}
-            2 => parts.insert(0, ObjectNamePart::Identifier(quoted(self.target.catalog))),
-            // DuckDB's catalog (the project's database) becomes the engine's name for lake's catalog.
-            _ => parts[0] = ObjectNamePart::Identifier(quoted(self.target.catalog)),
-        }
+        in_catalog(relation, self.target.catalog);
         ControlFlow::Continue(())
     }
 
@@ -1217,6 +1211,43 @@ impl VisitorMut for Rewriter<'_> {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// `schema.table` as `catalog.schema.table`; DuckDB's catalog (the project's database) in a three-part name
+/// becomes the engine's name for lake's catalog.
+fn in_catalog(relation: &mut ObjectName, catalog: &str) {
+    let parts = &mut relation.0;
+    match parts.len() {
+        1 => {}
+        2 => parts.insert(0, ObjectNamePart::Identifier(quoted(catalog))),
+        _ => parts[0] = ObjectNamePart::Identifier(quoted(catalog)),
+    }
+}
+
+/// Names only, for a model written in Spark SQL (`dialect spark`): its table references (which lake
+/// resolved to physical tables) are put in `catalog` and quoted with backticks; nothing else changes.
+pub fn qualify_names(sql: &str, catalog: &str) -> Result<String, Untranslatable> {
+    struct Names<'a>(&'a str);
+    impl VisitorMut for Names<'_> {
+        type Break = ();
+        fn post_visit_relation(&mut self, relation: &mut ObjectName) -> ControlFlow<()> {
+            in_catalog(relation, self.0);
+            ControlFlow::Continue(())
+        }
+    }
+    let mut statements = Parser::parse_sql(&DuckDbDialect {}, sql).map_err(|e| Untranslatable {
+        construct: "the query".into(),
+        line: 0,
+        column: 0,
+        help: format!("it does not parse: {e}"),
+    })?;
+    let mut out = Vec::with_capacity(statements.len());
+    for statement in &mut statements {
+        let _ = statement.visit(&mut Names(catalog));
+        let _ = statement.visit(&mut Backticks);
+        out.push(statement.to_string());
+    }
+    Ok(out.join(";\n"))
 }
 
 fn flow<T>(result: Result<T, Untranslatable>) -> ControlFlow<Untranslatable, T> {
@@ -1335,6 +1366,18 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn spark_sql_models_only_get_their_names_qualified() {
+        assert_eq!(
+            qualify_names(
+                r#"SELECT date_format(d, 'yyyy') AS y, size(collect_list(x)) FROM "lake__s"."t" AS t GROUP BY 1"#,
+                "lake"
+            )
+            .unwrap(),
+            "SELECT date_format(d, 'yyyy') AS y, size(collect_list(x)) FROM `lake`.`lake__s`.`t` AS t GROUP BY 1"
+        );
     }
 
     #[test]

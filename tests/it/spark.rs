@@ -396,6 +396,13 @@ fn one_project_mixes_duckdb_and_sail_with_merges_and_history_on_the_engine() {
     };
     use_cluster(&s, &format!("sc://127.0.0.1:{}", sail.port));
     let reference = mixed_project();
+    // Written in Spark SQL (functions DuckDB lacks, or has under other names): runs as written on Sail.
+    s.write(
+        "models/spark_side.sql",
+        "MODEL (name shop.spark_side, kind FULL, dialect spark);\n\
+         SELECT tier, size(collect_list(name)) AS members, date_format(to_date('2024-01-02'), 'yyyy/MM/dd') AS day\n\
+         FROM shop.latest WHERE tier IS NOT NULL GROUP BY tier\n",
+    );
     let out = s.apply(EXEC);
     let log = stderr(&out);
     assert!(
@@ -420,6 +427,10 @@ fn one_project_mixes_duckdb_and_sail_with_merges_and_history_on_the_engine() {
     for model in ["shop.latest", "shop.by_tier", "shop.tiers", "shop.report"] {
         assert_same_rows(&s, &reference, model);
     }
+    assert_eq!(
+        s.csv("SELECT * FROM shop.spark_side ORDER BY tier"),
+        "tier,members,day\ngold,3,2024/01/02\nsilver,1,2024/01/02\n"
+    );
     let history = |p: &Scratch| {
         p.csv("SELECT id, tier, valid_to IS NULL AS current FROM shop.history ORDER BY ALL")
     };
