@@ -303,19 +303,28 @@ impl Context {
     pub fn info(&self) -> Result<Info> {
         let state = self.open_state()?;
         let environments = state.environments()?.into_iter().map(|e| e.name).collect();
-        let (engine, engine_ok) = match &self.project.config.connection {
-            crate::config::EngineConnection::DuckDb { database, .. } => (
-                format!(
-                    "duckdb ({})",
-                    database
-                        .as_ref()
-                        .map_or(":memory:".into(), |p| p.display().to_string())
-                ),
-                self.open_engine()
-                    .and_then(|e| e.session())
-                    .and_then(|s| s.execute("SELECT 1", || "checking the engine".into()))
-                    .is_ok(),
+        let crate::config::EngineConnection::DuckDb { database, .. } =
+            &self.project.config.connection;
+        let duckdb = format!(
+            "duckdb ({})",
+            database
+                .as_ref()
+                .map_or(":memory:".into(), |p| p.display().to_string())
+        );
+        let duckdb_ok = || {
+            self.open_engine()
+                .and_then(|e| e.session())
+                .and_then(|s| s.execute("SELECT 1", || "checking the engine".into()))
+                .is_ok()
+        };
+        let gateway = &self.project.config.gateway;
+        let (engine, engine_ok) = match self.project.config.spark_gateways.get(gateway) {
+            // Models run on the engine; seeds, views and reads on lake's DuckDB: both must answer.
+            Some(spark) => (
+                format!("spark ({}), with lake's {duckdb}", spark.display),
+                self.spark.get(spark).is_ok() && duckdb_ok(),
             ),
+            None => (duckdb, duckdb_ok()),
         };
         Ok(Info {
             project: self.project.root.clone(),

@@ -505,6 +505,20 @@ fn an_engine_failure_stops_the_apply_promotes_nothing_and_a_rerun_resumes() {
     );
     // The engine goes away: the plan fails to connect and still says which engine, without the token.
     drop(sail);
+    let info = run(&s, &["info"]);
+    let shown = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        shown.contains("Gateway: cluster — spark (sc://127.0.0.1:"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Data warehouse connection failed"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("token=***") && !shown.contains("s3cr3t-t0ken"),
+        "{shown}"
+    );
     s.write("models/full_model.sql", &original);
     let out = run(&s, &["plan", "--auto-apply", "--execution-time", EXEC]);
     assert!(!out.status.success());
