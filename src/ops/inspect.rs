@@ -11,7 +11,7 @@ use crate::engine::QueryResult;
 use crate::error::{LakeError, Result};
 use crate::plan::backfill::BuiltIntervals;
 use crate::plan::{self, PlanOptions};
-use crate::scheduler::{self, BuildContext};
+use crate::scheduler;
 use crate::snapshot::{EnvironmentName, PhysicalTable};
 use crate::sql::ModelName;
 
@@ -59,19 +59,12 @@ impl Context {
             .cloned()
             .unwrap_or_else(crate::config::SparkConnection::unconfigured);
         let snapshots = self.resolved_snapshots(execution_time)?;
-        let storage = self.storage()?;
-        let ctx = BuildContext {
-            project: &self.project,
-            snapshots: &snapshots,
-            storage,
-            execution_time,
-            spark: &self.spark,
-        };
+        let ctx = self.build_context(&snapshots, execution_time)?;
         let s = &snapshots[i];
         let table = PhysicalTable::for_version(&s.name, &s.version);
         let macro_ctx = scheduler::macro_context(&ctx, i, &table, "rendering");
         let columns_of = |name: &[String]| {
-            storage
+            ctx.storage
                 .shared_catalog()
                 .and_then(|catalog| scheduler::spark::table_columns(catalog, name))
         };
@@ -96,13 +89,7 @@ impl Context {
         execution_time: NaiveDateTime,
         stage: &'static str,
     ) -> Result<String> {
-        let ctx = BuildContext {
-            project: &self.project,
-            snapshots,
-            storage: self.storage()?,
-            execution_time,
-            spark: &self.spark,
-        };
+        let ctx = self.build_context(snapshots, execution_time)?;
         let s = &snapshots[model];
         let table = PhysicalTable::for_version(&s.name, &s.version);
         let macro_ctx = scheduler::macro_context(&ctx, model, &table, stage);

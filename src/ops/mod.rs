@@ -78,6 +78,21 @@ impl Context {
         Ok(self.storage.get_or_init(|| opened).as_ref())
     }
 
+    /// What the scheduler needs to render and build `snapshots` at `execution_time`.
+    fn build_context<'a>(
+        &'a self,
+        snapshots: &'a [crate::snapshot::Snapshot],
+        execution_time: NaiveDateTime,
+    ) -> Result<crate::scheduler::BuildContext<'a>> {
+        Ok(crate::scheduler::BuildContext {
+            project: &self.project,
+            snapshots,
+            storage: self.storage()?,
+            execution_time,
+            spark: &self.spark,
+        })
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.project.root.join(".lake")
     }

@@ -8,7 +8,7 @@ use crate::checks::unit_test::TestResult;
 use crate::config::linter::Severity;
 use crate::error::{LakeError, Result};
 use crate::plan::{self, Plan, PlanOptions};
-use crate::scheduler::{self, ApplyReport, BuildContext, Observer};
+use crate::scheduler::{self, ApplyReport, Observer};
 
 /// What the checks every plan runs first found, for the caller to show.
 pub enum PlanCheckFindings<'a> {
@@ -112,13 +112,7 @@ impl Context {
         let plan = self.diff_against_state(options)?;
         // What Spark gateways will run is translated now, so what cannot run there stops the plan.
         if !self.project.config.spark_gateways.is_empty() {
-            let ctx = BuildContext {
-                project: &self.project,
-                snapshots: &plan.snapshots,
-                storage: self.storage()?,
-                execution_time: plan.execution_time,
-                spark: &self.spark,
-            };
+            let ctx = self.build_context(&plan.snapshots, plan.execution_time)?;
             scheduler::spark::check_translatable(&ctx, &plan.backfills)?;
         }
         Ok(plan)
@@ -140,13 +134,7 @@ impl Context {
         let _lock = self.lock(&plan.environment, on_wait)?;
         let mut state = self.open_state()?;
         let engine = self.open_engine()?;
-        let ctx = BuildContext {
-            project: &self.project,
-            snapshots: &plan.snapshots,
-            storage: self.storage()?,
-            execution_time: plan.execution_time,
-            spark: &self.spark,
-        };
+        let ctx = self.build_context(&plan.snapshots, plan.execution_time)?;
         scheduler::apply(&ctx, &engine, plan, state.as_mut(), observer).map_err(|e| match e {
             LakeError::ApplyFailed {
                 failed,

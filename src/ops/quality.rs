@@ -8,7 +8,7 @@ use chrono::NaiveDateTime;
 use super::{Context, existing_environment};
 use crate::engine::QueryResult;
 use crate::error::{LakeError, Result};
-use crate::scheduler::{self, BuildContext};
+use crate::scheduler;
 use crate::snapshot::{EnvironmentName, PhysicalTable};
 use crate::sql::ModelName;
 
@@ -135,13 +135,7 @@ impl Context {
         }
         let engine = self.open_engine()?;
         let session = engine.session()?;
-        let ctx = BuildContext {
-            project: &self.project,
-            snapshots: &snapshots,
-            storage: self.storage()?,
-            execution_time,
-            spark: &self.spark,
-        };
+        let ctx = self.build_context(&snapshots, execution_time)?;
         let mut results = Vec::new();
         for &i in &self.project.order {
             let name = &self.project.models[i].meta.name;

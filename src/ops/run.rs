@@ -9,7 +9,7 @@ use super::{Context, existing_environment};
 use crate::error::{LakeError, Result};
 use crate::plan;
 use crate::plan::backfill::BuiltIntervals;
-use crate::scheduler::{self, BuildContext, Observer};
+use crate::scheduler::{self, Observer};
 use crate::snapshot::EnvironmentName;
 use crate::sql::ModelName;
 use crate::state::StateStore;
@@ -94,13 +94,7 @@ impl Context {
             options.ignore_cron,
         )?;
         let engine = self.open_engine()?;
-        let ctx = BuildContext {
-            project: &self.project,
-            snapshots: &snapshots,
-            storage: self.storage()?,
-            execution_time,
-            spark: &self.spark,
-        };
+        let ctx = self.build_context(&snapshots, execution_time)?;
         let state: &mut dyn StateStore = state.as_mut();
         let built = scheduler::build_all(&ctx, &engine, &backfills, &Mutex::new(state), observer)
             .map_err(|e| match e {

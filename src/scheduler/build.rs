@@ -1,11 +1,9 @@
 //! Building one model version: per-kind writes of each batch (full refresh, time ranges, merges, SCD type 2
 //! history, audited appends) with the model's pre- and post-statements.
 
-use chrono::Utc;
-
 use super::audits::{audited_relation, run_audits};
 use super::render::{executable_query, macro_context, time_range_predicate};
-use super::runner::built_interval;
+use super::runner::{batch_interval, built_interval};
 use super::scd;
 use super::{BuildContext, Observer};
 use crate::engine::Session;
@@ -58,22 +56,14 @@ pub(super) fn build_one(
             &model.post_statements,
             &macro_ctx,
         )?;
-        let audited = audited_relation(model, &backfill.table, None);
-        let audits_passed = run_audits(ctx, session, backfill, &macro_ctx, &audited, observer)?;
-        record(built_interval(ctx, backfill, stats.write_id()))?;
-        return Ok(WriteStats {
-            audits_passed,
-            ..stats
-        });
+        return finish_in_one_piece(ctx, session, backfill, &macro_ctx, stats, record, observer);
     }
     let mut total = WriteStats {
         rows: Some(0),
         ..WriteStats::default()
     };
     for &(start, end) in &backfill.batches {
-        let mut macro_ctx = macro_context(ctx, backfill.model, &backfill.table, "evaluating");
-        macro_ctx.start = start;
-        macro_ctx.end = end;
+        let macro_ctx = batch_macro_context(ctx, backfill, (start, end));
         run_statements(
             ctx.project,
             session,
@@ -123,18 +113,43 @@ pub(super) fn build_one(
             total.audits_passed +=
                 run_audits(ctx, session, backfill, &macro_ctx, &audited, observer)?;
         }
-        total.rows = total.rows.zip(stats.rows).map(|(a, b)| a + b);
-        total.snapshot_id = stats.snapshot_id.or(total.snapshot_id);
-        record(Interval {
-            name: backfill.name.clone(),
-            version: backfill.version.clone(),
-            start_ts: start.and_utc().timestamp_millis(),
-            end_ts: end.and_utc().timestamp_millis(),
-            created_ts: Utc::now().timestamp_millis(),
-            write_id: stats.write_id(),
-        })?;
+        record(batch_interval(backfill, (start, end), stats.write_id()))?;
+        total.absorb(stats);
     }
     Ok(total)
+}
+
+/// The macro context of one batch of a model version.
+pub(super) fn batch_macro_context(
+    ctx: &BuildContext<'_>,
+    backfill: &Backfill,
+    (start, end): Range,
+) -> MacroContext {
+    let mut macro_ctx = macro_context(ctx, backfill.model, &backfill.table, "evaluating");
+    macro_ctx.start = start;
+    macro_ctx.end = end;
+    macro_ctx
+}
+
+/// After a model version built in one piece is written: its audits, then its interval recorded (a blocking
+/// audit failure leaves it unrecorded, so the next plan rebuilds it).
+pub(super) fn finish_in_one_piece(
+    ctx: &BuildContext<'_>,
+    session: &Session,
+    backfill: &Backfill,
+    macro_ctx: &MacroContext,
+    stats: WriteStats,
+    record: &dyn Fn(Interval) -> Result<()>,
+    observer: &dyn Observer,
+) -> Result<WriteStats> {
+    let model = &ctx.project.models[backfill.model];
+    let audited = audited_relation(model, &backfill.table, None);
+    let audits_passed = run_audits(ctx, session, backfill, macro_ctx, &audited, observer)?;
+    record(built_interval(ctx, backfill, stats.write_id()))?;
+    Ok(WriteStats {
+        audits_passed,
+        ..stats
+    })
 }
 
 /// Temporary table holding the rows of an append until its audits pass.

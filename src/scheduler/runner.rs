@@ -196,6 +196,22 @@ pub(super) fn worker(
     }
 }
 
+/// The interval one batch of an incremental model wrote.
+pub(super) fn batch_interval(
+    backfill: &Backfill,
+    (start, end): crate::intervals::Range,
+    write_id: Option<String>,
+) -> Interval {
+    Interval {
+        name: backfill.name.clone(),
+        version: backfill.version.clone(),
+        start_ts: start.and_utc().timestamp_millis(),
+        end_ts: end.and_utc().timestamp_millis(),
+        created_ts: Utc::now().timestamp_millis(),
+        write_id,
+    }
+}
+
 pub(super) fn built_interval(
     ctx: &BuildContext<'_>,
     backfill: &Backfill,

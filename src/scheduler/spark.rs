@@ -3,11 +3,11 @@
 //! commit adopted by lake (DuckDB's view, the snapshot id recorded with the interval) and the audits run.
 
 use arrow::datatypes::Schema as ArrowSchema;
-use chrono::Utc;
 
 use super::audits::{audited_relation, run_audits};
+use super::build::{batch_macro_context, finish_in_one_piece};
 use super::render::{executable_query_for, macro_context, range_predicate};
-use super::runner::built_interval;
+use super::runner::batch_interval;
 use super::scd;
 use super::{BuildContext, Observer};
 use crate::config::SparkConnection;
@@ -121,6 +121,15 @@ fn spark_table(connection: &SparkConnection, table: &PhysicalTable) -> String {
     )
 }
 
+/// `a.c <=> b.c AND …` over `columns`: equal, NULLs included (DuckDB's writer uses IS NOT DISTINCT FROM).
+fn same_values(columns: &[String], a: &str, b: &str) -> String {
+    columns
+        .iter()
+        .map(|c| format!("{a}.{c} <=> {b}.{c}", c = backticked(c)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
 fn backticked(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
@@ -170,28 +179,19 @@ pub(super) fn build_one(
             _ => writer.overwrite(&writer.render(&macro_ctx)?)?,
         };
         writer.statements(&model.post_statements, &macro_ctx)?;
-        let snapshot_id = catalog.adopt_commit(session, &backfill.table)?;
         let stats = WriteStats {
             rows,
-            snapshot_id,
+            snapshot_id: catalog.adopt_commit(session, &backfill.table)?,
             audits_passed: 0,
         };
-        let audited = audited_relation(model, &backfill.table, None);
-        let audits_passed = run_audits(ctx, session, backfill, &macro_ctx, &audited, observer)?;
-        record(built_interval(ctx, backfill, stats.write_id()))?;
-        return Ok(WriteStats {
-            audits_passed,
-            ..stats
-        });
+        return finish_in_one_piece(ctx, session, backfill, &macro_ctx, stats, record, observer);
     }
     let mut total = WriteStats {
         rows: Some(0),
         ..WriteStats::default()
     };
     for &(start, end) in &backfill.batches {
-        let mut macro_ctx = macro_context(ctx, backfill.model, &backfill.table, "evaluating");
-        macro_ctx.start = start;
-        macro_ctx.end = end;
+        let macro_ctx = batch_macro_context(ctx, backfill, (start, end));
         writer.statements(&model.pre_statements, &macro_ctx)?;
         let query = writer.render(&macro_ctx)?;
         let rows = match &model.meta.kind {
@@ -243,17 +243,14 @@ pub(super) fn build_one(
         writer.statements(&model.post_statements, &macro_ctx)?;
         let snapshot_id = catalog.adopt_commit(session, &backfill.table)?;
         let audited = audited_relation(model, &backfill.table, Some((start, end)));
-        total.audits_passed += run_audits(ctx, session, backfill, &macro_ctx, &audited, observer)?;
-        total.rows = total.rows.zip(rows).map(|(a, b)| a + b);
-        total.snapshot_id = snapshot_id.or(total.snapshot_id);
-        record(Interval {
-            name: backfill.name.clone(),
-            version: backfill.version.clone(),
-            start_ts: start.and_utc().timestamp_millis(),
-            end_ts: end.and_utc().timestamp_millis(),
-            created_ts: Utc::now().timestamp_millis(),
-            write_id: snapshot_id.map(|id| format!("iceberg:{id}")),
-        })?;
+        let audits_passed = run_audits(ctx, session, backfill, &macro_ctx, &audited, observer)?;
+        let stats = WriteStats {
+            rows,
+            snapshot_id,
+            audits_passed,
+        };
+        record(batch_interval(backfill, (start, end), stats.write_id()))?;
+        total.absorb(stats);
     }
     Ok(total)
 }
@@ -457,11 +454,7 @@ impl Writer<'_> {
     /// null-safely as DuckDB's writer does).
     fn merge(&self, query: &Rendered, keys: &[String]) -> Result<Option<u64>> {
         let rows = self.shaped(query)?;
-        let on = keys
-            .iter()
-            .map(|k| format!("lake_target.{k} <=> lake_source.{k}", k = backticked(k)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let on = same_values(keys, "lake_target", "lake_source");
         self.run(
             &format!(
                 "MERGE INTO {} AS lake_target USING ({rows}) AS lake_source ON {on} \
@@ -485,11 +478,7 @@ impl Writer<'_> {
             });
         }
         let rows = self.shaped(query)?;
-        let same = columns
-            .iter()
-            .map(|c| format!("lake_new.{c} <=> lake_target.{c}", c = backticked(c)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let same = same_values(columns, "lake_new", "lake_target");
         self.run(
             &format!(
                 "INSERT OVERWRITE {table} WITH lake_new AS ({rows}) \

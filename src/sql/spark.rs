@@ -276,6 +276,22 @@ fn spark_datetime_pattern(format: &str, span: Span) -> Result<String, Untranslat
     Ok(out)
 }
 
+/// The Spark datetime pattern of a strftime/strptime format, which must be a literal.
+fn literal_pattern(
+    function: &str,
+    format: &Expr,
+    span: Span,
+) -> ControlFlow<Untranslatable, String> {
+    match string_value(format) {
+        Some(format) => flow(spark_datetime_pattern(format, span)),
+        None => ControlFlow::Break(untranslatable(
+            format!("{function} with a computed format"),
+            span,
+            format!("give {function} a literal format"),
+        )),
+    }
+}
+
 /// DuckDB's type as Spark's.
 fn spark_type(data_type: &DataType, span: Span) -> Result<DataType, Untranslatable> {
     let t = match data_type {
@@ -587,34 +603,14 @@ impl Rewriter<'_> {
         };
         match (name.as_str(), args) {
             ("strftime", Some(args)) if args.len() == 2 => {
-                let Some(format) = string_value(&args[1]) else {
-                    return ControlFlow::Break(untranslatable(
-                        "strftime with a computed format",
-                        span,
-                        "give strftime a literal format",
-                    ));
-                };
-                let pattern = match spark_datetime_pattern(format, span) {
-                    Ok(p) => p,
-                    Err(e) => return ControlFlow::Break(e),
-                };
+                let pattern = literal_pattern(&name, &args[1], span)?;
                 ControlFlow::Continue(Some(call(
                     "date_format",
                     vec![args[0].clone(), string(&pattern)],
                 )))
             }
             ("strptime", Some(args)) if args.len() == 2 => {
-                let Some(format) = string_value(&args[1]) else {
-                    return ControlFlow::Break(untranslatable(
-                        "strptime with a computed format",
-                        span,
-                        "give strptime a literal format",
-                    ));
-                };
-                let pattern = match spark_datetime_pattern(format, span) {
-                    Ok(p) => p,
-                    Err(e) => return ControlFlow::Break(e),
-                };
+                let pattern = literal_pattern(&name, &args[1], span)?;
                 ControlFlow::Continue(Some(cast(
                     call("to_timestamp", vec![args[0].clone(), string(&pattern)]),
                     named_type("TIMESTAMP_NTZ"),

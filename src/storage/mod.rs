@@ -22,6 +22,13 @@ impl WriteStats {
     pub fn write_id(&self) -> Option<String> {
         self.snapshot_id.map(|id| format!("iceberg:{id}"))
     }
+
+    /// Adds one batch's write to a model's total: rows summed (unknown if any is), the latest snapshot kept.
+    pub fn absorb(&mut self, batch: WriteStats) {
+        self.rows = self.rows.zip(batch.rows).map(|(a, b)| a + b);
+        self.snapshot_id = batch.snapshot_id.or(self.snapshot_id);
+        self.audits_passed += batch.audits_passed;
+    }
 }
 
 /// One change to an environment's virtual layer.

@@ -95,7 +95,12 @@ fn twin(s: &Scratch) -> Scratch {
     let project = dir
         .path()
         .join(s.project.file_name().expect("project folder"));
-    for entry in walkdir(&s.project) {
+    let files = walkdir::WalkDir::new(&s.project)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file());
+    for entry in files {
+        let entry = entry.path();
         let relative = entry.strip_prefix(&s.project).expect("inside the project");
         let first = relative
             .components()
@@ -108,29 +113,13 @@ fn twin(s: &Scratch) -> Scratch {
         }
         let target = project.join(relative);
         std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
-        std::fs::copy(&entry, &target).expect("copy a project file");
+        std::fs::copy(entry, &target).expect("copy a project file");
     }
     Scratch {
         dir,
         project,
         env: Vec::new(),
     }
-}
-
-fn walkdir(root: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
 }
 
 /// A model's rows, sorted, as text fields.
