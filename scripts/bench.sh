@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks lake on generated SQLMesh projects (../shared/bench/gen_project.py, its default mix of FULL and
-# INCREMENTAL_BY_TIME_RANGE models):
-# first `plan --auto-apply`, a no-op `plan`, and a plan after a leaf edit, at each N. Prints wall time and peak RSS.
-# Usage: scripts/bench.sh [N ...]   (default: 200 1000)
+# INCREMENTAL_BY_TIME_RANGE models): first `plan --auto-apply` beside the same models run as raw DuckDB plus
+# one Parquet file each (scripts/bench-raw.py) with their ratio, a no-op `plan`, a plan after a leaf edit,
+# format and lint, at each N; then one model built in 3,000 daily batches, with and without rows. Prints wall
+# time and peak RSS.
+# Usage: scripts/bench.sh [N ...]   (default: 1000 10000; BENCH_BATCHES=0 skips the batches case)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lake-target}"
@@ -10,7 +12,9 @@ cargo build --release --locked
 lake="$CARGO_TARGET_DIR/release/lake"
 gen="../shared/bench/gen_project.py"
 sizes=("$@")
-[ ${#sizes[@]} -gt 0 ] || sizes=(200 1000)
+[ ${#sizes[@]} -gt 0 ] || sizes=(1000 10000)
+python="${LAKE_TEST_PYTHON:-$HOME/.cache/lake-venv/bin/python}"
+"$python" -c 'import duckdb' 2>/dev/null || { echo "bench.sh needs a Python with duckdb (LAKE_TEST_PYTHON; .ci/run makes one)"; exit 1; }
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -18,14 +22,18 @@ measure() { # label, command...
   local label="$1"; shift
   /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$work/out" 2>"$work/err" || { cat "$work/err"; exit 1; }
   read -r secs kib <"$work/time"
-  printf '%-6s %-28s %8.2f s %8.1f MiB\n' "$n" "$label" "$secs" "$(awk -v k="$kib" 'BEGIN { print k / 1024 }')"
+  printf '%-6s %-34s %8.2f s %8.1f MiB\n' "$n" "$label" "$secs" "$(awk -v k="$kib" 'BEGIN { print k / 1024 }')"
 }
 
-printf '%-6s %-28s %10s %12s\n' "N" "step" "wall" "peak RSS"
+printf '%-6s %-34s %10s %12s\n' "N" "step" "wall" "peak RSS"
 for n in "${sizes[@]}"; do
   project="$work/p$n"
   python3 "$gen" "$project" --models "$n" >/dev/null
+  measure "raw DuckDB + Parquet" "$python" scripts/bench-raw.py "$project" "$(date -u +%F)" "$work/raw$n"
+  raw="$secs"
+  rm -rf "$work/raw$n"
   measure "first plan --auto-apply" "$lake" -p "$project" plan --auto-apply
+  printf '%-6s %-34s %8.2f x\n' "$n" "first apply / raw" "$(awk -v a="$secs" -v b="$raw" 'BEGIN { print a / b }')"
   measure "no-op plan" "$lake" -p "$project" plan
   python3 "$gen" "$project" --mutate leaf >/dev/null
   measure "plan after leaf edit" "$lake" -p "$project" plan --auto-apply
@@ -34,3 +42,45 @@ for n in "${sizes[@]}"; do
   printf 'linter:\n  enabled: true\n  rules: ALL\n  ignored_rules: [nomissingunittest]\n  warn_rules: [nomissingaudits, nomissingowner, noselectstar, noambiguousprojections]\n' >>"$project/config.yaml"
   measure "lint (all rules)" "$lake" -p "$project" lint
 done
+
+# One INCREMENTAL_BY_TIME_RANGE model in daily batches (batch_size 1, lookback 3, partitioned_by, an audit)
+# from 2018-01-01: 3,000 batches, as a dbt-converted event project has. "with rows": ten rows every day;
+# "empty": rows on the first days only, so almost every batch writes nothing.
+batches_project() { # folder, days with rows
+  mkdir -p "$1/models" "$1/seeds"
+  printf 'model_defaults:\n  dialect: duckdb\n  start: 2018-01-01\n' >"$1/config.yaml"
+  "$python" - "$1/seeds/events.csv" "$2" <<'PY'
+import csv, datetime, sys
+with open(sys.argv[1], "w", newline="") as f:
+    out = csv.writer(f)
+    out.writerow(["event_id", "event_date", "amount"])
+    day0 = datetime.date(2018, 1, 1)
+    for d in range(int(sys.argv[2])):
+        for i in range(10):
+            out.writerow([d * 10 + i, day0 + datetime.timedelta(days=d), round(d * 0.5 + i, 2)])
+PY
+  cat >"$1/models/events.sql" <<'SQL'
+MODEL (name bench.events, kind SEED (path '../seeds/events.csv'),
+  columns (event_id INT, event_date DATE, amount DOUBLE));
+SQL
+  cat >"$1/models/daily_events.sql" <<'SQL'
+MODEL (
+  name bench.daily_events,
+  kind INCREMENTAL_BY_TIME_RANGE (time_column event_date, batch_size 1, lookback 3),
+  partitioned_by event_date,
+  audits (not_null(columns := (event_id)))
+);
+SELECT event_id, event_date, amount * 2 AS amount FROM bench.events
+WHERE event_date BETWEEN @start_ds AND @end_ds
+SQL
+}
+if [ "${BENCH_BATCHES:-1}" != 0 ]; then
+  end="2026-03-20 12:00:00" # 2018-01-01 .. 2026-03-19: 3,000 daily intervals
+  for variant in "with rows:3000" "empty:5"; do
+    label="${variant%%:*}"; n=3000
+    project="$work/batches-${label// /-}"
+    batches_project "$project" "${variant##*:}"
+    measure "3000 batches ($label)" "$lake" -p "$project" plan --auto-apply --execution-time "$end"
+    printf '%-6s %-34s %8.1f ms\n' "$n" "per batch ($label)" "$(awk -v s="$secs" 'BEGIN { print s * 1000 / 3000 }')"
+  done
+fi

@@ -23,18 +23,25 @@ impl crate::project::audit::ModelResolver for BuildResolver<'_, '_> {
     }
 }
 
-/// What a model's audits read after a write: the table, or for a time-range batch that batch's rows.
+/// What a model's audits read after a write: the table, or for a time-range batch that batch's rows
+/// (`range_rows` when the storage named them, else the table filtered by the range).
 pub(super) fn audited_relation(
     model: &Model,
     table: &PhysicalTable,
     batch: Option<Range>,
+    range_rows: Option<&str>,
 ) -> String {
-    match (&model.meta.kind, batch) {
-        (ModelKind::IncrementalByTimeRange { time_column, .. }, Some((start, end))) => format!(
-            "(SELECT * FROM {} WHERE {}) AS this_model",
-            table.sql(),
-            time_range_predicate(time_column, start, end)
-        ),
+    match (&model.meta.kind, batch, range_rows) {
+        (ModelKind::IncrementalByTimeRange { .. }, Some(_), Some(rows)) => {
+            format!("{rows} AS this_model")
+        }
+        (ModelKind::IncrementalByTimeRange { time_column, .. }, Some((start, end)), None) => {
+            format!(
+                "(SELECT * FROM {} WHERE {}) AS this_model",
+                table.sql(),
+                time_range_predicate(time_column, start, end)
+            )
+        }
         _ => table.sql(),
     }
 }

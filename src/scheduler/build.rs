@@ -15,7 +15,7 @@ use crate::project::macros::{self, MacroContext};
 use crate::project::model::{Model, ModelKind};
 use crate::sql::{quote_ident, quote_literal};
 use crate::state::Interval;
-use crate::storage::WriteStats;
+use crate::storage::{TimeRange, WriteStats};
 
 /// Builds one model version: pre-statements, the write, post-statements; for incremental kinds, once per
 /// batch, each recorded in state by `record` as soon as it is written (a rerun resumes after the last one).
@@ -109,7 +109,12 @@ pub(super) fn build_one(
         if !audit_before_write {
             // Audits run before the interval is recorded: a blocking failure leaves it missing, so it is
             // rebuilt (and audited again) by the next plan or run.
-            let audited = audited_relation(model, &backfill.table, Some((start, end)));
+            let audited = audited_relation(
+                model,
+                &backfill.table,
+                Some((start, end)),
+                stats.range_rows.as_deref(),
+            );
             total.audits_passed +=
                 run_audits(ctx, session, backfill, &macro_ctx, &audited, observer)?;
         }
@@ -143,7 +148,7 @@ pub(super) fn finish_in_one_piece(
     observer: &dyn Observer,
 ) -> Result<WriteStats> {
     let model = &ctx.project.models[backfill.model];
-    let audited = audited_relation(model, &backfill.table, None);
+    let audited = audited_relation(model, &backfill.table, None, None);
     let audits_passed = run_audits(ctx, session, backfill, macro_ctx, &audited, observer)?;
     record(built_interval(ctx, backfill, stats.write_id()))?;
     Ok(WriteStats {
@@ -204,8 +209,13 @@ pub(super) fn write_batch(
             let in_range = time_range_predicate(time_column, start, end);
             // As SQLMesh does: rows the query returns outside the batch are not loaded.
             let filtered = format!("SELECT * FROM ({query}) AS lake_batch WHERE {in_range}");
+            let range = TimeRange {
+                predicate: &in_range,
+                column: &time_column.column,
+                bounds: time_column.format.is_none().then_some((start, end)),
+            };
             ctx.storage
-                .replace_time_range(session, table, &filtered, &in_range)
+                .replace_time_range(session, table, &filtered, range)
         }
         ModelKind::IncrementalByUniqueKey {
             unique_key,

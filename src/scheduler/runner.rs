@@ -158,7 +158,7 @@ pub(super) fn worker(
             Ok(())
         };
         let outcome = build_one(ctx, &session, backfill, &record, observer);
-        observer.model_finished(backfill, started.elapsed(), outcome.as_ref().copied());
+        observer.model_finished(backfill, started.elapsed(), outcome.as_ref().cloned());
         let Ok(mut q) = queue.lock() else { return };
         q.finished += 1;
         match outcome {

@@ -182,7 +182,7 @@ pub(super) fn build_one(
         let stats = WriteStats {
             rows,
             snapshot_id: catalog.adopt_commit(session, &backfill.table)?,
-            audits_passed: 0,
+            ..WriteStats::default()
         };
         return finish_in_one_piece(ctx, session, backfill, &macro_ctx, stats, record, observer);
     }
@@ -242,12 +242,13 @@ pub(super) fn build_one(
         };
         writer.statements(&model.post_statements, &macro_ctx)?;
         let snapshot_id = catalog.adopt_commit(session, &backfill.table)?;
-        let audited = audited_relation(model, &backfill.table, Some((start, end)));
+        let audited = audited_relation(model, &backfill.table, Some((start, end)), None);
         let audits_passed = run_audits(ctx, session, backfill, &macro_ctx, &audited, observer)?;
         let stats = WriteStats {
             rows,
             snapshot_id,
             audits_passed,
+            ..WriteStats::default()
         };
         record(batch_interval(backfill, (start, end), stats.write_id()))?;
         total.absorb(stats);

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Storage, VirtualChange, WriteStats};
+use super::{Storage, TimeRange, VirtualChange, WriteStats};
 use crate::engine::Session;
 use crate::error::Result;
 use crate::snapshot::{PhysicalTable, VirtualName};
@@ -177,8 +177,7 @@ impl Storage for DuckDbStorage {
         )?;
         Ok(WriteStats {
             rows: rows.first().and_then(|r| r.parse().ok()),
-            snapshot_id: None,
-            audits_passed: 0,
+            ..WriteStats::default()
         })
     }
 
@@ -190,8 +189,7 @@ impl Storage for DuckDbStorage {
         )?;
         Ok(WriteStats {
             rows: Some(rows as u64),
-            snapshot_id: None,
-            audits_passed: 0,
+            ..WriteStats::default()
         })
     }
 
@@ -200,12 +198,13 @@ impl Storage for DuckDbStorage {
         session: &Session,
         table: &PhysicalTable,
         query: &str,
-        in_range: &str,
+        range: TimeRange<'_>,
     ) -> Result<WriteStats> {
         self.create_empty(session, table, query)?;
         let body = format!(
             "DELETE FROM {t} WHERE {in_range};\nINSERT INTO {t} BY NAME {query};",
             t = self.table_sql(table),
+            in_range = range.predicate,
         );
         in_transaction(session, &body, || {
             format!("replacing a time range of {table}")
@@ -349,7 +348,14 @@ mod tests {
                 &s,
                 &t,
                 "SELECT 3 AS id, 'c' AS v, DATE '2024-01-02' AS d",
-                "d >= DATE '2024-01-02' AND d < DATE '2024-01-03'",
+                crate::storage::TimeRange {
+                    predicate: "d >= DATE '2024-01-02' AND d < DATE '2024-01-03'",
+                    column: "d",
+                    bounds: Some((
+                        crate::storage::midnight("2024-01-02"),
+                        crate::storage::midnight("2024-01-03"),
+                    )),
+                },
             )
             .unwrap();
         let all = format!("SELECT id || v FROM {}", t.sql());

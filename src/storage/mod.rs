@@ -8,13 +8,16 @@ use crate::error::Result;
 use crate::snapshot::{PhysicalTable, VirtualName};
 
 /// Rows written by one operation, when the backend knows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteStats {
     pub rows: Option<u64>,
     /// The Iceberg snapshot the write committed, when the backend has snapshots.
     pub snapshot_id: Option<i64>,
     /// Audits run on the written data that found nothing wrong.
     pub audits_passed: usize,
+    /// After a range replacement: a SQL relation holding exactly the table's rows in the range, when the
+    /// backend can name one cheaper to read than the table filtered by the range (the files just written).
+    pub range_rows: Option<String>,
 }
 
 impl WriteStats {
@@ -29,6 +32,18 @@ impl WriteStats {
         self.snapshot_id = batch.snapshot_id.or(self.snapshot_id);
         self.audits_passed += batch.audits_passed;
     }
+}
+
+/// The rows a range replacement selects.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeRange<'a> {
+    /// SQL over the table's columns that holds for the range's rows.
+    pub predicate: &'a str,
+    /// The time column the predicate bounds.
+    pub column: &'a str,
+    /// `[start, end)` of the column's values, when they are dates or timestamps (not formatted strings): a
+    /// backend that records column bounds per file then reads only the files that may hold such rows.
+    pub bounds: Option<(chrono::NaiveDateTime, chrono::NaiveDateTime)>,
 }
 
 /// One change to an environment's virtual layer.
@@ -81,14 +96,14 @@ pub trait Storage: Send + Sync {
     ) -> Result<WriteStats>;
     /// New rows added after the existing ones (creating the table on first use).
     fn append(&self, session: &Session, table: &PhysicalTable, query: &str) -> Result<WriteStats>;
-    /// Rows for which `in_range` (SQL over the table's columns, e.g. a time range) holds are replaced by the
-    /// query's rows, in one atomic write.
+    /// Rows in `range` are replaced by the query's rows (which the caller keeps inside the range), in one
+    /// atomic write.
     fn replace_time_range(
         &self,
         session: &Session,
         table: &PhysicalTable,
         query: &str,
-        in_range: &str,
+        range: TimeRange<'_>,
     ) -> Result<WriteStats>;
     /// Rows whose `keys` match a query row are replaced by it; others are inserted.
     fn merge_by_key(
@@ -105,4 +120,12 @@ pub trait Storage: Send + Sync {
     /// the tables they show. Names whose table this engine has are (re)pointed, and names of environments
     /// that no longer exist are dropped; another machine's plans are then visible here.
     fn sync_local(&self, session: &Session, names: &[(VirtualName, PhysicalTable)]) -> Result<()>;
+}
+
+/// Midnight of a `YYYY-MM-DD` date, for tests of time ranges.
+#[cfg(test)]
+pub(crate) fn midnight(date: &str) -> chrono::NaiveDateTime {
+    chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+        .expect("a YYYY-MM-DD date")
+        .and_time(chrono::NaiveTime::MIN)
 }

@@ -162,6 +162,27 @@ impl LakeCatalog {
             .map_err(iceberg_err(format!("loading {table}")))
     }
 
+    /// The table's current metadata file, in one query (`None`: no such table): tells whether a table lake
+    /// holds in memory is still current without reading its metadata.
+    pub async fn current_location(&self, table: &TableIdent) -> Result<Option<String>> {
+        let row = sqlx::query(&self.sql(
+            "SELECT metadata_location FROM iceberg_tables WHERE catalog_name = ? AND \
+             table_namespace = ? AND table_name = ? AND (iceberg_type = 'TABLE' OR iceberg_type IS NULL)",
+        ))
+        .bind(&self.name)
+        .bind(table.namespace().join("."))
+        .bind(table.name())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sqlx_err(format!("looking up {table}")))?;
+        row.map(|row| row.try_get::<Option<String>, _>(0))
+            .transpose()
+            .map(Option::flatten)
+            .map_err(sqlx_err(format!(
+                "reading the metadata location of {table}"
+            )))
+    }
+
     /// Every namespace: those created explicitly and those holding tables (environment names included),
     /// read from the database on each call so a plan applied meanwhile is seen.
     pub async fn namespaces(&self) -> Result<Vec<String>> {

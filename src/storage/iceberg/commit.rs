@@ -5,17 +5,18 @@ use std::collections::{HashMap, HashSet};
 
 use iceberg::MetadataLocation;
 use iceberg::spec::{
-    DataFile, FormatVersion, ManifestFile, ManifestList, ManifestListWriter, ManifestWriter,
-    ManifestWriterBuilder, Operation, Snapshot, SnapshotReference, SnapshotRetention, Summary,
-    TableMetadata,
+    DataFile, FormatVersion, ManifestContentType, ManifestEntryRef, ManifestFile,
+    ManifestListWriter, ManifestWriter, ManifestWriterBuilder, Operation, Snapshot,
+    SnapshotReference, SnapshotRetention, Summary, TableMetadata, UNASSIGNED_SEQUENCE_NUMBER,
 };
-use iceberg::table::Table;
 use sha2::{Digest, Sha256};
 
 use super::iceberg_err;
+use super::known::{Known, TableCache};
 use crate::error::{LakeError, LakehouseError, Result};
 
 /// Which of the table's live data files the new snapshot removes.
+#[derive(Clone, Copy)]
 pub enum Removal<'a> {
     Nothing,
     All,
@@ -24,7 +25,7 @@ pub enum Removal<'a> {
 }
 
 impl Removal<'_> {
-    fn removes(&self, location: &str) -> bool {
+    pub fn removes(&self, location: &str) -> bool {
         match self {
             Removal::Nothing => false,
             Removal::All => true,
@@ -32,6 +33,15 @@ impl Removal<'_> {
         }
     }
 }
+
+/// Manifests carried over from earlier snapshots that make a commit merge the small ones into one: without
+/// it every commit adds a manifest, and a table written in daily batches would list thousands.
+const MANIFESTS_BEFORE_MERGE: usize = 32;
+/// Manifests with at least this many files are full: they are carried as they are, never merged again.
+const FULL_MANIFEST_FILES: u32 = 4096;
+/// Snapshots a table keeps; each commit past it expires the oldest (never one a branch or tag names), so
+/// the metadata file, read and written by every commit, stays the same size over a long history.
+const SNAPSHOTS_KEPT: usize = 100;
 
 /// Counts a snapshot summary reports.
 #[derive(Default)]
@@ -44,14 +54,29 @@ struct Counts {
     total_records: u64,
 }
 
-/// Writes manifests, manifest list and the next metadata file for a snapshot that adds `added` and removes
-/// what `removal` names. Returns the new metadata location and snapshot id, or `None` when the snapshot would
-/// change nothing.
+/// A snapshot written but not yet committed.
+pub struct Written {
+    /// The new metadata file, for the catalog's compare-and-swap.
+    pub location: String,
+    pub snapshot_id: i64,
+    pub metadata: TableMetadata,
+    /// The new snapshot's manifest list.
+    pub manifests: Vec<ManifestFile>,
+    /// Files no metadata reaches once the swap is made (metadata files that left the metadata log, manifest
+    /// lists of expired snapshots): deleted after it, best-effort.
+    pub unreachable: Vec<String>,
+}
+
+/// Writes manifests, manifest list and the next metadata file for a snapshot of `known` that adds `added` and
+/// removes what `removal` names; manifests already read come from `cache`. `None`: the snapshot would change
+/// nothing.
 pub async fn write_snapshot(
-    table: &Table,
+    known: &Known,
+    cache: &TableCache,
     added: Vec<DataFile>,
     removal: Removal<'_>,
-) -> Result<Option<(String, i64)>> {
+) -> Result<Option<Written>> {
+    let table = &known.table;
     let context = format!("committing {}", table.identifier());
     let metadata = table.metadata();
     if metadata.format_version() != FormatVersion::V2 {
@@ -91,61 +116,57 @@ pub async fn write_snapshot(
         )
         .build_v2_data())
     };
+    // Kept files become EXISTING entries, removed ones DELETED (both keep their sequence numbers, as the spec
+    // requires); entries deleted by earlier snapshots are dropped.
+    let carry = |writer: &mut ManifestWriter, entry: &ManifestEntryRef| {
+        let sequence_number = entry.sequence_number().unwrap_or(0);
+        let file_sequence = entry.file_sequence_number.or(Some(sequence_number));
+        writer.add_existing_file(
+            entry.data_file().clone(),
+            entry
+                .snapshot_id()
+                .or(parent.map(|p| p.snapshot_id()))
+                .unwrap_or(snapshot_id),
+            sequence_number,
+            file_sequence,
+        )
+    };
 
     let mut counts = Counts::default();
-    let mut manifests: Vec<ManifestFile> = Vec::new();
-    if let Some(parent) = parent {
-        let list_bytes = file_io
-            .new_input(parent.manifest_list())
-            .map_err(iceberg_err(&context))?
-            .read()
-            .await
-            .map_err(iceberg_err(&context))?;
-        let list = ManifestList::parse_with_version(&list_bytes, metadata.format_version())
-            .map_err(iceberg_err(&context))?;
-        for (n, manifest_file) in list.entries().iter().enumerate() {
-            if matches!(removal, Removal::Nothing) {
-                manifests.push(manifest_file.clone());
-                continue;
-            }
-            let manifest = manifest_file
-                .load_manifest(file_io)
-                .await
-                .map_err(iceberg_err(&context))?;
-            let live: Vec<_> = manifest.entries().iter().filter(|e| e.is_alive()).collect();
-            if !live.iter().any(|e| removal.removes(e.file_path())) {
-                manifests.push(manifest_file.clone());
-                continue;
-            }
-            // Rewrite the manifest: kept files as EXISTING, removed ones as DELETED (both keep their sequence
-            // numbers, as the spec requires); entries deleted by earlier snapshots are dropped.
-            let mut writer = manifest_writer(n + 1)?;
-            for entry in live {
+    let mut written: Vec<ManifestFile> = Vec::new();
+    let mut carried: Vec<ManifestFile> = Vec::new();
+    for (n, manifest_file) in known.manifests.iter().enumerate() {
+        if matches!(removal, Removal::Nothing) || manifest_file.content != ManifestContentType::Data
+        {
+            carried.push(manifest_file.clone());
+            continue;
+        }
+        let entries = cache.manifest(manifest_file, file_io).await?;
+        let live: Vec<_> = entries.iter().filter(|e| e.is_alive()).collect();
+        if !live.iter().any(|e| removal.removes(e.file_path())) {
+            carried.push(manifest_file.clone());
+            continue;
+        }
+        let mut writer = manifest_writer(n + 2)?;
+        for entry in live {
+            if removal.removes(entry.file_path()) {
+                counts.deleted_files += 1;
+                counts.deleted_records += entry.record_count();
                 let sequence_number = entry.sequence_number().unwrap_or(0);
                 let file_sequence = entry.file_sequence_number.or(Some(sequence_number));
-                if removal.removes(entry.file_path()) {
-                    counts.deleted_files += 1;
-                    counts.deleted_records += entry.record_count();
-                    writer
-                        .add_delete_file(entry.data_file().clone(), sequence_number, file_sequence)
-                        .map_err(iceberg_err(&context))?;
-                } else {
-                    writer
-                        .add_existing_file(
-                            entry.data_file().clone(),
-                            entry.snapshot_id().unwrap_or(parent.snapshot_id()),
-                            sequence_number,
-                            file_sequence,
-                        )
-                        .map_err(iceberg_err(&context))?;
-                }
+                writer
+                    .add_delete_file(entry.data_file().clone(), sequence_number, file_sequence)
+                    .map_err(iceberg_err(&context))?;
+            } else {
+                carry(&mut writer, entry).map_err(iceberg_err(&context))?;
             }
-            let rewritten = writer
+        }
+        written.push(
+            writer
                 .write_manifest_file()
                 .await
-                .map_err(iceberg_err(&context))?;
-            manifests.push(rewritten);
-        }
+                .map_err(iceberg_err(&context))?,
+        );
     }
     if !added.is_empty() {
         let mut writer = manifest_writer(0)?;
@@ -156,7 +177,7 @@ pub async fn write_snapshot(
                 .add_file(file, sequence)
                 .map_err(iceberg_err(&context))?;
         }
-        manifests.insert(
+        written.insert(
             0,
             writer
                 .write_manifest_file()
@@ -167,21 +188,54 @@ pub async fn write_snapshot(
     if counts.added_files == 0 && counts.deleted_files == 0 {
         return Ok(None);
     }
-    for m in &manifests {
+    // Older manifests with no live file left are not carried forward.
+    carried.retain(|m| m.added_files_count.unwrap_or(1) + m.existing_files_count.unwrap_or(1) > 0);
+    let live_files = |m: &ManifestFile| {
+        m.added_files_count.unwrap_or(FULL_MANIFEST_FILES)
+            + m.existing_files_count.unwrap_or(FULL_MANIFEST_FILES)
+    };
+    let spec_id = metadata.default_partition_spec_id();
+    let (small, mut full): (Vec<ManifestFile>, Vec<ManifestFile>) =
+        carried.into_iter().partition(|m| {
+            m.content == ManifestContentType::Data
+                && m.partition_spec_id == spec_id
+                && live_files(m) < FULL_MANIFEST_FILES
+        });
+    if small.len() >= MANIFESTS_BEFORE_MERGE {
+        let mut writer = manifest_writer(1)?;
+        for manifest_file in &small {
+            let entries = cache.manifest(manifest_file, file_io).await?;
+            for entry in entries.iter().filter(|e| e.is_alive()) {
+                carry(&mut writer, entry).map_err(iceberg_err(&context))?;
+            }
+        }
+        written.push(
+            writer
+                .write_manifest_file()
+                .await
+                .map_err(iceberg_err(&context))?,
+        );
+    } else {
+        full.extend(small);
+    }
+    // The sequence number of the manifests written here, as the list writer would assign it, so the list
+    // kept in memory matches the one on disk.
+    for m in &mut written {
+        if m.sequence_number == UNASSIGNED_SEQUENCE_NUMBER {
+            m.sequence_number = sequence;
+        }
+        if m.min_sequence_number == UNASSIGNED_SEQUENCE_NUMBER {
+            m.min_sequence_number = sequence;
+        }
+    }
+    // A manifest this snapshot wrote is listed even if it only records deletions: that is the history.
+    let listed: Vec<ManifestFile> = written.into_iter().chain(full).collect();
+    for m in &listed {
         counts.total_files += u64::from(m.added_files_count.unwrap_or(0))
             + u64::from(m.existing_files_count.unwrap_or(0));
         counts.total_records +=
             m.added_rows_count.unwrap_or(0) + m.existing_rows_count.unwrap_or(0);
     }
-    // A manifest this snapshot wrote is listed even if it only records deletions (that is the history); older
-    // manifests with no live file left are not carried forward.
-    let listed: Vec<ManifestFile> = manifests
-        .into_iter()
-        .filter(|m| {
-            m.added_snapshot_id == snapshot_id
-                || m.added_files_count.unwrap_or(1) + m.existing_files_count.unwrap_or(1) > 0
-        })
-        .collect();
 
     let list_path = format!("{}/metadata/snap-{snapshot_id}-0.avro", metadata.location());
     let mut list_writer = ManifestListWriter::v2(
@@ -196,7 +250,7 @@ pub async fn write_snapshot(
         sequence,
     );
     list_writer
-        .add_manifests(listed.into_iter())
+        .add_manifests(listed.iter().cloned())
         .map_err(iceberg_err(&context))?;
     list_writer.close().await.map_err(iceberg_err(&context))?;
 
@@ -214,7 +268,13 @@ pub async fn write_snapshot(
         .with_schema_id(metadata.current_schema_id())
         .with_timestamp_ms(chrono::Utc::now().timestamp_millis())
         .build();
-    let new_metadata = metadata
+    let expired = snapshots_to_expire(metadata);
+    let mut unreachable: Vec<String> = metadata
+        .snapshots()
+        .filter(|s| expired.contains(&s.snapshot_id()))
+        .map(|s| s.manifest_list().to_string())
+        .collect();
+    let built = metadata
         .clone()
         .into_builder(Some(old_location.clone()))
         .add_snapshot(snapshot)
@@ -224,18 +284,63 @@ pub async fn write_snapshot(
             SnapshotReference::new(snapshot_id, SnapshotRetention::branch(None, None, None)),
         )
         .map_err(iceberg_err(&context))?
+        .remove_snapshots(&expired)
         .build()
-        .map_err(iceberg_err(&context))?
-        .metadata;
+        .map_err(iceberg_err(&context))?;
+    unreachable.extend(
+        built
+            .expired_metadata_logs
+            .iter()
+            .map(|log| log.metadata_file.clone()),
+    );
     let next = old_location
         .parse::<MetadataLocation>()
         .map_err(iceberg_err(&context))?
         .with_next_version();
-    new_metadata
+    built
+        .metadata
         .write_to(file_io, &next)
         .await
         .map_err(iceberg_err(&context))?;
-    Ok(Some((next.to_string(), snapshot_id)))
+    Ok(Some(Written {
+        location: next.to_string(),
+        snapshot_id,
+        metadata: built.metadata,
+        manifests: listed,
+        unreachable,
+    }))
+}
+
+/// The oldest snapshots beyond [`SNAPSHOTS_KEPT`] once one more is added, never the current one nor one a
+/// branch or tag other than `main` (which moves to the new snapshot) names.
+fn snapshots_to_expire(metadata: &TableMetadata) -> Vec<i64> {
+    let excess = (metadata.snapshots().len() + 1).saturating_sub(SNAPSHOTS_KEPT);
+    if excess == 0 {
+        return Vec::new();
+    }
+    // `TableMetadata` keeps its refs to itself; its serialised form lists them.
+    let named: HashSet<i64> = serde_json::to_value(metadata)
+        .ok()
+        .and_then(|v| v.get("refs").cloned())
+        .and_then(|refs| refs.as_object().cloned())
+        .map(|refs| {
+            refs.iter()
+                .filter(|(name, _)| name.as_str() != "main")
+                .filter_map(|(_, r)| r.get("snapshot-id").and_then(|id| id.as_i64()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let current = metadata.current_snapshot_id();
+    let mut candidates: Vec<_> = metadata
+        .snapshots()
+        .filter(|s| Some(s.snapshot_id()) != current && !named.contains(&s.snapshot_id()))
+        .collect();
+    candidates.sort_by_key(|s| (s.sequence_number(), s.timestamp_ms()));
+    candidates
+        .into_iter()
+        .take(excess)
+        .map(|s| s.snapshot_id())
+        .collect()
 }
 
 fn summary(operation: Operation, counts: &Counts) -> Summary {

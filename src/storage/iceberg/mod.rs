@@ -3,13 +3,14 @@
 
 pub mod catalog;
 mod commit;
+mod known;
+mod prune;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
-use futures::TryStreamExt;
 use iceberg::spec::{DataFile, DataFileFormat};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
@@ -28,9 +29,11 @@ use crate::error::{LakeError, LakehouseError, Result};
 use crate::snapshot::{PhysicalTable, VirtualName};
 use crate::sql::{quote_ident, quote_literal};
 use crate::storage::duckdb_file::DuckDbStorage;
-use crate::storage::{SharedCatalog, Storage, VirtualChange, WriteStats};
+use crate::storage::{SharedCatalog, Storage, TimeRange, VirtualChange, WriteStats};
 use catalog::LakeCatalog;
 use commit::Removal;
+use known::{Known, TableCache};
+use prune::TimePrune;
 
 pub use catalog::ident;
 
@@ -60,6 +63,8 @@ pub struct IcebergStorage {
     /// The warehouse location (`file:///…` or `s3://…`) and a FileIO for it, to delete dropped tables' files.
     warehouse: String,
     file_io: iceberg::io::FileIO,
+    /// Tables and manifests read or written by this process, reused while the catalog still names them.
+    known: TableCache,
 }
 
 /// Settings for the warehouse's files, in iceberg-rust's FileIO property names.
@@ -138,6 +143,7 @@ impl IcebergStorage {
             duckdb_catalog: duckdb_catalog.to_string(),
             warehouse: settings.warehouse.location(),
             file_io,
+            known: TableCache::default(),
         })
     }
 
@@ -145,12 +151,28 @@ impl IcebergStorage {
         ident(&table.schema, &table.table)
     }
 
-    fn load(&self, table: &PhysicalTable) -> Result<Option<Table>> {
-        self.runtime
-            .block_on(self.catalog.load(&Self::ident(table)))
+    /// The table as the catalog names it now: from memory when it is still the metadata file last read or
+    /// committed here (one catalog query), else read with its manifests.
+    fn known(&self, table: &PhysicalTable) -> Result<Option<Known>> {
+        let ident = Self::ident(table);
+        self.runtime.block_on(async {
+            let Some(location) = self.catalog.current_location(&ident).await? else {
+                self.known.forget(&ident);
+                return Ok(None);
+            };
+            if let Some(known) = self.known.get(&ident, &location) {
+                return Ok(Some(known));
+            }
+            let Some(loaded) = self.catalog.load(&ident).await? else {
+                return Ok(None);
+            };
+            let known = self.known.read(loaded).await?;
+            self.known.put(known.clone());
+            Ok(Some(known))
+        })
     }
 
-    fn create(&self, table: &PhysicalTable, schema: &ArrowSchema) -> Result<Table> {
+    fn create(&self, table: &PhysicalTable, schema: &ArrowSchema) -> Result<Known> {
         let iceberg_schema = iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(schema)
             .map_err(iceberg_err(format!(
                 "mapping the columns of {table} to Iceberg types"
@@ -159,8 +181,12 @@ impl IcebergStorage {
             .name(table.table.clone())
             .schema(iceberg_schema)
             .build();
-        self.runtime
-            .block_on(self.catalog.create(&Self::ident(table), creation))
+        let created = self
+            .runtime
+            .block_on(self.catalog.create(&Self::ident(table), creation))?;
+        let known = self.runtime.block_on(self.known.read(created))?;
+        self.known.put(known.clone());
+        Ok(known)
     }
 
     /// Runs `query` and writes its rows as Parquet data files of `table` (created on first use), batch by
@@ -170,8 +196,8 @@ impl IcebergStorage {
         session: &Session,
         table: &PhysicalTable,
         query: &str,
-    ) -> Result<(Table, Vec<DataFile>)> {
-        let mut target: Option<(Table, Arc<ArrowSchema>)> = None;
+    ) -> Result<(Known, Vec<DataFile>)> {
+        let mut target: Option<(Known, Arc<ArrowSchema>)> = None;
         let mut writer = None;
         let schema = session.query_each(
             query,
@@ -180,11 +206,11 @@ impl IcebergStorage {
                 if target.is_none() {
                     target = Some(self.target(table, schema)?);
                 }
-                let Some((iceberg_table, iceberg_arrow)) = target.as_ref() else {
+                let Some((known, iceberg_arrow)) = target.as_ref() else {
                     return Ok(());
                 };
                 if writer.is_none() {
-                    writer = Some(self.runtime.block_on(new_writer(iceberg_table))?);
+                    writer = Some(self.runtime.block_on(new_writer(&known.table))?);
                 }
                 let batch = relabel(&batch, iceberg_arrow)
                     .map_err(|e| LakeError::lakehouse(format!("converting rows of {table}"), e))?;
@@ -196,7 +222,7 @@ impl IcebergStorage {
                 Ok(())
             },
         )?;
-        let (iceberg_table, _) = match target {
+        let (known, _) = match target {
             Some(t) => t,
             None => self.target(table, &schema)?,
         };
@@ -207,100 +233,87 @@ impl IcebergStorage {
                 .map_err(iceberg_err(format!("finishing Parquet files of {table}")))?,
             None => Vec::new(),
         };
-        Ok((iceberg_table, files))
+        Ok((known, files))
     }
 
     fn target(
         &self,
         table: &PhysicalTable,
         schema: &SchemaRef,
-    ) -> Result<(Table, Arc<ArrowSchema>)> {
-        let iceberg_table = match self.load(table)? {
+    ) -> Result<(Known, Arc<ArrowSchema>)> {
+        let known = match self.known(table)? {
             Some(t) => t,
             None => self.create(table, schema)?,
         };
-        let arrow =
-            iceberg::arrow::schema_to_arrow_schema(iceberg_table.metadata().current_schema())
-                .map_err(iceberg_err(format!("reading the schema of {table}")))?;
-        Ok((iceberg_table, Arc::new(arrow)))
+        let arrow = iceberg::arrow::schema_to_arrow_schema(known.table.metadata().current_schema())
+            .map_err(iceberg_err(format!("reading the schema of {table}")))?;
+        Ok((known, Arc::new(arrow)))
     }
 
     /// One snapshot adding `added` and removing what `removal` names, then the catalog compare-and-swap.
-    /// Returns the new snapshot's id (`None`: nothing to commit).
+    /// Returns the new snapshot's id (`None`: nothing to commit) and the table as it now is.
     fn commit(
         &self,
         table: &PhysicalTable,
-        iceberg_table: &Table,
+        known: &Known,
         added: Vec<DataFile>,
         removal: Removal<'_>,
-    ) -> Result<Option<i64>> {
-        let old = iceberg_table
-            .metadata_location()
-            .ok_or_else(|| {
-                LakeError::lakehouse(
-                    format!("committing {table}"),
-                    LakehouseError::Table("the table has no metadata location".into()),
-                )
-            })?
-            .to_string();
+    ) -> Result<(Option<i64>, Known)> {
+        let ident = Self::ident(table);
         self.runtime.block_on(async {
-            match commit::write_snapshot(iceberg_table, added, removal).await? {
-                Some((new, snapshot_id)) => {
-                    self.catalog.swap(&Self::ident(table), &old, &new).await?;
-                    Ok(Some(snapshot_id))
-                }
-                None => Ok(None),
+            let Some(written) = commit::write_snapshot(known, &self.known, added, removal).await?
+            else {
+                return Ok((None, known.clone()));
+            };
+            if let Err(e) = self
+                .catalog
+                .swap(&ident, known.location(), &written.location)
+                .await
+            {
+                self.known.forget(&ident);
+                return Err(e);
             }
-        })
-    }
-
-    /// The table's live data files, as DuckDB reads them (`/path/…` or `s3://…`).
-    fn live_files(&self, iceberg_table: &Table) -> Result<Vec<String>> {
-        let context = || format!("scanning {}", iceberg_table.identifier());
-        self.runtime.block_on(async {
-            let scan = iceberg_table
-                .scan()
-                .select_all()
+            let committed = Table::builder()
+                .metadata(written.metadata)
+                .metadata_location(written.location)
+                .identifier(ident)
+                .file_io(known.table.file_io().clone())
+                .runtime(iceberg::Runtime::new(&self.runtime))
+                .disable_cache()
                 .build()
-                .map_err(iceberg_err(context()))?;
-            let tasks: Vec<_> = scan
-                .plan_files()
-                .await
-                .map_err(iceberg_err(context()))?
-                .try_collect()
-                .await
-                .map_err(iceberg_err(context()))?;
-            Ok(tasks
-                .iter()
-                .map(|t| duckdb_path(t.data_file_path()))
-                .collect())
+                .map_err(iceberg_err(format!("committing {table}")))?;
+            let now = self
+                .known
+                .with_manifests(committed, written.manifests)
+                .await?;
+            self.known.put(now.clone());
+            for file in &written.unreachable {
+                // Best-effort: a file left behind wastes space, never correctness (nothing refers to it).
+                let _ = known.table.file_io().delete(file).await;
+            }
+            Ok((Some(written.snapshot_id), now))
         })
     }
 
     /// Points DuckDB's view of `table` at its current Parquet files.
     fn refresh_view(&self, session: &Session, table: &PhysicalTable) -> Result<()> {
-        match self.load(table)? {
-            Some(iceberg_table) => self.expose(session, table, &iceberg_table),
+        match self.known(table)? {
+            Some(known) => self.expose(session, table, &known),
             None => Ok(()),
         }
     }
 
     /// (Re)creates DuckDB's view of an Iceberg table: its live files, or no rows in its columns when it has
     /// none (DuckDB cannot read an empty list of files).
-    fn expose(
-        &self,
-        session: &Session,
-        table: &PhysicalTable,
-        iceberg_table: &Table,
-    ) -> Result<()> {
-        let files = self.live_files(iceberg_table)?;
-        let body = if files.is_empty() {
-            empty_select(iceberg_table.metadata().current_schema())
-        } else {
-            format!("SELECT * FROM {}", read_parquet(&files, false))
-        };
+    fn expose(&self, session: &Session, table: &PhysicalTable, known: &Known) -> Result<()> {
+        let files: Vec<String> = known
+            .live
+            .iter()
+            .map(|e| duckdb_path(e.file_path()))
+            .collect();
+        let body = files_select(known, &files);
         let name = format!("{}.{}", quote_ident(&self.duckdb_catalog), table.sql());
-        let comment = proxy_comment(iceberg_table.metadata_location().unwrap_or_default());
+        let comment = proxy_comment(known.location());
         session.execute(
             &format!(
                 "CREATE SCHEMA IF NOT EXISTS {}.{};\n\
@@ -365,30 +378,40 @@ impl IcebergStorage {
     }
 
     /// Copy-on-write: the live files holding a row that `matches` are rewritten without those rows, together
-    /// with `new_rows`, and the old files are removed, all in one overwrite snapshot.
+    /// with `new_rows`, and the old files are removed, all in one overwrite snapshot. With `prune`, only the
+    /// files whose recorded bounds may hold a row of its range are looked at (`matches` holds for none other).
+    /// Returns the stats, the files holding the new rows (as DuckDB reads them) and the table as it now is.
     fn rewrite(
         &self,
         session: &Session,
         table: &PhysicalTable,
         new_rows: &str,
         matches: &str,
-    ) -> Result<WriteStats> {
-        let affected: Vec<String> = match self.load(table)? {
+        prune: Option<TimePrune<'_>>,
+    ) -> Result<(WriteStats, Vec<String>, Known)> {
+        let candidates: Vec<String> = match self.known(table)? {
             None => Vec::new(),
             Some(existing) => {
-                let files = self.live_files(&existing)?;
-                if files.is_empty() {
-                    Vec::new()
-                } else {
-                    session.query_strings(
-                        &format!(
-                            "SELECT DISTINCT filename FROM {} AS t WHERE {matches}",
-                            read_parquet(&files, true)
-                        ),
-                        || format!("finding the data files of {table} to rewrite"),
-                    )?
-                }
+                let schema = existing.table.metadata().current_schema();
+                let pruned = prune.and_then(|p| Some((p, p.field_id(schema)?)));
+                existing
+                    .live
+                    .iter()
+                    .filter(|e| pruned.is_none_or(|(p, field)| p.may_hold(e.data_file(), field)))
+                    .map(|e| duckdb_path(e.file_path()))
+                    .collect()
             }
+        };
+        let affected: Vec<String> = if candidates.is_empty() {
+            Vec::new()
+        } else {
+            session.query_strings(
+                &format!(
+                    "SELECT DISTINCT filename FROM {} AS t WHERE {matches}",
+                    read_parquet(&candidates, true)
+                ),
+                || format!("finding the data files of {table} to rewrite"),
+            )?
         };
         // The rows the affected files keep, then the new rows: written separately so the new rows are counted
         // on their own, committed together.
@@ -400,23 +423,47 @@ impl IcebergStorage {
             );
             files.extend(self.write_files(session, table, &kept)?.1);
         }
-        let (iceberg_table, new_files) = self.write_files(session, table, new_rows)?;
+        let (before, new_files) = self.write_files(session, table, new_rows)?;
         let rows = new_files.iter().map(|f| f.record_count()).sum();
+        let written: Vec<String> = new_files
+            .iter()
+            .map(|f| duckdb_path(f.file_path()))
+            .collect();
         files.extend(new_files);
-        let removed: HashSet<String> = affected_locations(&iceberg_table, &affected);
-        let snapshot_id = self.commit(table, &iceberg_table, files, Removal::Files(&removed))?;
-        self.refresh_view(session, table)?;
+        let removed: HashSet<String> = affected_locations(&before.table, &affected);
+        let (snapshot_id, now) = self.commit(table, &before, files, Removal::Files(&removed))?;
+        self.expose(session, table, &now)?;
+        let stats = WriteStats {
+            rows: Some(rows),
+            snapshot_id,
+            ..WriteStats::default()
+        };
+        Ok((stats, written, now))
+    }
+
+    /// FULL refresh or append: the query's rows written as new files, the live ones removed or kept.
+    fn write_whole(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        query: &str,
+        removal: Removal<'_>,
+    ) -> Result<WriteStats> {
+        let (before, files) = self.write_files(session, table, query)?;
+        let rows = files.iter().map(|f| f.record_count()).sum();
+        let (snapshot_id, now) = self.commit(table, &before, files, removal)?;
+        self.expose(session, table, &now)?;
         Ok(WriteStats {
             rows: Some(rows),
             snapshot_id,
-            audits_passed: 0,
+            ..WriteStats::default()
         })
     }
 }
 
 impl SharedCatalog for IcebergStorage {
     fn ensure_table(&self, table: &PhysicalTable, columns: &ArrowSchema) -> Result<()> {
-        if self.load(table)?.is_none() {
+        if self.known(table)?.is_none() {
             self.runtime
                 .block_on(self.catalog.ensure_namespace(&table.schema))?;
             self.create(table, columns)?;
@@ -425,23 +472,23 @@ impl SharedCatalog for IcebergStorage {
     }
 
     fn schema(&self, table: &PhysicalTable) -> Result<Option<ArrowSchema>> {
-        self.load(table)?
+        self.known(table)?
             .map(|t| {
-                iceberg::arrow::schema_to_arrow_schema(t.metadata().current_schema())
+                iceberg::arrow::schema_to_arrow_schema(t.table.metadata().current_schema())
                     .map_err(iceberg_err(format!("reading the schema of {table}")))
             })
             .transpose()
     }
 
     fn adopt_commit(&self, session: &Session, table: &PhysicalTable) -> Result<Option<i64>> {
-        let Some(iceberg_table) = self.load(table)? else {
+        let Some(known) = self.known(table)? else {
             return Err(LakeError::lakehouse(
                 format!("adopting the engine's commit to {table}"),
                 LakehouseError::Table("the table is not in the catalog".into()),
             ));
         };
-        self.expose(session, table, &iceberg_table)?;
-        Ok(iceberg_table.metadata().current_snapshot_id())
+        self.expose(session, table, &known)?;
+        Ok(known.table.metadata().current_snapshot_id())
     }
 }
 
@@ -674,27 +721,11 @@ impl Storage for IcebergStorage {
         table: &PhysicalTable,
         query: &str,
     ) -> Result<WriteStats> {
-        let (iceberg_table, files) = self.write_files(session, table, query)?;
-        let rows = files.iter().map(|f| f.record_count()).sum();
-        let snapshot_id = self.commit(table, &iceberg_table, files, Removal::All)?;
-        self.refresh_view(session, table)?;
-        Ok(WriteStats {
-            rows: Some(rows),
-            snapshot_id,
-            audits_passed: 0,
-        })
+        self.write_whole(session, table, query, Removal::All)
     }
 
     fn append(&self, session: &Session, table: &PhysicalTable, query: &str) -> Result<WriteStats> {
-        let (iceberg_table, files) = self.write_files(session, table, query)?;
-        let rows = files.iter().map(|f| f.record_count()).sum();
-        let snapshot_id = self.commit(table, &iceberg_table, files, Removal::Nothing)?;
-        self.refresh_view(session, table)?;
-        Ok(WriteStats {
-            rows: Some(rows),
-            snapshot_id,
-            audits_passed: 0,
-        })
+        self.write_whole(session, table, query, Removal::Nothing)
     }
 
     fn replace_time_range(
@@ -702,9 +733,19 @@ impl Storage for IcebergStorage {
         session: &Session,
         table: &PhysicalTable,
         query: &str,
-        in_range: &str,
+        range: TimeRange<'_>,
     ) -> Result<WriteStats> {
-        self.rewrite(session, table, query, in_range)
+        let prune = range.bounds.map(|(start, end)| TimePrune {
+            column: range.column,
+            start,
+            end,
+        });
+        let (mut stats, written, now) =
+            self.rewrite(session, table, query, range.predicate, prune)?;
+        // The range's rows are now exactly the new rows: the rewritten files kept only rows outside it, and
+        // the files left alone hold none of it (their bounds or DuckDB's filter said so).
+        stats.range_rows = Some(format!("({})", files_select(&now, &written)));
+        Ok(stats)
     }
 
     fn merge_by_key(
@@ -732,11 +773,12 @@ impl Storage for IcebergStorage {
             table,
             &format!("SELECT * FROM {staging}"),
             &matches,
+            None,
         );
         let dropped = session.execute(&format!("DROP TABLE IF EXISTS {staging}"), || {
             format!("dropping the staged rows of {table}")
         });
-        let stats = result?;
+        let (stats, _, _) = result?;
         dropped?;
         Ok(stats)
     }
@@ -760,10 +802,11 @@ impl Storage for IcebergStorage {
     fn drop_physical(&self, session: &Session, table: &PhysicalTable) -> Result<()> {
         // Catalog first (no reader finds the table any more), then its files, then DuckDB's view; a rerun
         // after a failure at any step finishes the rest.
-        let location = match self.load(table)? {
-            Some(existing) => existing.metadata().location().to_string(),
+        let location = match self.known(table)? {
+            Some(existing) => existing.table.metadata().location().to_string(),
             None => format!("{}/{}/{}", self.warehouse, table.schema, table.table),
         };
+        self.known.forget(&Self::ident(table));
         self.runtime
             .block_on(self.catalog.drop(&Self::ident(table)))?;
         self.runtime
@@ -773,6 +816,15 @@ impl Storage for IcebergStorage {
             )
             .map_err(iceberg_err(format!("deleting the files of {table}")))?;
         self.duckdb.drop_physical(session, table)
+    }
+}
+
+/// The rows of these data files of the table (no files: no rows, in the table's columns).
+fn files_select(known: &Known, files: &[String]) -> String {
+    if files.is_empty() {
+        empty_select(known.table.metadata().current_schema())
+    } else {
+        format!("SELECT * FROM {}", read_parquet(files, false))
     }
 }
 
@@ -889,7 +941,12 @@ mod tests {
     }
 
     fn operations(f: &Fixture) -> Vec<String> {
-        let table = f.storage.load(&f.table).unwrap().expect("table exists");
+        let table = f
+            .storage
+            .known(&f.table)
+            .unwrap()
+            .expect("table exists")
+            .table;
         let mut snapshots: Vec<_> = table.metadata().snapshots().cloned().collect();
         snapshots.sort_by_key(|s| s.sequence_number());
         snapshots
@@ -929,7 +986,14 @@ mod tests {
                 s,
                 t,
                 &row(4, "d", "2024-01-02"),
-                "d >= DATE '2024-01-02' AND d < DATE '2024-01-03'",
+                crate::storage::TimeRange {
+                    predicate: "d >= DATE '2024-01-02' AND d < DATE '2024-01-03'",
+                    column: "d",
+                    bounds: Some((
+                        crate::storage::midnight("2024-01-02"),
+                        crate::storage::midnight("2024-01-03"),
+                    )),
+                },
             )
             .unwrap();
         assert_eq!(
@@ -977,6 +1041,109 @@ mod tests {
             ]
         );
         assert_eq!(f.storage.physical_tables(s).unwrap(), vec![t.clone()]);
+    }
+
+    /// Files of the table's metadata folder whose names end with `suffix`.
+    fn metadata_files(known: &Known, suffix: &str) -> usize {
+        let folder = format!("{}/metadata", known.table.metadata().location());
+        std::fs::read_dir(duckdb_path(&folder))
+            .expect("the metadata folder")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+            .count()
+    }
+
+    #[test]
+    fn a_long_daily_history_reads_only_the_range_and_keeps_metadata_bounded() {
+        let f = fixture();
+        let (s, t) = (&f.session, &f.table);
+        let day = |n: i64| {
+            (crate::storage::midnight("2024-01-01") + chrono::Duration::days(n))
+                .format("%Y-%m-%d")
+                .to_string()
+        };
+        // Batch n replaces days n-1 and n (a lookback of one day) with rows tagged n.
+        let batches = 150;
+        for n in 0..batches {
+            let (start, end) = (day(n - 1), day(n + 1));
+            let predicate = format!("d >= DATE '{start}' AND d < DATE '{end}'");
+            let query = format!(
+                "SELECT {n} AS id, 'x' AS v, DATE '{}' AS d UNION ALL SELECT {n}, 'x', DATE '{}'",
+                day(n - 1),
+                day(n)
+            );
+            let stats = f
+                .storage
+                .replace_time_range(
+                    s,
+                    t,
+                    &query,
+                    TimeRange {
+                        predicate: &predicate,
+                        column: "d",
+                        bounds: Some((
+                            crate::storage::midnight(&start),
+                            crate::storage::midnight(&end),
+                        )),
+                    },
+                )
+                .unwrap();
+            let audited = stats.range_rows.expect("the range's rows are named");
+            assert_eq!(
+                read(s, &format!("SELECT id || '@' || d FROM {audited} AS r")),
+                [format!("{n}@{}", day(n - 1)), format!("{n}@{}", day(n))],
+                "batch {n}: the range's rows are the new rows"
+            );
+        }
+        // Every day holds the row of the last batch that covered it.
+        let summary = read(
+            s,
+            &format!(
+                "SELECT count(*) || ' ' || count(DISTINCT d) || ' ' || sum(id) FROM memory.{}",
+                t.sql()
+            ),
+        );
+        let expected: i64 = (1..batches).sum::<i64>() + (batches - 1);
+        assert_eq!(
+            summary,
+            [format!("{} {} {expected}", batches + 1, batches + 1)]
+        );
+
+        let known = f.storage.known(t).unwrap().expect("the table");
+        let metadata = known.table.metadata();
+        assert_eq!(metadata.snapshots().len(), 100, "older snapshots expire");
+        assert!(
+            known.manifests.len() < 40,
+            "manifests are merged: {}",
+            known.manifests.len()
+        );
+        assert_eq!(
+            known.live.len(),
+            batches as usize,
+            "each batch's file, rewritten by the next to its first day"
+        );
+        assert!(metadata.metadata_log().len() <= 100);
+        assert!(
+            metadata_files(&known, ".metadata.json") <= 102,
+            "metadata files that left the log are deleted"
+        );
+        let lists = std::fs::read_dir(duckdb_path(&format!("{}/metadata", metadata.location())))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("snap-"))
+            .count();
+        assert_eq!(lists, 100, "expired snapshots' manifest lists are deleted");
+
+        // A fresh process (no cache) reads the same table.
+        let (_engine, other, storage) = second_machine(&f);
+        storage.sync_local(&other, &[]).unwrap();
+        assert_eq!(
+            read(
+                &other,
+                &format!("SELECT count(*) || ' ' || sum(id) FROM memory.{}", t.sql())
+            ),
+            [format!("{} {expected}", batches + 1)]
+        );
     }
 
     #[test]
@@ -1030,7 +1197,7 @@ mod tests {
         f.storage
             .append(s, t, "SELECT 2 AS id, 'b' AS v, DATE '2024-01-02' AS d")
             .unwrap();
-        let physical = f.storage.load(t).unwrap().unwrap();
+        let physical = f.storage.known(t).unwrap().unwrap().table;
         let alias = f
             .storage
             .runtime
@@ -1049,7 +1216,7 @@ mod tests {
             .unwrap();
         assert!(gone.is_none());
         assert!(
-            f.storage.load(t).unwrap().is_some(),
+            f.storage.known(t).unwrap().is_some(),
             "dropping a name keeps the table"
         );
     }
