@@ -348,14 +348,7 @@ mod tests {
                 &s,
                 &t,
                 "SELECT 3 AS id, 'c' AS v, DATE '2024-01-02' AS d",
-                crate::storage::TimeRange {
-                    predicate: "d >= DATE '2024-01-02' AND d < DATE '2024-01-03'",
-                    column: "d",
-                    bounds: Some((
-                        crate::storage::midnight("2024-01-02"),
-                        crate::storage::midnight("2024-01-03"),
-                    )),
-                },
+                crate::storage::second_of_january(),
             )
             .unwrap();
         let all = format!("SELECT id || v FROM {}", t.sql());

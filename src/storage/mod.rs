@@ -122,6 +122,16 @@ pub trait Storage: Send + Sync {
     fn sync_local(&self, session: &Session, names: &[(VirtualName, PhysicalTable)]) -> Result<()>;
 }
 
+/// The rows of 2024-01-02 in a table whose DATE column is `d`, for tests of range replacements.
+#[cfg(test)]
+pub(crate) fn second_of_january() -> TimeRange<'static> {
+    TimeRange {
+        predicate: "d >= DATE '2024-01-02' AND d < DATE '2024-01-03'",
+        column: "d",
+        bounds: Some((midnight("2024-01-02"), midnight("2024-01-03"))),
+    }
+}
+
 /// Midnight of a `YYYY-MM-DD` date, for tests of time ranges.
 #[cfg(test)]
 pub(crate) fn midnight(date: &str) -> chrono::NaiveDateTime {

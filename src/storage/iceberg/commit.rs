@@ -116,8 +116,8 @@ pub async fn write_snapshot(
         )
         .build_v2_data())
     };
-    // Kept files become EXISTING entries, removed ones DELETED (both keep their sequence numbers, as the spec
-    // requires); entries deleted by earlier snapshots are dropped.
+    // A file a rewritten or merged manifest keeps: an EXISTING entry with its sequence numbers, as the spec
+    // requires (removed files become DELETED entries; entries deleted by earlier snapshots are dropped).
     let carry = |writer: &mut ManifestWriter, entry: &ManifestEntryRef| {
         let sequence_number = entry.sequence_number().unwrap_or(0);
         let file_sequence = entry.file_sequence_number.or(Some(sequence_number));
@@ -161,12 +161,7 @@ pub async fn write_snapshot(
                 carry(&mut writer, entry).map_err(iceberg_err(&context))?;
             }
         }
-        written.push(
-            writer
-                .write_manifest_file()
-                .await
-                .map_err(iceberg_err(&context))?,
-        );
+        written.push(finish(writer, &context).await?);
     }
     if !added.is_empty() {
         let mut writer = manifest_writer(0)?;
@@ -177,13 +172,7 @@ pub async fn write_snapshot(
                 .add_file(file, sequence)
                 .map_err(iceberg_err(&context))?;
         }
-        written.insert(
-            0,
-            writer
-                .write_manifest_file()
-                .await
-                .map_err(iceberg_err(&context))?,
-        );
+        written.insert(0, finish(writer, &context).await?);
     }
     if counts.added_files == 0 && counts.deleted_files == 0 {
         return Ok(None);
@@ -209,12 +198,7 @@ pub async fn write_snapshot(
                 carry(&mut writer, entry).map_err(iceberg_err(&context))?;
             }
         }
-        written.push(
-            writer
-                .write_manifest_file()
-                .await
-                .map_err(iceberg_err(&context))?,
-        );
+        written.push(finish(writer, &context).await?);
     } else {
         full.extend(small);
     }
@@ -309,6 +293,13 @@ pub async fn write_snapshot(
         manifests: listed,
         unreachable,
     }))
+}
+
+async fn finish(writer: ManifestWriter, context: &str) -> Result<ManifestFile> {
+    writer
+        .write_manifest_file()
+        .await
+        .map_err(iceberg_err(context))
 }
 
 /// The oldest snapshots beyond [`SNAPSHOTS_KEPT`] once one more is added, never the current one nor one a

@@ -190,14 +190,16 @@ impl IcebergStorage {
     }
 
     /// Runs `query` and writes its rows as Parquet data files of `table` (created on first use), batch by
-    /// batch: only one batch and the open row group are in memory at a time.
+    /// batch: only one batch and the open row group are in memory at a time. `base` is the table as the
+    /// caller read it, when the write depends on that state (the commit then fails if it moved meanwhile).
     fn write_files(
         &self,
         session: &Session,
         table: &PhysicalTable,
         query: &str,
+        base: Option<Known>,
     ) -> Result<(Known, Vec<DataFile>)> {
-        let mut target: Option<(Known, Arc<ArrowSchema>)> = None;
+        let mut target: Option<(Known, Arc<ArrowSchema>)> = base.map(with_arrow).transpose()?;
         let mut writer = None;
         let schema = session.query_each(
             query,
@@ -245,9 +247,7 @@ impl IcebergStorage {
             Some(t) => t,
             None => self.create(table, schema)?,
         };
-        let arrow = iceberg::arrow::schema_to_arrow_schema(known.table.metadata().current_schema())
-            .map_err(iceberg_err(format!("reading the schema of {table}")))?;
-        Ok((known, Arc::new(arrow)))
+        with_arrow(known)
     }
 
     /// One snapshot adding `added` and removing what `removal` names, then the catalog compare-and-swap.
@@ -389,7 +389,10 @@ impl IcebergStorage {
         matches: &str,
         prune: Option<TimePrune<'_>>,
     ) -> Result<(WriteStats, Vec<String>, Known)> {
-        let candidates: Vec<String> = match self.known(table)? {
+        // One read of the table for the whole rewrite: the commit's compare-and-swap then refuses it if
+        // another writer committed since, rather than keeping rows that writer added to the range.
+        let base = self.known(table)?;
+        let candidates: Vec<String> = match &base {
             None => Vec::new(),
             Some(existing) => {
                 let schema = existing.table.metadata().current_schema();
@@ -421,9 +424,9 @@ impl IcebergStorage {
                 "SELECT * FROM {} AS t WHERE ({matches}) IS NOT TRUE",
                 read_parquet(&affected, false)
             );
-            files.extend(self.write_files(session, table, &kept)?.1);
+            files.extend(self.write_files(session, table, &kept, base.clone())?.1);
         }
-        let (before, new_files) = self.write_files(session, table, new_rows)?;
+        let (before, new_files) = self.write_files(session, table, new_rows, base)?;
         let rows = new_files.iter().map(|f| f.record_count()).sum();
         let written: Vec<String> = new_files
             .iter()
@@ -449,7 +452,7 @@ impl IcebergStorage {
         query: &str,
         removal: Removal<'_>,
     ) -> Result<WriteStats> {
-        let (before, files) = self.write_files(session, table, query)?;
+        let (before, files) = self.write_files(session, table, query, None)?;
         let rows = files.iter().map(|f| f.record_count()).sum();
         let (snapshot_id, now) = self.commit(table, &before, files, removal)?;
         self.expose(session, table, &now)?;
@@ -819,6 +822,16 @@ impl Storage for IcebergStorage {
     }
 }
 
+/// The table with its current schema as Arrow (with Iceberg field ids), which written batches are given.
+fn with_arrow(known: Known) -> Result<(Known, Arc<ArrowSchema>)> {
+    let arrow = iceberg::arrow::schema_to_arrow_schema(known.table.metadata().current_schema())
+        .map_err(iceberg_err(format!(
+            "reading the schema of {}",
+            known.table.identifier()
+        )))?;
+    Ok((known, Arc::new(arrow)))
+}
+
 /// The rows of these data files of the table (no files: no rows, in the table's columns).
 fn files_select(known: &Known, files: &[String]) -> String {
     if files.is_empty() {
@@ -986,14 +999,7 @@ mod tests {
                 s,
                 t,
                 &row(4, "d", "2024-01-02"),
-                crate::storage::TimeRange {
-                    predicate: "d >= DATE '2024-01-02' AND d < DATE '2024-01-03'",
-                    column: "d",
-                    bounds: Some((
-                        crate::storage::midnight("2024-01-02"),
-                        crate::storage::midnight("2024-01-03"),
-                    )),
-                },
+                crate::storage::second_of_january(),
             )
             .unwrap();
         assert_eq!(
@@ -1156,7 +1162,12 @@ mod tests {
         // Two writers start from the same table state; the first to swap the catalog pointer wins.
         let (stale, files) = f
             .storage
-            .write_files(s, t, "SELECT 2 AS id, 'b' AS v, DATE '2024-01-02' AS d")
+            .write_files(
+                s,
+                t,
+                "SELECT 2 AS id, 'b' AS v, DATE '2024-01-02' AS d",
+                None,
+            )
             .unwrap();
         f.storage
             .append(s, t, "SELECT 3 AS id, 'c' AS v, DATE '2024-01-03' AS d")
