@@ -12,7 +12,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lake-target}"
 n="${1:-1000}"
 seconds="${2:-5}"
 python="${LAKE_TEST_PYTHON:-$HOME/.cache/lake-venv/bin/python}"
-cargo build --release --locked
+cargo build --release --locked --all-targets # the test build's features: no second build of the dependencies
 lake="$CARGO_TARGET_DIR/release/lake"
 work="$(mktemp -d)"
 server=""

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lake-target}"
 rows="${1:-10000000}"
-cargo build --release --locked
+cargo build --release --locked --all-targets # the test build's features: no second build of the dependencies
 cargo bench --locked --bench write_path -- "$rows"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

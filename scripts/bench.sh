@@ -2,13 +2,13 @@
 # Benchmarks lake on generated SQLMesh projects (../shared/bench/gen_project.py, its default mix of FULL and
 # INCREMENTAL_BY_TIME_RANGE models): first `plan --auto-apply` beside the same models run as raw DuckDB plus
 # one Parquet file each (scripts/bench-raw.py) with their ratio, a no-op `plan`, a plan after a leaf edit,
-# format and lint, at each N; then one model built in 3,000 daily batches, with and without rows. Prints wall
-# time and peak RSS.
+# format and lint, at each N (the first apply with its `--profile` breakdown); then one model built in 3,000
+# daily batches, with and without rows. Prints wall time and peak RSS.
 # Usage: scripts/bench.sh [N ...]   (default: 1000 10000; BENCH_BATCHES=0 skips the batches case)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lake-target}"
-cargo build --release --locked
+cargo build --release --locked --all-targets # the test build's features: no second build of the dependencies
 lake="$CARGO_TARGET_DIR/release/lake"
 gen="../shared/bench/gen_project.py"
 sizes=("$@")
@@ -32,7 +32,8 @@ for n in "${sizes[@]}"; do
   measure "raw DuckDB + Parquet" "$python" scripts/bench-raw.py "$project" "$(date -u +%F)" "$work/raw$n"
   raw="$secs"
   rm -rf "$work/raw$n"
-  measure "first plan --auto-apply" "$lake" -p "$project" plan --auto-apply
+  measure "first plan --auto-apply" "$lake" -p "$project" --profile plan --auto-apply
+  sed -n '/^profile/,$p' "$work/err" | sed 's/^/       /'
   printf '%-6s %-34s %8.2f x\n' "$n" "first apply / raw" "$(awk -v a="$secs" -v b="$raw" 'BEGIN { print a / b }')"
   measure "no-op plan" "$lake" -p "$project" plan
   python3 "$gen" "$project" --mutate leaf >/dev/null

@@ -14,6 +14,7 @@ pub mod format;
 pub mod intervals;
 pub mod ops;
 pub mod plan;
+pub mod profile;
 pub mod project;
 pub mod scheduler;
 pub mod serve;

@@ -40,6 +40,12 @@ pub(super) struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(super) verbose: u8,
 
+    /// After the command, print on stderr where its time went: each phase (project load, state, rendering,
+    /// DuckDB queries, Parquet encoding, Iceberg metadata, catalog commits, views, audits) with its time,
+    /// summed over worker threads, and how often it ran; then wall and CPU time.
+    #[arg(long, global = true)]
+    pub(super) profile: bool,
+
     /// When to use colour. `auto` colours only a terminal and honours NO_COLOR.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub(super) color: ColorChoice,

@@ -13,6 +13,7 @@ use console::style;
 use crate::error::{LakeError, Result};
 use crate::ops::{self, Context, PlanCheckFindings};
 use crate::plan::PlanOptions;
+use crate::profile;
 use crate::project::template;
 use args::{Cli, ColorChoice, Command, PlanFormat};
 use output::{Audience, Progress};
@@ -50,7 +51,15 @@ pub fn main() -> ExitCode {
         let opts = if stderr_tty { opts } else { opts.width(100) };
         Box::new(opts.build())
     }));
-    match run(&cli, stdout_tty) {
+    let started = std::time::Instant::now();
+    if cli.profile {
+        profile::enable();
+    }
+    let outcome = profile::timed(profile::Phase::Command, || run(&cli, stdout_tty));
+    if cli.profile {
+        output::print_profile(started.elapsed());
+    }
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             let usage = e.is_usage();

@@ -927,6 +927,40 @@ pub(crate) fn render_dag(project: &crate::project::Project, format: DagFormat) -
     out
 }
 
+/// `--profile`: on stderr, each phase's own time (summed over threads) and count, then wall and CPU time.
+pub fn print_profile(wall: std::time::Duration) {
+    eprint!("{}", render_profile(&crate::profile::report(), wall));
+    if let Some((user, system)) = crate::profile::cpu_times() {
+        eprintln!(
+            "cpu: {} user, {} system",
+            seconds(user.as_secs_f64()),
+            seconds(system.as_secs_f64())
+        );
+    }
+}
+
+fn render_profile(totals: &[crate::profile::PhaseTotal], wall: std::time::Duration) -> String {
+    let rows: Vec<[String; 3]> = totals
+        .iter()
+        .map(|t| {
+            [
+                t.phase.label().to_string(),
+                seconds(t.time.as_secs_f64()),
+                t.count.to_string(),
+            ]
+        })
+        .collect();
+    format!(
+        "profile (own time per phase, summed over threads):\n{}wall: {}\n",
+        aligned(&["phase", "time", "count"], &rows),
+        seconds(wall.as_secs_f64())
+    )
+}
+
+fn seconds(s: f64) -> String {
+    format!("{s:.3} s")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,7 +40,9 @@ pub struct Context {
 
 impl Context {
     pub fn load(path: &Path, gateway: Option<&str>) -> Result<Context> {
-        let project = Project::load(path, gateway)?;
+        let project = crate::profile::timed(crate::profile::Phase::LoadProject, || {
+            Project::load(path, gateway)
+        })?;
         Ok(Context {
             project,
             storage: std::sync::OnceLock::new(),

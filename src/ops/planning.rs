@@ -90,6 +90,7 @@ impl Context {
         options: &PlanOptions,
         report: &mut dyn FnMut(PlanCheckFindings<'_>),
     ) -> Result<Plan> {
+        let checks = crate::profile::time(crate::profile::Phase::Checks);
         if !options.skip_linter
             && let Some(violations) = self.lint(&[])?
         {
@@ -109,6 +110,7 @@ impl Context {
                 });
             }
         }
+        drop(checks);
         let plan = self.diff_against_state(options)?;
         // What Spark gateways will run is translated now, so what cannot run there stops the plan.
         if !self.project.config.spark_gateways.is_empty() {
@@ -120,6 +122,7 @@ impl Context {
 
     /// The plan itself, without the checks that guard it.
     pub(super) fn diff_against_state(&self, options: &PlanOptions) -> Result<Plan> {
+        let _timer = crate::profile::time(crate::profile::Phase::Plan);
         let state = self.open_state()?;
         plan::build(&self.project, state.as_ref(), options)
     }

@@ -56,6 +56,7 @@ pub(super) fn run_audits(
     this_model: &str,
     observer: &dyn Observer,
 ) -> Result<usize> {
+    let _timer = crate::profile::time(crate::profile::Phase::Audits);
     let audits = &ctx.project.audits[backfill.model];
     if audits.is_empty() {
         return Ok(0);

@@ -10,6 +10,7 @@ use crate::engine::Session;
 use crate::error::{LakeError, Result};
 use crate::intervals::Range;
 use crate::plan::{Backfill, BackfillAction};
+use crate::profile::{self, Phase};
 use crate::project::Project;
 use crate::project::macros::{self, MacroContext};
 use crate::project::model::{Model, ModelKind};
@@ -331,6 +332,7 @@ pub(super) fn run_statements(
     ctx: &MacroContext,
 ) -> Result<()> {
     for statement in statements {
+        let render = profile::time(Phase::Render);
         let source = project.jinja(model, statement, ctx)?;
         let rendered = macros::render(&source, ctx).map_err(|e| {
             let at = if statement.jinja { 0 } else { e.offset };
@@ -341,10 +343,12 @@ pub(super) fn run_statements(
                     .with_optional_help(e.help),
             )
         })?;
+        drop(render);
         // A statement made only of macros (`@IF(cond, …)` that is false) may render to nothing.
         if rendered.sql.trim().is_empty() {
             continue;
         }
+        let _query = profile::time(Phase::Query);
         session.execute(&rendered.sql, || {
             format!("running a statement of {}", model.meta.name)
         })?;

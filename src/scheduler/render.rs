@@ -50,6 +50,7 @@ pub fn executable_query_for(
     macro_ctx: &MacroContext,
     inline_views: bool,
 ) -> Result<String> {
+    let _timer = crate::profile::time(crate::profile::Phase::Render);
     let m = &ctx.project.models[model];
     if let ModelKind::Seed { .. } = m.meta.kind {
         return seed_query(m);

@@ -94,6 +94,7 @@ pub fn build_all(
     let sessions = (0..workers)
         .map(|_| engine.session())
         .collect::<Result<Vec<_>>>()?;
+    let _waiting = crate::profile::time(crate::profile::Phase::WaitingForWorkers);
     std::thread::scope(|scope| {
         for session in sessions {
             let (children, queue, wake) = (&children, &queue, &wake);
@@ -157,7 +158,9 @@ pub(super) fn worker(
             crate::failpoint::hit("after-interval-recorded");
             Ok(())
         };
-        let outcome = build_one(ctx, &session, backfill, &record, observer);
+        let outcome = crate::profile::timed(crate::profile::Phase::Build, || {
+            build_one(ctx, &session, backfill, &record, observer)
+        });
         observer.model_finished(backfill, started.elapsed(), outcome.as_ref().cloned());
         let Ok(mut q) = queue.lock() else { return };
         q.finished += 1;

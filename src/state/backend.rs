@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use super::StateStore;
 use super::postgres::{EnvironmentLock, PostgresState};
 use super::sqlite::{self, SqliteState, StateLock};
+use super::timed::Timed;
 use crate::config::StateChoice;
 use crate::error::Result;
 
@@ -28,10 +29,12 @@ impl<'a> Backend<'a> {
     }
 
     pub fn open(&self) -> Result<Box<dyn StateStore>> {
-        Ok(match self.choice {
+        let _timer = crate::profile::time(crate::profile::Phase::StateRead);
+        let store: Box<dyn StateStore> = match self.choice {
             StateChoice::Embedded => Box::new(SqliteState::open(&self.state_dir)?),
             StateChoice::Postgres { uri, schema } => Box::new(PostgresState::open(uri, schema)?),
-        })
+        };
+        Ok(Box::new(Timed(store)))
     }
 
     /// Serialises applies and runs: a file lock in the project for the embedded state; with PostgreSQL, an

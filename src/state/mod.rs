@@ -4,6 +4,7 @@ pub mod backend;
 pub mod postgres;
 pub mod schema;
 pub mod sqlite;
+pub mod timed;
 
 use std::collections::HashMap;
 

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use super::{Storage, TimeRange, VirtualChange, WriteStats};
 use crate::engine::Session;
 use crate::error::Result;
+use crate::profile::{self, Phase};
 use crate::snapshot::{PhysicalTable, VirtualName};
 use crate::sql::{quote_ident, quote_literal};
 
@@ -145,6 +146,7 @@ impl Storage for DuckDbStorage {
     }
 
     fn create_view(&self, session: &Session, table: &PhysicalTable, query: &str) -> Result<()> {
+        let _timer = profile::time(Phase::Views);
         session.execute(
             &format!(
                 "CREATE OR REPLACE VIEW {} AS {query}",
@@ -160,6 +162,7 @@ impl Storage for DuckDbStorage {
         table: &PhysicalTable,
         query: &str,
     ) -> Result<WriteStats> {
+        let _timer = profile::time(Phase::Query);
         session.execute(
             &format!(
                 "CREATE OR REPLACE TABLE {} AS {query}",
@@ -182,6 +185,7 @@ impl Storage for DuckDbStorage {
     }
 
     fn append(&self, session: &Session, table: &PhysicalTable, query: &str) -> Result<WriteStats> {
+        let _timer = profile::time(Phase::Query);
         self.create_empty(session, table, query)?;
         let rows = session.execute_count(
             &format!("INSERT INTO {} BY NAME {query}", self.table_sql(table)),
@@ -200,6 +204,7 @@ impl Storage for DuckDbStorage {
         query: &str,
         range: TimeRange<'_>,
     ) -> Result<WriteStats> {
+        let _timer = profile::time(Phase::Query);
         self.create_empty(session, table, query)?;
         let body = format!(
             "DELETE FROM {t} WHERE {in_range};\nINSERT INTO {t} BY NAME {query};",
@@ -219,6 +224,7 @@ impl Storage for DuckDbStorage {
         query: &str,
         keys: &[String],
     ) -> Result<WriteStats> {
+        let _timer = profile::time(Phase::Query);
         self.create_empty(session, table, query)?;
         let staged = quote_ident(&format!("lake_merge_{}", table.table));
         let matches = keys
@@ -244,6 +250,7 @@ impl Storage for DuckDbStorage {
     }
 
     fn update_virtual_layer(&self, session: &Session, changes: &[VirtualChange]) -> Result<()> {
+        let _timer = profile::time(Phase::Views);
         if changes.is_empty() {
             return Ok(());
         }
@@ -281,6 +288,7 @@ impl Storage for DuckDbStorage {
     }
 
     fn sync_local(&self, session: &Session, names: &[(VirtualName, PhysicalTable)]) -> Result<()> {
+        let _timer = profile::time(Phase::Views);
         self.sync_names(session, names)
     }
 

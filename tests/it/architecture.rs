@@ -22,7 +22,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["intervals"],
     &["sql"],
-    &["error", "failpoint"],
+    &["error", "failpoint", "profile"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

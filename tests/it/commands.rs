@@ -348,3 +348,54 @@ fn older_state_is_refused_until_lake_migrate() {
     s.assert_no_changes();
     s.assert_demo_results();
 }
+
+/// `--profile` says on stderr where an apply's time went, phase by phase, and leaves stdout as it was.
+#[test]
+fn profile_breaks_an_apply_down_by_phase() {
+    let s = Scratch::init();
+    let out = s
+        .lake()
+        .args([
+            "--profile",
+            "plan",
+            "--auto-apply",
+            "--execution-time",
+            EXEC,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let report = &err[err
+        .find("profile (own time per phase, summed over threads):")
+        .unwrap_or_else(|| panic!("no profile in:\n{err}"))..];
+    for phase in [
+        "load project",
+        "DuckDB queries",
+        "Parquet encoding",
+        "Iceberg metadata writes",
+        "catalog commits",
+        "DuckDB views",
+        "audits",
+        "state writes",
+    ] {
+        let line = report
+            .lines()
+            .find(|l| l.starts_with(phase))
+            .unwrap_or_else(|| panic!("no `{phase}` in:\n{report}"));
+        let count: u64 = line.split_whitespace().last().unwrap().parse().unwrap();
+        assert!(count >= 1, "{line}");
+    }
+    assert!(report.contains("\nwall: "), "{report}");
+    assert!(!stdout(&out).contains("profile"), "{}", stdout(&out));
+
+    // JSON output stays parseable with the profile on.
+    let out = s
+        .lake()
+        .args(["info", "--json", "--profile"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["models"], 4);
+    assert!(stderr(&out).contains("load project"), "{}", stderr(&out));
+}

@@ -75,6 +75,16 @@ impl LakeCatalog {
             .connect(uri.expose())
             .await
             .map_err(sqlx_err(format!("connecting to the {describe}")))?;
+        if !postgres {
+            // Write-ahead logging: a commit is one append and one fsync of the log instead of a rollback
+            // journal created, synced and deleted beside the database (equally durable at the default
+            // synchronous=FULL). The mode is stored in the file, so iceberg-catalog-sql's connections and
+            // other readers use it too. Best-effort: while another process holds the file the mode stays
+            // as it is, which is as correct, only slower.
+            let _ = sqlx::query("PRAGMA journal_mode = WAL")
+                .fetch_optional(&pool)
+                .await;
+        }
         if let CatalogSettings::Postgres { schema, .. } = &settings.catalog {
             // The schema is a plain identifier (checked with the config); concurrent first runs may race here,
             // and IF NOT EXISTS can still lose that race with a unique violation, after which it exists.

@@ -26,6 +26,7 @@ use parquet::file::properties::WriterProperties;
 use crate::config::{IcebergSettings, S3Settings, Warehouse};
 use crate::engine::Session;
 use crate::error::{LakeError, LakehouseError, Result};
+use crate::profile::{self, Phase};
 use crate::snapshot::{PhysicalTable, VirtualName};
 use crate::sql::{quote_ident, quote_literal};
 use crate::storage::duckdb_file::DuckDbStorage;
@@ -154,6 +155,7 @@ impl IcebergStorage {
     /// The table as the catalog names it now: from memory when it is still the metadata file last read or
     /// committed here (one catalog query), else read with its manifests.
     fn known(&self, table: &PhysicalTable) -> Result<Option<Known>> {
+        let _timer = profile::time(Phase::CatalogRead);
         let ident = Self::ident(table);
         self.runtime.block_on(async {
             let Some(location) = self.catalog.current_location(&ident).await? else {
@@ -173,6 +175,7 @@ impl IcebergStorage {
     }
 
     fn create(&self, table: &PhysicalTable, schema: &ArrowSchema) -> Result<Known> {
+        let _timer = profile::time(Phase::CatalogCommit);
         let iceberg_schema = iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(schema)
             .map_err(iceberg_err(format!(
                 "mapping the columns of {table} to Iceberg types"
@@ -201,6 +204,7 @@ impl IcebergStorage {
     ) -> Result<(Known, Vec<DataFile>)> {
         let mut target: Option<(Known, Arc<ArrowSchema>)> = base.map(with_arrow).transpose()?;
         let mut writer = None;
+        let query_timer = profile::time(Phase::Query);
         let schema = session.query_each(
             query,
             || format!("running the query for {table}"),
@@ -211,6 +215,7 @@ impl IcebergStorage {
                 let Some((known, iceberg_arrow)) = target.as_ref() else {
                     return Ok(());
                 };
+                let _timer = profile::time(Phase::Parquet);
                 if writer.is_none() {
                     writer = Some(self.runtime.block_on(new_writer(&known.table))?);
                 }
@@ -224,10 +229,12 @@ impl IcebergStorage {
                 Ok(())
             },
         )?;
+        drop(query_timer);
         let (known, _) = match target {
             Some(t) => t,
             None => self.target(table, &schema)?,
         };
+        let _timer = profile::time(Phase::Parquet);
         let files = match writer.as_mut() {
             Some(w) => self
                 .runtime
@@ -261,10 +268,13 @@ impl IcebergStorage {
     ) -> Result<(Option<i64>, Known)> {
         let ident = Self::ident(table);
         self.runtime.block_on(async {
+            let metadata_timer = profile::time(Phase::IcebergMetadata);
             let Some(written) = commit::write_snapshot(known, &self.known, added, removal).await?
             else {
                 return Ok((None, known.clone()));
             };
+            drop(metadata_timer);
+            let swap_timer = profile::time(Phase::CatalogCommit);
             if let Err(e) = self
                 .catalog
                 .swap(&ident, known.location(), &written.location)
@@ -273,6 +283,8 @@ impl IcebergStorage {
                 self.known.forget(&ident);
                 return Err(e);
             }
+            drop(swap_timer);
+            let _timer = profile::time(Phase::IcebergMetadata);
             let committed = Table::builder()
                 .metadata(written.metadata)
                 .metadata_location(written.location)
@@ -306,6 +318,7 @@ impl IcebergStorage {
     /// (Re)creates DuckDB's view of an Iceberg table: its live files, or no rows in its columns when it has
     /// none (DuckDB cannot read an empty list of files).
     fn expose(&self, session: &Session, table: &PhysicalTable, known: &Known) -> Result<()> {
+        let _timer = profile::time(Phase::Views);
         let files: Vec<String> = known
             .live
             .iter()
@@ -331,6 +344,7 @@ impl IcebergStorage {
     /// elsewhere (or since the DuckDB file was made) are exposed or refreshed, and views of tables dropped
     /// from the catalog go. Only views whose metadata file differs are touched.
     fn sync_proxies(&self, session: &Session) -> Result<()> {
+        let _timer = profile::time(Phase::Views);
         let mut local: HashMap<PhysicalTable, String> = session
             .query_rows(
                 &format!(
@@ -408,6 +422,7 @@ impl IcebergStorage {
         let affected: Vec<String> = if candidates.is_empty() {
             Vec::new()
         } else {
+            let _timer = profile::time(Phase::Query);
             session.query_strings(
                 &format!(
                     "SELECT DISTINCT filename FROM {} AS t WHERE {matches}",
@@ -787,6 +802,7 @@ impl Storage for IcebergStorage {
     }
 
     fn update_virtual_layer(&self, session: &Session, changes: &[VirtualChange]) -> Result<()> {
+        let _timer = profile::time(Phase::Views);
         let names: Vec<(TableIdent, Option<TableIdent>)> = changes
             .iter()
             .map(|change| match change {
