@@ -15,6 +15,8 @@ pub enum Phase {
     LoadProject,
     /// Reading snapshots, environments and intervals from state.
     StateRead,
+    /// Opening DuckDB (its file, extensions, storage credentials) and bringing it in line with state.
+    OpenEngine,
     /// Fingerprints, the diff against the environment, backfill windows.
     Plan,
     /// Rendering macros and Jinja into the SQL to execute.
@@ -47,11 +49,12 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in the order a report lists them.
-    pub const ALL: [Phase; 16] = [
+    pub const ALL: [Phase; 17] = [
         Phase::LoadProject,
         Phase::Checks,
         Phase::StateRead,
         Phase::Plan,
+        Phase::OpenEngine,
         Phase::Render,
         Phase::Query,
         Phase::Parquet,
@@ -72,6 +75,7 @@ impl Phase {
             Phase::LoadProject => "load project",
             Phase::StateRead => "state reads",
             Phase::Plan => "plan (fingerprints, diff)",
+            Phase::OpenEngine => "open DuckDB, sync with state",
             Phase::Render => "render SQL",
             Phase::Query => "DuckDB queries",
             Phase::Parquet => "Parquet encoding",

@@ -127,6 +127,7 @@ impl Context {
     /// brought in line with state: the DuckDB file is this machine's cache of the shared catalog and
     /// environments, so what other machines applied (or a deleted file held) is visible before anything runs.
     pub fn open_engine(&self) -> Result<Engine> {
+        let _timer = crate::profile::time(crate::profile::Phase::OpenEngine);
         let engine = Engine::open(&self.project.config.connection)?;
         let session = engine.session()?;
         if let StorageChoice::Iceberg(settings) = &self.project.config.storage {
