@@ -43,7 +43,7 @@ pub enum Phase {
     Checks,
     /// The main thread waiting for worker threads to build models (their time is in the other phases).
     WaitingForWorkers,
-    /// The rest of the command, on the main thread: argument handling, opening engines, printing.
+    /// The rest of the command, on the main thread: opening storage and the catalog, printing, the remainder.
     Command,
 }
 
