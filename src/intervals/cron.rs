@@ -1,6 +1,9 @@
 //! Cron schedules (`@daily`, `@hourly`, 5-field expressions) and when a model is next due.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{NaiveDateTime, Utc};
 use croner::Cron;
@@ -12,7 +15,7 @@ use crate::error::{LakeError, Result};
 #[derive(Debug, Clone)]
 pub struct Schedule {
     expression: String,
-    cron: Cron,
+    cron: Arc<Cron>,
 }
 
 impl Schedule {
@@ -60,8 +63,20 @@ impl<'de> serde::Deserialize<'de> for Schedule {
     }
 }
 
+thread_local! {
+    /// Expressions this thread has parsed: a project repeats a handful of crons over thousands of
+    /// models, and croner's parse was the largest single cost of loading a 10,000-model project.
+    static PARSED: RefCell<HashMap<String, Arc<Cron>>> = RefCell::new(HashMap::new());
+}
+
 impl Schedule {
     pub fn parse(expression: &str) -> Result<Schedule> {
+        if let Some(cron) = PARSED.with(|parsed| parsed.borrow().get(expression).cloned()) {
+            return Ok(Schedule {
+                expression: expression.to_string(),
+                cron,
+            });
+        }
         let pattern = match expression.trim().to_ascii_lowercase().as_str() {
             "@yearly" | "@annually" => "0 0 1 1 *".to_string(),
             "@monthly" => "0 0 1 * *".to_string(),
@@ -74,6 +89,12 @@ impl Schedule {
             message: format!("invalid cron expression `{expression}`: {e}"),
             help: Some("use @hourly, @daily, @weekly, @monthly or a 5-field cron expression such as `0 6 * * *`".into()),
         })?;
+        let cron = Arc::new(cron);
+        PARSED.with(|parsed| {
+            parsed
+                .borrow_mut()
+                .insert(expression.to_string(), Arc::clone(&cron))
+        });
         Ok(Schedule {
             expression: expression.to_string(),
             cron,

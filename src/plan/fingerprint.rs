@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -39,7 +40,6 @@ impl Hasher {
 
 /// Computes the snapshots of every model, parents first.
 pub fn compute(project: &Project) -> Result<Vec<Snapshot>> {
-    let mut snapshots: Vec<Option<Snapshot>> = vec![None; project.models.len()];
     let seed_hashes: HashMap<usize, String> = project
         .models
         .iter()
@@ -53,97 +53,23 @@ pub fn compute(project: &Project) -> Result<Vec<Snapshot>> {
             Ok((i, hex::encode(Sha256::digest(&bytes))))
         })
         .collect::<Result<_>>()?;
-    for &i in &project.order {
-        let model = &project.models[i];
-        let meta = &model.meta;
-        let analysis = &project.analyses[i];
-        let part = |label: &str, fill: &dyn Fn(&mut Hasher)| {
-            let mut h = Hasher::new(label);
-            fill(&mut h);
-            (label.to_string(), h.finish())
-        };
-        let statements = |list: &[crate::project::model::Statement]| {
-            list.iter()
-                .map(|s| s.text.trim().to_string())
-                .collect::<Vec<_>>()
-        };
-        // Each data-affecting part is hashed on its own, so a later plan can say which part changed.
-        let data_parts: BTreeMap<String, String> = [
-            part("query", &|h| {
-                h.field(analysis.normalized_query.as_deref().unwrap_or(""));
-            }),
-            part("kind", &|h| {
-                h.json(&meta.kind);
-            }),
-            part("columns", &|h| {
-                h.json(&meta.columns);
-            }),
-            part("statements", &|h| {
-                h.json(&statements(&model.pre_statements))
-                    .json(&statements(&model.post_statements));
-            }),
-            part("seed", &|h| {
-                h.field(seed_hashes.get(&i).map_or("", String::as_str));
-            }),
-            part("physical", &|h| {
-                h.json(&meta.partitioned_by)
-                    .json(&meta.clustered_by)
-                    .json(&meta.table_format)
-                    .json(&meta.storage_format)
-                    .json(&meta.physical_properties)
-                    .json(&meta.session_properties);
-            }),
-            part("dialect", &|h| {
-                h.field(&meta.dialect);
-            }),
-            part("stamp", &|h| {
-                h.json(&meta.stamp).json(&meta.physical_version);
-            }),
-        ]
-        .into_iter()
+    // A model's own hashes need nothing of its parents, so they are computed on every core; only
+    // folding in the parents' hashes has to follow the DAG.
+    let own: Vec<OwnHashes> = (0..project.models.len())
+        .into_par_iter()
+        .map(|i| own_hashes(project, i, seed_hashes.get(&i).map_or("", String::as_str)))
         .collect();
-        let mut data = Hasher::new("data/v2");
-        data.json(&data_parts);
-        let mut metadata = Hasher::new("metadata/v1");
-        metadata
-            .json(&meta.owner)
-            .json(&meta.description)
-            .json(&meta.tags)
-            .field(meta.cron.expression())
-            .json(&meta.cron_tz)
-            .json(&meta.start)
-            .json(&meta.end)
-            .json(&meta.interval_unit)
-            .json(&meta.grains)
-            .json(&meta.references)
-            .json(&meta.column_descriptions)
-            .json(&meta.audits)
-            .json(&meta.allow_partials)
-            .json(&meta.signals)
-            .json(&meta.virtual_properties)
-            .json(&meta.grants)
-            .json(&meta.grants_target_layer)
-            .json(&meta.gateway)
-            .json(&meta.project)
-            .json(&meta.optimize_query)
-            .json(&meta.ignored_rules)
-            .json(&meta.formatting)
-            .json(&meta.virtual_environment_mode);
-        // Only when there are some, so models without project audits keep their fingerprints.
-        let audits = audit_definitions(project, i);
-        if !audits.is_empty() {
-            metadata.json(&audits);
-        }
-        // Statements run on promotion are metadata, as in SQLMesh; only hashed when present.
-        let on_virtual_update: Vec<String> = project.models[i]
-            .on_virtual_update
-            .iter()
-            .map(|st| crate::sql::layout_free_text(&st.text))
-            .collect();
-        if !on_virtual_update.is_empty() {
-            metadata.json(&on_virtual_update);
-        }
-        let mut parents: Vec<&Snapshot> = analysis
+    let mut own: Vec<Option<OwnHashes>> = own.into_iter().map(Some).collect();
+    let mut snapshots: Vec<Option<Snapshot>> = vec![None; project.models.len()];
+    for &i in &project.order {
+        let OwnHashes {
+            data_parts,
+            data_hash,
+            metadata_hash,
+        } = own[i]
+            .take()
+            .expect("the topological order names each model once");
+        let mut parents: Vec<&Snapshot> = project.analyses[i]
             .parents
             .iter()
             .map(|&p| {
@@ -164,12 +90,13 @@ pub fn compute(project: &Project) -> Result<Vec<Snapshot>> {
             parent_meta.field(&p.name.to_string()).field(&p.id);
         }
         let fingerprint = Fingerprint {
-            data_hash: data.finish(),
-            metadata_hash: metadata.finish(),
+            data_hash,
+            metadata_hash,
             parent_data_hash: parent_data.finish(),
             parent_metadata_hash: parent_meta.finish(),
             data_parts,
         };
+        let meta = &project.models[i].meta;
         let name = meta.name.clone();
         let mut version = Hasher::new("version/v1");
         version
@@ -195,6 +122,110 @@ pub fn compute(project: &Project) -> Result<Vec<Snapshot>> {
         .into_iter()
         .map(|s| s.expect("every model is in the topological order"))
         .collect())
+}
+
+/// The hashes of what a model itself says, before its parents are folded in.
+struct OwnHashes {
+    data_parts: BTreeMap<String, String>,
+    data_hash: String,
+    metadata_hash: String,
+}
+
+fn own_hashes(project: &Project, i: usize, seed_hash: &str) -> OwnHashes {
+    let model = &project.models[i];
+    let meta = &model.meta;
+    let analysis = &project.analyses[i];
+    let part = |label: &str, fill: &dyn Fn(&mut Hasher)| {
+        let mut h = Hasher::new(label);
+        fill(&mut h);
+        (label.to_string(), h.finish())
+    };
+    let statements = |list: &[crate::project::model::Statement]| {
+        list.iter()
+            .map(|s| s.text.trim().to_string())
+            .collect::<Vec<_>>()
+    };
+    // Each data-affecting part is hashed on its own, so a later plan can say which part changed.
+    let data_parts: BTreeMap<String, String> = [
+        part("query", &|h| {
+            h.field(analysis.normalized_query.as_deref().unwrap_or(""));
+        }),
+        part("kind", &|h| {
+            h.json(&meta.kind);
+        }),
+        part("columns", &|h| {
+            h.json(&meta.columns);
+        }),
+        part("statements", &|h| {
+            h.json(&statements(&model.pre_statements))
+                .json(&statements(&model.post_statements));
+        }),
+        part("seed", &|h| {
+            h.field(seed_hash);
+        }),
+        part("physical", &|h| {
+            h.json(&meta.partitioned_by)
+                .json(&meta.clustered_by)
+                .json(&meta.table_format)
+                .json(&meta.storage_format)
+                .json(&meta.physical_properties)
+                .json(&meta.session_properties);
+        }),
+        part("dialect", &|h| {
+            h.field(&meta.dialect);
+        }),
+        part("stamp", &|h| {
+            h.json(&meta.stamp).json(&meta.physical_version);
+        }),
+    ]
+    .into_iter()
+    .collect();
+    let mut data = Hasher::new("data/v2");
+    data.json(&data_parts);
+    let mut metadata = Hasher::new("metadata/v1");
+    metadata
+        .json(&meta.owner)
+        .json(&meta.description)
+        .json(&meta.tags)
+        .field(meta.cron.expression())
+        .json(&meta.cron_tz)
+        .json(&meta.start)
+        .json(&meta.end)
+        .json(&meta.interval_unit)
+        .json(&meta.grains)
+        .json(&meta.references)
+        .json(&meta.column_descriptions)
+        .json(&meta.audits)
+        .json(&meta.allow_partials)
+        .json(&meta.signals)
+        .json(&meta.virtual_properties)
+        .json(&meta.grants)
+        .json(&meta.grants_target_layer)
+        .json(&meta.gateway)
+        .json(&meta.project)
+        .json(&meta.optimize_query)
+        .json(&meta.ignored_rules)
+        .json(&meta.formatting)
+        .json(&meta.virtual_environment_mode);
+    // Only when there are some, so models without project audits keep their fingerprints.
+    let audits = audit_definitions(project, i);
+    if !audits.is_empty() {
+        metadata.json(&audits);
+    }
+    // Statements run on promotion are metadata, as in SQLMesh; only hashed when present.
+    let on_virtual_update: Vec<String> = model
+        .on_virtual_update
+        .iter()
+        .map(|st| crate::sql::layout_free_text(&st.text))
+        .collect();
+    if !on_virtual_update.is_empty() {
+        metadata.json(&on_virtual_update);
+    }
+    OwnHashes {
+        data_parts,
+        data_hash: data.finish(),
+        metadata_hash: metadata.finish(),
+    }
 }
 
 /// The text of the project audits model `i` uses: editing one is a metadata change of the model.

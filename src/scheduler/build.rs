@@ -59,6 +59,38 @@ pub(super) fn build_one(
         )?;
         return finish_in_one_piece(ctx, session, backfill, &macro_ctx, stats, record, observer);
     }
+    // A time-range model whose statements never name its own table is audited on the files each batch
+    // wrote, so DuckDB's view of the table is needed only once its batches are done.
+    let defer_views = matches!(model.meta.kind, ModelKind::IncrementalByTimeRange { .. })
+        && !model
+            .pre_statements
+            .iter()
+            .chain(&model.post_statements)
+            .any(|statement| mentions_this_model(&statement.text));
+    if defer_views {
+        ctx.storage.defer_views(&backfill.table);
+    }
+    let written = write_batches(ctx, session, backfill, record, observer);
+    // Published whether or not a batch failed: the batches before it are committed and recorded.
+    let published = ctx.storage.publish_views(session, &backfill.table);
+    let total = written?;
+    published?;
+    Ok(total)
+}
+
+fn mentions_this_model(text: &str) -> bool {
+    text.to_ascii_lowercase().contains("this_model")
+}
+
+/// The batches of an incremental model version, each audited and recorded once written.
+fn write_batches(
+    ctx: &BuildContext<'_>,
+    session: &Session,
+    backfill: &Backfill,
+    record: &dyn Fn(Interval) -> Result<()>,
+    observer: &dyn Observer,
+) -> Result<WriteStats> {
+    let model = &ctx.project.models[backfill.model];
     let mut total = WriteStats {
         rows: Some(0),
         ..WriteStats::default()
@@ -73,6 +105,10 @@ pub(super) fn build_one(
             &macro_ctx,
         )?;
         let query = executable_query(ctx, backfill.model, &macro_ctx)?;
+        if query.contains(backfill.table.table.as_str()) {
+            // The query reads the table itself (through `@this_model` or a macro): it sees every batch before.
+            ctx.storage.publish_views(session, &backfill.table)?;
+        }
         let appends = matches!(
             model.meta.kind,
             ModelKind::IncrementalUnmanaged {

@@ -120,6 +120,15 @@ pub trait Storage: Send + Sync {
     /// the tables they show. Names whose table this engine has are (re)pointed, and names of environments
     /// that no longer exist are dropped; another machine's plans are then visible here.
     fn sync_local(&self, session: &Session, names: &[(VirtualName, PhysicalTable)]) -> Result<()>;
+    /// The batches of one model version are about to be written by a query that never reads the table
+    /// itself: until `publish_views`, the engine's view of `table` may lag its commits, so a long history
+    /// does not re-create a view of every file after every batch. A crash in between is repaired when the
+    /// engine is next opened (the view's comment names the metadata it shows).
+    fn defer_views(&self, _table: &PhysicalTable) {}
+    /// Ends `defer_views`: the engine's view of `table` shows its last commit. Nothing when not deferred.
+    fn publish_views(&self, _session: &Session, _table: &PhysicalTable) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The rows of 2024-01-02 in a table whose DATE column is `d`, for tests of range replacements.

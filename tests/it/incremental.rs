@@ -517,3 +517,70 @@ fn create_external_models_declares_what_models_read() {
     );
     s.apply("2024-01-02 00:00:00");
 }
+
+/// DuckDB's view of a batched model's table is re-created once its batches are written, not after each:
+/// a statement reading `@this_model` still sees every batch before it, and when a batch fails the batches
+/// written before it are visible.
+#[test]
+fn batches_show_in_the_table_view_for_statements_that_read_it_and_after_a_failure() {
+    let s = Scratch::empty();
+    s.write(
+        "config.yaml",
+        "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: days.db\nmodel_defaults:\n  dialect: duckdb\n  start: 2024-01-01\n  cron: '@daily'\n",
+    );
+    s.write(
+        "models/counted.sql",
+        "MODEL (name days.counted, kind INCREMENTAL_BY_TIME_RANGE (time_column day, batch_size 1));\n\
+         CREATE SCHEMA IF NOT EXISTS log;\n\
+         CREATE TABLE IF NOT EXISTS log.seen (n BIGINT);\n\
+         SELECT @start_ds::DATE AS day, 1 AS n;\n\
+         INSERT INTO log.seen SELECT count(*) FROM @this_model;\n",
+    );
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", "2024-01-05"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        s.csv("select n from log.seen order by n"),
+        "n\n1\n2\n3\n4\n"
+    );
+    assert_eq!(
+        s.csv("select count(*) as days from days.counted"),
+        "days\n4\n"
+    );
+    s.write(
+        "models/failing.sql",
+        "MODEL (name days.failing, kind INCREMENTAL_BY_TIME_RANGE (time_column day, batch_size 1));\n\
+         SELECT @start_ds::DATE AS day, CASE WHEN @start_ds = '2024-01-03' THEN error('no data for this day') ELSE 1 END AS n\n",
+    );
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", "2024-01-05"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no data for this day"),
+        "{}",
+        stderr(&out)
+    );
+    let physical = |model: &str| {
+        s.csv(&format!(
+            "select table_name from information_schema.tables \
+             where table_schema = 'lake__days' and table_name like 'days__{model}__%'"
+        ))
+        .lines()
+        .nth(1)
+        .map(|name| format!("lake__days.\"{name}\""))
+        .expect("the model's table exists")
+    };
+    assert_eq!(
+        s.csv(&format!(
+            "select count(*) as days, max(day) as last from {}",
+            physical("failing")
+        )),
+        "days,last\n2,2024-01-02\n"
+    );
+}

@@ -4,9 +4,11 @@
 use std::collections::{HashMap, HashSet};
 
 use iceberg::MetadataLocation;
+use std::sync::Arc;
+
 use iceberg::spec::{
-    DataFile, FormatVersion, ManifestContentType, ManifestEntryRef, ManifestFile,
-    ManifestListWriter, ManifestWriter, ManifestWriterBuilder, Operation, Snapshot,
+    DataFile, FormatVersion, ManifestContentType, ManifestEntry, ManifestEntryRef, ManifestFile,
+    ManifestListWriter, ManifestStatus, ManifestWriter, ManifestWriterBuilder, Operation, Snapshot,
     SnapshotReference, SnapshotRetention, Summary, TableMetadata, UNASSIGNED_SEQUENCE_NUMBER,
 };
 use sha2::{Digest, Sha256};
@@ -62,6 +64,8 @@ pub struct Written {
     pub metadata: TableMetadata,
     /// The new snapshot's manifest list.
     pub manifests: Vec<ManifestFile>,
+    /// The entries of the manifests this snapshot wrote, as a reader will find them (by manifest path).
+    pub written_entries: Vec<(String, Arc<Vec<ManifestEntryRef>>)>,
     /// Files no metadata reaches once the swap is made (metadata files that left the metadata log, manifest
     /// lists of expired snapshots): deleted after it, best-effort.
     pub unreachable: Vec<String>,
@@ -101,27 +105,32 @@ pub async fn write_snapshot(
     let parent = metadata.current_snapshot();
     let snapshot_id = new_snapshot_id(&old_location, metadata);
     let sequence = metadata.next_sequence_number();
-    let manifest_writer = |n: usize| -> Result<ManifestWriter> {
+    let manifest_writer = |n: usize| -> Result<ManifestOut> {
         let out = file_io
             .new_output(format!(
                 "{}/metadata/{snapshot_id}-m{n}.avro",
                 metadata.location()
             ))
             .map_err(iceberg_err(&context))?;
-        Ok(ManifestWriterBuilder::new(
-            out,
-            Some(snapshot_id),
-            metadata.current_schema().clone(),
-            metadata.default_partition_spec().as_ref().clone(),
-        )
-        .build_v2_data())
+        Ok(ManifestOut {
+            writer: ManifestWriterBuilder::new(
+                out,
+                Some(snapshot_id),
+                metadata.current_schema().clone(),
+                metadata.default_partition_spec().as_ref().clone(),
+            )
+            .build_v2_data(),
+            entries: Vec::new(),
+            snapshot_id,
+            sequence,
+        })
     };
     // A file a rewritten or merged manifest keeps: an EXISTING entry with its sequence numbers, as the spec
     // requires (removed files become DELETED entries; entries deleted by earlier snapshots are dropped).
-    let carry = |writer: &mut ManifestWriter, entry: &ManifestEntryRef| {
+    let carry = |writer: &mut ManifestOut, entry: &ManifestEntryRef| {
         let sequence_number = entry.sequence_number().unwrap_or(0);
         let file_sequence = entry.file_sequence_number.or(Some(sequence_number));
-        writer.add_existing_file(
+        writer.keep(
             entry.data_file().clone(),
             entry
                 .snapshot_id()
@@ -133,7 +142,7 @@ pub async fn write_snapshot(
     };
 
     let mut counts = Counts::default();
-    let mut written: Vec<ManifestFile> = Vec::new();
+    let mut written: Vec<(ManifestFile, Vec<ManifestEntryRef>)> = Vec::new();
     let mut carried: Vec<ManifestFile> = Vec::new();
     for (n, manifest_file) in known.manifests.iter().enumerate() {
         if matches!(removal, Removal::Nothing) || manifest_file.content != ManifestContentType::Data
@@ -155,24 +164,22 @@ pub async fn write_snapshot(
                 let sequence_number = entry.sequence_number().unwrap_or(0);
                 let file_sequence = entry.file_sequence_number.or(Some(sequence_number));
                 writer
-                    .add_delete_file(entry.data_file().clone(), sequence_number, file_sequence)
+                    .delete(entry.data_file().clone(), sequence_number, file_sequence)
                     .map_err(iceberg_err(&context))?;
             } else {
                 carry(&mut writer, entry).map_err(iceberg_err(&context))?;
             }
         }
-        written.push(finish(writer, &context).await?);
+        written.push(writer.finish(&context).await?);
     }
     if !added.is_empty() {
         let mut writer = manifest_writer(0)?;
         for file in added {
             counts.added_files += 1;
             counts.added_records += file.record_count();
-            writer
-                .add_file(file, sequence)
-                .map_err(iceberg_err(&context))?;
+            writer.add(file).map_err(iceberg_err(&context))?;
         }
-        written.insert(0, finish(writer, &context).await?);
+        written.insert(0, writer.finish(&context).await?);
     }
     if counts.added_files == 0 && counts.deleted_files == 0 {
         return Ok(None);
@@ -198,13 +205,13 @@ pub async fn write_snapshot(
                 carry(&mut writer, entry).map_err(iceberg_err(&context))?;
             }
         }
-        written.push(finish(writer, &context).await?);
+        written.push(writer.finish(&context).await?);
     } else {
         full.extend(small);
     }
     // The sequence number of the manifests written here, as the list writer would assign it, so the list
     // kept in memory matches the one on disk.
-    for m in &mut written {
+    for (m, _) in &mut written {
         if m.sequence_number == UNASSIGNED_SEQUENCE_NUMBER {
             m.sequence_number = sequence;
         }
@@ -213,7 +220,13 @@ pub async fn write_snapshot(
         }
     }
     // A manifest this snapshot wrote is listed even if it only records deletions: that is the history.
-    let listed: Vec<ManifestFile> = written.into_iter().chain(full).collect();
+    let mut written_entries = Vec::with_capacity(written.len());
+    let mut listed: Vec<ManifestFile> = Vec::with_capacity(written.len() + full.len());
+    for (m, entries) in written {
+        written_entries.push((m.manifest_path.clone(), Arc::new(entries)));
+        listed.push(m);
+    }
+    listed.extend(full);
     for m in &listed {
         counts.total_files += u64::from(m.added_files_count.unwrap_or(0))
             + u64::from(m.existing_files_count.unwrap_or(0));
@@ -291,15 +304,102 @@ pub async fn write_snapshot(
         snapshot_id,
         metadata: built.metadata,
         manifests: listed,
+        written_entries,
         unreachable,
     }))
 }
 
-async fn finish(writer: ManifestWriter, context: &str) -> Result<ManifestFile> {
-    writer
-        .write_manifest_file()
-        .await
-        .map_err(iceberg_err(context))
+/// A manifest being written, beside the entries a reader will find in it (inherited snapshot id and
+/// sequence numbers filled in, as reading fills them), so the new snapshot is never read back from disk.
+struct ManifestOut {
+    writer: ManifestWriter,
+    entries: Vec<ManifestEntryRef>,
+    snapshot_id: i64,
+    sequence: i64,
+}
+
+impl ManifestOut {
+    fn add(&mut self, file: DataFile) -> iceberg::Result<()> {
+        self.writer.add_file(file.clone(), self.sequence)?;
+        self.remember(
+            ManifestStatus::Added,
+            file,
+            self.snapshot_id,
+            self.sequence,
+            Some(self.sequence),
+        );
+        Ok(())
+    }
+
+    fn keep(
+        &mut self,
+        file: DataFile,
+        snapshot_id: i64,
+        sequence_number: i64,
+        file_sequence_number: Option<i64>,
+    ) -> iceberg::Result<()> {
+        self.writer.add_existing_file(
+            file.clone(),
+            snapshot_id,
+            sequence_number,
+            file_sequence_number,
+        )?;
+        self.remember(
+            ManifestStatus::Existing,
+            file,
+            snapshot_id,
+            sequence_number,
+            file_sequence_number,
+        );
+        Ok(())
+    }
+
+    fn delete(
+        &mut self,
+        file: DataFile,
+        sequence_number: i64,
+        file_sequence_number: Option<i64>,
+    ) -> iceberg::Result<()> {
+        self.writer
+            .add_delete_file(file.clone(), sequence_number, file_sequence_number)?;
+        let snapshot_id = self.snapshot_id;
+        self.remember(
+            ManifestStatus::Deleted,
+            file,
+            snapshot_id,
+            sequence_number,
+            file_sequence_number,
+        );
+        Ok(())
+    }
+
+    fn remember(
+        &mut self,
+        status: ManifestStatus,
+        data_file: DataFile,
+        snapshot_id: i64,
+        sequence_number: i64,
+        file_sequence_number: Option<i64>,
+    ) {
+        self.entries.push(Arc::new(
+            ManifestEntry::builder()
+                .status(status)
+                .snapshot_id(snapshot_id)
+                .sequence_number(sequence_number)
+                .file_sequence_number_opt(file_sequence_number)
+                .data_file(data_file)
+                .build(),
+        ));
+    }
+
+    async fn finish(self, context: &str) -> Result<(ManifestFile, Vec<ManifestEntryRef>)> {
+        let file = self
+            .writer
+            .write_manifest_file()
+            .await
+            .map_err(iceberg_err(context))?;
+        Ok((file, self.entries))
+    }
 }
 
 /// The oldest snapshots beyond [`SNAPSHOTS_KEPT`] once one more is added, never the current one nor one a

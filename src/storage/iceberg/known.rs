@@ -82,12 +82,22 @@ impl TableCache {
                 manifest.manifest_path
             )))?;
         let entries = Arc::new(loaded.entries().to_vec());
+        self.remember_manifest(manifest.manifest_path.clone(), entries.clone());
+        Ok(entries)
+    }
+
+    /// Entries of a manifest this process wrote, so it is not read back.
+    pub fn remember_manifest(&self, path: String, entries: Arc<Vec<ManifestEntryRef>>) {
         let mut cached = lock(&self.manifests);
         if cached.len() >= MANIFESTS_CACHED {
             cached.clear();
         }
-        cached.insert(manifest.manifest_path.clone(), entries.clone());
-        Ok(entries)
+        cached.insert(path, entries);
+    }
+
+    #[cfg(test)]
+    pub fn cached_manifest(&self, path: &str) -> Option<Arc<Vec<ManifestEntryRef>>> {
+        lock(&self.manifests).get(path).cloned()
     }
 
     /// Reads a table's current manifest list and the data files alive in it (manifests from the cache).

@@ -7,7 +7,7 @@ mod known;
 mod prune;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
@@ -66,6 +66,8 @@ pub struct IcebergStorage {
     file_io: iceberg::io::FileIO,
     /// Tables and manifests read or written by this process, reused while the catalog still names them.
     known: TableCache,
+    /// Tables whose DuckDB view is re-created once their batches are written (`Storage::defer_views`).
+    deferred_views: Mutex<HashSet<PhysicalTable>>,
 }
 
 /// Settings for the warehouse's files, in iceberg-rust's FileIO property names.
@@ -145,6 +147,7 @@ impl IcebergStorage {
             warehouse: settings.warehouse.location(),
             file_io,
             known: TableCache::default(),
+            deferred_views: Mutex::default(),
         })
     }
 
@@ -294,6 +297,9 @@ impl IcebergStorage {
                 .disable_cache()
                 .build()
                 .map_err(iceberg_err(format!("committing {table}")))?;
+            for (path, entries) in written.written_entries {
+                self.known.remember_manifest(path, entries);
+            }
             let now = self
                 .known
                 .with_manifests(committed, written.manifests)
@@ -318,6 +324,9 @@ impl IcebergStorage {
     /// (Re)creates DuckDB's view of an Iceberg table: its live files, or no rows in its columns when it has
     /// none (DuckDB cannot read an empty list of files).
     fn expose(&self, session: &Session, table: &PhysicalTable, known: &Known) -> Result<()> {
+        if self.views_deferred().contains(table) {
+            return Ok(());
+        }
         let _timer = profile::time(Phase::Views);
         let files: Vec<String> = known
             .live
@@ -338,6 +347,13 @@ impl IcebergStorage {
             ),
             || format!("exposing {table} to DuckDB"),
         )
+    }
+
+    fn views_deferred(&self) -> std::sync::MutexGuard<'_, HashSet<PhysicalTable>> {
+        // The set stays consistent whatever panicked while holding it: each operation is one insert or remove.
+        self.deferred_views
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Makes this machine's DuckDB views of the Iceberg tables match the shared catalog: tables committed
@@ -801,6 +817,18 @@ impl Storage for IcebergStorage {
         Ok(stats)
     }
 
+    fn defer_views(&self, table: &PhysicalTable) {
+        self.views_deferred().insert(table.clone());
+    }
+
+    fn publish_views(&self, session: &Session, table: &PhysicalTable) -> Result<()> {
+        let was_deferred = self.views_deferred().remove(table);
+        if was_deferred {
+            self.refresh_view(session, table)?;
+        }
+        Ok(())
+    }
+
     fn update_virtual_layer(&self, session: &Session, changes: &[VirtualChange]) -> Result<()> {
         let _timer = profile::time(Phase::Views);
         let names: Vec<(TableIdent, Option<TableIdent>)> = changes
@@ -1066,6 +1094,54 @@ mod tests {
     }
 
     /// Files of the table's metadata folder whose names end with `suffix`.
+    /// The entries kept in memory for the manifests a commit wrote are exactly what reading them back gives:
+    /// added, kept, deleted and merged entries with their inherited snapshot ids and sequence numbers.
+    #[test]
+    fn manifests_kept_in_memory_match_the_files_written() {
+        let f = fixture();
+        let (s, t) = (&f.session, &f.table);
+        let day = |n: u32| format!("SELECT {n} AS id, 'v' AS v, DATE '2024-01-01' + {n} AS d");
+        f.storage.replace_all(s, t, &day(0)).unwrap();
+        // Enough commits for the small manifests to be merged, and range rewrites deleting files.
+        for n in 1..40 {
+            f.storage.append(s, t, &day(n)).unwrap();
+        }
+        f.storage
+            .replace_time_range(s, t, &day(1), crate::storage::second_of_january())
+            .unwrap();
+        f.storage
+            .merge_by_key(s, t, &day(7), &["id".into()])
+            .unwrap();
+        let known = f.storage.known(t).unwrap().expect("table exists");
+        let file_io = known.table.file_io();
+        let mut compared = 0;
+        for manifest in known.manifests.iter() {
+            let remembered = f
+                .storage
+                .known
+                .cached_manifest(&manifest.manifest_path)
+                .expect("every manifest of the snapshot was written by this process");
+            let on_disk = f
+                .storage
+                .runtime
+                .block_on(manifest.load_manifest(file_io))
+                .unwrap();
+            assert_eq!(
+                remembered.as_slice(),
+                on_disk.entries(),
+                "{}",
+                manifest.manifest_path
+            );
+            compared += remembered.len();
+        }
+        assert!(compared >= 40, "{compared} entries compared");
+        assert!(
+            known.manifests.len() < 16,
+            "small manifests were merged: {}",
+            known.manifests.len()
+        );
+    }
+
     fn metadata_files(known: &Known, suffix: &str) -> usize {
         let folder = format!("{}/metadata", known.table.metadata().location());
         std::fs::read_dir(duckdb_path(&folder))
