@@ -148,7 +148,16 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             });
             findings_output?;
             let mut plan = planned?;
+            let audience = if stdout_tty {
+                Audience::Terminal
+            } else {
+                Audience::Pipe
+            };
             if interactive && !auto_apply {
+                // As SQLMesh does: the summary and the diff first, then the questions about them, then
+                // what the (possibly re-categorised) plan builds.
+                write!(stdout, "{}", output::render_changes(&plan, audience)).map_err(io)?;
+                stdout.flush().map_err(io)?;
                 let overrides = prompt::choose_categories(&plan)?;
                 if !overrides.is_empty() {
                     options.overrides = overrides;
@@ -157,14 +166,11 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                     options.skip_tests = true;
                     plan = ctx.plan(&options)?;
                 }
+                write!(stdout, "{}", output::render_backfills(&plan, audience)).map_err(io)?;
+            } else if !json {
+                write!(stdout, "{}", output::render_plan(&plan, audience)).map_err(io)?;
             }
             if !json {
-                let audience = if stdout_tty {
-                    Audience::Terminal
-                } else {
-                    Audience::Pipe
-                };
-                write!(stdout, "{}", output::render_plan(&plan, audience)).map_err(io)?;
                 stdout.flush().map_err(io)?;
                 let batches: usize = plan.backfills.iter().map(|b| b.batches.len().max(1)).sum();
                 if batches > LARGE_BACKFILL {

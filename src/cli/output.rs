@@ -38,7 +38,7 @@ pub fn render_plan(plan: &Plan, audience: Audience) -> String {
 }
 
 /// The header and the differences of a plan, without what it builds.
-fn render_changes(plan: &Plan, audience: Audience) -> String {
+pub fn render_changes(plan: &Plan, audience: Audience) -> String {
     let mut out = String::new();
     let env = &plan.environment;
     let bold = Style::new().bold();
@@ -164,7 +164,8 @@ fn backfill_heading(audience: Audience) -> String {
     }
 }
 
-fn render_backfills(plan: &Plan, audience: Audience) -> String {
+/// What a plan builds: the models needing backfill, each with its intervals.
+pub fn render_backfills(plan: &Plan, audience: Audience) -> String {
     let env = &plan.environment;
     let mut out = String::new();
     if !plan.backfills.is_empty() {

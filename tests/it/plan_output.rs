@@ -43,3 +43,56 @@ fn terminal_plan_is_a_tree() {
     console::set_colors_enabled(false);
     insta::assert_snapshot!("terminal_dev_plan", render_plan(&plan, Audience::Terminal));
 }
+
+/// At a terminal the plan shows its summary and diff, then asks which category each change gets, then shows
+/// what it builds and asks whether to apply, as SQLMesh does (here a category is chosen, so it re-plans).
+#[test]
+fn a_terminal_plan_asks_about_changes_after_showing_them() {
+    let Some(python) = crate::common::readers::python_with_pty() else {
+        return;
+    };
+    let s = changed_project();
+    let answers = serde_json::json!([
+        ["Keep it, or choose", "b"],
+        ["Keep it, or choose", ""],
+        ["Apply this plan to `dev`?", "n"]
+    ]);
+    let lake = assert_cmd::cargo::cargo_bin("lake");
+    let out = std::process::Command::new(python)
+        .current_dir(&s.project)
+        .env("NO_COLOR", "1")
+        .arg(crate::common::readers::support("pty_session.py"))
+        .arg(answers.to_string())
+        .arg(&lake)
+        .args(["plan", "dev", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    let shown = stdout(&out);
+    assert!(out.status.success(), "{shown}{}", stderr(&out));
+    let at = |text: &str| {
+        shown
+            .find(text)
+            .unwrap_or_else(|| panic!("`{text}` not shown:\n{shown}"))
+    };
+    let diff = at("MAX(id) AS max_id");
+    let question = at("Keep it, or choose");
+    let backfill = at("Models needing backfill");
+    let confirm = at("Apply this plan to `dev`?");
+    assert!(
+        diff < question && question < backfill && backfill < confirm,
+        "diff, category question, backfill, confirmation in that order:\n{shown}"
+    );
+    assert!(
+        !shown[question..].contains("MAX(id) AS max_id"),
+        "the diff is shown once:\n{shown}"
+    );
+    let question_line = shown[..question].lines().last().unwrap_or_default();
+    assert!(
+        question_line.contains("demo.full_model") && question_line.contains("Non-breaking"),
+        "the question names the change and its automatic category:\n{shown}"
+    );
+    assert!(
+        shown[backfill..confirm].contains("demo__dev.full_model: [full refresh]"),
+        "the re-planned backfill still builds the changed model:\n{shown}"
+    );
+}

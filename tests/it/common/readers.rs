@@ -34,6 +34,11 @@ pub fn pyiceberg() -> Option<String> {
     )
 }
 
+/// A Python whose `pty` module works (any CPython on Linux), for driving lake at a terminal.
+pub fn python_with_pty() -> Option<String> {
+    python_with("import pty, select", "Python's pty module is")
+}
+
 /// The folder holding DuckDB 1.5.5 extension binaries (`LAKE_TEST_DUCKDB_EXTENSIONS`), or `None` when missing
 /// and not required.
 pub fn duckdb_extensions() -> Option<PathBuf> {
@@ -57,7 +62,7 @@ pub fn duckdb_extensions() -> Option<PathBuf> {
     None
 }
 
-fn support(script: &str) -> PathBuf {
+pub fn support(script: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/it/support")
         .join(script)
