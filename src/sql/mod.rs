@@ -11,7 +11,9 @@ use std::ops::ControlFlow;
 
 use sqlparser::ast::{Query, Statement, TableFactor, Visit, Visitor};
 use sqlparser::dialect::DuckDbDialect;
+use sqlparser::keywords::Keyword;
 use sqlparser::parser::{Parser, ParserError};
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use crate::error::SourceFile;
 
@@ -44,7 +46,18 @@ pub struct SqlError {
 
 /// Parses SQL text (one or more statements) in DuckDB's dialect.
 pub fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
-    Parser::parse_sql(&DuckDbDialect {}, sql).map_err(|e| {
+    let parsed = Tokenizer::new(&DuckDbDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(ParserError::from)
+        .and_then(|tokens| {
+            if let Some(error) = too_long_expression(&tokens) {
+                return Err(error);
+            }
+            Parser::new(&DuckDbDialect {})
+                .with_tokens_with_locations(tokens)
+                .parse_statements()
+        });
+    parsed.map_err(|e| {
         let message = match e {
             ParserError::ParserError(m) | ParserError::TokenizerError(m) => m,
             ParserError::RecursionLimitExceeded => "query nested too deeply".into(),
@@ -69,6 +82,90 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>, SqlError> {
             message: text,
         }
     })
+}
+
+/// Operators one expression may chain (`a + b + …`, `x OR y OR …`). sqlparser parses such a chain in a loop
+/// but builds it as a tree as deep as the chain, which every later walk (and drop) recurses through, so a
+/// long enough chain would overflow the stack. DuckDB refuses expressions deeper than 1,000 by default
+/// (`max_expression_depth`), so this bound only stops what could never run.
+const MAX_CHAINED_OPERATORS: usize = 10_000;
+
+/// A located error for the first expression chaining more than [`MAX_CHAINED_OPERATORS`] operators, counted
+/// per parenthesis level (plus the levels around it) and restarted at every comma and clause keyword.
+fn too_long_expression(tokens: &[TokenWithSpan]) -> Option<ParserError> {
+    let mut chains: Vec<usize> = vec![0];
+    for token in tokens {
+        let restarts = match &token.token {
+            Token::LParen | Token::LBracket => {
+                chains.push(0);
+                continue;
+            }
+            Token::RParen | Token::RBracket => {
+                if chains.len() > 1 {
+                    chains.pop();
+                }
+                continue;
+            }
+            Token::Comma | Token::SemiColon => true,
+            Token::Word(word) => !matches!(
+                word.keyword,
+                Keyword::NoKeyword
+                    | Keyword::AND
+                    | Keyword::OR
+                    | Keyword::NOT
+                    | Keyword::IS
+                    | Keyword::NULL
+                    | Keyword::TRUE
+                    | Keyword::FALSE
+                    | Keyword::LIKE
+                    | Keyword::ILIKE
+                    | Keyword::IN
+                    | Keyword::BETWEEN
+            ),
+            _ => false,
+        };
+        let current = chains
+            .last_mut()
+            .expect("the outermost level is never popped");
+        if restarts {
+            *current = 0;
+            continue;
+        }
+        let chains_an_operator = match &token.token {
+            Token::Word(word) => matches!(word.keyword, Keyword::AND | Keyword::OR),
+            Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::StringConcat
+            | Token::Eq
+            | Token::DoubleEq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::DoubleColon
+            | Token::Ampersand
+            | Token::Pipe
+            | Token::Caret => true,
+            _ => false,
+        };
+        if chains_an_operator {
+            *current += 1;
+            if *current + chains.len() > MAX_CHAINED_OPERATORS {
+                let at = token.span.start;
+                return Some(ParserError::ParserError(format!(
+                    "expression too long: more than {MAX_CHAINED_OPERATORS} operators chained in one expression \
+                     (DuckDB refuses expressions deeper than 1000); build it from shorter parts, such as \
+                     CTE columns or list functions at Line: {}, Column: {}",
+                    at.line, at.column
+                )));
+            }
+        }
+    }
+    None
 }
 
 /// Canonical text of parsed statements: whitespace, comments and keyword case no longer matter.
@@ -189,6 +286,42 @@ pub fn replace_spans(sql: &str, mut edits: Vec<(usize, usize, String)>) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A chain far past what the stack can walk is a located error, not a crash; wide lists, long CASEs
+    /// and chains within the bound parse.
+    #[test]
+    fn long_operator_chains_are_a_located_error() {
+        let chain = |n: usize, op: &str| vec!["1"; n].join(op);
+        let err = parse(&format!("SELECT 1 AS a,\n  {} AS x", chain(300_000, " + "))).unwrap_err();
+        assert!(
+            err.message.contains("expression too long"),
+            "{}",
+            err.message
+        );
+        // The error points at the operator that crossed the bound, on the second line.
+        assert_eq!(err.offset, "SELECT 1 AS a,\n  ".len() + 10_000 * 4 - 2);
+        let err = parse(&format!(
+            "SELECT * FROM t WHERE {}",
+            chain(200_000, " OR x = ")
+        ))
+        .unwrap_err();
+        assert!(
+            err.message.contains("expression too long"),
+            "{}",
+            err.message
+        );
+        assert!(parse(&format!("SELECT {} AS x", chain(5_000, "+"))).is_ok());
+        let wide = (0..20_000)
+            .map(|i| format!("{i} + 1 AS c{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        assert!(parse(&format!("SELECT {wide}")).is_ok());
+        let case = (0..20_000)
+            .map(|i| format!("WHEN x = {i} THEN {i} * 2"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(parse(&format!("SELECT CASE {case} END FROM t")).is_ok());
+    }
 
     fn refs(sql: &str) -> Vec<String> {
         let statements = parse(sql).unwrap();

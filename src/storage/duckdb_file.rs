@@ -17,7 +17,11 @@ pub struct DuckDbStorage {
 }
 
 /// Runs `body` inside one DuckDB transaction, rolling back if any statement fails.
-fn in_transaction(session: &Session, body: &str, context: impl Fn() -> String) -> Result<()> {
+pub(super) fn in_transaction(
+    session: &Session,
+    body: &str,
+    context: impl Fn() -> String,
+) -> Result<()> {
     session.execute("BEGIN TRANSACTION", &context)?;
     match session.execute(body, &context) {
         Ok(()) => session.execute("COMMIT", &context),

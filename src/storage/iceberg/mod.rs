@@ -29,7 +29,7 @@ use crate::error::{LakeError, LakehouseError, Result};
 use crate::profile::{self, Phase};
 use crate::snapshot::{PhysicalTable, VirtualName};
 use crate::sql::{quote_ident, quote_literal};
-use crate::storage::duckdb_file::DuckDbStorage;
+use crate::storage::duckdb_file::{DuckDbStorage, in_transaction};
 use crate::storage::{SharedCatalog, Storage, TimeRange, VirtualChange, WriteStats};
 use catalog::LakeCatalog;
 use commit::Removal;
@@ -336,16 +336,24 @@ impl IcebergStorage {
         let body = files_select(known, &files);
         let name = format!("{}.{}", quote_ident(&self.duckdb_catalog), table.sql());
         let comment = proxy_comment(known.location());
+        let context = || format!("exposing {table} to DuckDB");
         session.execute(
             &format!(
-                "CREATE SCHEMA IF NOT EXISTS {}.{};\n\
-                 CREATE OR REPLACE VIEW {name} AS {body};\n\
-                 COMMENT ON VIEW {name} IS {};",
+                "CREATE SCHEMA IF NOT EXISTS {}.{}",
                 quote_ident(&self.duckdb_catalog),
                 quote_ident(&table.schema),
+            ),
+            context,
+        )?;
+        // One transaction, so one write to DuckDB's log: the view and the comment that names its metadata.
+        in_transaction(
+            session,
+            &format!(
+                "CREATE OR REPLACE VIEW {name} AS {body};\n\
+                 COMMENT ON VIEW {name} IS {};",
                 quote_literal(&comment)
             ),
-            || format!("exposing {table} to DuckDB"),
+            context,
         )
     }
 
