@@ -385,7 +385,6 @@ impl LakeError {
 
 pub type Result<T, E = LakeError> = std::result::Result<T, E>;
 
-/// The closest candidate to `wanted`, for "did you mean" hints.
 /// The error and its sources in one line, each source said once.
 pub fn error_chain(e: &LakeError) -> String {
     let mut text = e.to_string();
@@ -410,6 +409,7 @@ pub fn collect(mut errors: Vec<LakeError>) -> LakeError {
     }
 }
 
+/// "did you mean `closest`?" for the candidate closest to `wanted`, when one is close enough.
 pub fn did_you_mean<'a>(
     wanted: &str,
     candidates: impl IntoIterator<Item = &'a str>,

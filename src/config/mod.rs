@@ -17,12 +17,19 @@ pub use storage::{
 /// A scalar YAML value read as text: `start: 2024-01-01`, `start: '1 year ago'` and `port: 5432` all work.
 fn stringish<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
     let v = Option::<serde_norway::Value>::deserialize(d)?;
-    Ok(v.and_then(|v| match v {
-        serde_norway::Value::String(s) => Some(s),
-        serde_norway::Value::Number(n) => Some(n.to_string()),
-        serde_norway::Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }))
+    let found = match v {
+        None | Some(serde_norway::Value::Null) => return Ok(None),
+        Some(serde_norway::Value::String(s)) => return Ok(Some(s)),
+        Some(serde_norway::Value::Number(n)) => return Ok(Some(n.to_string())),
+        Some(serde_norway::Value::Bool(b)) => return Ok(Some(b.to_string())),
+        Some(serde_norway::Value::Sequence(_)) => "a list",
+        Some(serde_norway::Value::Mapping(_)) => "a mapping",
+        Some(serde_norway::Value::Tagged(_)) => "a tagged value",
+    };
+    // Taking a list or mapping as "not set" would silently change what every model gets.
+    Err(serde::de::Error::custom(format!(
+        "expected a single value such as 2024-01-01, '1 year ago' or 5432, found {found}"
+    )))
 }
 
 /// `start`/`end` in `model_defaults`, written as any YAML scalar, parsed as a model's would be.
@@ -637,6 +644,26 @@ mod tests {
         let text = "variables:\n  x: \"{{ env_var('LAKE_TEST_SURELY_UNSET', 'dflt') }}\"\n";
         let cfg = parse(Path::new("/p"), "config.yaml", text, None).unwrap();
         assert_eq!(cfg.variables["x"], serde_json::json!("dflt"));
+    }
+
+    /// A list or mapping where one value belongs is a located error, never taken as "not set".
+    #[test]
+    fn a_list_where_a_value_belongs_is_a_located_error() {
+        let text = "model_defaults:\n  dialect: duckdb\n  start: [1, 2]\n";
+        let err = parse(Path::new("/p"), "config.yaml", text, None).unwrap_err();
+        let message = err.to_string();
+        // serde_norway locates a custom error at the mapping that holds the field.
+        assert!(message.starts_with("config.yaml:2:3:"), "{message}");
+        assert!(
+            message.contains("model_defaults") && message.contains("found a list"),
+            "{message}"
+        );
+        let text = "gateways:\n  g:\n    connection:\n      type: duckdb\n      catalog: {a: 1}\n";
+        let err = parse(Path::new("/p"), "config.yaml", text, None).unwrap_err();
+        assert!(err.to_string().contains("found a mapping"), "{err}");
+        let text = "model_defaults:\n  start: ~\n";
+        let cfg = parse(Path::new("/p"), "config.yaml", text, None).unwrap();
+        assert!(cfg.model_defaults.start.is_none());
     }
 
     #[test]

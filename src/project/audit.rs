@@ -243,10 +243,10 @@ fn resolve_one(
             .copied()
             .chain(project_audits.keys().map(String::as_str))
             .collect();
-        let hint = match crate::error::did_you_mean(base, known.iter().copied()) {
-            Some(close) => format!("did you mean `{close}`?"),
-            None => "define it in audits/*.sql with `AUDIT (name …);`, or use a built-in such as not_null or unique_values".into(),
-        };
+        // `did_you_mean` already says the whole hint.
+        let hint = crate::error::did_you_mean(base, known.iter().copied()).unwrap_or_else(|| {
+            "define it in audits/*.sql with `AUDIT (name …);`, or use a built-in such as not_null or unique_values".into()
+        });
         return Err(located(format!("unknown audit `{}`", call.name), hint));
     };
     let mut args = BTreeMap::new();
@@ -906,9 +906,11 @@ mod tests {
             unknown.to_string().contains("unknown audit `not_nul`"),
             "{unknown}"
         );
+        let debug = format!("{unknown:?}");
+        assert!(debug.contains("did you mean `not_null`?"), "{debug}");
         assert!(
-            format!("{unknown:?}").contains("did you mean `not_null`"),
-            "{unknown:?}"
+            !debug.contains("did you mean `did you mean"),
+            "the hint said once: {debug}"
         );
         let missing = resolve(&model_with("accepted_values(column := a)"), &project).unwrap_err();
         assert!(
