@@ -59,14 +59,24 @@ pub(super) fn build_one(
         )?;
         return finish_in_one_piece(ctx, session, backfill, &macro_ctx, stats, record, observer);
     }
-    // A time-range model whose statements never name its own table is audited on the files each batch
-    // wrote, so DuckDB's view of the table is needed only once its batches are done.
+    // A time-range model whose statements never name its own table (themselves or through a project
+    // macro) is audited on the files each batch wrote, so DuckDB's view of the table is needed only once
+    // its batches are done.
+    let project = ctx.project;
+    let has_statements = !model.pre_statements.is_empty() || !model.post_statements.is_empty();
+    let statements_may_read_the_table = model
+        .pre_statements
+        .iter()
+        .chain(&model.post_statements)
+        .any(|statement| mentions_this_model(&statement.text))
+        || (has_statements
+            && (mentions_this_model(&project.jinja_macros)
+                || project
+                    .macro_definitions
+                    .iter()
+                    .any(|(_, definition)| mentions_this_model(&definition.text))));
     let defer_views = matches!(model.meta.kind, ModelKind::IncrementalByTimeRange { .. })
-        && !model
-            .pre_statements
-            .iter()
-            .chain(&model.post_statements)
-            .any(|statement| mentions_this_model(&statement.text));
+        && !statements_may_read_the_table;
     if defer_views {
         ctx.storage.defer_views(&backfill.table);
     }

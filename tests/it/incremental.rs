@@ -536,6 +536,19 @@ fn batches_show_in_the_table_view_for_statements_that_read_it_and_after_a_failur
          SELECT @start_ds::DATE AS day, 1 AS n;\n\
          INSERT INTO log.seen SELECT count(*) FROM @this_model;\n",
     );
+    // The same through a project macro: the statement itself never says `this_model`.
+    s.write(
+        "macros/seen.sql",
+        "@DEF(record_seen, INSERT INTO macro_log.seen SELECT count(*) FROM @this_model);\n",
+    );
+    s.write(
+        "models/counted_by_macro.sql",
+        "MODEL (name days.counted_by_macro, kind INCREMENTAL_BY_TIME_RANGE (time_column day, batch_size 1));\n\
+         CREATE SCHEMA IF NOT EXISTS macro_log;\n\
+         CREATE TABLE IF NOT EXISTS macro_log.seen (n BIGINT);\n\
+         SELECT @start_ds::DATE AS day, 1 AS n;\n\
+         @record_seen;\n",
+    );
     let out = s
         .lake()
         .args(["plan", "--auto-apply", "--execution-time", "2024-01-05"])
@@ -544,6 +557,10 @@ fn batches_show_in_the_table_view_for_statements_that_read_it_and_after_a_failur
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         s.csv("select n from log.seen order by n"),
+        "n\n1\n2\n3\n4\n"
+    );
+    assert_eq!(
+        s.csv("select n from macro_log.seen order by n"),
         "n\n1\n2\n3\n4\n"
     );
     assert_eq!(
