@@ -42,7 +42,7 @@ pub struct TableCache {
 
 /// A poisoned lock only means another thread panicked mid-update of a cache; the maps stay valid (every
 /// update is one insert or remove), so the value is used as it is.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -358,10 +358,8 @@ impl IcebergStorage {
     }
 
     fn views_deferred(&self) -> std::sync::MutexGuard<'_, HashSet<PhysicalTable>> {
-        // The set stays consistent whatever panicked while holding it: each operation is one insert or remove.
-        self.deferred_views
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        // Each operation on the set is one insert or remove, so it stays valid whatever panicked.
+        known::lock(&self.deferred_views)
     }
 
     /// Makes this machine's DuckDB views of the Iceberg tables match the shared catalog: tables committed
