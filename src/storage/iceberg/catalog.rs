@@ -312,6 +312,48 @@ impl LakeCatalog {
             .map_err(iceberg_err(format!("creating {table}")))
     }
 
+    /// Where a new table of `namespace` goes (the namespace's `location` property, else beside its name in
+    /// the warehouse), creating the namespace when it does not exist yet.
+    pub async fn new_table_location(&self, table: &TableIdent) -> Result<String> {
+        let namespace = table.namespace().join(".");
+        self.ensure_namespace(&namespace).await?;
+        let location = self
+            .tables
+            .get_namespace(table.namespace())
+            .await
+            .ok()
+            .and_then(|found| found.properties().get("location").cloned());
+        let base = location.unwrap_or_else(|| format!("{}/{}", self.warehouse, namespace));
+        Ok(format!("{}/{}", base.trim_end_matches('/'), table.name()))
+    }
+
+    /// Adds a table whose first metadata file is already written: one catalog write creates it together with
+    /// its first snapshot. A table of that name created meanwhile by another writer is a commit conflict.
+    pub async fn insert_new(&self, table: &TableIdent, metadata_location: &str) -> Result<()> {
+        let inserted = sqlx::query(&self.sql(
+            "INSERT INTO iceberg_tables (catalog_name, table_namespace, table_name, metadata_location, \
+             previous_metadata_location, iceberg_type) VALUES (?, ?, ?, ?, NULL, 'TABLE') \
+             ON CONFLICT DO NOTHING",
+        ))
+        .bind(&self.name)
+        .bind(table.namespace().join("."))
+        .bind(table.name())
+        .bind(metadata_location)
+        .execute(&self.pool)
+        .await
+        .map_err(sqlx_err(format!(
+            "creating {table} in the {}",
+            self.describe
+        )))?
+        .rows_affected();
+        if inserted != 1 {
+            return Err(LakeError::CommitConflict {
+                table: table.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Removes the table from the catalog; its files stay (environment names or readers may still use them).
     pub async fn drop(&self, table: &TableIdent) -> Result<()> {
         sqlx::query(&self.sql(

@@ -273,7 +273,8 @@ pub async fn write_snapshot(
         .collect();
     let built = metadata
         .clone()
-        .into_builder(Some(old_location.clone()))
+        // A pending table's first metadata file was never written, so the log does not name it.
+        .into_builder((!known.pending).then(|| old_location.clone()))
         .add_snapshot(snapshot)
         .map_err(iceberg_err(&context))?
         .set_ref(

@@ -20,6 +20,9 @@ pub struct Known {
     pub table: Table,
     pub manifests: Arc<Vec<ManifestFile>>,
     pub live: Arc<Vec<ManifestEntryRef>>,
+    /// A table not in the catalog yet: its metadata is only in memory (its location names a file never
+    /// written) and its first commit creates it, so creating a table and its first snapshot is one write.
+    pub pending: bool,
 }
 
 impl Known {
@@ -146,6 +149,7 @@ impl TableCache {
             table,
             manifests: Arc::new(manifests),
             live: Arc::new(live),
+            pending: false,
         })
     }
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema as ArrowSchema, SchemaRef};
-use iceberg::spec::{DataFile, DataFileFormat};
+use iceberg::spec::{DataFile, DataFileFormat, TableMetadataBuilder};
 use iceberg::table::Table;
 use iceberg::writer::base_writer::data_file_writer::DataFileWriterBuilder;
 use iceberg::writer::file_writer::ParquetWriterBuilder;
@@ -20,7 +20,7 @@ use iceberg::writer::file_writer::location_generator::{
 };
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
-use iceberg::{TableCreation, TableIdent};
+use iceberg::{MetadataLocation, TableCreation, TableIdent};
 use parquet::file::properties::WriterProperties;
 
 use crate::config::{IcebergSettings, S3Settings, Warehouse};
@@ -177,22 +177,69 @@ impl IcebergStorage {
         })
     }
 
-    fn create(&self, table: &PhysicalTable, schema: &ArrowSchema) -> Result<Known> {
-        let _timer = profile::time(Phase::CatalogCommit);
+    /// A new table, in memory only ([`Known::pending`]): its first commit puts it in the catalog with its
+    /// first snapshot, and a write that fails before leaves nothing behind. Its namespace is created now.
+    fn new_table(&self, table: &PhysicalTable, schema: &ArrowSchema) -> Result<Known> {
+        let _timer = profile::time(Phase::IcebergMetadata);
+        let context = || format!("creating {table}");
+        let ident = Self::ident(table);
         let iceberg_schema = iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(schema)
             .map_err(iceberg_err(format!(
                 "mapping the columns of {table} to Iceberg types"
             )))?;
+        let location = self
+            .runtime
+            .block_on(self.catalog.new_table_location(&ident))?;
         let creation = TableCreation::builder()
             .name(table.table.clone())
+            .location(location.clone())
             .schema(iceberg_schema)
             .build();
-        let created = self
-            .runtime
-            .block_on(self.catalog.create(&Self::ident(table), creation))?;
-        let known = self.runtime.block_on(self.known.read(created))?;
-        self.known.put(known.clone());
-        Ok(known)
+        let metadata = TableMetadataBuilder::from_table_creation(creation)
+            .and_then(|builder| builder.build())
+            .map_err(iceberg_err(context()))?
+            .metadata;
+        let metadata_location = MetadataLocation::new_with_metadata(location, &metadata);
+        let table = Table::builder()
+            .metadata(metadata)
+            .metadata_location(metadata_location.to_string())
+            .identifier(ident)
+            .file_io(self.file_io.clone())
+            .runtime(iceberg::Runtime::new(&self.runtime))
+            .disable_cache()
+            .build()
+            .map_err(iceberg_err(context()))?;
+        Ok(Known {
+            table,
+            manifests: Arc::default(),
+            live: Arc::default(),
+            pending: true,
+        })
+    }
+
+    /// Writes a pending table's metadata as it is (no snapshot) and adds it to the catalog.
+    async fn create_empty(&self, pending: &Known) -> Result<Known> {
+        let table = &pending.table;
+        let context = || format!("creating {}", table.identifier());
+        let location = pending
+            .location()
+            .parse::<MetadataLocation>()
+            .map_err(iceberg_err(context()))?;
+        table
+            .metadata()
+            .write_to(table.file_io(), &location)
+            .await
+            .map_err(iceberg_err(context()))?;
+        let _timer = profile::time(Phase::CatalogCommit);
+        self.catalog
+            .insert_new(table.identifier(), pending.location())
+            .await?;
+        let created = Known {
+            pending: false,
+            ..pending.clone()
+        };
+        self.known.put(created.clone());
+        Ok(created)
     }
 
     /// Runs `query` and writes its rows as Parquet data files of `table` (created on first use), batch by
@@ -255,7 +302,7 @@ impl IcebergStorage {
     ) -> Result<(Known, Arc<ArrowSchema>)> {
         let known = match self.known(table)? {
             Some(t) => t,
-            None => self.create(table, schema)?,
+            None => self.new_table(table, schema)?,
         };
         with_arrow(known)
     }
@@ -274,15 +321,21 @@ impl IcebergStorage {
             let metadata_timer = profile::time(Phase::IcebergMetadata);
             let Some(written) = commit::write_snapshot(known, &self.known, added, removal).await?
             else {
+                if known.pending {
+                    return Ok((None, self.create_empty(known).await?));
+                }
                 return Ok((None, known.clone()));
             };
             drop(metadata_timer);
             let swap_timer = profile::time(Phase::CatalogCommit);
-            if let Err(e) = self
-                .catalog
-                .swap(&ident, known.location(), &written.location)
-                .await
-            {
+            let swapped = if known.pending {
+                self.catalog.insert_new(&ident, &written.location).await
+            } else {
+                self.catalog
+                    .swap(&ident, known.location(), &written.location)
+                    .await
+            };
+            if let Err(e) = swapped {
                 self.known.forget(&ident);
                 return Err(e);
             }
@@ -504,9 +557,8 @@ impl IcebergStorage {
 impl SharedCatalog for IcebergStorage {
     fn ensure_table(&self, table: &PhysicalTable, columns: &ArrowSchema) -> Result<()> {
         if self.known(table)?.is_none() {
-            self.runtime
-                .block_on(self.catalog.ensure_namespace(&table.schema))?;
-            self.create(table, columns)?;
+            let pending = self.new_table(table, columns)?;
+            self.runtime.block_on(self.create_empty(&pending))?;
         }
         Ok(())
     }
@@ -1281,6 +1333,56 @@ mod tests {
         );
         f.storage.refresh_view(s, t).unwrap();
         assert_eq!(rows(&f, &t.sql()), ["1a2024-01-01", "3c2024-01-03"]);
+    }
+
+    #[test]
+    fn a_new_table_enters_the_catalog_with_its_first_snapshot_or_not_at_all() {
+        let f = fixture();
+        let (s, t) = (&f.session, &f.table);
+        // A query failing after the table's columns are known leaves no table and no metadata behind.
+        let failed = f.storage.replace_all(
+            s,
+            t,
+            "SELECT i AS id, 'a' AS v, DATE '2024-01-01' AS d FROM range(3) r(i) \
+             WHERE error('boom') IS NULL OR i < 0",
+        );
+        assert!(failed.is_err(), "{failed:?}");
+        assert!(f.storage.known(t).unwrap().is_none());
+        f.storage
+            .replace_all(s, t, "SELECT 1 AS id, 'a' AS v, DATE '2024-01-01' AS d")
+            .unwrap();
+        let known = f.storage.known(t).unwrap().expect("created");
+        assert!(!known.pending);
+        // One metadata file, with the snapshot, and no log entry naming a file that was never written.
+        assert_eq!(metadata_files(&known, ".metadata.json"), 1);
+        assert_eq!(known.table.metadata().metadata_log().len(), 0);
+        assert_eq!(operations(&f), ["append total=1"]);
+        assert_eq!(rows(&f, &t.sql()), ["1a2024-01-01"]);
+
+        // Two writers creating the same table: the second's creation is a retryable conflict.
+        let other = PhysicalTable {
+            schema: "lake__demo".into(),
+            table: "demo__u__1".into(),
+        };
+        let (stale, files) = f
+            .storage
+            .write_files(s, &other, "SELECT 2 AS id", None)
+            .unwrap();
+        assert!(stale.pending);
+        f.storage.append(s, &other, "SELECT 3 AS id").unwrap();
+        let err = f
+            .storage
+            .commit(&other, &stale, files, Removal::Nothing)
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        let values = f
+            .session
+            .query_strings(
+                &format!("SELECT id::VARCHAR FROM memory.{}", other.sql()),
+                || "reading".into(),
+            )
+            .unwrap();
+        assert_eq!(values, ["3"]);
     }
 
     #[test]
