@@ -560,7 +560,7 @@ fn write_table(
 /// `lake check-intervals`: per model, the built and the missing ranges.
 pub fn render_intervals(models: &[crate::ops::ModelIntervals]) -> String {
     if models.is_empty() {
-        return "No incremental models in this environment.\n".to_string();
+        return "No incremental or FULL models in this environment.\n".to_string();
     }
     let ranges = |list: &[crate::intervals::Range]| {
         if list.is_empty() {

@@ -59,7 +59,7 @@ impl Context {
             .cloned()
             .unwrap_or_else(crate::config::SparkConnection::unconfigured);
         let snapshots = self.resolved_snapshots(execution_time)?;
-        let ctx = self.build_context(&snapshots, execution_time)?;
+        let ctx = self.build_context(&snapshots, execution_time, None)?;
         let s = &snapshots[i];
         let table = PhysicalTable::for_version(&s.name, &s.version);
         let macro_ctx = scheduler::macro_context(&ctx, i, &table, "rendering");
@@ -89,7 +89,7 @@ impl Context {
         execution_time: NaiveDateTime,
         stage: &'static str,
     ) -> Result<String> {
-        let ctx = self.build_context(snapshots, execution_time)?;
+        let ctx = self.build_context(snapshots, execution_time, None)?;
         let s = &snapshots[model];
         let table = PhysicalTable::for_version(&s.name, &s.version);
         let macro_ctx = scheduler::macro_context(&ctx, model, &table, stage);
@@ -194,7 +194,7 @@ impl Context {
         crate::sql::replace_spans(sql, edits)
     }
 
-    /// For each incremental model of `environment`: the intervals built and those missing up to `now`.
+    /// For each incremental or FULL model of `environment`: the intervals built and those missing up to `now`.
     pub fn check_intervals(
         &self,
         environment: &str,
@@ -212,24 +212,25 @@ impl Context {
         let mut out = Vec::new();
         for &i in &self.project.order {
             let model = &self.project.models[i];
-            if plan::backfill::action_for(&model.meta.kind) != Some(plan::BackfillAction::Insert) {
+            if !matches!(
+                plan::backfill::action_for(&model.meta.kind),
+                Some(plan::BackfillAction::Insert | plan::BackfillAction::FullRefresh)
+            ) {
                 continue;
             }
             let Some(version) = env.snapshots.iter().find(|s| s.name == model.meta.name) else {
                 continue;
             };
-            let complete = built.of(&model.meta.name, &version.version).to_vec();
-            let missing = plan::backfill::missing_batches(
+            let (complete, missing) = plan::backfill::interval_report(
                 &self.project,
                 i,
-                &complete,
+                built.of(&model.meta.name, &version.version),
                 now,
-                plan::backfill::Window::default(),
             )?;
             out.push(ModelIntervals {
                 model: model.meta.name.to_string(),
-                complete: crate::intervals::batches(&complete, None),
-                missing: crate::intervals::batches(&missing, None),
+                complete,
+                missing,
             });
         }
         Ok(out)

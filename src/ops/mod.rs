@@ -85,12 +85,14 @@ impl Context {
         &'a self,
         snapshots: &'a [crate::snapshot::Snapshot],
         execution_time: NaiveDateTime,
+        intervals_end: Option<NaiveDateTime>,
     ) -> Result<crate::scheduler::BuildContext<'a>> {
         Ok(crate::scheduler::BuildContext {
             project: &self.project,
             snapshots,
             storage: self.storage()?,
             execution_time,
+            intervals_end,
             spark: &self.spark,
         })
     }

@@ -114,7 +114,7 @@ impl Context {
         let plan = self.diff_against_state(options)?;
         // What Spark gateways will run is translated now, so what cannot run there stops the plan.
         if !self.project.config.spark_gateways.is_empty() {
-            let ctx = self.build_context(&plan.snapshots, plan.execution_time)?;
+            let ctx = self.build_context(&plan.snapshots, plan.execution_time, None)?;
             scheduler::spark::check_translatable(&ctx, &plan.backfills)?;
         }
         Ok(plan)
@@ -137,7 +137,7 @@ impl Context {
         let _lock = self.lock(&plan.environment, on_wait)?;
         let mut state = self.open_state()?;
         let engine = self.open_engine()?;
-        let ctx = self.build_context(&plan.snapshots, plan.execution_time)?;
+        let ctx = self.build_context(&plan.snapshots, plan.execution_time, None)?;
         scheduler::apply(&ctx, &engine, plan, state.as_mut(), observer).map_err(|e| match e {
             LakeError::ApplyFailed {
                 failed,

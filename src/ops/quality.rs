@@ -135,7 +135,7 @@ impl Context {
         }
         let engine = self.open_engine()?;
         let session = engine.session()?;
-        let ctx = self.build_context(&snapshots, execution_time)?;
+        let ctx = self.build_context(&snapshots, execution_time, None)?;
         let mut results = Vec::new();
         for &i in &self.project.order {
             let name = &self.project.models[i].meta.name;

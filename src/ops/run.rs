@@ -94,7 +94,7 @@ impl Context {
             options.ignore_cron,
         )?;
         let engine = self.open_engine()?;
-        let ctx = self.build_context(&snapshots, execution_time)?;
+        let ctx = self.build_context(&snapshots, execution_time, options.window.end)?;
         let state: &mut dyn StateStore = state.as_mut();
         let built = scheduler::build_all(&ctx, &engine, &backfills, &Mutex::new(state), observer)
             .map_err(|e| match e {

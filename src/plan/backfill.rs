@@ -49,6 +49,48 @@ pub fn interval_unit(model: &Model, around: NaiveDateTime) -> IntervalUnit {
         .unwrap_or_else(|| IntervalUnit::from_cron(&model.meta.cron, around))
 }
 
+/// Where a model's intervals begin: its `start`, or without one (as SQLMesh does) its latest complete
+/// interval.
+fn first_interval_start(model: &Model, unit: IntervalUnit, now: NaiveDateTime) -> NaiveDateTime {
+    if let Some(start) = model.meta.start.as_ref() {
+        return start.resolve(now);
+    }
+    let current = unit.floor(now);
+    let mut previous = current;
+    let mut t = unit.floor(current - chrono::Duration::days(366));
+    while t < current {
+        previous = t;
+        t = unit.next(t);
+    }
+    previous
+}
+
+/// A model version's intervals up to `now` as `check-intervals` shows them: the ranges built and the
+/// missing ones. A full refresh covers every interval up to when it ran, so a FULL model's complete ranges
+/// are its intervals up to its last refresh.
+pub fn interval_report(
+    project: &Project,
+    model: usize,
+    done: &[Range],
+    now: NaiveDateTime,
+) -> Result<(Vec<Range>, Vec<Range>)> {
+    let missing = missing_batches(project, model, done, now, Window::default())?;
+    let m = &project.models[model];
+    let complete = if action_for(&m.meta.kind) == Some(BackfillAction::Insert) {
+        intervals::batches(done, None)
+    } else {
+        let unit = interval_unit(m, now);
+        let end = m.meta.end.as_ref().map(|e| e.resolve(now));
+        let all = intervals::complete_intervals(unit, first_interval_start(m, unit, now), end, now);
+        let covered: Vec<Range> = all
+            .into_iter()
+            .filter(|(s, e)| done.iter().any(|(ds, de)| ds <= s && e <= de))
+            .collect();
+        intervals::batches(&covered, None)
+    };
+    Ok((complete, intervals::batches(&missing, None)))
+}
+
 /// The batches an incremental model still needs: its complete intervals from `start` up to `now` (and not
 /// past `end`) that `done` does not cover, grouped by the kind's `batch_size`.
 pub fn missing_batches(
@@ -60,20 +102,7 @@ pub fn missing_batches(
 ) -> Result<Vec<Range>> {
     let m = &project.models[model];
     let unit = interval_unit(m, now);
-    // Without a start, SQLMesh builds only the latest complete interval.
-    let start = match m.meta.start.as_ref().map(|s| s.resolve(now)) {
-        Some(s) => s,
-        None => {
-            let current = unit.floor(now);
-            let mut previous = current;
-            let mut t = unit.floor(current - chrono::Duration::days(366));
-            while t < current {
-                previous = t;
-                t = unit.next(t);
-            }
-            previous
-        }
-    };
+    let start = first_interval_start(m, unit, now);
     let end = m.meta.end.as_ref().map(|e| e.resolve(now));
     let start = window.start.map_or(start, |w| w.max(start));
     let end = match (end, window.end) {
@@ -186,7 +215,14 @@ pub fn due_for_run(
             None => true,
             Some(_) if action != BackfillAction::FullRefresh => false,
             Some(_) if ignore_cron => true,
-            Some(last) => model.meta.cron.is_due(last, execution_time),
+            // With an `--end`, as SQLMesh tracks intervals for every kind: due when a complete interval
+            // between the last refresh and that end is missing (a parent may have gained rows for it).
+            Some(last) => match window.end {
+                Some(end) => {
+                    interval_unit(model, execution_time).floor(end.min(execution_time)) > last
+                }
+                None => model.meta.cron.is_due(last, execution_time),
+            },
         };
         if due {
             backfills.push(Backfill::new(i, snapshot, action));

@@ -57,6 +57,9 @@ pub struct BuildContext<'a> {
     pub snapshots: &'a [Snapshot],
     pub storage: &'a dyn Storage,
     pub execution_time: NaiveDateTime,
+    /// The `--end` of a run: a full refresh then covers its model's intervals up to it (else up to
+    /// `execution_time`), so a later run with a later end sees the intervals it still misses.
+    pub intervals_end: Option<NaiveDateTime>,
     /// The engines of Spark gateways, for models that run there.
     pub spark: &'a crate::engine::spark::SparkEngines,
 }

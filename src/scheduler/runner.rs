@@ -227,7 +227,11 @@ pub(super) fn built_interval(
             .and_utc()
             .timestamp_millis()
     });
-    let end = ctx.execution_time.and_utc().timestamp_millis();
+    let end = ctx
+        .intervals_end
+        .map_or(ctx.execution_time, |end| end.min(ctx.execution_time))
+        .and_utc()
+        .timestamp_millis();
     Interval {
         name: backfill.name.clone(),
         version: backfill.version.clone(),

@@ -601,3 +601,61 @@ fn batches_show_in_the_table_view_for_statements_that_read_it_and_after_a_failur
         "days,last\n2,2024-01-02\n"
     );
 }
+
+#[test]
+fn a_run_with_a_later_end_refreshes_full_models_missing_its_intervals() {
+    let s = project();
+    s.write(
+        "models/daily_totals.sql",
+        "MODEL (name shop.daily_totals, kind FULL);\n\
+         SELECT day, sum(amount) AS amount FROM shop.by_time GROUP BY day\n",
+    );
+    s.apply("2024-01-02 00:00:00");
+    let run_until = |end: &str| {
+        let out = s
+            .lake()
+            .args([
+                "run",
+                "--end",
+                end,
+                "--execution-time",
+                "2024-01-06 00:00:00",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        built_models(&out)
+    };
+    assert!(run_until("2024-01-02").contains(&"shop.daily_totals".to_string()));
+    assert_eq!(
+        s.csv("select max(day) as last from shop.daily_totals"),
+        "last\n2024-01-02\n"
+    );
+    // The same execution time, a later end: the parent gains two days and the FULL model follows.
+    let built = run_until("2024-01-04");
+    assert!(built.contains(&"shop.by_time".to_string()), "{built:?}");
+    assert!(
+        built.contains(&"shop.daily_totals".to_string()),
+        "{built:?}"
+    );
+    assert_eq!(
+        s.csv("select max(day) as last from shop.daily_totals"),
+        "last\n2024-01-04\n"
+    );
+    // Nothing missing up to that end any more.
+    assert!(!run_until("2024-01-04").contains(&"shop.daily_totals".to_string()));
+
+    let out = s
+        .lake()
+        .args(["check-intervals", "--execution-time", "2024-01-06 00:00:00"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(
+            "shop.daily_totals\n  complete: 2024-01-01 - 2024-01-04\n  missing:  2024-01-05 - 2024-01-05\n"
+        ),
+        "{}",
+        stdout(&out)
+    );
+}
