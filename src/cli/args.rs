@@ -207,10 +207,11 @@ pub(super) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run the models' audits on an environment's data; exit 1 if a blocking audit finds bad rows.
+    /// Run the models' audits on the data of the project's versions; exit 1 if a blocking audit finds bad rows.
     ///
-    /// Each failing audit prints its query and a sample of the bad rows:
-    /// `lake audit --model demo.full_model`.
+    /// Audits the version each model's files define once a plan built it (also when its failing audits kept
+    /// the plan from promoting it), else the one the environment serves. Each failing audit prints its query
+    /// and a sample of the bad rows: `lake audit --model demo.full_model --start 2024-01-01 --end 2024-01-31`.
     Audit {
         /// Only these models (repeatable); default: every model with audits.
         #[arg(long = "model", value_name = "MODEL")]
@@ -220,6 +221,12 @@ pub(super) enum Command {
         /// Pin "now" (UTC) for time macros in audit queries.
         #[arg(long)]
         execution_time: Option<String>,
+        /// Audit only the rows of time-range models from this date or time on (other kinds: all rows).
+        #[arg(long)]
+        start: Option<String>,
+        /// ... up to this date (inclusive) or time (exclusive).
+        #[arg(long)]
+        end: Option<String>,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,

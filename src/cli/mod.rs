@@ -370,6 +370,8 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             models,
             environment,
             execution_time,
+            start,
+            end,
             json,
         } => {
             let ctx = load(cli)?;
@@ -377,6 +379,7 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                 environment,
                 models,
                 ops::execution_time(execution_time.as_deref())?,
+                ops::window(start.as_deref(), end.as_deref())?,
             )?;
             if *json {
                 let doc = output::audits_json(&results)?;

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDateTime;
 
-use super::{Context, existing_environment};
+use super::Context;
 use crate::engine::QueryResult;
 use crate::error::{LakeError, Result};
+use crate::project::model::ModelKind;
 use crate::scheduler;
 use crate::snapshot::{EnvironmentName, PhysicalTable};
 use crate::sql::ModelName;
@@ -101,16 +102,20 @@ impl Context {
         Ok(crate::checks::unit_test::run(&self.project, tests, now))
     }
 
-    /// Runs the project's audits on an environment's tables (all models with audits, or `models`).
+    /// Runs the project's audits (all models with audits, or `models`) on the tables of the versions the local
+    /// project defines, as SQLMesh does: a version a plan built is audited even when its failing audits kept
+    /// it from being promoted. A model whose local version was never planned is audited on the version
+    /// `environment` serves, if any. `window` limits time-range models to the rows of that range.
     pub fn audit(
         &self,
         environment: &str,
         models: &[String],
         execution_time: NaiveDateTime,
+        window: crate::plan::backfill::Window,
     ) -> Result<Vec<AuditResult>> {
         let env_name = EnvironmentName::parse(environment)?;
         let state = self.open_state()?;
-        let env = existing_environment(state.as_ref(), &env_name)?;
+        let env = state.environment(&env_name)?;
         let selected: Option<HashSet<usize>> = if models.is_empty() {
             None
         } else {
@@ -121,33 +126,73 @@ impl Context {
                     .collect::<Result<_>>()?,
             )
         };
-        // The environment's versions: audits check the data it serves.
-        let versions: HashMap<&ModelName, &str> = env
-            .snapshots
+        let mut snapshots = crate::plan::fingerprint::compute(&self.project)?;
+        let ids: Vec<&str> = snapshots.iter().map(|s| s.id.as_str()).collect();
+        let stored = state.stored_versions(&ids)?;
+        let served: HashMap<&ModelName, &str> = env
             .iter()
+            .flat_map(|env| &env.snapshots)
             .map(|s| (&s.name, s.version.as_str()))
             .collect();
-        let mut snapshots = crate::plan::fingerprint::compute(&self.project)?;
+        let mut audited_version: HashMap<ModelName, String> = HashMap::new();
         for s in &mut snapshots {
-            if let Some(version) = versions.get(&s.name) {
+            let version = stored
+                .get(&s.id)
+                .map(String::as_str)
+                .or_else(|| served.get(&s.name).copied());
+            if let Some(version) = version {
                 s.version = version.to_string();
+                audited_version.insert(s.name.clone(), s.version.clone());
             }
         }
         let engine = self.open_engine()?;
         let session = engine.session()?;
         let ctx = self.build_context(&snapshots, execution_time, None)?;
+        let existing: HashSet<PhysicalTable> =
+            ctx.storage.physical_tables(&session)?.into_iter().collect();
         let mut results = Vec::new();
         for &i in &self.project.order {
-            let name = &self.project.models[i].meta.name;
+            let model = &self.project.models[i];
+            let name = &model.meta.name;
             let wanted = selected.as_ref().is_none_or(|s| s.contains(&i));
-            if !wanted || !versions.contains_key(name) {
+            if !wanted || self.project.audits[i].is_empty() {
                 continue;
             }
-            let table = PhysicalTable::for_version(name, &snapshots[i].version);
-            let macro_ctx = scheduler::macro_context(&ctx, i, &table, "auditing");
+            let built = audited_version
+                .get(name)
+                .map(|version| PhysicalTable::for_version(name, version))
+                .filter(|table| existing.contains(table));
+            let Some(table) = built else {
+                if selected.is_some() {
+                    return Err(LakeError::Usage(
+                        format!("`{name}` has no built version to audit"),
+                        Some(format!("build it first with `lake plan {env_name}`")),
+                    ));
+                }
+                continue;
+            };
+            let mut macro_ctx = scheduler::macro_context(&ctx, i, &table, "auditing");
+            let relation = match (&model.meta.kind, window.start, window.end) {
+                (ModelKind::IncrementalByTimeRange { time_column, .. }, start, end)
+                    if start.is_some() || end.is_some() =>
+                {
+                    macro_ctx.start = start.unwrap_or(macro_ctx.start);
+                    macro_ctx.end = end.unwrap_or(macro_ctx.end);
+                    format!(
+                        "(SELECT * FROM {} WHERE {}) AS this_model",
+                        table.sql(),
+                        scheduler::time_range_predicate(
+                            time_column,
+                            macro_ctx.start,
+                            macro_ctx.end
+                        )
+                    )
+                }
+                _ => table.sql(),
+            };
             for audit in &self.project.audits[i] {
                 let (query, rows) =
-                    scheduler::audit_rows(&ctx, &session, audit, &table.sql(), &macro_ctx, name)?;
+                    scheduler::audit_rows(&ctx, &session, audit, &relation, &macro_ctx, name)?;
                 let sample = if rows > 0 {
                     Some(session.query(
                         &format!("SELECT * FROM ({query}) AS bad_rows LIMIT {AUDIT_SAMPLE_ROWS}"),

@@ -272,3 +272,57 @@ fn an_unknown_audit_is_a_located_error() {
     assert!(err.contains("models/full_model.sql:6:"), "{err}");
     assert!(err.contains("did you mean `not_null`?"), "{err}");
 }
+
+/// `lake audit` audits the versions the project's files define: after a first plan whose blocking audit
+/// failed (so `prod` was never created) it reports the failure and exits 1, as SQLMesh does.
+#[test]
+fn lake_audit_checks_versions_a_failed_plan_built_but_never_promoted() {
+    let s = Scratch::init();
+    audit_full_model(&s, "forall(criteria := [num_orders < 5])");
+    let out = plan(&s);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = s.lake().args(["audit"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("demo.full_model\n  ✘ forall: 1 bad row(s)\n"),
+        "{text}"
+    );
+}
+
+/// `--start/--end` limit a time-range model's audit to the rows of that range.
+#[test]
+fn lake_audit_start_and_end_limit_time_range_models() {
+    let s = Scratch::init();
+    let events = |audits: &str| {
+        format!(
+            "MODEL (\n  name demo.events,\n  kind INCREMENTAL_BY_TIME_RANGE (time_column ds),\n  start '2024-05-29',\n  cron '@daily'{audits}\n);\n\n\
+             SELECT d::DATE AS ds FROM generate_series(DATE '2024-05-29', DATE '2024-06-30', INTERVAL 1 DAY) AS t(d)\n\
+             WHERE d::DATE BETWEEN @start_date AND @end_date\n"
+        )
+    };
+    s.write("models/events.sql", &events(""));
+    s.apply("2024-06-05 00:00:00");
+    s.write(
+        "models/events.sql",
+        &events(",\n  audits (forall(criteria := [ds <> DATE '2024-06-02']))"),
+    );
+    let audit = |args: &[&str]| {
+        let mut all = vec!["audit", "--model", "demo.events"];
+        all.extend_from_slice(args);
+        s.lake().args(all).output().unwrap()
+    };
+    let out = audit(&["--start", "2024-06-03", "--end", "2024-06-03"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let out = audit(&["--start", "2024-06-01", "--end", "2024-06-02"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("✘ forall: 1 bad row(s)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = audit(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let out = audit(&["--start", "2024-06-03", "--end", "2024-06-01"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
