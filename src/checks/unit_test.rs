@@ -1,6 +1,6 @@
 //! Unit tests: `tests/*.yaml` in SQLMesh's format, each run on its own in-memory DuckDB with fixture rows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use chrono::NaiveDateTime;
@@ -312,9 +312,18 @@ fn prepare(
     let session = engine.session()?;
     let ctx = macro_context(project, i, test, now)?;
     let mut given = std::collections::HashSet::new();
+    let input_models: Vec<usize> = test
+        .inputs
+        .iter()
+        .filter_map(|input| project.find_model(&input.model).ok())
+        .collect();
+    let inferred = inferred_columns(project, &input_models)?;
     for input in &test.inputs {
         let j = project.find_model(&input.model).ok();
-        create_input(project, &session, input, j)?;
+        let upstream_columns = j
+            .and_then(|j| inferred.get(&j))
+            .map_or(&[][..], Vec::as_slice);
+        create_input(project, &session, input, j, upstream_columns)?;
         if let Some(j) = j {
             given.insert(j);
         }
@@ -567,12 +576,40 @@ fn ensure_schema(session: &Session, schema: &str) -> Result<()> {
     )
 }
 
-/// A fixture table named like the upstream model, typed by `columns:` hints, then the model's own `columns`.
+/// The columns (name, DuckDB type) DuckDB's binder infers for each of `models`, binding their upstream
+/// models first; a model whose query does not bind is left out.
+fn inferred_columns(
+    project: &Project,
+    models: &[usize],
+) -> Result<HashMap<usize, Vec<(String, String)>>> {
+    if models.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut needed: HashSet<usize> = models.iter().copied().collect();
+    for &j in models {
+        needed.extend(project.dag.upstream(j));
+    }
+    let mut binder = crate::project::schema::Binder::new(project)?;
+    for &k in &project.order {
+        if needed.contains(&k) {
+            binder.bind(k)?;
+        }
+    }
+    Ok(models
+        .iter()
+        .filter_map(|&j| Some((j, binder.columns_of(&project.models[j].meta.name)?)))
+        .collect())
+}
+
+/// A fixture table named like the upstream model, with the upstream model's columns as SQLMesh types them:
+/// what the binder infers, overridden by the model's declared `columns`, then by the `columns:` hints. Rows given as
+/// YAML get every column (NULL where omitted), each value cast to its column's type.
 fn create_input(
     project: &Project,
     session: &Session,
     input: &Input,
     model: Option<usize>,
+    inferred: &[(String, String)],
 ) -> Result<()> {
     let name = crate::sql::ModelName::parse(&input.model).ok_or_else(|| {
         LakeError::Usage(
@@ -580,17 +617,20 @@ fn create_input(
             Some("name inputs `schema.model`".into()),
         )
     })?;
-    let mut types: Vec<(String, String)> = model
-        .map(|j| {
-            project.models[j]
-                .meta
-                .columns
-                .iter()
-                .map(|c| (c.name.clone(), c.data_type.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    for (column, data_type) in &input.columns {
+    // The upstream's own column order, as the binder sees it, then declared types and hints over it.
+    let mut types: Vec<(String, String)> = if matches!(input.fixture, Fixture::Rows(_)) {
+        inferred.to_vec()
+    } else {
+        Vec::new()
+    };
+    let declared = model.into_iter().flat_map(|j| {
+        project.models[j]
+            .meta
+            .columns
+            .iter()
+            .map(|c| (&c.name, &c.data_type))
+    });
+    for (column, data_type) in declared.chain(input.columns.iter().map(|(c, t)| (c, t))) {
         match types
             .iter_mut()
             .find(|(c, _)| c.eq_ignore_ascii_case(column))

@@ -179,3 +179,31 @@ fn create_test_writes_a_passing_test_from_live_data() {
     assert!(stderr(&out).contains("--overwrite"), "{}", stderr(&out));
     assert!(create(&["--overwrite"]).status.success());
 }
+
+/// Fixture rows are typed like the upstream model, as SQLMesh types them: every column of it (NULL where
+/// the test omits one) with the binder's types, so YAML numbers are DOUBLE where the upstream's are (a
+/// public jaffle-shop test compares 31.0 with 10.33 × 3 within 0.01, true only in floating point).
+#[test]
+fn fixture_rows_take_the_upstream_columns_and_types() {
+    let s = Scratch::init();
+    s.write(
+        "models/payments.sql",
+        "MODEL (name demo.payments, kind FULL);\n\
+         SELECT 1 AS order_id, 31.0::DOUBLE AS amount, 10.33::DOUBLE AS a, 10.33::DOUBLE AS b,\n\
+         10.33::DOUBLE AS c, 0.0::DOUBLE AS d, 'card' AS method\n",
+    );
+    s.write(
+        "models/payment_checks.sql",
+        "MODEL (name demo.payment_checks, kind FULL);\n\
+         SELECT order_id, ABS(amount - (a + b + c + d)) < 0.01 AS amounts_match, method IS NULL AS no_method\n\
+         FROM demo.payments\n",
+    );
+    s.write(
+        "tests/test_payment_checks.yaml",
+        "test_payment_checks:\n  model: demo.payment_checks\n  inputs:\n    demo.payments:\n      rows:\n\
+         \x20       - order_id: 1\n          amount: 31.0\n          a: 10.33\n          b: 10.33\n          c: 10.33\n          d: 0\n\
+         \x20 outputs:\n    query:\n      rows:\n        - order_id: 1\n          amounts_match: true\n          no_method: true\n",
+    );
+    let out = lake_test(&s, &["tests/test_payment_checks.yaml"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+}
