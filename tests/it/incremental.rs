@@ -60,6 +60,17 @@ fn run_at(s: &Scratch, time: &str) -> std::process::Output {
     out
 }
 
+/// `lake check-intervals` at `time`: its output.
+fn check_intervals(s: &Scratch, time: &str) -> String {
+    let out = s
+        .lake()
+        .args(["check-intervals", "--execution-time", time])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
 #[test]
 fn each_kind_over_several_days() {
     let s = project();
@@ -256,18 +267,12 @@ fn restatement_rebuilds_a_range_and_everything_downstream() {
     assert_eq!(s.csv("select count(*) as n from shop.by_time"), "n\n6\n");
 
     // check-intervals: every day up to 01-04 is complete.
-    let out = s
-        .lake()
-        .args(["check-intervals", "--execution-time", "2024-01-06 00:00:00"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let intervals = check_intervals(&s, "2024-01-06 00:00:00");
     assert!(
-        stdout(&out).contains(
+        intervals.contains(
             "shop.by_time\n  complete: 2024-01-01 - 2024-01-04\n  missing:  2024-01-05 - 2024-01-05\n"
         ),
-        "{}",
-        stdout(&out)
+        "{intervals}"
     );
 }
 
@@ -645,17 +650,11 @@ fn a_run_with_a_later_end_refreshes_full_models_missing_its_intervals() {
     // Nothing missing up to that end any more.
     assert!(!run_until("2024-01-04").contains(&"shop.daily_totals".to_string()));
 
-    let out = s
-        .lake()
-        .args(["check-intervals", "--execution-time", "2024-01-06 00:00:00"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let intervals = check_intervals(&s, "2024-01-06 00:00:00");
     assert!(
-        stdout(&out).contains(
+        intervals.contains(
             "shop.daily_totals\n  complete: 2024-01-01 - 2024-01-04\n  missing:  2024-01-05 - 2024-01-05\n"
         ),
-        "{}",
-        stdout(&out)
+        "{intervals}"
     );
 }
