@@ -312,9 +312,11 @@ fn prepare(
     let session = engine.session()?;
     let ctx = macro_context(project, i, test, now)?;
     let mut given = std::collections::HashSet::new();
+    // Only YAML rows take the upstream's inferred columns: query and CSV inputs bring their own.
     let input_models: Vec<usize> = test
         .inputs
         .iter()
+        .filter(|input| matches!(input.fixture, Fixture::Rows(_)))
         .filter_map(|input| project.find_model(&input.model).ok())
         .collect();
     let inferred = inferred_columns(project, &input_models)?;
