@@ -43,6 +43,30 @@ fn time_bound<'de, D: Deserializer<'de>>(
         .transpose()
 }
 
+/// `model_defaults.audits`: a list of audit calls, each a string (or one string for a single call).
+fn audit_calls<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Vec<String>>, D::Error> {
+    let found = match Option::<serde_norway::Value>::deserialize(d)? {
+        None | Some(serde_norway::Value::Null) => return Ok(None),
+        Some(serde_norway::Value::String(call)) => return Ok(Some(vec![call])),
+        Some(serde_norway::Value::Sequence(items)) => {
+            let calls: Option<Vec<String>> = items
+                .iter()
+                .map(|item| item.as_str().map(str::to_string))
+                .collect();
+            match calls {
+                Some(calls) => return Ok(Some(calls)),
+                None => "a list holding a value that is not a string",
+            }
+        }
+        Some(_) => "a value that is neither a list nor a string",
+    };
+    Err(serde::de::Error::custom(format!(
+        "expected a list of audit calls written as strings, such as [\"not_null(columns := [id])\"], found {found}"
+    )))
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Config {
     #[serde(default)]
@@ -158,7 +182,9 @@ pub struct ModelDefaults {
     pub physical_properties: Option<serde_norway::Value>,
     pub virtual_properties: Option<serde_norway::Value>,
     pub session_properties: Option<serde_norway::Value>,
-    pub audits: Option<serde_norway::Value>,
+    /// Audit calls every model runs before its own, as SQLMesh writes them: `["not_null(columns := [id])"]`.
+    #[serde(default, deserialize_with = "audit_calls")]
+    pub audits: Option<Vec<String>>,
     pub optimize_query: Option<bool>,
     pub allow_partials: Option<bool>,
     pub enabled: Option<bool>,

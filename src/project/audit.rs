@@ -126,71 +126,89 @@ pub fn load_project_audits(root: &Path) -> Result<BTreeMap<String, Arc<ProjectAu
 
 /// The `AUDIT (…)` blocks of one file, each with the query that follows it.
 fn parse_audit_file(file: &SourceFile) -> std::result::Result<Vec<ProjectAudit>, SourceError> {
-    let text: &str = &file.text;
+    parse_audit_blocks(file, 0)
+}
+/// The `AUDIT (…)` blocks from `from` to the end of `file`, each with the query that follows it.
+fn parse_audit_blocks(
+    file: &SourceFile,
+    mut from: usize,
+) -> std::result::Result<Vec<ProjectAudit>, SourceError> {
     let mut audits = Vec::new();
-    let mut from = 0;
-    while lex::skip_blank(text, from) < text.len() {
-        let block = parse_block(file, "AUDIT", from)?;
-        let mut name = None;
-        let mut blocking = true;
-        let mut defaults = Vec::new();
-        for prop in &block.properties {
-            match prop.key.as_str() {
-                "name" => name = prop.value.as_text().map(|n| n.to_lowercase()),
-                "blocking" => match prop.value.kind {
-                    ValueKind::Bool(b) => blocking = b,
-                    _ => {
-                        return Err(file
-                            .error(
-                                prop.value.offset,
-                                prop.value.len,
-                                "`blocking` is true or false",
-                            )
-                            .with_label("expected true or false"));
-                    }
-                },
-                "defaults" => {
-                    for item in prop.value.items() {
-                        if let ValueKind::Assign { key, value } = &item.kind {
-                            defaults.push((key.to_lowercase(), value.raw.clone()));
-                        }
-                    }
-                }
-                // The query is DuckDB SQL like the models'; other properties describe the audit only.
-                _ => {}
-            }
-        }
-        let Some(name) = name else {
-            return Err(file
-                .error(block.keyword_offset, 5, "the AUDIT block has no `name`")
-                .with_label("this audit")
-                .with_help("write `AUDIT (name my_audit);` before its query"));
-        };
-        // The query runs to the next top-level `;` (or the end of the file).
-        let rest = &text[block.body_offset..];
-        let pieces = lex::split_statements(rest, block.body_offset);
-        let Some(query) = pieces.first() else {
-            return Err(file
-                .error(
-                    block.keyword_offset,
-                    5,
-                    format!("audit `{name}` has no query"),
-                )
-                .with_label("this audit")
-                .with_help("follow the AUDIT block with a query that selects the bad rows"));
-        };
-        audits.push(ProjectAudit {
-            name,
-            blocking,
-            query: query.text.to_string(),
-            defaults,
-            file: file.clone(),
-        });
-        // Past the query and its `;`.
-        let end = query.offset + query.text.len();
-        from = text[end..].find(';').map_or(text.len(), |i| end + i + 1);
+    while lex::skip_blank(&file.text, from) < file.text.len() {
+        let (audit, end) = parse_audit_block(file, from)?;
+        audits.push(audit);
+        from = end;
     }
     Ok(audits)
+}
+
+/// The `AUDIT (…)` block at `from` (in an audit file, or among a model's statements) and the query that
+/// follows it, with the offset just past that query's `;`.
+pub fn parse_audit_block(
+    file: &SourceFile,
+    from: usize,
+) -> std::result::Result<(ProjectAudit, usize), SourceError> {
+    let text: &str = &file.text;
+    let block = parse_block(file, "AUDIT", from)?;
+    let mut name = None;
+    let mut blocking = true;
+    let mut defaults = Vec::new();
+    for prop in &block.properties {
+        match prop.key.as_str() {
+            "name" => name = prop.value.as_text().map(|n| n.to_lowercase()),
+            "blocking" => match prop.value.kind {
+                ValueKind::Bool(b) => blocking = b,
+                _ => {
+                    return Err(file
+                        .error(
+                            prop.value.offset,
+                            prop.value.len,
+                            "`blocking` is true or false",
+                        )
+                        .with_label("expected true or false"));
+                }
+            },
+            "defaults" => {
+                for item in prop.value.items() {
+                    if let ValueKind::Assign { key, value } = &item.kind {
+                        defaults.push((key.to_lowercase(), value.raw.clone()));
+                    }
+                }
+            }
+            // The query is DuckDB SQL like the models'; other properties describe the audit only.
+            _ => {}
+        }
+    }
+    let Some(name) = name else {
+        return Err(file
+            .error(block.keyword_offset, 5, "the AUDIT block has no `name`")
+            .with_label("this audit")
+            .with_help("write `AUDIT (name my_audit);` before its query"));
+    };
+    // The query runs to the next top-level `;` (or the end of the file).
+    let rest = &text[block.body_offset..];
+    let pieces = lex::split_statements(rest, block.body_offset);
+    let Some(query) = pieces.first() else {
+        return Err(file
+            .error(
+                block.keyword_offset,
+                5,
+                format!("audit `{name}` has no query"),
+            )
+            .with_label("this audit")
+            .with_help("follow the AUDIT block with a query that selects the bad rows"));
+    };
+    let audit = ProjectAudit {
+        name,
+        blocking,
+        query: query.text.to_string(),
+        defaults,
+        file: file.clone(),
+    };
+    // Past the query and its `;`.
+    let end = query.offset + query.text.len();
+    let next = text[end..].find(';').map_or(text.len(), |i| end + i + 1);
+    Ok((audit, next))
 }
 
 /// Resolves a model's `audits (…)` against the built-ins and the project's audits, parsing every argument.
@@ -229,7 +247,10 @@ fn resolve_one(
         Some(base) => (base, true),
         None => (call.name.as_str(), false),
     };
-    let (source, blocking, defaults) = if let Some(audit) = project_audits.get(base) {
+    // An audit written in the model's own file comes before a project audit of the same name.
+    let own = model.inline_audits.iter().find(|a| a.name == base);
+    let (source, blocking, defaults) = if let Some(audit) = own.or_else(|| project_audits.get(base))
+    {
         (
             AuditSource::Project(audit.clone()),
             audit.blocking && !non_blocking,
@@ -242,10 +263,11 @@ fn resolve_one(
             .iter()
             .copied()
             .chain(project_audits.keys().map(String::as_str))
+            .chain(model.inline_audits.iter().map(|a| a.name.as_str()))
             .collect();
         // `did_you_mean` already says the whole hint.
         let hint = crate::error::did_you_mean(base, known.iter().copied()).unwrap_or_else(|| {
-            "define it in audits/*.sql with `AUDIT (name …);`, or use a built-in such as not_null or unique_values".into()
+            "define it in audits/*.sql or after the model's query with `AUDIT (name …);`, or use a built-in such as not_null or unique_values".into()
         });
         return Err(located(format!("unknown audit `{}`", call.name), hint));
     };

@@ -130,6 +130,8 @@ impl Project {
                 .map_or("memory".into(), |s| s.to_string_lossy().into_owned()),
             EngineConnection::DuckDb { database: None, .. } => "memory".into(),
         };
+        // Checked once here, so a bad default is one error rather than one per model.
+        model::default_audits(&config.model_defaults)?;
         let files = model_files(&root, &config.config.ignore_patterns)?;
         let parsed: Vec<Result<Vec<Model>, LakeError>> = files
             .par_iter()

@@ -326,3 +326,117 @@ fn lake_audit_start_and_end_limit_time_range_models() {
     let out = audit(&["--start", "2024-06-03", "--end", "2024-06-01"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+/// The demo's full_model, auditing itself with `AUDIT` blocks written after its query in its own file.
+fn full_model_with_inline_audits(s: &Scratch, max_item: u32) {
+    s.write(
+        "models/full_model.sql",
+        &format!(
+            "MODEL (\n  name demo.full_model,\n  kind FULL,\n  grain item_id,\n  \
+             audits (few_items(max_item := {max_item}), assert_positive_order_ids),\n);\n\n\
+             SELECT item_id, COUNT(DISTINCT id) AS num_orders\nFROM demo.incremental_model\nWHERE id > 0\nGROUP BY item_id;\n\n\
+             AUDIT (name few_items);\nSELECT * FROM @this_model WHERE item_id > @max_item;\n\n\
+             -- Same name as the project's audit: the model's own comes first.\n\
+             AUDIT (name assert_positive_order_ids, blocking false);\nSELECT * FROM @this_model WHERE item_id > 0;\n"
+        ),
+    );
+}
+
+#[test]
+fn audits_written_in_a_model_file_are_that_models_own() {
+    let s = Scratch::init();
+    full_model_with_inline_audits(&s, 2);
+    let out = plan(&s);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("audit `few_items` of model `demo.full_model` failed: 1 bad row(s)"),
+        "{err}"
+    );
+
+    full_model_with_inline_audits(&s, 3);
+    let out = plan(&s);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    // The inline `assert_positive_order_ids` (non-blocking, every row) ran, not the project's (no bad row).
+    assert!(
+        err.contains("warning: audit `assert_positive_order_ids` of demo.full_model found 3 bad row(s) (non-blocking)"),
+        "{err}"
+    );
+    assert!(err.contains("audits passed 1"), "{err}");
+    // The AUDIT blocks are not statements the model runs after its query.
+    assert_eq!(
+        s.csv("select count(*) from demo.full_model"),
+        "count_star()\n3\n"
+    );
+
+    // Another model cannot use them.
+    s.write(
+        "models/view_model.sql",
+        "MODEL (name demo.view_model, kind VIEW, audits (few_items(max_item := 1)));\nSELECT * FROM demo.full_model\n",
+    );
+    let out = plan(&s);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("unknown audit `few_items`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn model_defaults_audits_run_on_every_model_before_its_own() {
+    let s = Scratch::init();
+    let config = s.read("config.yaml");
+    s.write(
+        "config.yaml",
+        &config.replace(
+            "  cron: '@daily'\n",
+            "  cron: '@daily'\n  audits:\n    - \"number_of_rows_non_blocking(threshold := 100)\"\n",
+        ),
+    );
+    let out = plan(&s);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    for model in [
+        "demo.seed_model",
+        "demo.incremental_model",
+        "demo.full_model",
+    ] {
+        assert!(
+            err.contains(&format!(
+                "warning: audit `number_of_rows_non_blocking` of {model} found"
+            )),
+            "{model}: {err}"
+        );
+    }
+
+    s.write(
+        "config.yaml",
+        &config.replace("  cron: '@daily'\n", "  cron: '@daily'\n  audits: [1, 2]\n"),
+    );
+    let out = plan(&s);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("expected a list of audit calls"), "{err}");
+    assert!(err.contains("config.yaml"), "{err}");
+
+    s.write(
+        "config.yaml",
+        &config.replace(
+            "  cron: '@daily'\n",
+            "  cron: '@daily'\n  audits: [\"not_null(columns = [id]\"]\n",
+        ),
+    );
+    let out = plan(&s);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("config.yaml (model_defaults.audits):1:"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("errors in the project"),
+        "one error, not one per model: {err}"
+    );
+}

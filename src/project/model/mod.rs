@@ -100,6 +100,9 @@ pub struct Model {
     /// Statements between `ON_VIRTUAL_UPDATE_BEGIN;` and `ON_VIRTUAL_UPDATE_END;`: run after the model's
     /// name in an environment is pointed at a new table, with `@this_model` naming that view.
     pub on_virtual_update: Vec<Statement>,
+    /// `AUDIT (name …); <query>;` blocks after the model's query: audits only this model can use (when its
+    /// `audits` property or `model_defaults.audits` names them), before project audits of the same name.
+    pub inline_audits: Vec<std::sync::Arc<crate::project::audit::ProjectAudit>>,
     /// Absolute path of a SEED model's CSV file.
     pub seed_path: Option<PathBuf>,
     /// Offset and length of the `name` value, for errors about the model as a whole.
@@ -443,6 +446,12 @@ pub fn parse_model(
             .with_help("add `name schema.model_name,` to the MODEL block"));
     };
     meta.name = model_name;
+    if defaults.audits.is_some() {
+        // SQLMesh runs the defaults first, then the model's own.
+        let mut audits = default_audits(defaults)?;
+        audits.append(&mut meta.audits);
+        meta.audits = audits;
+    }
     meta.kind = match kind {
         Some(k) => k,
         None => default_kind(&file, defaults, block.keyword_offset)?,
@@ -454,7 +463,30 @@ pub fn parse_model(
     let mut post = Vec::new();
     let mut on_virtual_update = Vec::new();
     let mut virtual_begin: Option<usize> = None;
+    let mut inline_audits: Vec<std::sync::Arc<crate::project::audit::ProjectAudit>> = Vec::new();
+    // The end of the last AUDIT block's query: statements before it are that audit's.
+    let mut audit_end = 0;
     for (statement, keyword) in body_statements(&file, block.body_offset)? {
+        if statement.offset < audit_end {
+            continue;
+        }
+        if keyword == "AUDIT" && virtual_begin.is_none() && !statement.jinja {
+            let (audit, end) = crate::project::audit::parse_audit_block(&file, statement.offset)?;
+            if let Some(first) = inline_audits.iter().find(|a| a.name == audit.name) {
+                let at = lex::skip_blank(&file.text, statement.offset);
+                return Err(file
+                    .error(
+                        at,
+                        end.saturating_sub(at).clamp(1, "AUDIT".len()),
+                        format!("audit `{}` is defined twice in this file", first.name),
+                    )
+                    .with_label("second definition")
+                    .with_help("give each AUDIT block of a model its own name"));
+            }
+            inline_audits.push(std::sync::Arc::new(audit));
+            audit_end = end;
+            continue;
+        }
         match (keyword.as_str(), virtual_begin) {
             ("ON_VIRTUAL_UPDATE_BEGIN", None) => {
                 virtual_begin = Some(statement.offset);
@@ -529,6 +561,7 @@ pub fn parse_model(
         query,
         post_statements: post,
         on_virtual_update,
+        inline_audits,
         seed_path,
         name_span: (name_offset, name_len),
     })
@@ -623,6 +656,27 @@ fn default_kind(
     let block = parser::parse_model_block(&probe).map_err(|_| bad_default_kind(file, at, &name))?;
     kind::parse_kind(&probe, &block.properties[0].value)
         .map_err(|_| bad_default_kind(file, at, &name))
+}
+
+/// `model_defaults.audits` (audit calls as strings, `not_null(columns := [id])`), which every model runs
+/// before its own. Errors point into the calls as written.
+pub fn default_audits(defaults: &ModelDefaults) -> Result<Vec<AuditCall>, SourceError> {
+    let Some(calls) = &defaults.audits else {
+        return Ok(Vec::new());
+    };
+    let probe = SourceFile::new(
+        "config.yaml (model_defaults.audits)",
+        format!("MODEL (audits ({}))", calls.join(", ")),
+    );
+    let block = parser::parse_model_block(&probe)?;
+    let Some(property) = block.properties.first() else {
+        return Ok(Vec::new());
+    };
+    let reader = MetaReader {
+        file: &probe,
+        seen: Vec::new(),
+    };
+    reader.audits(property)
 }
 
 fn bad_default_kind(file: &SourceFile, at: usize, name: &str) -> SourceError {
