@@ -125,14 +125,8 @@ pub fn load_project_audits(root: &Path) -> Result<BTreeMap<String, Arc<ProjectAu
 }
 
 /// The `AUDIT (…)` blocks of one file, each with the query that follows it.
-fn parse_audit_file(file: &SourceFile) -> std::result::Result<Vec<ProjectAudit>, SourceError> {
-    parse_audit_blocks(file, 0)
-}
-/// The `AUDIT (…)` blocks from `from` to the end of `file`, each with the query that follows it.
-fn parse_audit_blocks(
-    file: &SourceFile,
-    mut from: usize,
-) -> std::result::Result<Vec<ProjectAudit>, SourceError> {
+pub fn parse_audit_file(file: &SourceFile) -> std::result::Result<Vec<ProjectAudit>, SourceError> {
+    let mut from = 0;
     let mut audits = Vec::new();
     while lex::skip_blank(&file.text, from) < file.text.len() {
         let (audit, end) = parse_audit_block(file, from)?;

@@ -45,6 +45,9 @@ pub struct Analysis {
     pub externals: Vec<ModelName>,
     /// Tables read that are neither models nor declared externals (only when loading leniently).
     pub undeclared: Vec<ModelName>,
+    /// The columns of an incremental model that reads its own table, for the empty table its first batch
+    /// reads (declared, or the query's cast projections).
+    pub own_columns: Option<Vec<(String, String)>>,
 }
 
 /// Where a table reference in a query points.
@@ -478,6 +481,10 @@ impl Project {
         }
         scoped.blueprint_vars = model.blueprint.clone();
         scoped.model_kind = model.meta.kind.name().to_string();
+        // Outside a build SQLMesh resolves `@this_model` to the model's own name.
+        if scoped.this_model.is_empty() {
+            scoped.this_model = model.meta.name.sql();
+        }
         let definitions = self
             .macro_definitions
             .iter()
@@ -589,6 +596,46 @@ impl Project {
         }))
     }
 
+    /// The column types a self-reading model declares (SQLMesh requires them: the first batch reads an
+    /// empty table that must already have the model's columns).
+    fn own_columns(
+        &self,
+        i: usize,
+        sql: &str,
+        at: usize,
+        len: usize,
+    ) -> Result<Vec<(String, String)>> {
+        let model = &self.models[i];
+        if !model.meta.columns.is_empty() {
+            return Ok(model
+                .meta
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), c.data_type.clone()))
+                .collect());
+        }
+        sql::parse(sql)
+            .ok()
+            .and_then(|statements| sql::cast_projection(&statements))
+            .ok_or_else(|| {
+                model
+                    .file
+                    .error(
+                        at,
+                        len,
+                        format!(
+                            "model `{}` reads its own table, so its column types must be known before it first runs",
+                            model.meta.name
+                        ),
+                    )
+                    .with_label("self-reference")
+                    .with_help(
+                        "declare them with `columns (name TYPE, …)` in the MODEL block, or cast every selected column (`x::INT AS x`)",
+                    )
+                    .into()
+            })
+    }
+
     fn analyse(&self, i: usize) -> Result<Analysis> {
         let model = &self.models[i];
         let ctx = MacroContext::for_loading(&self.config.gateway, &self.config.variables);
@@ -597,13 +644,23 @@ impl Project {
             let query = model.query.as_ref().map_or(0, |q| q.offset);
             for (r, target) in &rendered.refs {
                 match target {
+                    // SQLMesh lets incremental models read the rows they already hold.
+                    RefTarget::Model(p) if *p == i && model.meta.kind.is_incremental() => {
+                        if analysis.own_columns.is_none() {
+                            let start = rendered.rendered.original_offset(r.offset);
+                            let end = rendered.rendered.original_offset(r.offset + r.len);
+                            let len = end.saturating_sub(start).max(1);
+                            analysis.own_columns =
+                                Some(self.own_columns(i, &rendered.sql, query + start, len)?);
+                        }
+                    }
                     RefTarget::Model(p) if *p == i => {
                         let at = query + rendered.rendered.original_offset(r.offset);
                         return Err(model
                             .file
                             .error(at, r.len, format!("model `{}` reads from itself", model.meta.name))
                             .with_label("self-reference")
-                            .with_help("only incremental models may read their own table; that arrives with incremental kinds")
+                            .with_help("only incremental models may read their own table: a FULL model or view is rebuilt from its parents alone")
                             .into());
                     }
                     RefTarget::Model(p) => analysis.parents.push(*p),

@@ -117,6 +117,7 @@ fn write_batches(
         let query = executable_query(ctx, backfill.model, &macro_ctx)?;
         if query.contains(backfill.table.table.as_str()) {
             // The query reads the table itself (through `@this_model` or a macro): it sees every batch before.
+            create_empty_own_table(ctx, session, backfill)?;
             ctx.storage.publish_views(session, &backfill.table)?;
         }
         let appends = matches!(
@@ -169,6 +170,38 @@ fn write_batches(
         total.absorb(stats);
     }
     Ok(total)
+}
+
+/// Before the first batch of a model that reads its own table, that table exists, empty, in the columns the
+/// model declares (see `Analysis::own_columns`), as SQLMesh creates it.
+fn create_empty_own_table(
+    ctx: &BuildContext<'_>,
+    session: &Session,
+    backfill: &Backfill,
+) -> Result<()> {
+    let Some(columns) = &ctx.project.analyses[backfill.model].own_columns else {
+        return Ok(());
+    };
+    let table = &backfill.table;
+    let exists = session.query_count(
+        &format!(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
+            quote_literal(&table.schema),
+            quote_literal(&table.table)
+        ),
+        || format!("looking for {table}"),
+    )? > 0;
+    if exists {
+        return Ok(());
+    }
+    let empty = columns
+        .iter()
+        .map(|(name, data_type)| format!("CAST(NULL AS {data_type}) AS {}", quote_ident(name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    ctx.storage
+        .append(session, table, &format!("SELECT {empty} LIMIT 0"))?;
+    Ok(())
 }
 
 /// The macro context of one batch of a model version.

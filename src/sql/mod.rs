@@ -177,6 +177,44 @@ pub fn normalized(statements: &[Statement]) -> String {
         .join(";\n")
 }
 
+/// The output columns of a query whose every projection is cast (`x::INT AS a`, `CAST(y AS DATE) AS b`,
+/// `z::TEXT`), with the types as written; `None` when one is not, so its type is not known before running.
+pub fn cast_projection(statements: &[Statement]) -> Option<Vec<(String, String)>> {
+    use sqlparser::ast::{Expr, SelectItem, SetExpr};
+    fn first_select(body: &SetExpr) -> Option<&sqlparser::ast::Select> {
+        match body {
+            SetExpr::Select(select) => Some(select),
+            SetExpr::Query(query) => first_select(&query.body),
+            SetExpr::SetOperation { left, .. } => first_select(left),
+            _ => None,
+        }
+    }
+    let [Statement::Query(query)] = statements else {
+        return None;
+    };
+    first_select(&query.body)?
+        .projection
+        .iter()
+        .map(|item| {
+            let (name, expr) = match item {
+                SelectItem::ExprWithAlias { expr, alias } => (alias.value.clone(), expr),
+                SelectItem::UnnamedExpr(expr @ Expr::Cast { expr: inner, .. }) => {
+                    match inner.as_ref() {
+                        Expr::Identifier(ident) => (ident.value.clone(), expr),
+                        Expr::CompoundIdentifier(parts) => (parts.last()?.value.clone(), expr),
+                        _ => return None,
+                    }
+                }
+                _ => return None,
+            };
+            match expr {
+                Expr::Cast { data_type, .. } => Some((name, data_type.to_string())),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
 /// Text of SQL that may hold macros (`@name`), the same however the SQL is laid out: keyword case,
 /// whitespace and comments do not change it. SQL that does not parse gives its text as written.
 pub fn layout_free_text(sql: &str) -> String {

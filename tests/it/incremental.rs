@@ -658,3 +658,37 @@ fn a_run_with_a_later_end_refreshes_full_models_missing_its_intervals() {
         "{intervals}"
     );
 }
+
+#[test]
+fn an_incremental_model_reads_its_own_rows_through_this_model() {
+    let s = project();
+    // A running total: each daily batch adds its amounts to the last total the table holds.
+    s.write(
+        "models/running.sql",
+        "MODEL (name shop.running, kind INCREMENTAL_BY_TIME_RANGE (time_column day, batch_size 1));\n\
+         SELECT day::DATE AS day,\n\
+           (COALESCE((SELECT max(total) FROM @this_model WHERE day < @start_ds), 0) + amount)::BIGINT AS total\n\
+         FROM (SELECT day, sum(amount) AS amount FROM raw.events\n\
+               WHERE day BETWEEN @start_ds AND @end_ds GROUP BY day)\n",
+    );
+    s.apply("2024-01-05 00:00:00");
+    assert_eq!(
+        s.csv("select day, total from shop.running order by day"),
+        "day,total\n2024-01-01,30\n2024-01-02,60\n2024-01-03,100\n2024-01-04,150\n"
+    );
+
+    // Its column types must be known before the first batch, which reads the (empty) table.
+    s.write(
+        "models/running.sql",
+        "MODEL (name shop.running, kind INCREMENTAL_BY_TIME_RANGE (time_column day));\n\
+         SELECT day, (SELECT count(*) FROM @this_model) AS before FROM raw.events\n",
+    );
+    let out = s.lake().arg("plan").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(
+        message.contains("models/running.sql:2:35: model `shop.running` reads its own table")
+            && message.contains("declare them with `columns (name TYPE, …)`"),
+        "{message}"
+    );
+}

@@ -9,6 +9,7 @@ mod crash;
 mod environments;
 mod errors;
 mod format;
+mod fuzz;
 mod iceberg;
 mod incremental;
 mod lint;

@@ -343,7 +343,7 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
         "resolve_template" => {
             let template = rendered(nth(0, "a template string")?)?;
             // While loading there is no table yet: SQLMesh leaves the template as it is.
-            if ctx.this_model.is_empty() {
+            if ctx.this_model.is_empty() || ctx.runtime_stage == "loading" {
                 return Ok(template);
             }
             let parts: Vec<String> = ctx
@@ -807,6 +807,7 @@ mod tests {
         let mut c = ctx();
         c.this_model = "lake__demo.\"demo__m__12\"".into();
         c.catalog = "db".into();
+        c.runtime_stage = "creating";
         assert_eq!(
             render_text(
                 "@RESOLVE_TEMPLATE('s3://b/@{catalog_name}/@{schema_name}/@{table_name}')",

@@ -238,6 +238,35 @@ pub(crate) fn split_lambda(text: &str) -> Option<(Vec<String>, &str)> {
     None
 }
 
+/// How deeply macro calls may nest (each level renders its arguments or body with `render`). Past it, a
+/// macro that calls itself without end, or generated SQL nesting thousands of calls, is an error instead
+/// of a stack overflow; SQLMesh stops at Python's recursion limit, about as deep.
+const MAX_NESTING: usize = 200;
+
+thread_local! {
+    static NESTING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// One level of `render` on this thread, released when dropped.
+struct NestingLevel;
+
+impl NestingLevel {
+    fn enter() -> Option<NestingLevel> {
+        NESTING.with(|depth| {
+            (depth.get() < MAX_NESTING).then(|| {
+                depth.set(depth.get() + 1);
+                NestingLevel
+            })
+        })
+    }
+}
+
+impl Drop for NestingLevel {
+    fn drop(&mut self) {
+        NESTING.with(|depth| depth.set(depth.get() - 1));
+    }
+}
+
 /// Renders the macros in `text`: variables, `@VAR`, `@DEF` values, built-in and user macro functions.
 pub fn render(text: &str, ctx: &MacroContext) -> Result<Rendered, MacroError> {
     let bytes = text.as_bytes();
@@ -247,6 +276,17 @@ pub fn render(text: &str, ctx: &MacroContext) -> Result<Rendered, MacroError> {
             segments: Vec::new(),
         });
     }
+    let Some(_level) = NestingLevel::enter() else {
+        return Err(MacroError {
+            offset: 0,
+            len: text.find('(').map_or(text.len(), |open| open + 1).min(text.len()),
+            message: format!("macro calls nested more than {MAX_NESTING} deep"),
+            help: Some(
+                "a macro that calls itself never ends; flatten generated calls (one @EACH over a list instead of nested calls)"
+                    .into(),
+            ),
+        });
+    };
     let mut out = String::with_capacity(text.len());
     let mut segments = vec![(0, 0)];
     let mut copied = 0;
@@ -271,6 +311,16 @@ pub fn render(text: &str, ctx: &MacroContext) -> Result<Rendered, MacroError> {
             continue;
         }
         let name = &text[name_start..name_end];
+        if braced && bytes.get(name_end) != Some(&b'}') {
+            return Err(MacroError {
+                offset: i,
+                len: name_end - i,
+                message: format!("`@{{{name}` is never closed"),
+                help: Some(format!(
+                    "write `@{{{name}}}` to interpolate the variable into an identifier"
+                )),
+            });
+        }
         let mut end = if braced { name_end + 1 } else { name_end };
         let lower = name.to_ascii_lowercase();
         let replacement = if !braced && bytes.get(name_end) == Some(&b'(') {
@@ -403,6 +453,43 @@ mod tests {
         c.end = parse_datetime("2024-01-03").unwrap();
         c.this_model = "lake__demo.demo__m__1".into();
         c
+    }
+
+    #[test]
+    fn an_unclosed_braced_variable_is_an_error_not_a_panic() {
+        // Found by tests/it/fuzz.rs: the byte after the name was taken for the closing brace.
+        let e = render("SELECT @{end_date\u{fffd}, 1", &ctx()).unwrap_err();
+        assert_eq!((e.offset, e.len), (7, 10));
+        assert!(
+            e.message.contains("`@{end_date` is never closed"),
+            "{}",
+            e.message
+        );
+        let e = render("SELECT @{end_date", &ctx()).unwrap_err();
+        assert_eq!(e.offset, 7);
+    }
+
+    #[test]
+    fn endless_or_very_deep_macro_calls_are_an_error_not_a_stack_overflow() {
+        let mut c = ctx();
+        define("@DEF(forever, x -> @forever(x))", &mut c).unwrap();
+        let e = render("SELECT @forever(1)", &c).unwrap_err();
+        assert!(
+            e.message.contains("nested more than 200 deep"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.offset, 7);
+        let deep = format!("SELECT {}1{}", "@IF(TRUE, ".repeat(6000), ")".repeat(6000));
+        let e = render(&deep, &c).unwrap_err();
+        assert!(
+            e.message.contains("nested more than 200 deep"),
+            "{}",
+            e.message
+        );
+        // Nesting as deep as real projects go still renders.
+        let fine = format!("SELECT {}1{}", "@IF(TRUE, ".repeat(150), ")".repeat(150));
+        assert_eq!(render(&fine, &c).unwrap().sql, "SELECT 1");
     }
 
     #[test]

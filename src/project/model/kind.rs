@@ -123,6 +123,17 @@ impl ModelKind {
         )
     }
 
+    /// Whether the model keeps rows between builds, so its query may read them (`@this_model`).
+    pub fn is_incremental(&self) -> bool {
+        matches!(
+            self,
+            ModelKind::IncrementalByTimeRange { .. }
+                | ModelKind::IncrementalByUniqueKey { .. }
+                | ModelKind::IncrementalByPartition { .. }
+                | ModelKind::IncrementalUnmanaged { .. }
+        )
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             ModelKind::View { .. } => "VIEW",

@@ -147,6 +147,7 @@ pub fn parse_block(
         tokens,
         pos: 0,
         end_offset: close - 1,
+        depth: 0,
     };
     let properties = parser.properties()?;
     let mut body_offset = close;
@@ -224,7 +225,13 @@ struct BlockParser<'a> {
     tokens: Vec<Tok>,
     pos: usize,
     end_offset: usize,
+    /// Lists open around the current token.
+    depth: usize,
 }
+
+/// How deeply lists may nest in a block. Real MODEL blocks nest a few levels (`kind X (unique_key (a, b))`);
+/// the limit keeps a generated or corrupt file from recursing until the stack overflows.
+const MAX_LIST_DEPTH: usize = 64;
 
 impl BlockParser<'_> {
     fn peek(&self) -> Option<&Tok> {
@@ -483,6 +490,25 @@ impl BlockParser<'_> {
 
     /// Items up to the closing token, which is consumed. Trailing commas are allowed.
     fn list(&mut self, close: Token) -> Result<Vec<Value>, SourceError> {
+        if self.depth >= MAX_LIST_DEPTH {
+            let opened = self.pos.saturating_sub(1);
+            let at = self
+                .tokens
+                .get(opened)
+                .map_or(self.end_offset, |t| t.offset);
+            return Err(self
+                .file
+                .error(at, 1, format!("lists nested more than {MAX_LIST_DEPTH} deep"))
+                .with_label("too deep")
+                .with_help("a MODEL block's values nest a few levels at most; look for unbalanced brackets"));
+        }
+        self.depth += 1;
+        let items = self.list_items(close);
+        self.depth -= 1;
+        items
+    }
+
+    fn list_items(&mut self, close: Token) -> Result<Vec<Value>, SourceError> {
         let mut items = Vec::new();
         loop {
             match self.peek().map(|t| &t.token) {
@@ -572,6 +598,28 @@ mod tests {
         assert_eq!(block.body_offset, block.body_offset);
         let text = "-- header\nMODEL (\n";
         assert!(block.properties[0].key_offset > text.len() - 1);
+    }
+
+    #[test]
+    fn deeply_nested_values_are_a_located_error_not_a_stack_overflow() {
+        // Found by tests/it/fuzz.rs: 20,000 nested brackets overflowed the stack.
+        for (open, close) in [("(", ")"), ("[", "]")] {
+            let text = format!(
+                "MODEL (name a.b, x {}1{});",
+                open.repeat(20_000),
+                close.repeat(20_000)
+            );
+            let e = parse(&text).unwrap_err();
+            assert!(
+                e.message.contains("nested more than 64 deep"),
+                "{}",
+                e.message
+            );
+            // The opener past the limit: the 65th, after "MODEL (name a.b, x " (19 bytes).
+            assert_eq!(e.span.offset(), 19 + 64);
+        }
+        let fine = format!("MODEL (name a.b, x {}1{});", "(".repeat(60), ")".repeat(60));
+        assert!(parse(&fine).is_ok());
     }
 
     #[test]
