@@ -234,6 +234,25 @@ impl Session {
         })
     }
 
+    /// The columns `query` returns, with their DuckDB types, without running it.
+    pub fn describe(
+        &self,
+        query: &str,
+        context: impl FnOnce() -> String,
+    ) -> Result<Vec<(String, String)>> {
+        self.query_rows(&format!("DESCRIBE {query}"), context)
+            .map(|rows| {
+                rows.into_iter()
+                    .map(|row| {
+                        let mut values = row.into_iter();
+                        let name = values.next().flatten().unwrap_or_default();
+                        let data_type = values.next().flatten().unwrap_or_default();
+                        (name, data_type)
+                    })
+                    .collect()
+            })
+    }
+
     /// Values of the first column, as text.
     pub fn query_strings(
         &self,

@@ -14,6 +14,13 @@ pub struct SourceFile {
     line_starts: Arc<[usize]>,
 }
 
+/// The same file: the same path and text (the line index follows from the text).
+impl PartialEq for SourceFile {
+    fn eq(&self, other: &Self) -> bool {
+        self.display_path == other.display_path && self.text == other.text
+    }
+}
+
 impl SourceFile {
     pub fn new(display_path: impl Into<String>, text: impl Into<Arc<str>>) -> Self {
         let text: Arc<str> = text.into();
@@ -251,6 +258,22 @@ pub enum LakeError {
         )
     )]
     CommitConflict { table: String },
+
+    #[error(
+        "model `{model}`: its query {changes} of {table}, which keeps its rows, and {key} is `error`"
+    )]
+    #[diagnostic(
+        code(lake::schema_change),
+        help(
+            "set `{key} warn` or `allow` in the model's kind to change the table's columns (values of a dropped or retyped column are lost), `ignore` to keep them as they are, or plan the change as breaking to rebuild the model in a new table"
+        )
+    )]
+    SchemaChange {
+        model: String,
+        table: String,
+        changes: String,
+        key: &'static str,
+    },
 
     #[error("model `{model}` failed: {message}")]
     #[diagnostic(code(lake::execution))]

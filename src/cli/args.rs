@@ -76,9 +76,8 @@ pub(super) enum Command {
     /// Without --auto-apply, a terminal is asked to confirm; anything else only prints the plan.
     /// A dev environment reuses prod's tables for every model it does not change (zero copy).
     Plan {
-        /// Environment to plan for.
-        #[arg(default_value = PROD)]
-        environment: String,
+        /// Environment to plan for [default: `default_target_environment` of config.yaml, else prod].
+        environment: Option<String>,
         /// Apply without asking.
         #[arg(long)]
         auto_apply: bool,
@@ -253,8 +252,8 @@ pub(super) enum Command {
     },
     /// Rebuild the models of an environment whose cron is due (and any missing data).
     Run {
-        #[arg(default_value = PROD)]
-        environment: String,
+        /// Environment to run [default: `default_target_environment` of config.yaml, else prod].
+        environment: Option<String>,
         /// Rebuild FULL models even if their cron is not due.
         #[arg(long)]
         ignore_cron: bool,

@@ -122,6 +122,7 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             skip_linter,
         } => {
             let ctx = load(cli)?;
+            let environment = ctx.target_environment(environment.as_deref());
             let mut options = PlanOptions::new(
                 environment.clone(),
                 ops::execution_time(execution_time.as_deref())?,
@@ -605,6 +606,7 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             end,
         } => {
             let ctx = load(cli)?;
+            let environment = &ctx.target_environment(environment.as_deref());
             let now = ops::execution_time(execution_time.as_deref())?;
             let options = ops::RunOptions {
                 ignore_cron: *ignore_cron,

@@ -389,6 +389,14 @@ impl Observer for Progress {
         ));
     }
 
+    fn schema_change_warning(&self, backfill: &Backfill, change: &str) {
+        self.line(format!(
+            "{} {} {change} in the table it keeps",
+            style("warning:").yellow(),
+            shown_name(&backfill.name, &self.environment)
+        ));
+    }
+
     fn model_skipped(&self, backfill: &Backfill, failed_parent: &ModelName) {
         self.bar.inc(1);
         self.line(format!(

@@ -43,28 +43,44 @@ fn time_bound<'de, D: Deserializer<'de>>(
         .transpose()
 }
 
-/// `model_defaults.audits`: a list of audit calls, each a string (or one string for a single call).
-fn audit_calls<'de, D: Deserializer<'de>>(
+/// A list of strings (or one string for a list of one); `what` and `example` describe them in the error.
+fn string_list<'de, D: Deserializer<'de>>(
     d: D,
+    what: &str,
+    example: &str,
 ) -> std::result::Result<Option<Vec<String>>, D::Error> {
     let found = match Option::<serde_norway::Value>::deserialize(d)? {
         None | Some(serde_norway::Value::Null) => return Ok(None),
-        Some(serde_norway::Value::String(call)) => return Ok(Some(vec![call])),
+        Some(serde_norway::Value::String(one)) => return Ok(Some(vec![one])),
         Some(serde_norway::Value::Sequence(items)) => {
-            let calls: Option<Vec<String>> = items
+            let strings: Option<Vec<String>> = items
                 .iter()
                 .map(|item| item.as_str().map(str::to_string))
                 .collect();
-            match calls {
-                Some(calls) => return Ok(Some(calls)),
+            match strings {
+                Some(strings) => return Ok(Some(strings)),
                 None => "a list holding a value that is not a string",
             }
         }
         Some(_) => "a value that is neither a list nor a string",
     };
     Err(serde::de::Error::custom(format!(
-        "expected a list of audit calls written as strings, such as [\"not_null(columns := [id])\"], found {found}"
+        "expected a list of {what} written as strings, such as {example}, found {found}"
     )))
+}
+
+/// `model_defaults.audits`: audit calls, `["not_null(columns := [id])"]`.
+fn audit_calls<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Vec<String>>, D::Error> {
+    string_list(d, "audit calls", "[\"not_null(columns := [id])\"]")
+}
+
+/// `model_defaults.pre_statements` / `post_statements`: SQL statements, `["SET threads = 4"]`.
+fn sql_statements<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Vec<String>>, D::Error> {
+    string_list(d, "SQL statements", "[\"SET threads = 4\"]")
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -162,6 +178,58 @@ pub struct ConnectionConfig {
     pub application_name: Option<String>,
 }
 
+/// The answer to one class of column change (destructive: a column dropped or its type changed in a way
+/// that loses values; additive: a column added or a type widened).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchemaChangePolicy {
+    /// Stop before anything is written.
+    Error,
+    /// Apply the change and say so.
+    Warn,
+    /// Apply the change.
+    Allow,
+    /// Leave the table's columns as they are: new columns are not stored, dropped ones read NULL in new rows.
+    Ignore,
+}
+
+impl SchemaChangePolicy {
+    pub const NAMES: [&'static str; 4] = ["error", "warn", "allow", "ignore"];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_lowercase().as_str() {
+            "error" => Some(Self::Error),
+            "warn" => Some(Self::Warn),
+            "allow" => Some(Self::Allow),
+            "ignore" => Some(Self::Ignore),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Allow => "allow",
+            Self::Ignore => "ignore",
+        }
+    }
+}
+
+/// `error`, `warn`, `allow` or `ignore`, in any case (SQLMesh writes them in upper case too).
+impl<'de> Deserialize<'de> for SchemaChangePolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        SchemaChangePolicy::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "expected one of error, warn, allow, ignore, found `{text}`"
+            ))
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct ModelDefaults {
     pub dialect: Option<String>,
@@ -177,8 +245,8 @@ pub struct ModelDefaults {
     pub interval_unit: Option<crate::intervals::IntervalUnit>,
     pub table_format: Option<String>,
     pub storage_format: Option<String>,
-    pub on_destructive_change: Option<String>,
-    pub on_additive_change: Option<String>,
+    pub on_destructive_change: Option<SchemaChangePolicy>,
+    pub on_additive_change: Option<SchemaChangePolicy>,
     pub physical_properties: Option<serde_norway::Value>,
     pub virtual_properties: Option<serde_norway::Value>,
     pub session_properties: Option<serde_norway::Value>,
@@ -190,8 +258,12 @@ pub struct ModelDefaults {
     pub enabled: Option<bool>,
     pub formatting: Option<bool>,
     pub batch_concurrency: Option<u64>,
-    pub pre_statements: Option<serde_norway::Value>,
-    pub post_statements: Option<serde_norway::Value>,
+    /// Statements every model runs before its own pre-statements (SQLMesh's order), as SQL strings.
+    #[serde(default, deserialize_with = "sql_statements")]
+    pub pre_statements: Option<Vec<String>>,
+    /// Statements every model runs after its own post-statements.
+    #[serde(default, deserialize_with = "sql_statements")]
+    pub post_statements: Option<Vec<String>>,
     pub on_virtual_update: Option<serde_norway::Value>,
     pub gateway: Option<String>,
 }

@@ -78,6 +78,21 @@ pub fn execution_time(pinned: Option<&str>) -> Result<NaiveDateTime> {
 }
 
 impl Context {
+    /// The environment `plan` and `run` act on: the one named, else config.yaml's
+    /// `default_target_environment`, else prod (as in SQLMesh).
+    pub fn target_environment(&self, named: Option<&str>) -> String {
+        named
+            .map(str::to_string)
+            .or_else(|| {
+                self.project
+                    .config
+                    .config
+                    .default_target_environment
+                    .clone()
+            })
+            .unwrap_or_else(|| crate::PROD.to_string())
+    }
+
     pub fn plan(&self, options: &PlanOptions) -> Result<Plan> {
         self.plan_reporting(options, &mut |_| {})
     }

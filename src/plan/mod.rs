@@ -308,7 +308,15 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
             .dag
             .parents(i)
             .any(|p| categories.get(&p).is_some_and(|c| c.breaks_children()));
-        let indirect = if breaking_parent {
+        // In prod, a forward-only kind keeps its table whatever changed (SQLMesh's `forward_only true`); a
+        // dev environment builds the change in a table of its own, so prod's is never written from dev.
+        // A change of kind is never forward-only: the old table does not fit the new kind.
+        let kind_forward_only = env_name == PROD
+            && project.models[i].meta.kind.forward_only()
+            && previous.kind_name == s.kind_name;
+        let indirect = if kind_forward_only {
+            Category::ForwardOnly
+        } else if breaking_parent {
             Category::IndirectBreaking
         } else {
             Category::IndirectNonBreaking
@@ -320,6 +328,11 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
                 (
                     Category::ForwardOnly,
                     "planned with --forward-only".to_string(),
+                )
+            } else if kind_forward_only {
+                (
+                    Category::ForwardOnly,
+                    "its kind is forward-only".to_string(),
                 )
             } else {
                 match stored {
@@ -361,6 +374,8 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
                 }
             );
         let version = match stored_versions.get(&s.id) {
+            // A version a dev plan built for this snapshot holds dev's data; prod's table carries on.
+            Some(_) if category == Category::ForwardOnly => previous.version.clone(),
             Some(v) => v.clone(),
             None if category.gets_new_table() || view_reads_new_parents => s.version.clone(),
             None => previous.version.clone(),

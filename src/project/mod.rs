@@ -514,14 +514,14 @@ impl Project {
             return Ok(statement.text.clone());
         }
         macros::jinja::render(&statement.text, ctx, &self.jinja_macros).map_err(|e| {
-            let (first_line, _) = model.file.line_col(statement.offset);
+            let file = statement.file(&model.file);
+            let (first_line, _) = file.line_col(statement.offset);
             let at = match e.line {
-                Some(line) if line > 1 => model.file.offset_of(first_line + line - 1, 1),
+                Some(line) if line > 1 => file.offset_of(first_line + line - 1, 1),
                 _ => statement.offset,
             };
             LakeError::from(
-                model
-                    .file
+                file
                     .error(at, 1, format!("cannot render the Jinja block: {}", e.message))
                     .with_label("Jinja")
                     .with_help("variables: start_ds, end_ds, execution_ds, … (plain values: quote them yourself), var('name'), env_var('NAME')"),
@@ -874,6 +874,7 @@ fn load_macros(
                     text: piece.text.to_string(),
                     offset: piece.offset,
                     jinja: false,
+                    source: None,
                 };
                 definitions.push((file.clone(), statement));
             }

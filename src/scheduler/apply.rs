@@ -9,13 +9,15 @@ use chrono::Utc;
 use super::build::run_statements;
 use super::render::{executable_query, macro_context};
 use super::runner::build_all;
+use super::schema_change;
 use super::{ApplyReport, BuildContext, Observer, poisoned};
 use crate::engine::{Engine, Session};
 use crate::error::{LakeError, Result};
 use crate::plan::backfill::{Window, action_for, missing_batches};
-use crate::plan::{Backfill, BackfillAction, Plan};
+use crate::plan::{Backfill, BackfillAction, Category, Plan};
 use crate::project::model::Model;
 use crate::snapshot::{PhysicalTable, VirtualName};
+use crate::sql::ModelName;
 use crate::state::{
     EnvSnapshot, Environment, PromoteOutcome, SnapshotNode, StateStore, StoredSnapshot,
 };
@@ -106,6 +108,7 @@ pub fn apply(
     }
     let state = Mutex::new(state);
     report.built = build_all(ctx, engine, &backfills, &state, observer)?;
+    migrate_forward_only_tables(ctx, &session, plan, &backfills, observer)?;
     crate::failpoint::hit("before-virtual-layer");
 
     // Journal the names about to move: if the process dies before promotion, the next plan of this
@@ -147,6 +150,52 @@ pub fn apply(
         PromoteOutcome::Promoted => Ok(report),
         PromoteOutcome::Conflict { .. } => Err(stale_plan(&plan.environment)),
     }
+}
+
+/// Forward-only changes keep their tables: their columns change when the plan is applied, as SQLMesh
+/// migrates schemas, so a change the model's policies refuse stops the plan before promotion rather than the
+/// next run. Versions this apply wrote were reconciled by their writes; views and SCD type 2 histories are
+/// rebuilt whole.
+fn migrate_forward_only_tables(
+    ctx: &BuildContext<'_>,
+    session: &Session,
+    plan: &Plan,
+    built: &[Backfill],
+    observer: &dyn Observer,
+) -> Result<()> {
+    let forward_only: HashSet<&ModelName> = plan
+        .changes
+        .iter()
+        .filter(|c| c.category == Some(Category::ForwardOnly))
+        .map(|c| &c.name)
+        .collect();
+    if forward_only.is_empty() {
+        return Ok(());
+    }
+    let built: HashSet<usize> = built.iter().map(|b| b.model).collect();
+    for (i, snapshot) in plan.snapshots.iter().enumerate() {
+        let model = &ctx.project.models[i];
+        if !forward_only.contains(&snapshot.name)
+            || built.contains(&i)
+            || ctx.project.spark_gateway(i).is_some()
+        {
+            continue;
+        }
+        let Some(action) = action_for(&model.meta.kind) else {
+            continue;
+        };
+        if action == BackfillAction::CreateView || schema_change::keeps_history(&model.meta.kind) {
+            continue;
+        }
+        let backfill = Backfill::new(i, snapshot, action);
+        let query = executable_query(
+            ctx,
+            i,
+            &macro_context(ctx, i, &backfill.table, "evaluating"),
+        )?;
+        schema_change::reconcile(ctx, session, &backfill, &query, observer)?;
+    }
+    Ok(())
 }
 
 /// Runs the `ON_VIRTUAL_UPDATE` statements of the models whose names this plan moved, with `@this_model`

@@ -5,6 +5,7 @@ use super::audits::{audited_relation, run_audits};
 use super::render::{executable_query, macro_context, time_range_predicate};
 use super::runner::{batch_interval, built_interval};
 use super::scd;
+use super::schema_change;
 use super::{BuildContext, Observer};
 use crate::engine::Session;
 use crate::error::{LakeError, Result};
@@ -47,7 +48,13 @@ pub(super) fn build_one(
                 WriteStats::default()
             }
             BackfillAction::FullRefresh | BackfillAction::InsertSeed | BackfillAction::Insert => {
-                ctx.storage.replace_all(session, &backfill.table, &query)?
+                let fit = if schema_change::keeps_history(&model.meta.kind) {
+                    schema_change::Fit::default()
+                } else {
+                    schema_change::reconcile(ctx, session, backfill, &query, observer)?
+                };
+                ctx.storage
+                    .replace_all(session, &backfill.table, &fit.apply(query))?
             }
         };
         run_statements(
@@ -105,6 +112,7 @@ fn write_batches(
         rows: Some(0),
         ..WriteStats::default()
     };
+    let mut fit: Option<schema_change::Fit> = None;
     for &(start, end) in &backfill.batches {
         let macro_ctx = batch_macro_context(ctx, backfill, (start, end));
         run_statements(
@@ -120,6 +128,18 @@ fn write_batches(
             create_empty_own_table(ctx, session, backfill)?;
             ctx.storage.publish_views(session, &backfill.table)?;
         }
+        // Every batch of a version has the same columns: the first decides how they fit the table.
+        if fit.is_none() {
+            fit = Some(if schema_change::keeps_history(&model.meta.kind) {
+                schema_change::Fit::default()
+            } else {
+                schema_change::reconcile(ctx, session, backfill, &query, observer)?
+            });
+        }
+        let query = match &fit {
+            Some(fit) => fit.apply(query),
+            None => query,
+        };
         let appends = matches!(
             model.meta.kind,
             ModelKind::IncrementalUnmanaged {
@@ -416,8 +436,8 @@ pub(super) fn run_statements(
         let rendered = macros::render(&source, ctx).map_err(|e| {
             let at = if statement.jinja { 0 } else { e.offset };
             LakeError::from(
-                model
-                    .file
+                statement
+                    .file(&model.file)
                     .error(statement.offset + at, e.len, e.message)
                     .with_optional_help(e.help),
             )

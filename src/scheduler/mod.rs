@@ -6,6 +6,7 @@ mod build;
 mod render;
 mod runner;
 pub mod scd;
+mod schema_change;
 pub mod spark;
 
 pub use apply::apply;
@@ -37,6 +38,8 @@ pub trait Observer: Sync {
     fn model_skipped(&self, _backfill: &Backfill, _failed_parent: &ModelName) {}
     /// A non-blocking audit found bad rows.
     fn audit_warning(&self, _backfill: &Backfill, _audit: &str, _rows: u64) {}
+    /// A column change that `on_destructive_change` / `on_additive_change warn` applied to a kept table.
+    fn schema_change_warning(&self, _backfill: &Backfill, _change: &str) {}
     fn virtual_layer_started(&self, _changes: usize) {}
     fn virtual_layer_finished(&self) {}
 }

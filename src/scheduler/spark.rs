@@ -267,8 +267,8 @@ fn render_statement(
     let rendered = macros::render(&source, macro_ctx).map_err(|e| {
         let at = if statement.jinja { 0 } else { e.offset };
         LakeError::from(
-            model
-                .file
+            statement
+                .file(&model.file)
                 .error(statement.offset + at, e.len, e.message)
                 .with_optional_help(e.help),
         )

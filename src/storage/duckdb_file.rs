@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Storage, TimeRange, VirtualChange, WriteStats};
+use super::{ColumnChange, Storage, TimeRange, VirtualChange, WriteStats, column_changes};
 use crate::engine::Session;
 use crate::error::Result;
 use crate::profile::{self, Phase};
@@ -253,6 +253,91 @@ impl Storage for DuckDbStorage {
         Ok(WriteStats::default())
     }
 
+    fn columns(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+    ) -> Result<Option<Vec<(String, String)>>> {
+        let rows = session.query_rows(
+            &format!(
+                "SELECT column_name, data_type FROM information_schema.columns \
+                 WHERE table_catalog = {} AND table_schema = {} AND table_name = {} ORDER BY ordinal_position",
+                quote_literal(&self.catalog),
+                quote_literal(&table.schema),
+                quote_literal(&table.table)
+            ),
+            || format!("reading the columns of {table}"),
+        )?;
+        let columns: Vec<(String, String)> = rows
+            .into_iter()
+            .map(|row| {
+                let mut values = row.into_iter();
+                let name = values.next().flatten().unwrap_or_default();
+                (name, values.next().flatten().unwrap_or_default())
+            })
+            .collect();
+        Ok((!columns.is_empty()).then_some(columns))
+    }
+
+    fn column_changes(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        query: &str,
+    ) -> Result<Option<Vec<ColumnChange>>> {
+        let Some(existing) = self.columns(session, table)? else {
+            return Ok(None);
+        };
+        let wanted = session.describe(query, || {
+            format!("reading the columns of the query for {table}")
+        })?;
+        Ok(Some(column_changes(&existing, &wanted, duckdb_widening)))
+    }
+
+    fn evolve_columns(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        _query: &str,
+        changes: &[ColumnChange],
+    ) -> Result<()> {
+        let t = self.table_sql(table);
+        let statements: Vec<String> = changes
+            .iter()
+            .map(|change| match change {
+                ColumnChange::Added { name, data_type } => {
+                    format!(
+                        "ALTER TABLE {t} ADD COLUMN {} {data_type};",
+                        quote_ident(name)
+                    )
+                }
+                ColumnChange::Dropped { name, .. } => {
+                    format!("ALTER TABLE {t} DROP COLUMN {};", quote_ident(name))
+                }
+                ColumnChange::Retyped {
+                    name,
+                    to,
+                    widening: true,
+                    ..
+                } => format!(
+                    "ALTER TABLE {t} ALTER COLUMN {} TYPE {to};",
+                    quote_ident(name)
+                ),
+                // Values that do not convert are not kept: the column starts again, empty.
+                ColumnChange::Retyped { name, to, .. } => format!(
+                    "ALTER TABLE {t} DROP COLUMN {c};\nALTER TABLE {t} ADD COLUMN {c} {to};",
+                    c = quote_ident(name)
+                ),
+            })
+            .collect();
+        if statements.is_empty() {
+            return Ok(());
+        }
+        in_transaction(session, &statements.join("\n"), || {
+            format!("changing the columns of {table}")
+        })
+    }
+
     fn update_virtual_layer(&self, session: &Session, changes: &[VirtualChange]) -> Result<()> {
         let _timer = profile::time(Phase::Views);
         if changes.is_empty() {
@@ -319,6 +404,30 @@ impl Storage for DuckDbStorage {
             || format!("dropping {table}"),
         )
     }
+}
+
+/// Whether DuckDB converts every value of type `from` to `to` without loss (an integer to a wider integer, FLOAT to
+/// DOUBLE, a DECIMAL to one with as many fractional and at least as many whole digits).
+pub(super) fn duckdb_widening(from: &str, to: &str) -> bool {
+    const INTEGERS: [&str; 4] = ["TINYINT", "SMALLINT", "INTEGER", "BIGINT"];
+    let rank = |t: &str| INTEGERS.iter().position(|i| *i == t);
+    if let (Some(a), Some(b)) = (rank(from), rank(to)) {
+        return a < b;
+    }
+    if from == "FLOAT" && to == "DOUBLE" {
+        return true;
+    }
+    match (decimal(from), decimal(to)) {
+        (Some((p1, s1)), Some((p2, s2))) => s1 == s2 && p2 >= p1,
+        _ => false,
+    }
+}
+
+/// `DECIMAL(p,s)` as (p, s).
+fn decimal(t: &str) -> Option<(u32, u32)> {
+    let inner = t.strip_prefix("DECIMAL(")?.strip_suffix(')')?;
+    let (p, s) = inner.split_once(',')?;
+    Some((p.trim().parse().ok()?, s.trim().parse().ok()?))
 }
 
 #[cfg(test)]
@@ -418,5 +527,17 @@ mod tests {
         assert_eq!(rows(&s, "SELECT CAST(id AS TEXT) FROM demo.t"), ["1"]);
         storage.drop_physical(&s, &t).unwrap();
         assert!(storage.physical_tables(&s).unwrap().is_empty());
+    }
+
+    #[test]
+    fn widening_keeps_every_value() {
+        assert!(duckdb_widening("INTEGER", "BIGINT"));
+        assert!(duckdb_widening("TINYINT", "INTEGER"));
+        assert!(duckdb_widening("FLOAT", "DOUBLE"));
+        assert!(duckdb_widening("DECIMAL(10, 2)", "DECIMAL(18,2)"));
+        assert!(!duckdb_widening("BIGINT", "INTEGER"));
+        assert!(!duckdb_widening("DECIMAL(10,2)", "DECIMAL(18,3)"));
+        assert!(!duckdb_widening("INTEGER", "VARCHAR"));
+        assert!(!duckdb_widening("DOUBLE", "FLOAT"));
     }
 }

@@ -46,6 +46,98 @@ pub struct TimeRange<'a> {
     pub bounds: Option<(chrono::NaiveDateTime, chrono::NaiveDateTime)>,
 }
 
+/// How a query's columns differ from those of the table it writes (types as the storage names them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnChange {
+    Added {
+        name: String,
+        data_type: String,
+    },
+    Dropped {
+        name: String,
+        data_type: String,
+    },
+    /// `widening`: every existing value converts without loss (INT to BIGINT, FLOAT to DOUBLE, a wider
+    /// DECIMAL), so the column keeps its values; otherwise the old values cannot be kept.
+    Retyped {
+        name: String,
+        from: String,
+        to: String,
+        widening: bool,
+    },
+}
+
+impl ColumnChange {
+    /// Whether applying the change loses values the table holds (SQLMesh's destructive change).
+    pub fn is_destructive(&self) -> bool {
+        matches!(
+            self,
+            ColumnChange::Dropped { .. }
+                | ColumnChange::Retyped {
+                    widening: false,
+                    ..
+                }
+        )
+    }
+
+    pub fn column(&self) -> &str {
+        match self {
+            ColumnChange::Added { name, .. }
+            | ColumnChange::Dropped { name, .. }
+            | ColumnChange::Retyped { name, .. } => name,
+        }
+    }
+}
+
+impl std::fmt::Display for ColumnChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ColumnChange::Added { name, data_type } => {
+                write!(f, "adds column `{name}` {data_type}")
+            }
+            ColumnChange::Dropped { name, data_type } => {
+                write!(f, "drops column `{name}` {data_type}")
+            }
+            ColumnChange::Retyped { name, from, to, .. } => {
+                write!(f, "changes column `{name}` from {from} to {to}")
+            }
+        }
+    }
+}
+
+/// Compares a table's columns with a query's, by name; `widening` says whether a type change keeps values.
+pub fn column_changes(
+    table: &[(String, String)],
+    query: &[(String, String)],
+    widening: impl Fn(&str, &str) -> bool,
+) -> Vec<ColumnChange> {
+    let mut changes = Vec::new();
+    for (name, data_type) in table {
+        match query.iter().find(|(n, _)| n == name) {
+            None => changes.push(ColumnChange::Dropped {
+                name: name.clone(),
+                data_type: data_type.clone(),
+            }),
+            Some((_, to)) if to != data_type => changes.push(ColumnChange::Retyped {
+                name: name.clone(),
+                from: data_type.clone(),
+                to: to.clone(),
+                widening: widening(data_type, to),
+            }),
+            Some(_) => {}
+        }
+    }
+    for (name, data_type) in query {
+        if !table.iter().any(|(n, _)| n == name) {
+            changes.push(ColumnChange::Added {
+                name: name.clone(),
+                data_type: data_type.clone(),
+            });
+        }
+    }
+    changes
+}
+
 /// One change to an environment's virtual layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VirtualChange {
@@ -113,6 +205,30 @@ pub trait Storage: Send + Sync {
         query: &str,
         keys: &[String],
     ) -> Result<WriteStats>;
+    /// The table's columns with their DuckDB types, in the table's order; `None` when it does not exist.
+    fn columns(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+    ) -> Result<Option<Vec<(String, String)>>>;
+    /// How `query`'s columns differ from the existing table's, compared as the table would store them;
+    /// `None` when the table does not exist.
+    fn column_changes(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        query: &str,
+    ) -> Result<Option<Vec<ColumnChange>>>;
+    /// Applies `changes` (found by `column_changes` for `query`) to the table's columns in place, without
+    /// rewriting data: added columns read NULL in existing rows, widened ones keep their values, dropped ones
+    /// are gone. Readers see the old columns or the new.
+    fn evolve_columns(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        query: &str,
+        changes: &[ColumnChange],
+    ) -> Result<()>;
     /// Applies virtual-layer changes all together.
     fn update_virtual_layer(&self, session: &Session, changes: &[VirtualChange]) -> Result<()>;
     fn drop_physical(&self, session: &Session, table: &PhysicalTable) -> Result<()>;

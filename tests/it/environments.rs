@@ -387,3 +387,33 @@ fn a_category_chosen_on_the_terminal_replaces_the_automatic_one() {
         "the choice propagates to the children"
     );
 }
+
+#[test]
+fn plan_and_run_target_default_target_environment_unless_told() {
+    let s = Scratch::init();
+    s.write(
+        "config.yaml",
+        &format!("{}default_target_environment: dev\n", s.read("config.yaml")),
+    );
+    let out = run(&s, &["plan", "--auto-apply", "--execution-time", EXEC]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        built_models(&out).contains(&"demo__dev.full_model".to_string()),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        s.csv("select count(*) AS n from demo__dev.full_model"),
+        "n\n3\n"
+    );
+    let envs = stdout(&run(&s, &["environments", "--json"]));
+    assert!(
+        envs.contains("\"dev\"") && !envs.contains("\"prod\""),
+        "{envs}"
+    );
+    let out = run(&s, &["run", "--execution-time", EXEC]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Naming prod still plans prod.
+    s.apply_env("prod", EXEC);
+    s.assert_demo_results();
+}

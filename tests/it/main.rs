@@ -16,6 +16,7 @@ mod lint;
 mod macros;
 mod plan_apply;
 mod plan_output;
+mod schema_changes;
 mod serve;
 mod spark;
 mod state_contract;

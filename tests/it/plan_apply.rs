@@ -546,3 +546,51 @@ fn on_virtual_update_statements_run_when_a_name_moves() {
         stderr(&out)
     );
 }
+
+#[test]
+fn model_defaults_statements_run_around_every_model_before_its_own() {
+    let s = Scratch::init();
+    s.write(
+        "config.yaml",
+        &format!(
+            "{}  pre_statements:\n    - CREATE TABLE IF NOT EXISTS main.hooks (what TEXT, kind TEXT)\n    - \"INSERT INTO main.hooks VALUES ('default pre', @model_kind_name)\"\n  post_statements: [\"INSERT INTO main.hooks VALUES ('default post', @model_kind_name)\"]\n",
+            s.read("config.yaml")
+        ),
+    );
+    s.write(
+        "models/full_model.sql",
+        &format!(
+            "{};\nINSERT INTO main.hooks VALUES ('own post', @model_kind_name)\n",
+            s.read("models/full_model.sql").replacen(
+                ");\n",
+                ");\nINSERT INTO main.hooks VALUES ('own pre', @model_kind_name);\n",
+                1
+            )
+        ),
+    );
+    s.apply(EXEC);
+    s.assert_demo_results();
+    assert_eq!(
+        s.csv("select what from main.hooks where kind = 'FULL' order by rowid"),
+        "what\ndefault pre\nown pre\ndefault post\nown post\n"
+    );
+
+    // A statement in config.yaml that does not render is located there.
+    s.write(
+        "config.yaml",
+        &s.read("config.yaml")
+            .replace("'default pre', @model_kind_name", "'default pre', @nope"),
+    );
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let message = stderr(&out);
+    assert!(
+        message.contains("config.yaml (model_defaults.pre_statements):2:")
+            && message.contains("@nope"),
+        "{message}"
+    );
+}

@@ -11,8 +11,17 @@ pub struct TimeColumn {
     pub format: Option<String>,
 }
 
-/// What SQLMesh calls `on_destructive_change` / `on_additive_change`.
-pub type ChangePolicy = Option<String>;
+/// What a forward-only change does when the model's columns change under a table that keeps its rows
+/// (SQLMesh's `on_destructive_change` / `on_additive_change`); `None` is the kind's default.
+pub type ChangePolicy = Option<SchemaChangePolicy>;
+pub use crate::config::SchemaChangePolicy;
+
+/// The policies a model's writes follow when its columns no longer match its table's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaChangePolicies {
+    pub destructive: SchemaChangePolicy,
+    pub additive: SchemaChangePolicy,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "SCREAMING_SNAKE_CASE")]
@@ -121,6 +130,83 @@ impl ModelKind {
                 | ModelKind::ScdType2ByTime { .. }
                 | ModelKind::ScdType2ByColumn { .. }
         )
+    }
+
+    /// Whether every change to the model keeps its table and applies to data built from then on
+    /// (`forward_only true`, the default of SCD type 2, INCREMENTAL_BY_PARTITION and INCREMENTAL_UNMANAGED).
+    pub fn forward_only(&self) -> bool {
+        match self {
+            ModelKind::IncrementalByTimeRange { forward_only, .. }
+            | ModelKind::IncrementalByUniqueKey { forward_only, .. }
+            | ModelKind::IncrementalByPartition { forward_only, .. }
+            | ModelKind::IncrementalUnmanaged { forward_only, .. }
+            | ModelKind::ScdType2ByTime { forward_only, .. }
+            | ModelKind::ScdType2ByColumn { forward_only, .. }
+            | ModelKind::Custom { forward_only, .. } => *forward_only,
+            _ => false,
+        }
+    }
+
+    fn policy_fields(&mut self) -> Option<(&mut ChangePolicy, &mut ChangePolicy)> {
+        match self {
+            ModelKind::IncrementalByTimeRange {
+                on_destructive_change,
+                on_additive_change,
+                ..
+            }
+            | ModelKind::IncrementalByUniqueKey {
+                on_destructive_change,
+                on_additive_change,
+                ..
+            }
+            | ModelKind::IncrementalByPartition {
+                on_destructive_change,
+                on_additive_change,
+                ..
+            }
+            | ModelKind::IncrementalUnmanaged {
+                on_destructive_change,
+                on_additive_change,
+                ..
+            }
+            | ModelKind::ScdType2ByTime {
+                on_destructive_change,
+                on_additive_change,
+                ..
+            }
+            | ModelKind::ScdType2ByColumn {
+                on_destructive_change,
+                on_additive_change,
+                ..
+            } => Some((on_destructive_change, on_additive_change)),
+            _ => None,
+        }
+    }
+
+    /// Fills the policies the kind does not set from `model_defaults` (which, as in SQLMesh, apply to the
+    /// kinds that keep rows only).
+    pub fn default_policies(&mut self, destructive: ChangePolicy, additive: ChangePolicy) {
+        if let Some((own_destructive, own_additive)) = self.policy_fields() {
+            *own_destructive = own_destructive.or(destructive);
+            *own_additive = own_additive.or(additive);
+        }
+    }
+
+    /// What writes do when the query's columns differ from the table's. A model rebuilt from its query alone
+    /// (FULL, VIEW, SEED) loses nothing by taking the new columns; one that keeps rows refuses to drop or
+    /// narrow a column unless told, as SQLMesh does.
+    pub fn schema_change_policies(&self) -> SchemaChangePolicies {
+        let mut kind = self.clone();
+        match kind.policy_fields() {
+            Some((destructive, additive)) => SchemaChangePolicies {
+                destructive: destructive.unwrap_or(SchemaChangePolicy::Error),
+                additive: additive.unwrap_or(SchemaChangePolicy::Allow),
+            },
+            None => SchemaChangePolicies {
+                destructive: SchemaChangePolicy::Allow,
+                additive: SchemaChangePolicy::Allow,
+            },
+        }
     }
 
     /// Whether the model keeps rows between builds, so its query may read them (`@this_model`).
@@ -310,8 +396,8 @@ pub fn parse_kind(file: &SourceFile, value: &Value) -> Result<ModelKind, SourceE
             lookback: params.uint("lookback")?,
             forward_only: params.bool("forward_only")?.unwrap_or(false),
             disable_restatement: params.bool("disable_restatement")?.unwrap_or(false),
-            on_destructive_change: params.text("on_destructive_change")?,
-            on_additive_change: params.text("on_additive_change")?,
+            on_destructive_change: params.policy("on_destructive_change")?,
+            on_additive_change: params.policy("on_additive_change")?,
             auto_restatement_intervals: params.uint("auto_restatement_intervals")?,
             partition_by_time_column: params.bool("partition_by_time_column")?,
         },
@@ -324,21 +410,21 @@ pub fn parse_kind(file: &SourceFile, value: &Value) -> Result<ModelKind, SourceE
             lookback: params.uint("lookback")?,
             forward_only: params.bool("forward_only")?.unwrap_or(false),
             disable_restatement: params.bool("disable_restatement")?.unwrap_or(false),
-            on_destructive_change: params.text("on_destructive_change")?,
-            on_additive_change: params.text("on_additive_change")?,
+            on_destructive_change: params.policy("on_destructive_change")?,
+            on_additive_change: params.policy("on_additive_change")?,
         },
         "INCREMENTAL_BY_PARTITION" => ModelKind::IncrementalByPartition {
             forward_only: params.bool("forward_only")?.unwrap_or(true),
             disable_restatement: params.bool("disable_restatement")?.unwrap_or(false),
-            on_destructive_change: params.text("on_destructive_change")?,
-            on_additive_change: params.text("on_additive_change")?,
+            on_destructive_change: params.policy("on_destructive_change")?,
+            on_additive_change: params.policy("on_additive_change")?,
         },
         "INCREMENTAL_UNMANAGED" => ModelKind::IncrementalUnmanaged {
             insert_overwrite: params.bool("insert_overwrite")?.unwrap_or(false),
             forward_only: params.bool("forward_only")?.unwrap_or(true),
             disable_restatement: params.bool("disable_restatement")?.unwrap_or(true),
-            on_destructive_change: params.text("on_destructive_change")?,
-            on_additive_change: params.text("on_additive_change")?,
+            on_destructive_change: params.policy("on_destructive_change")?,
+            on_additive_change: params.policy("on_additive_change")?,
         },
         "SCD_TYPE_2" | "SCD_TYPE_2_BY_TIME" => ModelKind::ScdType2ByTime {
             unique_key: params.required_list("unique_key", value)?,
@@ -357,8 +443,8 @@ pub fn parse_kind(file: &SourceFile, value: &Value) -> Result<ModelKind, SourceE
             batch_size: params.uint("batch_size")?,
             forward_only: params.bool("forward_only")?.unwrap_or(true),
             disable_restatement: params.bool("disable_restatement")?.unwrap_or(true),
-            on_destructive_change: params.text("on_destructive_change")?,
-            on_additive_change: params.text("on_additive_change")?,
+            on_destructive_change: params.policy("on_destructive_change")?,
+            on_additive_change: params.policy("on_additive_change")?,
         },
         "SCD_TYPE_2_BY_COLUMN" => ModelKind::ScdType2ByColumn {
             unique_key: params.required_list("unique_key", value)?,
@@ -378,8 +464,8 @@ pub fn parse_kind(file: &SourceFile, value: &Value) -> Result<ModelKind, SourceE
             batch_size: params.uint("batch_size")?,
             forward_only: params.bool("forward_only")?.unwrap_or(true),
             disable_restatement: params.bool("disable_restatement")?.unwrap_or(true),
-            on_destructive_change: params.text("on_destructive_change")?,
-            on_additive_change: params.text("on_additive_change")?,
+            on_destructive_change: params.policy("on_destructive_change")?,
+            on_additive_change: params.policy("on_additive_change")?,
         },
         "EMBEDDED" => ModelKind::Embedded,
         "EXTERNAL" => ModelKind::External,
@@ -451,6 +537,25 @@ impl<'a> Params<'a> {
 
     fn raw(&mut self, key: &str) -> Option<String> {
         self.take(key).map(|v| v.raw.clone())
+    }
+
+    fn policy(&mut self, key: &str) -> Result<ChangePolicy, SourceError> {
+        let Some(v) = self.take(key) else {
+            return Ok(None);
+        };
+        v.as_text()
+            .and_then(|text| SchemaChangePolicy::parse(&text))
+            .map(Some)
+            .ok_or_else(|| {
+                self.file
+                    .error(
+                        v.offset,
+                        v.len,
+                        format!("`{key}` expects error, warn, allow or ignore"),
+                    )
+                    .with_label("not a policy")
+                    .with_help(format!("for example `{key} warn`"))
+            })
     }
 
     fn text(&mut self, key: &str) -> Result<Option<String>, SourceError> {

@@ -81,6 +81,35 @@ pub struct Statement {
     /// Written between `JINJA_QUERY_BEGIN;`/`JINJA_STATEMENT_BEGIN;` and `JINJA_END;`: rendered with Jinja
     /// before SQLMesh's macros.
     pub jinja: bool,
+    /// Where the statement was written when not in the model's file (`model_defaults` statements).
+    pub source: Option<SourceFile>,
+}
+
+impl Statement {
+    /// The file `offset` points into.
+    pub fn file<'a>(&'a self, model_file: &'a SourceFile) -> &'a SourceFile {
+        self.source.as_ref().unwrap_or(model_file)
+    }
+}
+
+/// `model_defaults.pre_statements` / `post_statements`, each statement located in a pseudo-file of them.
+fn default_statements(key: &str, written: Option<&Vec<String>>) -> Vec<Statement> {
+    let Some(written) = written.filter(|w| !w.is_empty()) else {
+        return Vec::new();
+    };
+    let file = SourceFile::new(
+        format!("config.yaml (model_defaults.{key})"),
+        written.join(";\n"),
+    );
+    lex::split_statements(&file.text, 0)
+        .into_iter()
+        .map(|piece| Statement {
+            text: piece.text.to_string(),
+            offset: piece.offset,
+            jinja: false,
+            source: Some(file.clone()),
+        })
+        .collect()
 }
 
 /// A loaded model file: header, statements and, for SEED models, the CSV it reads.
@@ -456,6 +485,8 @@ pub fn parse_model(
         Some(k) => k,
         None => default_kind(&file, defaults, block.keyword_offset)?,
     };
+    meta.kind
+        .default_policies(defaults.on_destructive_change, defaults.on_additive_change);
 
     let mut pre = Vec::new();
     let mut definitions = Vec::new();
@@ -551,15 +582,21 @@ pub fn parse_model(
         }
         _ => None,
     };
+    // As SQLMesh combines them: the defaults first, then the model's own.
+    let mut pre_statements = default_statements("pre_statements", defaults.pre_statements.as_ref());
+    pre_statements.extend(pre);
+    let mut post_statements =
+        default_statements("post_statements", defaults.post_statements.as_ref());
+    post_statements.extend(post);
     Ok(Model {
         meta,
         blueprint: Vec::new(),
         file,
         path: path.to_path_buf(),
         definitions,
-        pre_statements: pre,
+        pre_statements,
         query,
-        post_statements: post,
+        post_statements,
         on_virtual_update,
         inline_audits,
         seed_path,
@@ -585,6 +622,7 @@ fn body_statements(
                     text: piece.text.to_string(),
                     offset: piece.offset,
                     jinja: false,
+                    source: None,
                 },
                 keyword,
             ));
@@ -621,6 +659,7 @@ fn body_statements(
                 text: content.trim().to_string(),
                 offset: content_start + leading,
                 jinja: true,
+                source: None,
             },
             keyword.trim_end_matches("_BEGIN").to_string(),
         ));

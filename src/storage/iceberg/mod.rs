@@ -29,8 +29,11 @@ use crate::error::{LakeError, LakehouseError, Result};
 use crate::profile::{self, Phase};
 use crate::snapshot::{PhysicalTable, VirtualName};
 use crate::sql::{quote_ident, quote_literal};
+use crate::storage::duckdb_file::duckdb_widening;
 use crate::storage::duckdb_file::{DuckDbStorage, in_transaction};
-use crate::storage::{SharedCatalog, Storage, TimeRange, VirtualChange, WriteStats};
+use crate::storage::{
+    ColumnChange, SharedCatalog, Storage, TimeRange, VirtualChange, WriteStats, column_changes,
+};
 use catalog::LakeCatalog;
 use commit::Removal;
 use known::{Known, TableCache};
@@ -494,25 +497,26 @@ impl IcebergStorage {
                     .collect()
             }
         };
-        let affected: Vec<String> = if candidates.is_empty() {
-            Vec::new()
-        } else {
-            let _timer = profile::time(Phase::Query);
-            session.query_strings(
-                &format!(
-                    "SELECT DISTINCT filename FROM {} AS t WHERE {matches}",
-                    read_parquet(&candidates, true)
-                ),
-                || format!("finding the data files of {table} to rewrite"),
-            )?
+        let affected: Vec<String> = match &base {
+            Some(existing) if !candidates.is_empty() => {
+                let _timer = profile::time(Phase::Query);
+                session.query_strings(
+                    &format!(
+                        "SELECT DISTINCT filename FROM {} AS t WHERE {matches}",
+                        read_parquet(existing, &candidates, true)
+                    ),
+                    || format!("finding the data files of {table} to rewrite"),
+                )?
+            }
+            _ => Vec::new(),
         };
         // The rows the affected files keep, then the new rows: written separately so the new rows are counted
         // on their own, committed together.
         let mut files = Vec::new();
-        if !affected.is_empty() {
+        if let Some(existing) = base.as_ref().filter(|_| !affected.is_empty()) {
             let kept = format!(
                 "SELECT * FROM {} AS t WHERE ({matches}) IS NOT TRUE",
-                read_parquet(&affected, false)
+                read_parquet(existing, &affected, false)
             );
             files.extend(self.write_files(session, table, &kept, base.clone())?.1);
         }
@@ -606,17 +610,40 @@ fn duckdb_path(location: &str) -> String {
         .to_string()
 }
 
-fn read_parquet(files: &[String], with_filename: bool) -> String {
+/// DuckDB reading some of the table's data files. Once the table's columns have changed, files are read
+/// through its current schema by Iceberg field id, as any Iceberg reader does: a column a file predates reads
+/// NULL, a widened one is cast, a dropped one is not read.
+fn read_parquet(known: &Known, files: &[String], with_filename: bool) -> String {
     let list = files
         .iter()
         .map(|f| quote_literal(f))
         .collect::<Vec<_>>()
         .join(", ");
-    if with_filename {
-        format!("read_parquet([{list}], filename = true)")
+    let filename = if with_filename {
+        ", filename = true"
     } else {
-        format!("read_parquet([{list}])")
+        ""
+    };
+    let metadata = known.table.metadata();
+    if metadata.schemas_iter().len() <= 1 {
+        return format!("read_parquet([{list}]{filename})");
     }
+    let mapping = metadata
+        .current_schema()
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| {
+            format!(
+                "{}: {{name: {}, type: {}, default_value: NULL}}",
+                f.id,
+                quote_literal(&f.name),
+                quote_literal(&duckdb_type(&f.field_type))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("read_parquet([{list}]{filename}, schema = MAP {{{mapping}}})")
 }
 
 type Writer = iceberg::writer::base_writer::data_file_writer::DataFileWriter<
@@ -887,6 +914,107 @@ impl Storage for IcebergStorage {
         Ok(())
     }
 
+    fn columns(
+        &self,
+        _session: &Session,
+        table: &PhysicalTable,
+    ) -> Result<Option<Vec<(String, String)>>> {
+        Ok(self
+            .known(table)?
+            .map(|known| schema_columns(known.table.metadata().current_schema())))
+    }
+
+    fn column_changes(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        query: &str,
+    ) -> Result<Option<Vec<ColumnChange>>> {
+        let Some(known) = self.known(table)? else {
+            return Ok(None);
+        };
+        // Compared as Iceberg stores them, so a type DuckDB has and Iceberg lacks (UTINYINT, say) is not
+        // taken for a change at every write.
+        let wanted = query_iceberg_schema(session, table, query)?;
+        Ok(Some(column_changes(
+            &schema_columns(known.table.metadata().current_schema()),
+            &schema_columns(&wanted),
+            duckdb_widening,
+        )))
+    }
+
+    fn evolve_columns(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        query: &str,
+        changes: &[ColumnChange],
+    ) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let context = || format!("changing the columns of {table}");
+        let Some(known) = self.known(table)? else {
+            return Err(LakeError::lakehouse(
+                context(),
+                LakehouseError::Table("the table is not in the catalog".into()),
+            ));
+        };
+        let wanted = query_iceberg_schema(session, table, query)?;
+        let metadata = known.table.metadata();
+        let evolved = evolved_schema(
+            metadata.current_schema(),
+            &wanted,
+            changes,
+            metadata.last_column_id(),
+        )
+        .map_err(iceberg_err(context()))?;
+        let ident = Self::ident(table);
+        let old_location = known.location().to_string();
+        let now = self.runtime.block_on(async {
+            let _timer = profile::time(Phase::IcebergMetadata);
+            let built = metadata
+                .clone()
+                .into_builder(Some(old_location.clone()))
+                .add_current_schema(evolved)
+                .and_then(|builder| builder.build())
+                .map_err(iceberg_err(context()))?;
+            let next = old_location
+                .parse::<MetadataLocation>()
+                .map_err(iceberg_err(context()))?
+                .with_next_version();
+            built
+                .metadata
+                .write_to(known.table.file_io(), &next)
+                .await
+                .map_err(iceberg_err(context()))?;
+            let swapped = self
+                .catalog
+                .swap(&ident, &old_location, &next.to_string())
+                .await;
+            if let Err(e) = swapped {
+                self.known.forget(&ident);
+                return Err(e);
+            }
+            let table = Table::builder()
+                .metadata(built.metadata)
+                .metadata_location(next.to_string())
+                .identifier(ident)
+                .file_io(known.table.file_io().clone())
+                .runtime(iceberg::Runtime::new(&self.runtime))
+                .disable_cache()
+                .build()
+                .map_err(iceberg_err(context()))?;
+            // The data files are the same: only the schema readers map them through changed.
+            Ok(Known {
+                table,
+                ..known.clone()
+            })
+        })?;
+        self.known.put(now.clone());
+        self.expose(session, table, &now)
+    }
+
     fn update_virtual_layer(&self, session: &Session, changes: &[VirtualChange]) -> Result<()> {
         let _timer = profile::time(Phase::Views);
         let names: Vec<(TableIdent, Option<TableIdent>)> = changes
@@ -939,8 +1067,102 @@ fn files_select(known: &Known, files: &[String]) -> String {
     if files.is_empty() {
         empty_select(known.table.metadata().current_schema())
     } else {
-        format!("SELECT * FROM {}", read_parquet(files, false))
+        format!("SELECT * FROM {}", read_parquet(known, files, false))
     }
+}
+
+/// The table's columns, named and typed as DuckDB reads them.
+fn schema_columns(schema: &iceberg::spec::Schema) -> Vec<(String, String)> {
+    schema
+        .as_struct()
+        .fields()
+        .iter()
+        .map(|f| (f.name.clone(), duckdb_type(&f.field_type)))
+        .collect()
+}
+
+/// The columns `query` returns, as the Iceberg schema a new table for them would have.
+fn query_iceberg_schema(
+    session: &Session,
+    table: &PhysicalTable,
+    query: &str,
+) -> Result<iceberg::spec::Schema> {
+    let arrow = session.query_each(
+        &format!("SELECT * FROM ({query}) AS lake_columns LIMIT 0"),
+        || format!("reading the columns of the query for {table}"),
+        &mut |_, _| Ok(()),
+    )?;
+    iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(&arrow).map_err(iceberg_err(format!(
+        "mapping the columns of {table} to Iceberg types"
+    )))
+}
+
+/// `current` with `changes` applied, as Iceberg schema evolution does it: kept and widened columns keep their
+/// field ids (so existing files still supply their values), dropped ones go, added ones and columns whose
+/// type changed without widening get new ids after `last_column_id` (existing files have no values for them).
+fn evolved_schema(
+    current: &iceberg::spec::Schema,
+    wanted: &iceberg::spec::Schema,
+    changes: &[ColumnChange],
+    last_column_id: i32,
+) -> iceberg::Result<iceberg::spec::Schema> {
+    use iceberg::spec::NestedField;
+    let mut next_id = last_column_id;
+    let mut fresh = |field: &NestedField| Arc::new(renumbered(field, &mut next_id));
+    let wanted_field = |name: &str| wanted.as_struct().fields().iter().find(|f| f.name == name);
+    let change_of = |name: &str| changes.iter().find(|c| c.column() == name);
+    let mut fields = Vec::new();
+    for field in current.as_struct().fields() {
+        match (change_of(&field.name), wanted_field(&field.name)) {
+            (None, _) => fields.push(field.clone()),
+            (Some(ColumnChange::Dropped { .. }), _) => {}
+            (Some(ColumnChange::Retyped { widening: true, .. }), Some(new)) => {
+                let mut widened = field.as_ref().clone();
+                widened.field_type = new.field_type.clone();
+                fields.push(Arc::new(widened));
+            }
+            (Some(ColumnChange::Retyped { .. }), Some(new)) => fields.push(fresh(new)),
+            (Some(_), _) => fields.push(field.clone()),
+        }
+    }
+    for change in changes {
+        if let ColumnChange::Added { name, .. } = change
+            && let Some(new) = wanted_field(name)
+        {
+            fields.push(fresh(new));
+        }
+    }
+    iceberg::spec::Schema::builder()
+        .with_fields(fields)
+        .with_schema_id(current.schema_id() + 1)
+        .build()
+}
+
+/// `field` (and every field nested in it) with ids counted on from `last`, optional: a column added to a
+/// table has no values in the rows already written.
+fn renumbered(field: &iceberg::spec::NestedField, last: &mut i32) -> iceberg::spec::NestedField {
+    use iceberg::spec::{ListType, MapType, StructType, Type};
+    *last += 1;
+    let id = *last;
+    let mut nested = |f: &iceberg::spec::NestedFieldRef| {
+        let mut inner = renumbered(f, last);
+        inner.required = f.required;
+        Arc::new(inner)
+    };
+    let field_type = match field.field_type.as_ref() {
+        Type::Primitive(p) => Type::Primitive(p.clone()),
+        Type::Struct(s) => Type::Struct(StructType::new(
+            s.fields().iter().map(&mut nested).collect(),
+        )),
+        Type::List(l) => Type::List(ListType::new(nested(&l.element_field))),
+        Type::Map(m) => {
+            let key = nested(&m.key_field);
+            Type::Map(MapType::new(key, nested(&m.value_field)))
+        }
+    };
+    let mut out = iceberg::spec::NestedField::optional(id, &field.name, field_type);
+    out.doc = field.doc.clone();
+    out
 }
 
 /// A query with no rows in the table's columns, typed as DuckDB reads the Iceberg types.
