@@ -76,7 +76,8 @@ fn audit_calls<'de, D: Deserializer<'de>>(
     string_list(d, "audit calls", "[\"not_null(columns := [id])\"]")
 }
 
-/// `model_defaults.pre_statements` / `post_statements`: SQL statements, `["SET threads = 4"]`.
+/// `model_defaults.pre_statements` / `post_statements`, `before_all` / `after_all`: SQL statements,
+/// `["SET threads = 4"]`.
 fn sql_statements<'de, D: Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Option<Vec<String>>, D::Error> {
@@ -125,8 +126,12 @@ pub struct Config {
     pub log_limit: Option<serde_norway::Value>,
     pub cache_dir: Option<String>,
     pub default_scheduler: Option<serde_norway::Value>,
-    pub before_all: Option<serde_norway::Value>,
-    pub after_all: Option<serde_norway::Value>,
+    /// Statements run before each applied plan and each run (SQL strings, with macros).
+    #[serde(default, deserialize_with = "sql_statements")]
+    pub before_all: Option<Vec<String>>,
+    /// Statements run after each applied plan and each run.
+    #[serde(default, deserialize_with = "sql_statements")]
+    pub after_all: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

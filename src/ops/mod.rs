@@ -1,9 +1,10 @@
 //! The library's front door: a loaded project (`Context`) and the operations `lake` offers on it, with the
 //! engine, storage and state they open. Each group of operations has its own file: `planning` (the checks before
 //! a plan, planning, applying), `run`, `inspect` (render, evaluate, fetch, intervals, table diff, info),
-//! `quality` (lint, unit tests, audits), `janitor` and `externals`.
+//! `quality` (lint, unit tests, audits), `janitor`, `externals` and `hooks` (before_all / after_all).
 
 pub mod externals;
+mod hooks;
 mod inspect;
 pub mod janitor;
 mod planning;

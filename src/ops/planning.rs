@@ -3,6 +3,7 @@
 use chrono::{NaiveDateTime, Utc};
 
 use super::Context;
+use super::hooks::Moment;
 use crate::checks::lint::Violation;
 use crate::checks::unit_test::TestResult;
 use crate::config::linter::Severity;
@@ -153,19 +154,37 @@ impl Context {
         let mut state = self.open_state()?;
         let engine = self.open_engine()?;
         let ctx = self.build_context(&plan.snapshots, plan.execution_time, None)?;
-        scheduler::apply(&ctx, &engine, plan, state.as_mut(), observer).map_err(|e| match e {
-            LakeError::ApplyFailed {
-                failed,
-                total,
-                errors,
-                ..
-            } => LakeError::ApplyFailed {
-                environment: plan.environment.to_string(),
-                failed,
-                total,
-                errors,
+        let environment = plan.environment.to_string();
+        let before_all = self.environment_statements(
+            Moment::BeforeAll,
+            &environment,
+            &plan.promoted,
+            plan.execution_time,
+        )?;
+        let after_all = self.environment_statements(
+            Moment::AfterAll,
+            &environment,
+            &plan.promoted,
+            plan.execution_time,
+        )?;
+        before_all.run(&engine)?;
+        let report = scheduler::apply(&ctx, &engine, plan, state.as_mut(), observer).map_err(
+            |e| match e {
+                LakeError::ApplyFailed {
+                    failed,
+                    total,
+                    errors,
+                    ..
+                } => LakeError::ApplyFailed {
+                    environment: plan.environment.to_string(),
+                    failed,
+                    total,
+                    errors,
+                },
+                other => other,
             },
-            other => other,
-        })
+        )?;
+        after_all.run(&engine)?;
+        Ok(report)
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 
 use chrono::NaiveDateTime;
 
+use super::hooks::Moment;
 use super::{Context, existing_environment};
 use crate::error::{LakeError, Result};
 use crate::plan;
@@ -95,6 +96,20 @@ impl Context {
         )?;
         let engine = self.open_engine()?;
         let ctx = self.build_context(&snapshots, execution_time, options.window.end)?;
+        let environment = env_name.to_string();
+        let before_all = self.environment_statements(
+            Moment::BeforeAll,
+            &environment,
+            &env.promoted,
+            execution_time,
+        )?;
+        let after_all = self.environment_statements(
+            Moment::AfterAll,
+            &environment,
+            &env.promoted,
+            execution_time,
+        )?;
+        before_all.run(&engine)?;
         let state: &mut dyn StateStore = state.as_mut();
         let built = scheduler::build_all(&ctx, &engine, &backfills, &Mutex::new(state), observer)
             .map_err(|e| match e {
@@ -111,6 +126,7 @@ impl Context {
             },
             other => other,
         })?;
+        after_all.run(&engine)?;
         Ok(RunReport { built })
     }
 }

@@ -594,3 +594,64 @@ fn model_defaults_statements_run_around_every_model_before_its_own() {
         "{message}"
     );
 }
+
+#[test]
+fn before_all_and_after_all_run_around_each_applied_plan_and_run() {
+    let s = Scratch::init();
+    s.write(
+        "config.yaml",
+        &format!(
+            "{}before_all:\n  - CREATE TABLE IF NOT EXISTS main.env_log (moment TEXT, env TEXT, views INT, schemas TEXT)\n  - \"INSERT INTO main.env_log VALUES (@runtime_stage, @this_env, NULL, NULL)\"\nafter_all:\n  - \"INSERT INTO main.env_log VALUES (@runtime_stage, @this_env, len(@views), array_to_string(@schemas, ','))\"\n",
+            s.read("config.yaml")
+        ),
+    );
+    s.apply(EXEC);
+    s.write(
+        "models/full_model.sql",
+        &s.read("models/full_model.sql").replace(
+            "FROM demo.incremental_model",
+            "FROM demo.incremental_model WHERE id > 1",
+        ),
+    );
+    s.apply_env("dev", EXEC);
+    // A plan that is only shown runs nothing.
+    let out = s
+        .lake()
+        .args(["plan", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s
+        .lake()
+        .args(["run", "dev", "--execution-time", "2024-06-02"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        s.csv("select * from main.env_log"),
+        "moment,env,views,schemas\n\
+         before_all,prod,,\nafter_all,prod,4,demo\n\
+         before_all,dev,,\nafter_all,dev,2,demo__dev\n\
+         before_all,dev,,\nafter_all,dev,2,demo__dev\n"
+    );
+
+    // A statement that does not render is located in config.yaml and stops the run before it builds.
+    s.write(
+        "config.yaml",
+        &s.read("config.yaml")
+            .replace("@this_env, len(@views)", "@nope, len(@views)"),
+    );
+    let out = s
+        .lake()
+        .args(["run", "dev", "--execution-time", "2024-06-03"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("config.yaml (after_all):1:50: unknown macro variable @nope"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(built_models(&out).is_empty(), "{}", stderr(&out));
+    assert_eq!(s.csv("select count(*) AS n from main.env_log"), "n\n6\n");
+}
