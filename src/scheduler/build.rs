@@ -17,7 +17,7 @@ use crate::project::macros::{self, MacroContext};
 use crate::project::model::{Model, ModelKind};
 use crate::sql::{quote_ident, quote_literal};
 use crate::state::Interval;
-use crate::storage::{TimeRange, WriteStats};
+use crate::storage::{Merge, TimeRange, WriteStats};
 
 /// Builds one model version: pre-statements, the write, post-statements; for incremental kinds, once per
 /// batch, each recorded in state by `record` as soon as it is written (a rerun resumes after the last one).
@@ -320,15 +320,34 @@ pub(super) fn write_batch(
         ModelKind::IncrementalByUniqueKey {
             unique_key,
             when_matched,
+            merge_filter,
             ..
         } => {
-            if when_matched.is_some() {
-                return Err(LakeError::unsupported(
-                    format!("`when_matched` of {}", model.meta.name),
-                    "lake merges by replacing the whole matched row; remove when_matched for now",
-                ));
-            }
-            ctx.storage.merge_by_key(session, table, query, unique_key)
+            let failed = |message: String| LakeError::Execution {
+                model: model.meta.name.to_string(),
+                message,
+            };
+            // Checked when the project loaded; a failure here is reported, never unwrapped.
+            let clauses = when_matched
+                .as_deref()
+                .map(crate::sql::merge_clauses)
+                .transpose()
+                .map_err(|e| failed(format!("when_matched: {}", e.message)))?;
+            let filter = merge_filter
+                .as_deref()
+                .map(|written| {
+                    let macro_ctx = batch_macro_context(ctx, backfill, (start, end));
+                    macros::render(crate::sql::without_outer_parens(written), &macro_ctx)
+                        .map(|rendered| rendered.sql)
+                        .map_err(|e| failed(format!("merge_filter: {}", e.message)))
+                })
+                .transpose()?;
+            let merge = Merge {
+                keys: unique_key,
+                when_matched: clauses.as_deref(),
+                filter: filter.as_deref(),
+            };
+            ctx.storage.merge_by_key(session, table, query, &merge)
         }
         ModelKind::IncrementalByPartition { .. } => {
             if model.meta.partitioned_by.is_empty() {
@@ -341,8 +360,12 @@ pub(super) fn write_batch(
                 });
             }
             // Replacing the partitions present in the result is a merge keyed on the partition columns.
-            ctx.storage
-                .merge_by_key(session, table, query, &model.meta.partitioned_by)
+            ctx.storage.merge_by_key(
+                session,
+                table,
+                query,
+                &Merge::by_keys(&model.meta.partitioned_by),
+            )
         }
         ModelKind::IncrementalUnmanaged {
             insert_overwrite, ..

@@ -201,12 +201,19 @@ pub(super) fn build_one(
             ModelKind::IncrementalByUniqueKey {
                 unique_key,
                 when_matched,
+                merge_filter,
                 ..
             } => {
-                if when_matched.is_some() {
+                if let Some(key) = [
+                    ("when_matched", when_matched),
+                    ("merge_filter", merge_filter),
+                ]
+                .into_iter()
+                .find_map(|(key, value)| value.is_some().then_some(key))
+                {
                     return Err(LakeError::unsupported(
-                        format!("`when_matched` of {}", model.meta.name),
-                        "lake merges by replacing the whole matched row; remove when_matched for now",
+                        format!("`{key}` of {} on a Spark gateway", model.meta.name),
+                        "on a Spark engine lake merges by replacing the whole matched row; build the model on DuckDB (its gateway) or remove the property",
                     ));
                 }
                 writer.merge(&query, unique_key)?

@@ -215,6 +215,70 @@ pub fn cast_projection(statements: &[Statement]) -> Option<Vec<(String, String)>
         .collect()
 }
 
+/// `text` without one pair of parentheses around all of it (`(a AND b)` → `a AND b`; `(a) AND (b)` stays).
+pub fn without_outer_parens(text: &str) -> &str {
+    let trimmed = text.trim();
+    if trimmed.starts_with('(') && lex::matching_paren(trimmed, 0) == Some(trimmed.len()) {
+        trimmed[1..trimmed.len() - 1].trim()
+    } else {
+        trimmed
+    }
+}
+
+/// SQLMesh's `when_matched` (one or more `WHEN MATCHED [AND …] THEN UPDATE SET target.col = … | DELETE`
+/// clauses, in parentheses or not) as DuckDB's MERGE takes them: assigned columns lose their `target.`
+/// qualifier, which DuckDB refuses. The error is the parser's, with an offset into `written`.
+pub fn merge_clauses(written: &str) -> Result<String, SqlError> {
+    use sqlparser::ast::{AssignmentTarget, MergeAction, MergeClauseKind, MergeUpdateKind};
+    const PREFIX: &str = "MERGE INTO lake_target AS target USING lake_source AS source ON TRUE ";
+    let inner = without_outer_parens(written);
+    let inner_at = written.find(inner).unwrap_or(0);
+    let relocate = |e: SqlError| SqlError {
+        offset: (e.offset + inner_at).saturating_sub(PREFIX.len()),
+        message: e.message,
+    };
+    let mut statements = parse(&format!("{PREFIX}{inner}")).map_err(relocate)?;
+    let not_clauses = || SqlError {
+        offset: inner_at,
+        message:
+            "expected `WHEN MATCHED [AND condition] THEN UPDATE SET column = expression` clauses"
+                .into(),
+    };
+    let [Statement::Merge(merge)] = statements.as_mut_slice() else {
+        return Err(not_clauses());
+    };
+    if merge.clauses.is_empty() {
+        return Err(not_clauses());
+    }
+    for clause in &mut merge.clauses {
+        if clause.clause_kind != MergeClauseKind::Matched {
+            return Err(SqlError {
+                offset: inner_at,
+                message: format!(
+                    "`{clause}` is not a WHEN MATCHED clause; lake inserts rows that match nothing itself"
+                ),
+            });
+        }
+        if let MergeAction::Update(update) = &mut clause.action
+            && let MergeUpdateKind::Set(assignments) = &mut update.kind
+        {
+            for assignment in assignments {
+                if let AssignmentTarget::ColumnName(name) = &mut assignment.target
+                    && let Some(column) = name.0.pop()
+                {
+                    name.0 = vec![column];
+                }
+            }
+        }
+    }
+    Ok(merge
+        .clauses
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(" "))
+}
+
 /// Text of SQL that may hold macros (`@name`), the same however the SQL is laid out: keyword case,
 /// whitespace and comments do not change it. SQL that does not parse gives its text as written.
 pub fn layout_free_text(sql: &str) -> String {
@@ -409,5 +473,29 @@ mod tests {
         let sql = "SELECT a,, b\nFROM t";
         let err = parse(sql).unwrap_err();
         assert_eq!(err.offset, 9, "{err:?}");
+    }
+
+    #[test]
+    fn when_matched_clauses_become_duckdb_merge_clauses() {
+        assert_eq!(
+            merge_clauses("(WHEN MATCHED THEN UPDATE SET target.salary = COALESCE(source.salary, target.salary))")
+                .unwrap(),
+            "WHEN MATCHED THEN UPDATE SET salary = COALESCE(source.salary, target.salary)"
+        );
+        assert_eq!(
+            merge_clauses("WHEN MATCHED AND source.deleted THEN DELETE WHEN MATCHED THEN UPDATE SET a = source.a, target.b = 1")
+                .unwrap(),
+            "WHEN MATCHED AND source.deleted THEN DELETE WHEN MATCHED THEN UPDATE SET a = source.a, b = 1"
+        );
+        let e = merge_clauses("(WHEN NOT MATCHED THEN INSERT VALUES (1))").unwrap_err();
+        assert!(
+            e.message.contains("is not a WHEN MATCHED clause"),
+            "{}",
+            e.message
+        );
+        let e = merge_clauses("(WHEN MATCHED THEN UPDATE SET a =)").unwrap_err();
+        assert!(e.offset >= 1 && e.offset <= 34, "{}", e.offset);
+        assert_eq!(without_outer_parens("(a) AND (b)"), "(a) AND (b)");
+        assert_eq!(without_outer_parens(" (a AND (b)) "), "a AND (b)");
     }
 }

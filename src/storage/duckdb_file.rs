@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{ColumnChange, Storage, TimeRange, VirtualChange, WriteStats, column_changes};
+use super::{ColumnChange, Merge, Storage, TimeRange, VirtualChange, WriteStats, column_changes};
 use crate::engine::Session;
 use crate::error::Result;
 use crate::profile::{self, Phase};
@@ -226,28 +226,25 @@ impl Storage for DuckDbStorage {
         session: &Session,
         table: &PhysicalTable,
         query: &str,
-        keys: &[String],
+        merge: &Merge<'_>,
     ) -> Result<WriteStats> {
         let _timer = profile::time(Phase::Query);
         self.create_empty(session, table, query)?;
         let staged = quote_ident(&format!("lake_merge_{}", table.table));
-        let matches = keys
-            .iter()
-            .map(|k| {
-                let k = quote_ident(k);
-                format!(
-                    "{t}.{k} IS NOT DISTINCT FROM {staged}.{k}",
-                    t = self.table_sql(table)
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let t = self.table_sql(table);
+        let write = match merge.when_matched {
+            None => format!(
+                "DELETE FROM {t} AS target WHERE {};\nINSERT INTO {t} BY NAME SELECT * FROM {staged};",
+                merge.matched_in(&staged)
+            ),
+            Some(clauses) => format!(
+                "MERGE INTO {t} AS target USING {staged} AS source ON {} {clauses} \
+                 WHEN NOT MATCHED THEN INSERT BY NAME;",
+                merge.on()
+            ),
+        };
         let body = format!(
-            "CREATE OR REPLACE TEMP TABLE {staged} AS {query};\n\
-             DELETE FROM {t} USING {staged} WHERE {matches};\n\
-             INSERT INTO {t} BY NAME SELECT * FROM {staged};\n\
-             DROP TABLE {staged};",
-            t = self.table_sql(table),
+            "CREATE OR REPLACE TEMP TABLE {staged} AS {query};\n{write}\nDROP TABLE {staged};"
         );
         in_transaction(session, &body, || format!("merging into {table}"))?;
         Ok(WriteStats::default())
@@ -475,7 +472,7 @@ mod tests {
         let all = format!("SELECT id || v FROM {}", t.sql());
         assert_eq!(rows(&s, &all), ["1a", "3c"]);
         storage
-            .merge_by_key(&s, &t, "SELECT 3 AS id, 'z' AS v, DATE '2024-01-02' AS d UNION ALL SELECT 4, 'd', DATE '2024-01-03'", &["id".into()])
+            .merge_by_key(&s, &t, "SELECT 3 AS id, 'z' AS v, DATE '2024-01-02' AS d UNION ALL SELECT 4, 'd', DATE '2024-01-03'", &Merge::by_keys(&["id".into()]))
             .unwrap();
         assert_eq!(rows(&s, &all), ["1a", "3z", "4d"]);
         storage

@@ -138,6 +138,53 @@ pub fn column_changes(
     changes
 }
 
+/// How new rows (`source`) merge into a table's rows (`target`): rows that match a new row on `keys` (NULL
+/// matches NULL) and `filter` are replaced by it, or changed by the `when_matched` clauses; new rows that
+/// match none are inserted.
+#[derive(Debug, Clone, Copy)]
+pub struct Merge<'a> {
+    pub keys: &'a [String],
+    /// DuckDB `WHEN MATCHED … THEN UPDATE SET … | DELETE` clauses over `source` and `target`.
+    pub when_matched: Option<&'a str>,
+    /// A condition over `source` and `target` that a match must also meet (SQLMesh's `merge_filter`).
+    pub filter: Option<&'a str>,
+}
+
+impl Merge<'_> {
+    /// Replaces the rows whose `keys` match.
+    pub fn by_keys(keys: &[String]) -> Merge<'_> {
+        Merge {
+            keys,
+            when_matched: None,
+            filter: None,
+        }
+    }
+
+    /// The MERGE's ON condition between `source` and `target`.
+    pub fn on(&self) -> String {
+        let mut conditions: Vec<String> = self
+            .keys
+            .iter()
+            .map(|k| {
+                let k = crate::sql::quote_ident(k);
+                format!("source.{k} IS NOT DISTINCT FROM target.{k}")
+            })
+            .collect();
+        if let Some(filter) = self.filter {
+            conditions.push(format!("({filter})"));
+        }
+        conditions.join(" AND ")
+    }
+
+    /// True for a table row (`target`) that a row of `staged` matches.
+    pub fn matched_in(&self, staged: &str) -> String {
+        format!(
+            "EXISTS (SELECT 1 FROM {staged} AS source WHERE {})",
+            self.on()
+        )
+    }
+}
+
 /// One change to an environment's virtual layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VirtualChange {
@@ -197,13 +244,13 @@ pub trait Storage: Send + Sync {
         query: &str,
         range: TimeRange<'_>,
     ) -> Result<WriteStats>;
-    /// Rows whose `keys` match a query row are replaced by it; others are inserted.
+    /// The query's rows merged into the table as `merge` says, in one atomic write.
     fn merge_by_key(
         &self,
         session: &Session,
         table: &PhysicalTable,
         query: &str,
-        keys: &[String],
+        merge: &Merge<'_>,
     ) -> Result<WriteStats>;
     /// The table's columns with their DuckDB types, in the table's order; `None` when it does not exist.
     fn columns(

@@ -692,3 +692,61 @@ fn an_incremental_model_reads_its_own_rows_through_this_model() {
         "{message}"
     );
 }
+
+#[test]
+fn when_matched_and_merge_filter_shape_unique_key_merges_on_both_storages() {
+    for storage in ["", "storage:\n  type: duckdb\n"] {
+        let s = project();
+        s.write(
+            "config.yaml",
+            &format!("{}{storage}", s.read("config.yaml")),
+        );
+        // Totals that accumulate across batches, as SQLMesh users write it (qualified SET targets).
+        s.write(
+            "models/accumulated.sql",
+            "MODEL (name shop.accumulated, kind INCREMENTAL_BY_UNIQUE_KEY (unique_key customer,\n\
+             when_matched (WHEN MATCHED THEN UPDATE SET target.total = target.total + source.total, target.last_day = source.last_day)));\n\
+             SELECT customer, sum(amount) AS total, max(day) AS last_day\n\
+             FROM raw.events WHERE day BETWEEN @start_ds AND @end_ds GROUP BY customer\n",
+        );
+        // Only rows whose total is below 30 are replaced; a new row for any other key is inserted beside it.
+        s.write(
+            "models/filtered.sql",
+            "MODEL (name shop.filtered, kind INCREMENTAL_BY_UNIQUE_KEY (unique_key customer,\n\
+             merge_filter target.total < 30 AND source.last_day >= @start_ds));\n\
+             SELECT customer, sum(amount) AS total, max(day) AS last_day\n\
+             FROM raw.events WHERE day BETWEEN @start_ds AND @end_ds GROUP BY customer\n",
+        );
+        s.apply("2024-01-03 06:00:00");
+        run_at(&s, "2024-01-05 06:00:00");
+        assert_eq!(
+            s.csv("select customer, total, last_day from shop.accumulated order by customer"),
+            "customer,total,last_day\na,90,2024-01-04\nb,20,2024-01-01\nc,40,2024-01-03\n",
+            "{storage}"
+        );
+        assert_eq!(
+            s.csv("select customer, total from shop.filtered order by customer, total"),
+            "customer,total\na,40\na,50\nb,20\nc,40\n",
+            "{storage}"
+        );
+    }
+
+    // A when_matched that is not MERGE clauses is a located error when the project loads.
+    let s = project();
+    s.write(
+        "models/accumulated.sql",
+        "MODEL (name shop.accumulated, kind INCREMENTAL_BY_UNIQUE_KEY (unique_key customer,\n\
+         when_matched (WHEN NOT MATCHED THEN INSERT VALUES (1))));\nSELECT 1 AS customer\n",
+    );
+    let out = s.lake().arg("plan").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let message = stderr(&out)
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        message.contains("models/accumulated.sql:2:15: `when_matched`: `WHEN NOT MATCHED THEN INSERT VALUES (1)` is not a WHEN MATCHED clause"),
+        "{message}"
+    );
+}

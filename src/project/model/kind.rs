@@ -403,7 +403,7 @@ pub fn parse_kind(file: &SourceFile, value: &Value) -> Result<ModelKind, SourceE
         },
         "INCREMENTAL_BY_UNIQUE_KEY" => ModelKind::IncrementalByUniqueKey {
             unique_key: params.required_list("unique_key", value)?,
-            when_matched: params.raw("when_matched"),
+            when_matched: params.merge_clauses("when_matched")?,
             merge_filter: params.raw("merge_filter"),
             batch_size: params.uint("batch_size")?,
             batch_concurrency: params.uint("batch_concurrency")?,
@@ -537,6 +537,23 @@ impl<'a> Params<'a> {
 
     fn raw(&mut self, key: &str) -> Option<String> {
         self.take(key).map(|v| v.raw.clone())
+    }
+
+    /// `when_matched`, as written, once it parses as MERGE clauses.
+    fn merge_clauses(&mut self, key: &str) -> Result<Option<String>, SourceError> {
+        let Some(v) = self.take(key) else {
+            return Ok(None);
+        };
+        match crate::sql::merge_clauses(&v.raw) {
+            Ok(_) => Ok(Some(v.raw.clone())),
+            Err(e) => Err(self
+                .file
+                .error(v.offset + e.offset.min(v.len), 1, format!("`{key}`: {}", e.message))
+                .with_label("not a MERGE clause")
+                .with_help(format!(
+                    "for example `{key} (WHEN MATCHED THEN UPDATE SET target.total = target.total + source.total)`"
+                ))),
+        }
     }
 
     fn policy(&mut self, key: &str) -> Result<ChangePolicy, SourceError> {

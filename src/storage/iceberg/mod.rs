@@ -32,7 +32,8 @@ use crate::sql::{quote_ident, quote_literal};
 use crate::storage::duckdb_file::duckdb_widening;
 use crate::storage::duckdb_file::{DuckDbStorage, in_transaction};
 use crate::storage::{
-    ColumnChange, SharedCatalog, Storage, TimeRange, VirtualChange, WriteStats, column_changes,
+    ColumnChange, Merge, SharedCatalog, Storage, TimeRange, VirtualChange, WriteStats,
+    column_changes,
 };
 use catalog::LakeCatalog;
 use commit::Removal;
@@ -472,7 +473,8 @@ impl IcebergStorage {
     /// Copy-on-write: the live files holding a row that `matches` are rewritten without those rows, together
     /// with `new_rows`, and the old files are removed, all in one overwrite snapshot. With `prune`, only the
     /// files whose recorded bounds may hold a row of its range are looked at (`matches` holds for none other).
-    /// Returns the stats, the files holding the new rows (as DuckDB reads them) and the table as it now is.
+    /// `matches` reads the table's row as `target`. Returns the stats, the files holding the new rows (as DuckDB
+    /// reads them) and the table as it now is.
     fn rewrite(
         &self,
         session: &Session,
@@ -502,7 +504,7 @@ impl IcebergStorage {
                 let _timer = profile::time(Phase::Query);
                 session.query_strings(
                     &format!(
-                        "SELECT DISTINCT filename FROM {} AS t WHERE {matches}",
+                        "SELECT DISTINCT filename FROM {} AS target WHERE {matches}",
                         read_parquet(existing, &candidates, true)
                     ),
                     || format!("finding the data files of {table} to rewrite"),
@@ -515,7 +517,7 @@ impl IcebergStorage {
         let mut files = Vec::new();
         if let Some(existing) = base.as_ref().filter(|_| !affected.is_empty()) {
             let kept = format!(
-                "SELECT * FROM {} AS t WHERE ({matches}) IS NOT TRUE",
+                "SELECT * FROM {} AS target WHERE ({matches}) IS NOT TRUE",
                 read_parquet(existing, &affected, false)
             );
             files.extend(self.write_files(session, table, &kept, base.clone())?.1);
@@ -872,7 +874,7 @@ impl Storage for IcebergStorage {
         session: &Session,
         table: &PhysicalTable,
         query: &str,
-        keys: &[String],
+        merge: &Merge<'_>,
     ) -> Result<WriteStats> {
         // The new rows are read twice (to find the files holding their keys, then to write them), so they
         // are materialised once in a temporary table of this session.
@@ -881,22 +883,36 @@ impl Storage for IcebergStorage {
             &format!("CREATE OR REPLACE TEMPORARY TABLE {staging} AS {query}"),
             || format!("staging the new rows of {table}"),
         )?;
-        let join = keys
-            .iter()
-            .map(|k| format!("n.{k} IS NOT DISTINCT FROM t.{k}", k = quote_ident(k)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let matches = format!("EXISTS (SELECT 1 FROM {staging} AS n WHERE {join})");
-        let result = self.rewrite(
-            session,
-            table,
-            &format!("SELECT * FROM {staging}"),
-            &matches,
-            None,
+        let matches = merge.matched_in(&staging);
+        let merged = format!("lake_merged_{}", std::process::id());
+        // A table not written yet has no rows to match.
+        let when_matched = merge
+            .when_matched
+            .filter(|_| matches!(self.known(table), Ok(Some(_))));
+        let result = match when_matched {
+            None => Ok(format!("SELECT * FROM {staging}")),
+            // The table's matched rows go through DuckDB's MERGE with the model's clauses, together with the
+            // new rows; what comes out replaces them.
+            Some(clauses) => session
+                .execute(
+                    &format!(
+                        "CREATE OR REPLACE TEMPORARY TABLE {merged} AS \
+                         SELECT * FROM {}.{} AS target WHERE {matches};\n\
+                         MERGE INTO {merged} AS target USING {staging} AS source ON {} {clauses} \
+                         WHEN NOT MATCHED THEN INSERT BY NAME;",
+                        quote_ident(&self.duckdb_catalog),
+                        table.sql(),
+                        merge.on()
+                    ),
+                    || format!("merging the new rows of {table}"),
+                )
+                .map(|()| format!("SELECT * FROM {merged}")),
+        }
+        .and_then(|new_rows| self.rewrite(session, table, &new_rows, &matches, None));
+        let dropped = session.execute(
+            &format!("DROP TABLE IF EXISTS {staging}; DROP TABLE IF EXISTS {merged};"),
+            || format!("dropping the staged rows of {table}"),
         );
-        let dropped = session.execute(&format!("DROP TABLE IF EXISTS {staging}"), || {
-            format!("dropping the staged rows of {table}")
-        });
         let (stats, _, _) = result?;
         dropped?;
         Ok(stats)
@@ -1344,7 +1360,7 @@ mod tests {
                     row(3, "z", "2024-01-03"),
                     row(5, "e", "2024-01-05")
                 ),
-                &["id".into()],
+                &Merge::by_keys(&["id".into()]),
             )
             .unwrap();
         assert_eq!(
@@ -1390,7 +1406,7 @@ mod tests {
             .replace_time_range(s, t, &day(1), crate::storage::second_of_january())
             .unwrap();
         f.storage
-            .merge_by_key(s, t, &day(7), &["id".into()])
+            .merge_by_key(s, t, &day(7), &Merge::by_keys(&["id".into()]))
             .unwrap();
         let known = f.storage.known(t).unwrap().expect("table exists");
         let file_io = known.table.file_io();
