@@ -14,6 +14,21 @@ pub struct SourceFile {
     line_starts: Arc<[usize]>,
 }
 
+/// A project file's text. A file that is not UTF-8 text (a binary file saved under `models/`, say) is an error
+/// at the line and column of its first bad byte, not an I/O failure.
+pub fn read_text(path: &std::path::Path, display_path: &str) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| LakeError::io(path, e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let file = SourceFile::new(display_path, String::from_utf8_lossy(e.as_bytes()).as_ref());
+        LakeError::from(
+            file.error(at, 1, "the file is not UTF-8 text")
+                .with_label("not UTF-8")
+                .with_help("project files are UTF-8 text; save it as UTF-8, or move a file that is not text out of the project"),
+        )
+    })
+}
+
 /// The same file: the same path and text (the line index follows from the text).
 impl PartialEq for SourceFile {
     fn eq(&self, other: &Self) -> bool {
@@ -265,7 +280,7 @@ pub enum LakeError {
     #[diagnostic(
         code(lake::schema_change),
         help(
-            "set `{key} warn` or `allow` in the model's kind to change the table's columns (values of a dropped or retyped column are lost), `ignore` to keep them as they are, or plan the change as breaking to rebuild the model in a new table"
+            "set `{key} warn` or `allow` in the model's kind to change the table's columns (values of a dropped or retyped column are lost), or allow it for this plan with `--allow-destructive-model` / `--allow-additive-model`; `ignore` keeps the columns as they are, and planning the change as breaking rebuilds the model in a new table"
         )
     )]
     SchemaChange {

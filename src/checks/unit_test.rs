@@ -46,6 +46,9 @@ pub struct UnitTest {
     /// `tests/file.yaml`, as shown to the user.
     pub path: String,
     pub model: String,
+    /// The file the test is written in, and where its `model:` value is, for errors about it.
+    file: SourceFile,
+    model_at: (usize, usize),
     inputs: Vec<Input>,
     query: Option<Expected>,
     ctes: Vec<(String, Expected)>,
@@ -161,9 +164,14 @@ fn parse_file(file: &SourceFile) -> std::result::Result<Vec<UnitTest>, SourceErr
                 .collect(),
             _ => BTreeMap::new(),
         };
+        let model_at = file.text[at..]
+            .find(&model)
+            .map_or((at, name.len().max(1)), |i| (at + i, model.len().max(1)));
         out.push(UnitTest {
             name,
             path: file.display_path.clone(),
+            file: file.clone(),
+            model_at,
             model,
             inputs,
             query,
@@ -307,7 +315,19 @@ fn prepare(
     test: &UnitTest,
     now: NaiveDateTime,
 ) -> Result<(Engine, Session, String)> {
-    let i = project.find_model(&test.model)?;
+    let i = project.find_model(&test.model).map_err(|e| match e {
+        LakeError::UnknownModel(_, help) => LakeError::from(
+            test.file
+                .error(
+                    test.model_at.0,
+                    test.model_at.1,
+                    format!("model `{}` is not in the project", test.model),
+                )
+                .with_label("tested model")
+                .with_optional_help(help),
+        ),
+        other => other,
+    })?;
     let engine = Engine::in_memory()?;
     let session = engine.session()?;
     let ctx = macro_context(project, i, test, now)?;
@@ -385,6 +405,9 @@ pub fn create(
     let mut test = UnitTest {
         name: name.to_string(),
         path: String::new(),
+        // Written, not read: there is no file to point into yet.
+        file: SourceFile::new("", ""),
+        model_at: (0, 0),
         model: project.models[project.find_model(model)?]
             .meta
             .name

@@ -112,6 +112,13 @@ pub(super) enum Command {
         /// Plan without running the linter first (when `linter.enabled` is true).
         #[arg(long)]
         skip_linter: bool,
+        /// Apply this forward-only model's destructive column changes (a dropped column, a narrowed type)
+        /// even though its `on_destructive_change` says otherwise; repeatable.
+        #[arg(long = "allow-destructive-model", value_name = "MODEL")]
+        allow_destructive_model: Vec<String>,
+        /// Apply this model's additive column changes even though its `on_additive_change` says otherwise.
+        #[arg(long = "allow-additive-model", value_name = "MODEL")]
+        allow_additive_model: Vec<String>,
     },
     /// Write a unit test for MODEL from live data: each --query gives an upstream model's input rows, and the
     /// expected output is what the model's query makes of them now.

@@ -120,6 +120,8 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             restate_model,
             skip_tests,
             skip_linter,
+            allow_destructive_model,
+            allow_additive_model,
         } => {
             let ctx = load(cli)?;
             let environment = ctx.target_environment(environment.as_deref());
@@ -133,6 +135,8 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             options.restate = restate_model.clone();
             options.skip_linter = *skip_linter;
             options.skip_tests = *skip_tests;
+            options.allow_destructive = allow_destructive_model.clone();
+            options.allow_additive = allow_additive_model.clone();
             let json = *format == PlanFormat::Json;
             let interactive = !json && std::io::stdin().is_terminal() && stdout_tty && !no_prompts;
             let mut findings_output = Ok(());

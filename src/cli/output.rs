@@ -1020,6 +1020,7 @@ mod tests {
             promoted: vec![],
             execution_time: chrono::NaiveDateTime::default(),
             previous_environment: None,
+            allowed_schema_changes: Default::default(),
         }
     }
 

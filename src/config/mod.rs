@@ -385,10 +385,10 @@ pub fn load(root: &Path, gateway: Option<&str>) -> Result<ResolvedConfig> {
             ),
         });
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| LakeError::io(&path, e))?;
     let display = path
         .file_name()
         .map_or("config.yaml".into(), |f| f.to_string_lossy().into_owned());
+    let text = crate::error::read_text(&path, &display)?;
     parse(root, &display, &text, gateway)
 }
 
@@ -417,11 +417,42 @@ pub fn parse(
                 .with_help("config.yaml uses SQLMesh's keys: gateways, default_gateway, model_defaults, variables, …"),
         )
     })?;
-    resolve(root, config, gateway, unknown_keys)
+    resolve(root, &file, config, gateway, unknown_keys)
+}
+
+/// An error about the value written as `key: value` in the file, located at that value when it is there (a
+/// value given on the command line is not).
+fn value_error(
+    file: &SourceFile,
+    key: &str,
+    value: &str,
+    message: String,
+    help: Option<String>,
+) -> LakeError {
+    let text: &str = &file.text;
+    let written = text
+        .match_indices(&format!("{key}:"))
+        .find_map(|(at, found)| {
+            let after = at + found.len();
+            let line = &text[after
+                ..text[after..]
+                    .find('\n')
+                    .map_or(text.len(), |end| after + end)];
+            line.find(value).map(|v| after + v)
+        });
+    match written {
+        Some(offset) if !value.is_empty() => LakeError::from(
+            file.error(offset, value.len(), message)
+                .with_label("here")
+                .with_optional_help(help),
+        ),
+        _ => LakeError::Config { message, help },
+    }
 }
 
 fn resolve(
     root: &Path,
+    file: &SourceFile,
     config: Config,
     gateway: Option<&str>,
     unknown_keys: Vec<String>,
@@ -439,9 +470,12 @@ fn resolve(
         Some(g) => g.clone(),
         None if config.gateways.is_empty() && gateway.is_none() => GatewayConfig::default(),
         None => {
-            return Err(LakeError::Config {
-                message: format!("gateway `{gateway_name}` is not defined in config.yaml"),
-                help: crate::error::did_you_mean(
+            return Err(value_error(
+                file,
+                "default_gateway",
+                &gateway_name,
+                format!("gateway `{gateway_name}` is not defined in config.yaml"),
+                crate::error::did_you_mean(
                     &gateway_name,
                     config.gateways.keys().map(String::as_str),
                 )
@@ -456,7 +490,7 @@ fn resolve(
                             .join(", ")
                     ))
                 }),
-            });
+            ));
         }
     };
     let warnings = Vec::new();
@@ -500,12 +534,15 @@ fn resolve(
                 .unwrap_or_default(),
         },
         Some(c) => {
-            return Err(LakeError::unsupported(
+            return Err(value_error(
+                file,
+                "type",
+                &c.kind,
                 format!(
-                    "the `{}` engine connection of gateway `{gateway_name}`",
+                    "the `{}` engine connection of gateway `{gateway_name}` is not supported yet",
                     c.kind
                 ),
-                "lake runs models on DuckDB (`type: duckdb`) or on a Spark Connect engine (`type: spark`)",
+                Some("lake runs models on DuckDB (`type: duckdb`) or on a Spark Connect engine (`type: spark`)".into()),
             ));
         }
     };
@@ -554,19 +591,19 @@ fn resolve(
     }
     let mut variables = config.variables.clone();
     variables.extend(gateway_cfg.variables.clone());
-    let snapshot_ttl = config
-        .snapshot_ttl
-        .as_deref()
-        .map(parse_ttl)
-        .transpose()?
-        .unwrap_or(DEFAULT_TTL);
+    // A TTL lake cannot read is located at its value.
+    let ttl = |key: &str, written: Option<&str>| -> Result<Duration> {
+        let Some(text) = written else {
+            return Ok(DEFAULT_TTL);
+        };
+        parse_ttl(text).map_err(|e| match e {
+            LakeError::Config { message, help } => value_error(file, key, text, message, help),
+            other => other,
+        })
+    };
+    let snapshot_ttl = ttl("snapshot_ttl", config.snapshot_ttl.as_deref())?;
     let linter = linter::LinterConfig::from_config(config.linter.as_ref())?;
-    let environment_ttl = config
-        .environment_ttl
-        .as_deref()
-        .map(parse_ttl)
-        .transpose()?
-        .unwrap_or(DEFAULT_TTL);
+    let environment_ttl = ttl("environment_ttl", config.environment_ttl.as_deref())?;
     let mut spark_gateways = BTreeMap::new();
     for (name, g) in &config.gateways {
         if let Some(c) = &g.connection

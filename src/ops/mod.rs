@@ -95,6 +95,7 @@ impl Context {
             execution_time,
             intervals_end,
             spark: &self.spark,
+            allowed_schema_changes: Default::default(),
         })
     }
 

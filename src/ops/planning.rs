@@ -128,6 +128,16 @@ impl Context {
         }
         drop(checks);
         let plan = self.diff_against_state(options)?;
+        // before_all / after_all render now, so one that cannot is reported by every plan, not only by the
+        // first that has something to apply.
+        for moment in [Moment::BeforeAll, Moment::AfterAll] {
+            self.environment_statements(
+                moment,
+                &plan.environment,
+                &plan.promoted,
+                plan.execution_time,
+            )?;
+        }
         // What Spark gateways will run is translated now, so what cannot run there stops the plan.
         if !self.project.config.spark_gateways.is_empty() {
             let ctx = self.build_context(&plan.snapshots, plan.execution_time, None)?;
@@ -153,7 +163,8 @@ impl Context {
         let _lock = self.lock(&plan.environment, on_wait)?;
         let mut state = self.open_state()?;
         let engine = self.open_engine()?;
-        let ctx = self.build_context(&plan.snapshots, plan.execution_time, None)?;
+        let mut ctx = self.build_context(&plan.snapshots, plan.execution_time, None)?;
+        ctx.allowed_schema_changes = plan.allowed_schema_changes.clone();
         let environment = plan.environment.to_string();
         let before_all = self.environment_statements(
             Moment::BeforeAll,

@@ -39,6 +39,19 @@ pub struct PlanOptions {
     pub skip_linter: bool,
     /// Plan without running the unit tests first (`--skip-tests`).
     pub skip_tests: bool,
+    /// Models whose destructive column changes this plan applies whatever `on_destructive_change` says
+    /// (`--allow-destructive-model`).
+    pub allow_destructive: Vec<String>,
+    /// Models whose additive column changes this plan applies whatever `on_additive_change` says.
+    pub allow_additive: Vec<String>,
+}
+
+/// Models whose column changes a plan applies whatever their policy says (SQLMesh's
+/// `--allow-destructive-model` / `--allow-additive-model`), for this plan only.
+#[derive(Debug, Clone, Default)]
+pub struct AllowedSchemaChanges {
+    pub destructive: HashSet<ModelName>,
+    pub additive: HashSet<ModelName>,
 }
 
 impl PlanOptions {
@@ -53,6 +66,8 @@ impl PlanOptions {
             restate: Vec::new(),
             skip_linter: false,
             skip_tests: false,
+            allow_destructive: Vec::new(),
+            allow_additive: Vec::new(),
         }
     }
 }
@@ -219,6 +234,7 @@ pub struct Plan {
     pub promoted: Vec<ModelName>,
     pub execution_time: NaiveDateTime,
     pub previous_environment: Option<Environment>,
+    pub allowed_schema_changes: AllowedSchemaChanges,
 }
 
 impl Plan {
@@ -632,6 +648,24 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         promoted,
         execution_time: options.execution_time,
         previous_environment: target,
+        allowed_schema_changes: allowed_schema_changes(project, options)?,
+    })
+}
+
+/// The models `--allow-destructive-model` / `--allow-additive-model` name, each one that exists.
+fn allowed_schema_changes(
+    project: &Project,
+    options: &PlanOptions,
+) -> Result<AllowedSchemaChanges> {
+    let models = |names: &[String]| -> Result<HashSet<ModelName>> {
+        names
+            .iter()
+            .map(|name| Ok(project.models[project.find_model(name)?].meta.name.clone()))
+            .collect()
+    };
+    Ok(AllowedSchemaChanges {
+        destructive: models(&options.allow_destructive)?,
+        additive: models(&options.allow_additive)?,
     })
 }
 

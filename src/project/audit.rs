@@ -192,6 +192,7 @@ pub fn parse_audit_block(
             .with_label("this audit")
             .with_help("follow the AUDIT block with a query that selects the bad rows"));
     };
+    check_query_parses(file, &name, query.text, query.offset, &defaults)?;
     let audit = ProjectAudit {
         name,
         blocking,
@@ -203,6 +204,35 @@ pub fn parse_audit_block(
     let end = query.offset + query.text.len();
     let next = text[end..].find(';').map_or(text.len(), |i| end + i + 1);
     Ok((audit, next))
+}
+
+/// An audit query that does not parse is an error where it is written, when the project loads (as SQLMesh
+/// reports it), not a plan that applies and an audit that fails later. A query whose macros need the
+/// arguments of a call (`@column`) cannot be rendered alone: it is checked when it runs.
+fn check_query_parses(
+    file: &SourceFile,
+    name: &str,
+    query: &str,
+    offset: usize,
+    defaults: &[(String, String)],
+) -> std::result::Result<(), SourceError> {
+    let mut ctx = MacroContext::for_loading("", &BTreeMap::new());
+    ctx.this_model = "lake_audited".into();
+    ctx.locals.extend(defaults.iter().cloned());
+    let Ok(rendered) = macros::render(query, &ctx) else {
+        return Ok(());
+    };
+    match crate::sql::parse(&rendered.sql) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(file
+            .error(
+                offset + rendered.original_offset(e.offset).min(query.len()),
+                1,
+                format!("the query of audit `{name}` does not parse: {}", e.message),
+            )
+            .with_label("here")
+            .with_help("an audit's query selects the bad rows: `SELECT * FROM @this_model WHERE amount < 0`")),
+    }
 }
 
 /// Resolves a model's `audits (…)` against the built-ins and the project's audits, parsing every argument.

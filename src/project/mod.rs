@@ -139,8 +139,8 @@ impl Project {
         let parsed: Vec<Result<Vec<Model>, LakeError>> = files
             .par_iter()
             .map(|path| {
-                let text = std::fs::read_to_string(path).map_err(|e| LakeError::io(path, e))?;
                 let display = display_path(&root, path);
+                let text = crate::error::read_text(path, &display)?;
                 let models = model::parse_models(
                     SourceFile::new(display, text),
                     path,
@@ -906,8 +906,9 @@ pub fn read_files(root: &Path, folder: &str, extensions: &[&str]) -> Result<Vec<
     paths
         .iter()
         .map(|path| {
-            let text = std::fs::read_to_string(path).map_err(|e| LakeError::io(path, e))?;
-            Ok(SourceFile::new(display_path(root, path), text))
+            let display = display_path(root, path);
+            let text = crate::error::read_text(path, &display)?;
+            Ok(SourceFile::new(display, text))
         })
         .collect()
 }
@@ -941,8 +942,8 @@ fn load_externals(root: &Path) -> Result<BTreeMap<ModelName, ExternalModel>> {
     }
     let mut out = BTreeMap::new();
     for path in paths.into_iter().filter(|p| p.is_file()) {
-        let text = std::fs::read_to_string(&path).map_err(|e| LakeError::io(&path, e))?;
         let display = display_path(root, &path);
+        let text = crate::error::read_text(&path, &display)?;
         let file = SourceFile::new(display.clone(), text.as_str());
         let list: Vec<ExternalModel> = serde_norway::from_str::<Option<Vec<ExternalModel>>>(&text)
             .map_err(|e| {

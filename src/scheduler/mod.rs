@@ -65,6 +65,8 @@ pub struct BuildContext<'a> {
     pub intervals_end: Option<NaiveDateTime>,
     /// The engines of Spark gateways, for models that run there.
     pub spark: &'a crate::engine::spark::SparkEngines,
+    /// Column changes the plan being applied allows whatever the models' policies say.
+    pub allowed_schema_changes: crate::plan::AllowedSchemaChanges,
 }
 
 fn poisoned() -> LakeError {

@@ -43,7 +43,14 @@ pub(super) fn reconcile(
         return Ok(Fit::default());
     };
     let model = &ctx.project.models[backfill.model];
-    let policies = model.meta.kind.schema_change_policies();
+    let mut policies = model.meta.kind.schema_change_policies();
+    let allowed = &ctx.allowed_schema_changes;
+    if allowed.destructive.contains(&backfill.name) {
+        policies.destructive = SchemaChangePolicy::Allow;
+    }
+    if allowed.additive.contains(&backfill.name) {
+        policies.additive = SchemaChangePolicy::Allow;
+    }
     let mut applied = Vec::new();
     let mut ignored = Vec::new();
     for (destructive, policy, key) in [

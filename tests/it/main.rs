@@ -5,6 +5,7 @@ mod common;
 mod architecture;
 mod audits;
 mod commands;
+mod corpus;
 mod crash;
 mod environments;
 mod errors;

@@ -341,3 +341,46 @@ fn a_forward_only_kind_keeps_its_table_in_prod_and_builds_its_own_in_dev() {
     );
     assert_ne!(table_name(&s), prod_table);
 }
+
+#[test]
+fn allow_destructive_model_applies_a_refused_change_for_one_plan() {
+    let s = project("");
+    s.apply("2024-01-03");
+    s.write("models/events.sql", &events_model("", "id, day"));
+    let forward_only = [
+        "plan",
+        "--forward-only",
+        "--auto-apply",
+        "--execution-time",
+        "2024-01-03",
+    ];
+    let out = lake(&s, &forward_only);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = lake(
+        &s,
+        &[
+            &forward_only[..],
+            &["--allow-destructive-model", "shop.nope"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("model `shop.nope` not found"),
+        "{}",
+        stderr(&out)
+    );
+    let out = lake(
+        &s,
+        &[
+            &forward_only[..],
+            &["--allow-destructive-model", "shop.events"],
+        ]
+        .concat(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        s.csv("select * from shop.events order by id"),
+        "id,day\n1,2024-01-01\n2,2024-01-02\n"
+    );
+}

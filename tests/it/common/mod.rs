@@ -128,6 +128,8 @@ impl Scratch {
         assert_eq!(
             stdout(&out),
             "No changes to plan: project files match the `prod` environment\n",
+            "{}",
+            stderr(&out)
         );
     }
 
