@@ -397,8 +397,10 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
             None => previous.version.clone(),
         };
         let diff = if kind == ChangeKind::DirectlyModified {
+            // A model whose file is unchanged (an audit or macro it uses changed) has no diff to show.
             stored
                 .and_then(|p| p.node.definition.as_deref())
+                .filter(|old| *old != &*project.models[i].file.text)
                 .map(|old| {
                     unified_diff(
                         old,

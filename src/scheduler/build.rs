@@ -54,7 +54,8 @@ pub(super) fn build_one(
                     schema_change::reconcile(ctx, session, backfill, &query, observer)?
                 };
                 ctx.storage
-                    .replace_all(session, &backfill.table, &fit.apply(query))?
+                    .replace_all(session, &backfill.table, &fit.apply(query))
+                    .map_err(|e| located_seed_error(ctx.project, model, e))?
             }
         };
         run_statements(
@@ -93,6 +94,54 @@ pub(super) fn build_one(
     let total = written?;
     published?;
     Ok(total)
+}
+
+/// DuckDB's CSV reader names the line of a seed file it could not read (`CSV Error on Line: 4`): the error then
+/// points at that line of the file, with DuckDB's reason, instead of at the query lake ran.
+fn located_seed_error(project: &Project, model: &Model, error: LakeError) -> LakeError {
+    let (LakeError::Engine { source, .. }, Some(path)) = (&error, &model.seed_path) else {
+        return error;
+    };
+    let detail = source.to_string();
+    let Some(line) = detail
+        .split("CSV Error on Line: ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<usize>().ok())
+    else {
+        return error;
+    };
+    let Ok(bytes) = std::fs::read(path) else {
+        return error;
+    };
+    // DuckDB's reason follows the quoted line; the sniffer settings after it say nothing about the file.
+    let reason = detail
+        .lines()
+        .skip_while(|l| !l.starts_with("Original Line:"))
+        .nth(1)
+        .filter(|l| !l.trim().is_empty())
+        .unwrap_or("DuckDB could not read this line")
+        .to_string();
+    let display = path
+        .strip_prefix(&project.root)
+        .unwrap_or(path)
+        .display()
+        .to_string();
+    let file = crate::error::SourceFile::new(display, String::from_utf8_lossy(&bytes).as_ref());
+    let at = file.offset_of(line, 1);
+    let width = file.text[at..]
+        .find('\n')
+        .unwrap_or(file.text.len() - at)
+        .max(1);
+    LakeError::from(
+        file.error(
+            at,
+            width,
+            format!("seed of `{}`: {reason}", model.meta.name),
+        )
+        .with_label("this row")
+        .with_help("fix the value, or declare the column's type in the model's `columns (…)`"),
+    )
 }
 
 fn mentions_this_model(text: &str) -> bool {

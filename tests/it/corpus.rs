@@ -293,17 +293,15 @@ fn cases() -> Vec<Case> {
             SEED_MODEL,
             Replace("seed_data.csv", "no_such_seed.csv"),
         ),
-        case_at(
+        case(
             "seed value of the wrong type",
             SEED_CSV,
             Replace("3,3,2020-01-03", "three,3,2020-01-03"),
-            Where::WhenBuilt("demo.seed_model"),
         ),
-        case_at(
+        case(
             "seed date that does not exist",
             SEED_CSV,
             Replace("3,3,2020-01-03", "3,3,2020-13-45"),
-            Where::WhenBuilt("demo.seed_model"),
         ),
         case_at(
             "seed row with too few values",
@@ -595,7 +593,20 @@ fn broken_projects_fail_located_and_leave_prod_as_it_was() {
             .chars()
             .map(|c| if c.is_control() && c != '\n' { '·' } else { c })
             .collect();
-        let shown: Vec<&str> = printable.lines().take(12).collect();
+        let lines: Vec<&str> = printable.lines().collect();
+        let head = lines.len().min(12);
+        let mut shown: Vec<&str> = lines[..head].to_vec();
+        // A failed build reports the model's error after the summary: its first lines too.
+        if let Some(at) = lines.iter().position(|l| l.starts_with("Error: ")) {
+            let until = (at + 5).min(lines.len());
+            if at > head {
+                shown.push("…");
+            }
+            let from = at.max(head);
+            if from < until {
+                shown.extend_from_slice(&lines[from..until]);
+            }
+        }
         report.push_str(&format!(
             "## {} (exit {code})\n{}\n\n",
             case.name,

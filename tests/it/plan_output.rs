@@ -96,3 +96,22 @@ fn a_terminal_plan_asks_about_changes_after_showing_them() {
         "the re-planned backfill still builds the changed model:\n{shown}"
     );
 }
+
+#[test]
+fn a_model_changed_only_through_its_audit_shows_no_empty_diff() {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    s.write(
+        "audits/assert_positive_order_ids.sql",
+        &s.read("audits/assert_positive_order_ids.sql")
+            .replace("item_id < 0", "item_id <= 0"),
+    );
+    let out = s
+        .lake()
+        .args(["plan", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    let shown = stdout(&out);
+    assert!(shown.contains("`demo.full_model` (Metadata)"), "{shown}");
+    assert!(!shown.contains("```diff"), "{shown}");
+}
