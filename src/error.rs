@@ -65,11 +65,14 @@ impl SourceFile {
         let Some(&start) = self.line_starts.get(line.saturating_sub(1)) else {
             return self.text.len();
         };
-        self.text[start..]
+        // A column past the line's end means its end, never a later line.
+        let end = self.text[start..]
+            .find('\n')
+            .map_or(self.text.len(), |i| start + i);
+        self.text[start..end]
             .char_indices()
             .nth(col.saturating_sub(1))
-            .map(|(i, _)| start + i)
-            .unwrap_or(self.text.len())
+            .map_or(end, |(i, _)| start + i)
     }
 
     /// A located error pointing at `len` bytes from `offset`.

@@ -400,7 +400,9 @@ pub fn parse(
     gateway: Option<&str>,
 ) -> Result<ResolvedConfig> {
     let rendered = render_env_vars(display_path, text)?;
-    let file = SourceFile::new(display_path, rendered.as_str());
+    // Errors point into the file as written. Substitution keeps the lines, so a line and column found in the
+    // rendered text are looked up in the original (a longer value can only move a column within its line).
+    let file = SourceFile::new(display_path, text);
     let mut unknown_keys = Vec::new();
     let de = serde_norway::Deserializer::from_str(&rendered);
     let config: Config = serde_ignored::deserialize(de, |path| {
@@ -834,5 +836,21 @@ mod tests {
         );
         assert_eq!(parse_ttl("3 hours").unwrap(), Duration::from_secs(10_800));
         assert!(parse_ttl("soon").is_err());
+    }
+
+    #[test]
+    fn errors_after_substitution_point_into_the_file_as_written() {
+        // Found by tests/it/fuzz.rs: the location was computed in the substituted text, past the file's end.
+        let text = "variables:\n  long: \"{{ range(300) | join(',') }}\"\n bad: [\n";
+        let error = parse(Path::new("/p"), "config.yaml", text, None).unwrap_err();
+        let LakeError::Source(source) = error else {
+            panic!("a located error: {error:?}");
+        };
+        assert!(source.span.offset() <= text.len(), "{}", source.location);
+        assert!(
+            source.location.starts_with("config.yaml:3:"),
+            "{}",
+            source.location
+        );
     }
 }

@@ -364,7 +364,11 @@ fn format_body(
         }
     }
     for (_, comment) in gap_comments(text, gap_start, to) {
-        out.push_str(if comment.trailing { " " } else { "\n" });
+        // A body of comments only starts on its own line: a comment "trailing" the block's `)` would gain a
+        // line at every run otherwise (found by tests/it/fuzz.rs).
+        if !out.is_empty() {
+            out.push_str(if comment.trailing { " " } else { "\n" });
+        }
         out.push_str(&comment.text);
     }
     out.trim_end().to_string()
@@ -556,5 +560,17 @@ mod tests {
             out,
             "AUDIT (\n  name one\n);\n\nSELECT\n  *\nFROM @this_model\nWHERE\n  x < 0;\n\nAUDIT (\n  name two,\n  blocking false\n);\n\nSELECT\n  *\nFROM @this_model\nWHERE\n  y IS NULL\n"
         );
+    }
+
+    #[test]
+    fn a_statement_kept_as_written_formats_to_itself() {
+        let file = SourceFile::new(
+            "audits/a.sql",
+            "AUDIT (\n  name a\n)/*M @this_model\nWHERE\n  ->item_id < 0\n item_id < 0\n",
+        );
+        let (once, _) = format_file(&file, "AUDIT").unwrap();
+        let (twice, _) =
+            format_file(&SourceFile::new("audits/a.sql", once.as_str()), "AUDIT").unwrap();
+        assert_eq!(twice, once);
     }
 }

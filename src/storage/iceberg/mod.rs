@@ -1799,4 +1799,66 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn evolved_schemas_keep_the_ids_of_kept_and_widened_columns() {
+        use iceberg::spec::{NestedField, PrimitiveType as P, Schema, StructType, Type};
+        let field = |id, name: &str, t: Type| Arc::new(NestedField::optional(id, name, t));
+        let current = Schema::builder()
+            .with_fields([
+                field(1, "id", Type::Primitive(P::Int)),
+                field(2, "name", Type::Primitive(P::String)),
+                field(3, "amount", Type::Primitive(P::Float)),
+                field(4, "gone", Type::Primitive(P::Date)),
+            ])
+            .build()
+            .unwrap();
+        // As a query's columns arrive: ids from 1, in the query's order.
+        let wanted = Schema::builder()
+            .with_fields([
+                field(1, "amount", Type::Primitive(P::Double)),
+                field(2, "name", Type::Primitive(P::Long)),
+                field(3, "id", Type::Primitive(P::Int)),
+                field(
+                    4,
+                    "tags",
+                    Type::Struct(StructType::new(vec![field(
+                        5,
+                        "k",
+                        Type::Primitive(P::String),
+                    )])),
+                ),
+            ])
+            .build()
+            .unwrap();
+        let changes = crate::storage::column_changes(
+            &schema_columns(&current),
+            &schema_columns(&wanted),
+            duckdb_widening,
+        );
+        let evolved = evolved_schema(&current, &wanted, &changes, 4).unwrap();
+        let ids: Vec<(i32, String, String)> = evolved
+            .as_struct()
+            .fields()
+            .iter()
+            .map(|f| (f.id, f.name.clone(), duckdb_type(&f.field_type)))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                (1, "id".into(), "INTEGER".into()),
+                // VARCHAR to BIGINT loses values: a new column under the old name.
+                (5, "name".into(), "BIGINT".into()),
+                // FLOAT to DOUBLE widens: same field, so old files keep supplying it.
+                (3, "amount".into(), "DOUBLE".into()),
+                (6, "tags".into(), "STRUCT(k VARCHAR)".into()),
+            ]
+        );
+        // Nested fields get ids of their own past every other.
+        let Type::Struct(tags) = evolved.as_struct().fields()[3].field_type.as_ref() else {
+            panic!("tags is a struct");
+        };
+        assert_eq!(tags.fields()[0].id, 7);
+        assert_eq!(evolved.highest_field_id(), 7);
+    }
 }
