@@ -1,7 +1,7 @@
 //! Incremental kinds over several days, each day a separate `plan` or `run`: what lands in the table, and
 //! that only the missing intervals are built.
 
-use crate::common::{Scratch, built_models, stderr, stdout};
+use crate::common::{Scratch, built_models, stderr, stderr_words, stdout};
 
 /// A project whose models read `raw.events`, a table outside lake that the test fills day by day.
 fn project() -> Scratch {
@@ -740,11 +740,7 @@ fn when_matched_and_merge_filter_shape_unique_key_merges_on_both_storages() {
     );
     let out = s.lake().arg("plan").output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    let message = stderr(&out)
-        .replace('│', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let message = stderr_words(&out);
     assert!(
         message.contains("models/accumulated.sql:2:15: `when_matched`: `WHEN NOT MATCHED THEN INSERT VALUES (1)` is not a WHEN MATCHED clause"),
         "{message}"

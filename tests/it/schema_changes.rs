@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use crate::common::readers::{pyiceberg, read_catalog};
-use crate::common::{Scratch, built_models, stderr, stdout};
+use crate::common::{Scratch, built_models, stderr, stderr_words, stdout};
 
 /// An incremental model over `raw.events` (a table outside lake), with a FULL child reading `SELECT *`.
 fn project(extra_kind: &str) -> Scratch {
@@ -49,6 +49,20 @@ fn lake(s: &Scratch, args: &[&str]) -> std::process::Output {
     s.lake().args(args).output().unwrap()
 }
 
+/// `lake plan --forward-only --auto-apply` at `time`.
+fn forward_only_plan(s: &Scratch, time: &str) -> std::process::Output {
+    lake(
+        s,
+        &[
+            "plan",
+            "--forward-only",
+            "--auto-apply",
+            "--execution-time",
+            time,
+        ],
+    )
+}
+
 fn table_name(s: &Scratch) -> String {
     stdout(&lake(s, &["table-name", "shop.events"]))
 }
@@ -65,16 +79,7 @@ fn forward_only_changes_evolve_the_kept_table_as_its_policies_say() {
         "models/events.sql",
         &events_model("", "id, amount, day, amount * 2 AS doubled"),
     );
-    let out = lake(
-        &s,
-        &[
-            "plan",
-            "--forward-only",
-            "--auto-apply",
-            "--execution-time",
-            "2024-01-03",
-        ],
-    );
+    let out = forward_only_plan(&s, "2024-01-03");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(built_models(&out).is_empty(), "{}", stdout(&out));
     assert_eq!(table_name(&s), table);
@@ -99,22 +104,9 @@ fn forward_only_changes_evolve_the_kept_table_as_its_policies_say() {
         "models/events.sql",
         &events_model("", "id, day, amount * 2 AS doubled"),
     );
-    let out = lake(
-        &s,
-        &[
-            "plan",
-            "--forward-only",
-            "--auto-apply",
-            "--execution-time",
-            "2024-01-05",
-        ],
-    );
+    let out = forward_only_plan(&s, "2024-01-05");
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-    let message = stderr(&out)
-        .replace('│', " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let message = stderr_words(&out);
     assert!(
         message.contains("its query drops column `amount` INTEGER of")
             && message.contains("on_destructive_change is `error`")
@@ -134,16 +126,7 @@ fn forward_only_changes_evolve_the_kept_table_as_its_policies_say() {
             "id, day, amount * 2 AS doubled",
         ),
     );
-    let out = lake(
-        &s,
-        &[
-            "plan",
-            "--forward-only",
-            "--auto-apply",
-            "--execution-time",
-            "2024-01-05",
-        ],
-    );
+    let out = forward_only_plan(&s, "2024-01-05");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out)
@@ -218,16 +201,7 @@ fn ignore_keeps_the_table_columns_and_policies_come_from_model_defaults() {
         "models/events.sql",
         &events_model("", "day, 'new' AS note, id"),
     );
-    let out = lake(
-        &s,
-        &[
-            "plan",
-            "--forward-only",
-            "--auto-apply",
-            "--execution-time",
-            "2024-01-03",
-        ],
-    );
+    let out = forward_only_plan(&s, "2024-01-03");
     assert!(out.status.success(), "{}", stderr(&out));
     let out = lake(&s, &["run", "--execution-time", "2024-01-04"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -262,16 +236,7 @@ fn a_kept_table_gets_each_value_under_its_own_name_when_the_query_reorders_its_c
         "models/latest.sql",
         "MODEL (name shop.latest, kind FULL);\nSELECT day, amount, id FROM shop.events\n",
     );
-    let out = lake(
-        &s,
-        &[
-            "plan",
-            "--forward-only",
-            "--auto-apply",
-            "--execution-time",
-            "2024-01-03",
-        ],
-    );
+    let out = forward_only_plan(&s, "2024-01-03");
     assert!(out.status.success(), "{}", stderr(&out));
     let out = lake(
         &s,

@@ -178,6 +178,16 @@ pub fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// stderr as one line of words: a message miette wrapped at the terminal's width (and its `│` gutter) reads
+/// as written, for `contains` checks.
+pub fn stderr_words(output: &std::process::Output) -> String {
+    stderr(output)
+        .replace('│', " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Lines of stderr that report a model build (`[n/m] name [action] …`).
 pub fn built_models(output: &std::process::Output) -> Vec<String> {
     stderr(output)
