@@ -209,7 +209,7 @@ impl Project {
                         .error(
                             at,
                             written.len().max(1),
-                            format!("seed file {} does not exist", path.display()),
+                            format!("seed file {} does not exist", display_path(&root, path)),
                         )
                         .with_label("seed path")
                         .with_help("a SEED model's path is relative to the model file's folder")
