@@ -155,6 +155,24 @@ impl IcebergStorage {
         })
     }
 
+    /// The table as `metadata`, written at `location`, reads it; lake keeps its own cache of tables.
+    fn table_at(
+        &self,
+        metadata: iceberg::spec::TableMetadata,
+        location: String,
+        ident: TableIdent,
+        file_io: &iceberg::io::FileIO,
+    ) -> iceberg::Result<Table> {
+        Table::builder()
+            .metadata(metadata)
+            .metadata_location(location)
+            .identifier(ident)
+            .file_io(file_io.clone())
+            .runtime(iceberg::Runtime::new(&self.runtime))
+            .disable_cache()
+            .build()
+    }
+
     fn ident(table: &PhysicalTable) -> TableIdent {
         ident(&table.schema, &table.table)
     }
@@ -204,14 +222,13 @@ impl IcebergStorage {
             .map_err(iceberg_err(context()))?
             .metadata;
         let metadata_location = MetadataLocation::new_with_metadata(location, &metadata);
-        let table = Table::builder()
-            .metadata(metadata)
-            .metadata_location(metadata_location.to_string())
-            .identifier(ident)
-            .file_io(self.file_io.clone())
-            .runtime(iceberg::Runtime::new(&self.runtime))
-            .disable_cache()
-            .build()
+        let table = self
+            .table_at(
+                metadata,
+                metadata_location.to_string(),
+                ident,
+                &self.file_io,
+            )
             .map_err(iceberg_err(context()))?;
         Ok(Known {
             table,
@@ -345,14 +362,13 @@ impl IcebergStorage {
             }
             drop(swap_timer);
             let _timer = profile::time(Phase::IcebergMetadata);
-            let committed = Table::builder()
-                .metadata(written.metadata)
-                .metadata_location(written.location)
-                .identifier(ident)
-                .file_io(known.table.file_io().clone())
-                .runtime(iceberg::Runtime::new(&self.runtime))
-                .disable_cache()
-                .build()
+            let committed = self
+                .table_at(
+                    written.metadata,
+                    written.location,
+                    ident,
+                    known.table.file_io(),
+                )
                 .map_err(iceberg_err(format!("committing {table}")))?;
             for (path, entries) in written.written_entries {
                 self.known.remember_manifest(path, entries);
@@ -1012,14 +1028,13 @@ impl Storage for IcebergStorage {
                 self.known.forget(&ident);
                 return Err(e);
             }
-            let table = Table::builder()
-                .metadata(built.metadata)
-                .metadata_location(next.to_string())
-                .identifier(ident)
-                .file_io(known.table.file_io().clone())
-                .runtime(iceberg::Runtime::new(&self.runtime))
-                .disable_cache()
-                .build()
+            let table = self
+                .table_at(
+                    built.metadata,
+                    next.to_string(),
+                    ident,
+                    known.table.file_io(),
+                )
                 .map_err(iceberg_err(context()))?;
             // The data files are the same: only the schema readers map them through changed.
             Ok(Known {
