@@ -31,8 +31,10 @@ pub enum Phase {
     CatalogRead,
     /// Catalog writes: creating tables, the compare-and-swap of each commit.
     CatalogCommit,
-    /// (Re)creating DuckDB views: of physical tables and of environments.
+    /// (Re)creating DuckDB views of physical tables.
     Views,
+    /// Pointing an environment's names (catalog and DuckDB views) at physical tables.
+    EnvironmentViews,
     /// Running audits.
     Audits,
     /// Recording snapshots, intervals and promotions in state.
@@ -49,7 +51,7 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in the order a report lists them.
-    pub const ALL: [Phase; 17] = [
+    pub const ALL: [Phase; 18] = [
         Phase::LoadProject,
         Phase::Checks,
         Phase::StateRead,
@@ -62,6 +64,7 @@ impl Phase {
         Phase::CatalogRead,
         Phase::CatalogCommit,
         Phase::Views,
+        Phase::EnvironmentViews,
         Phase::Audits,
         Phase::StateWrite,
         Phase::Build,
@@ -82,7 +85,8 @@ impl Phase {
             Phase::IcebergMetadata => "Iceberg metadata writes",
             Phase::CatalogRead => "catalog reads",
             Phase::CatalogCommit => "catalog commits",
-            Phase::Views => "DuckDB views",
+            Phase::Views => "DuckDB views of tables",
+            Phase::EnvironmentViews => "environment names",
             Phase::Audits => "audits",
             Phase::StateWrite => "state writes",
             Phase::Build => "other build work",

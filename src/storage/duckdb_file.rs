@@ -336,7 +336,7 @@ impl Storage for DuckDbStorage {
     }
 
     fn update_virtual_layer(&self, session: &Session, changes: &[VirtualChange]) -> Result<()> {
-        let _timer = profile::time(Phase::Views);
+        let _timer = profile::time(Phase::EnvironmentViews);
         if changes.is_empty() {
             return Ok(());
         }
@@ -374,7 +374,7 @@ impl Storage for DuckDbStorage {
     }
 
     fn sync_local(&self, session: &Session, names: &[(VirtualName, PhysicalTable)]) -> Result<()> {
-        let _timer = profile::time(Phase::Views);
+        let _timer = profile::time(Phase::EnvironmentViews);
         self.sync_names(session, names)
     }
 

@@ -9,13 +9,11 @@ pub use external::{
 };
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use iceberg::table::Table;
 
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
-use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Row};
 
@@ -37,6 +35,8 @@ pub struct LakeCatalog {
     warehouse: String,
     /// Reads and writes metadata files of tables the SQL catalog has not loaded (staged creates, registers).
     file_io: iceberg::io::FileIO,
+    /// Where each namespace this process has created tables in keeps them: looked up once, not per table.
+    namespace_locations: std::sync::Mutex<HashMap<String, String>>,
 }
 
 fn sqlx_err(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> LakeError {
@@ -107,7 +107,7 @@ impl LakeCatalog {
             }
         }
         let file_io_handle =
-            iceberg::io::FileIOBuilder::new(Arc::new(OpenDalResolvingStorageFactory::new()))
+            iceberg::io::FileIOBuilder::new(super::storage_factory(&settings.warehouse))
                 .with_props(file_io.clone())
                 .build();
         let tables = SqlCatalogBuilder::default()
@@ -119,7 +119,7 @@ impl LakeCatalog {
                 SqlBindStyle::QMark
             })
             .props(file_io)
-            .with_storage_factory(Arc::new(OpenDalResolvingStorageFactory::new()))
+            .with_storage_factory(super::storage_factory(&settings.warehouse))
             .load(&settings.catalog_name, HashMap::new())
             .await
             .map_err(iceberg_err(format!("opening the {describe}")))?;
@@ -135,6 +135,7 @@ impl LakeCatalog {
                 .trim_end_matches('/')
                 .to_string(),
             file_io: file_io_handle,
+            namespace_locations: std::sync::Mutex::default(),
         })
     }
 
@@ -316,15 +317,28 @@ impl LakeCatalog {
     /// the warehouse), creating the namespace when it does not exist yet.
     pub async fn new_table_location(&self, table: &TableIdent) -> Result<String> {
         let namespace = table.namespace().join(".");
-        self.ensure_namespace(&namespace).await?;
-        let location = self
-            .tables
-            .get_namespace(table.namespace())
-            .await
-            .ok()
-            .and_then(|found| found.properties().get("location").cloned());
-        let base = location.unwrap_or_else(|| format!("{}/{}", self.warehouse, namespace));
-        Ok(format!("{}/{}", base.trim_end_matches('/'), table.name()))
+        let known = super::known::lock(&self.namespace_locations)
+            .get(&namespace)
+            .cloned();
+        let base = match known {
+            Some(base) => base,
+            None => {
+                self.ensure_namespace(&namespace).await?;
+                let location = self
+                    .tables
+                    .get_namespace(table.namespace())
+                    .await
+                    .ok()
+                    .and_then(|found| found.properties().get("location").cloned());
+                let base = location
+                    .unwrap_or_else(|| format!("{}/{}", self.warehouse, namespace))
+                    .trim_end_matches('/')
+                    .to_string();
+                super::known::lock(&self.namespace_locations).insert(namespace, base.clone());
+                base
+            }
+        };
+        Ok(format!("{base}/{}", table.name()))
     }
 
     /// Adds a table whose first metadata file is already written: one catalog write creates it together with

@@ -4,6 +4,7 @@
 pub mod catalog;
 mod commit;
 mod known;
+mod local_fs;
 mod prune;
 
 use std::collections::{HashMap, HashSet};
@@ -72,6 +73,8 @@ pub struct IcebergStorage {
     known: TableCache,
     /// Tables whose DuckDB view is re-created once their batches are written (`Storage::defer_views`).
     deferred_views: Mutex<HashSet<PhysicalTable>>,
+    /// DuckDB schemas that exist (created or checked by this process).
+    duckdb_schemas: Mutex<HashSet<String>>,
 }
 
 /// Settings for the warehouse's files, in iceberg-rust's FileIO property names.
@@ -101,6 +104,17 @@ fn file_io_properties(warehouse: &Warehouse) -> HashMap<String, String> {
         }
     }
     props
+}
+
+/// Reads and writes the warehouse's files: a local folder directly (see [`local_fs`]), anything else through
+/// OpenDAL.
+fn storage_factory(warehouse: &Warehouse) -> Arc<dyn iceberg::io::StorageFactory> {
+    match warehouse {
+        Warehouse::Local(_) => Arc::new(local_fs::DurableLocalFsFactory),
+        Warehouse::S3 { .. } => {
+            Arc::new(iceberg_storage_opendal::OpenDalResolvingStorageFactory::new())
+        }
+    }
 }
 
 /// The settings with the folders a local setup needs created, and a local warehouse as an absolute path.
@@ -138,11 +152,9 @@ impl IcebergStorage {
             .map_err(|e| LakeError::io("tokio runtime", e))?;
         let properties = file_io_properties(&settings.warehouse);
         let catalog = runtime.block_on(LakeCatalog::open(&settings, properties.clone()))?;
-        let file_io = iceberg::io::FileIOBuilder::new(Arc::new(
-            iceberg_storage_opendal::OpenDalResolvingStorageFactory::new(),
-        ))
-        .with_props(properties)
-        .build();
+        let file_io = iceberg::io::FileIOBuilder::new(storage_factory(&settings.warehouse))
+            .with_props(properties)
+            .build();
         Ok(IcebergStorage {
             runtime,
             catalog,
@@ -152,6 +164,7 @@ impl IcebergStorage {
             file_io,
             known: TableCache::default(),
             deferred_views: Mutex::default(),
+            duckdb_schemas: Mutex::default(),
         })
     }
 
@@ -410,14 +423,18 @@ impl IcebergStorage {
         let name = format!("{}.{}", quote_ident(&self.duckdb_catalog), table.sql());
         let comment = proxy_comment(known.location());
         let context = || format!("exposing {table} to DuckDB");
-        session.execute(
-            &format!(
-                "CREATE SCHEMA IF NOT EXISTS {}.{}",
-                quote_ident(&self.duckdb_catalog),
-                quote_ident(&table.schema),
-            ),
-            context,
-        )?;
+        // DuckDB schemas are never dropped, so one this process has made or seen needs no statement again.
+        if !known::lock(&self.duckdb_schemas).contains(&table.schema) {
+            session.execute(
+                &format!(
+                    "CREATE SCHEMA IF NOT EXISTS {}.{}",
+                    quote_ident(&self.duckdb_catalog),
+                    quote_ident(&table.schema),
+                ),
+                context,
+            )?;
+            known::lock(&self.duckdb_schemas).insert(table.schema.clone());
+        }
         // One transaction, so one write to DuckDB's log: the view and the comment that names its metadata.
         in_transaction(
             session,
@@ -1047,7 +1064,7 @@ impl Storage for IcebergStorage {
     }
 
     fn update_virtual_layer(&self, session: &Session, changes: &[VirtualChange]) -> Result<()> {
-        let _timer = profile::time(Phase::Views);
+        let _timer = profile::time(Phase::EnvironmentViews);
         let names: Vec<(TableIdent, Option<TableIdent>)> = changes
             .iter()
             .map(|change| match change {
