@@ -42,6 +42,7 @@ impl Engine {
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir).map_err(|e| LakeError::io(dir, e))?;
                 }
+                create_database_whole(path)?;
                 Connection::open(path).map_err(|e| {
                     LakeError::engine(format!("opening the DuckDB database {}", path.display()), e)
                 })?
@@ -71,6 +72,39 @@ impl Engine {
                 .map_err(|e| LakeError::engine("opening a DuckDB session", e))?,
         })
     }
+}
+
+/// Creates a missing DuckDB database file beside `path` and links it into place once DuckDB has written it,
+/// so `path` is never a file a process killed midway left without its header (DuckDB refuses to open one).
+/// An empty file, all such a kill left before lake created databases this way, holds nothing and is replaced.
+fn create_database_whole(path: &std::path::Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(found) if found.len() > 0 => return Ok(()),
+        Ok(_) => std::fs::remove_file(path).map_err(|e| LakeError::io(path, e))?,
+        Err(_) => {}
+    }
+    let name = path
+        .file_name()
+        .map_or_else(|| "database".into(), |n| n.to_string_lossy().into_owned());
+    let staging = path.with_file_name(format!(".{name}.creating-{}", std::process::id()));
+    let created = Connection::open(&staging)
+        .and_then(|conn| conn.close().map_err(|(_, e)| e))
+        .map_err(|e| {
+            LakeError::engine(
+                format!("creating the DuckDB database {}", path.display()),
+                e,
+            )
+        });
+    // A hard link never replaces: a database another process created meanwhile is kept, and ours discarded.
+    let linked = created.and_then(|()| match std::fs::hard_link(&staging, path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(LakeError::io(path, e)),
+        _ => Ok(()),
+    });
+    let _ = std::fs::remove_file(&staging);
+    let _ = std::fs::remove_file(
+        staging.with_file_name(format!(".{name}.creating-{}.wal", std::process::id())),
+    );
+    linked
 }
 
 pub struct Session {
@@ -295,6 +329,37 @@ fn value_text(value: &duckdb::types::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A kill while DuckDB wrote a new database file used to leave it headerless: every later open failed.
+    #[test]
+    fn a_database_file_appears_whole_and_an_empty_one_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lake.db");
+        let open = || {
+            Engine::open(&EngineConnection::DuckDb {
+                database: Some(path.clone()),
+                concurrent_tasks: 1,
+                extensions: Vec::new(),
+            })
+        };
+        std::fs::write(&path, b"").unwrap();
+        let engine = open().unwrap();
+        let session = engine.session().unwrap();
+        session
+            .execute("CREATE TABLE kept AS SELECT 42 AS answer", String::new)
+            .unwrap();
+        drop((session, engine));
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("creating"))
+            .collect();
+        assert!(names.is_empty(), "staging files left: {names:?}");
+        // An existing database is opened as it is.
+        let session = open().unwrap().session().unwrap();
+        let count = session.query_count("SELECT count(*) FROM kept", || "counting".into());
+        assert_eq!(count.unwrap(), 1);
+    }
 
     #[test]
     fn a_count_is_one_non_negative_integer_or_an_error() {
