@@ -1,10 +1,7 @@
-//! The `lake` command: everything happens in `lake::cli`, so the binary and the library behave alike.
-
-// Loading a project allocates and frees millions of small strings and AST nodes across worker threads;
-// mimalloc does that markedly faster than glibc's malloc (DuckDB's C++ heap is unaffected).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+//! The `lake` command. It answers `--help`, `--version` and usage errors itself and hands every other command,
+//! unchanged, to `lake-engine` beside it (see `lake::cli::launch`): the engine links DuckDB's shared library,
+//! whose loading alone costs several milliseconds, and a command that needs no DuckDB should not pay for it.
 
 fn main() -> std::process::ExitCode {
-    lake::cli::main()
+    lake::cli::launch()
 }

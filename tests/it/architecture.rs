@@ -40,7 +40,7 @@ fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The top-level module a file belongs to; `None` for the crate root (`lib.rs`, `main.rs`).
+/// The top-level module a file belongs to; `None` for the crate roots (`lib.rs` and the binaries' mains).
 fn owning_module(src: &Path, file: &Path) -> Option<String> {
     let relative = file.strip_prefix(src).expect("file under src/");
     let first = relative
@@ -50,7 +50,7 @@ fn owning_module(src: &Path, file: &Path) -> Option<String> {
         .to_string_lossy()
         .to_string();
     match first.strip_suffix(".rs") {
-        Some("lib" | "main") => None,
+        Some("lib" | "main" | "engine_main") => None,
         Some(stem) => Some(stem.to_string()),
         None => Some(first),
     }

@@ -376,6 +376,7 @@ fn profile_breaks_an_apply_down_by_phase() {
         "Iceberg metadata writes",
         "catalog commits",
         "DuckDB views",
+        "environment names",
         "audits",
         "state writes",
     ] {
@@ -398,4 +399,66 @@ fn profile_breaks_an_apply_down_by_phase() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["models"], 4);
     assert!(stderr(&out).contains("load project"), "{}", stderr(&out));
+}
+
+/// `lake` answers `--version`, `--help` and usage errors without loading DuckDB, and hands every other command
+/// to `lake-engine` from its own folder; without that binary it says so instead of failing obscurely.
+#[test]
+fn lake_starts_without_duckdb_and_runs_commands_through_its_engine() {
+    let lake = assert_cmd::cargo::cargo_bin("lake");
+    let out = std::process::Command::new(&lake)
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        stdout(&out),
+        format!("lake {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    // glibc's loader lists what a binary loads, without running it.
+    let loaded = std::process::Command::new(&lake)
+        .env("LD_TRACE_LOADED_OBJECTS", "1")
+        .output()
+        .unwrap();
+    let loaded = stdout(&loaded);
+    assert!(loaded.contains("libc."), "{loaded}");
+    assert!(!loaded.contains("duckdb"), "{loaded}");
+
+    let alone = tempfile::tempdir().unwrap();
+    let copy = alone.path().join("lake");
+    std::fs::copy(&lake, &copy).unwrap();
+    let help = std::process::Command::new(&copy)
+        .args(["plan", "--help"])
+        .output()
+        .unwrap();
+    assert!(help.status.success(), "{}", stderr(&help));
+    assert!(
+        stdout(&help).contains("Usage: lake plan"),
+        "{}",
+        stdout(&help)
+    );
+    let usage = std::process::Command::new(&copy)
+        .args(["plan", "--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2), "{}", stderr(&usage));
+    let missing = std::process::Command::new(&copy)
+        .args(["-p", alone.path().to_str().unwrap(), "plan"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        stderr(&missing).contains("lake-engine") && stderr(&missing).contains("hint:"),
+        "{}",
+        stderr(&missing)
+    );
+
+    // Through the engine: the exit code and output are the command's own.
+    let s = Scratch::init();
+    let out = s.lake().args(["plan", "--no-such-flag"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = s.lake().args(["info", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["models"], 4);
 }
