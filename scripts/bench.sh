@@ -2,8 +2,8 @@
 # Benchmarks lake on generated SQLMesh projects (../shared/bench/gen_project.py, its default mix of FULL and
 # INCREMENTAL_BY_TIME_RANGE models): first `plan --auto-apply` beside the same models run as raw DuckDB plus
 # one Parquet file each (scripts/bench-raw.py) with their ratio, a no-op `plan`, a plan after a leaf edit,
-# format and lint, at each N (the first apply with its `--profile` breakdown); then one model built in 3,000
-# daily batches, with and without rows. Prints wall time and peak RSS.
+# format and lint, at each N (the first apply with its `--profile` breakdown); `lake --version` 100 times; then
+# one model built in 3,000 daily batches, with and without rows. Prints wall time and peak RSS.
 # Usage: scripts/bench.sh [N ...]   (default: 1000 10000; BENCH_BATCHES=0 skips the batches case)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +31,9 @@ for n in "${sizes[@]}"; do
   python3 "$gen" "$project" --models "$n" >/dev/null
   measure "raw DuckDB + Parquet" "$python" scripts/bench-raw.py "$project" "$(date -u +%F)" "$work/raw$n"
   raw="$secs"
-  rm -rf "$work/raw$n"
+  measure "plan of the fresh project" "$lake" -p "$project" plan --no-prompts
+  # The raw run's files are deleted after lake's apply, not before: ext4 makes file creation right after a mass
+  # deletion slower (its inode allocator skips recently freed inodes), which would be charged to lake.
   measure "first plan --auto-apply" "$lake" -p "$project" --profile plan --auto-apply
   sed -n '/^profile/,$p' "$work/err" | sed 's/^/       /'
   printf '%-6s %-34s %8.2f x\n' "$n" "first apply / raw" "$(awk -v a="$secs" -v b="$raw" 'BEGIN { print a / b }')"
@@ -42,7 +44,12 @@ for n in "${sizes[@]}"; do
   measure "format --check" bash -c '"$0" -p "$1" format --check --json; [ $? -le 1 ]' "$lake" "$project"
   printf 'linter:\n  enabled: true\n  rules: ALL\n  ignored_rules: [nomissingunittest]\n  warn_rules: [nomissingaudits, nomissingowner, noselectstar, noambiguousprojections]\n' >>"$project/config.yaml"
   measure "lint (all rules)" "$lake" -p "$project" lint
+  rm -rf "$work/raw$n"
 done
+
+n="-"
+measure "100 x lake --version" bash -c 'for _ in $(seq 100); do "$0" --version >/dev/null; done' "$lake"
+printf '%-6s %-34s %8.2f ms\n' "$n" "per lake --version" "$(awk -v s="$secs" 'BEGIN { print s * 10 }')"
 
 # One INCREMENTAL_BY_TIME_RANGE model in daily batches (batch_size 1, lookback 3, partitioned_by, an audit)
 # from 2018-01-01: 3,000 batches, as a dbt-converted event project has. "with rows": ten rows every day;

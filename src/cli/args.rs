@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use super::output::RowFormat;
 use crate::PROD;
 
 const ABOUT: &str = "Plan and apply SQL models on DuckDB, SQLMesh-style: every model version gets its own \
@@ -52,6 +51,14 @@ pub(super) struct Cli {
 
     #[command(subcommand)]
     pub(super) command: Command,
+}
+
+/// Output formats for rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RowFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -18,46 +18,6 @@ use crate::project::template;
 use args::{Cli, ColorChoice, Command, PlanFormat};
 use output::{Audience, Progress};
 
-/// The name of the binary that runs commands, installed beside `lake`.
-pub const ENGINE_BINARY: &str = "lake-engine";
-
-/// Entry point of the `lake` binary: parses the command line (printing help, the version or a usage error
-/// itself), then replaces this process with [`ENGINE_BINARY`] from the same folder, given the same arguments.
-/// Nothing here may reach DuckDB: the linker then leaves its shared library out of `lake`, which starts in
-/// about a millisecond.
-pub fn launch() -> ExitCode {
-    if let Err(code) = parse() {
-        return code;
-    }
-    let engine = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.join(ENGINE_BINARY)));
-    let Some(engine) = engine else {
-        eprintln!(
-            "error: cannot find the folder holding the `lake` binary, where {ENGINE_BINARY} lives"
-        );
-        return ExitCode::from(1);
-    };
-    let mut command = std::process::Command::new(&engine);
-    command.args(std::env::args_os().skip(1));
-    #[cfg(unix)]
-    let error = {
-        use std::os::unix::process::CommandExt;
-        // Replaces this process: the engine keeps its pid, terminal, signals and exit code.
-        command.arg0("lake").exec()
-    };
-    #[cfg(not(unix))]
-    let error = match command.status() {
-        Ok(status) => return ExitCode::from(status.code().unwrap_or(1) as u8),
-        Err(e) => e,
-    };
-    eprintln!(
-        "error: cannot start {}: {error}\nhint: `lake` runs commands with {ENGINE_BINARY} from its own folder; install both (cargo install --path .)",
-        engine.display()
-    );
-    ExitCode::from(1)
-}
-
 /// The command line, or the exit code after clap printed help, the version or a usage error.
 fn parse() -> std::result::Result<Cli, ExitCode> {
     Cli::try_parse().map_err(|e| {

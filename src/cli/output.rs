@@ -12,7 +12,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use console::{Style, style};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::args::DagFormat;
+use super::args::{DagFormat, RowFormat};
 use crate::engine::QueryResult;
 use crate::error::LakeError;
 use crate::plan::{Backfill, Category, ChangeKind, Plan};
@@ -419,14 +419,6 @@ impl Observer for Progress {
             self.bar.set_position(len);
         }
     }
-}
-
-/// Output formats for rows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum RowFormat {
-    Table,
-    Csv,
-    Json,
 }
 
 /// Writes rows as they arrive: CSV and JSON stream batch by batch; the aligned table needs every row first.
