@@ -169,6 +169,41 @@ pub fn complete_intervals(
     out
 }
 
+/// Whether every complete interval `complete_intervals(unit, start, end, now)` lists lies inside one of the
+/// `done` ranges (sorted by start): answered from the ranges alone, without listing a long history day by day.
+/// Ranges that meet or overlap at an interval boundary count as one, since no interval crosses a boundary.
+pub fn all_done(
+    unit: IntervalUnit,
+    start: NaiveDateTime,
+    end: Option<NaiveDateTime>,
+    now: NaiveDateTime,
+    done: &[Range],
+) -> bool {
+    let limit = match end {
+        Some(e) => unit.floor(now).min(e),
+        None => unit.floor(now),
+    };
+    let first = unit.floor(start);
+    let last = unit.floor(limit);
+    if first >= last {
+        return true;
+    }
+    let mut covered: Option<Range> = None;
+    for &(from, to) in done {
+        covered = match covered {
+            Some((s, e)) if from <= e && unit.floor(e) == e => Some((s, e.max(to))),
+            _ => Some((from, to)),
+        };
+        if let Some((s, e)) = covered
+            && s <= first
+            && last <= e
+        {
+            return true;
+        }
+    }
+    false
+}
+
 /// The intervals not covered by any of the `done` ranges.
 pub fn missing(intervals: &[Range], done: &[Range]) -> Vec<Range> {
     intervals
@@ -256,6 +291,39 @@ pub fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_done_agrees_with_listing_every_interval() {
+        let at = |d: u32, h: u32| {
+            chrono::NaiveDate::from_ymd_opt(2024, 1, d)
+                .unwrap()
+                .and_hms_opt(h, 0, 0)
+                .unwrap()
+        };
+        let now = at(20, 5);
+        let unit = IntervalUnit::Day;
+        let cases: Vec<(Option<NaiveDateTime>, Vec<Range>)> = vec![
+            (None, vec![]),
+            (None, vec![(at(1, 0), at(20, 0))]),
+            (None, vec![(at(1, 0), at(19, 0))]),
+            (None, vec![(at(1, 0), at(10, 0)), (at(10, 0), at(20, 0))]),
+            (None, vec![(at(1, 0), at(10, 0)), (at(11, 0), at(20, 0))]),
+            (None, vec![(at(1, 0), at(12, 0)), (at(5, 0), at(20, 0))]),
+            // Meeting inside a day: that day lies in neither range.
+            (None, vec![(at(1, 0), at(10, 6)), (at(10, 6), at(20, 0))]),
+            (None, vec![(at(2, 0), at(20, 0))]),
+            (Some(at(15, 12)), vec![(at(1, 0), at(15, 0))]),
+            (Some(at(1, 0)), vec![]),
+        ];
+        for (end, done) in cases {
+            let listed = missing(&complete_intervals(unit, at(1, 3), end, now), &done).is_empty();
+            assert_eq!(
+                all_done(unit, at(1, 3), end, now, &done),
+                listed,
+                "end {end:?}, done {done:?}"
+            );
+        }
+    }
     use crate::intervals::parse_datetime;
 
     fn t(text: &str) -> NaiveDateTime {

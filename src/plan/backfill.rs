@@ -123,6 +123,11 @@ pub fn missing_batches(
             Vec::new()
         });
     }
+    // The common case of a plan: a version built up to now. Listing its history day by day for every model
+    // cost a no-op plan of 10,000 models ~0.08 s.
+    if intervals::all_done(unit, start, end, now, done) {
+        return Ok(Vec::new());
+    }
     let all = intervals::complete_intervals(unit, start, end, now);
     let gaps = intervals::missing(&all, done);
     if gaps.is_empty() {
