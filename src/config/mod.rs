@@ -84,6 +84,39 @@ fn sql_statements<'de, D: Deserializer<'de>>(
     string_list(d, "SQL statements", "[\"SET threads = 4\"]")
 }
 
+/// `model_defaults.physical_properties`: a map of property names to scalar values, kept as text
+/// (`{write.target-file-size-bytes: 134217728, owner_team: data}`).
+fn property_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Vec<(String, String)>>, D::Error> {
+    use serde_norway::Value;
+    let map = match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Mapping(map)) => map,
+        Some(_) => {
+            return Err(serde::de::Error::custom(
+                "expected a map of property names to values, such as {write.target-file-size-bytes: 134217728}",
+            ));
+        }
+    };
+    let scalar = |value: &Value| match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        Value::Bool(flag) => Some(flag.to_string()),
+        _ => None,
+    };
+    map.iter()
+        .map(|(key, value)| match (scalar(key), scalar(value)) {
+            (Some(key), Some(value)) => Ok((key, value)),
+            (key, _) => Err(serde::de::Error::custom(format!(
+                "property `{}` needs a single text, number or boolean value",
+                key.unwrap_or_else(|| "?".into())
+            ))),
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map(Some)
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Config {
     #[serde(default)]
@@ -252,7 +285,9 @@ pub struct ModelDefaults {
     pub storage_format: Option<String>,
     pub on_destructive_change: Option<SchemaChangePolicy>,
     pub on_additive_change: Option<SchemaChangePolicy>,
-    pub physical_properties: Option<serde_norway::Value>,
+    /// Properties of every model's physical tables (Iceberg table properties); a model's own win.
+    #[serde(default, deserialize_with = "property_map")]
+    pub physical_properties: Option<Vec<(String, String)>>,
     pub virtual_properties: Option<serde_norway::Value>,
     pub session_properties: Option<serde_norway::Value>,
     /// Audit calls every model runs before its own, as SQLMesh writes them: `["not_null(columns := [id])"]`.
@@ -786,6 +821,30 @@ mod tests {
         let text = "variables:\n  x: \"{{ env_var('LAKE_TEST_SURELY_UNSET', 'dflt') }}\"\n";
         let cfg = parse(Path::new("/p"), "config.yaml", text, None).unwrap();
         assert_eq!(cfg.variables["x"], serde_json::json!("dflt"));
+    }
+
+    #[test]
+    fn physical_properties_are_a_map_of_scalars() {
+        let text = "model_defaults:\n  physical_properties:\n    write.format.default: parquet\n    files: 3\n    on: true\n";
+        let cfg = parse(Path::new("/p"), "config.yaml", text, None).unwrap();
+        assert_eq!(
+            cfg.model_defaults.physical_properties,
+            Some(vec![
+                ("write.format.default".to_string(), "parquet".to_string()),
+                ("files".to_string(), "3".to_string()),
+                ("on".to_string(), "true".to_string()),
+            ])
+        );
+        for (bad, expected) in [
+            ("[a, b]", "a map of property names"),
+            ("{nested: {a: 1}}", "property `nested` needs a single"),
+        ] {
+            let text = format!("model_defaults:\n  physical_properties: {bad}\n");
+            let err = parse(Path::new("/p"), "config.yaml", &text, None).unwrap_err();
+            let shown = err.to_string();
+            assert!(shown.contains(expected), "{shown}");
+            assert!(shown.contains("config.yaml:2:"), "{shown}");
+        }
     }
 
     /// A list or mapping where one value belongs is a located error, never taken as "not set".

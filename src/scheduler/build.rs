@@ -32,6 +32,8 @@ pub(super) fn build_one(
     if let Some(connection) = ctx.project.spark_gateway(backfill.model) {
         return super::spark::build_one(ctx, connection, session, backfill, record, observer);
     }
+    ctx.storage
+        .declare_properties(&backfill.table, &model.meta.physical_properties);
     if backfill.batches.is_empty() {
         let macro_ctx = macro_context(ctx, backfill.model, &backfill.table, "evaluating");
         run_statements(

@@ -288,6 +288,9 @@ pub trait Storage: Send + Sync {
     /// does not re-create a view of every file after every batch. A crash in between is repaired when the
     /// engine is next opened (the view's comment names the metadata it shows).
     fn defer_views(&self, _table: &PhysicalTable) {}
+    /// The properties `table` is created with, when it is created (a model's `physical_properties`). Iceberg
+    /// storage makes them table properties; a DuckDB table has none.
+    fn declare_properties(&self, _table: &PhysicalTable, _properties: &[(String, String)]) {}
     /// Ends `defer_views`: the engine's view of `table` shows its last commit. Nothing when not deferred.
     fn publish_views(&self, _session: &Session, _table: &PhysicalTable) -> Result<()> {
         Ok(())

@@ -150,6 +150,66 @@ fn local_warehouse_is_read_by_pyiceberg_and_duckdb_iceberg() {
     );
 }
 
+/// `physical_properties` (a model's own over `model_defaults`) become the Iceberg table properties other engines
+/// read; changing them makes a new version, as SQLMesh's fingerprint does.
+#[test]
+fn physical_properties_are_iceberg_table_properties() {
+    let s = Scratch::init();
+    s.write(
+        "config.yaml",
+        &s.read("config.yaml").replace(
+            "model_defaults:\n",
+            "model_defaults:\n  physical_properties:\n    write.target-file-size-bytes: 134217728\n    \
+             owner_team: data\n",
+        ),
+    );
+    s.write(
+        "models/full_model.sql",
+        &s.read("models/full_model.sql").replace(
+            "  grain item_id,\n",
+            "  grain item_id,\n  physical_properties (owner_team = 'analytics', 'retention.days' = 30),\n",
+        ),
+    );
+    s.apply(EXEC);
+    s.assert_demo_results();
+    let Some(python) = pyiceberg() else { return };
+    let root = s.project.display().to_string();
+    let read = || {
+        read_catalog(
+            &python,
+            &format!("sqlite:///{root}/.lake/catalog.db"),
+            &format!("file://{root}/warehouse"),
+            &json!({}),
+        )
+    };
+    let tables = read();
+    let full = &tables["demo.full_model"]["properties"];
+    assert_eq!(full["owner_team"], "analytics", "{full}");
+    assert_eq!(full["retention.days"], "30", "{full}");
+    assert_eq!(full["write.target-file-size-bytes"], "134217728", "{full}");
+    let incremental = &tables["demo.incremental_model"]["properties"];
+    assert_eq!(incremental["owner_team"], "data", "{incremental}");
+    assert!(incremental.get("retention.days").is_none(), "{incremental}");
+
+    s.write(
+        "models/full_model.sql",
+        &s.read("models/full_model.sql")
+            .replace("'retention.days' = 30", "'retention.days' = 60"),
+    );
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("demo.full_model"), "{}", stdout(&out));
+    let tables = read();
+    assert_eq!(
+        tables["demo.full_model"]["properties"]["retention.days"],
+        "60"
+    );
+}
+
 #[test]
 fn s3_warehouse_on_a_real_s3_server() {
     let Some(extensions) = duckdb_extensions() else {

@@ -351,7 +351,7 @@ pub fn parse_model(
         clustered_by: Vec::new(),
         table_format: defaults.table_format.clone(),
         storage_format: defaults.storage_format.clone(),
-        physical_properties: Vec::new(),
+        physical_properties: defaults.physical_properties.clone().unwrap_or_default(),
         virtual_properties: Vec::new(),
         session_properties: Vec::new(),
         allow_partials: defaults.allow_partials.unwrap_or(false),
@@ -437,7 +437,11 @@ pub fn parse_model(
             "table_format" => meta.table_format = Some(reader.text(prop)?),
             "storage_format" => meta.storage_format = Some(reader.text(prop)?),
             "physical_properties" => {
-                meta.physical_properties = key_value_pairs(&file, &prop.key, v)?
+                // On top of `model_defaults.physical_properties`: a key the model gives replaces the default.
+                for (key, value) in key_value_pairs(&file, &prop.key, v)? {
+                    meta.physical_properties.retain(|(k, _)| *k != key);
+                    meta.physical_properties.push((key, value));
+                }
             }
             "virtual_properties" => meta.virtual_properties = key_value_pairs(&file, &prop.key, v)?,
             "session_properties" => meta.session_properties = key_value_pairs(&file, &prop.key, v)?,

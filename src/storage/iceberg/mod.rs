@@ -75,6 +75,8 @@ pub struct IcebergStorage {
     deferred_views: Mutex<HashSet<PhysicalTable>>,
     /// DuckDB schemas that exist (created or checked by this process).
     duckdb_schemas: Mutex<HashSet<String>>,
+    /// Table properties of tables not created yet (`Storage::declare_properties`).
+    table_properties: Mutex<HashMap<PhysicalTable, HashMap<String, String>>>,
 }
 
 /// Settings for the warehouse's files, in iceberg-rust's FileIO property names.
@@ -165,6 +167,7 @@ impl IcebergStorage {
             known: TableCache::default(),
             deferred_views: Mutex::default(),
             duckdb_schemas: Mutex::default(),
+            table_properties: Mutex::default(),
         })
     }
 
@@ -225,10 +228,15 @@ impl IcebergStorage {
         let location = self
             .runtime
             .block_on(self.catalog.new_table_location(&ident))?;
+        let properties = known::lock(&self.table_properties)
+            .get(table)
+            .cloned()
+            .unwrap_or_default();
         let creation = TableCreation::builder()
             .name(table.table.clone())
             .location(location.clone())
             .schema(iceberg_schema)
+            .properties(properties)
             .build();
         let metadata = TableMetadataBuilder::from_table_creation(creation)
             .and_then(|builder| builder.build())
@@ -949,6 +957,15 @@ impl Storage for IcebergStorage {
         let (stats, _, _) = result?;
         dropped?;
         Ok(stats)
+    }
+
+    fn declare_properties(&self, table: &PhysicalTable, properties: &[(String, String)]) {
+        let mut declared = known::lock(&self.table_properties);
+        if properties.is_empty() {
+            declared.remove(table);
+        } else {
+            declared.insert(table.clone(), properties.iter().cloned().collect());
+        }
     }
 
     fn defer_views(&self, table: &PhysicalTable) {

@@ -23,5 +23,6 @@ for namespace in catalog.list_namespaces():
             "columns": [f"{field.name}:{field.field_type}" for field in table.schema().fields],
             "operations": [s.summary.operation.value for s in snapshots],
             "metadata": table.metadata_location,
+            "properties": dict(table.properties),
         }
 print(json.dumps(tables, default=str, sort_keys=True))
