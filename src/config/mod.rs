@@ -76,8 +76,8 @@ fn audit_calls<'de, D: Deserializer<'de>>(
     string_list(d, "audit calls", "[\"not_null(columns := [id])\"]")
 }
 
-/// `model_defaults.pre_statements` / `post_statements`, `before_all` / `after_all`: SQL statements,
-/// `["SET threads = 4"]`.
+/// `model_defaults.pre_statements` / `post_statements` / `on_virtual_update`, `before_all` / `after_all`: SQL
+/// statements, `["SET threads = 4"]`.
 fn sql_statements<'de, D: Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Option<Vec<String>>, D::Error> {
@@ -304,7 +304,9 @@ pub struct ModelDefaults {
     /// Statements every model runs after its own post-statements.
     #[serde(default, deserialize_with = "sql_statements")]
     pub post_statements: Option<Vec<String>>,
-    pub on_virtual_update: Option<serde_norway::Value>,
+    /// Statements every model runs when its name in an environment moves, before its own.
+    #[serde(default, deserialize_with = "sql_statements")]
+    pub on_virtual_update: Option<Vec<String>>,
     pub gateway: Option<String>,
 }
 

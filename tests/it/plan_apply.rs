@@ -595,6 +595,36 @@ fn model_defaults_statements_run_around_every_model_before_its_own() {
     );
 }
 
+/// `model_defaults.on_virtual_update` runs for every model whose name moves, before the model's own.
+#[test]
+fn model_defaults_on_virtual_update_runs_for_every_moved_name() {
+    let s = Scratch::init();
+    s.write(
+        "config.yaml",
+        &format!(
+            "{}  on_virtual_update:\n    - CREATE TABLE IF NOT EXISTS main.moved (kind TEXT, n BIGINT, what TEXT)\n    - \"INSERT INTO main.moved SELECT @model_kind_name, count(*), 'default' FROM @this_model\"\n",
+            s.read("config.yaml")
+        ),
+    );
+    s.write(
+        "models/full_model.sql",
+        &format!(
+            "{};\nON_VIRTUAL_UPDATE_BEGIN;\nINSERT INTO main.moved SELECT 'FULL', 0, 'own';\nON_VIRTUAL_UPDATE_END;\n",
+            s.read("models/full_model.sql").trim_end().trim_end_matches(';')
+        ),
+    );
+    s.apply(EXEC);
+    s.assert_demo_results();
+    assert_eq!(
+        s.csv("select kind, n, what from main.moved order by rowid"),
+        "kind,n,what\nSEED,7,default\nINCREMENTAL_BY_TIME_RANGE,7,default\nFULL,3,default\nFULL,0,own\n\
+         VIEW,1,default\n"
+    );
+    // Nothing moves in a no-op plan, so nothing runs.
+    s.apply(EXEC);
+    assert_eq!(s.csv("select count(*) as n from main.moved"), "n\n5\n");
+}
+
 #[test]
 fn before_all_and_after_all_run_around_each_applied_plan_and_run() {
     let s = Scratch::init();

@@ -92,7 +92,8 @@ impl Statement {
     }
 }
 
-/// `model_defaults.pre_statements` / `post_statements`, each statement located in a pseudo-file of them.
+/// `model_defaults.pre_statements` / `post_statements` / `on_virtual_update`, each statement located in a
+/// pseudo-file of them.
 fn default_statements(key: &str, written: Option<&Vec<String>>) -> Vec<Statement> {
     let Some(written) = written.filter(|w| !w.is_empty()) else {
         return Vec::new();
@@ -592,6 +593,9 @@ pub fn parse_model(
     let mut post_statements =
         default_statements("post_statements", defaults.post_statements.as_ref());
     post_statements.extend(post);
+    let mut virtual_update_statements =
+        default_statements("on_virtual_update", defaults.on_virtual_update.as_ref());
+    virtual_update_statements.extend(on_virtual_update);
     Ok(Model {
         meta,
         blueprint: Vec::new(),
@@ -601,7 +605,7 @@ pub fn parse_model(
         pre_statements,
         query,
         post_statements,
-        on_virtual_update,
+        on_virtual_update: virtual_update_statements,
         inline_audits,
         seed_path,
         name_span: (name_offset, name_len),
