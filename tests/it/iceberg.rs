@@ -1,7 +1,9 @@
 //! Iceberg storage (the default): models and environment names are Iceberg tables that independent readers
 //! (pyiceberg, DuckDB's iceberg extension) open, in a local warehouse and on a real S3 server.
 
-use crate::common::readers::{duckdb_extensions, duckdb_iceberg_scan, pyiceberg, read_catalog};
+use crate::common::readers::{
+    duckdb_extensions, duckdb_iceberg_scan, pyiceberg, read_catalog, read_project_catalog,
+};
 use crate::common::s3::{ACCESS_KEY, REGION, S3Server, SECRET_KEY};
 use crate::common::{EXEC, Scratch, built_models, stderr, stdout};
 use serde_json::{Value, json};
@@ -126,13 +128,7 @@ fn local_warehouse_is_read_by_pyiceberg_and_duckdb_iceberg() {
     prod_refresh_then_dev_change(&s);
 
     let Some(python) = pyiceberg() else { return };
-    let root = s.project.display().to_string();
-    let tables = read_catalog(
-        &python,
-        &format!("sqlite:///{root}/.lake/catalog.db"),
-        &format!("file://{root}/warehouse"),
-        &json!({}),
-    );
+    let tables = read_project_catalog(&python, &s.project);
     assert_demo_catalog(&tables);
 
     let Some(extensions) = duckdb_extensions() else {
@@ -173,16 +169,7 @@ fn physical_properties_are_iceberg_table_properties() {
     s.apply(EXEC);
     s.assert_demo_results();
     let Some(python) = pyiceberg() else { return };
-    let root = s.project.display().to_string();
-    let read = || {
-        read_catalog(
-            &python,
-            &format!("sqlite:///{root}/.lake/catalog.db"),
-            &format!("file://{root}/warehouse"),
-            &json!({}),
-        )
-    };
-    let tables = read();
+    let tables = read_project_catalog(&python, &s.project);
     let full = &tables["demo.full_model"]["properties"];
     assert_eq!(full["owner_team"], "analytics", "{full}");
     assert_eq!(full["retention.days"], "30", "{full}");
@@ -196,14 +183,9 @@ fn physical_properties_are_iceberg_table_properties() {
         &s.read("models/full_model.sql")
             .replace("'retention.days' = 30", "'retention.days' = 60"),
     );
-    let out = s
-        .lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.apply(EXEC);
     assert!(stdout(&out).contains("demo.full_model"), "{}", stdout(&out));
-    let tables = read();
+    let tables = read_project_catalog(&python, &s.project);
     assert_eq!(
         tables["demo.full_model"]["properties"]["retention.days"],
         "60"

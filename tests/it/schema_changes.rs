@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::common::readers::{pyiceberg, read_catalog};
+use crate::common::readers::{pyiceberg, read_project_catalog};
 use crate::common::{Scratch, built_models, stderr, stderr_words, stdout};
 
 /// An incremental model over `raw.events` (a table outside lake), with a FULL child reading `SELECT *`.
@@ -161,13 +161,7 @@ fn forward_only_changes_evolve_the_kept_table_as_its_policies_say() {
 
     // An independent reader sees the evolved table with the same rows.
     let Some(python) = pyiceberg() else { return };
-    let root = s.project.display().to_string();
-    let tables = read_catalog(
-        &python,
-        &format!("sqlite:///{root}/.lake/catalog.db"),
-        &format!("file://{root}/warehouse"),
-        &json!({}),
-    );
+    let tables = read_project_catalog(&python, &s.project);
     let events = &tables["shop.events"];
     assert_eq!(
         events["columns"],

@@ -100,6 +100,18 @@ pub fn read_catalog(
     serde_json::from_str(&out).expect("read_catalog.py prints JSON")
 }
 
+/// Every table of a project's default catalog and warehouse (`.lake/catalog.db`, `warehouse/`), as pyiceberg
+/// reads them.
+pub fn read_project_catalog(python: &str, project: &Path) -> serde_json::Value {
+    let root = project.display();
+    read_catalog(
+        python,
+        &format!("sqlite:///{root}/.lake/catalog.db"),
+        &format!("file://{root}/warehouse"),
+        &serde_json::json!({}),
+    )
+}
+
 /// Runs `sql` (over a view `t`) on the Iceberg table whose metadata file is `metadata`, with DuckDB's iceberg
 /// extension.
 pub fn duckdb_iceberg_scan(
