@@ -532,7 +532,7 @@ fn resolve(
             ));
         }
     };
-    let warnings = Vec::new();
+    let mut warnings = Vec::new();
     let connection_cfg = gateway_cfg
         .connection
         .clone()
@@ -585,6 +585,7 @@ fn resolve(
             ));
         }
     };
+    let state_schema = gateway_cfg.state_schema.as_deref();
     let state = match &gateway_cfg.state_connection {
         None => StateChoice::Embedded,
         Some(c)
@@ -613,7 +614,22 @@ fn resolve(
                     database,
                     c.sslmode.as_deref(),
                 ),
-                schema: c.schema.clone().unwrap_or_else(|| "lake".into()),
+                schema: match (state_schema, c.schema.as_deref()) {
+                    (Some(named), Some(other)) if named != other => {
+                        return Err(value_error(
+                            file,
+                            "state_schema",
+                            named,
+                            format!(
+                                "gateway `{gateway_name}` names two state schemas: state_schema `{named}` and \
+                                 state_connection.schema `{other}`"
+                            ),
+                            Some("keep one of them (state_schema is SQLMesh's key)".into()),
+                        ));
+                    }
+                    (Some(named), _) | (None, Some(named)) => named.to_string(),
+                    (None, None) => "lake".into(),
+                },
             }
         }
         Some(c) => {
@@ -623,6 +639,12 @@ fn resolve(
             ));
         }
     };
+    if let (StateChoice::Embedded, Some(schema)) = (&state, state_schema) {
+        warnings.push(format!(
+            "gateway `{gateway_name}`: state_schema `{schema}` applies to PostgreSQL state; the embedded state \
+             in .lake/ has no schemas"
+        ));
+    }
     let storage = storage::resolve(root, config.storage.as_ref())?;
     let mut model_defaults = config.model_defaults.clone();
     if let Some(overrides) = &gateway_cfg.model_defaults {
@@ -823,6 +845,53 @@ mod tests {
         let text = "variables:\n  x: \"{{ env_var('LAKE_TEST_SURELY_UNSET', 'dflt') }}\"\n";
         let cfg = parse(Path::new("/p"), "config.yaml", text, None).unwrap();
         assert_eq!(cfg.variables["x"], serde_json::json!("dflt"));
+    }
+
+    /// SQLMesh's `state_schema` names the PostgreSQL schema of state, as lake's `state_connection.schema` does.
+    #[test]
+    fn state_schema_names_the_postgres_state_schema() {
+        let config = |state_schema: &str, schema: &str| {
+            format!(
+                "gateways:\n  g:\n    connection: {{type: duckdb}}\n{state_schema}    state_connection:\n      \
+                 type: postgres\n      host: localhost\n      database: state\n{schema}"
+            )
+        };
+        let schema_of = |text: &str| match parse(Path::new("/p"), "config.yaml", text, None)
+            .unwrap()
+            .state
+        {
+            StateChoice::Postgres { schema, .. } => schema,
+            StateChoice::Embedded => panic!("embedded state from {text}"),
+        };
+        assert_eq!(schema_of(&config("", "")), "lake");
+        assert_eq!(
+            schema_of(&config("    state_schema: sqlmesh\n", "")),
+            "sqlmesh"
+        );
+        assert_eq!(schema_of(&config("", "      schema: mine\n")), "mine");
+        let same = config("    state_schema: mine\n", "      schema: mine\n");
+        assert_eq!(schema_of(&same), "mine");
+        let both = config("    state_schema: sqlmesh\n", "      schema: mine\n");
+        let err = parse(Path::new("/p"), "config.yaml", &both, None).unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            shown.contains("config.yaml:4:")
+                && shown.contains("`sqlmesh`")
+                && shown.contains("`mine`"),
+            "{shown}"
+        );
+
+        let embedded =
+            "gateways:\n  g:\n    connection: {type: duckdb}\n    state_schema: sqlmesh\n";
+        let cfg = parse(Path::new("/p"), "config.yaml", embedded, None).unwrap();
+        assert_eq!(cfg.state, StateChoice::Embedded);
+        assert!(
+            cfg.warnings
+                .iter()
+                .any(|w| w.contains("state_schema `sqlmesh`")),
+            "{:?}",
+            cfg.warnings
+        );
     }
 
     #[test]

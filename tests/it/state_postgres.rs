@@ -153,6 +153,40 @@ fn plans_and_applies_with_state_in_postgres() {
     assert_eq!(listed.lines().count(), 3, "{listed}");
 }
 
+/// SQLMesh's `state_schema` puts state in the schema it names.
+#[test]
+fn state_schema_names_where_state_lives() {
+    let Some(s) = project_on_postgres() else {
+        return;
+    };
+    s.write(
+        "config.yaml",
+        &s.read("config.yaml").replacen(
+            "    state_connection:\n",
+            "    state_schema: sqlmesh_state\n    state_connection:\n",
+            1,
+        ),
+    );
+    s.apply(EXEC);
+    s.assert_demo_results();
+    let info = stdout(&s.lake().args(["info"]).output().unwrap());
+    assert!(
+        info.contains("State: PostgreSQL, schema sqlmesh_state\n"),
+        "{info}"
+    );
+    let tables_in = |schema: &str| {
+        psql(
+            &database_uri(&s),
+            &format!(
+                "SELECT count(*)::text FROM information_schema.tables WHERE table_schema = '{schema}'"
+            ),
+        )
+    };
+    assert_ne!(tables_in("sqlmesh_state"), ["0"]);
+    assert_eq!(tables_in("lake"), ["0"], "nothing in the default schema");
+    s.assert_no_changes();
+}
+
 #[test]
 fn concurrent_plans_on_one_environment_land_once() {
     let Some(s) = project_on_postgres() else {
