@@ -79,9 +79,11 @@ impl Engine {
 /// An empty file, all such a kill left before lake created databases this way, holds nothing and is replaced.
 fn create_database_whole(path: &std::path::Path) -> Result<()> {
     match std::fs::metadata(path) {
-        Ok(found) if found.len() > 0 => return Ok(()),
+        Ok(found) if found.len() > 0 || !found.is_file() => return Ok(()),
         Ok(_) => std::fs::remove_file(path).map_err(|e| LakeError::io(path, e))?,
-        Err(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        // Unreadable: DuckDB's own open reports it.
+        Err(_) => return Ok(()),
     }
     let name = path
         .file_name()
