@@ -329,6 +329,8 @@ pub struct ResolvedConfig {
     pub unknown_keys: Vec<String>,
     /// Settings accepted but ignored today, with the reason.
     pub warnings: Vec<String>,
+    /// Where derived, safe-to-delete files go (`cache_dir`, relative to the project; `.lake/cache` by default).
+    pub cache_dir: PathBuf,
 }
 
 /// Where lake keeps its state.
@@ -663,6 +665,7 @@ fn resolve(
         })
     };
     let snapshot_ttl = ttl("snapshot_ttl", config.snapshot_ttl.as_deref())?;
+    let cache_dir = root.join(config.cache_dir.as_deref().unwrap_or(".lake/cache"));
     let linter = linter::LinterConfig::from_config(config.linter.as_ref())?;
     let environment_ttl = ttl("environment_ttl", config.environment_ttl.as_deref())?;
     let mut spark_gateways = BTreeMap::new();
@@ -687,6 +690,7 @@ fn resolve(
         linter,
         unknown_keys,
         warnings,
+        cache_dir,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Loading a project: config, model files, external models, query analysis and the DAG.
 
 pub mod audit;
+pub mod cache;
 pub mod dag;
 pub mod macros;
 pub mod model;
@@ -36,7 +37,7 @@ pub struct ExternalModel {
 }
 
 /// What one model's query reads, found by parsing it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Analysis {
     /// The query in canonical form (rendered with the loading context), the basis of the fingerprint.
     pub normalized_query: Option<String>,
@@ -91,6 +92,8 @@ pub struct Project {
     pub audits: Vec<Vec<crate::project::audit::ModelAudit>>,
     /// Accept references to undeclared tables (for `create-external-models`), recording them in analyses.
     lenient: bool,
+    /// How many models' analyses came from the cache in `cache_dir` instead of rendering.
+    pub cached_analyses: usize,
 }
 
 const SYSTEM_SCHEMAS: &[&str] = &["information_schema", "pg_catalog", "system", "temp"];
@@ -303,22 +306,39 @@ impl Project {
             audit_definitions,
             audits,
             lenient,
+            cached_analyses: 0,
         };
         if !errors.is_empty() {
             return Err(crate::error::collect(errors));
         }
-        let mut analyses: Vec<Result<Analysis>> = (0..project.models.len())
+        let cache = if lenient {
+            None
+        } else {
+            cache::AnalysisCache::open(&project.config.cache_dir, &project.cache_inputs())
+        };
+        let (mut analyses, cache_uses): (Vec<Result<Analysis>>, Vec<cache::CacheUse>) = (0
+            ..project.models.len())
             .into_par_iter()
-            .map(|i| project.analyse(i))
-            .collect();
+            .map(|i| project.analyse_with_cache(i, cache.as_ref()))
+            .unzip();
+        project.cached_analyses = cache_uses
+            .iter()
+            .filter(|u| matches!(u, cache::CacheUse::Hit(_)))
+            .count();
         // `@STAR(model)` and `@UNION` need the columns of models that do not declare them: infer those
         // from the models' queries and render the models that asked again, until nothing more is learnt.
         while project.infer_requested_columns(&analyses)? {
             for (i, analysis) in analyses.iter_mut().enumerate() {
                 if analysis.is_err() {
-                    *analysis = project.analyse(i);
+                    *analysis = project.analyse(i).map(|(a, _)| a);
                 }
             }
+        }
+        if let Some(cache) = cache
+            && errors.is_empty()
+            && analyses.iter().all(Result::is_ok)
+        {
+            cache.update(cache_uses);
         }
         let mut analysed = Vec::with_capacity(analyses.len());
         for a in analyses {
@@ -636,10 +656,70 @@ impl Project {
             })
     }
 
-    fn analyse(&self, i: usize) -> Result<Analysis> {
+    /// What the load-time rendering of every model reads besides the model's own file, for cache keys.
+    fn cache_inputs(&self) -> cache::ProjectInputs<'_> {
+        cache::ProjectInputs {
+            gateway: &self.config.gateway,
+            variables: &self.config.variables,
+            model_defaults: format!("{:?}", self.config.model_defaults),
+            macro_definitions: self
+                .macro_definitions
+                .iter()
+                .map(|(_, d)| d.text.as_str())
+                .collect(),
+            jinja_macros: &self.jinja_macros,
+            python_macros: &self.python_macros,
+        }
+    }
+
+    /// `analyse`, from the cache when it holds the model's rendering and storing it when it may.
+    fn analyse_with_cache(
+        &self,
+        i: usize,
+        cache: Option<&cache::AnalysisCache>,
+    ) -> (Result<Analysis>, cache::CacheUse) {
+        let model = &self.models[i];
+        // Jinja templates can read the process environment (`env_var`), which no key covers.
+        let cacheable = model.query.as_ref().is_some_and(|q| !q.jinja);
+        let Some(cache) = cache.filter(|_| cacheable) else {
+            return (self.analyse(i).map(|(a, _)| a), cache::CacheUse::Bypassed);
+        };
+        let key = cache.key(model);
+        if let Some(hit) = cache
+            .get(&key)
+            .and_then(|entry| self.analyse_cached(i, entry))
+        {
+            return (hit, cache::CacheUse::Hit(key));
+        }
+        match self.analyse(i) {
+            Ok((analysis, entry)) => (Ok(analysis), cache::CacheUse::Miss(key, entry)),
+            Err(e) => (Err(e), cache::CacheUse::Miss(key, None)),
+        }
+    }
+
+    /// The analysis of model `i` from its cached rendering, or `None` when a reference needs the full
+    /// analysis: an unknown table (for its located error) or the model's own table (for its columns).
+    fn analyse_cached(&self, i: usize, cached: &cache::CachedQuery) -> Option<Result<Analysis>> {
+        let mut analysis = Analysis::default();
+        for parts in &cached.references {
+            match self.resolve(parts) {
+                RefTarget::Model(p) if p != i => analysis.parents.push(p),
+                RefTarget::External => analysis.externals.push(ModelName::from_parts(parts)?),
+                RefTarget::System => {}
+                RefTarget::Model(_) | RefTarget::Unknown => return None,
+            }
+        }
+        analysis.normalized_query = Some(cached.normalized.clone());
+        Some(self.add_declared_parents(i, analysis))
+    }
+
+    /// What model `i`'s query reads, and its rendering to cache when nothing in it depended on other
+    /// models' columns or its own table.
+    fn analyse(&self, i: usize) -> Result<(Analysis, Option<cache::CachedQuery>)> {
         let model = &self.models[i];
         let ctx = MacroContext::for_loading(&self.config.gateway, &self.config.variables);
         let mut analysis = Analysis::default();
+        let mut cacheable = None;
         if let Some(rendered) = self.render_query(i, &ctx)? {
             let query = model.query.as_ref().map_or(0, |q| q.offset);
             for (r, target) in &rendered.refs {
@@ -682,8 +762,24 @@ impl Project {
                     }
                 }
             }
+            let consulted_columns = ctx
+                .columns_consulted
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if !consulted_columns && !self.lenient && analysis.own_columns.is_none() {
+                cacheable = Some(cache::CachedQuery {
+                    normalized: rendered.normalized.clone(),
+                    references: rendered.refs.iter().map(|(r, _)| r.parts.clone()).collect(),
+                });
+            }
             analysis.normalized_query = Some(rendered.normalized);
         }
+        Ok((self.add_declared_parents(i, analysis)?, cacheable))
+    }
+
+    /// `analysis` with the parents model `i` names outside its query (`depends_on`, audits comparing with
+    /// another model), sorted and deduplicated.
+    fn add_declared_parents(&self, i: usize, mut analysis: Analysis) -> Result<Analysis> {
+        let model = &self.models[i];
         for dep in &model.meta.depends_on {
             match self.index.get(dep) {
                 Some(&p) => analysis.parents.push(p),

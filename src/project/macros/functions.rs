@@ -425,6 +425,8 @@ fn known_columns<'c>(
     macro_name: &str,
 ) -> Result<&'c Vec<(String, String)>, String> {
     let key = relation.to_lowercase();
+    ctx.columns_consulted
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     ctx.known_columns.get(&key).ok_or_else(|| {
         if let Ok(mut requests) = ctx.column_requests.lock() {
             requests.insert(key);

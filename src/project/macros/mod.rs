@@ -38,6 +38,9 @@ pub struct MacroContext {
     /// Relations `@STAR`/`@UNION` needed the columns of and did not find in `known_columns`: loading infers
     /// them from the relation's query and renders again.
     pub column_requests: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// Set when a macro looked a relation up in `known_columns` (found or not): such a rendering depends on
+    /// other models' columns, so loading never caches it.
+    pub columns_consulted: Arc<std::sync::atomic::AtomicBool>,
     /// The kind of the model being rendered (`FULL`, `INCREMENTAL_BY_TIME_RANGE`, …), for `@model_kind_name`.
     pub model_kind: String,
     /// The variables of the blueprint the model was made from (`blueprints` property), for
@@ -72,6 +75,7 @@ impl MacroContext {
             python_macros: Arc::new(BTreeMap::new()),
             known_columns: Arc::new(BTreeMap::new()),
             column_requests: Arc::default(),
+            columns_consulted: Arc::default(),
             blueprint_vars: Vec::new(),
             model_kind: String::new(),
             scoped_for: None,
