@@ -94,6 +94,17 @@ pub struct Project {
     lenient: bool,
     /// How many models' analyses came from the cache in `cache_dir` instead of rendering.
     pub cached_analyses: usize,
+    /// Rewriting the cache file, when this load changed it.
+    cache_writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        if let Some(writer) = self.cache_writer.take() {
+            // A panic in the writer only loses the cache, which the next load rebuilds.
+            let _ = writer.join();
+        }
+    }
 }
 
 const SYSTEM_SCHEMAS: &[&str] = &["information_schema", "pg_catalog", "system", "temp"];
@@ -307,6 +318,7 @@ impl Project {
             audits,
             lenient,
             cached_analyses: 0,
+            cache_writer: None,
         };
         if !errors.is_empty() {
             return Err(crate::error::collect(errors));
@@ -338,7 +350,8 @@ impl Project {
             && errors.is_empty()
             && analyses.iter().all(Result::is_ok)
         {
-            cache.update(cache_uses);
+            // Written while the command goes on with the plan; `Drop` waits for it.
+            project.cache_writer = Some(std::thread::spawn(move || cache.update(cache_uses)));
         }
         let mut analysed = Vec::with_capacity(analyses.len());
         for a in analyses {
