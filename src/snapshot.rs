@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::SuffixTarget;
 use crate::error::LakeError;
 use crate::sql::{ModelName, quote_ident};
 
@@ -114,7 +115,8 @@ impl std::fmt::Display for EnvironmentName {
     }
 }
 
-/// The name an environment exposes a model under: `<schema>.<name>` in prod, `<schema>__<env>.<name>` elsewhere.
+/// The name an environment exposes a model under: `<schema>.<name>` in prod; elsewhere `<schema>__<env>.<name>`
+/// or `<schema>.<name>__<env>`, by the environment's [`SuffixTarget`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct VirtualName {
     pub schema: String,
@@ -122,16 +124,19 @@ pub struct VirtualName {
 }
 
 impl VirtualName {
-    pub fn new(model: &ModelName, environment: &str) -> Self {
-        let schema = if environment == crate::PROD {
-            model.schema.clone()
-        } else {
-            format!("{}__{}", model.schema, environment)
+    pub fn new(model: &ModelName, environment: &str, target: SuffixTarget) -> Self {
+        let (schema, name) = match target {
+            _ if environment == crate::PROD => (model.schema.clone(), model.name.clone()),
+            SuffixTarget::Schema => (
+                format!("{}__{}", model.schema, environment),
+                model.name.clone(),
+            ),
+            SuffixTarget::Table => (
+                model.schema.clone(),
+                format!("{}__{}", model.name, environment),
+            ),
         };
-        VirtualName {
-            schema,
-            name: model.name.clone(),
-        }
+        VirtualName { schema, name }
     }
 
     pub fn sql(&self) -> String {

@@ -205,7 +205,11 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                 };
             let mut report = None;
             if apply {
-                let progress = Progress::new(&plan.environment, std::io::stderr().is_terminal());
+                let progress = Progress::new(
+                    &plan.environment,
+                    plan.suffix_target,
+                    std::io::stderr().is_terminal(),
+                );
                 let result = ctx.apply(&plan, &progress, || {
                     eprintln!(
                         "Waiting for another lake process to finish applying in this project…"
@@ -622,7 +626,11 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                 select: select_model.clone(),
                 window: ops::window(start.as_deref(), end.as_deref())?,
             };
-            let progress = Progress::new(environment, std::io::stderr().is_terminal());
+            let progress = Progress::new(
+                environment,
+                ctx.suffix_target_of(environment)?,
+                std::io::stderr().is_terminal(),
+            );
             let result = ctx.run(environment, now, &options, &progress, || {
                 eprintln!("Waiting for another lake process to finish in this project…")
             });

@@ -17,7 +17,7 @@ use crate::engine::QueryResult;
 use crate::error::LakeError;
 use crate::plan::{Backfill, Category, ChangeKind, Plan};
 use crate::scheduler::Observer;
-use crate::snapshot::VirtualName;
+use crate::snapshot::{SuffixTarget, VirtualName};
 use crate::sql::ModelName;
 use crate::storage::WriteStats;
 
@@ -28,8 +28,8 @@ pub enum Audience {
     Pipe,
 }
 
-fn shown_name(name: &ModelName, environment: &str) -> String {
-    VirtualName::new(name, environment).to_string()
+fn shown_name(name: &ModelName, environment: &str, suffix: SuffixTarget) -> String {
+    VirtualName::new(name, environment, suffix).to_string()
 }
 
 /// The plan as SQLMesh prints it: a tree on a terminal, Markdown otherwise.
@@ -41,6 +41,7 @@ pub fn render_plan(plan: &Plan, audience: Audience) -> String {
 pub fn render_changes(plan: &Plan, audience: Audience) -> String {
     let mut out = String::new();
     let env = &plan.environment;
+    let suffix = plan.suffix_target;
     let bold = Style::new().bold();
     let heading = |text: &str| match audience {
         Audience::Terminal => format!("{}\n", bold.apply_to(text)),
@@ -102,7 +103,7 @@ pub fn render_changes(plan: &Plan, audience: Audience) -> String {
         }
         out.push_str(&heading(title));
         for (n, change) in changes.iter().enumerate() {
-            let name = shown_name(&change.name, env);
+            let name = shown_name(&change.name, env, suffix);
             let mut line = match audience {
                 Audience::Terminal => {
                     let branch = if n + 1 == changes.len() {
@@ -124,7 +125,7 @@ pub fn render_changes(plan: &Plan, audience: Audience) -> String {
                 let parents: Vec<String> = change
                     .because_of
                     .iter()
-                    .map(|p| shown_name(p, env))
+                    .map(|p| shown_name(p, env, suffix))
                     .collect();
                 line.push_str(&format!(" because of {}", parents.join(", ")));
             }
@@ -167,11 +168,12 @@ fn backfill_heading(audience: Audience) -> String {
 /// What a plan builds: the models needing backfill, each with its intervals.
 pub fn render_backfills(plan: &Plan, audience: Audience) -> String {
     let env = &plan.environment;
+    let suffix = plan.suffix_target;
     let mut out = String::new();
     if !plan.backfills.is_empty() {
         out.push_str(&backfill_heading(audience));
         for (n, b) in plan.backfills.iter().enumerate() {
-            let name = shown_name(&b.name, env);
+            let name = shown_name(&b.name, env, suffix);
             match audience {
                 Audience::Terminal => {
                     let branch = if n + 1 == plan.backfills.len() {
@@ -195,13 +197,14 @@ pub fn plan_json(
     error: Option<&LakeError>,
 ) -> serde_json::Value {
     let env = &plan.environment;
+    let suffix = plan.suffix_target;
     let changes: Vec<serde_json::Value> = plan
         .changes
         .iter()
         .map(|c| {
             serde_json::json!({
                 "model": c.name.to_string(),
-                "name_in_environment": shown_name(&c.name, env),
+                "name_in_environment": shown_name(&c.name, env, suffix),
                 "change": c.kind,
                 "category": c.category,
                 "reason": c.reason,
@@ -216,7 +219,7 @@ pub fn plan_json(
         .map(|b| {
             serde_json::json!({
                 "model": b.name.to_string(),
-                "name_in_environment": shown_name(&b.name, env),
+                "name_in_environment": shown_name(&b.name, env, suffix),
                 "physical_table": b.table.to_string(),
                 "action": b.action,
             })
@@ -295,11 +298,12 @@ pub struct Progress {
     bar: ProgressBar,
     terminal: bool,
     environment: String,
+    suffix: SuffixTarget,
     done: Mutex<usize>,
 }
 
 impl Progress {
-    pub fn new(environment: &str, terminal: bool) -> Self {
+    pub fn new(environment: &str, suffix: SuffixTarget, terminal: bool) -> Self {
         let bar = if terminal {
             ProgressBar::new(0)
         } else {
@@ -315,6 +319,7 @@ impl Progress {
             bar,
             terminal,
             environment: environment.to_string(),
+            suffix,
             done: Mutex::new(0),
         }
     }
@@ -354,7 +359,7 @@ impl Observer for Progress {
             *d
         });
         let total = self.bar.length().unwrap_or(0);
-        let name = shown_name(&backfill.name, &self.environment);
+        let name = shown_name(&backfill.name, &self.environment, self.suffix);
         let what = if backfill.batches.is_empty() {
             backfill.label()
         } else {
@@ -385,7 +390,7 @@ impl Observer for Progress {
         self.line(format!(
             "{} audit `{audit}` of {} found {rows} bad row(s) (non-blocking)",
             style("warning:").yellow(),
-            shown_name(&backfill.name, &self.environment)
+            shown_name(&backfill.name, &self.environment, self.suffix)
         ));
     }
 
@@ -393,7 +398,7 @@ impl Observer for Progress {
         self.line(format!(
             "{} {} {change} in the table it keeps",
             style("warning:").yellow(),
-            shown_name(&backfill.name, &self.environment)
+            shown_name(&backfill.name, &self.environment, self.suffix)
         ));
     }
 
@@ -402,7 +407,7 @@ impl Observer for Progress {
         self.line(format!(
             "{} {} (upstream {failed_parent} failed)",
             style("skipped").yellow(),
-            shown_name(&backfill.name, &self.environment)
+            shown_name(&backfill.name, &self.environment, self.suffix)
         ));
     }
 
@@ -1013,6 +1018,7 @@ mod tests {
             execution_time: chrono::NaiveDateTime::default(),
             previous_environment: None,
             allowed_schema_changes: Default::default(),
+            suffix_target: SuffixTarget::Schema,
         }
     }
 

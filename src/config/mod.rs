@@ -141,6 +141,7 @@ pub struct Config {
     pub users: Option<serde_norway::Value>,
     pub pinned_environments: Option<serde_norway::Value>,
     pub physical_schema_mapping: Option<serde_norway::Value>,
+    /// `schema` (default) or `table`: see [`SuffixTarget`].
     pub environment_suffix_target: Option<String>,
     pub physical_table_naming_convention: Option<String>,
     pub virtual_environment_mode: Option<String>,
@@ -310,6 +311,35 @@ pub struct ModelDefaults {
     pub gateway: Option<String>,
 }
 
+/// Where a development environment's suffix goes in the names it exposes (`environment_suffix_target`):
+/// `<schema>__<env>.<name>` (the default) or `<schema>.<name>__<env>`. Each environment keeps the one it was
+/// planned with in state, so changing the setting renames an environment only when it is next planned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SuffixTarget {
+    #[default]
+    Schema,
+    Table,
+}
+
+impl SuffixTarget {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuffixTarget::Schema => "schema",
+            SuffixTarget::Table => "table",
+        }
+    }
+
+    /// The setting as written in config.yaml or state (case-insensitive), or `None` for anything else.
+    pub fn parse(text: &str) -> Option<SuffixTarget> {
+        match text.to_ascii_lowercase().as_str() {
+            "schema" => Some(SuffixTarget::Schema),
+            "table" => Some(SuffixTarget::Table),
+            _ => None,
+        }
+    }
+}
+
 /// Configuration with the gateway resolved and every file path made absolute.
 #[derive(Debug, Clone)]
 pub struct ResolvedConfig {
@@ -331,6 +361,8 @@ pub struct ResolvedConfig {
     pub warnings: Vec<String>,
     /// Where derived, safe-to-delete files go (`cache_dir`, relative to the project; `.lake/cache` by default).
     pub cache_dir: PathBuf,
+    /// Where environments planned now put their suffix (`environment_suffix_target`).
+    pub suffix_target: SuffixTarget,
 }
 
 /// Where lake keeps its state.
@@ -666,6 +698,26 @@ fn resolve(
     };
     let snapshot_ttl = ttl("snapshot_ttl", config.snapshot_ttl.as_deref())?;
     let cache_dir = root.join(config.cache_dir.as_deref().unwrap_or(".lake/cache"));
+    let suffix_target = match config.environment_suffix_target.as_deref() {
+        None => SuffixTarget::default(),
+        Some(text) => SuffixTarget::parse(text).ok_or_else(|| {
+            let help = if text.eq_ignore_ascii_case("catalog") {
+                "`catalog` puts each environment in its own catalog; lake keeps every environment in one \
+                 DuckDB file and one Iceberg catalog, so it supports `schema` (`db__dev.users`) and `table` \
+                 (`db.users__dev`)"
+            } else {
+                "`schema` names a dev environment's views `db__dev.users` (the default), `table` names them \
+                 `db.users__dev`"
+            };
+            value_error(
+                file,
+                "environment_suffix_target",
+                text,
+                format!("expected `schema` or `table`, found `{text}`"),
+                Some(help.into()),
+            )
+        })?,
+    };
     let linter = linter::LinterConfig::from_config(config.linter.as_ref())?;
     let environment_ttl = ttl("environment_ttl", config.environment_ttl.as_deref())?;
     let mut spark_gateways = BTreeMap::new();
@@ -691,6 +743,7 @@ fn resolve(
         unknown_keys,
         warnings,
         cache_dir,
+        suffix_target,
     })
 }
 

@@ -7,7 +7,7 @@ use super::Context;
 use crate::engine::Engine;
 use crate::error::{LakeError, Result, SourceFile};
 use crate::project::macros::{self, MacroContext};
-use crate::snapshot::VirtualName;
+use crate::snapshot::{SuffixTarget, VirtualName};
 use crate::sql::{ModelName, lex, quote_literal};
 
 /// Which of the two lists.
@@ -55,6 +55,7 @@ impl Context {
         &self,
         moment: Moment,
         environment: &str,
+        suffix: SuffixTarget,
         exposed: &[ModelName],
         execution_time: NaiveDateTime,
     ) -> Result<EnvironmentStatements> {
@@ -76,7 +77,7 @@ impl Context {
         ctx.execution_time = execution_time;
         let views: Vec<VirtualName> = exposed
             .iter()
-            .map(|model| VirtualName::new(model, environment))
+            .map(|model| VirtualName::new(model, environment, suffix))
             .collect();
         let mut schemas: Vec<&str> = views.iter().map(|v| v.schema.as_str()).collect();
         schemas.sort_unstable();

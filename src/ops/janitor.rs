@@ -75,7 +75,7 @@ pub fn janitor(
             .promoted
             .iter()
             .map(|model| VirtualChange::Drop {
-                name: VirtualName::new(model, &env.name),
+                name: VirtualName::new(model, &env.name, env.suffix_target),
             })
             .collect();
         let removed = storage

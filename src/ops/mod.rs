@@ -206,7 +206,7 @@ impl Context {
             .flat_map(|env| {
                 promoted_snapshots(env).map(|s| {
                     (
-                        VirtualName::new(&s.name, &env.name),
+                        VirtualName::new(&s.name, &env.name, env.suffix_target),
                         PhysicalTable::for_version(&s.name, &s.version),
                     )
                 })

@@ -94,6 +94,15 @@ impl Context {
             .unwrap_or_else(|| crate::PROD.to_string())
     }
 
+    /// Where `environment`'s names put its suffix: as it was last planned, or as config.yaml says for an
+    /// environment not planned yet.
+    pub fn suffix_target_of(&self, environment: &str) -> Result<crate::snapshot::SuffixTarget> {
+        Ok(self
+            .open_state()?
+            .environment(environment)?
+            .map_or(self.project.config.suffix_target, |env| env.suffix_target))
+    }
+
     pub fn plan(&self, options: &PlanOptions) -> Result<Plan> {
         self.plan_reporting(options, &mut |_| {})
     }
@@ -134,6 +143,7 @@ impl Context {
             self.environment_statements(
                 moment,
                 &plan.environment,
+                plan.suffix_target,
                 &plan.promoted,
                 plan.execution_time,
             )?;
@@ -169,12 +179,14 @@ impl Context {
         let before_all = self.environment_statements(
             Moment::BeforeAll,
             &environment,
+            plan.suffix_target,
             &plan.promoted,
             plan.execution_time,
         )?;
         let after_all = self.environment_statements(
             Moment::AfterAll,
             &environment,
+            plan.suffix_target,
             &plan.promoted,
             plan.execution_time,
         )?;

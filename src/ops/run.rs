@@ -100,12 +100,14 @@ impl Context {
         let before_all = self.environment_statements(
             Moment::BeforeAll,
             &environment,
+            env.suffix_target,
             &env.promoted,
             execution_time,
         )?;
         let after_all = self.environment_statements(
             Moment::AfterAll,
             &environment,
+            env.suffix_target,
             &env.promoted,
             execution_time,
         )?;

@@ -14,7 +14,7 @@ use crate::error::{LakeError, Result};
 use crate::intervals::Range;
 use crate::project::Project;
 use crate::project::model::ModelKind;
-use crate::snapshot::{EnvironmentName, PhysicalTable, Snapshot, VirtualName};
+use crate::snapshot::{EnvironmentName, PhysicalTable, Snapshot, SuffixTarget, VirtualName};
 use crate::sql::ModelName;
 use crate::state::{Environment, StateStore};
 use crate::storage::VirtualChange;
@@ -235,6 +235,8 @@ pub struct Plan {
     pub execution_time: NaiveDateTime,
     pub previous_environment: Option<Environment>,
     pub allowed_schema_changes: AllowedSchemaChanges,
+    /// Where the environment's names put its suffix from this plan on (`environment_suffix_target`).
+    pub suffix_target: SuffixTarget,
 }
 
 impl Plan {
@@ -505,12 +507,15 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         })
         .unwrap_or_default();
     let by_name: HashMap<&ModelName, &Snapshot> = snapshots.iter().map(|s| (&s.name, s)).collect();
+    let suffix = project.config.suffix_target;
+    // The names the environment has now, under the setting it was last planned with.
+    let old_suffix = target.as_ref().map_or(suffix, |t| t.suffix_target);
     let mut virtual_changes = Vec::new();
     for name in &promoted {
         let s = by_name[name];
         if target_versions.get(name) != Some(&s.version.as_str()) {
             virtual_changes.push(VirtualChange::Point {
-                name: VirtualName::new(name, &env_name),
+                name: VirtualName::new(name, &env_name, suffix),
                 target: PhysicalTable::for_version(name, &s.version),
             });
         }
@@ -519,29 +524,30 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
     for name in target_versions.keys() {
         if !promoted_set.contains(name) {
             virtual_changes.push(VirtualChange::Drop {
-                name: VirtualName::new(name, &env_name),
+                name: VirtualName::new(name, &env_name, old_suffix),
             });
         }
     }
     // An earlier apply of this environment stopped between moving names and promoting: the names may be
-    // ahead of state. Repoint every name this plan keeps and drop the others it may have created.
+    // ahead of state. Or `environment_suffix_target` changed since it was planned: every name moves. Either
+    // way, repoint every name this plan keeps and drop the others it has or may have created.
     let interrupted = state.pending_promotion(&env_name)?;
-    if !interrupted.is_empty() {
+    if !interrupted.is_empty() || (old_suffix != suffix && env_name != PROD) {
         let mut pointed: HashSet<VirtualName> = HashSet::new();
         virtual_changes = promoted
             .iter()
             .map(|name| {
                 let s = by_name[name];
-                pointed.insert(VirtualName::new(name, &env_name));
+                pointed.insert(VirtualName::new(name, &env_name, suffix));
                 VirtualChange::Point {
-                    name: VirtualName::new(name, &env_name),
+                    name: VirtualName::new(name, &env_name, suffix),
                     target: PhysicalTable::for_version(name, &s.version),
                 }
             })
             .collect();
         let mut dropped: Vec<VirtualName> = target_versions
             .keys()
-            .map(|name| VirtualName::new(name, &env_name))
+            .map(|name| VirtualName::new(name, &env_name, old_suffix))
             .chain(interrupted)
             .filter(|name| !pointed.contains(name))
             .collect();
@@ -651,6 +657,7 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         execution_time: options.execution_time,
         previous_environment: target,
         allowed_schema_changes: allowed_schema_changes(project, options)?,
+        suffix_target: suffix,
     })
 }
 

@@ -143,6 +143,7 @@ pub fn apply(
         updated_ts: now,
         expiration_ts: (plan.environment != crate::PROD)
             .then(|| now + ctx.project.config.environment_ttl.as_millis() as i64),
+        suffix_target: plan.suffix_target,
     };
     let state = state.into_inner().map_err(|_| poisoned())?;
     crate::failpoint::hit("before-promote");
@@ -216,7 +217,7 @@ pub(super) fn run_on_virtual_update(
         .collect();
     for &i in &ctx.project.order {
         let model = &ctx.project.models[i];
-        let name = VirtualName::new(&model.meta.name, &plan.environment);
+        let name = VirtualName::new(&model.meta.name, &plan.environment, plan.suffix_target);
         if model.on_virtual_update.is_empty() || !moved.contains(&name) {
             continue;
         }

@@ -17,7 +17,7 @@ use crate::sql::ModelName;
 pub use backend::{Backend, Guard};
 
 /// Version of the state schema this build of `lake` reads and writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// A model version as recorded in an environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +52,9 @@ pub struct Environment {
     pub updated_ts: i64,
     /// `None` for prod, which never expires.
     pub expiration_ts: Option<i64>,
+    /// Where its names put the environment's suffix: the setting it was last planned with (schema 4).
+    #[serde(default)]
+    pub suffix_target: crate::snapshot::SuffixTarget,
 }
 
 /// The model definition a snapshot keeps: later plans diff and categorise against it, and other machines
@@ -96,6 +99,21 @@ pub(crate) fn newer_schema_error(state: &str, version: u32, written_by: &str) ->
         help: Some(format!(
             "it was written by lake {written_by}: use lake {written_by} or later"
         )),
+    }
+}
+
+/// An environment's stored `suffix_target` (NULL before schema 4, which knew only `schema`).
+pub(crate) fn suffix_target_from_state(
+    stored: Option<&str>,
+) -> Result<crate::snapshot::SuffixTarget> {
+    match stored {
+        None => Ok(crate::snapshot::SuffixTarget::Schema),
+        Some(text) => {
+            crate::snapshot::SuffixTarget::parse(text).ok_or_else(|| LakeError::StateConflict {
+                message: format!("an environment in state has suffix target `{text}`, which this lake does not know"),
+                help: Some("it was written by another lake: use the lake that wrote it".into()),
+            })
+        }
     }
 }
 

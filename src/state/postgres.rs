@@ -234,8 +234,8 @@ impl PostgresState {
     fn environments_where(&self, condition: &str, name: Option<&str>) -> Result<Vec<Environment>> {
         let context = "reading environments";
         let sql = format!(
-            "SELECT name, snapshots, promoted, plan_id, previous_plan_id, created_ts, updated_ts, expiration_ts \
-             FROM {} {condition} ORDER BY name",
+            "SELECT name, snapshots, promoted, plan_id, previous_plan_id, created_ts, updated_ts, expiration_ts, \
+             suffix_target FROM {} {condition} ORDER BY name",
             self.t("environments")
         );
         let rows = self.runtime.block_on(async {
@@ -259,6 +259,9 @@ impl PostgresState {
                     created_ts: column(&r, 5, context)?,
                     updated_ts: column(&r, 6, context)?,
                     expiration_ts: column(&r, 7, context)?,
+                    suffix_target: super::suffix_target_from_state(
+                        column::<Option<String>>(&r, 8, context)?.as_deref(),
+                    )?,
                 })
             })
             .collect()
@@ -599,10 +602,11 @@ impl StateStore for PostgresState {
             }
             let write = sqlx::query(&format!(
                 "INSERT INTO {environments} (name, snapshots, promoted, plan_id, previous_plan_id, created_ts, \
-                 updated_ts, expiration_ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 updated_ts, expiration_ts, suffix_target) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
                  ON CONFLICT (name) DO UPDATE SET snapshots = EXCLUDED.snapshots, promoted = EXCLUDED.promoted, \
                  plan_id = EXCLUDED.plan_id, previous_plan_id = EXCLUDED.previous_plan_id, \
-                 updated_ts = EXCLUDED.updated_ts, expiration_ts = EXCLUDED.expiration_ts"
+                 updated_ts = EXCLUDED.updated_ts, expiration_ts = EXCLUDED.expiration_ts, \
+                 suffix_target = EXCLUDED.suffix_target"
             ))
             .bind(&env.name)
             .bind(&snapshots)
@@ -612,6 +616,7 @@ impl StateStore for PostgresState {
             .bind(env.created_ts)
             .bind(env.updated_ts)
             .bind(env.expiration_ts)
+            .bind(env.suffix_target.as_str())
             .execute(&mut *tx)
             .await;
             match write {

@@ -72,6 +72,8 @@ const ENVIRONMENTS: Table = Table {
         required("created_ts", Type::Int),
         required("updated_ts", Type::Int),
         optional("expiration_ts", Type::Int),
+        // NULL is `schema`, the only naming before schema 4.
+        optional("suffix_target", Type::Text),
     ],
     primary_key: &["name"],
 };
@@ -184,6 +186,11 @@ pub fn upgrade_statements(from: u32, dialect: Dialect, qualify: Qualify<'_>) -> 
                     1,
                 ),
             ),
+            // Environments remember where their names put the suffix (`environment_suffix_target`).
+            4 => Some(format!(
+                "ALTER TABLE {} ADD COLUMN suffix_target TEXT",
+                qualify("environments")
+            )),
             _ => None,
         })
         .collect()
@@ -245,8 +252,12 @@ mod tests {
     #[test]
     fn upgrades_run_every_step_from_the_stored_version() {
         let plain = |t: &str| t.to_string();
-        assert_eq!(upgrade_statements(1, Dialect::Sqlite, &plain).len(), 2);
-        assert_eq!(upgrade_statements(2, Dialect::Sqlite, &plain).len(), 1);
+        assert_eq!(upgrade_statements(1, Dialect::Sqlite, &plain).len(), 3);
+        assert_eq!(upgrade_statements(2, Dialect::Sqlite, &plain).len(), 2);
+        assert_eq!(
+            upgrade_statements(3, Dialect::Sqlite, &plain),
+            ["ALTER TABLE environments ADD COLUMN suffix_target TEXT"]
+        );
         assert!(upgrade_statements(SCHEMA_VERSION, Dialect::Sqlite, &plain).is_empty());
     }
 

@@ -141,6 +141,7 @@ fn row_to_env(row: &rusqlite::Row<'_>) -> rusqlite::Result<EnvRow> {
         row.get(5)?,
         row.get(6)?,
         row.get(7)?,
+        row.get(8)?,
     ))
 }
 
@@ -153,6 +154,7 @@ type EnvRow = (
     i64,
     i64,
     Option<i64>,
+    Option<String>,
 );
 
 fn env_from_row(row: EnvRow) -> Result<Environment> {
@@ -165,6 +167,7 @@ fn env_from_row(row: EnvRow) -> Result<Environment> {
         created_ts,
         updated_ts,
         expiration_ts,
+        suffix_target,
     ) = row;
     let snapshots: Vec<EnvSnapshot> =
         serde_json::from_str(&snapshots).map_err(|e| json_err("reading an environment", e))?;
@@ -179,11 +182,11 @@ fn env_from_row(row: EnvRow) -> Result<Environment> {
         created_ts,
         updated_ts,
         expiration_ts,
+        suffix_target: super::suffix_target_from_state(suffix_target.as_deref())?,
     })
 }
 
-const ENV_COLUMNS: &str =
-    "name, snapshots, promoted, plan_id, previous_plan_id, created_ts, updated_ts, expiration_ts";
+const ENV_COLUMNS: &str = "name, snapshots, promoted, plan_id, previous_plan_id, created_ts, updated_ts, expiration_ts, suffix_target";
 
 impl SqliteState {
     /// Runs `sql` (with `{keys}` standing for the placeholders) once per chunk of `keys`.
@@ -523,7 +526,7 @@ impl StateStore for SqliteState {
         let promoted = serde_json::to_string(&env.promoted)
             .map_err(|e| json_err("storing an environment", e))?;
         tx.execute(
-            &format!("INSERT OR REPLACE INTO environments ({ENV_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            &format!("INSERT OR REPLACE INTO environments ({ENV_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
             params![
                 env.name,
                 snapshots,
@@ -532,7 +535,8 @@ impl StateStore for SqliteState {
                 env.previous_plan_id,
                 env.created_ts,
                 env.updated_ts,
-                env.expiration_ts
+                env.expiration_ts,
+                env.suffix_target.as_str()
             ],
         )
         .map_err(sql_err("updating an environment"))?;

@@ -417,3 +417,125 @@ fn plan_and_run_target_default_target_environment_unless_told() {
     s.apply_env("prod", EXEC);
     s.assert_demo_results();
 }
+
+/// The environment names in lake's Iceberg catalog (`.lake/catalog.db`), leaving out the versions'
+/// `lake__<schema>` namespaces.
+fn catalog_names(s: &Scratch) -> Vec<String> {
+    let catalog = rusqlite::Connection::open(s.project.join(".lake/catalog.db")).unwrap();
+    let mut query = catalog
+        .prepare("SELECT table_namespace || '.' || table_name FROM iceberg_tables ORDER BY 1")
+        .unwrap();
+    query
+        .query_map([], |row| row.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .filter(|name| !name.starts_with("lake__"))
+        .collect()
+}
+
+#[test]
+fn environment_suffix_target_table_names_dev_views_in_prod_schemas_and_each_environment_keeps_its_naming()
+ {
+    let s = Scratch::init();
+    let config = s.read("config.yaml");
+    s.write(
+        "config.yaml",
+        &format!("{config}\nenvironment_suffix_target: table\n"),
+    );
+    s.apply(EXEC);
+    edit(
+        &s,
+        "models/full_model.sql",
+        "FROM demo.incremental_model",
+        "FROM demo.incremental_model\nWHERE id > 4",
+    );
+    let out = run(
+        &s,
+        &["plan", "dev", "--auto-apply", "--execution-time", EXEC],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("- `demo.full_model__dev` (Breaking: changed the WHERE clause)"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        built_models(&out),
+        ["demo.full_model__dev", "demo.view_model__dev"]
+    );
+    assert_eq!(
+        s.csv("select * from demo.full_model__dev order by 1"),
+        "item_id,num_orders\n1,3\n"
+    );
+    let out = run(&s, &["fetchdf", "select * from demo__dev.full_model"]);
+    assert_eq!(out.status.code(), Some(1), "no schema-suffixed name");
+    let dev_names = |names: Vec<String>| -> Vec<String> {
+        names.into_iter().filter(|n| n.contains("dev")).collect()
+    };
+    // VIEW models live in DuckDB only; the catalog names tables.
+    assert_eq!(dev_names(catalog_names(&s)), ["demo.full_model__dev"]);
+    s.assert_demo_results();
+
+    // Back to the default: the next plan of dev moves every one of its names, and drops the old ones.
+    s.write("config.yaml", &config);
+    let out = run(
+        &s,
+        &["plan", "dev", "--auto-apply", "--execution-time", EXEC],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("No model changes; 4 virtual name(s) of `dev` will be repointed"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(built_models(&out).is_empty(), "renaming builds nothing");
+    assert_eq!(
+        s.csv("select * from demo__dev.full_model order by 1"),
+        "item_id,num_orders\n1,3\n"
+    );
+    let out = run(&s, &["fetchdf", "select * from demo.full_model__dev"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the table-suffixed name is gone"
+    );
+    assert_eq!(dev_names(catalog_names(&s)), ["demo__dev.full_model"]);
+
+    // The janitor drops an environment's names as they were last planned, whatever config.yaml says now.
+    s.write(
+        "config.yaml",
+        &format!("{config}\nenvironment_suffix_target: table\n"),
+    );
+    assert!(run(&s, &["invalidate", "dev"]).status.success());
+    let out = run(&s, &["janitor"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(dev_names(catalog_names(&s)), Vec::<String>::new());
+    let out = run(&s, &["fetchdf", "select * from demo__dev.full_model"]);
+    assert_eq!(out.status.code(), Some(1), "the dev name is gone");
+    s.assert_demo_results();
+}
+
+#[test]
+fn environment_suffix_target_catalog_or_a_misspelling_is_a_located_error() {
+    let s = Scratch::init();
+    let config = s.read("config.yaml");
+    for (value, hint) in [
+        ("catalog", "lake keeps every environment in one DuckDB file"),
+        ("tabel", "`table` names them `db.users__dev`"),
+    ] {
+        s.write(
+            "config.yaml",
+            &format!("{config}\nenvironment_suffix_target: {value}\n"),
+        );
+        let out = run(&s, &["plan"]);
+        assert!(!out.status.success());
+        let message = crate::common::stderr_words(&out);
+        let line = config.lines().count() + 2;
+        assert!(
+            message.contains(&format!("config.yaml:{line}:28"))
+                && message.contains(&format!("expected `schema` or `table`, found `{value}`"))
+                && message.contains(hint),
+            "{message}"
+        );
+    }
+}

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use lake::config::Secret;
-use lake::snapshot::{Fingerprint, Snapshot, VirtualName};
+use lake::snapshot::{Fingerprint, Snapshot, SuffixTarget, VirtualName};
 use lake::sql::ModelName;
 use lake::state::postgres::PostgresState;
 use lake::state::sqlite::SqliteState;
@@ -76,6 +76,12 @@ fn environment(name: &str, plan: &str, previous: Option<&str>) -> Environment {
         created_ts: 1,
         updated_ts: 2,
         expiration_ts: None,
+        // Both settings round-trip: prod keeps the default, other environments name tables.
+        suffix_target: if name == "prod" {
+            SuffixTarget::Schema
+        } else {
+            SuffixTarget::Table
+        },
     }
 }
 
@@ -207,6 +213,10 @@ fn environments_expire_and_are_removed_only_at_the_expected_plan() {
             .collect();
         names.sort();
         assert_eq!(names, ["dev", "prod"]);
+        assert_eq!(
+            state.environment("dev").unwrap().unwrap(),
+            environment("dev", "d1", None)
+        );
         assert!(state.set_expiration("dev", 42).unwrap());
         assert!(!state.set_expiration("nowhere", 42).unwrap());
         assert_eq!(

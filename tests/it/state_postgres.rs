@@ -369,14 +369,15 @@ fn older_state_is_migrated_and_newer_state_refused() {
     // Schema 2, as the lake before the promotion journal left it.
     psql(
         &uri,
-        "DROP TABLE lake.pending_promotions; DELETE FROM lake._versions; \
+        "DROP TABLE lake.pending_promotions; ALTER TABLE lake.environments DROP COLUMN suffix_target; \
+         DELETE FROM lake._versions; \
          INSERT INTO lake._versions VALUES (2, '0.1.0')",
     );
     let version = "SELECT max(schema_version)::text FROM lake._versions";
     let out = s.lake().args(["plan", "--auto-apply"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("has schema version 2, older than this lake's (3)")
+        stderr(&out).contains("has schema version 2, older than this lake's (4)")
             && stderr(&out).contains("run `lake migrate`"),
         "{}",
         stderr(&out)
@@ -385,8 +386,8 @@ fn older_state_is_migrated_and_newer_state_refused() {
 
     let out = s.lake().args(["migrate"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "State is at schema version 3.\n");
-    assert_eq!(psql(&uri, version), ["3"]);
+    assert_eq!(stdout(&out), "State is at schema version 4.\n");
+    assert_eq!(psql(&uri, version), ["4"]);
     s.assert_no_changes();
     s.assert_demo_results();
 

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::engine::{ColumnLogical, Engine, Session};
 use crate::error::{LakeError, Result};
 use crate::ops::Context;
-use crate::snapshot::{PhysicalTable, VirtualName};
+use crate::snapshot::{PhysicalTable, SuffixTarget, VirtualName};
 use crate::sql::{quote_ident, quote_literal};
 
 /// The names DuckDB reserves for its own databases; an environment cannot be attached under them.
@@ -201,7 +201,7 @@ impl Refresher<'_> {
             for s in &env.snapshots {
                 let table = PhysicalTable::for_version(&s.name, &s.version);
                 if let Some(comment) = physical.get(&table) {
-                    let name = VirtualName::new(&s.name, crate::PROD);
+                    let name = VirtualName::new(&s.name, crate::PROD, SuffixTarget::Schema);
                     wanted.insert((name.schema, name.name), (table, comment.clone()));
                 }
             }
