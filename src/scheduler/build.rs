@@ -34,6 +34,8 @@ pub(super) fn build_one(
     }
     ctx.storage
         .declare_properties(&backfill.table, &model.meta.physical_properties);
+    ctx.storage
+        .declare_partitioning(&backfill.table, &model.meta.partitioning);
     if backfill.batches.is_empty() {
         let macro_ctx = macro_context(ctx, backfill.model, &backfill.table, "evaluating");
         run_statements(

@@ -2,6 +2,7 @@
 
 pub mod duckdb_file;
 pub mod iceberg;
+pub mod partition;
 
 use crate::engine::Session;
 use crate::error::Result;
@@ -291,6 +292,9 @@ pub trait Storage: Send + Sync {
     /// The properties `table` is created with, when it is created (a model's `physical_properties`). Iceberg
     /// storage makes them table properties; a DuckDB table has none.
     fn declare_properties(&self, _table: &PhysicalTable, _properties: &[(String, String)]) {}
+    /// How `table` is partitioned when it is created (a model's `partitioned_by`). Iceberg storage writes it
+    /// as the table's partition spec, one file per partition; a DuckDB table is not partitioned.
+    fn declare_partitioning(&self, _table: &PhysicalTable, _terms: &[partition::PartitionTerm]) {}
     /// Ends `defer_views`: the engine's view of `table` shows its last commit. Nothing when not deferred.
     fn publish_views(&self, _session: &Session, _table: &PhysicalTable) -> Result<()> {
         Ok(())

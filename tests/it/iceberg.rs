@@ -3,6 +3,7 @@
 
 use crate::common::readers::{
     duckdb_extensions, duckdb_iceberg_scan, pyiceberg, read_catalog, read_project_catalog,
+    run_python,
 };
 use crate::common::s3::{ACCESS_KEY, REGION, S3Server, SECRET_KEY};
 use crate::common::{EXEC, Scratch, built_models, stderr, stdout};
@@ -189,6 +190,135 @@ fn physical_properties_are_iceberg_table_properties() {
     assert_eq!(
         tables["demo.full_model"]["properties"]["retention.days"],
         "60"
+    );
+}
+
+/// pyiceberg's view of one table of the project's catalog: spec, files' partitions, a filtered scan.
+fn partition_scan(python: &str, s: &Scratch, table: &str, row_filter: &str) -> Value {
+    let root = s.project.display();
+    let out = run_python(
+        python,
+        "partition_scan.py",
+        &[
+            &format!("sqlite:///{root}/.lake/catalog.db"),
+            &format!("file://{root}/warehouse"),
+            table,
+            row_filter,
+        ],
+    );
+    serde_json::from_str(&out).expect("partition_scan.py prints JSON")
+}
+
+/// `partitioned_by` becomes the Iceberg table's partition spec: each partition's rows are in their own data
+/// files with their partition values, so an independent reader (pyiceberg) prunes files on a filter. Columns
+/// sorted into partitions (identity, day) and hashed ones (bucket) are both written.
+#[test]
+fn partitioned_by_is_the_iceberg_partition_spec_and_readers_prune_files() {
+    let s = Scratch::init();
+    s.write(
+        "models/events_by_day.sql",
+        "MODEL (name demo.events_by_day, kind FULL, partitioned_by (day(event_date), item_id));\n\
+         SELECT id, item_id, event_date FROM demo.incremental_model\n",
+    );
+    s.write(
+        "models/events_by_bucket.sql",
+        "MODEL (name demo.events_by_bucket, kind FULL, partitioned_by [bucket(2, id)]);\n\
+         SELECT id, item_id, event_date FROM demo.incremental_model\n",
+    );
+    let out = s.apply(EXEC);
+    assert!(out.status.success(), "{}", stderr(&out));
+    s.assert_demo_results();
+    assert_eq!(
+        s.csv("SELECT count(*) AS n, sum(id) AS ids FROM demo.events_by_day"),
+        "n,ids\n7,28\n"
+    );
+    assert_eq!(
+        s.csv("SELECT count(*) AS n, sum(id) AS ids FROM demo.events_by_bucket"),
+        "n,ids\n7,28\n"
+    );
+    let Some(python) = pyiceberg() else { return };
+    let by_day = partition_scan(
+        &python,
+        &s,
+        "demo.events_by_day",
+        "event_date == '2020-01-01'",
+    );
+    assert_eq!(
+        by_day["spec"],
+        json!(["event_date_day:day", "item_id:identity"]),
+        "{by_day}"
+    );
+    // One file per (day, item) pair of the seven rows; two of them on 2020-01-01.
+    assert_eq!(by_day["files"].as_array().unwrap().len(), 7, "{by_day}");
+    assert_eq!(by_day["rows"], 7);
+    assert_eq!(by_day["filtered_files"], 2, "{by_day}");
+    assert_eq!(by_day["filtered_rows"], 2, "{by_day}");
+
+    let by_bucket = partition_scan(&python, &s, "demo.events_by_bucket", "id == 3");
+    assert_eq!(
+        by_bucket["spec"],
+        json!(["id_bucket_2:bucket[2]"]),
+        "{by_bucket}"
+    );
+    let files = by_bucket["files"].as_array().unwrap().len();
+    assert!((1..=2).contains(&files), "{by_bucket}");
+    assert_eq!(by_bucket["rows"], 7);
+    assert_eq!(by_bucket["filtered_rows"], 1, "{by_bucket}");
+    assert!(
+        by_bucket["filtered_files"].as_u64().unwrap() <= 1,
+        "{by_bucket}"
+    );
+}
+
+/// A term lake cannot write as a partition field is a located load error; a column the query lacks is an
+/// error of the build that names the columns it has, and nothing is committed.
+#[test]
+fn partitioned_by_terms_are_checked() {
+    let s = Scratch::init();
+    s.write(
+        "models/events_by_day.sql",
+        "MODEL (name demo.events_by_day, kind FULL, partitioned_by (item_id + 1));\n\
+         SELECT id, item_id, event_date FROM demo.incremental_model\n",
+    );
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let message = crate::common::stderr_words(&out);
+    assert!(
+        message.contains("models/events_by_day.sql:1:")
+            && message
+                .contains("cannot write this `partitioned_by` term as an Iceberg partition field")
+            && message.contains("bucket(16, id)"),
+        "{message}"
+    );
+    s.write(
+        "models/events_by_day.sql",
+        "MODEL (name demo.events_by_day, kind FULL, partitioned_by (day(evnt_date)));\n\
+         SELECT id, item_id, event_date FROM demo.incremental_model\n",
+    );
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let message = crate::common::stderr_words(&out);
+    assert!(
+        message.contains("names `evnt_date`, which is not a column of the model's query")
+            && message.contains("its columns: id, item_id, event_date"),
+        "{message}"
+    );
+    let out = s
+        .lake()
+        .args(["fetchdf", "SELECT * FROM demo.events_by_day"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the failed model has no name in prod"
     );
 }
 

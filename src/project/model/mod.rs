@@ -17,6 +17,7 @@ use crate::intervals::bound::TimeBound;
 use crate::intervals::cron::Schedule;
 use crate::sql::ModelName;
 use crate::sql::lex;
+use crate::storage::partition::{PartitionTerm, PartitionTransform};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnDef {
@@ -54,6 +55,9 @@ pub struct ModelMeta {
     pub audits: Vec<AuditCall>,
     pub depends_on: Vec<ModelName>,
     pub partitioned_by: Vec<String>,
+    /// `partitioned_by`, typed: the Iceberg partition spec of the model's physical tables.
+    #[serde(skip)]
+    pub partitioning: Vec<PartitionTerm>,
     pub clustered_by: Vec<String>,
     pub table_format: Option<String>,
     pub storage_format: Option<String>,
@@ -349,6 +353,7 @@ pub fn parse_model(
         audits: Vec::new(),
         depends_on: Vec::new(),
         partitioned_by: Vec::new(),
+        partitioning: Vec::new(),
         clustered_by: Vec::new(),
         table_format: defaults.table_format.clone(),
         storage_format: defaults.storage_format.clone(),
@@ -433,7 +438,10 @@ pub fn parse_model(
             }
             "audits" => meta.audits = reader.audits(prop)?,
             "depends_on" => meta.depends_on = reader.model_names(prop)?,
-            "partitioned_by" => meta.partitioned_by = reader.list(prop),
+            "partitioned_by" => {
+                meta.partitioned_by = reader.list(prop);
+                meta.partitioning = reader.partitioning(prop)?;
+            }
             "clustered_by" => meta.clustered_by = reader.list(prop),
             "table_format" => meta.table_format = Some(reader.text(prop)?),
             "storage_format" => meta.storage_format = Some(reader.text(prop)?),
@@ -865,6 +873,49 @@ impl MetaReader<'_> {
             .collect()
     }
 
+    /// `partitioned_by` terms as partition fields: a column, or `year`/`month`/`day`/`hour` of one, or
+    /// `bucket`/`truncate` with a width (either argument order, as Spark and Trino write them).
+    fn partitioning(&self, prop: &Property) -> Result<Vec<PartitionTerm>, SourceError> {
+        let column = |value: &Value| match &value.kind {
+            ValueKind::Ident(parts) if parts.len() == 1 => {
+                Some((parts[0].value.clone(), parts[0].quoted))
+            }
+            _ => None,
+        };
+        let width = |value: &Value| match &value.kind {
+            ValueKind::Number(n) => n.parse::<u32>().ok().filter(|w| *w > 0),
+            _ => None,
+        };
+        prop.value
+            .items()
+            .into_iter()
+            .map(|item| {
+                let term = match &item.kind {
+                    ValueKind::Call { name, args } => match args.as_slice() {
+                        [source] => column(source).zip(PartitionTransform::from_call(name, None)),
+                        [a, b] => column(b)
+                            .zip(width(a))
+                            .or_else(|| column(a).zip(width(b)))
+                            .and_then(|(c, w)| Some(c).zip(PartitionTransform::from_call(name, Some(w)))),
+                        _ => None,
+                    },
+                    _ => column(item).map(|c| (c, PartitionTransform::Identity)),
+                };
+                term.map(|((column, quoted), transform)| PartitionTerm {
+                    column,
+                    quoted,
+                    transform,
+                })
+                .ok_or_else(|| {
+                    self.file
+                        .error(item.offset, item.len, "lake cannot write this `partitioned_by` term as an Iceberg partition field")
+                        .with_label("partition term")
+                        .with_help("write a column (`region`), `year`/`month`/`day`/`hour` of a column (`day(event_ts)`), `bucket(16, id)` or `truncate(4, name)`")
+                })
+            })
+            .collect()
+    }
+
     fn audits(&self, prop: &Property) -> Result<Vec<AuditCall>, SourceError> {
         prop.value
             .items()
@@ -935,6 +986,54 @@ mod tests {
             Path::new("/p/models/m.sql"),
             &ModelDefaults::default(),
         )
+    }
+
+    #[test]
+    fn partitioned_by_terms_are_typed_as_spark_and_trino_write_them() {
+        let m = parse(
+            "MODEL (name a.b, partitioned_by (region, \"Day\", days(ts), month(ts), YEAR(ts), hours(ts), \
+             bucket(16, id), bucket(id, 8), truncate(4, name)));\nSELECT 1",
+        )
+        .unwrap();
+        let terms: Vec<(String, bool, PartitionTransform)> = m
+            .meta
+            .partitioning
+            .into_iter()
+            .map(|t| (t.column, t.quoted, t.transform))
+            .collect();
+        let term = |c: &str, t| (c.to_string(), false, t);
+        assert_eq!(
+            terms,
+            [
+                term("region", PartitionTransform::Identity),
+                ("Day".to_string(), true, PartitionTransform::Identity),
+                term("ts", PartitionTransform::Day),
+                term("ts", PartitionTransform::Month),
+                term("ts", PartitionTransform::Year),
+                term("ts", PartitionTransform::Hour),
+                term("id", PartitionTransform::Bucket(16)),
+                term("id", PartitionTransform::Bucket(8)),
+                term("name", PartitionTransform::Truncate(4)),
+            ]
+        );
+        for bad in [
+            "a + b",
+            "bucket(id)",
+            "bucket(0, id)",
+            "day(ts, 2)",
+            "date_trunc('day', ts)",
+            "s.col",
+        ] {
+            let text = format!("MODEL (name a.b, partitioned_by ({bad}));\nSELECT 1");
+            let e = parse(&text).unwrap_err();
+            let at = text.find(bad).unwrap();
+            assert_eq!((e.span.offset(), e.span.len()), (at, bad.len()), "{bad}");
+            assert!(
+                e.message.contains("Iceberg partition field"),
+                "{bad}: {}",
+                e.message
+            );
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod catalog;
 mod commit;
 mod known;
 mod local_fs;
+mod partitioned;
 mod prune;
 
 use std::collections::{HashMap, HashSet};
@@ -20,7 +21,6 @@ use iceberg::writer::file_writer::location_generator::{
     DefaultFileNameGenerator, DefaultLocationGenerator,
 };
 use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
-use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use iceberg::{MetadataLocation, TableCreation, TableIdent};
 use parquet::file::properties::WriterProperties;
 
@@ -77,6 +77,10 @@ pub struct IcebergStorage {
     duckdb_schemas: Mutex<HashSet<String>>,
     /// Table properties of tables not created yet (`Storage::declare_properties`).
     table_properties: Mutex<HashMap<PhysicalTable, HashMap<String, String>>>,
+    /// How tables are partitioned (`Storage::declare_partitioning`): their spec when created, and the order
+    /// their rows are written in.
+    table_partitioning:
+        Mutex<HashMap<PhysicalTable, Vec<crate::storage::partition::PartitionTerm>>>,
 }
 
 /// Settings for the warehouse's files, in iceberg-rust's FileIO property names.
@@ -168,6 +172,7 @@ impl IcebergStorage {
             deferred_views: Mutex::default(),
             duckdb_schemas: Mutex::default(),
             table_properties: Mutex::default(),
+            table_partitioning: Mutex::default(),
         })
     }
 
@@ -232,11 +237,14 @@ impl IcebergStorage {
             .get(table)
             .cloned()
             .unwrap_or_default();
+        let partitioning = self.partitioning(table);
+        let spec = partitioned::spec(table, &iceberg_schema, &partitioning)?;
         let creation = TableCreation::builder()
             .name(table.table.clone())
             .location(location.clone())
             .schema(iceberg_schema)
             .properties(properties)
+            .partition_spec_opt(spec)
             .build();
         let metadata = TableMetadataBuilder::from_table_creation(creation)
             .and_then(|builder| builder.build())
@@ -257,6 +265,14 @@ impl IcebergStorage {
             live: Arc::default(),
             pending: true,
         })
+    }
+
+    /// The partitioning declared for `table` (none when not declared).
+    fn partitioning(&self, table: &PhysicalTable) -> Vec<crate::storage::partition::PartitionTerm> {
+        known::lock(&self.table_partitioning)
+            .get(table)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Writes a pending table's metadata as it is (no snapshot) and adds it to the catalog.
@@ -295,6 +311,18 @@ impl IcebergStorage {
         base: Option<Known>,
     ) -> Result<(Known, Vec<DataFile>)> {
         let mut target: Option<(Known, Arc<ArrowSchema>)> = base.map(with_arrow).transpose()?;
+        let partitioning = self.partitioning(table);
+        let sorted = !partitioning.is_empty();
+        let ordered;
+        let query = if sorted {
+            let described =
+                session.describe(query, || format!("reading the columns of {table}"))?;
+            let columns: Vec<&str> = described.iter().map(|(name, _)| name.as_str()).collect();
+            ordered = partitioned::ordered(table, query, &columns, &partitioning)?;
+            ordered.as_str()
+        } else {
+            query
+        };
         let mut writer = None;
         let query_timer = profile::time(Phase::Query);
         let schema = session.query_each(
@@ -309,7 +337,7 @@ impl IcebergStorage {
                 };
                 let _timer = profile::time(Phase::Parquet);
                 if writer.is_none() {
-                    writer = Some(self.runtime.block_on(new_writer(&known.table))?);
+                    writer = Some(self.runtime.block_on(new_writer(&known.table, sorted))?);
                 }
                 let batch = relabel(&batch, iceberg_arrow)
                     .map_err(|e| LakeError::lakehouse(format!("converting rows of {table}"), e))?;
@@ -327,7 +355,7 @@ impl IcebergStorage {
             None => self.target(table, &schema)?,
         };
         let _timer = profile::time(Phase::Parquet);
-        let files = match writer.as_mut() {
+        let files = match writer {
             Some(w) => self
                 .runtime
                 .block_on(w.close())
@@ -689,13 +717,17 @@ fn read_parquet(known: &Known, files: &[String], with_filename: bool) -> String 
     format!("read_parquet([{list}]{filename}, schema = MAP {{{mapping}}})")
 }
 
-type Writer = iceberg::writer::base_writer::data_file_writer::DataFileWriter<
+type UnpartitionedWriter = iceberg::writer::base_writer::data_file_writer::DataFileWriter<
     ParquetWriterBuilder,
     DefaultLocationGenerator,
     DefaultFileNameGenerator,
 >;
 
-async fn new_writer(table: &Table) -> Result<Writer> {
+type FileWriterBuilder =
+    DataFileWriterBuilder<ParquetWriterBuilder, DefaultLocationGenerator, DefaultFileNameGenerator>;
+
+/// A writer of `table`'s data files; `sorted`: rows come grouped by partition (`partitioned::ordered`).
+async fn new_writer(table: &Table, sorted: bool) -> Result<partitioned::Writer> {
     let context = || format!("preparing Parquet writes to {}", table.identifier());
     let parquet = ParquetWriterBuilder::new(
         WriterProperties::builder()
@@ -716,10 +748,7 @@ async fn new_writer(table: &Table) -> Result<Writer> {
         location,
         DefaultFileNameGenerator::new(prefix, None, DataFileFormat::Parquet),
     );
-    DataFileWriterBuilder::new(rolling)
-        .build(None)
-        .await
-        .map_err(iceberg_err(context()))
+    partitioned::Writer::new(table, DataFileWriterBuilder::new(rolling), sorted).await
 }
 
 /// Gives a DuckDB batch the Iceberg schema (with field ids), casting columns whose Arrow type differs.
@@ -957,6 +986,19 @@ impl Storage for IcebergStorage {
         let (stats, _, _) = result?;
         dropped?;
         Ok(stats)
+    }
+
+    fn declare_partitioning(
+        &self,
+        table: &PhysicalTable,
+        terms: &[crate::storage::partition::PartitionTerm],
+    ) {
+        let mut declared = known::lock(&self.table_partitioning);
+        if terms.is_empty() {
+            declared.remove(table);
+        } else {
+            declared.insert(table.clone(), terms.to_vec());
+        }
     }
 
     fn declare_properties(&self, table: &PhysicalTable, properties: &[(String, String)]) {
