@@ -81,6 +81,9 @@ pub struct IcebergStorage {
     /// their rows are written in.
     table_partitioning:
         Mutex<HashMap<PhysicalTable, Vec<crate::storage::partition::PartitionTerm>>>,
+    /// The `ORDER BY` keys of partitioned tables' writes, found from their columns once per table (every
+    /// write of a table has its columns): a model's thousandth daily batch does not describe its query again.
+    partition_order: Mutex<HashMap<PhysicalTable, Vec<String>>>,
 }
 
 /// Settings for the warehouse's files, in iceberg-rust's FileIO property names.
@@ -173,6 +176,7 @@ impl IcebergStorage {
             duckdb_schemas: Mutex::default(),
             table_properties: Mutex::default(),
             table_partitioning: Mutex::default(),
+            partition_order: Mutex::default(),
         })
     }
 
@@ -315,10 +319,20 @@ impl IcebergStorage {
         let sorted = !partitioning.is_empty();
         let ordered;
         let query = if sorted {
-            let described =
-                session.describe(query, || format!("reading the columns of {table}"))?;
-            let columns: Vec<&str> = described.iter().map(|(name, _)| name.as_str()).collect();
-            ordered = partitioned::ordered(table, query, &columns, &partitioning)?;
+            let cached = known::lock(&self.partition_order).get(table).cloned();
+            let keys = match cached {
+                Some(keys) => keys,
+                None => {
+                    let described =
+                        session.describe(query, || format!("reading the columns of {table}"))?;
+                    let columns: Vec<&str> =
+                        described.iter().map(|(name, _)| name.as_str()).collect();
+                    let keys = partitioned::order_keys(table, &columns, &partitioning)?;
+                    known::lock(&self.partition_order).insert(table.clone(), keys.clone());
+                    keys
+                }
+            };
+            ordered = partitioned::ordered(query, &keys);
             ordered.as_str()
         } else {
             query

@@ -84,15 +84,13 @@ fn source_column<'c>(
         })
 }
 
-/// `query` (whose result has `columns`) in the order that groups each partition's rows together (by the
-/// source columns of the order-keeping terms), so each partition's files are finished before the next
-/// partition starts.
-pub(super) fn ordered(
+/// The columns (of `columns`, a write's result) that group each partition's rows together when rows are
+/// sorted by them: the source columns of the order-keeping terms. Every term must name one of `columns`.
+pub(super) fn order_keys(
     table: &PhysicalTable,
-    query: &str,
     columns: &[&str],
     terms: &[PartitionTerm],
-) -> Result<String> {
+) -> Result<Vec<String>> {
     let mut keys: Vec<String> = Vec::new();
     for term in terms {
         let key = quote_ident(source_column(table, term, columns)?);
@@ -100,13 +98,19 @@ pub(super) fn ordered(
             keys.push(key);
         }
     }
+    Ok(keys)
+}
+
+/// `query` sorted by `keys` (see `order_keys`), so each partition's files are finished before the next
+/// partition starts.
+pub(super) fn ordered(query: &str, keys: &[String]) -> String {
     if keys.is_empty() {
-        return Ok(query.to_string());
+        return query.to_string();
     }
-    Ok(format!(
+    format!(
         "SELECT * FROM ({query}) AS partitioned ORDER BY {}",
         keys.join(", ")
-    ))
+    )
 }
 
 /// Writes a query's batches as data files of one table, split by its partition spec.
