@@ -500,6 +500,19 @@ pub fn parse_model(
     };
     meta.kind
         .default_policies(defaults.on_destructive_change, defaults.on_additive_change);
+    if matches!(meta.kind, ModelKind::IncrementalByPartition { .. })
+        && let Some(prop) = block.properties.iter().find(|p| p.key == "partitioned_by")
+        && meta
+            .partitioning
+            .iter()
+            .any(|t| t.transform != PartitionTransform::Identity)
+    {
+        // Its batches replace the partitions their rows fall in, matched on the columns' values.
+        return Err(file
+            .error(prop.value.offset, prop.value.len, "INCREMENTAL_BY_PARTITION replaces partitions matched on column values, so its `partitioned_by` lists columns")
+            .with_label("a transform")
+            .with_help("partition by a column the query computes (`date_trunc('day', ts) AS ts_day`, then `partitioned_by ts_day`)"));
+    }
 
     let mut pre = Vec::new();
     let mut definitions = Vec::new();
@@ -1034,6 +1047,19 @@ mod tests {
                 e.message
             );
         }
+    }
+
+    #[test]
+    fn incremental_by_partition_partitions_by_columns_only() {
+        let ok = parse(
+            "MODEL (name a.b, kind INCREMENTAL_BY_PARTITION, partitioned_by (region, ds));\nSELECT 1",
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+        let text = "MODEL (name a.b, kind INCREMENTAL_BY_PARTITION, partitioned_by (region, day(ts)));\nSELECT 1";
+        let e = parse(text).unwrap_err();
+        let at = text.find("(region, day").unwrap();
+        assert_eq!(e.span.offset(), at);
+        assert!(e.message.contains("lists columns"), "{}", e.message);
     }
 
     #[test]
