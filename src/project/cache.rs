@@ -168,6 +168,7 @@ impl AnalysisCache {
 fn write_atomically(path: &Path, file: &CacheFile) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
+    remove_abandoned_temporaries(dir);
     let mut temporary = tempfile::NamedTempFile::new_in(dir)?;
     {
         let mut writer = std::io::BufWriter::new(temporary.as_file_mut());
@@ -176,6 +177,28 @@ fn write_atomically(path: &Path, file: &CacheFile) -> std::io::Result<()> {
     }
     temporary.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// Deletes temporary files a killed lake left in the cache folder. Only those an hour old: a younger one may be
+/// another lake's write in progress.
+fn remove_abandoned_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let hour = std::time::Duration::from_secs(3600);
+    for entry in entries.flatten() {
+        let abandoned = entry.file_name().to_string_lossy().starts_with(".tmp")
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|age| age > hour);
+        if abandoned {
+            // Best effort, like the cache itself.
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// What tells one build of lake from another: its version and its executable's size and modification time
@@ -496,6 +519,32 @@ mod tests {
                 .ok(),
             "a load that only hit the cache rewrote it"
         );
+    }
+
+    #[test]
+    fn temporaries_a_killed_lake_left_are_removed_once_an_hour_old() {
+        let project = Generated::new(vec![spec(vec![])]);
+        let root = project.root.path();
+        let _ = outcome(root);
+        let dir = root.join(".lake/cache");
+        let (old, young) = (dir.join(".tmpOLD123"), dir.join(".tmpNEW456"));
+        std::fs::write(&old, "partial").expect("an old temporary");
+        std::fs::write(&young, "partial").expect("a young temporary");
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(&old)
+            .and_then(|f| f.set_modified(two_hours_ago))
+            .expect("age the old temporary");
+        // Make the next load write the cache: a new model.
+        std::fs::write(
+            root.join("models/extra.sql"),
+            "MODEL (name s.extra, kind FULL);\nSELECT 1 AS id\n",
+        )
+        .expect("a new model");
+        let _ = outcome(root);
+        assert!(!old.exists(), "the abandoned temporary is removed");
+        assert!(young.exists(), "a temporary that may be in use is kept");
     }
 
     #[test]
