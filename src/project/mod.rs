@@ -347,7 +347,6 @@ impl Project {
             }
         }
         if let Some(cache) = cache
-            && errors.is_empty()
             && analyses.iter().all(Result::is_ok)
         {
             // Written while the command goes on with the plan; `Drop` waits for it.
