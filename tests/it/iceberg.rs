@@ -275,18 +275,27 @@ fn partitioned_by_is_the_iceberg_partition_spec_and_readers_prune_files() {
 #[test]
 fn partitioned_by_terms_are_checked() {
     let s = Scratch::init();
-    s.write(
-        "models/events_by_day.sql",
-        "MODEL (name demo.events_by_day, kind FULL, partitioned_by (item_id + 1));\n\
-         SELECT id, item_id, event_date FROM demo.incremental_model\n",
-    );
-    let out = s
-        .lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let message = crate::common::stderr_words(&out);
+    // The message of a plan that fails with `partitioned_by (terms)` on a model reading the demo's events.
+    let failed_apply = |terms: &str| {
+        s.write(
+            "models/events_by_day.sql",
+            &format!(
+                "MODEL (name demo.events_by_day, kind FULL, partitioned_by ({terms}));\n\
+                 SELECT id, item_id, event_date FROM demo.incremental_model\n"
+            ),
+        );
+        let out = s
+            .lake()
+            .args(["plan", "--auto-apply", "--execution-time", EXEC])
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "partitioned_by ({terms}) was accepted"
+        );
+        crate::common::stderr_words(&out)
+    };
+    let message = failed_apply("item_id + 1");
     assert!(
         message.contains("models/events_by_day.sql:1:")
             && message
@@ -294,18 +303,7 @@ fn partitioned_by_terms_are_checked() {
             && message.contains("bucket(16, id)"),
         "{message}"
     );
-    s.write(
-        "models/events_by_day.sql",
-        "MODEL (name demo.events_by_day, kind FULL, partitioned_by (day(evnt_date)));\n\
-         SELECT id, item_id, event_date FROM demo.incremental_model\n",
-    );
-    let out = s
-        .lake()
-        .args(["plan", "--auto-apply", "--execution-time", EXEC])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let message = crate::common::stderr_words(&out);
+    let message = failed_apply("day(evnt_date)");
     assert!(
         message.contains("names `evnt_date`, which is not a column of the model's query")
             && message.contains("its columns: id, item_id, event_date"),
