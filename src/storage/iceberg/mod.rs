@@ -279,6 +279,33 @@ impl IcebergStorage {
             .unwrap_or_default()
     }
 
+    /// `query` sorted so each of `table`'s partitions comes in one run (`partitioned::ordered`), or `None`
+    /// when the table is not partitioned. The sort keys are found once per table.
+    fn ordered_by_partition(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        query: &str,
+    ) -> Result<Option<String>> {
+        let partitioning = self.partitioning(table);
+        if partitioning.is_empty() {
+            return Ok(None);
+        }
+        let cached = known::lock(&self.partition_order).get(table).cloned();
+        let keys = match cached {
+            Some(keys) => keys,
+            None => {
+                let described =
+                    session.describe(query, || format!("reading the columns of {table}"))?;
+                let columns: Vec<&str> = described.iter().map(|(name, _)| name.as_str()).collect();
+                let keys = partitioned::order_keys(table, &columns, &partitioning)?;
+                known::lock(&self.partition_order).insert(table.clone(), keys.clone());
+                keys
+            }
+        };
+        Ok(Some(partitioned::ordered(query, &keys)))
+    }
+
     /// Writes a pending table's metadata as it is (no snapshot) and adds it to the catalog.
     async fn create_empty(&self, pending: &Known) -> Result<Known> {
         let table = &pending.table;
@@ -315,28 +342,9 @@ impl IcebergStorage {
         base: Option<Known>,
     ) -> Result<(Known, Vec<DataFile>)> {
         let mut target: Option<(Known, Arc<ArrowSchema>)> = base.map(with_arrow).transpose()?;
-        let partitioning = self.partitioning(table);
-        let sorted = !partitioning.is_empty();
-        let ordered;
-        let query = if sorted {
-            let cached = known::lock(&self.partition_order).get(table).cloned();
-            let keys = match cached {
-                Some(keys) => keys,
-                None => {
-                    let described =
-                        session.describe(query, || format!("reading the columns of {table}"))?;
-                    let columns: Vec<&str> =
-                        described.iter().map(|(name, _)| name.as_str()).collect();
-                    let keys = partitioned::order_keys(table, &columns, &partitioning)?;
-                    known::lock(&self.partition_order).insert(table.clone(), keys.clone());
-                    keys
-                }
-            };
-            ordered = partitioned::ordered(query, &keys);
-            ordered.as_str()
-        } else {
-            query
-        };
+        let ordered = self.ordered_by_partition(session, table, query)?;
+        let sorted = ordered.is_some();
+        let query = ordered.as_deref().unwrap_or(query);
         let mut writer = None;
         let query_timer = profile::time(Phase::Query);
         let schema = session.query_each(
