@@ -129,12 +129,16 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             allow_additive_model,
         } => {
             let ctx = load(cli)?;
+            let defaults = &ctx.project.config.config.plan;
+            let auto_apply = *auto_apply || defaults.auto_apply == Some(true);
+            let no_prompts = *no_prompts || defaults.no_prompts == Some(true);
             let environment = ctx.target_environment(environment.as_deref());
             let mut options = PlanOptions::new(
                 environment.clone(),
                 ops::execution_time(execution_time.as_deref())?,
             );
-            options.include_unmodified = *include_unmodified;
+            options.include_unmodified =
+                *include_unmodified || defaults.include_unmodified == Some(true);
             options.forward_only = *forward_only;
             options.window = ops::window(start.as_deref(), end.as_deref())?;
             options.restate = restate_model.clone();
@@ -191,7 +195,7 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                 }
             }
             let apply = plan.has_work()
-                && if *auto_apply {
+                && if auto_apply {
                     true
                 } else if interactive {
                     prompt::confirm(&plan.environment)?

@@ -148,7 +148,9 @@ pub struct Config {
     pub gateway_managed_virtual_layer: Option<bool>,
     pub environment_catalog_mapping: Option<serde_norway::Value>,
     pub linter: Option<serde_norway::Value>,
-    pub plan: Option<serde_norway::Value>,
+    /// Defaults of `lake plan`'s flags (SQLMesh's `plan:` section); a flag given on the command line wins.
+    #[serde(default)]
+    pub plan: PlanDefaults,
     pub run: Option<serde_norway::Value>,
     pub format: Option<serde_norway::Value>,
     pub ui: Option<serde_norway::Value>,
@@ -338,6 +340,25 @@ impl SuffixTarget {
             _ => None,
         }
     }
+}
+
+/// config.yaml's `plan:` section. Unset keys leave lake's own defaults (prompting on a terminal, dev
+/// environments exposing only what changed, no apply without `--auto-apply`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PlanDefaults {
+    /// Apply without asking, as `--auto-apply`.
+    pub auto_apply: Option<bool>,
+    /// Never ask (categories, confirmation), as `--no-prompts`.
+    pub no_prompts: Option<bool>,
+    /// Expose unmodified models in dev environments too, as `--include-unmodified`.
+    pub include_unmodified: Option<bool>,
+    // SQLMesh's other keys, accepted and not acted on yet (docs/configuration.md).
+    pub forward_only: Option<serde_norway::Value>,
+    pub auto_categorize_changes: Option<serde_norway::Value>,
+    pub enable_preview: Option<serde_norway::Value>,
+    pub no_diff: Option<serde_norway::Value>,
+    pub use_finalized_state: Option<serde_norway::Value>,
+    pub always_recreate_environment: Option<serde_norway::Value>,
 }
 
 /// Configuration with the gateway resolved and every file path made absolute.

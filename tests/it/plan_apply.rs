@@ -685,3 +685,49 @@ fn before_all_and_after_all_run_around_each_applied_plan_and_run() {
     assert!(built_models(&out).is_empty(), "{}", stderr(&out));
     assert_eq!(s.csv("select count(*) AS n from main.env_log"), "n\n6\n");
 }
+
+/// config.yaml's `plan:` section gives `lake plan`'s flags their defaults, as SQLMesh's does: here it applies
+/// without `--auto-apply` and a dev environment exposes unmodified models too.
+#[test]
+fn the_plan_section_of_config_yaml_sets_the_flags_defaults() {
+    let s = Scratch::init();
+    let config = s.read("config.yaml");
+    s.write(
+        "config.yaml",
+        &format!(
+            "{config}\nplan:\n  auto_apply: true\n  include_unmodified: true\n  enable_preview: true\n"
+        ),
+    );
+    let out = s
+        .lake()
+        .args(["plan", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("Not applied"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("unknown"), "{}", stderr(&out));
+    s.assert_demo_results();
+    let out = s
+        .lake()
+        .args(["plan", "dev", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        built_models(&out).is_empty(),
+        "nothing changed: nothing is built"
+    );
+    assert_eq!(
+        s.csv("select * from demo__dev.full_model order by item_id"),
+        s.csv("select * from demo.full_model order by item_id")
+    );
+
+    // Without the section, the same dev plan is not applied and names nothing.
+    s.write("config.yaml", &config);
+    let out = s
+        .lake()
+        .args(["plan", "dev2", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert!(stderr(&out).contains("Not applied"), "{}", stderr(&out));
+}
