@@ -225,9 +225,19 @@ fn partitioned_by_is_the_iceberg_partition_spec_and_readers_prune_files() {
         "MODEL (name demo.events_by_bucket, kind FULL, partitioned_by [bucket(2, id)]);\n\
          SELECT id, item_id, event_date FROM demo.incremental_model\n",
     );
+    // NULL partition values, and identity and bucket terms together (rows scattered: one file per partition).
+    s.write(
+        "models/events_with_gaps.sql",
+        "MODEL (name demo.events_with_gaps, kind FULL, partitioned_by (item_id, bucket(2, id)));\n\
+         SELECT id, CASE WHEN id % 2 = 0 THEN NULL ELSE item_id END AS item_id FROM demo.incremental_model\n",
+    );
     let out = s.apply(EXEC);
     assert!(out.status.success(), "{}", stderr(&out));
     s.assert_demo_results();
+    assert_eq!(
+        s.csv("SELECT count(*) AS n, count(item_id) AS items FROM demo.events_with_gaps"),
+        "n,items\n7,4\n"
+    );
     assert_eq!(
         s.csv("SELECT count(*) AS n, sum(id) AS ids FROM demo.events_by_day"),
         "n,ids\n7,28\n"
@@ -253,6 +263,10 @@ fn partitioned_by_is_the_iceberg_partition_spec_and_readers_prune_files() {
     assert_eq!(by_day["rows"], 7);
     assert_eq!(by_day["filtered_files"], 2, "{by_day}");
     assert_eq!(by_day["filtered_rows"], 2, "{by_day}");
+
+    let gaps = partition_scan(&python, &s, "demo.events_with_gaps", "item_id IS NULL");
+    assert_eq!(gaps["rows"], 7, "{gaps}");
+    assert_eq!(gaps["filtered_rows"], 3, "{gaps}");
 
     let by_bucket = partition_scan(&python, &s, "demo.events_by_bucket", "id == 3");
     assert_eq!(
