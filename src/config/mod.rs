@@ -33,6 +33,16 @@ fn stringish<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Stri
 }
 
 /// `start`/`end` in `model_defaults`, written as any YAML scalar, parsed as a model's would be.
+/// A list of names, lower-cased (environment names are case-insensitive).
+fn lowercase_names<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    let names: Option<Vec<String>> = Option::deserialize(d)?;
+    Ok(names
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| n.to_lowercase())
+        .collect())
+}
+
 fn time_bound<'de, D: Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Option<crate::intervals::bound::TimeBound>, D::Error> {
@@ -139,7 +149,9 @@ pub struct Config {
     pub storage: Option<StorageConfig>,
     // Accepted for SQLMesh compatibility; not acted on yet (listed in docs/configuration.md).
     pub users: Option<serde_norway::Value>,
-    pub pinned_environments: Option<serde_norway::Value>,
+    /// Development environments the janitor keeps even once expired (lower-cased, as environment names are).
+    #[serde(default, deserialize_with = "lowercase_names")]
+    pub pinned_environments: Vec<String>,
     pub physical_schema_mapping: Option<serde_norway::Value>,
     /// `schema` (default) or `table`: see [`SuffixTarget`].
     pub environment_suffix_target: Option<String>,

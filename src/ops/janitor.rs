@@ -44,6 +44,8 @@ pub struct JanitorOptions<'a> {
     pub ignore_ttl: bool,
     /// Only this environment (removed if expired) and the tables only it used.
     pub environment: Option<&'a str>,
+    /// Environments kept even once expired (`pinned_environments`).
+    pub pinned: &'a [String],
 }
 
 /// Removes expired environments (their virtual names, then their state) and drops the physical tables of
@@ -68,7 +70,7 @@ pub fn janitor(
                 .map(|s| (s.name.clone(), s.version.clone())),
         );
         let expired = env.expiration_ts.is_some_and(|t| t <= options.now_ms);
-        if env.name == PROD || !expired {
+        if env.name == PROD || !expired || options.pinned.contains(&env.name) {
             continue;
         }
         let names: Vec<VirtualChange> = env

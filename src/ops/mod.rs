@@ -307,6 +307,7 @@ impl Context {
                 now_ms: now.and_utc().timestamp_millis(),
                 ignore_ttl,
                 environment: environment.as_deref(),
+                pinned: &self.project.config.config.pinned_environments,
             },
         )
     }

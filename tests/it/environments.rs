@@ -539,3 +539,48 @@ fn environment_suffix_target_catalog_or_a_misspelling_is_a_located_error() {
         );
     }
 }
+
+/// `pinned_environments` are kept by the janitor even once expired, as SQLMesh keeps them; unpinned, the next
+/// janitor removes them.
+#[test]
+fn the_janitor_keeps_pinned_environments() {
+    let s = Scratch::init();
+    let config = s.read("config.yaml");
+    s.write(
+        "config.yaml",
+        &format!("{config}\npinned_environments: [Staging]\n"),
+    );
+    s.apply(EXEC);
+    for environment in ["staging", "scratch"] {
+        let out = run(
+            &s,
+            &[
+                "plan",
+                environment,
+                "--include-unmodified",
+                "--auto-apply",
+                "--execution-time",
+                EXEC,
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(run(&s, &["invalidate", environment]).status.success());
+    }
+    let out = run(&s, &["janitor"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "Removed environment `scratch`\n");
+    assert_eq!(
+        s.csv("select count(*) as n from demo__staging.full_model"),
+        "n\n3\n"
+    );
+
+    s.write("config.yaml", &config);
+    let out = run(&s, &["janitor"]);
+    assert_eq!(stdout(&out), "Removed environment `staging`\n");
+    let out = run(&s, &["fetchdf", "select * from demo__staging.full_model"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the unpinned environment's names are gone"
+    );
+}
