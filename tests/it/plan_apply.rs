@@ -691,6 +691,15 @@ fn before_all_and_after_all_run_around_each_applied_plan_and_run() {
 #[test]
 fn the_plan_section_of_config_yaml_sets_the_flags_defaults() {
     let s = Scratch::init();
+    // `lake plan [ENV]` with no flag but the execution time.
+    let plan = |environment: &[&str]| {
+        s.lake()
+            .arg("plan")
+            .args(environment)
+            .args(["--execution-time", EXEC])
+            .output()
+            .unwrap()
+    };
     let config = s.read("config.yaml");
     s.write(
         "config.yaml",
@@ -698,20 +707,12 @@ fn the_plan_section_of_config_yaml_sets_the_flags_defaults() {
             "{config}\nplan:\n  auto_apply: true\n  include_unmodified: true\n  enable_preview: true\n"
         ),
     );
-    let out = s
-        .lake()
-        .args(["plan", "--execution-time", EXEC])
-        .output()
-        .unwrap();
+    let out = plan(&[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("Not applied"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("unknown"), "{}", stderr(&out));
     s.assert_demo_results();
-    let out = s
-        .lake()
-        .args(["plan", "dev", "--execution-time", EXEC])
-        .output()
-        .unwrap();
+    let out = plan(&["dev"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         built_models(&out).is_empty(),
@@ -724,10 +725,12 @@ fn the_plan_section_of_config_yaml_sets_the_flags_defaults() {
 
     // Without the section, the same dev plan is not applied and names nothing.
     s.write("config.yaml", &config);
+    let out = plan(&["dev2"]);
+    assert!(stderr(&out).contains("Not applied"), "{}", stderr(&out));
     let out = s
         .lake()
-        .args(["plan", "dev2", "--execution-time", EXEC])
+        .args(["fetchdf", "select * from demo__dev2.full_model"])
         .output()
         .unwrap();
-    assert!(stderr(&out).contains("Not applied"), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "dev2 has no names");
 }
