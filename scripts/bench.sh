@@ -52,7 +52,8 @@ measure "100 x lake --version" bash -c 'for _ in $(seq 100); do "$0" --version >
 printf '%-6s %-34s %8.2f ms\n' "$n" "per lake --version" "$(awk -v s="$secs" 'BEGIN { print s * 10 }')"
 
 # One INCREMENTAL_BY_TIME_RANGE model in daily batches (batch_size 1, lookback 3, partitioned_by, an audit)
-# from 2018-01-01: 3,000 batches, as a dbt-converted event project has. "with rows": ten rows every day;
+# from 2018-01-01: 3,000 batches, as a dbt-converted event project has. "with rows": ten rows every day, the
+# batches evaluated `concurrent_tasks` at once (the default) and one at a time (`batch_concurrency 1`);
 # "empty": rows on the first days only, so almost every batch writes nothing.
 batches_project() { # folder, days with rows
   mkdir -p "$1/models" "$1/seeds"
@@ -84,10 +85,12 @@ SQL
 }
 if [ "${BENCH_BATCHES:-1}" != 0 ]; then
   end="2026-03-20 12:00:00" # 2018-01-01 .. 2026-03-19: 3,000 daily intervals
-  for variant in "with rows:3000" "empty:5"; do
-    label="${variant%%:*}"; n=3000
-    project="$work/batches-${label// /-}"
-    batches_project "$project" "${variant##*:}"
+  # label:days with rows:batch_concurrency (empty: the default, `concurrent_tasks`)
+  for variant in "with rows:3000:" "with rows, one at a time:3000:1" "empty:5:"; do
+    IFS=: read -r label days lanes <<<"$variant"; n=3000
+    project="$work/batches-${label//[ ,]/-}"
+    batches_project "$project" "$days"
+    [ -z "$lanes" ] || sed -i "s/batch_size 1, lookback 3/&, batch_concurrency $lanes/" "$project/models/daily_events.sql"
     measure "3000 batches ($label)" "$lake" -p "$project" plan --auto-apply --execution-time "$end"
     printf '%-6s %-34s %8.1f ms\n' "$n" "per batch ($label)" "$(awk -v s="$secs" 'BEGIN { print s * 1000 / 3000 }')"
   done

@@ -129,6 +129,17 @@ pub struct QueryResult {
 }
 
 impl Session {
+    /// Another connection to the same database, for another thread (a connection's own settings and
+    /// temporary objects are not shared with it).
+    pub fn try_clone(&self) -> Result<Session> {
+        Ok(Session {
+            conn: self
+                .conn
+                .try_clone()
+                .map_err(|e| LakeError::engine("opening a DuckDB session", e))?,
+        })
+    }
+
     /// Runs statements that return nothing of interest.
     pub fn execute(&self, sql: &str, context: impl FnOnce() -> String) -> Result<()> {
         self.conn

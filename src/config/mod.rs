@@ -312,7 +312,8 @@ pub struct ModelDefaults {
     pub allow_partials: Option<bool>,
     pub enabled: Option<bool>,
     pub formatting: Option<bool>,
-    pub batch_concurrency: Option<u64>,
+    /// The most batches of one incremental model evaluated at once, where the model does not say.
+    pub batch_concurrency: Option<std::num::NonZeroU64>,
     /// Statements every model runs before its own pre-statements (SQLMesh's order), as SQL strings.
     #[serde(default, deserialize_with = "sql_statements")]
     pub pre_statements: Option<Vec<String>>,
@@ -415,6 +416,17 @@ pub enum EngineConnection {
         concurrent_tasks: usize,
         extensions: Vec<String>,
     },
+}
+
+impl EngineConnection {
+    /// How many models (and batches of one model) the engine builds at once.
+    pub fn concurrent_tasks(&self) -> usize {
+        match self {
+            EngineConnection::DuckDb {
+                concurrent_tasks, ..
+            } => *concurrent_tasks,
+        }
+    }
 }
 
 /// A distributed engine reached through Spark Connect, sharing lake's Iceberg catalog.

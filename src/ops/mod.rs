@@ -96,6 +96,7 @@ impl Context {
             intervals_end,
             spark: &self.spark,
             allowed_schema_changes: Default::default(),
+            concurrent_tasks: self.project.config.connection.concurrent_tasks(),
         })
     }
 

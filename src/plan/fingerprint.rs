@@ -151,7 +151,7 @@ fn own_hashes(project: &Project, i: usize, seed_hash: &str) -> OwnHashes {
             h.field(analysis.normalized_query.as_deref().unwrap_or(""));
         }),
         part("kind", &|h| {
-            h.json(&meta.kind);
+            h.json(&meta.kind.as_data());
         }),
         part("columns", &|h| {
             h.json(&meta.columns);
@@ -207,6 +207,10 @@ fn own_hashes(project: &Project, i: usize, seed_hash: &str) -> OwnHashes {
         .json(&meta.ignored_rules)
         .json(&meta.formatting)
         .json(&meta.virtual_environment_mode);
+    // Only when set, so models without it keep their fingerprints.
+    if let Some(lanes) = meta.kind.batch_concurrency() {
+        metadata.field("batch_concurrency").json(&lanes);
+    }
     // Only when there are some, so models without project audits keep their fingerprints.
     let audits = audit_definitions(project, i);
     if !audits.is_empty() {

@@ -2,6 +2,7 @@
 //! history, audited appends) with the model's pre- and post-statements.
 
 use super::audits::{audited_relation, run_audits};
+use super::batches;
 use super::render::{executable_query, macro_context, time_range_predicate};
 use super::runner::{batch_interval, built_interval};
 use super::scd;
@@ -14,7 +15,7 @@ use crate::plan::{Backfill, BackfillAction};
 use crate::profile::{self, Phase};
 use crate::project::Project;
 use crate::project::macros::{self, MacroContext};
-use crate::project::model::{Model, ModelKind};
+use crate::project::model::{Model, ModelKind, TimeColumn};
 use crate::sql::{quote_ident, quote_literal};
 use crate::state::Interval;
 use crate::storage::{Merge, TimeRange, WriteStats};
@@ -152,7 +153,9 @@ fn mentions_this_model(text: &str) -> bool {
     text.to_ascii_lowercase().contains("this_model")
 }
 
-/// The batches of an incremental model version, each audited and recorded once written.
+/// The batches of an incremental model version, each audited and recorded once written. Once the first
+/// batch has created the table and fitted the query to it, the others may be evaluated concurrently
+/// (`batch_concurrency`), still committed in order.
 fn write_batches(
     ctx: &BuildContext<'_>,
     session: &Session,
@@ -166,7 +169,7 @@ fn write_batches(
         ..WriteStats::default()
     };
     let mut fit: Option<schema_change::Fit> = None;
-    for &(start, end) in &backfill.batches {
+    for (done, &(start, end)) in backfill.batches.iter().enumerate() {
         let macro_ctx = batch_macro_context(ctx, backfill, (start, end));
         run_statements(
             ctx.project,
@@ -176,23 +179,22 @@ fn write_batches(
             &macro_ctx,
         )?;
         let query = executable_query(ctx, backfill.model, &macro_ctx)?;
-        if query.contains(backfill.table.table.as_str()) {
+        let reads_itself = query.contains(backfill.table.table.as_str());
+        if reads_itself {
             // The query reads the table itself (through `@this_model` or a macro): it sees every batch before.
             create_empty_own_table(ctx, session, backfill)?;
             ctx.storage.publish_views(session, &backfill.table)?;
         }
         // Every batch of a version has the same columns: the first decides how they fit the table.
-        if fit.is_none() {
-            fit = Some(if schema_change::keeps_history(&model.meta.kind) {
+        let fit = match &mut fit {
+            Some(fit) => fit,
+            None => fit.insert(if schema_change::keeps_history(&model.meta.kind) {
                 schema_change::Fit::default()
             } else {
                 schema_change::reconcile(ctx, session, backfill, &query, observer)?
-            });
-        }
-        let query = match &fit {
-            Some(fit) => fit.apply(query),
-            None => query,
+            }),
         };
+        let query = fit.apply(query);
         let appends = matches!(
             model.meta.kind,
             ModelKind::IncrementalUnmanaged {
@@ -220,29 +222,98 @@ fn write_batches(
         } else {
             write_batch(ctx, session, backfill, &query, (start, end))?
         };
-        run_statements(
-            ctx.project,
+        let audited = !audit_before_write;
+        finish_batch(
+            ctx,
             session,
-            model,
-            &model.post_statements,
-            &macro_ctx,
+            backfill,
+            (start, end),
+            stats,
+            audited,
+            &mut total,
+            record,
+            observer,
         )?;
-        if !audit_before_write {
-            // Audits run before the interval is recorded: a blocking failure leaves it missing, so it is
-            // rebuilt (and audited again) by the next plan or run.
-            let audited = audited_relation(
-                model,
-                &backfill.table,
-                Some((start, end)),
-                stats.range_rows.as_deref(),
-            );
-            total.audits_passed +=
-                run_audits(ctx, session, backfill, &macro_ctx, &audited, observer)?;
+        let rest = &backfill.batches[done + 1..];
+        let lanes = batches::lanes(ctx, model, reads_itself, rest.len());
+        if lanes > 1
+            && let Some(stager) = ctx.storage.staged_writes()
+        {
+            let lanes = batches::Lanes {
+                count: lanes,
+                stager,
+                fit,
+            };
+            batches::write_concurrently(
+                ctx, session, backfill, rest, &lanes, &mut total, record, observer,
+            )?;
+            break;
         }
-        record(batch_interval(backfill, (start, end), stats.write_id()))?;
-        total.absorb(stats);
     }
     Ok(total)
+}
+
+/// After one batch is written: the model's post-statements, its audits when `audit` (they run before the
+/// interval is recorded: a blocking failure leaves it missing, so it is rebuilt and audited again by the next
+/// plan or run), then its interval recorded and its figures added to `total`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn finish_batch(
+    ctx: &BuildContext<'_>,
+    session: &Session,
+    backfill: &Backfill,
+    range: Range,
+    stats: WriteStats,
+    audit: bool,
+    total: &mut WriteStats,
+    record: &dyn Fn(Interval) -> Result<()>,
+    observer: &dyn Observer,
+) -> Result<()> {
+    let model = &ctx.project.models[backfill.model];
+    let macro_ctx = batch_macro_context(ctx, backfill, range);
+    run_statements(
+        ctx.project,
+        session,
+        model,
+        &model.post_statements,
+        &macro_ctx,
+    )?;
+    if audit {
+        let audited = audited_relation(
+            model,
+            &backfill.table,
+            Some(range),
+            stats.range_rows.as_deref(),
+        );
+        total.audits_passed += run_audits(ctx, session, backfill, &macro_ctx, &audited, observer)?;
+    }
+    record(batch_interval(backfill, range, stats.write_id()))?;
+    total.absorb(stats);
+    Ok(())
+}
+
+/// The rows of `query` inside one batch of a time-range model (as SQLMesh does, rows the query returns
+/// outside the batch are not loaded), and the predicate that selects the batch's rows of the table.
+pub(super) fn rows_in_range(
+    time_column: &TimeColumn,
+    query: &str,
+    (start, end): Range,
+) -> (String, String) {
+    let in_range = time_range_predicate(time_column, start, end);
+    let filtered = format!("SELECT * FROM ({query}) AS lake_batch WHERE {in_range}");
+    (filtered, in_range)
+}
+
+/// What a range replacement of one batch replaces.
+pub(super) fn time_range<'a>(
+    time_column: &'a TimeColumn,
+    in_range: &'a str,
+    (start, end): Range,
+) -> TimeRange<'a> {
+    TimeRange {
+        predicate: in_range,
+        column: &time_column.column,
+        bounds: time_column.format.is_none().then_some((start, end)),
+    }
 }
 
 /// Before the first batch of a model that reads its own table, that table exists, empty, in the columns the
@@ -359,14 +430,8 @@ pub(super) fn write_batch(
     let table = &backfill.table;
     match &model.meta.kind {
         ModelKind::IncrementalByTimeRange { time_column, .. } => {
-            let in_range = time_range_predicate(time_column, start, end);
-            // As SQLMesh does: rows the query returns outside the batch are not loaded.
-            let filtered = format!("SELECT * FROM ({query}) AS lake_batch WHERE {in_range}");
-            let range = TimeRange {
-                predicate: &in_range,
-                column: &time_column.column,
-                bounds: time_column.format.is_none().then_some((start, end)),
-            };
+            let (filtered, in_range) = rows_in_range(time_column, query, (start, end));
+            let range = time_range(time_column, &in_range, (start, end));
             ctx.storage
                 .replace_time_range(session, table, &filtered, range)
         }

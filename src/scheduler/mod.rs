@@ -2,6 +2,7 @@
 
 mod apply;
 mod audits;
+mod batches;
 mod build;
 mod render;
 mod runner;
@@ -67,6 +68,8 @@ pub struct BuildContext<'a> {
     pub spark: &'a crate::engine::spark::SparkEngines,
     /// Column changes the plan being applied allows whatever the models' policies say.
     pub allowed_schema_changes: crate::plan::AllowedSchemaChanges,
+    /// The connection's `concurrent_tasks`: also the most batches of one model evaluated at once.
+    pub concurrent_tasks: usize,
 }
 
 fn poisoned() -> LakeError {

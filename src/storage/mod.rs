@@ -210,6 +210,29 @@ pub trait SharedCatalog: Send + Sync {
     fn adopt_commit(&self, session: &Session, table: &PhysicalTable) -> Result<Option<i64>>;
 }
 
+/// Range replacements in two steps, so the batches of one model can be evaluated concurrently and committed in
+/// order: each batch's rows are written as files no reader sees, then committed one batch after another.
+pub trait StagedWrites: Send + Sync {
+    /// Writes the query's rows as data files of the existing `table` that are not part of it until
+    /// `commit_time_range` takes them.
+    fn stage_rows(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        query: &str,
+    ) -> Result<iceberg::StagedRows>;
+    /// `Storage::replace_time_range`, with the range's new rows the ones `stage_rows` wrote.
+    fn commit_time_range(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        staged: iceberg::StagedRows,
+        range: TimeRange<'_>,
+    ) -> Result<WriteStats>;
+    /// Removes staged files that will never be committed (best-effort: nothing refers to them).
+    fn discard(&self, staged: iceberg::StagedRows);
+}
+
 /// Where model data lives. Each write is atomic: readers see the old data or the new, never a mix.
 /// `query` is SQL the engine runs to produce the rows, with model references already resolved.
 pub trait Storage: Send + Sync {
@@ -221,6 +244,10 @@ pub trait Storage: Send + Sync {
     }
     /// The catalog other engines write through, when tables live in one.
     fn shared_catalog(&self) -> Option<&dyn SharedCatalog> {
+        None
+    }
+    /// Range replacements in two steps, when this storage can write rows ahead of their commit.
+    fn staged_writes(&self) -> Option<&dyn StagedWrites> {
         None
     }
     /// Physical tables that exist, as `schema.table`, in schemas starting with `lake__`.

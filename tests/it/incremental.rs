@@ -607,6 +607,196 @@ fn batches_show_in_the_table_view_for_statements_that_read_it_and_after_a_failur
     );
 }
 
+/// A model's batches evaluated on several sessions at once (`batch_concurrency`, else `concurrent_tasks`)
+/// give the rows one-at-a-time batches give, each interval recorded. Each session's temporary sequence
+/// counts the batches it evaluated, so the log tells how many sessions took part. A failing batch leaves the
+/// ones before it committed, nothing after it, and no file of a batch that was never committed.
+#[test]
+fn batch_concurrency_evaluates_batches_at_once_and_commits_them_in_order() {
+    let s = Scratch::empty();
+    s.write(
+        "config.yaml",
+        "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: days.db\n      concurrent_tasks: 4\nmodel_defaults:\n  dialect: duckdb\n  start: 2024-01-01\n  cron: '@daily'\n",
+    );
+    let model = |name: &str, kind_extra: &str, day_value: &str| {
+        format!(
+            "MODEL (name days.{name}, kind INCREMENTAL_BY_TIME_RANGE (time_column day, batch_size 1{kind_extra}));\n\
+             CREATE SCHEMA IF NOT EXISTS log;\n\
+             CREATE TABLE IF NOT EXISTS log.{name} (batch_of_session BIGINT, day DATE);\n\
+             CREATE TEMP SEQUENCE IF NOT EXISTS batches_of_session;\n\
+             INSERT INTO log.{name} SELECT nextval('batches_of_session'), @start_ds::DATE;\n\
+             SELECT d::DATE AS day, {day_value} AS n, 'row ' || h AS label\n\
+             FROM generate_series(@start_ds::DATE, @start_ds::DATE, INTERVAL 1 DAY) AS t(d), range(3) AS r(h)\n"
+        )
+    };
+    s.write(
+        "models/at_once.sql",
+        &model("at_once", "", "dayofmonth(d) * 10 + h"),
+    );
+    s.write(
+        "models/one_by_one.sql",
+        &model(
+            "one_by_one",
+            ", batch_concurrency 1",
+            "dayofmonth(d) * 10 + h",
+        ),
+    );
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", "2024-01-13"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows = |table: &str| s.csv(&format!("select * from {table} order by day, n"));
+    assert_eq!(rows("days.at_once"), rows("days.one_by_one"));
+    assert_eq!(
+        s.csv("select count(*) as n, count(distinct day) as days, min(day) as first, max(day) as last from days.at_once"),
+        "n,days,first,last\n36,12,2024-01-01,2024-01-12\n"
+    );
+    // One session built `one_by_one`; `at_once` had its first batch alone, then up to four more sessions.
+    let sessions = |table: &str| {
+        s.csv(&format!(
+            "select count(*) filter (where batch_of_session = 1) as sessions, count(*) as batches from log.{table}"
+        ))
+    };
+    assert_eq!(sessions("one_by_one"), "sessions,batches\n1,12\n");
+    let at_once = sessions("at_once");
+    let used: usize = at_once
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    assert!((2..=5).contains(&used), "{at_once}");
+    assert!(at_once.ends_with(",12\n"), "{at_once}");
+    // Every interval was recorded.
+    let out = s
+        .lake()
+        .args(["plan", "--execution-time", "2024-01-13"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&out),
+        "No changes to plan: project files match the `prod` environment\n"
+    );
+    // It only says how fast the batches are built: changing it is a metadata change, nothing is rebuilt.
+    s.write(
+        "models/one_by_one.sql",
+        &model(
+            "one_by_one",
+            ", batch_concurrency 2",
+            "dayofmonth(d) * 10 + h",
+        ),
+    );
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", "2024-01-13"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("- `days.one_by_one` (Metadata)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(built_models(&out).is_empty(), "{}", stderr(&out));
+    // Zero is refused where it is written, in the model and in model_defaults.
+    s.write(
+        "models/one_by_one.sql",
+        &model(
+            "one_by_one",
+            ", batch_concurrency 0",
+            "dayofmonth(d) * 10 + h",
+        ),
+    );
+    let out = s.lake().arg("plan").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr_words(&out);
+    assert!(
+        err.contains("`batch_concurrency` expects a whole number of at least 1")
+            && err.contains("models/one_by_one.sql:1:"),
+        "{err}"
+    );
+    s.write(
+        "models/one_by_one.sql",
+        &model(
+            "one_by_one",
+            ", batch_concurrency 2",
+            "dayofmonth(d) * 10 + h",
+        ),
+    );
+    let config = s.read("config.yaml");
+    s.write("config.yaml", &format!("{config}  batch_concurrency: 0\n"));
+    let out = s.lake().arg("plan").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr_words(&out);
+    assert!(
+        err.contains("config.yaml:") && err.contains("batch_concurrency"),
+        "{err}"
+    );
+    s.write("config.yaml", &config);
+
+    s.write(
+        "models/failing.sql",
+        &model(
+            "failing",
+            ", batch_concurrency 3",
+            "CASE WHEN d = DATE '2024-01-05' THEN error('no data for this day') ELSE 1 END",
+        ),
+    );
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", "2024-01-13"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no data for this day"),
+        "{}",
+        stderr(&out)
+    );
+    let physical = s
+        .csv(
+            "select table_name from information_schema.tables \
+             where table_schema = 'lake__days' and table_name like 'days__failing__%'",
+        )
+        .lines()
+        .nth(1)
+        .map(str::to_string)
+        .expect("the model's table exists");
+    assert_eq!(
+        s.csv(&format!(
+            "select count(distinct day) as days, max(day) as last from lake__days.\"{physical}\""
+        )),
+        "days,last\n4,2024-01-04\n"
+    );
+    // One file per committed day: the later days some sessions evaluated were discarded with their files.
+    let files = walkdir::WalkDir::new(s.project.join("warehouse"))
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.path().extension().is_some_and(|x| x == "parquet")
+                && e.path().to_string_lossy().contains(&physical)
+        })
+        .count();
+    assert_eq!(files, 4);
+    // Fixed, it is a new version, and every day is built.
+    s.write(
+        "models/failing.sql",
+        &model("failing", ", batch_concurrency 3", "1"),
+    );
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", "2024-01-13"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        s.csv("select count(distinct day) as days, count(*) as n from days.failing"),
+        "days,n\n12,36\n"
+    );
+}
+
 #[test]
 fn a_run_with_a_later_end_refreshes_full_models_missing_its_intervals() {
     let s = project();

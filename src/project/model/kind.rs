@@ -183,6 +183,51 @@ impl ModelKind {
         }
     }
 
+    /// The most batches of one build evaluated at once, for the kinds that have the setting.
+    pub fn batch_concurrency(&self) -> Option<u64> {
+        match self {
+            ModelKind::IncrementalByTimeRange {
+                batch_concurrency, ..
+            }
+            | ModelKind::IncrementalByUniqueKey {
+                batch_concurrency, ..
+            } => *batch_concurrency,
+            _ => None,
+        }
+    }
+
+    fn batch_concurrency_mut(&mut self) -> Option<&mut Option<u64>> {
+        match self {
+            ModelKind::IncrementalByTimeRange {
+                batch_concurrency, ..
+            }
+            | ModelKind::IncrementalByUniqueKey {
+                batch_concurrency, ..
+            } => Some(batch_concurrency),
+            _ => None,
+        }
+    }
+
+    /// Fills `batch_concurrency` from `model_defaults` where the kind has the setting and does not set it.
+    pub fn default_batch_concurrency(&mut self, default: Option<u64>) {
+        if let Some(own) = self.batch_concurrency_mut() {
+            *own = own.or(default);
+        }
+    }
+
+    /// The kind as its data fingerprint sees it: `batch_concurrency` only says how fast batches are built,
+    /// so changing it is a metadata change (as in SQLMesh), never a new version of the data.
+    pub fn as_data(&self) -> std::borrow::Cow<'_, ModelKind> {
+        if self.batch_concurrency().is_none() {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut kind = self.clone();
+        if let Some(own) = kind.batch_concurrency_mut() {
+            *own = None;
+        }
+        std::borrow::Cow::Owned(kind)
+    }
+
     /// Fills the policies the kind does not set from `model_defaults` (which, as in SQLMesh, apply to the
     /// kinds that keep rows only).
     pub fn default_policies(&mut self, destructive: ChangePolicy, additive: ChangePolicy) {
@@ -392,7 +437,7 @@ pub fn parse_kind(file: &SourceFile, value: &Value) -> Result<ModelKind, SourceE
         "INCREMENTAL_BY_TIME_RANGE" => ModelKind::IncrementalByTimeRange {
             time_column: params.time_column(value)?,
             batch_size: params.uint("batch_size")?,
-            batch_concurrency: params.uint("batch_concurrency")?,
+            batch_concurrency: params.positive_uint("batch_concurrency")?,
             lookback: params.uint("lookback")?,
             forward_only: params.bool("forward_only")?.unwrap_or(false),
             disable_restatement: params.bool("disable_restatement")?.unwrap_or(false),
@@ -406,7 +451,7 @@ pub fn parse_kind(file: &SourceFile, value: &Value) -> Result<ModelKind, SourceE
             when_matched: params.merge_clauses("when_matched")?,
             merge_filter: params.raw("merge_filter"),
             batch_size: params.uint("batch_size")?,
-            batch_concurrency: params.uint("batch_concurrency")?,
+            batch_concurrency: params.positive_uint("batch_concurrency")?,
             lookback: params.uint("lookback")?,
             forward_only: params.bool("forward_only")?.unwrap_or(false),
             disable_restatement: params.bool("disable_restatement")?.unwrap_or(false),
@@ -636,6 +681,29 @@ impl<'a> Params<'a> {
                     .error(v.offset, v.len, format!("`{key}` expects a whole number"))
                     .with_label("not a number")),
             },
+        }
+    }
+
+    /// A whole number of at least 1 (SQLMesh's positive integers).
+    fn positive_uint(&mut self, key: &str) -> Result<Option<u64>, SourceError> {
+        let offset = self
+            .entries
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, _, v)| (v.offset, v.len));
+        match (self.uint(key)?, offset) {
+            (Some(0), Some((offset, len))) => Err(self
+                .file
+                .error(
+                    offset,
+                    len,
+                    format!("`{key}` expects a whole number of at least 1"),
+                )
+                .with_label("zero")
+                .with_help(format!(
+                    "write `{key} 1` for one at a time, or leave it out for no limit"
+                ))),
+            (found, _) => Ok(found),
         }
     }
 

@@ -33,8 +33,8 @@ use crate::sql::{quote_ident, quote_literal};
 use crate::storage::duckdb_file::duckdb_widening;
 use crate::storage::duckdb_file::{DuckDbStorage, in_transaction};
 use crate::storage::{
-    ColumnChange, Merge, SharedCatalog, Storage, TimeRange, VirtualChange, WriteStats,
-    column_changes,
+    ColumnChange, Merge, SharedCatalog, StagedWrites, Storage, TimeRange, VirtualChange,
+    WriteStats, column_changes,
 };
 use catalog::LakeCatalog;
 use commit::Removal;
@@ -570,7 +570,7 @@ impl IcebergStorage {
         &self,
         session: &Session,
         table: &PhysicalTable,
-        new_rows: &str,
+        new_rows: NewRows<'_>,
         matches: &str,
         prune: Option<TimePrune<'_>>,
     ) -> Result<(WriteStats, Vec<String>, Known)> {
@@ -613,7 +613,29 @@ impl IcebergStorage {
             );
             files.extend(self.write_files(session, table, &kept, base.clone())?.1);
         }
-        let (before, new_files) = self.write_files(session, table, new_rows, base)?;
+        let (before, new_files) = match new_rows {
+            NewRows::Query(query) => self.write_files(session, table, query, base)?,
+            NewRows::Staged(staged) => {
+                let Some(base) = base else {
+                    self.discard(staged);
+                    return Err(LakeError::lakehouse(
+                        format!("committing staged rows to {table}"),
+                        LakehouseError::Table("the table is no longer in the catalog".into()),
+                    ));
+                };
+                if base.table.metadata().current_schema_id() != staged.schema_id {
+                    self.discard(staged);
+                    return Err(LakeError::lakehouse(
+                        format!("committing staged rows to {table}"),
+                        LakehouseError::Table(
+                            "its columns changed after the rows were written; build it again"
+                                .into(),
+                        ),
+                    ));
+                }
+                (base, staged.files)
+            }
+        };
         let rows = new_files.iter().map(|f| f.record_count()).sum();
         let written: Vec<String> = new_files
             .iter()
@@ -648,6 +670,88 @@ impl IcebergStorage {
             snapshot_id,
             ..WriteStats::default()
         })
+    }
+}
+
+/// Where the rows a rewrite adds come from.
+enum NewRows<'q> {
+    /// A query run by the rewrite.
+    Query(&'q str),
+    /// Files written before (`StagedWrites::stage_rows`).
+    Staged(StagedRows),
+}
+
+/// Rows written as data files of a table, not yet committed to it.
+pub struct StagedRows {
+    files: Vec<DataFile>,
+    /// The table's schema when the files were written: a commit to another one is refused.
+    schema_id: i32,
+    /// Removes the files of rows never committed.
+    file_io: iceberg::io::FileIO,
+}
+
+impl IcebergStorage {
+    /// A range replacement: the rows the range held go, `new_rows` come, in one snapshot.
+    fn rewrite_range(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        new_rows: NewRows<'_>,
+        range: TimeRange<'_>,
+    ) -> Result<WriteStats> {
+        let prune = range.bounds.map(|(start, end)| TimePrune {
+            column: range.column,
+            start,
+            end,
+        });
+        let (mut stats, written, now) =
+            self.rewrite(session, table, new_rows, range.predicate, prune)?;
+        // The range's rows are now exactly the new rows: the rewritten files kept only rows outside it, and
+        // the files left alone hold none of it (their bounds or DuckDB's filter said so).
+        stats.range_rows = Some(format!("({})", files_select(&now, &written)));
+        Ok(stats)
+    }
+}
+
+impl StagedWrites for IcebergStorage {
+    fn stage_rows(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        query: &str,
+    ) -> Result<StagedRows> {
+        // Staging writes into a table that exists: creating it here would race with the other batches.
+        let Some(existing) = self.known(table)? else {
+            return Err(LakeError::lakehouse(
+                format!("writing rows of {table} ahead of their commit"),
+                LakehouseError::Table("the table is not in the catalog".into()),
+            ));
+        };
+        let (known, files) = self.write_files(session, table, query, Some(existing))?;
+        Ok(StagedRows {
+            files,
+            schema_id: known.table.metadata().current_schema_id(),
+            file_io: known.table.file_io().clone(),
+        })
+    }
+
+    fn commit_time_range(
+        &self,
+        session: &Session,
+        table: &PhysicalTable,
+        staged: StagedRows,
+        range: TimeRange<'_>,
+    ) -> Result<WriteStats> {
+        self.rewrite_range(session, table, NewRows::Staged(staged), range)
+    }
+
+    fn discard(&self, staged: StagedRows) {
+        self.runtime.block_on(async {
+            for file in &staged.files {
+                // Best-effort: an uncommitted file is never read, it only wastes space.
+                let _ = staged.file_io.delete(file.file_path()).await;
+            }
+        });
     }
 }
 
@@ -905,6 +1009,10 @@ impl Storage for IcebergStorage {
         Some(self)
     }
 
+    fn staged_writes(&self) -> Option<&dyn StagedWrites> {
+        Some(self)
+    }
+
     fn catalog_fingerprint(&self) -> Result<Option<u64>> {
         use std::hash::{Hash, Hasher};
         let mut entries: Vec<(String, String, String)> = self
@@ -948,17 +1056,7 @@ impl Storage for IcebergStorage {
         query: &str,
         range: TimeRange<'_>,
     ) -> Result<WriteStats> {
-        let prune = range.bounds.map(|(start, end)| TimePrune {
-            column: range.column,
-            start,
-            end,
-        });
-        let (mut stats, written, now) =
-            self.rewrite(session, table, query, range.predicate, prune)?;
-        // The range's rows are now exactly the new rows: the rewritten files kept only rows outside it, and
-        // the files left alone hold none of it (their bounds or DuckDB's filter said so).
-        stats.range_rows = Some(format!("({})", files_select(&now, &written)));
-        Ok(stats)
+        self.rewrite_range(session, table, NewRows::Query(query), range)
     }
 
     fn merge_by_key(
@@ -1000,7 +1098,9 @@ impl Storage for IcebergStorage {
                 )
                 .map(|()| format!("SELECT * FROM {merged}")),
         }
-        .and_then(|new_rows| self.rewrite(session, table, &new_rows, &matches, None));
+        .and_then(|new_rows| {
+            self.rewrite(session, table, NewRows::Query(&new_rows), &matches, None)
+        });
         let dropped = session.execute(
             &format!("DROP TABLE IF EXISTS {staging}; DROP TABLE IF EXISTS {merged};"),
             || format!("dropping the staged rows of {table}"),
