@@ -47,6 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             duckdb_extension_directory: None,
         },
         "bench",
+        Vec::new(),
     )?;
     storage.ensure_schema(&session, "lake__bench")?;
     let table = PhysicalTable {

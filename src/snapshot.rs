@@ -38,9 +38,15 @@ pub struct Snapshot {
     pub fingerprint: Fingerprint,
     pub kind_name: String,
     pub parents: Vec<ModelName>,
+    /// Where the version's physical table lives when `physical_schema_mapping` chose the schema; `None` is
+    /// `lake__<schema>`. Decided when the version is first planned and kept with it, so changing the
+    /// mapping later moves no table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical_schema: Option<String>,
 }
 
-/// Where a model version's data lives: `lake__<schema>.<schema>__<name>__<version>`.
+/// Where a model version's data lives: `lake__<schema>.<schema>__<name>__<version>`, or the schema
+/// `physical_schema_mapping` chose.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PhysicalTable {
     pub schema: String,
@@ -48,11 +54,22 @@ pub struct PhysicalTable {
 }
 
 impl PhysicalTable {
-    pub fn for_version(name: &ModelName, version: &str) -> Self {
+    /// The table of `version` of `name`, in `physical_schema` (`None`: `lake__<schema>`).
+    pub fn for_version(name: &ModelName, version: &str, physical_schema: Option<&str>) -> Self {
         PhysicalTable {
-            schema: format!("lake__{}", name.schema),
+            schema: physical_schema
+                .map_or_else(|| format!("lake__{}", name.schema), str::to_string),
             table: format!("{}__{}__{}", name.schema, name.name, version),
         }
+    }
+
+    /// The table a snapshot's version lives in.
+    pub fn of(snapshot: &Snapshot) -> Self {
+        Self::for_version(
+            &snapshot.name,
+            &snapshot.version,
+            snapshot.physical_schema.as_deref(),
+        )
     }
 
     /// Quoted `schema.table` for SQL.

@@ -1007,7 +1007,7 @@ mod tests {
                 model: 0,
                 name: full.clone(),
                 version: "v".into(),
-                table: PhysicalTable::for_version(&full, "v"),
+                table: PhysicalTable::for_version(&full, "v", None),
                 action: BackfillAction::FullRefresh,
                 batches: vec![],
                 restatement: false,

@@ -397,6 +397,32 @@ pub struct ResolvedConfig {
     pub cache_dir: PathBuf,
     /// Where environments planned now put their suffix (`environment_suffix_target`).
     pub suffix_target: SuffixTarget,
+    /// Schemas the physical tables of new versions go to instead of `lake__<schema>`.
+    pub physical_schemas: PhysicalSchemaMapping,
+}
+
+/// `physical_schema_mapping`: regular expressions over model schemas, each naming the schema where the
+/// physical tables of new versions of those models live (instead of `lake__<schema>`). As SQLMesh's
+/// `re.match`, a pattern matches from the start of the schema name; the first pattern that matches wins.
+#[derive(Debug, Clone, Default)]
+pub struct PhysicalSchemaMapping(Vec<(regex::Regex, String)>);
+
+impl PhysicalSchemaMapping {
+    /// The physical schema for models in `model_schema`; `None`: the default, `lake__<schema>`.
+    pub fn schema_for(&self, model_schema: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(pattern, _)| pattern.is_match(model_schema))
+            .map(|(_, target)| target.as_str())
+    }
+
+    /// Every schema the mapping puts physical tables in.
+    pub fn targets(&self) -> Vec<String> {
+        let mut targets: Vec<String> = self.0.iter().map(|(_, t)| t.clone()).collect();
+        targets.sort();
+        targets.dedup();
+        targets
+    }
 }
 
 /// Where lake keeps its state.
@@ -540,6 +566,93 @@ pub fn parse(
 
 /// An error about the value written as `key: value` in the file, located at that value when it is there (a
 /// value given on the command line is not).
+/// Types `physical_schema_mapping`: a map of regular expressions to schema names.
+fn physical_schema_mapping(
+    file: &SourceFile,
+    written: Option<&serde_norway::Value>,
+) -> Result<PhysicalSchemaMapping> {
+    use serde_norway::Value;
+    const KEY: &str = "physical_schema_mapping";
+    let example = || {
+        Some("write a map of patterns to schemas: `physical_schema_mapping: {'^sales$': sales_tables}`".to_string())
+    };
+    let entries = match written {
+        None | Some(Value::Null) => return Ok(PhysicalSchemaMapping::default()),
+        Some(Value::Mapping(entries)) => entries,
+        Some(_) => {
+            return Err(value_error(
+                file,
+                KEY,
+                "",
+                "expected a map of regular expressions to schema names".into(),
+                example(),
+            ));
+        }
+    };
+    let mut mapping = Vec::new();
+    for (pattern, target) in entries {
+        let (Some(pattern), Some(target)) = (pattern.as_str(), target.as_str()) else {
+            return Err(value_error(
+                file,
+                KEY,
+                "",
+                "each entry maps a pattern (text) to a schema name (text)".into(),
+                example(),
+            ));
+        };
+        // Anchored at the start only, as Python's `re.match` is.
+        let compiled = regex::Regex::new(&format!("^(?:{pattern})")).map_err(|e| {
+            // The last line of regex's message says what is wrong; the lines before draw the pattern.
+            let reason = e.to_string();
+            let reason = reason.lines().last().unwrap_or_default().trim().to_string();
+            mapping_error(
+                file,
+                pattern,
+                format!("`{pattern}` is not a regular expression: {reason}"),
+                "patterns use the syntax of https://docs.rs/regex; escape `.` and `$` you mean literally",
+            )
+        })?;
+        let target = target.trim().to_ascii_lowercase();
+        let valid = !target.is_empty()
+            && target
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(mapping_error(
+                file,
+                pattern,
+                format!("`{target}` is not a schema name"),
+                "name a schema with letters, digits and `_`",
+            ));
+        }
+        mapping.push((compiled, target));
+    }
+    Ok(PhysicalSchemaMapping(mapping))
+}
+
+/// An error at `pattern`'s entry in `physical_schema_mapping` (at the key when the entry is not found as
+/// written, e.g. in flow style across lines).
+fn mapping_error(file: &SourceFile, pattern: &str, message: String, help: &str) -> LakeError {
+    let text: &str = &file.text;
+    let found = text.find("physical_schema_mapping").and_then(|key| {
+        text[key..]
+            .find(pattern)
+            .map(|at| (key + at, pattern.len()))
+            .or(Some((key, "physical_schema_mapping".len())))
+    });
+    match found {
+        Some((offset, len)) => LakeError::from(
+            file.error(offset, len, message)
+                .with_label("here")
+                .with_help(help.to_string()),
+        ),
+        None => LakeError::Config {
+            message,
+            help: Some(help.to_string()),
+        },
+    }
+}
+
 fn value_error(
     file: &SourceFile,
     key: &str,
@@ -763,6 +876,7 @@ fn resolve(
             )
         })?,
     };
+    let physical_schemas = physical_schema_mapping(file, config.physical_schema_mapping.as_ref())?;
     let linter = linter::LinterConfig::from_config(config.linter.as_ref())?;
     let environment_ttl = ttl("environment_ttl", config.environment_ttl.as_deref())?;
     let mut spark_gateways = BTreeMap::new();
@@ -788,6 +902,7 @@ fn resolve(
         unknown_keys,
         warnings,
         cache_dir,
+        physical_schemas,
         suffix_target,
     })
 }

@@ -61,7 +61,7 @@ impl Context {
         let snapshots = self.resolved_snapshots(execution_time)?;
         let ctx = self.build_context(&snapshots, execution_time, None)?;
         let s = &snapshots[i];
-        let table = PhysicalTable::for_version(&s.name, &s.version);
+        let table = PhysicalTable::of(s);
         let macro_ctx = scheduler::macro_context(&ctx, i, &table, "rendering");
         let columns_of = |name: &[String]| {
             ctx.storage
@@ -91,7 +91,7 @@ impl Context {
     ) -> Result<String> {
         let ctx = self.build_context(snapshots, execution_time, None)?;
         let s = &snapshots[model];
-        let table = PhysicalTable::for_version(&s.name, &s.version);
+        let table = PhysicalTable::of(s);
         let macro_ctx = scheduler::macro_context(&ctx, model, &table, stage);
         scheduler::executable_query(&ctx, model, &macro_ctx)
     }
@@ -120,7 +120,7 @@ impl Context {
                 continue;
             }
             let s = &snapshots[p];
-            let table = PhysicalTable::for_version(&s.name, &s.version);
+            let table = PhysicalTable::of(s);
             if !existing.contains(&table) {
                 return Err(LakeError::Usage(
                     format!(
@@ -250,7 +250,7 @@ impl Context {
         env.snapshots
             .iter()
             .find(|s| &s.name == name)
-            .map(|s| PhysicalTable::for_version(&s.name, &s.version))
+            .map(|s| s.table())
             .ok_or_else(|| {
                 LakeError::Usage(
                     format!("`{name}` is not in environment `{env_name}`"),

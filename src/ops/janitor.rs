@@ -106,15 +106,15 @@ pub fn janitor(
         })
         .collect();
     let mut dropped = Vec::new();
-    for (name, version, expiry) in state.versions_with_expiry()? {
-        let key = (name, version);
+    for (name, stored, expiry) in state.versions_with_expiry()? {
+        let key = (name, stored.version);
         let unused = !referenced.contains(&key);
         let due = options.ignore_ttl || expiry <= options.now_ms;
         let scoped = options.environment.is_none() || scoped_versions.contains(&key);
         if !(unused && due && scoped) {
             continue;
         }
-        let table = PhysicalTable::for_version(&key.0, &key.1);
+        let table = PhysicalTable::for_version(&key.0, &key.1, stored.physical_schema.as_deref());
         match storage.drop_physical(session, &table) {
             Ok(()) => {
                 report.tables_dropped.push(table.to_string());

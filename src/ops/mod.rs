@@ -72,10 +72,20 @@ impl Context {
             return Ok(storage.as_ref());
         }
         let catalog = self.project.default_catalog.clone();
+        let mut mapped = self.project.config.physical_schemas.targets();
+        // Versions planned under an earlier mapping keep their tables where it put them. State that cannot be
+        // opened here names none; the command reports it where it needs state.
+        if let Ok(earlier) = self.open_state().and_then(|state| state.physical_schemas()) {
+            mapped.extend(earlier);
+            mapped.sort();
+            mapped.dedup();
+        }
         let opened: Box<dyn Storage> = match &self.project.config.storage {
-            StorageChoice::DuckDb => Box::new(DuckDbStorage::new(catalog)),
+            StorageChoice::DuckDb => {
+                Box::new(DuckDbStorage::new(catalog).with_mapped_schemas(mapped))
+            }
             StorageChoice::Iceberg(settings) => Box::new(
-                crate::storage::iceberg::IcebergStorage::open(settings, &catalog)?,
+                crate::storage::iceberg::IcebergStorage::open(settings, &catalog, mapped)?,
             ),
         };
         Ok(self.storage.get_or_init(|| opened).as_ref())
@@ -208,7 +218,7 @@ impl Context {
                 promoted_snapshots(env).map(|s| {
                     (
                         VirtualName::new(&s.name, &env.name, env.suffix_target),
-                        PhysicalTable::for_version(&s.name, &s.version),
+                        s.table(),
                     )
                 })
             })
@@ -233,9 +243,7 @@ impl Context {
             .iter()
             .flat_map(promoted_snapshots)
             .filter(|s| {
-                s.kind_name == "VIEW"
-                    && !here.contains(&PhysicalTable::for_version(&s.name, &s.version))
-                    && seen.insert(s.id.as_str())
+                s.kind_name == "VIEW" && !here.contains(&s.table()) && seen.insert(s.id.as_str())
             })
             .collect();
         if missing.is_empty() {
@@ -248,7 +256,7 @@ impl Context {
             .filter_map(|stored| {
                 let query = stored.node.view_query?;
                 let s = &stored.snapshot;
-                Some((PhysicalTable::for_version(&s.name, &s.version), query))
+                Some((PhysicalTable::of(s), query))
             })
             .collect();
         let storage = self.storage()?;

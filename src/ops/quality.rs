@@ -129,20 +129,24 @@ impl Context {
         let mut snapshots = crate::plan::fingerprint::compute(&self.project)?;
         let ids: Vec<&str> = snapshots.iter().map(|s| s.id.as_str()).collect();
         let stored = state.stored_versions(&ids)?;
-        let served: HashMap<&ModelName, &str> = env
+        let served: HashMap<&ModelName, crate::state::StoredVersion> = env
             .iter()
             .flat_map(|env| &env.snapshots)
-            .map(|s| (&s.name, s.version.as_str()))
+            .map(|s| {
+                let version = crate::state::StoredVersion {
+                    version: s.version.clone(),
+                    physical_schema: s.physical_schema.clone(),
+                };
+                (&s.name, version)
+            })
             .collect();
-        let mut audited_version: HashMap<ModelName, String> = HashMap::new();
+        let mut audited_table: HashMap<ModelName, PhysicalTable> = HashMap::new();
         for s in &mut snapshots {
-            let version = stored
-                .get(&s.id)
-                .map(String::as_str)
-                .or_else(|| served.get(&s.name).copied());
+            let version = stored.get(&s.id).or_else(|| served.get(&s.name));
             if let Some(version) = version {
-                s.version = version.to_string();
-                audited_version.insert(s.name.clone(), s.version.clone());
+                s.version = version.version.clone();
+                s.physical_schema = version.physical_schema.clone();
+                audited_table.insert(s.name.clone(), PhysicalTable::of(s));
             }
         }
         let engine = self.open_engine()?;
@@ -158,10 +162,10 @@ impl Context {
             if !wanted || self.project.audits[i].is_empty() {
                 continue;
             }
-            let built = audited_version
+            let built = audited_table
                 .get(name)
-                .map(|version| PhysicalTable::for_version(name, version))
-                .filter(|table| existing.contains(table));
+                .filter(|table| existing.contains(table))
+                .cloned();
             let Some(table) = built else {
                 if selected.is_some() {
                     return Err(LakeError::Usage(

@@ -57,15 +57,12 @@ impl Context {
         let mut state = self.open_state()?;
         let env = existing_environment(state.as_ref(), &env_name)?;
         let mut snapshots = crate::plan::fingerprint::compute(&self.project)?;
-        let env_versions: HashMap<&ModelName, (&str, &str)> = env
-            .snapshots
-            .iter()
-            .map(|s| (&s.name, (s.id.as_str(), s.version.as_str())))
-            .collect();
+        let env_versions: HashMap<&ModelName, &crate::state::EnvSnapshot> =
+            env.snapshots.iter().map(|s| (&s.name, s)).collect();
         let differs = snapshots.len() != env.snapshots.len()
             || snapshots
                 .iter()
-                .any(|s| env_versions.get(&s.name).map(|v| v.0) != Some(s.id.as_str()));
+                .any(|s| env_versions.get(&s.name).map(|v| v.id.as_str()) != Some(s.id.as_str()));
         if differs {
             return Err(LakeError::Usage(
                 format!("the project's files differ from environment `{env_name}`"),
@@ -74,10 +71,12 @@ impl Context {
                 )),
             ));
         }
-        // Versions come from the environment: earlier plans decided which changes kept their tables.
+        // Versions come from the environment: earlier plans decided which changes kept their tables, and
+        // where those tables live.
         for s in &mut snapshots {
-            if let Some((_, version)) = env_versions.get(&s.name) {
-                s.version = version.to_string();
+            if let Some(planned) = env_versions.get(&s.name) {
+                s.version = planned.version.clone();
+                s.physical_schema = planned.physical_schema.clone();
             }
         }
         let versions: Vec<(ModelName, String)> = snapshots

@@ -116,6 +116,11 @@ pub fn compute(project: &Project) -> Result<Vec<Snapshot>> {
             fingerprint,
             kind_name: meta.kind.name().to_string(),
             parents: parents.iter().map(|p| p.name.clone()).collect(),
+            physical_schema: project
+                .config
+                .physical_schemas
+                .schema_for(&meta.name.schema)
+                .map(str::to_string),
         });
     }
     Ok(snapshots

@@ -184,7 +184,7 @@ impl Backfill {
             model,
             name: snapshot.name.clone(),
             version: snapshot.version.clone(),
-            table: PhysicalTable::for_version(&snapshot.name, &snapshot.version),
+            table: PhysicalTable::of(snapshot),
             action,
             batches: Vec::new(),
             restatement: false,
@@ -304,13 +304,15 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
             });
             direct.insert(s.name.clone());
             categories.insert(i, Category::Breaking);
-            if let Some(v) = stored_versions.get(&s.id) {
-                snapshots[i].version = v.clone();
+            if let Some(stored) = stored_versions.get(&s.id) {
+                snapshots[i].version = stored.version.clone();
+                snapshots[i].physical_schema = stored.physical_schema.clone();
             }
             continue;
         };
         if previous.id == s.id {
             snapshots[i].version = previous.version.clone();
+            snapshots[i].physical_schema = previous.physical_schema.clone();
             continue;
         }
         let stored = replaced.get(&previous.id);
@@ -391,12 +393,17 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
                     materialized: false
                 }
             );
-        let version = match stored_versions.get(&s.id) {
+        // The physical schema goes with the version: a kept table stays where it is.
+        let (version, physical_schema) = match stored_versions.get(&s.id) {
             // A version a dev plan built for this snapshot holds dev's data; prod's table carries on.
-            Some(_) if category == Category::ForwardOnly => previous.version.clone(),
-            Some(v) => v.clone(),
-            None if category.gets_new_table() || view_reads_new_parents => s.version.clone(),
-            None => previous.version.clone(),
+            Some(_) if category == Category::ForwardOnly => {
+                (previous.version.clone(), previous.physical_schema.clone())
+            }
+            Some(stored) => (stored.version.clone(), stored.physical_schema.clone()),
+            None if category.gets_new_table() || view_reads_new_parents => {
+                (s.version.clone(), s.physical_schema.clone())
+            }
+            None => (previous.version.clone(), previous.physical_schema.clone()),
         };
         let diff = if kind == ChangeKind::DirectlyModified {
             // A model whose file is unchanged (an audit or macro it uses changed) has no diff to show.
@@ -438,6 +445,7 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         });
         categories.insert(i, category);
         snapshots[i].version = version;
+        snapshots[i].physical_schema = physical_schema;
     }
     if env_name != PROD
         && let Some(change) = changes
@@ -516,7 +524,7 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         if target_versions.get(name) != Some(&s.version.as_str()) {
             virtual_changes.push(VirtualChange::Point {
                 name: VirtualName::new(name, &env_name, suffix),
-                target: PhysicalTable::for_version(name, &s.version),
+                target: PhysicalTable::of(s),
             });
         }
     }
@@ -541,7 +549,7 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
                 pointed.insert(VirtualName::new(name, &env_name, suffix));
                 VirtualChange::Point {
                     name: VirtualName::new(name, &env_name, suffix),
-                    target: PhysicalTable::for_version(name, &s.version),
+                    target: PhysicalTable::of(s),
                 }
             })
             .collect();

@@ -50,7 +50,7 @@ pub fn apply(
             // so another machine can create it without these project files.
             if action_for(&ctx.project.models[i].meta.kind) == Some(BackfillAction::CreateView) {
                 let s = &plan.snapshots[i];
-                let table = PhysicalTable::for_version(&s.name, &s.version);
+                let table = PhysicalTable::of(s);
                 let query = executable_query(ctx, i, &macro_context(ctx, i, &table, "evaluating"))?;
                 node.view_query = Some(query);
             }
@@ -222,7 +222,7 @@ pub(super) fn run_on_virtual_update(
             continue;
         }
         let s = &ctx.snapshots[i];
-        let table = PhysicalTable::for_version(&s.name, &s.version);
+        let table = PhysicalTable::of(s);
         let mut macro_ctx = macro_context(ctx, i, &table, "promoting");
         macro_ctx.this_model = name.sql();
         run_statements(
@@ -261,7 +261,7 @@ pub(super) fn rebuild_for(ctx: &BuildContext<'_>, target: &PhysicalTable) -> Opt
     let i = ctx
         .snapshots
         .iter()
-        .position(|s| PhysicalTable::for_version(&s.name, &s.version) == *target)?;
+        .position(|s| PhysicalTable::of(s) == *target)?;
     let action = action_for(&ctx.project.models[i].meta.kind)?;
     let backfill = Backfill::new(i, &ctx.snapshots[i], action);
     if action != BackfillAction::Insert {
@@ -284,7 +284,7 @@ pub(super) fn with_missing_parents(
     while let Some(i) = queue.pop() {
         for p in ctx.project.dag.parents(i) {
             let s = &ctx.snapshots[p];
-            let table = PhysicalTable::for_version(&s.name, &s.version);
+            let table = PhysicalTable::of(s);
             if !existing.contains(&table) && wanted.insert(p) {
                 if let Some(b) = rebuild_for(ctx, &table) {
                     backfills.push(b);

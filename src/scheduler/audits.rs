@@ -19,7 +19,7 @@ impl crate::project::audit::ModelResolver for BuildResolver<'_, '_> {
         let name = ModelName::parse(model)?;
         let i = *self.0.project.index.get(&name)?;
         let s = &self.0.snapshots[i];
-        Some(PhysicalTable::for_version(&s.name, &s.version).sql())
+        Some(PhysicalTable::of(s).sql())
     }
 }
 

@@ -85,7 +85,7 @@ pub fn executable_query_for(
             }
             RefTarget::Model(p) => {
                 let s = &ctx.snapshots[*p];
-                let physical = PhysicalTable::for_version(&s.name, &s.version).sql();
+                let physical = PhysicalTable::of(s).sql();
                 // Keep the reference's own name as alias so `orders.id` still resolves.
                 let text = if r.has_alias {
                     physical

@@ -52,6 +52,8 @@ pub fn serve(ctx: &Context, options: &ServeOptions, on_ready: impl FnOnce(Bound)
         .iter()
         .map(|m| m.meta.name.schema.clone())
         .collect();
+    // The schemas `physical_schema_mapping` puts versions in are lake's too.
+    lake_schemas.extend(ctx.project.config.physical_schemas.targets());
     lake_schemas.sort();
     lake_schemas.dedup();
     let reader = match &options.pg {

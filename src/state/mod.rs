@@ -17,7 +17,7 @@ use crate::sql::ModelName;
 pub use backend::{Backend, Guard};
 
 /// Version of the state schema this build of `lake` reads and writes.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// A model version as recorded in an environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +26,20 @@ pub struct EnvSnapshot {
     pub id: String,
     pub version: String,
     pub kind_name: String,
+    /// See [`Snapshot::physical_schema`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical_schema: Option<String>,
+}
+
+impl EnvSnapshot {
+    /// The physical table of this version.
+    pub fn table(&self) -> crate::snapshot::PhysicalTable {
+        crate::snapshot::PhysicalTable::for_version(
+            &self.name,
+            &self.version,
+            self.physical_schema.as_deref(),
+        )
+    }
 }
 
 impl From<&Snapshot> for EnvSnapshot {
@@ -35,8 +49,17 @@ impl From<&Snapshot> for EnvSnapshot {
             id: s.id.clone(),
             version: s.version.clone(),
             kind_name: s.kind_name.clone(),
+            physical_schema: s.physical_schema.clone(),
         }
     }
+}
+
+/// A stored snapshot's version and where its table lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoredVersion {
+    pub version: String,
+    /// See [`Snapshot::physical_schema`] (schema 5; NULL before, and for the default schema).
+    pub physical_schema: Option<String>,
 }
 
 /// A named set of model versions, and the models that have names in its virtual layer.
@@ -179,7 +202,7 @@ pub trait StateStore: Send {
     fn environment(&self, name: &str) -> Result<Option<Environment>>;
     fn environments(&self) -> Result<Vec<Environment>>;
     /// The versions of those of `ids` that are already stored.
-    fn stored_versions(&self, ids: &[&str]) -> Result<HashMap<String, String>>;
+    fn stored_versions(&self, ids: &[&str]) -> Result<HashMap<String, StoredVersion>>;
     fn snapshots(&self, ids: &[&str]) -> Result<Vec<StoredSnapshot>>;
     /// Stores snapshots; ones already present are left as they are.
     fn push_snapshots(&mut self, snapshots: &[StoredSnapshot]) -> Result<()>;
@@ -192,7 +215,10 @@ pub trait StateStore: Send {
     /// Removes an environment if it is still at `expected_plan_id`; `false` if it changed meanwhile.
     fn remove_environment(&mut self, name: &str, expected_plan_id: &str) -> Result<bool>;
     /// Every stored (model, version), with the latest time any of its snapshots expires (created + TTL).
-    fn versions_with_expiry(&self) -> Result<Vec<(ModelName, String, i64)>>;
+    fn versions_with_expiry(&self) -> Result<Vec<(ModelName, StoredVersion, i64)>>;
+    /// The schemas other than `lake__*` that stored versions' tables live in (`physical_schema_mapping`,
+    /// also as it was when they were planned).
+    fn physical_schemas(&self) -> Result<Vec<String>>;
     /// Forgets the intervals of a version that overlap `[start_ts, end_ts)` (before a restatement rebuilds them).
     fn remove_intervals(
         &mut self,

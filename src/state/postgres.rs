@@ -9,6 +9,7 @@ use sqlx::{Connection, PgPool, Row};
 use super::schema::{self, Dialect, VersionAction};
 use super::{
     EnvSnapshot, Environment, Interval, PromoteOutcome, SCHEMA_VERSION, StateStore, StoredSnapshot,
+    StoredVersion,
 };
 use crate::config::Secret;
 use crate::error::{LakeError, Result};
@@ -280,20 +281,26 @@ impl StateStore for PostgresState {
         self.environments_where("", None)
     }
 
-    fn stored_versions(&self, ids: &[&str]) -> Result<HashMap<String, String>> {
+    fn stored_versions(&self, ids: &[&str]) -> Result<HashMap<String, StoredVersion>> {
         let context = "reading snapshots";
         let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
         let rows = self.run(
             context,
             sqlx::query(&format!(
-                "SELECT id, version FROM {} WHERE id = ANY($1)",
+                "SELECT id, version, physical_schema FROM {} WHERE id = ANY($1)",
                 self.t("snapshots")
             ))
             .bind(&ids)
             .fetch_all(&self.pool),
         )?;
         rows.into_iter()
-            .map(|r| Ok((column(&r, 0, context)?, column(&r, 1, context)?)))
+            .map(|r| {
+                let stored = StoredVersion {
+                    version: column(&r, 1, context)?,
+                    physical_schema: column(&r, 2, context)?,
+                };
+                Ok((column(&r, 0, context)?, stored))
+            })
             .collect()
     }
 
@@ -326,8 +333,8 @@ impl StateStore for PostgresState {
     fn push_snapshots(&mut self, snapshots: &[StoredSnapshot]) -> Result<()> {
         let context = "storing snapshots";
         let sql = format!(
-            "INSERT INTO {} (id, name, version, kind_name, snapshot, node, created_ts, ttl_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO {} (id, name, version, kind_name, snapshot, node, created_ts, ttl_ms, physical_schema) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
             self.t("snapshots")
         );
         self.runtime.block_on(async {
@@ -345,6 +352,7 @@ impl StateStore for PostgresState {
                     .bind(node)
                     .bind(s.created_ts)
                     .bind(s.ttl_ms)
+                    .bind(&s.snapshot.physical_schema)
                     .execute(&mut *tx)
                     .await
                     .map_err(pg_err(context))?;
@@ -437,12 +445,26 @@ impl StateStore for PostgresState {
         Ok(done.rows_affected() == 1)
     }
 
-    fn versions_with_expiry(&self) -> Result<Vec<(ModelName, String, i64)>> {
+    fn physical_schemas(&self) -> Result<Vec<String>> {
+        let context = "listing physical schemas";
+        let rows = self.run(
+            context,
+            sqlx::query(&format!(
+                "SELECT DISTINCT physical_schema FROM {} WHERE physical_schema IS NOT NULL ORDER BY 1",
+                self.t("snapshots")
+            ))
+            .fetch_all(&self.pool),
+        )?;
+        rows.into_iter().map(|r| column(&r, 0, context)).collect()
+    }
+
+    fn versions_with_expiry(&self) -> Result<Vec<(ModelName, StoredVersion, i64)>> {
         let context = "listing stored versions";
         let rows = self.run(
             context,
             sqlx::query(&format!(
-                "SELECT name, version, max(created_ts + ttl_ms) FROM {} GROUP BY name, version",
+                "SELECT name, version, max(physical_schema), max(created_ts + ttl_ms) FROM {} \
+                 GROUP BY name, version",
                 self.t("snapshots")
             ))
             .fetch_all(&self.pool),
@@ -453,7 +475,11 @@ impl StateStore for PostgresState {
                 let model = ModelName::parse(&name).ok_or_else(|| {
                     LakeError::config(format!("the state holds an invalid model name `{name}`"))
                 })?;
-                Ok((model, column(&r, 1, context)?, column(&r, 2, context)?))
+                let stored = StoredVersion {
+                    version: column(&r, 1, context)?,
+                    physical_schema: column(&r, 2, context)?,
+                };
+                Ok((model, stored, column(&r, 3, context)?))
             })
             .collect()
     }

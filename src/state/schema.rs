@@ -57,6 +57,8 @@ const SNAPSHOTS: Table = Table {
         required("node", Type::Text),
         required("created_ts", Type::Int),
         required("ttl_ms", Type::Int),
+        // NULL is `lake__<schema>`, the only place before schema 5.
+        optional("physical_schema", Type::Text),
     ],
     primary_key: &["id"],
 };
@@ -191,6 +193,11 @@ pub fn upgrade_statements(from: u32, dialect: Dialect, qualify: Qualify<'_>) -> 
                 "ALTER TABLE {} ADD COLUMN suffix_target TEXT",
                 qualify("environments")
             )),
+            // Snapshots remember the schema `physical_schema_mapping` put their table in.
+            5 => Some(format!(
+                "ALTER TABLE {} ADD COLUMN physical_schema TEXT",
+                qualify("snapshots")
+            )),
             _ => None,
         })
         .collect()
@@ -252,11 +259,14 @@ mod tests {
     #[test]
     fn upgrades_run_every_step_from_the_stored_version() {
         let plain = |t: &str| t.to_string();
-        assert_eq!(upgrade_statements(1, Dialect::Sqlite, &plain).len(), 3);
-        assert_eq!(upgrade_statements(2, Dialect::Sqlite, &plain).len(), 2);
+        assert_eq!(upgrade_statements(1, Dialect::Sqlite, &plain).len(), 4);
+        assert_eq!(upgrade_statements(2, Dialect::Sqlite, &plain).len(), 3);
         assert_eq!(
             upgrade_statements(3, Dialect::Sqlite, &plain),
-            ["ALTER TABLE environments ADD COLUMN suffix_target TEXT"]
+            [
+                "ALTER TABLE environments ADD COLUMN suffix_target TEXT",
+                "ALTER TABLE snapshots ADD COLUMN physical_schema TEXT"
+            ]
         );
         assert!(upgrade_statements(SCHEMA_VERSION, Dialect::Sqlite, &plain).is_empty());
     }

@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::schema::{self, Dialect, VersionAction};
 use super::{
     EnvSnapshot, Environment, Interval, PromoteOutcome, SCHEMA_VERSION, StateStore, StoredSnapshot,
+    StoredVersion,
 };
 use crate::error::{LakeError, Result};
 use crate::snapshot::VirtualName;
@@ -244,11 +245,19 @@ impl StateStore for SqliteState {
         rows.into_iter().map(env_from_row).collect()
     }
 
-    fn stored_versions(&self, ids: &[&str]) -> Result<HashMap<String, String>> {
+    fn stored_versions(&self, ids: &[&str]) -> Result<HashMap<String, StoredVersion>> {
         let found = self.select_in(
-            "SELECT id, version FROM snapshots WHERE id IN ({keys})",
+            "SELECT id, version, physical_schema FROM snapshots WHERE id IN ({keys})",
             ids,
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    StoredVersion {
+                        version: r.get(1)?,
+                        physical_schema: r.get(2)?,
+                    },
+                ))
+            },
             "reading snapshots",
         )?;
         Ok(found.into_iter().collect())
@@ -290,8 +299,9 @@ impl StateStore for SqliteState {
         {
             let mut stmt = tx
                 .prepare(
-                    "INSERT OR IGNORE INTO snapshots (id, name, version, kind_name, snapshot, node, created_ts, ttl_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT OR IGNORE INTO snapshots (id, name, version, kind_name, snapshot, node, created_ts, ttl_ms,
+                       physical_schema)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .map_err(sql_err("storing snapshots"))?;
             for s in snapshots {
@@ -307,7 +317,8 @@ impl StateStore for SqliteState {
                     snapshot,
                     node,
                     s.created_ts,
-                    s.ttl_ms
+                    s.ttl_ms,
+                    s.snapshot.physical_schema
                 ])
                 .map_err(sql_err("storing snapshots"))?;
             }
@@ -376,18 +387,40 @@ impl StateStore for SqliteState {
         Ok(changed == 1)
     }
 
-    fn versions_with_expiry(&self) -> Result<Vec<(ModelName, String, i64)>> {
-        let context = "listing stored versions";
+    fn physical_schemas(&self) -> Result<Vec<String>> {
+        let context = "listing physical schemas";
         let mut stmt = self
             .conn
-            .prepare("SELECT name, version, max(created_ts + ttl_ms) FROM snapshots GROUP BY name, version")
+            .prepare(
+                "SELECT DISTINCT physical_schema FROM snapshots WHERE physical_schema IS NOT NULL \
+                 ORDER BY 1",
+            )
+            .map_err(sql_err(context))?;
+        stmt.query_map([], |r| r.get::<_, String>(0))
+            .map_err(sql_err(context))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(sql_err(context))
+    }
+
+    fn versions_with_expiry(&self) -> Result<Vec<(ModelName, StoredVersion, i64)>> {
+        let context = "listing stored versions";
+        // Every snapshot of a version shares its physical schema (later ones inherit it with the version).
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT name, version, max(physical_schema), max(created_ts + ttl_ms) FROM snapshots \
+                 GROUP BY name, version",
+            )
             .map_err(sql_err(context))?;
         let rows = stmt
             .query_map([], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
+                    StoredVersion {
+                        version: r.get(1)?,
+                        physical_schema: r.get(2)?,
+                    },
+                    r.get::<_, i64>(3)?,
                 ))
             })
             .map_err(sql_err(context))?

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{Environment, Interval, PromoteOutcome, StateStore, StoredSnapshot};
+use super::{Environment, Interval, PromoteOutcome, StateStore, StoredSnapshot, StoredVersion};
 use crate::error::Result;
 use crate::profile::{Phase, timed};
 use crate::snapshot::VirtualName;
@@ -18,7 +18,7 @@ impl StateStore for Timed {
     fn environments(&self) -> Result<Vec<Environment>> {
         timed(Phase::StateRead, || self.0.environments())
     }
-    fn stored_versions(&self, ids: &[&str]) -> Result<HashMap<String, String>> {
+    fn stored_versions(&self, ids: &[&str]) -> Result<HashMap<String, StoredVersion>> {
         timed(Phase::StateRead, || self.0.stored_versions(ids))
     }
     fn snapshots(&self, ids: &[&str]) -> Result<Vec<StoredSnapshot>> {
@@ -43,7 +43,10 @@ impl StateStore for Timed {
             self.0.remove_environment(name, expected_plan_id)
         })
     }
-    fn versions_with_expiry(&self) -> Result<Vec<(ModelName, String, i64)>> {
+    fn physical_schemas(&self) -> Result<Vec<String>> {
+        timed(Phase::StateRead, || self.0.physical_schemas())
+    }
+    fn versions_with_expiry(&self) -> Result<Vec<(ModelName, StoredVersion, i64)>> {
         timed(Phase::StateRead, || self.0.versions_with_expiry())
     }
     fn remove_intervals(

@@ -14,6 +14,8 @@ use crate::sql::{quote_ident, quote_literal};
 #[derive(Debug, Clone)]
 pub struct DuckDbStorage {
     catalog: String,
+    /// Schemas `physical_schema_mapping` puts physical tables in, besides `lake__*`.
+    mapped_schemas: Vec<String>,
 }
 
 /// Runs `body` inside one DuckDB transaction, rolling back if any statement fails.
@@ -37,7 +39,19 @@ impl DuckDbStorage {
     pub fn new(catalog: impl Into<String>) -> Self {
         DuckDbStorage {
             catalog: catalog.into(),
+            mapped_schemas: Vec::new(),
         }
+    }
+
+    /// Also lists the physical tables in these schemas (`physical_schema_mapping`'s targets).
+    pub fn with_mapped_schemas(mut self, schemas: Vec<String>) -> Self {
+        self.mapped_schemas = schemas;
+        self
+    }
+
+    /// Whether physical tables (model versions) may live in `schema`.
+    pub fn is_physical_schema(&self, schema: &str) -> bool {
+        schema.starts_with("lake__") || self.mapped_schemas.iter().any(|s| s == schema)
     }
 
     fn schema_sql(&self, schema: &str) -> String {
@@ -133,9 +147,22 @@ impl Storage for DuckDbStorage {
     }
 
     fn physical_tables(&self, session: &Session) -> Result<Vec<PhysicalTable>> {
+        let mapped: Vec<String> = self
+            .mapped_schemas
+            .iter()
+            .map(|s| quote_literal(s))
+            .collect();
         let rows = session.query_strings(
-            "SELECT table_schema || '.' || table_name FROM information_schema.tables \
-             WHERE table_catalog = current_database() AND table_schema LIKE 'lake\\_\\_%' ESCAPE '\\'",
+            &format!(
+                "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+                 WHERE table_catalog = current_database() \
+                 AND (table_schema LIKE 'lake\\_\\_%' ESCAPE '\\' OR table_schema IN ({}))",
+                if mapped.is_empty() {
+                    "NULL".to_string()
+                } else {
+                    mapped.join(", ")
+                }
+            ),
             || "listing physical tables".into(),
         )?;
         Ok(rows

@@ -332,6 +332,7 @@ fn older_state_is_refused_until_lake_migrate() {
         let conn = rusqlite::Connection::open(s.project.join(".lake/state.db")).unwrap();
         conn.execute_batch(
             "ALTER TABLE intervals DROP COLUMN write_id; ALTER TABLE environments DROP COLUMN suffix_target; \
+             ALTER TABLE snapshots DROP COLUMN physical_schema; \
              DELETE FROM _versions; INSERT INTO _versions VALUES (1, '0.1.0');",
         )
         .unwrap();
@@ -345,7 +346,7 @@ fn older_state_is_refused_until_lake_migrate() {
     );
     let out = s.lake().args(["migrate"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "State is at schema version 4.\n");
+    assert_eq!(stdout(&out), "State is at schema version 5.\n");
     s.assert_no_changes();
     s.assert_demo_results();
 }

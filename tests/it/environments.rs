@@ -584,3 +584,147 @@ fn the_janitor_keeps_pinned_environments() {
         "the unpinned environment's names are gone"
     );
 }
+
+/// `physical_schema_mapping` puts new versions' tables in the schema it names (in DuckDB, in the Iceberg
+/// catalog and in the warehouse); a version keeps its schema when the mapping changes, new versions go to the
+/// new one, and the janitor finds each where it is.
+#[test]
+fn physical_schema_mapping_places_new_versions_and_each_version_keeps_its_schema() {
+    let s = Scratch::init();
+    let config = s.read("config.yaml");
+    let with_mapping = |target: &str| {
+        s.write(
+            "config.yaml",
+            &format!(
+                "{config}\nphysical_schema_mapping:\n  '^dem': {target}\n  '^other$': unused\n"
+            ),
+        );
+    };
+    with_mapping("demo_tables");
+    s.apply(EXEC);
+    let table_name = |env: &str| {
+        stdout(&run(&s, &["table-name", "demo.full_model", "-e", env]))
+            .trim()
+            .to_string()
+    };
+    let prod_table = table_name("prod");
+    assert!(
+        prod_table.starts_with("demo_tables.demo__full_model__"),
+        "{prod_table}"
+    );
+    assert!(
+        s.project
+            .join("warehouse")
+            .join(prod_table.replace('.', "/"))
+            .exists(),
+        "the table's files are under its schema"
+    );
+    let physical_in = |schema: &str| -> Vec<String> {
+        let catalog = rusqlite::Connection::open(s.project.join(".lake/catalog.db")).unwrap();
+        let mut query = catalog
+            .prepare("SELECT table_name FROM iceberg_tables WHERE table_namespace = ?1 ORDER BY 1")
+            .unwrap();
+        query
+            .query_map([schema], |row| row.get::<_, String>(0))
+            .unwrap()
+            .map(|name| name.unwrap().rsplit_once("__").unwrap().0.to_string())
+            .collect()
+    };
+    assert_eq!(
+        physical_in("demo_tables"),
+        [
+            "demo__full_model",
+            "demo__incremental_model",
+            "demo__seed_model"
+        ]
+    );
+    assert!(physical_in("lake__demo").is_empty());
+    s.assert_demo_results();
+    // The next plan finds every table where the mapping put it: nothing to build.
+    s.assert_no_changes();
+
+    // A new mapping moves no table; the next breaking change builds its version under the new schema.
+    with_mapping("demo_v2");
+    s.assert_no_changes();
+    assert_eq!(table_name("prod"), prod_table);
+    edit(
+        &s,
+        "models/full_model.sql",
+        "FROM demo.incremental_model",
+        "FROM demo.incremental_model\nWHERE id > 4",
+    );
+    let out = run(
+        &s,
+        &["plan", "dev", "--auto-apply", "--execution-time", EXEC],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        built_models(&out),
+        ["demo__dev.full_model", "demo__dev.view_model"],
+        "the parents under the earlier schema are found, not rebuilt"
+    );
+    let dev_table = table_name("dev");
+    assert!(
+        dev_table.starts_with("demo_v2.demo__full_model__"),
+        "{dev_table}"
+    );
+    assert_eq!(
+        s.csv("select * from demo__dev.full_model order by 1"),
+        "item_id,num_orders\n1,3\n"
+    );
+    assert_eq!(table_name("prod"), prod_table);
+    s.assert_demo_results();
+
+    let out = run(&s, &["invalidate", "dev"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&s, &["janitor", "--ignore-ttl", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dropped: Vec<&str> = report["tables_dropped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        dropped.contains(&dev_table.as_str()),
+        "{dropped:?} holds {dev_table}"
+    );
+    assert!(physical_in("demo_v2").is_empty());
+    assert!(
+        !s.project
+            .join("warehouse")
+            .join(dev_table.replace('.', "/"))
+            .exists()
+    );
+    s.assert_demo_results();
+    // `lake run` writes to prod's tables where they are, under the earlier mapping's schema.
+    edit(
+        &s,
+        "models/full_model.sql",
+        "FROM demo.incremental_model\nWHERE id > 4",
+        "FROM demo.incremental_model",
+    );
+    let out = run(&s, &["run", "--execution-time", "2024-06-02 00:30:00"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        built_models(&out),
+        ["demo.incremental_model", "demo.full_model"]
+    );
+    assert!(physical_in("lake__demo").is_empty());
+    assert!(physical_in("demo_v2").is_empty());
+    assert_eq!(table_name("prod"), prod_table);
+
+    // A pattern that is not a regular expression is refused where it is written.
+    s.write(
+        "config.yaml",
+        &format!("{config}\nphysical_schema_mapping:\n  '(demo': demo_tables\n"),
+    );
+    let out = run(&s, &["plan"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let message = crate::common::stderr_words(&out);
+    assert!(
+        message.contains("config.yaml:") && message.contains("`(demo` is not a regular expression"),
+        "{message}"
+    );
+}

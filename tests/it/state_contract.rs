@@ -10,6 +10,7 @@ use lake::state::postgres::PostgresState;
 use lake::state::sqlite::SqliteState;
 use lake::state::{
     EnvSnapshot, Environment, Interval, PromoteOutcome, SnapshotNode, StateStore, StoredSnapshot,
+    StoredVersion,
 };
 
 /// Opens the same store again each time it is called (as a new process would).
@@ -56,6 +57,7 @@ fn snapshot(name: &str, version: &str, created_ts: i64, ttl_ms: i64) -> StoredSn
             },
             kind_name: "FULL".into(),
             parents: vec![],
+            physical_schema: None,
         },
         node: SnapshotNode {
             query: Some("SELECT 1".into()),
@@ -66,10 +68,20 @@ fn snapshot(name: &str, version: &str, created_ts: i64, ttl_ms: i64) -> StoredSn
     }
 }
 
+/// A snapshot whose table `physical_schema_mapping` put in `schema`.
+fn mapped(name: &str, version: &str, schema: &str) -> StoredSnapshot {
+    let mut stored = snapshot(name, version, 3, 4);
+    stored.snapshot.physical_schema = Some(schema.into());
+    stored
+}
+
 fn environment(name: &str, plan: &str, previous: Option<&str>) -> Environment {
     Environment {
         name: name.into(),
-        snapshots: vec![EnvSnapshot::from(&snapshot("a.b", "v1", 1, 2).snapshot)],
+        snapshots: vec![
+            EnvSnapshot::from(&snapshot("a.b", "v1", 1, 2).snapshot),
+            EnvSnapshot::from(&mapped("a.m", "v1", "internal").snapshot),
+        ],
         promoted: vec![ModelName::new("a", "b")],
         plan_id: plan.into(),
         previous_plan_id: previous.map(String::from),
@@ -115,20 +127,35 @@ fn snapshots_round_trip_and_pushing_twice_changes_nothing() {
     on_every_backend(|open| {
         let mut state = open();
         state
-            .push_snapshots(&[snapshot("a.b", "v1", 1, 2), snapshot("a.c", "v1", 1, 2)])
+            .push_snapshots(&[
+                snapshot("a.b", "v1", 1, 2),
+                snapshot("a.c", "v1", 1, 2),
+                mapped("a.m", "v1", "internal"),
+            ])
             .unwrap();
         state
             .push_snapshots(&[snapshot("a.b", "v1", 1, 2)])
             .unwrap();
+        let version = |version: &str, physical_schema: Option<&str>| StoredVersion {
+            version: version.into(),
+            physical_schema: physical_schema.map(String::from),
+        };
         assert_eq!(
-            state.stored_versions(&["a.b-v1", "zz"]).unwrap(),
-            HashMap::from([("a.b-v1".to_string(), "v1".to_string())])
+            state.stored_versions(&["a.b-v1", "a.m-v1", "zz"]).unwrap(),
+            HashMap::from([
+                ("a.b-v1".to_string(), version("v1", None)),
+                ("a.m-v1".to_string(), version("v1", Some("internal")))
+            ])
         );
         drop(state);
         let state = open();
         assert_eq!(
             state.snapshots(&["a.c-v1"]).unwrap(),
             vec![snapshot("a.c", "v1", 1, 2)]
+        );
+        assert_eq!(
+            state.snapshots(&["a.m-v1"]).unwrap(),
+            vec![mapped("a.m", "v1", "internal")]
         );
         assert!(state.snapshots(&["missing"]).unwrap().is_empty());
     });
@@ -243,17 +270,21 @@ fn versions_carry_their_latest_expiry_and_are_forgotten_whole() {
             .push_snapshots(&[
                 snapshot("a.b", "v1", 1, 2),
                 later,
-                snapshot("a.c", "v2", 3, 4),
+                mapped("a.c", "v2", "internal"),
             ])
             .unwrap();
         state.add_interval(&interval("a.b", "v1", 0, 10)).unwrap();
         let mut expiry = state.versions_with_expiry().unwrap();
         expiry.sort();
+        let version = |version: &str, physical_schema: Option<&str>| StoredVersion {
+            version: version.into(),
+            physical_schema: physical_schema.map(String::from),
+        };
         assert_eq!(
             expiry,
             vec![
-                (ModelName::new("a", "b"), "v1".to_string(), 15),
-                (ModelName::new("a", "c"), "v2".to_string(), 7)
+                (ModelName::new("a", "b"), version("v1", None), 15),
+                (ModelName::new("a", "c"), version("v2", Some("internal")), 7)
             ]
         );
         state

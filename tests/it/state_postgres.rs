@@ -370,6 +370,7 @@ fn older_state_is_migrated_and_newer_state_refused() {
     psql(
         &uri,
         "DROP TABLE lake.pending_promotions; ALTER TABLE lake.environments DROP COLUMN suffix_target; \
+         ALTER TABLE lake.snapshots DROP COLUMN physical_schema; \
          DELETE FROM lake._versions; \
          INSERT INTO lake._versions VALUES (2, '0.1.0')",
     );
@@ -377,7 +378,7 @@ fn older_state_is_migrated_and_newer_state_refused() {
     let out = s.lake().args(["plan", "--auto-apply"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("has schema version 2, older than this lake's (4)")
+        stderr(&out).contains("has schema version 2, older than this lake's (5)")
             && stderr(&out).contains("run `lake migrate`"),
         "{}",
         stderr(&out)
@@ -386,8 +387,8 @@ fn older_state_is_migrated_and_newer_state_refused() {
 
     let out = s.lake().args(["migrate"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "State is at schema version 4.\n");
-    assert_eq!(psql(&uri, version), ["4"]);
+    assert_eq!(stdout(&out), "State is at schema version 5.\n");
+    assert_eq!(psql(&uri, version), ["5"]);
     s.assert_no_changes();
     s.assert_demo_results();
 

@@ -199,7 +199,7 @@ impl Refresher<'_> {
                 );
             }
             for s in &env.snapshots {
-                let table = PhysicalTable::for_version(&s.name, &s.version);
+                let table = s.table();
                 if let Some(comment) = physical.get(&table) {
                     let name = VirtualName::new(&s.name, crate::PROD, SuffixTarget::Schema);
                     wanted.insert((name.schema, name.name), (table, comment.clone()));

@@ -152,7 +152,11 @@ pub async fn open_catalog(settings: &IcebergSettings) -> Result<LakeCatalog> {
 
 impl IcebergStorage {
     /// Opens (creating on first use) the catalog and, for a local warehouse, its folder.
-    pub fn open(settings: &IcebergSettings, duckdb_catalog: &str) -> Result<Self> {
+    pub fn open(
+        settings: &IcebergSettings,
+        duckdb_catalog: &str,
+        mapped_schemas: Vec<String>,
+    ) -> Result<Self> {
         let settings = prepared(settings)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -167,7 +171,7 @@ impl IcebergStorage {
         Ok(IcebergStorage {
             runtime,
             catalog,
-            duckdb: DuckDbStorage::new(duckdb_catalog),
+            duckdb: DuckDbStorage::new(duckdb_catalog).with_mapped_schemas(mapped_schemas),
             duckdb_catalog: duckdb_catalog.to_string(),
             warehouse: settings.warehouse.location(),
             file_io,
@@ -535,10 +539,11 @@ impl IcebergStorage {
                 Some((table, row.next()??))
             })
             .collect();
-        let entries = self
-            .runtime
-            .block_on(self.catalog.tables_with_prefix("lake__"))?;
-        for entry in entries {
+        let entries = self.runtime.block_on(self.catalog.tables_with_prefix(""))?;
+        for entry in entries
+            .into_iter()
+            .filter(|e| self.duckdb.is_physical_schema(&e.namespace))
+        {
             let table = PhysicalTable {
                 schema: entry.namespace,
                 table: entry.name,
@@ -1017,8 +1022,9 @@ impl Storage for IcebergStorage {
         use std::hash::{Hash, Hasher};
         let mut entries: Vec<(String, String, String)> = self
             .runtime
-            .block_on(self.catalog.tables_with_prefix("lake__"))?
+            .block_on(self.catalog.tables_with_prefix(""))?
             .into_iter()
+            .filter(|e| self.duckdb.is_physical_schema(&e.namespace))
             .map(|e| (e.namespace, e.name, e.metadata_location))
             .collect();
         entries.sort();
@@ -1478,7 +1484,7 @@ mod tests {
         };
         let engine = Engine::in_memory().expect("in-memory DuckDB");
         let session = engine.session().expect("session");
-        let storage = IcebergStorage::open(&settings, "memory").expect("catalog");
+        let storage = IcebergStorage::open(&settings, "memory", Vec::new()).expect("catalog");
         storage
             .ensure_schema(&session, "lake__demo")
             .expect("schema");
@@ -1927,7 +1933,7 @@ mod tests {
     fn second_machine(f: &Fixture) -> (Engine, Session, IcebergStorage) {
         let engine = Engine::in_memory().expect("in-memory DuckDB");
         let session = engine.session().expect("session");
-        let storage = IcebergStorage::open(&f.settings, "memory").expect("catalog");
+        let storage = IcebergStorage::open(&f.settings, "memory", Vec::new()).expect("catalog");
         (engine, session, storage)
     }
 
