@@ -629,6 +629,12 @@ fn batch_concurrency_evaluates_batches_at_once_and_commits_them_in_order() {
              FROM generate_series(@start_ds::DATE, @start_ds::DATE, INTERVAL 1 DAY) AS t(d), range(3) AS r(h)\n"
         )
     };
+    let apply = || {
+        s.lake()
+            .args(["plan", "--auto-apply", "--execution-time", "2024-01-13"])
+            .output()
+            .unwrap()
+    };
     s.write(
         "models/at_once.sql",
         &model("at_once", "", "dayofmonth(d) * 10 + h"),
@@ -641,11 +647,7 @@ fn batch_concurrency_evaluates_batches_at_once_and_commits_them_in_order() {
             "dayofmonth(d) * 10 + h",
         ),
     );
-    let out = s
-        .lake()
-        .args(["plan", "--auto-apply", "--execution-time", "2024-01-13"])
-        .output()
-        .unwrap();
+    let out = apply();
     assert!(out.status.success(), "{}", stderr(&out));
     let rows = |table: &str| s.csv(&format!("select * from {table} order by day, n"));
     assert_eq!(rows("days.at_once"), rows("days.one_by_one"));
@@ -688,11 +690,7 @@ fn batch_concurrency_evaluates_batches_at_once_and_commits_them_in_order() {
             "dayofmonth(d) * 10 + h",
         ),
     );
-    let out = s
-        .lake()
-        .args(["plan", "--auto-apply", "--execution-time", "2024-01-13"])
-        .output()
-        .unwrap();
+    let out = apply();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("- `days.one_by_one` (Metadata)"),
@@ -744,11 +742,7 @@ fn batch_concurrency_evaluates_batches_at_once_and_commits_them_in_order() {
             "CASE WHEN d = DATE '2024-01-05' THEN error('no data for this day') ELSE 1 END",
         ),
     );
-    let out = s
-        .lake()
-        .args(["plan", "--auto-apply", "--execution-time", "2024-01-13"])
-        .output()
-        .unwrap();
+    let out = apply();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("no data for this day"),
@@ -785,11 +779,7 @@ fn batch_concurrency_evaluates_batches_at_once_and_commits_them_in_order() {
         "models/failing.sql",
         &model("failing", ", batch_concurrency 3", "1"),
     );
-    let out = s
-        .lake()
-        .args(["plan", "--auto-apply", "--execution-time", "2024-01-13"])
-        .output()
-        .unwrap();
+    let out = apply();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         s.csv("select count(distinct day) as days, count(*) as n from days.failing"),
