@@ -32,7 +32,6 @@ fn stringish<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Stri
     )))
 }
 
-/// `start`/`end` in `model_defaults`, written as any YAML scalar, parsed as a model's would be.
 /// A list of names, lower-cased (environment names are case-insensitive).
 fn lowercase_names<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
     let names: Option<Vec<String>> = Option::deserialize(d)?;
@@ -43,6 +42,7 @@ fn lowercase_names<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Vec<S
         .collect())
 }
 
+/// `start`/`end` in `model_defaults`, written as any YAML scalar, parsed as a model's would be.
 fn time_bound<'de, D: Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Option<crate::intervals::bound::TimeBound>, D::Error> {
@@ -312,8 +312,9 @@ pub struct ModelDefaults {
     pub allow_partials: Option<bool>,
     pub enabled: Option<bool>,
     pub formatting: Option<bool>,
-    /// The most batches of one incremental model evaluated at once, where the model does not say.
-    pub batch_concurrency: Option<std::num::NonZeroU64>,
+    /// The most batches of one incremental model evaluated at once, where the model does not say (at least 1:
+    /// checked when the config is resolved, at its place in the file).
+    pub batch_concurrency: Option<u64>,
     /// Statements every model runs before its own pre-statements (SQLMesh's order), as SQL strings.
     #[serde(default, deserialize_with = "sql_statements")]
     pub pre_statements: Option<Vec<String>>,
@@ -634,11 +635,12 @@ fn physical_schema_mapping(
 /// written, e.g. in flow style across lines).
 fn mapping_error(file: &SourceFile, pattern: &str, message: String, help: &str) -> LakeError {
     let text: &str = &file.text;
-    let found = text.find("physical_schema_mapping").and_then(|key| {
+    let found = text.find("physical_schema_mapping").map(|key| {
         text[key..]
             .find(pattern)
-            .map(|at| (key + at, pattern.len()))
-            .or(Some((key, "physical_schema_mapping".len())))
+            .map_or((key, "physical_schema_mapping".len()), |at| {
+                (key + at, pattern.len())
+            })
     });
     match found {
         Some((offset, len)) => LakeError::from(
@@ -841,6 +843,15 @@ fn resolve(
     let mut model_defaults = config.model_defaults.clone();
     if let Some(overrides) = &gateway_cfg.model_defaults {
         merge_defaults(&mut model_defaults, overrides);
+    }
+    if model_defaults.batch_concurrency == Some(0) {
+        return Err(value_error(
+            file,
+            "batch_concurrency",
+            "0",
+            "`batch_concurrency` expects a whole number of at least 1".into(),
+            Some("write `batch_concurrency: 1` for one batch at a time, or leave it out for no limit".into()),
+        ));
     }
     let mut variables = config.variables.clone();
     variables.extend(gateway_cfg.variables.clone());

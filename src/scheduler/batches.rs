@@ -122,6 +122,7 @@ pub(super) fn write_concurrently(
                 session,
                 backfill,
                 batches[index],
+                &batch_macro_context(ctx, backfill, batches[index]),
                 stats,
                 true,
                 total,

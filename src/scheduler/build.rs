@@ -228,6 +228,7 @@ fn write_batches(
             session,
             backfill,
             (start, end),
+            &macro_ctx,
             stats,
             audited,
             &mut total,
@@ -262,6 +263,7 @@ pub(super) fn finish_batch(
     session: &Session,
     backfill: &Backfill,
     range: Range,
+    macro_ctx: &MacroContext,
     stats: WriteStats,
     audit: bool,
     total: &mut WriteStats,
@@ -269,13 +271,12 @@ pub(super) fn finish_batch(
     observer: &dyn Observer,
 ) -> Result<()> {
     let model = &ctx.project.models[backfill.model];
-    let macro_ctx = batch_macro_context(ctx, backfill, range);
     run_statements(
         ctx.project,
         session,
         model,
         &model.post_statements,
-        &macro_ctx,
+        macro_ctx,
     )?;
     if audit {
         let audited = audited_relation(
@@ -284,7 +285,7 @@ pub(super) fn finish_batch(
             Some(range),
             stats.range_rows.as_deref(),
         );
-        total.audits_passed += run_audits(ctx, session, backfill, &macro_ctx, &audited, observer)?;
+        total.audits_passed += run_audits(ctx, session, backfill, macro_ctx, &audited, observer)?;
     }
     record(batch_interval(backfill, range, stats.write_id()))?;
     total.absorb(stats);

@@ -621,7 +621,6 @@ fn batch_concurrency_evaluates_batches_at_once_and_commits_them_in_order() {
     let model = |name: &str, kind_extra: &str, day_value: &str| {
         format!(
             "MODEL (name days.{name}, kind INCREMENTAL_BY_TIME_RANGE (time_column day, batch_size 1{kind_extra}));\n\
-             CREATE SCHEMA IF NOT EXISTS log;\n\
              CREATE TABLE IF NOT EXISTS log.{name} (batch_of_session BIGINT, day DATE);\n\
              CREATE TEMP SEQUENCE IF NOT EXISTS batches_of_session;\n\
              INSERT INTO log.{name} SELECT nextval('batches_of_session'), @start_ds::DATE;\n\
@@ -635,6 +634,13 @@ fn batch_concurrency_evaluates_batches_at_once_and_commits_them_in_order() {
             .output()
             .unwrap()
     };
+    // The log's schema exists before the two models' statements create their tables in it at once.
+    let out = s
+        .lake()
+        .args(["fetchdf", "CREATE SCHEMA log"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
     s.write(
         "models/at_once.sql",
         &model("at_once", "", "dayofmonth(d) * 10 + h"),
@@ -729,7 +735,9 @@ fn batch_concurrency_evaluates_batches_at_once_and_commits_them_in_order() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr_words(&out);
     assert!(
-        err.contains("config.yaml:") && err.contains("batch_concurrency"),
+        err.contains("config.yaml:")
+            && err.contains("batch_concurrency")
+            && err.contains("expects a whole number of at least 1"),
         "{err}"
     );
     s.write("config.yaml", &config);

@@ -501,7 +501,7 @@ pub fn parse_model(
     meta.kind
         .default_policies(defaults.on_destructive_change, defaults.on_additive_change);
     meta.kind
-        .default_batch_concurrency(defaults.batch_concurrency.map(std::num::NonZeroU64::get));
+        .default_batch_concurrency(defaults.batch_concurrency);
     if matches!(meta.kind, ModelKind::IncrementalByPartition { .. })
         && let Some(prop) = block.properties.iter().find(|p| p.key == "partitioned_by")
         && meta
