@@ -45,6 +45,20 @@ pub struct Snapshot {
     pub physical_schema: Option<String>,
 }
 
+/// Marks the version of a table a dev plan built to preview a change prod applies forward-only (or built
+/// from such a preview's rows): prod never takes such a table over.
+const DEV_PREVIEW: &str = "_preview";
+
+/// The version a dev preview of the content version `version` is built under.
+pub fn dev_preview_version(version: &str) -> String {
+    format!("{version}{DEV_PREVIEW}")
+}
+
+/// Whether `version` is a dev preview's (see [`dev_preview_version`]).
+pub fn is_dev_preview(version: &str) -> bool {
+    version.ends_with(DEV_PREVIEW)
+}
+
 /// Where a model version's data lives: `lake__<schema>.<schema>__<name>__<version>`, or the schema
 /// `physical_schema_mapping` chose.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

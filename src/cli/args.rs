@@ -97,8 +97,10 @@ pub(super) enum Command {
         /// Pin "now" (YYYY-MM-DD or "YYYY-MM-DD HH:MM:SS", UTC) for reproducible runs.
         #[arg(long)]
         execution_time: Option<String>,
-        /// Keep every changed model's physical table: the change applies to data built from now on
-        /// (prod only). Nothing is rebuilt; the next `lake run` uses the new logic.
+        /// Keep every changed model's physical table in prod: the change applies to data built from now on.
+        /// Nothing is rebuilt; the next `lake run` uses the new logic. In a dev environment, the change is
+        /// previewed in tables of its own that prod never takes over. `plan.forward_only: true` in
+        /// config.yaml makes it the default.
         #[arg(long)]
         forward_only: bool,
         /// `text`: a tree on a terminal, Markdown in a pipe. `json`: one document for CI (never prompts).

@@ -139,7 +139,7 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             );
             options.include_unmodified =
                 *include_unmodified || defaults.include_unmodified == Some(true);
-            options.forward_only = *forward_only;
+            options.forward_only = *forward_only || defaults.forward_only == Some(true);
             options.window = ops::window(start.as_deref(), end.as_deref())?;
             options.restate = restate_model.clone();
             options.skip_linter = *skip_linter;

@@ -366,8 +366,9 @@ pub struct PlanDefaults {
     pub no_prompts: Option<bool>,
     /// Expose unmodified models in dev environments too, as `--include-unmodified`.
     pub include_unmodified: Option<bool>,
+    /// Plan every change forward-only, as `--forward-only`.
+    pub forward_only: Option<bool>,
     // SQLMesh's other keys, accepted and not acted on yet (docs/configuration.md).
-    pub forward_only: Option<serde_norway::Value>,
     pub auto_categorize_changes: Option<serde_norway::Value>,
     pub enable_preview: Option<serde_norway::Value>,
     pub no_diff: Option<serde_norway::Value>,

@@ -286,7 +286,15 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         .collect();
 
     let all_ids: Vec<&str> = snapshots.iter().map(|s| s.id.as_str()).collect();
-    let stored_versions = state.stored_versions(&all_ids)?;
+    let mut stored_versions = state.stored_versions(&all_ids)?;
+    if env_name == PROD {
+        // A dev preview holds data prod must not take: prod builds or keeps its own tables instead.
+        stored_versions.retain(|_, stored| !crate::snapshot::is_dev_preview(&stored.version));
+    }
+    // The versions computed from content: a dev plan tells the tables it builds by them.
+    let content_versions: Vec<String> = snapshots.iter().map(|s| s.version.clone()).collect();
+    // Models whose dev table previews a change prod would apply to its kept table.
+    let mut previewed: HashSet<usize> = HashSet::new();
     let mut snapshots = snapshots;
     let mut changes = Vec::new();
     let mut direct: HashSet<ModelName> = HashSet::new();
@@ -331,9 +339,9 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         // In prod, a forward-only kind keeps its table whatever changed (SQLMesh's `forward_only true`); a
         // dev environment builds the change in a table of its own, so prod's is never written from dev.
         // A change of kind is never forward-only: the old table does not fit the new kind.
-        let kind_forward_only = env_name == PROD
-            && project.models[i].meta.kind.forward_only()
-            && previous.kind_name == s.kind_name;
+        let kind_keeps_table =
+            project.models[i].meta.kind.forward_only() && previous.kind_name == s.kind_name;
+        let kind_forward_only = env_name == PROD && kind_keeps_table;
         let indirect = if kind_forward_only {
             Category::ForwardOnly
         } else if breaking_parent {
@@ -347,7 +355,7 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
             } else if options.forward_only {
                 (
                     Category::ForwardOnly,
-                    "planned with --forward-only".to_string(),
+                    "the plan is forward-only (--forward-only or plan.forward_only)".to_string(),
                 )
             } else if kind_forward_only {
                 (
@@ -393,14 +401,20 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
                     materialized: false
                 }
             );
+        // A forward-only change in a dev environment is previewed in a table of its own: prod's table is only
+        // ever written by prod, which keeps it when the change is deployed forward-only.
+        let dev_preview = category == Category::ForwardOnly && env_name != PROD;
+        if env_name != PROD && (dev_preview || kind_keeps_table) {
+            previewed.insert(i);
+        }
         // The physical schema goes with the version: a kept table stays where it is.
         let (version, physical_schema) = match stored_versions.get(&s.id) {
             // A version a dev plan built for this snapshot holds dev's data; prod's table carries on.
-            Some(_) if category == Category::ForwardOnly => {
+            Some(_) if category == Category::ForwardOnly && !dev_preview => {
                 (previous.version.clone(), previous.physical_schema.clone())
             }
             Some(stored) => (stored.version.clone(), stored.physical_schema.clone()),
-            None if category.gets_new_table() || view_reads_new_parents => {
+            None if category.gets_new_table() || view_reads_new_parents || dev_preview => {
                 (s.version.clone(), s.physical_schema.clone())
             }
             None => (previous.version.clone(), previous.physical_schema.clone()),
@@ -447,21 +461,22 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         snapshots[i].version = version;
         snapshots[i].physical_schema = physical_schema;
     }
-    if env_name != PROD
-        && let Some(change) = changes
-            .iter()
-            .find(|c| c.category == Some(Category::ForwardOnly))
-    {
-        return Err(LakeError::Usage(
-            format!(
-                "`{}` is forward-only, which lake supports for prod plans only",
-                change.name
-            ),
-            Some(
-                "a forward-only change reuses prod's table, so building it in a dev environment would write prod's data; plan it against prod, or as breaking / non-breaking in dev"
-                    .into(),
-            ),
-        ));
+    if env_name != PROD {
+        // A table this dev plan builds for a previewed change, or from a preview's rows, holds data prod would
+        // not have: its version is marked so that prod never takes it (and any plan can tell it apart).
+        for &i in &project.order {
+            let built_here = snapshots[i].version == content_versions[i]
+                && base_by_name
+                    .get(&snapshots[i].name)
+                    .is_none_or(|b| b.version != snapshots[i].version);
+            let from_preview = project
+                .dag
+                .parents(i)
+                .any(|p| crate::snapshot::is_dev_preview(&snapshots[p].version));
+            if built_here && (previewed.contains(&i) || from_preview) {
+                snapshots[i].version = crate::snapshot::dev_preview_version(&content_versions[i]);
+            }
+        }
     }
     let local_names: HashSet<&ModelName> = snapshots.iter().map(|s| &s.name).collect();
     if let Some(b) = &base {

@@ -206,13 +206,36 @@ fn forward_only_keeps_the_table_and_applies_from_the_next_run() {
         "FROM demo.incremental_model",
         "FROM demo.incremental_model\nWHERE id > 4",
     );
-    let out = run(&s, &["plan", "dev", "--forward-only", "--auto-apply"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("forward-only, which lake supports for prod plans only"),
-        "{}",
-        stderr(&out)
+    // In dev the change is previewed in a table of its own; prod's is never written from dev.
+    let out = run(
+        &s,
+        &[
+            "plan",
+            "dev",
+            "--forward-only",
+            "--auto-apply",
+            "--execution-time",
+            EXEC,
+        ],
     );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("`demo__dev.full_model` (Forward-only: the plan is forward-only (--forward-only or plan.forward_only))"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        built_models(&out),
+        ["demo__dev.full_model", "demo__dev.view_model"]
+    );
+    let preview = stdout(&run(&s, &["table-name", "demo.full_model", "-e", "dev"]));
+    assert_ne!(preview, before);
+    assert!(preview.trim_end().ends_with("_preview"), "{preview}");
+    assert_eq!(
+        s.csv("select * from demo__dev.full_model order by 1"),
+        "item_id,num_orders\n1,3\n"
+    );
+    s.assert_demo_results();
     let out = run(
         &s,
         &[
@@ -225,7 +248,7 @@ fn forward_only_keeps_the_table_and_applies_from_the_next_run() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("- `demo.full_model` (Forward-only: planned with --forward-only)"),
+        stdout(&out).contains("- `demo.full_model` (Forward-only: the plan is forward-only (--forward-only or plan.forward_only))"),
         "{}",
         stdout(&out)
     );
@@ -242,6 +265,36 @@ fn forward_only_keeps_the_table_and_applies_from_the_next_run() {
         s.csv("select * from demo.full_model order by 1"),
         "item_id,num_orders\n1,3\n"
     );
+    assert_eq!(stdout(&run(&s, &["table-name", "demo.full_model"])), before);
+    // `plan.forward_only` in config.yaml makes every plan forward-only, as the flag does.
+    let config = s.read("config.yaml");
+    s.write(
+        "config.yaml",
+        &format!("{config}\nplan:\n  forward_only: true\n"),
+    );
+    edit(&s, "models/full_model.sql", "WHERE id > 4", "WHERE id > 5");
+    let out = run(
+        &s,
+        &[
+            "plan",
+            "dev",
+            "--auto-apply",
+            "--execution-time",
+            "2024-06-02",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("`demo__dev.full_model` (Forward-only: the plan is forward-only"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(
+        &s,
+        &["plan", "--auto-apply", "--execution-time", "2024-06-02"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(built_models(&out).is_empty(), "{}", stderr(&out));
     assert_eq!(stdout(&run(&s, &["table-name", "demo.full_model"])), before);
 }
 

@@ -281,6 +281,11 @@ fn a_forward_only_kind_keeps_its_table_in_prod_and_builds_its_own_in_dev() {
         stdout(&out)
     );
     assert_eq!(table_name(&s), prod_table);
+    // Nor does prod take over the child dev built from the preview's rows: it keeps reading prod's table.
+    assert_eq!(
+        s.csv("select amount from shop.latest order by id"),
+        "amount\n10\n20\n"
+    );
     let out = lake(&s, &["run", "--execution-time", "2024-01-04"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
