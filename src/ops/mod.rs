@@ -107,6 +107,7 @@ impl Context {
             spark: &self.spark,
             allowed_schema_changes: Default::default(),
             concurrent_tasks: self.project.config.connection.concurrent_tasks(),
+            slots: crate::scheduler::Slots::new(self.project.config.connection.concurrent_tasks()),
         })
     }
 

@@ -240,8 +240,10 @@ fn write_batches(
         if lanes > 1
             && let Some(stager) = ctx.storage.staged_writes()
         {
+            // This model's own slot evaluates one batch; the others come from slots no model is using.
+            let borrowed = ctx.slots.borrow(lanes - 1);
             let lanes = batches::Lanes {
-                count: lanes,
+                count: 1 + borrowed.count,
                 stager,
                 fit,
             };

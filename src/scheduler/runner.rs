@@ -159,6 +159,8 @@ pub(super) fn worker(
             Ok(())
         };
         let outcome = crate::profile::timed(crate::profile::Phase::Build, || {
+            // Waits while batches of other models hold the free slots.
+            let _slot = ctx.slots.acquire();
             build_one(ctx, &session, backfill, &record, observer)
         });
         observer.model_finished(backfill, started.elapsed(), outcome.as_ref().cloned());
