@@ -8,7 +8,7 @@ pub mod model;
 pub mod schema;
 pub mod template;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -255,6 +255,34 @@ impl Project {
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         ))
+                        .into(),
+                );
+            }
+        }
+        // Physical tables in a schema of model names (or of their dev environments) would sit among the names
+        // environments expose, and lake would take those names for tables of its own.
+        let targets = config.physical_schemas.targets();
+        let mut reported = HashSet::new();
+        for m in &models {
+            let schema = &m.meta.name.schema;
+            let clash = targets
+                .iter()
+                .find(|t| *t == schema || t.starts_with(&format!("{schema}__")));
+            if let Some(target) = clash
+                && reported.insert(target.clone())
+            {
+                errors.push(
+                    m.file
+                        .error(
+                            m.name_span.0,
+                            m.name_span.1.max(1),
+                            format!(
+                                "physical_schema_mapping in config.yaml puts physical tables in `{target}`, where \
+                                 environments expose the names of models such as this one"
+                            ),
+                        )
+                        .with_label("a model in that schema")
+                        .with_help("map to a schema of its own, such as `{schema}_tables`".replace("{schema}", schema))
                         .into(),
                 );
             }

@@ -768,6 +768,21 @@ fn physical_schema_mapping_places_new_versions_and_each_version_keeps_its_schema
     assert!(physical_in("demo_v2").is_empty());
     assert_eq!(table_name("prod"), prod_table);
 
+    // Physical tables among the names environments expose are refused, at a model of that schema.
+    for target in ["demo", "demo__dev"] {
+        s.write(
+            "config.yaml",
+            &format!("{config}\nphysical_schema_mapping:\n  '^demo$': {target}\n"),
+        );
+        let out = run(&s, &["plan"]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let message = crate::common::stderr_words(&out);
+        assert!(
+            message.contains("models/")
+                && message.contains(&format!("puts physical tables in `{target}`")),
+            "{message}"
+        );
+    }
     // A pattern that is not a regular expression is refused where it is written.
     s.write(
         "config.yaml",
