@@ -575,38 +575,36 @@ fn physical_schema_mapping(
 ) -> Result<PhysicalSchemaMapping> {
     use serde_norway::Value;
     const KEY: &str = "physical_schema_mapping";
-    let example = || {
-        Some("write a map of patterns to schemas: `physical_schema_mapping: {'^sales$': sales_tables}`".to_string())
-    };
+    const EXAMPLE: &str =
+        "write a map of patterns to schemas: `physical_schema_mapping: {'^sales$': sales_tables}`";
     let entries = match written {
         None | Some(Value::Null) => return Ok(PhysicalSchemaMapping::default()),
         Some(Value::Mapping(entries)) => entries,
         Some(_) => {
-            return Err(value_error(
+            return Err(mapping_error(
                 file,
                 KEY,
-                "",
                 "expected a map of regular expressions to schema names".into(),
-                example(),
+                EXAMPLE,
             ));
         }
     };
     let mut mapping = Vec::new();
     for (pattern, target) in entries {
         let (Some(pattern), Some(target)) = (pattern.as_str(), target.as_str()) else {
-            return Err(value_error(
+            return Err(mapping_error(
                 file,
                 KEY,
-                "",
                 "each entry maps a pattern (text) to a schema name (text)".into(),
-                example(),
+                EXAMPLE,
             ));
         };
         // Anchored at the start only, as Python's `re.match` is.
         let compiled = regex::Regex::new(&format!("^(?:{pattern})")).map_err(|e| {
             // The last line of regex's message says what is wrong; the lines before draw the pattern.
             let reason = e.to_string();
-            let reason = reason.lines().last().unwrap_or_default().trim().to_string();
+            let reason = reason.lines().last().unwrap_or_default().trim();
+            let reason = reason.strip_prefix("error: ").unwrap_or(reason).to_string();
             mapping_error(
                 file,
                 pattern,
@@ -1121,6 +1119,44 @@ mod tests {
             "{:?}",
             cfg.warnings
         );
+    }
+
+    #[test]
+    fn physical_schema_mapping_is_typed_and_its_errors_are_located() {
+        let text = "physical_schema_mapping:\n  '^sales$': Sales_Tables\n  '^s': s_tables\n";
+        let cfg = parse(Path::new("/p"), "config.yaml", text, None).unwrap();
+        let mapping = &cfg.physical_schemas;
+        assert_eq!(mapping.schema_for("sales"), Some("sales_tables"));
+        assert_eq!(mapping.schema_for("shop"), Some("s_tables"));
+        assert_eq!(
+            mapping.schema_for("presales"),
+            None,
+            "matched from the start"
+        );
+        assert_eq!(mapping.targets(), ["s_tables", "sales_tables"]);
+        for (bad, expected, at) in [
+            (
+                "[a, b]",
+                "expected a map of regular expressions",
+                "config.yaml:1:1",
+            ),
+            ("{a: [b]}", "each entry maps a pattern", "config.yaml:1:1"),
+            (
+                "{'(a': b}",
+                "`(a` is not a regular expression",
+                "config.yaml:1:28",
+            ),
+            (
+                "{'^a': 'no such'}",
+                "`no such` is not a schema name",
+                "config.yaml:1:28",
+            ),
+        ] {
+            let text = format!("physical_schema_mapping: {bad}\n");
+            let err = parse(Path::new("/p"), "config.yaml", &text, None).unwrap_err();
+            let shown = err.to_string();
+            assert!(shown.contains(expected) && shown.contains(at), "{shown}");
+        }
     }
 
     #[test]

@@ -40,7 +40,7 @@ const RICHER_MODELS: &[&str] = &[
      FROM shop.orders WHERE @AND(TRUE, @IF(@runtime_stage = 'loading', TRUE, FALSE));\n",
 ];
 
-const RICHER_CONFIG: &str = "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: db.db\n    state_connection:\n      type: postgres\n      host: 127.0.0.1\n      port: 5432\n      user: '{{ env_var(\"PGUSER\", \"lake\") }}'\n      password: secret\n      database: lake\ndefault_gateway: local\nvariables:\n  x: 1\n  names: [a, b]\nmodel_defaults:\n  dialect: duckdb\n  start: 2020-01-01\n  cron: '@hourly'\n  audits: [not_null(columns := [id])]\nenvironment_ttl: 1 week\nsnapshot_ttl: in 3 days\nformat:\n  normalize: true\n";
+const RICHER_CONFIG: &str = "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: db.db\n    state_connection:\n      type: postgres\n      host: 127.0.0.1\n      port: 5432\n      user: '{{ env_var(\"PGUSER\", \"lake\") }}'\n      password: secret\n      database: lake\ndefault_gateway: local\nvariables:\n  x: 1\n  names: [a, b]\nmodel_defaults:\n  dialect: duckdb\n  start: 2020-01-01\n  cron: '@hourly'\n  audits: [not_null(columns := [id])]\n  batch_concurrency: 2\nenvironment_ttl: 1 week\nsnapshot_ttl: in 3 days\nphysical_schema_mapping:\n  '^(sales|ops)$': internal_tables\n  '^x': x_tables\nplan:\n  forward_only: true\nformat:\n  normalize: true\n";
 
 const MACRO_TEXTS: &[&str] = &[
     "SELECT @start_ds, @{end_date}, @VAR('x', 2), @this_model",
