@@ -178,3 +178,28 @@ fn missing_seed_file_is_located() {
     assert!(err.contains("models/s.sql:3:20"), "{err}");
     assert!(err.contains("nope.csv does not exist"), "{err}");
 }
+
+/// A time column format chrono cannot write used to pass the load and panic in the middle of the build, when
+/// the first batch formatted its range.
+#[test]
+fn an_invalid_time_column_format_is_a_located_load_error() {
+    let s = Scratch::empty();
+    s.write(
+        "config.yaml",
+        "model_defaults:\n  dialect: duckdb\n  start: 2024-01-01\n",
+    );
+    s.write(
+        "models/events.sql",
+        "MODEL (name shop.events, kind INCREMENTAL_BY_TIME_RANGE (time_column (ds, '%Q%Y')), cron '@daily');\n\
+         SELECT strftime(DATE '2024-01-01', '%Y%m%d') AS ds\n",
+    );
+    let (code, err) = failing(
+        &s,
+        &["plan", "--auto-apply", "--execution-time", "2024-01-03"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("models/events.sql:1:") && err.contains("`%Q%Y` is not a time format"),
+        "{err}"
+    );
+}
