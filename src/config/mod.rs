@@ -887,6 +887,17 @@ fn resolve(
         })?,
     };
     let physical_schemas = physical_schema_mapping(file, config.physical_schema_mapping.as_ref())?;
+    if let Some(format) = config.time_column_format.as_deref()
+        && !crate::intervals::is_time_format(format)
+    {
+        return Err(value_error(
+            file,
+            "time_column_format",
+            format,
+            format!("`{format}` is not a time format"),
+            Some("use strftime codes, as SQLMesh does: `time_column_format: '%Y%m%d'`".into()),
+        ));
+    }
     let linter = linter::LinterConfig::from_config(config.linter.as_ref())?;
     let environment_ttl = ttl("environment_ttl", config.environment_ttl.as_deref())?;
     let mut spark_gateways = BTreeMap::new();

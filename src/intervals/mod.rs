@@ -255,6 +255,12 @@ pub fn batches(intervals: &[Range], batch_size: Option<u64>) -> Vec<Range> {
     out.into_iter().map(|(range, _)| range).collect()
 }
 
+/// Whether chrono can format times with `format` (strftime codes); an unknown or dangling `%` code cannot.
+pub fn is_time_format(format: &str) -> bool {
+    !chrono::format::StrftimeItems::new(format)
+        .any(|item| matches!(item, chrono::format::Item::Error))
+}
+
 /// A range as people read it: `2024-01-01 - 2024-01-31` (inclusive last day) for whole days, else times.
 pub fn describe((start, end): Range) -> String {
     let midnight = chrono::NaiveTime::MIN;

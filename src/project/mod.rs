@@ -22,7 +22,7 @@ use crate::sql::IdentPart;
 use crate::sql::ModelName;
 use crate::sql::lex;
 use macros::MacroContext;
-use model::Model;
+use model::{Model, ModelKind};
 
 /// A table `lake` does not build but models may read, from `external_models.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -402,7 +402,77 @@ impl Project {
             .dag
             .topological_order()
             .map_err(|cycle| project.cycle_error(&cycle))?;
+        project.apply_time_column_format();
         Ok(project)
+    }
+
+    /// `time_column_format` in config.yaml: the format of the time columns of INCREMENTAL_BY_TIME_RANGE models
+    /// that give none, for those whose values are text or numbers (`'20240131'`, `20240131`). As in SQLMesh,
+    /// a batch's bounds are then written in that format; dates and timestamps are compared as they are. A
+    /// column's type is the declared one, else what DuckDB's binder infers; a model whose type stays unknown
+    /// keeps comparing its column as a timestamp.
+    fn apply_time_column_format(&mut self) {
+        let Some(format) = self.config.config.time_column_format.clone() else {
+            return;
+        };
+        let unformatted = |kind: &ModelKind| match kind {
+            ModelKind::IncrementalByTimeRange { time_column, .. }
+                if time_column.format.is_none() =>
+            {
+                Some(time_column.column.clone())
+            }
+            _ => None,
+        };
+        let mut types: Vec<(usize, Option<String>)> = Vec::new();
+        for (i, model) in self.models.iter().enumerate() {
+            if let Some(column) = unformatted(&model.meta.kind) {
+                let declared = model
+                    .meta
+                    .columns
+                    .iter()
+                    .find(|c| c.name.eq_ignore_ascii_case(&column))
+                    .map(|c| c.data_type.clone());
+                types.push((i, declared));
+            }
+        }
+        if types.iter().any(|(_, declared)| declared.is_none()) {
+            // The binder needs every ancestor bound first; one that fails to bind leaves its children unknown.
+            let mut needed: HashSet<usize> = HashSet::new();
+            for (i, declared) in &types {
+                if declared.is_none() {
+                    needed.insert(*i);
+                    needed.extend(self.dag.upstream(*i));
+                }
+            }
+            if let Ok(mut binder) = schema::Binder::new(self) {
+                for &i in self.order.iter().filter(|i| needed.contains(i)) {
+                    if binder.bind(i).is_err() {
+                        break;
+                    }
+                }
+                for (i, found) in &mut types {
+                    if found.is_some() {
+                        continue;
+                    }
+                    let model = &self.models[*i];
+                    let column = unformatted(&model.meta.kind).unwrap_or_default();
+                    *found = binder.columns_of(&model.meta.name).and_then(|columns| {
+                        columns
+                            .into_iter()
+                            .find(|(name, _)| name.eq_ignore_ascii_case(&column))
+                            .map(|(_, data_type)| data_type)
+                    });
+                }
+            }
+        }
+        for (i, data_type) in types {
+            if data_type.as_deref().is_some_and(is_text_or_number)
+                && let ModelKind::IncrementalByTimeRange { time_column, .. } =
+                    &mut self.models[i].meta.kind
+            {
+                time_column.format = Some(format.clone());
+            }
+        }
     }
 
     /// Infers the columns of the models macros asked for (`column_requests`) from their queries, with
@@ -1102,4 +1172,39 @@ fn load_externals(root: &Path) -> Result<BTreeMap<ModelName, ExternalModel>> {
         }
     }
     Ok(out)
+}
+
+/// Whether a column of this SQL type holds text or numbers (not dates or timestamps).
+fn is_text_or_number(data_type: &str) -> bool {
+    let base = data_type
+        .split('(')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_uppercase();
+    matches!(
+        base.as_str(),
+        "VARCHAR"
+            | "TEXT"
+            | "STRING"
+            | "CHAR"
+            | "BPCHAR"
+            | "NVARCHAR"
+            | "TINYINT"
+            | "SMALLINT"
+            | "INT"
+            | "INTEGER"
+            | "BIGINT"
+            | "HUGEINT"
+            | "UTINYINT"
+            | "USMALLINT"
+            | "UINTEGER"
+            | "UBIGINT"
+            | "INT2"
+            | "INT4"
+            | "INT8"
+            | "LONG"
+            | "DECIMAL"
+            | "NUMERIC"
+    )
 }

@@ -934,3 +934,87 @@ fn when_matched_and_merge_filter_shape_unique_key_merges_on_both_storages() {
         "{message}"
     );
 }
+
+/// `time_column_format` gives the format of time columns holding text or numbers that name no format of
+/// their own, as SQLMesh does: a batch's bounds are written in it. Date columns are compared as dates.
+#[test]
+fn time_column_format_formats_the_bounds_of_text_and_number_time_columns() {
+    let s = Scratch::empty();
+    let config = "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: days.db\nmodel_defaults:\n  dialect: duckdb\n  start: 2024-01-01\n  cron: '@daily'\n";
+    s.write("config.yaml", config);
+    let model = |name: &str, columns: &str, ds: &str| {
+        format!(
+            "MODEL (name days.{name}, kind INCREMENTAL_BY_TIME_RANGE (time_column ds, batch_size 1){columns});\n\
+             SELECT {ds} AS ds, dayofmonth(d) AS n\n\
+             FROM generate_series(DATE '2024-01-01', DATE '2024-01-09', INTERVAL 1 DAY) AS t(d)\n\
+             WHERE d BETWEEN @start_ds AND @end_ds\n"
+        )
+    };
+    s.write(
+        "models/as_text.sql",
+        &model("as_text", "", "strftime(d, '%Y%m%d')"),
+    );
+    s.write(
+        "models/as_number.sql",
+        &model("as_number", "", "CAST(strftime(d, '%Y%m%d') AS INTEGER)"),
+    );
+    s.write(
+        "models/declared.sql",
+        &model(
+            "declared",
+            ", columns (ds TEXT, n BIGINT)",
+            "strftime(d, '%Y%m%d')",
+        ),
+    );
+    s.write("models/as_date.sql", &model("as_date", "", "d::DATE"));
+    let apply = || {
+        s.lake()
+            .args(["plan", "--auto-apply", "--execution-time", "2024-01-04"])
+            .output()
+            .unwrap()
+    };
+    // Without it, `'20240101'` is compared with a timestamp, which DuckDB cannot read it as.
+    let out = apply();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    s.write(
+        "config.yaml",
+        &format!("{config}time_column_format: '%Y%m%d'\n"),
+    );
+    let out = apply();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for model in ["as_text", "as_number", "declared", "as_date"] {
+        assert_eq!(
+            s.csv(&format!(
+                "select count(*) as days, sum(n) as n from days.{model}"
+            )),
+            "days,n\n3,6\n",
+            "{model}"
+        );
+    }
+    assert_eq!(
+        s.csv("select min(ds) as first, max(ds) as last from days.as_text"),
+        "first,last\n20240101,20240103\n"
+    );
+    let out = s
+        .lake()
+        .args(["plan", "--execution-time", "2024-01-04"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&out),
+        "No changes to plan: project files match the `prod` environment\n"
+    );
+
+    s.write(
+        "config.yaml",
+        &format!("{config}time_column_format: '%Y%Q'\n"),
+    );
+    let out = s.lake().arg("plan").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr_words(&out);
+    assert!(
+        err.contains("config.yaml:10:22") && err.contains("`%Y%Q` is not a time format"),
+        "{err}"
+    );
+}

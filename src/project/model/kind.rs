@@ -541,12 +541,6 @@ pub fn parse_kind(file: &SourceFile, value: &Value) -> Result<ModelKind, SourceE
 }
 
 /// The `key value` parameters of a kind, consumed one by one so leftovers can be reported.
-/// Whether chrono can format times with `format` (strftime codes); an unknown or dangling `%` code cannot.
-pub fn is_time_format(format: &str) -> bool {
-    !chrono::format::StrftimeItems::new(format)
-        .any(|item| matches!(item, chrono::format::Item::Error))
-}
-
 struct Params<'a> {
     file: &'a SourceFile,
     kind: &'a str,
@@ -758,7 +752,7 @@ impl<'a> Params<'a> {
         let column = items.first().and_then(|i| i.as_text()).unwrap_or_default();
         let format = items.get(1).and_then(|i| i.as_text());
         if let (Some(written), Some(format)) = (items.get(1), &format)
-            && !is_time_format(format)
+            && !crate::intervals::is_time_format(format)
         {
             // Checked here: formatting a time with an invalid format would fail in the middle of a build.
             return Err(self
