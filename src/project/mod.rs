@@ -282,7 +282,7 @@ impl Project {
                             ),
                         )
                         .with_label("a model in that schema")
-                        .with_help("map to a schema of its own, such as `{schema}_tables`".replace("{schema}", schema))
+                        .with_help(format!("map to a schema of its own, such as `{schema}_tables`"))
                         .into(),
                 );
             }
@@ -436,7 +436,7 @@ impl Project {
             }
         }
         if types.iter().any(|(_, declared)| declared.is_none()) {
-            // The binder needs every ancestor bound first; one that fails to bind leaves its children unknown.
+            // The binder needs every ancestor bound first.
             let mut needed: HashSet<usize> = HashSet::new();
             for (i, declared) in &types {
                 if declared.is_none() {
@@ -446,9 +446,9 @@ impl Project {
             }
             if let Ok(mut binder) = schema::Binder::new(self) {
                 for &i in self.order.iter().filter(|i| needed.contains(i)) {
-                    if binder.bind(i).is_err() {
-                        break;
-                    }
+                    // A model that fails to bind leaves its own columns (and its children's) unknown; those
+                    // models keep comparing their time column as a timestamp.
+                    let _ = binder.bind(i);
                 }
                 for (i, found) in &mut types {
                     if found.is_some() {
