@@ -9,6 +9,7 @@ use lake::config::{CatalogSettings, EngineConnection, IcebergSettings, Warehouse
 use lake::engine::Engine;
 use lake::snapshot::PhysicalTable;
 use lake::storage::Storage;
+use lake::storage::duckdb_file::DuckDbStorage;
 use lake::storage::iceberg::IcebergStorage;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -46,8 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             catalog_name: "lake".into(),
             duckdb_extension_directory: None,
         },
-        "bench",
-        Vec::new(),
+        DuckDbStorage::new("bench"),
     )?;
     storage.ensure_schema(&session, "lake__bench")?;
     let table = PhysicalTable {

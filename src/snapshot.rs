@@ -59,8 +59,17 @@ pub fn is_dev_preview(version: &str) -> bool {
     version.ends_with(DEV_PREVIEW)
 }
 
+/// The version of prod's table of a `virtual_environment_mode: dev_only` model: one table under the model's
+/// own name, which every version deployed to prod writes (as SQLMesh's unversioned production tables).
+pub const IN_PLACE: &str = "in_place";
+
+/// Whether `version` is prod's in-place table of a dev_only model.
+pub fn is_in_place(version: &str) -> bool {
+    version == IN_PLACE
+}
+
 /// Where a model version's data lives: `lake__<schema>.<schema>__<name>__<version>`, or the schema
-/// `physical_schema_mapping` chose.
+/// `physical_schema_mapping` chose; prod's in-place table of a dev_only model is `<schema>.<name>` itself.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PhysicalTable {
     pub schema: String,
@@ -70,6 +79,12 @@ pub struct PhysicalTable {
 impl PhysicalTable {
     /// The table of `version` of `name`, in `physical_schema` (`None`: `lake__<schema>`).
     pub fn for_version(name: &ModelName, version: &str, physical_schema: Option<&str>) -> Self {
+        if is_in_place(version) {
+            return PhysicalTable {
+                schema: name.schema.clone(),
+                table: name.name.clone(),
+            };
+        }
         PhysicalTable {
             schema: physical_schema
                 .map_or_else(|| format!("lake__{}", name.schema), str::to_string),
@@ -172,6 +187,11 @@ impl VirtualName {
 
     pub fn sql(&self) -> String {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
+    }
+
+    /// Whether this name is `table` itself (prod's in-place table of a dev_only model): nothing to point.
+    pub fn is(&self, table: &PhysicalTable) -> bool {
+        self.schema == table.schema && self.name == table.table
     }
 }
 

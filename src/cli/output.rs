@@ -1012,6 +1012,7 @@ mod tests {
                 batches: vec![],
                 restatement: false,
                 engine: None,
+                recreate: false,
             }],
             virtual_changes: vec![],
             promoted: vec![],
@@ -1019,6 +1020,8 @@ mod tests {
             previous_environment: None,
             allowed_schema_changes: Default::default(),
             suffix_target: SuffixTarget::Schema,
+            names_taken_over: vec![],
+            in_place_dropped: vec![],
         }
     }
 

@@ -356,6 +356,27 @@ impl SuffixTarget {
     }
 }
 
+/// Whether prod has a virtual layer (`virtual_environment_mode`). `DevOnly`: prod's tables are written in
+/// place under the model names, every change reaches them forward-only, and dev environments build their own
+/// tables, which prod never takes over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VirtualEnvironmentMode {
+    #[default]
+    Full,
+    DevOnly,
+}
+
+impl VirtualEnvironmentMode {
+    /// The setting as written in config.yaml or a MODEL block (case-insensitive), or `None` for anything else.
+    pub fn parse(text: &str) -> Option<VirtualEnvironmentMode> {
+        match text.to_ascii_lowercase().as_str() {
+            "full" => Some(VirtualEnvironmentMode::Full),
+            "dev_only" => Some(VirtualEnvironmentMode::DevOnly),
+            _ => None,
+        }
+    }
+}
+
 /// config.yaml's `plan:` section. Unset keys leave lake's own defaults (prompting on a terminal, dev
 /// environments exposing only what changed, no apply without `--auto-apply`).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -401,6 +422,8 @@ pub struct ResolvedConfig {
     pub suffix_target: SuffixTarget,
     /// Schemas the physical tables of new versions go to instead of `lake__<schema>`.
     pub physical_schemas: PhysicalSchemaMapping,
+    /// Whether prod names are views over versioned tables or the tables themselves.
+    pub virtual_environment_mode: VirtualEnvironmentMode,
 }
 
 /// `physical_schema_mapping`: regular expressions over model schemas, each naming the schema where the
@@ -887,6 +910,22 @@ fn resolve(
         })?,
     };
     let physical_schemas = physical_schema_mapping(file, config.physical_schema_mapping.as_ref())?;
+    let virtual_environment_mode = match config.virtual_environment_mode.as_deref() {
+        None => VirtualEnvironmentMode::default(),
+        Some(text) => VirtualEnvironmentMode::parse(text).ok_or_else(|| {
+            value_error(
+                file,
+                "virtual_environment_mode",
+                text,
+                format!("expected `full` or `dev_only`, found `{text}`"),
+                Some(
+                    "`full` (the default) gives prod versioned tables behind its names; `dev_only` writes \
+                     prod's tables in place under the model names"
+                        .into(),
+                ),
+            )
+        })?,
+    };
     if let Some(format) = config.time_column_format.as_deref()
         && !crate::intervals::is_time_format(format)
     {
@@ -925,6 +964,7 @@ fn resolve(
         cache_dir,
         physical_schemas,
         suffix_target,
+        virtual_environment_mode,
     })
 }
 

@@ -107,6 +107,11 @@ pub fn janitor(
         .collect();
     let mut dropped = Vec::new();
     for (name, stored, expiry) in state.versions_with_expiry()? {
+        if crate::snapshot::is_in_place(&stored.version) {
+            // Prod's in-place table is its model's name: prod's plans drop it when the model leaves prod,
+            // never a TTL (the name may show a versioned table again by then).
+            continue;
+        }
         let key = (name, stored.version);
         let unused = !referenced.contains(&key);
         let due = options.ignore_ttl || expiry <= options.now_ms;

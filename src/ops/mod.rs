@@ -73,19 +73,29 @@ impl Context {
         }
         let catalog = self.project.default_catalog.clone();
         let mut mapped = self.project.config.physical_schemas.targets();
-        // Versions planned under an earlier mapping keep their tables where it put them. State that cannot be
-        // opened here names none; the command reports it where it needs state.
-        if let Ok(earlier) = self.open_state().and_then(|state| state.physical_schemas()) {
-            mapped.extend(earlier);
-            mapped.sort();
-            mapped.dedup();
-        }
-        let opened: Box<dyn Storage> = match &self.project.config.storage {
-            StorageChoice::DuckDb => {
-                Box::new(DuckDbStorage::new(catalog).with_mapped_schemas(mapped))
+        let mut in_place = Vec::new();
+        // Versions planned under an earlier mapping keep their tables where it put them, and in-place tables
+        // stay lake's after the mode changes. State that cannot be opened here names none; the command reports
+        // it where it needs state.
+        if let Ok(state) = self.open_state() {
+            if let Ok(earlier) = state.physical_schemas() {
+                mapped.extend(earlier);
+                mapped.sort();
+                mapped.dedup();
             }
+            if let Ok(models) = state.in_place_models() {
+                in_place.extend(models.iter().map(|model| {
+                    PhysicalTable::for_version(model, crate::snapshot::IN_PLACE, None)
+                }));
+            }
+        }
+        let layout = DuckDbStorage::new(catalog)
+            .with_mapped_schemas(mapped)
+            .with_in_place(in_place);
+        let opened: Box<dyn Storage> = match &self.project.config.storage {
+            StorageChoice::DuckDb => Box::new(layout),
             StorageChoice::Iceberg(settings) => Box::new(
-                crate::storage::iceberg::IcebergStorage::open(settings, &catalog, mapped)?,
+                crate::storage::iceberg::IcebergStorage::open(settings, layout)?,
             ),
         };
         Ok(self.storage.get_or_init(|| opened).as_ref())
@@ -223,6 +233,8 @@ impl Context {
                     )
                 })
             })
+            // Prod's in-place tables are their own names.
+            .filter(|(name, table)| !name.is(table))
             .collect();
         storage.sync_local(session, &names)?;
         Ok(environments)

@@ -92,7 +92,11 @@ impl Context {
             execution_time,
             options.window,
             options.ignore_cron,
-        )?;
+        )?
+        .into_iter()
+        // A dev environment shows prod's in-place tables; only prod's runs write them.
+        .filter(|b| env_name == crate::PROD || !crate::snapshot::is_in_place(&b.version))
+        .collect::<Vec<_>>();
         let engine = self.open_engine()?;
         let ctx = self.build_context(&snapshots, execution_time, options.window.end)?;
         let environment = env_name.to_string();

@@ -184,6 +184,15 @@ fn own_hashes(project: &Project, i: usize, seed_hash: &str) -> OwnHashes {
         }),
     ]
     .into_iter()
+    .chain(
+        // Only in dev_only mode, so other models keep their fingerprints; switching modes rebuilds, as in
+        // SQLMesh, since the tables move between the versioned and the in-place layout.
+        project.dev_only(i).then(|| {
+            part("virtual_environment_mode", &|h| {
+                h.field("dev_only");
+            })
+        }),
+    )
     .collect();
     let mut data = Hasher::new("data/v2");
     data.json(&data_parts);

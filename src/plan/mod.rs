@@ -14,7 +14,9 @@ use crate::error::{LakeError, Result};
 use crate::intervals::Range;
 use crate::project::Project;
 use crate::project::model::ModelKind;
-use crate::snapshot::{EnvironmentName, PhysicalTable, Snapshot, SuffixTarget, VirtualName};
+use crate::snapshot::{
+    EnvironmentName, IN_PLACE, PhysicalTable, Snapshot, SuffixTarget, VirtualName, is_in_place,
+};
 use crate::sql::ModelName;
 use crate::state::{Environment, StateStore};
 use crate::storage::VirtualChange;
@@ -176,6 +178,10 @@ pub struct Backfill {
     /// The Spark gateway whose engine builds it (`None`: lake's DuckDB).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
+    /// Prod's in-place table is dropped before it is built anew (its kind or mode changed, or the model
+    /// is new to prod): what was there does not fit.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub recreate: bool,
 }
 
 impl Backfill {
@@ -189,6 +195,7 @@ impl Backfill {
             batches: Vec::new(),
             restatement: false,
             engine: None,
+            recreate: false,
         }
     }
 
@@ -237,6 +244,12 @@ pub struct Plan {
     pub allowed_schema_changes: AllowedSchemaChanges,
     /// Where the environment's names put its suffix from this plan on (`environment_suffix_target`).
     pub suffix_target: SuffixTarget,
+    /// Prod names that in-place tables take the place of (`virtual_environment_mode` became dev_only):
+    /// removed before the tables are built there.
+    pub names_taken_over: Vec<VirtualName>,
+    /// Prod's in-place tables that go (their model left prod, or is versioned again): dropped once
+    /// everything is built, before names move.
+    pub in_place_dropped: Vec<(ModelName, PhysicalTable)>,
 }
 
 impl Plan {
@@ -246,6 +259,7 @@ impl Plan {
             || !self.changes.is_empty()
             || !self.backfills.is_empty()
             || !self.virtual_changes.is_empty()
+            || !self.in_place_dropped.is_empty()
     }
 }
 
@@ -299,6 +313,8 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
     let mut changes = Vec::new();
     let mut direct: HashSet<ModelName> = HashSet::new();
     let mut categories: HashMap<usize, Category> = HashMap::new();
+    // Prod's in-place tables (dev_only models) this plan rebuilds whole; `true`: dropped first.
+    let mut rebuilt_in_place: HashMap<usize, bool> = HashMap::new();
     for &i in &project.order {
         let s = &snapshots[i];
         let Some(previous) = base_by_name.get(&s.name) else {
@@ -312,7 +328,12 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
             });
             direct.insert(s.name.clone());
             categories.insert(i, Category::Breaking);
-            if let Some(stored) = stored_versions.get(&s.id) {
+            if env_name == PROD && project.dev_only(i) {
+                // Whatever a table left under the name holds, this version starts it anew.
+                snapshots[i].version = IN_PLACE.to_string();
+                snapshots[i].physical_schema = None;
+                rebuilt_in_place.insert(i, true);
+            } else if let Some(stored) = stored_versions.get(&s.id) {
                 snapshots[i].version = stored.version.clone();
                 snapshots[i].physical_schema = stored.physical_schema.clone();
             }
@@ -342,14 +363,27 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         let kind_keeps_table =
             project.models[i].meta.kind.forward_only() && previous.kind_name == s.kind_name;
         let kind_forward_only = env_name == PROD && kind_keeps_table;
+        // Prod's table of a dev_only model is the model's name itself: every version writes it.
+        let in_place = env_name == PROD && project.dev_only(i);
         let indirect = if kind_forward_only {
             Category::ForwardOnly
-        } else if breaking_parent {
+        } else if breaking_parent && !in_place {
             Category::IndirectBreaking
         } else {
             Category::IndirectNonBreaking
         };
-        let (kind, category, reason) = if data_change {
+        let (kind, category, reason) = if data_change && in_place {
+            let (category, reason) = in_place_category(
+                project,
+                i,
+                s,
+                previous,
+                stored,
+                options,
+                &mut rebuilt_in_place,
+            );
+            (ChangeKind::DirectlyModified, category, Some(reason))
+        } else if data_change {
             let (category, reason) = if let Some(chosen) = options.overrides.get(&s.name) {
                 (*chosen, "chosen by you".to_string())
             } else if options.forward_only {
@@ -361,6 +395,12 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
                 (
                     Category::ForwardOnly,
                     "its kind is forward-only".to_string(),
+                )
+            } else if env_name == PROD && is_in_place(&previous.version) {
+                (
+                    Category::Breaking,
+                    "virtual_environment_mode is `full` again: prod gets a versioned table behind its name"
+                        .to_string(),
                 )
             } else {
                 match stored {
@@ -409,6 +449,7 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         }
         // The physical schema goes with the version: a kept table stays where it is.
         let (version, physical_schema) = match stored_versions.get(&s.id) {
+            _ if in_place => (IN_PLACE.to_string(), None),
             // A version a dev plan built for this snapshot holds dev's data; prod's table carries on.
             Some(_) if category == Category::ForwardOnly && !dev_preview => {
                 (previous.version.clone(), previous.physical_schema.clone())
@@ -473,7 +514,9 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
                 .dag
                 .parents(i)
                 .any(|p| crate::snapshot::is_dev_preview(&snapshots[p].version));
-            if built_here && (previewed.contains(&i) || from_preview) {
+            // A dev_only model's dev tables are all previews: prod never takes dev's data (SQLMesh's
+            // `virtual_environment_mode: dev_only`).
+            if built_here && (previewed.contains(&i) || from_preview || project.dev_only(i)) {
                 snapshots[i].version = crate::snapshot::dev_preview_version(&content_versions[i]);
             }
         }
@@ -534,18 +577,42 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
     // The names the environment has now, under the setting it was last planned with.
     let old_suffix = target.as_ref().map_or(suffix, |t| t.suffix_target);
     let mut virtual_changes = Vec::new();
+    let mut names_taken_over = Vec::new();
+    let mut in_place_dropped = Vec::new();
     for name in &promoted {
         let s = by_name[name];
-        if target_versions.get(name) != Some(&s.version.as_str()) {
+        let previous = target_versions.get(name).copied();
+        let virtual_name = VirtualName::new(name, &env_name, suffix);
+        let target = PhysicalTable::of(s);
+        if virtual_name.is(&target) {
+            // An in-place table is its own name; a name that showed a versioned table makes room for it.
+            if previous.is_some_and(|v| !is_in_place(v)) {
+                names_taken_over.push(virtual_name);
+            }
+            continue;
+        }
+        if let Some(old) = previous.filter(|v| is_in_place(v) && env_name == PROD) {
+            in_place_dropped.push((name.clone(), PhysicalTable::for_version(name, old, None)));
+        }
+        if previous != Some(s.version.as_str()) {
             virtual_changes.push(VirtualChange::Point {
-                name: VirtualName::new(name, &env_name, suffix),
-                target: PhysicalTable::of(s),
+                name: virtual_name,
+                target,
             });
         }
     }
     let promoted_set: HashSet<&ModelName> = promoted.iter().collect();
-    for name in target_versions.keys() {
-        if !promoted_set.contains(name) {
+    for (name, version) in &target_versions {
+        if promoted_set.contains(name) {
+            continue;
+        }
+        if env_name == PROD && is_in_place(version) {
+            // A model gone from prod takes its in-place table with it: the table is the name.
+            in_place_dropped.push((
+                (*name).clone(),
+                PhysicalTable::for_version(name, version, None),
+            ));
+        } else {
             virtual_changes.push(VirtualChange::Drop {
                 name: VirtualName::new(name, &env_name, old_suffix),
             });
@@ -559,18 +626,22 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         let mut pointed: HashSet<VirtualName> = HashSet::new();
         virtual_changes = promoted
             .iter()
-            .map(|name| {
+            .filter_map(|name| {
                 let s = by_name[name];
-                pointed.insert(VirtualName::new(name, &env_name, suffix));
-                VirtualChange::Point {
-                    name: VirtualName::new(name, &env_name, suffix),
-                    target: PhysicalTable::of(s),
-                }
+                let virtual_name = VirtualName::new(name, &env_name, suffix);
+                let target = PhysicalTable::of(s);
+                pointed.insert(virtual_name.clone());
+                // An in-place table is its own name: nothing to point, and never a name to drop.
+                (!virtual_name.is(&target)).then_some(VirtualChange::Point {
+                    name: virtual_name,
+                    target,
+                })
             })
             .collect();
         let mut dropped: Vec<VirtualName> = target_versions
-            .keys()
-            .map(|name| VirtualName::new(name, &env_name, old_suffix))
+            .iter()
+            .filter(|(_, version)| !(env_name == PROD && is_in_place(version)))
+            .map(|(name, _)| VirtualName::new(name, &env_name, old_suffix))
             .chain(interrupted)
             .filter(|name| !pointed.contains(name))
             .collect();
@@ -621,8 +692,13 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
     let mut unsupported = Vec::new();
     for &i in &project.order {
         let s = &snapshots[i];
+        if env_name != PROD && is_in_place(&s.version) {
+            // Prod's in-place table is written by prod's plans and runs only, never from a dev environment.
+            continue;
+        }
         let kind = &project.models[i].meta.kind;
-        let restating = restated.contains(&i);
+        let rebuilt = rebuilt_in_place.get(&i).copied();
+        let restating = restated.contains(&i) || rebuilt.is_some();
         let Some(action) = backfill::action_for(kind) else {
             if !matches!(kind, ModelKind::External | ModelKind::Embedded) {
                 unsupported.push(format!("{} ({})", s.name, kind.name()));
@@ -644,14 +720,16 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
             let batches =
                 backfill::missing_batches(project, i, recorded, options.execution_time, window)?;
             if !batches.is_empty() {
-                backfills.push(
-                    Backfill::new(i, s, action)
-                        .with_batches(batches)
-                        .restating(restating),
-                );
+                let mut backfill = Backfill::new(i, s, action)
+                    .with_batches(batches)
+                    .restating(restating);
+                backfill.recreate = rebuilt == Some(true);
+                backfills.push(backfill);
             }
         } else if recorded.is_empty() {
-            backfills.push(Backfill::new(i, s, action).restating(restating));
+            let mut backfill = Backfill::new(i, s, action).restating(restating);
+            backfill.recreate = rebuilt == Some(true);
+            backfills.push(backfill);
         }
     }
     if !unsupported.is_empty() {
@@ -681,7 +759,66 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         previous_environment: target,
         allowed_schema_changes: allowed_schema_changes(project, options)?,
         suffix_target: suffix,
+        names_taken_over,
+        in_place_dropped,
     })
+}
+
+/// The category of a change to a dev_only model in prod, whose table lives in place under its name. As in
+/// SQLMesh, changes apply forward-only: the table keeps its rows and history, and its columns follow the
+/// query when the plan is applied. A change the table cannot carry (a new kind, the switch from versioned
+/// tables, a seed's new contents) rebuilds it in place; so does a view, which holds no data, and a category
+/// chosen by the user other than forward-only. Rebuilt models are added to `rebuilt` (`true`: dropped first).
+fn in_place_category(
+    project: &Project,
+    i: usize,
+    new: &Snapshot,
+    previous: &crate::state::EnvSnapshot,
+    stored: Option<&crate::state::StoredSnapshot>,
+    options: &PlanOptions,
+    rebuilt: &mut HashMap<usize, bool>,
+) -> (Category, String) {
+    if !is_in_place(&previous.version) {
+        rebuilt.insert(i, true);
+        return (
+            Category::Breaking,
+            "virtual_environment_mode became `dev_only`: prod's table is built in place under the model's name"
+                .into(),
+        );
+    }
+    if previous.kind_name != new.kind_name {
+        rebuilt.insert(i, true);
+        return (
+            Category::Breaking,
+            "changed the model kind: prod's table is rebuilt in place".into(),
+        );
+    }
+    if let Some(chosen) = options.overrides.get(&new.name) {
+        if *chosen != Category::ForwardOnly {
+            rebuilt.insert(i, true);
+        }
+        return (*chosen, "chosen by you".into());
+    }
+    let kind = &project.models[i].meta.kind;
+    let rebuilt_whole = matches!(kind, ModelKind::Seed { .. } | ModelKind::View { .. });
+    if rebuilt_whole {
+        rebuilt.insert(i, false);
+        let verdict = match stored {
+            Some(p) => categorize_direct(project, i, new, p),
+            None => {
+                Verdict::Breaking("the previous version is not in state to compare with".into())
+            }
+        };
+        return match verdict {
+            Verdict::Breaking(reason) => (Category::Breaking, reason),
+            Verdict::NonBreaking(reason) => (Category::NonBreaking, reason),
+        };
+    }
+    (
+        Category::ForwardOnly,
+        "virtual_environment_mode is `dev_only`: prod's table keeps its rows and the change applies going forward"
+            .into(),
+    )
 }
 
 /// The models `--allow-destructive-model` / `--allow-additive-model` name, each one that exists.
@@ -715,10 +852,17 @@ fn categorize_direct(
             "the previous version was recorded without the detail needed to compare".into(),
         );
     }
+    // A part only some versions have (`virtual_environment_mode`) changed when it appears or disappears.
     let mut changed: Vec<&str> = new_parts
         .iter()
         .filter(|(part, hash)| old_parts.get(*part) != Some(*hash))
         .map(|(part, _)| part.as_str())
+        .chain(
+            old_parts
+                .keys()
+                .filter(|part| !new_parts.contains_key(*part))
+                .map(String::as_str),
+        )
         .collect();
     changed.sort_unstable();
     if let Some(part) = changed.iter().find(|p| **p != "query") {

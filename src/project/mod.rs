@@ -110,6 +110,23 @@ impl Drop for Project {
 const SYSTEM_SCHEMAS: &[&str] = &["information_schema", "pg_catalog", "system", "temp"];
 
 impl Project {
+    /// Whether prod writes model `i`'s table in place under its name (`virtual_environment_mode: dev_only`, in
+    /// config.yaml or its MODEL block) rather than exposing versioned tables through names.
+    pub fn dev_only(&self, i: usize) -> bool {
+        use crate::config::VirtualEnvironmentMode;
+        let mode = self.models[i]
+            .meta
+            .virtual_environment_mode
+            .as_deref()
+            .and_then(VirtualEnvironmentMode::parse)
+            .unwrap_or(self.config.virtual_environment_mode);
+        mode == VirtualEnvironmentMode::DevOnly
+            && !matches!(
+                self.models[i].meta.kind,
+                model::ModelKind::External | model::ModelKind::Embedded
+            )
+    }
+
     /// The Spark Connect engine that builds model `i` (its `gateway`, or the project's), or `None` when lake
     /// builds it on DuckDB: always for SEED, VIEW, EMBEDDED and EXTERNAL models, which load files, live in
     /// DuckDB or are never built.

@@ -86,7 +86,12 @@ pub fn apply(
             })
             .filter_map(|target| rebuild_for(ctx, target)),
     );
-    let backfills = with_missing_parents(ctx, backfills, &existing);
+    let mut backfills = with_missing_parents(ctx, backfills, &existing);
+    if plan.environment != crate::PROD {
+        // A dev environment shows prod's in-place tables but never writes them, even when one is missing.
+        backfills.retain(|b| !crate::snapshot::is_in_place(&b.version));
+    }
+    take_over_names(ctx, &session, plan, state)?;
     // Restated data is forgotten before it is rebuilt: if the rebuild stops halfway, a rerun redoes it.
     for b in backfills.iter().filter(|b| b.restatement) {
         let ranges = if b.batches.is_empty() {
@@ -109,6 +114,8 @@ pub fn apply(
     let state = Mutex::new(state);
     report.built = build_all(ctx, engine, &backfills, &state, observer)?;
     migrate_forward_only_tables(ctx, &session, plan, &backfills, observer)?;
+    drop_in_place_tables(ctx, &session, plan, &state)?;
+    repoint_rebuilt_in_place(ctx, &session, plan, &backfills, &state)?;
     crate::failpoint::hit("before-virtual-layer");
 
     // Journal the names about to move: if the process dies before promotion, the next plan of this
@@ -119,6 +126,7 @@ pub fn apply(
         .map(|c| match c {
             VirtualChange::Point { name, .. } | VirtualChange::Drop { name } => name.clone(),
         })
+        .chain(plan.names_taken_over.iter().cloned())
         .collect();
     state
         .lock()
@@ -151,6 +159,77 @@ pub fn apply(
         PromoteOutcome::Promoted => Ok(report),
         PromoteOutcome::Conflict { .. } => Err(stale_plan(&plan.environment)),
     }
+}
+
+/// Prod names that in-place tables are about to replace (`virtual_environment_mode` became dev_only) are
+/// removed before anything is built there. They are journaled first: if the apply stops before promotion, the
+/// next plan of prod repoints what state still says.
+fn take_over_names(
+    ctx: &BuildContext<'_>,
+    session: &Session,
+    plan: &Plan,
+    state: &mut dyn StateStore,
+) -> Result<()> {
+    if plan.names_taken_over.is_empty() {
+        return Ok(());
+    }
+    state.begin_promotion(&plan.environment, &plan.names_taken_over)?;
+    let drops: Vec<VirtualChange> = plan
+        .names_taken_over
+        .iter()
+        .map(|name| VirtualChange::Drop { name: name.clone() })
+        .collect();
+    ctx.storage.update_virtual_layer(session, &drops)
+}
+
+/// Drops prod's in-place tables whose model left prod or went back to versioned tables, once everything
+/// else is built, and forgets their intervals so a later in-place table starts afresh.
+fn drop_in_place_tables(
+    ctx: &BuildContext<'_>,
+    session: &Session,
+    plan: &Plan,
+    state: &Mutex<&mut dyn StateStore>,
+) -> Result<()> {
+    for (model, table) in &plan.in_place_dropped {
+        ctx.storage.drop_physical(session, table)?;
+        state
+            .lock()
+            .map_err(|_| poisoned())?
+            .remove_versions(&[(model.clone(), crate::snapshot::IN_PLACE.to_string())])?;
+    }
+    Ok(())
+}
+
+/// Other environments that show a prod in-place table this apply rebuilt from nothing (dropping it first took
+/// their names with it) show the new table.
+fn repoint_rebuilt_in_place(
+    ctx: &BuildContext<'_>,
+    session: &Session,
+    plan: &Plan,
+    built: &[Backfill],
+    state: &Mutex<&mut dyn StateStore>,
+) -> Result<()> {
+    let rebuilt: HashSet<&PhysicalTable> = built
+        .iter()
+        .filter(|b| b.recreate)
+        .map(|b| &b.table)
+        .collect();
+    if rebuilt.is_empty() {
+        return Ok(());
+    }
+    let environments = state.lock().map_err(|_| poisoned())?.environments()?;
+    let mut changes = Vec::new();
+    for env in environments.iter().filter(|e| e.name != *plan.environment) {
+        let promoted: HashSet<&ModelName> = env.promoted.iter().collect();
+        for s in env.snapshots.iter().filter(|s| promoted.contains(&s.name)) {
+            let target = s.table();
+            let name = VirtualName::new(&s.name, &env.name, env.suffix_target);
+            if rebuilt.contains(&target) && !name.is(&target) {
+                changes.push(VirtualChange::Point { name, target });
+            }
+        }
+    }
+    ctx.storage.update_virtual_layer(session, &changes)
 }
 
 /// Forward-only changes keep their tables: their columns change when the plan is applied, as SQLMesh

@@ -30,6 +30,11 @@ pub(super) fn build_one(
     observer: &dyn Observer,
 ) -> Result<WriteStats> {
     let model = &ctx.project.models[backfill.model];
+    if backfill.recreate {
+        // Prod's in-place table whose kind or layout changed: what was under the name does not fit the
+        // new version, which builds it from nothing (state forgot its intervals before the build began).
+        ctx.storage.drop_physical(session, &backfill.table)?;
+    }
     if let Some(connection) = ctx.project.spark_gateway(backfill.model) {
         return super::spark::build_one(ctx, connection, session, backfill, record, observer);
     }

@@ -8,9 +8,31 @@ use crate::error::{LakeError, Result};
 use crate::project::RefTarget;
 use crate::project::macros::MacroContext;
 use crate::project::model::{Model, ModelKind};
-use crate::snapshot::PhysicalTable;
+use crate::snapshot::{PhysicalTable, Snapshot};
 use crate::sql;
 use crate::sql::{quote_ident, quote_literal};
+
+/// How a query names a model version's table. An in-place table has its model's own schema, which may share
+/// the DuckDB database's name (`shop.db` holding schema `shop`): in a query DuckDB runs for model `reader`, the
+/// catalog is spelled out so DuckDB cannot take the schema for the catalog.
+fn table_reference(
+    ctx: &BuildContext<'_>,
+    reader: usize,
+    snapshot: &Snapshot,
+    table: &PhysicalTable,
+) -> String {
+    if crate::snapshot::is_in_place(&snapshot.version)
+        && ctx.project.spark_gateway(reader).is_none()
+    {
+        format!(
+            "{}.{}",
+            quote_ident(&ctx.project.default_catalog),
+            table.sql()
+        )
+    } else {
+        table.sql()
+    }
+}
 
 /// The macro context for building one model version.
 pub fn macro_context(
@@ -26,7 +48,7 @@ pub fn macro_context(
     }
     m.end = ctx.execution_time;
     m.execution_time = ctx.execution_time;
-    m.this_model = table.sql();
+    m.this_model = table_reference(ctx, model, &ctx.snapshots[model], table);
     m.catalog = project.default_catalog.clone();
     m.runtime_stage = stage;
     // The model's `@DEF`s; one that fails is reported, located, when the query is rendered.
@@ -85,7 +107,7 @@ pub fn executable_query_for(
             }
             RefTarget::Model(p) => {
                 let s = &ctx.snapshots[*p];
-                let physical = PhysicalTable::of(s).sql();
+                let physical = table_reference(ctx, model, s, &PhysicalTable::of(s));
                 // Keep the reference's own name as alias so `orders.id` still resolves.
                 let text = if r.has_alias {
                     physical

@@ -219,6 +219,8 @@ pub trait StateStore: Send {
     /// The schemas other than `lake__*` that stored versions' tables live in (`physical_schema_mapping`,
     /// also as it was when they were planned).
     fn physical_schemas(&self) -> Result<Vec<String>>;
+    /// Models whose in-place prod table (`virtual_environment_mode: dev_only`) holds data or is planned.
+    fn in_place_models(&self) -> Result<Vec<ModelName>>;
     /// Forgets the intervals of a version that overlap `[start_ts, end_ts)` (before a restatement rebuilds them).
     fn remove_intervals(
         &mut self,
@@ -259,6 +261,12 @@ pub trait StateStore: Send {
         env: &Environment,
         expected_plan_id: Option<&str>,
     ) -> Result<PromoteOutcome>;
+}
+
+/// A model name read back from state, which only ever stores valid ones.
+pub(crate) fn stored_model_name(name: &str) -> Result<ModelName> {
+    ModelName::parse(name)
+        .ok_or_else(|| LakeError::config(format!("the state holds an invalid model name `{name}`")))
 }
 
 #[cfg(test)]

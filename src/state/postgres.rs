@@ -9,7 +9,7 @@ use sqlx::{Connection, PgPool, Row};
 use super::schema::{self, Dialect, VersionAction};
 use super::{
     EnvSnapshot, Environment, Interval, PromoteOutcome, SCHEMA_VERSION, StateStore, StoredSnapshot,
-    StoredVersion,
+    StoredVersion, stored_model_name,
 };
 use crate::config::Secret;
 use crate::error::{LakeError, Result};
@@ -458,6 +458,24 @@ impl StateStore for PostgresState {
         rows.into_iter().map(|r| column(&r, 0, context)).collect()
     }
 
+    fn in_place_models(&self) -> Result<Vec<ModelName>> {
+        let context = "listing in-place tables";
+        let rows = self.run(
+            context,
+            sqlx::query(&format!(
+                "SELECT name FROM {} WHERE version = $1 UNION SELECT name FROM {} WHERE version = $1 \
+                 ORDER BY 1",
+                self.t("intervals"),
+                self.t("snapshots")
+            ))
+            .bind(crate::snapshot::IN_PLACE)
+            .fetch_all(&self.pool),
+        )?;
+        rows.into_iter()
+            .map(|r| stored_model_name(&column::<String>(&r, 0, context)?))
+            .collect()
+    }
+
     fn versions_with_expiry(&self) -> Result<Vec<(ModelName, StoredVersion, i64)>> {
         let context = "listing stored versions";
         let rows = self.run(
@@ -472,9 +490,7 @@ impl StateStore for PostgresState {
         rows.into_iter()
             .map(|r| {
                 let name: String = column(&r, 0, context)?;
-                let model = ModelName::parse(&name).ok_or_else(|| {
-                    LakeError::config(format!("the state holds an invalid model name `{name}`"))
-                })?;
+                let model = stored_model_name(&name)?;
                 let stored = StoredVersion {
                     version: column(&r, 1, context)?,
                     physical_schema: column(&r, 2, context)?,

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::schema::{self, Dialect, VersionAction};
 use super::{
     EnvSnapshot, Environment, Interval, PromoteOutcome, SCHEMA_VERSION, StateStore, StoredSnapshot,
-    StoredVersion,
+    StoredVersion, stored_model_name,
 };
 use crate::error::{LakeError, Result};
 use crate::snapshot::VirtualName;
@@ -402,6 +402,23 @@ impl StateStore for SqliteState {
             .map_err(sql_err(context))
     }
 
+    fn in_place_models(&self) -> Result<Vec<ModelName>> {
+        let context = "listing in-place tables";
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT name FROM intervals WHERE version = ?1 \
+                 UNION SELECT name FROM snapshots WHERE version = ?1 ORDER BY 1",
+            )
+            .map_err(sql_err(context))?;
+        let names = stmt
+            .query_map([crate::snapshot::IN_PLACE], |r| r.get::<_, String>(0))
+            .map_err(sql_err(context))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(sql_err(context))?;
+        names.iter().map(|name| stored_model_name(name)).collect()
+    }
+
     fn versions_with_expiry(&self) -> Result<Vec<(ModelName, StoredVersion, i64)>> {
         let context = "listing stored versions";
         // Every snapshot of a version shares its physical schema (later ones inherit it with the version).
@@ -427,12 +444,7 @@ impl StateStore for SqliteState {
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(sql_err(context))?;
         rows.into_iter()
-            .map(|(name, version, expiry)| {
-                let model = ModelName::parse(&name).ok_or_else(|| {
-                    LakeError::config(format!("the state holds an invalid model name `{name}`"))
-                })?;
-                Ok((model, version, expiry))
-            })
+            .map(|(name, version, expiry)| Ok((stored_model_name(&name)?, version, expiry)))
             .collect()
     }
 

@@ -46,6 +46,9 @@ impl StateStore for Timed {
     fn physical_schemas(&self) -> Result<Vec<String>> {
         timed(Phase::StateRead, || self.0.physical_schemas())
     }
+    fn in_place_models(&self) -> Result<Vec<ModelName>> {
+        timed(Phase::StateRead, || self.0.in_place_models())
+    }
     fn versions_with_expiry(&self) -> Result<Vec<(ModelName, StoredVersion, i64)>> {
         timed(Phase::StateRead, || self.0.versions_with_expiry())
     }

@@ -16,6 +16,8 @@ pub struct DuckDbStorage {
     catalog: String,
     /// Schemas `physical_schema_mapping` puts physical tables in, besides `lake__*`.
     mapped_schemas: Vec<String>,
+    /// Prod's in-place tables of dev_only models, which live under the models' own names.
+    in_place: HashSet<PhysicalTable>,
 }
 
 /// Runs `body` inside one DuckDB transaction, rolling back if any statement fails.
@@ -40,7 +42,19 @@ impl DuckDbStorage {
         DuckDbStorage {
             catalog: catalog.into(),
             mapped_schemas: Vec::new(),
+            in_place: HashSet::new(),
         }
+    }
+
+    /// The DuckDB catalog (database) every name is qualified with.
+    pub fn catalog(&self) -> &str {
+        &self.catalog
+    }
+
+    /// Also lists these in-place tables (`virtual_environment_mode: dev_only`) as physical tables.
+    pub fn with_in_place(mut self, tables: impl IntoIterator<Item = PhysicalTable>) -> Self {
+        self.in_place.extend(tables);
+        self
     }
 
     /// Also lists the physical tables in these schemas (`physical_schema_mapping`'s targets).
@@ -52,6 +66,15 @@ impl DuckDbStorage {
     /// Whether physical tables (model versions) may live in `schema`.
     pub fn is_physical_schema(&self, schema: &str) -> bool {
         schema.starts_with("lake__") || self.mapped_schemas.iter().any(|s| s == schema)
+    }
+
+    /// Whether `schema.table` is a physical table's place: in a physical schema, or an in-place table.
+    pub fn is_physical(&self, schema: &str, table: &str) -> bool {
+        self.is_physical_schema(schema)
+            || self.in_place.contains(&PhysicalTable {
+                schema: schema.to_string(),
+                table: table.to_string(),
+            })
     }
 
     fn schema_sql(&self, schema: &str) -> String {
@@ -152,15 +175,26 @@ impl Storage for DuckDbStorage {
             .iter()
             .map(|s| quote_literal(s))
             .collect();
+        let in_place: Vec<String> = self
+            .in_place
+            .iter()
+            .map(|t| quote_literal(&format!("{}.{}", t.schema, t.table)))
+            .collect();
         let rows = session.query_strings(
             &format!(
                 "SELECT table_schema || '.' || table_name FROM information_schema.tables \
                  WHERE table_catalog = current_database() \
-                 AND (table_schema LIKE 'lake\\_\\_%' ESCAPE '\\' OR table_schema IN ({}))",
+                 AND (table_schema LIKE 'lake\\_\\_%' ESCAPE '\\' OR table_schema IN ({}) \
+                 OR table_schema || '.' || table_name IN ({}))",
                 if mapped.is_empty() {
                     "NULL".to_string()
                 } else {
                     mapped.join(", ")
+                },
+                if in_place.is_empty() {
+                    "NULL".to_string()
+                } else {
+                    in_place.join(", ")
                 }
             ),
             || "listing physical tables".into(),

@@ -271,6 +271,22 @@ fn cases() -> Vec<Case> {
             ),
         ),
         case(
+            "virtual_environment_mode lake does not know",
+            CONFIG,
+            Replace(
+                "model_defaults:",
+                "virtual_environment_mode: dev-only\nmodel_defaults:",
+            ),
+        ),
+        case(
+            "MODEL virtual_environment_mode lake does not know",
+            FULL,
+            Replace(
+                "kind FULL,",
+                "kind FULL,\n  virtual_environment_mode sometimes,",
+            ),
+        ),
+        case(
             "model_defaults policy lake does not know",
             CONFIG,
             Replace(

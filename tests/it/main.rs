@@ -7,6 +7,7 @@ mod audits;
 mod commands;
 mod corpus;
 mod crash;
+mod dev_only;
 mod environments;
 mod errors;
 mod format;

@@ -302,6 +302,38 @@ fn versions_carry_their_latest_expiry_and_are_forgotten_whole() {
 }
 
 #[test]
+fn in_place_models_are_those_with_an_in_place_snapshot_or_interval_until_forgotten() {
+    on_every_backend(|open| {
+        let mut state = open();
+        let in_place = lake::snapshot::IN_PLACE;
+        state
+            .push_snapshots(&[
+                snapshot("a.stored", in_place, 1, 2),
+                snapshot("a.versioned", "v1", 1, 2),
+            ])
+            .unwrap();
+        // A first build records the interval before the plan's snapshot says so (e.g. a dev snapshot's id).
+        state
+            .add_interval(&interval("a.built", in_place, 0, 10))
+            .unwrap();
+        state
+            .add_interval(&interval("a.versioned", "v1", 0, 10))
+            .unwrap();
+        assert_eq!(
+            state.in_place_models().unwrap(),
+            vec![ModelName::new("a", "built"), ModelName::new("a", "stored")]
+        );
+        state
+            .remove_versions(&[(ModelName::new("a", "built"), in_place.into())])
+            .unwrap();
+        assert_eq!(
+            state.in_place_models().unwrap(),
+            vec![ModelName::new("a", "stored")]
+        );
+    });
+}
+
+#[test]
 fn the_promotion_journal_accumulates_until_a_promotion_clears_it() {
     on_every_backend(|open| {
         let mut state = open();

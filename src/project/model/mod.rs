@@ -462,7 +462,20 @@ pub fn parse_model(
             "optimize_query" => meta.optimize_query = Some(reader.bool(prop)?),
             "ignored_rules" => meta.ignored_rules = reader.list(prop),
             "formatting" => meta.formatting = Some(reader.bool(prop)?),
-            "virtual_environment_mode" => meta.virtual_environment_mode = Some(reader.text(prop)?),
+            "virtual_environment_mode" => {
+                let text = reader.text(prop)?;
+                if crate::config::VirtualEnvironmentMode::parse(&text).is_none() {
+                    return Err(file
+                        .error(
+                            prop.value.offset,
+                            prop.value.len,
+                            format!("expected `full` or `dev_only`, found `{text}`"),
+                        )
+                        .with_label("not a virtual environment mode")
+                        .with_help("write `virtual_environment_mode dev_only` (or leave it to config.yaml)"));
+                }
+                meta.virtual_environment_mode = Some(text);
+            }
             "grants" => meta.grants = key_value_pairs(&file, &prop.key, v)?,
             "grants_target_layer" => meta.grants_target_layer = Some(reader.text(prop)?),
             other => {

@@ -152,11 +152,10 @@ pub async fn open_catalog(settings: &IcebergSettings) -> Result<LakeCatalog> {
 
 impl IcebergStorage {
     /// Opens (creating on first use) the catalog and, for a local warehouse, its folder.
-    pub fn open(
-        settings: &IcebergSettings,
-        duckdb_catalog: &str,
-        mapped_schemas: Vec<String>,
-    ) -> Result<Self> {
+    /// `duckdb` says where physical tables live besides `lake__*` (mapped schemas, in-place tables); lake's
+    /// DuckDB views of the catalog's tables go in its catalog.
+    pub fn open(settings: &IcebergSettings, duckdb: DuckDbStorage) -> Result<Self> {
+        let duckdb_catalog = duckdb.catalog().to_string();
         let settings = prepared(settings)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -171,8 +170,8 @@ impl IcebergStorage {
         Ok(IcebergStorage {
             runtime,
             catalog,
-            duckdb: DuckDbStorage::new(duckdb_catalog).with_mapped_schemas(mapped_schemas),
-            duckdb_catalog: duckdb_catalog.to_string(),
+            duckdb,
+            duckdb_catalog,
             warehouse: settings.warehouse.location(),
             file_io,
             known: TableCache::default(),
@@ -540,15 +539,21 @@ impl IcebergStorage {
             })
             .collect();
         let entries = self.runtime.block_on(self.catalog.tables_with_prefix(""))?;
-        for entry in entries
+        // A table this file already shows through a proxy is one of lake's (an in-place table created since
+        // the storage was opened, too); environment names are never proxies.
+        let tables: Vec<(PhysicalTable, String)> = entries
             .into_iter()
-            .filter(|e| self.duckdb.is_physical_schema(&e.namespace))
-        {
-            let table = PhysicalTable {
-                schema: entry.namespace,
-                table: entry.name,
-            };
-            if local.remove(&table) == Some(proxy_comment(&entry.metadata_location)) {
+            .map(|e| {
+                let table = PhysicalTable {
+                    schema: e.namespace,
+                    table: e.name,
+                };
+                (table, e.metadata_location)
+            })
+            .filter(|(t, _)| self.duckdb.is_physical(&t.schema, &t.table) || local.contains_key(t))
+            .collect();
+        for (table, metadata_location) in tables {
+            if local.remove(&table) == Some(proxy_comment(&metadata_location)) {
                 continue;
             }
             self.refresh_view(session, &table)?;
@@ -1024,7 +1029,7 @@ impl Storage for IcebergStorage {
             .runtime
             .block_on(self.catalog.tables_with_prefix(""))?
             .into_iter()
-            .filter(|e| self.duckdb.is_physical_schema(&e.namespace))
+            .filter(|e| self.duckdb.is_physical(&e.namespace, &e.name))
             .map(|e| (e.namespace, e.name, e.metadata_location))
             .collect();
         entries.sort();
@@ -1277,6 +1282,9 @@ impl Storage for IcebergStorage {
         self.known.forget(&Self::ident(table));
         self.runtime
             .block_on(self.catalog.drop(&Self::ident(table)))?;
+        // Names other environments still have for it would point at deleted files; they go with it.
+        self.runtime
+            .block_on(self.catalog.drop_names_into(&location))?;
         self.runtime
             .block_on(
                 self.file_io
@@ -1484,7 +1492,8 @@ mod tests {
         };
         let engine = Engine::in_memory().expect("in-memory DuckDB");
         let session = engine.session().expect("session");
-        let storage = IcebergStorage::open(&settings, "memory", Vec::new()).expect("catalog");
+        let storage =
+            IcebergStorage::open(&settings, DuckDbStorage::new("memory")).expect("catalog");
         storage
             .ensure_schema(&session, "lake__demo")
             .expect("schema");
@@ -1933,7 +1942,8 @@ mod tests {
     fn second_machine(f: &Fixture) -> (Engine, Session, IcebergStorage) {
         let engine = Engine::in_memory().expect("in-memory DuckDB");
         let session = engine.session().expect("session");
-        let storage = IcebergStorage::open(&f.settings, "memory", Vec::new()).expect("catalog");
+        let storage =
+            IcebergStorage::open(&f.settings, DuckDbStorage::new("memory")).expect("catalog");
         (engine, session, storage)
     }
 
