@@ -233,8 +233,15 @@ impl Context {
                     )
                 })
             })
-            // Prod's in-place tables are their own names.
-            .filter(|(name, table)| !name.is(table))
+            // Prod's in-place tables are their own names, and a name never replaces one (an apply that
+            // switched prod to them stopped before promotion: its next plan finishes the switch).
+            .filter(|(name, table)| {
+                !name.is(table)
+                    && !here.contains(&PhysicalTable {
+                        schema: name.schema.clone(),
+                        table: name.name.clone(),
+                    })
+            })
             .collect();
         storage.sync_local(session, &names)?;
         Ok(environments)

@@ -91,7 +91,7 @@ pub fn apply(
         // A dev environment shows prod's in-place tables but never writes them, even when one is missing.
         backfills.retain(|b| !crate::snapshot::is_in_place(&b.version));
     }
-    take_over_names(ctx, &session, plan, state)?;
+    take_over_names(ctx, &session, plan, state, &existing)?;
     // Restated data is forgotten before it is rebuilt: if the rebuild stops halfway, a rerun redoes it.
     for b in backfills.iter().filter(|b| b.restatement) {
         let ranges = if b.batches.is_empty() {
@@ -114,7 +114,7 @@ pub fn apply(
     let state = Mutex::new(state);
     report.built = build_all(ctx, engine, &backfills, &state, observer)?;
     migrate_forward_only_tables(ctx, &session, plan, &backfills, observer)?;
-    drop_in_place_tables(ctx, &session, plan, &state)?;
+    drop_in_place_tables(ctx, &session, plan, &state, &existing)?;
     repoint_rebuilt_in_place(ctx, &session, plan, &backfills, &state)?;
     crate::failpoint::hit("before-virtual-layer");
 
@@ -163,35 +163,48 @@ pub fn apply(
 
 /// Prod names that in-place tables are about to replace (`virtual_environment_mode` became dev_only) are
 /// removed before anything is built there. They are journaled first: if the apply stops before promotion, the
-/// next plan of prod repoints what state still says.
+/// next plan of prod repoints what state still says. A spot that already holds its in-place table (an earlier
+/// apply stopped after building it) has no name left to remove.
 fn take_over_names(
     ctx: &BuildContext<'_>,
     session: &Session,
     plan: &Plan,
     state: &mut dyn StateStore,
+    existing: &HashSet<PhysicalTable>,
 ) -> Result<()> {
-    if plan.names_taken_over.is_empty() {
-        return Ok(());
-    }
-    state.begin_promotion(&plan.environment, &plan.names_taken_over)?;
     let drops: Vec<VirtualChange> = plan
         .names_taken_over
         .iter()
+        .filter(|name| {
+            !existing.contains(&PhysicalTable {
+                schema: name.schema.clone(),
+                table: name.name.clone(),
+            })
+        })
         .map(|name| VirtualChange::Drop { name: name.clone() })
         .collect();
+    if drops.is_empty() {
+        return Ok(());
+    }
+    state.begin_promotion(&plan.environment, &plan.names_taken_over)?;
     ctx.storage.update_virtual_layer(session, &drops)
 }
 
 /// Drops prod's in-place tables whose model left prod or went back to versioned tables, once everything
-/// else is built, and forgets their intervals so a later in-place table starts afresh.
+/// else is built, and forgets their intervals so a later in-place table starts afresh. Only tables the storage
+/// lists as in place are dropped: after an apply that stopped before promotion, the spot may already hold the
+/// name that replaced the table.
 fn drop_in_place_tables(
     ctx: &BuildContext<'_>,
     session: &Session,
     plan: &Plan,
     state: &Mutex<&mut dyn StateStore>,
+    existing: &HashSet<PhysicalTable>,
 ) -> Result<()> {
     for (model, table) in &plan.in_place_dropped {
-        ctx.storage.drop_physical(session, table)?;
+        if existing.contains(table) {
+            ctx.storage.drop_physical(session, table)?;
+        }
         state
             .lock()
             .map_err(|_| poisoned())?

@@ -34,13 +34,13 @@ const RICHER_MODELS: &[&str] = &[
     "MODEL (name shop.scd, kind SCD_TYPE_2_BY_COLUMN (unique_key id, columns [status], invalidate_hard_deletes true), \
      cron '*/5 * * * *', start '2024-01-01', end '2024-12-31', lookback 2, batch_size 7);\n\
      JINJA_QUERY_BEGIN;\nSELECT id, status FROM raw.s {% if var('x', 1) > 0 %}WHERE id > {{ var('x', 1) }}{% endif %}\nJINJA_END;\n",
-    "MODEL (name shop.view, kind VIEW (materialized true), depends_on [shop.orders], \
+    "MODEL (name shop.view, kind VIEW (materialized true), depends_on [shop.orders], virtual_environment_mode dev_only, \
      pre_statements (SET threads = 1), on_virtual_update (GRANT SELECT ON @this_model TO r));\n\
      SELECT @STAR(shop.orders, except := [amount]), @EACH([1, 2], x -> x * 2) AS doubled \
      FROM shop.orders WHERE @AND(TRUE, @IF(@runtime_stage = 'loading', TRUE, FALSE));\n",
 ];
 
-const RICHER_CONFIG: &str = "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: db.db\n    state_connection:\n      type: postgres\n      host: 127.0.0.1\n      port: 5432\n      user: '{{ env_var(\"PGUSER\", \"lake\") }}'\n      password: secret\n      database: lake\ndefault_gateway: local\nvariables:\n  x: 1\n  names: [a, b]\nmodel_defaults:\n  dialect: duckdb\n  start: 2020-01-01\n  cron: '@hourly'\n  audits: [not_null(columns := [id])]\n  batch_concurrency: 2\nenvironment_ttl: 1 week\nsnapshot_ttl: in 3 days\nphysical_schema_mapping:\n  '^(sales|ops)$': internal_tables\n  '^x': x_tables\nplan:\n  forward_only: true\nformat:\n  normalize: true\n";
+const RICHER_CONFIG: &str = "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: db.db\n    state_connection:\n      type: postgres\n      host: 127.0.0.1\n      port: 5432\n      user: '{{ env_var(\"PGUSER\", \"lake\") }}'\n      password: secret\n      database: lake\ndefault_gateway: local\nvariables:\n  x: 1\n  names: [a, b]\nmodel_defaults:\n  dialect: duckdb\n  start: 2020-01-01\n  cron: '@hourly'\n  audits: [not_null(columns := [id])]\n  batch_concurrency: 2\nenvironment_ttl: 1 week\nsnapshot_ttl: in 3 days\nphysical_schema_mapping:\n  '^(sales|ops)$': internal_tables\n  '^x': x_tables\nvirtual_environment_mode: dev_only\nplan:\n  forward_only: true\nformat:\n  normalize: true\n";
 
 const MACRO_TEXTS: &[&str] = &[
     "SELECT @start_ds, @{end_date}, @VAR('x', 2), @this_model",

@@ -1282,6 +1282,14 @@ impl Storage for IcebergStorage {
         self.known.forget(&Self::ident(table));
         self.runtime
             .block_on(self.catalog.drop(&Self::ident(table)))?;
+        // Every table lake creates lives in a folder named after it. An entry elsewhere is an environment name
+        // showing another table, whose files are not this drop's to delete.
+        let own_folder = location
+            .trim_end_matches('/')
+            .ends_with(&format!("/{}", table.table));
+        if !own_folder {
+            return self.duckdb.drop_physical(session, table);
+        }
         // Names other environments still have for it would point at deleted files; they go with it.
         self.runtime
             .block_on(self.catalog.drop_names_into(&location))?;
