@@ -331,6 +331,31 @@ fn dev_only_with_duckdb_storage_makes_prod_base_tables_and_dev_views() {
         s.csv("select id, doubled from shop.events order by id"),
         "id,doubled\n1,\n2,\n3,60\n4,80\n"
     );
+    // A restatement rebuilds the in-place table's data with the current logic.
+    let out = succeed(
+        &s,
+        &[
+            "plan",
+            "--auto-apply",
+            "--restate-model",
+            "shop.events",
+            "--execution-time",
+            "2024-01-05",
+        ],
+    );
+    assert!(
+        built_models(&out).contains(&"shop.events".to_string()),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        s.csv("select id, doubled from shop.events order by id"),
+        "id,doubled\n1,20\n2,40\n3,60\n4,80\n"
+    );
+    assert_eq!(
+        s.csv("select table_type from information_schema.tables where table_schema = 'shop' and table_name = 'events'"),
+        "table_type\nBASE TABLE\n"
+    );
     // A dev environment's run never writes prod's in-place tables it shows.
     let out = succeed(&s, &["run", "dev", "--execution-time", "2024-01-05"]);
     assert!(

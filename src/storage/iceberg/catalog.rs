@@ -386,26 +386,15 @@ impl LakeCatalog {
     /// no name is left pointing at deleted files.
     pub async fn drop_names_into(&self, location: &str) -> Result<()> {
         let prefix = format!("{}/", location.trim_end_matches('/'));
-        let rows = sqlx::query(&self.sql(
-            "SELECT table_namespace, table_name, metadata_location FROM iceberg_tables WHERE catalog_name = ?",
+        sqlx::query(&self.sql(
+            "DELETE FROM iceberg_tables WHERE catalog_name = ? AND substr(metadata_location, 1, ?) = ?",
         ))
         .bind(&self.name)
-        .fetch_all(&self.pool)
+        .bind(i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX))
+        .bind(&prefix)
+        .execute(&self.pool)
         .await
-        .map_err(sqlx_err(format!("listing the names that show {location}")))?;
-        for row in rows {
-            let get = |i: usize| row.try_get::<String, _>(i);
-            let (Ok(namespace), Ok(name), Ok(metadata)) = (get(0), get(1), get(2)) else {
-                continue;
-            };
-            if metadata.starts_with(&prefix) {
-                let ident =
-                    TableIdent::from_strs([namespace.as_str(), name.as_str()]).map_err(|e| {
-                        LakeError::config(format!("catalog entry {namespace}.{name}: {e}"))
-                    })?;
-                self.drop(&ident).await?;
-            }
-        }
+        .map_err(sqlx_err(format!("dropping the names that show {location}")))?;
         Ok(())
     }
 
