@@ -128,6 +128,17 @@ pub(super) enum Command {
         /// Apply this model's additive column changes even though its `on_additive_change` says otherwise.
         #[arg(long = "allow-additive-model", value_name = "MODEL")]
         allow_additive_model: Vec<String>,
+        /// Leave out the text differences of changed models (also in --format json). `plan.no_diff: true` in
+        /// config.yaml makes it the default.
+        #[arg(long)]
+        no_diff: bool,
+        /// Prod only: after applying (or when there is nothing to apply), build what `lake run` would: the
+        /// models whose cron is due and any missing intervals.
+        #[arg(long)]
+        run: bool,
+        /// With --run: rebuild FULL models even if their cron is not due.
+        #[arg(long, requires = "run")]
+        ignore_cron: bool,
     },
     /// Write a unit test for MODEL from live data: each --query gives an upstream model's input rows, and the
     /// expected output is what the model's query makes of them now.

@@ -127,12 +127,24 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             skip_linter,
             allow_destructive_model,
             allow_additive_model,
+            no_diff,
+            run,
+            ignore_cron,
         } => {
             let ctx = load(cli)?;
             let defaults = &ctx.project.config.config.plan;
             let auto_apply = *auto_apply || defaults.auto_apply == Some(true);
             let no_prompts = *no_prompts || defaults.no_prompts == Some(true);
+            let no_diff = *no_diff || defaults.no_diff == Some(true);
             let environment = ctx.target_environment(environment.as_deref());
+            if *run && environment != crate::PROD {
+                return Err(LakeError::Usage(
+                    format!("--run builds prod's due models; `{environment}` is a dev environment"),
+                    Some(format!(
+                        "plan `{environment}` without --run, then `lake run {environment}` builds what is due there"
+                    )),
+                ));
+            }
             let mut options = PlanOptions::new(
                 environment.clone(),
                 ops::execution_time(execution_time.as_deref())?,
@@ -162,6 +174,9 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             });
             findings_output?;
             let mut plan = planned?;
+            if no_diff {
+                hide_diffs(&mut plan);
+            }
             let audience = if stdout_tty {
                 Audience::Terminal
             } else {
@@ -179,6 +194,9 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                     options.skip_linter = true;
                     options.skip_tests = true;
                     plan = ctx.plan(&options)?;
+                    if no_diff {
+                        hide_diffs(&mut plan);
+                    }
                 }
                 write!(stdout, "{}", output::render_backfills(&plan, audience)).map_err(io)?;
             } else if !json {
@@ -239,8 +257,39 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                     Err(e) => return Err(e),
                 }
             }
+            // `--run` follows a plan that was applied or had nothing to apply: prod then holds this project.
+            let ran = if *run && (report.is_some() || !plan.has_work()) {
+                let options = ops::RunOptions {
+                    ignore_cron: *ignore_cron,
+                    ..Default::default()
+                };
+                let progress = Progress::new(
+                    &plan.environment,
+                    plan.suffix_target,
+                    std::io::stderr().is_terminal(),
+                );
+                let result = ctx.run(
+                    &plan.environment,
+                    plan.execution_time,
+                    &options,
+                    &progress,
+                    || eprintln!("Waiting for another lake process to finish in this project…"),
+                );
+                progress.finish();
+                let built = result?.built;
+                if !json {
+                    report_run(&built, &plan.environment);
+                }
+                Some(built)
+            } else {
+                None
+            };
             if json {
-                let doc = output::plan_json(&plan, report.as_ref(), None);
+                let mut doc = output::plan_json(&plan, report.as_ref(), None);
+                if let (Some(built), Some(fields)) = (ran, doc.as_object_mut()) {
+                    let names: Vec<String> = built.iter().map(ToString::to_string).collect();
+                    fields.insert("run".into(), serde_json::json!({ "built": names }));
+                }
                 writeln!(stdout, "{doc:#}").map_err(io)?;
             }
         }
@@ -639,16 +688,7 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
                 eprintln!("Waiting for another lake process to finish in this project…")
             });
             progress.finish();
-            let report = result?;
-            if report.built.is_empty() {
-                eprintln!("Nothing to run: every model of `{environment}` is up to date.");
-            } else {
-                eprintln!(
-                    "{} {} built in `{environment}`",
-                    style("✔").green(),
-                    plural(report.built.len(), "model")
-                );
-            }
+            report_run(&result?.built, environment);
         }
         Command::Render {
             model,
@@ -747,6 +787,26 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
 
 /// Above this many batches, a plan warns before it starts (SQLMesh users see hours of silence instead).
 const LARGE_BACKFILL: usize = 500;
+
+/// What a run built, on stderr.
+fn report_run(built: &[crate::sql::ModelName], environment: &str) {
+    if built.is_empty() {
+        eprintln!("Nothing to run: every model of `{environment}` is up to date.");
+    } else {
+        eprintln!(
+            "{} {} built in `{environment}`",
+            style("✔").green(),
+            plural(built.len(), "model")
+        );
+    }
+}
+
+/// `--no-diff`: the plan says what changed, without the text of the changes.
+fn hide_diffs(plan: &mut crate::plan::Plan) {
+    for change in &mut plan.changes {
+        change.diff = None;
+    }
+}
 
 fn plural(n: usize, word: &str) -> String {
     if n == 1 {

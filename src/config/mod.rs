@@ -389,10 +389,11 @@ pub struct PlanDefaults {
     pub include_unmodified: Option<bool>,
     /// Plan every change forward-only, as `--forward-only`.
     pub forward_only: Option<bool>,
+    /// Leave the text differences out of plans, as `--no-diff`.
+    pub no_diff: Option<bool>,
     // SQLMesh's other keys, accepted and not acted on yet (docs/configuration.md).
     pub auto_categorize_changes: Option<serde_norway::Value>,
     pub enable_preview: Option<serde_norway::Value>,
-    pub no_diff: Option<serde_norway::Value>,
     pub use_finalized_state: Option<serde_norway::Value>,
     pub always_recreate_environment: Option<serde_norway::Value>,
 }

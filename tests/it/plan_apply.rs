@@ -734,3 +734,128 @@ fn the_plan_section_of_config_yaml_sets_the_flags_defaults() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "dev2 has no names");
 }
+
+#[test]
+fn no_diff_leaves_out_the_text_of_changes_and_plan_no_diff_makes_it_the_default() {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    let model = s.read("models/full_model.sql");
+    s.write(
+        "models/full_model.sql",
+        &model.replace("COUNT(DISTINCT id) AS", "COUNT(DISTINCT id) * 2 AS"),
+    );
+    let plan = |args: &[&str]| {
+        let out = s.lake().args(args).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let with_diff = plan(&["plan", "dev", "--execution-time", EXEC]);
+    assert!(with_diff.contains("```diff"), "{with_diff}");
+    let without = plan(&["plan", "dev", "--no-diff", "--execution-time", EXEC]);
+    assert!(
+        !without.contains("```diff") && !without.contains("COUNT"),
+        "{without}"
+    );
+    assert!(
+        without.contains(
+            "- `demo__dev.full_model` (Breaking: changed the expression of column `num_orders`)"
+        ),
+        "{without}"
+    );
+    let json = plan(&[
+        "plan",
+        "dev",
+        "--no-diff",
+        "--format",
+        "json",
+        "--execution-time",
+        EXEC,
+    ]);
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        doc["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["diff"].is_null()),
+        "{doc}"
+    );
+    let config = s.read("config.yaml");
+    s.write(
+        "config.yaml",
+        &format!("{config}\nplan:\n  no_diff: true\n"),
+    );
+    assert_eq!(plan(&["plan", "dev", "--execution-time", EXEC]), without);
+}
+
+#[test]
+fn plan_run_builds_what_is_due_after_applying_and_only_for_prod() {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    // A day later nothing changed in the project: the plan has nothing to apply, and --run builds the
+    // incremental model's new day and refreshes the FULL model whose cron is due.
+    let next_day = "2024-06-02 12:00:00";
+    let out = s
+        .lake()
+        .args([
+            "plan",
+            "--auto-apply",
+            "--run",
+            "--execution-time",
+            next_day,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        built_models(&out),
+        ["demo.incremental_model", "demo.full_model"],
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("built in `prod`"), "{}", stderr(&out));
+    // Nothing due any more the same day.
+    let out = s
+        .lake()
+        .args([
+            "plan",
+            "--auto-apply",
+            "--run",
+            "--execution-time",
+            next_day,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(built_models(&out).is_empty(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Nothing to run: every model of `prod` is up to date."),
+        "{}",
+        stderr(&out)
+    );
+    // --run is prod's: a dev plan with it is refused before anything is planned.
+    let out = s
+        .lake()
+        .args([
+            "plan",
+            "dev",
+            "--run",
+            "--auto-apply",
+            "--execution-time",
+            next_day,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--run builds prod's due models"),
+        "{}",
+        stderr(&out)
+    );
+    let environments = s.lake().args(["environments"]).output().unwrap();
+    assert!(
+        !stdout(&environments).contains("dev"),
+        "{}",
+        stdout(&environments)
+    );
+}
