@@ -191,6 +191,11 @@ pub(super) enum Command {
     },
     /// Upgrade the state written by an older lake to this lake's schema (one transaction).
     Migrate,
+    /// Export or import the whole state (environments, snapshots, intervals) as one JSON file: to back it
+    /// up, or to move it, e.g. from the embedded `.lake/state.db` to a gateway's PostgreSQL
+    /// `state_connection` (export, change config.yaml, import).
+    #[command(subcommand)]
+    State(StateCommand),
     /// Write external_models.yaml: every table models read that lake does not build, with its columns.
     CreateExternalModels,
     /// Show each incremental model's complete and missing intervals in an environment.
@@ -406,6 +411,23 @@ pub(super) enum Command {
 pub enum RenderDialect {
     Duckdb,
     Spark,
+}
+
+/// `lake state …`.
+#[derive(Subcommand)]
+pub enum StateCommand {
+    /// Write the state as JSON to FILE (standard output without -o).
+    Export {
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Read a `lake state export` file into the configured state, which must have no environments yet.
+    /// An import that stops halfway leaves no environment behind, and running it again finishes it.
+    Import {
+        /// The export file (`-` for standard input).
+        #[arg(value_name = "FILE")]
+        input: std::path::PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

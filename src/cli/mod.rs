@@ -15,7 +15,7 @@ use crate::ops::{self, Context, PlanCheckFindings};
 use crate::plan::PlanOptions;
 use crate::profile;
 use crate::project::template;
-use args::{Cli, ColorChoice, Command, PlanFormat};
+use args::{Cli, ColorChoice, Command, PlanFormat, StateCommand};
 use output::{Audience, Progress};
 
 /// The command line, or the exit code after clap printed help, the version or a usage error.
@@ -637,6 +637,50 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             let ctx = load(cli)?;
             let version = ctx.migrate()?;
             writeln!(stdout, "State is at schema version {version}.").map_err(io)?;
+        }
+        Command::State(StateCommand::Export { output }) => {
+            let ctx = load(cli)?;
+            let export = ctx.export_state()?;
+            // Serialising plain data (strings, numbers, JSON values) cannot fail.
+            let text = serde_json::to_string_pretty(&export).unwrap_or_default();
+            match output {
+                Some(path) => {
+                    std::fs::write(path, format!("{text}\n"))
+                        .map_err(|e| LakeError::io(path, e))?;
+                    eprintln!(
+                        "Exported {}, {} and {} from {} to {}",
+                        plural(export.environments.len(), "environment"),
+                        plural(export.snapshots.len(), "snapshot"),
+                        plural(export.intervals.len(), "interval"),
+                        ctx.describe_state(),
+                        path.display()
+                    );
+                }
+                None => writeln!(stdout, "{text}").map_err(io)?,
+            }
+        }
+        Command::State(StateCommand::Import { input }) => {
+            let ctx = load(cli)?;
+            let (text, source) = if input.as_os_str() == "-" {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                    .map_err(|e| LakeError::io("standard input", e))?;
+                (text, "standard input".to_string())
+            } else {
+                let text = std::fs::read_to_string(input).map_err(|e| LakeError::io(input, e))?;
+                (text, input.display().to_string())
+            };
+            let export = crate::state::transfer::parse(&text, &source)?;
+            let report = ctx.import_state(&export)?;
+            writeln!(
+                stdout,
+                "Imported {}, {} and {} into {}.",
+                plural(report.environments, "environment"),
+                plural(report.snapshots, "snapshot"),
+                plural(report.intervals, "interval"),
+                ctx.describe_state()
+            )
+            .map_err(io)?;
         }
         Command::CreateExternalModels => {
             let ctx = Context::load_lenient(&cli.path, cli.gateway.as_deref())?;

@@ -144,6 +144,19 @@ impl Context {
         self.state_backend().migrate()
     }
 
+    /// The whole state, as `lake state export` writes it.
+    pub fn export_state(&self) -> Result<crate::state::transfer::StateExport> {
+        crate::state::transfer::export(self.open_state()?.as_ref())
+    }
+
+    /// Fills the configured state, which has no environments yet, with an export.
+    pub fn import_state(
+        &self,
+        export: &crate::state::transfer::StateExport,
+    ) -> Result<crate::state::transfer::ImportReport> {
+        crate::state::transfer::import(self.open_state()?.as_mut(), export)
+    }
+
     /// Where state is kept, for `lake info` (no credentials).
     pub fn describe_state(&self) -> String {
         self.state_backend().describe()

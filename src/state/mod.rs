@@ -5,6 +5,7 @@ pub mod postgres;
 pub mod schema;
 pub mod sqlite;
 pub mod timed;
+pub mod transfer;
 
 use std::collections::HashMap;
 
@@ -221,6 +222,8 @@ pub trait StateStore: Send {
     fn physical_schemas(&self) -> Result<Vec<String>>;
     /// Models whose in-place prod table (`virtual_environment_mode: dev_only`) holds data or is planned.
     fn in_place_models(&self) -> Result<Vec<ModelName>>;
+    /// The id of every stored snapshot, in order.
+    fn snapshot_ids(&self) -> Result<Vec<String>>;
     /// Forgets the intervals of a version that overlap `[start_ts, end_ts)` (before a restatement rebuilds them).
     fn remove_intervals(
         &mut self,

@@ -458,6 +458,19 @@ impl StateStore for PostgresState {
         rows.into_iter().map(|r| column(&r, 0, context)).collect()
     }
 
+    fn snapshot_ids(&self) -> Result<Vec<String>> {
+        let context = "listing snapshots";
+        let rows = self.run(
+            context,
+            sqlx::query(&format!(
+                "SELECT id FROM {} ORDER BY id",
+                self.t("snapshots")
+            ))
+            .fetch_all(&self.pool),
+        )?;
+        rows.into_iter().map(|r| column(&r, 0, context)).collect()
+    }
+
     fn in_place_models(&self) -> Result<Vec<ModelName>> {
         let context = "listing in-place tables";
         let rows = self.run(

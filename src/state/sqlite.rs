@@ -402,6 +402,18 @@ impl StateStore for SqliteState {
             .map_err(sql_err(context))
     }
 
+    fn snapshot_ids(&self) -> Result<Vec<String>> {
+        let context = "listing snapshots";
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM snapshots ORDER BY id")
+            .map_err(sql_err(context))?;
+        stmt.query_map([], |r| r.get::<_, String>(0))
+            .map_err(sql_err(context))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(sql_err(context))
+    }
+
     fn in_place_models(&self) -> Result<Vec<ModelName>> {
         let context = "listing in-place tables";
         let mut stmt = self

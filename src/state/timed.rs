@@ -46,6 +46,9 @@ impl StateStore for Timed {
     fn physical_schemas(&self) -> Result<Vec<String>> {
         timed(Phase::StateRead, || self.0.physical_schemas())
     }
+    fn snapshot_ids(&self) -> Result<Vec<String>> {
+        timed(Phase::StateRead, || self.0.snapshot_ids())
+    }
     fn in_place_models(&self) -> Result<Vec<ModelName>> {
         timed(Phase::StateRead, || self.0.in_place_models())
     }

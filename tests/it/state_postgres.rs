@@ -436,3 +436,122 @@ fn overlapping_runs_never_duplicate_rows() {
         "duplicates\n0\n"
     );
 }
+
+/// Moving state from the embedded SQLite file to PostgreSQL: export, point config.yaml at PostgreSQL,
+/// import. The project then plans and runs on PostgreSQL as it did, and an export from there is the same
+/// document.
+#[test]
+fn state_moves_from_sqlite_to_postgres_by_export_and_import() {
+    let Some(uri) = crate::common::pg::fresh_database() else {
+        return;
+    };
+    let s = Scratch::init();
+    s.apply(EXEC);
+    let model = s.read("models/full_model.sql");
+    s.write(
+        "models/full_model.sql",
+        &model.replace("COUNT(DISTINCT id) AS", "COUNT(DISTINCT id) * 2 AS"),
+    );
+    s.apply_env("dev", EXEC);
+    s.write("models/full_model.sql", &model);
+    let lake = |args: &[&str]| {
+        let out = s.lake().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    };
+    let exported = s.dir.path().join("state.json");
+    let exported_arg = exported.to_str().unwrap();
+    let out = lake(&["state", "export", "-o", exported_arg]);
+    assert!(
+        stderr(&out).contains("Exported 2 environments"),
+        "{}",
+        stderr(&out)
+    );
+
+    let config = s.read("config.yaml");
+    s.write(
+        "config.yaml",
+        &config.replace(
+            "      database: db.db\n",
+            &format!(
+                "      database: db.db\n    state_connection:\n{}",
+                crate::common::pg::connection_yaml(&uri, "      ")
+            ),
+        ),
+    );
+    let out = lake(&["state", "import", exported_arg]);
+    assert!(
+        stdout(&out).starts_with("Imported 2 environments, "),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains(".lake/state.db"), "{}", stdout(&out));
+    // The same state, now in PostgreSQL: nothing to plan in either environment.
+    s.assert_no_changes();
+    let out = lake(&["environments"]);
+    assert!(stdout(&out).contains("dev"), "{}", stdout(&out));
+    // Recorded intervals came along: a run a day later builds only what the new day makes due.
+    let out = lake(&["run", "--execution-time", "2024-06-02 12:00:00"]);
+    assert_eq!(
+        built_models(&out),
+        ["demo.incremental_model", "demo.full_model"],
+        "{}",
+        stderr(&out)
+    );
+    // A second import into the now filled state is refused, and changes nothing.
+    let out = s
+        .lake()
+        .args(["state", "import", exported_arg])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("this state already has environments (dev, prod)"),
+        "{}",
+        stderr(&out)
+    );
+    s.assert_demo_results();
+}
+
+#[test]
+fn an_export_round_trips_through_postgres_unchanged_and_a_stray_file_is_refused() {
+    let Some(uri) = crate::common::pg::fresh_database() else {
+        return;
+    };
+    let s = Scratch::init();
+    s.apply(EXEC);
+    let from_sqlite = stdout(&s.lake().args(["state", "export"]).output().unwrap());
+    let config = s.read("config.yaml");
+    s.write(
+        "config.yaml",
+        &config.replace(
+            "      database: db.db\n",
+            &format!(
+                "      database: db.db\n    state_connection:\n{}",
+                crate::common::pg::connection_yaml(&uri, "      ")
+            ),
+        ),
+    );
+    let stray = s.dir.path().join("stray.json");
+    std::fs::write(&stray, "{\"environments\": []}").unwrap();
+    let out = s
+        .lake()
+        .args(["state", "import", stray.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not a lake state export"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s
+        .lake()
+        .args(["state", "import", "-"])
+        .write_stdin(from_sqlite.clone())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let from_postgres = stdout(&s.lake().args(["state", "export"]).output().unwrap());
+    assert_eq!(from_postgres, from_sqlite);
+}
