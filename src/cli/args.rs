@@ -132,6 +132,10 @@ pub(super) enum Command {
         /// config.yaml makes it the default.
         #[arg(long)]
         no_diff: bool,
+        /// A new dev environment starts from this environment's versions instead of prod's (ignored once it
+        /// exists).
+        #[arg(long, value_name = "ENVIRONMENT")]
+        create_from: Option<String>,
         /// Prod only: after applying (or when there is nothing to apply), build what `lake run` would: the
         /// models whose cron is due and any missing intervals.
         #[arg(long)]

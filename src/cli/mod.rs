@@ -128,6 +128,7 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             allow_destructive_model,
             allow_additive_model,
             no_diff,
+            create_from,
             run,
             ignore_cron,
         } => {
@@ -158,6 +159,7 @@ fn run(cli: &Cli, stdout_tty: bool) -> Result<ExitCode> {
             options.skip_tests = *skip_tests;
             options.allow_destructive = allow_destructive_model.clone();
             options.allow_additive = allow_additive_model.clone();
+            options.create_from = create_from.clone();
             let json = *format == PlanFormat::Json;
             let interactive = !json && std::io::stdin().is_terminal() && stdout_tty && !no_prompts;
             let mut findings_output = Ok(());

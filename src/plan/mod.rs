@@ -46,6 +46,9 @@ pub struct PlanOptions {
     pub allow_destructive: Vec<String>,
     /// Models whose additive column changes this plan applies whatever `on_additive_change` says.
     pub allow_additive: Vec<String>,
+    /// The environment a new dev environment starts from (`--create-from`; prod when unset): its versions
+    /// are the base the project is compared with.
+    pub create_from: Option<String>,
 }
 
 /// Models whose column changes a plan applies whatever their policy says (SQLMesh's
@@ -70,6 +73,7 @@ impl PlanOptions {
             skip_tests: false,
             allow_destructive: Vec::new(),
             allow_additive: Vec::new(),
+            create_from: None,
         }
     }
 }
@@ -273,9 +277,30 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
     } else {
         state.environment(PROD)?
     };
-    let (base, created_from) = match (&target, &prod) {
+    let origin = match options.create_from.as_deref() {
+        Some(_) if env_name == PROD => {
+            return Err(LakeError::Usage(
+                "--create-from starts a new dev environment; prod is never created from another"
+                    .into(),
+                Some("plan prod without --create-from".into()),
+            ));
+        }
+        Some(from) if target.is_none() => {
+            let from = EnvironmentName::parse(from)?;
+            let env = state.environment(&from)?.ok_or_else(|| {
+                LakeError::Usage(
+                    format!("environment `{from}` to create `{env_name}` from does not exist"),
+                    Some("`lake environments` lists them".into()),
+                )
+            })?;
+            Some((from.to_string(), env))
+        }
+        // An environment that exists already is compared with itself.
+        _ => prod.clone().map(|p| (PROD.to_string(), p)),
+    };
+    let (base, created_from) = match (&target, origin) {
         (Some(t), _) => (Some(t.clone()), None),
-        (None, Some(p)) => (Some(p.clone()), Some(PROD.to_string())),
+        (None, Some((from, env))) => (Some(env), Some(from)),
         (None, None) => (None, None),
     };
     let base_by_name: HashMap<&ModelName, &crate::state::EnvSnapshot> = base

@@ -796,3 +796,68 @@ fn physical_schema_mapping_places_new_versions_and_each_version_keeps_its_schema
         "{message}"
     );
 }
+
+#[test]
+fn create_from_starts_a_dev_environment_from_another_one_and_builds_nothing_it_has() {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    edit(
+        &s,
+        "models/full_model.sql",
+        "COUNT(DISTINCT id) AS",
+        "COUNT(DISTINCT id) * 3 AS",
+    );
+    s.apply_env("staging", EXEC);
+    let out = run(
+        &s,
+        &[
+            "plan",
+            "pr_1",
+            "--create-from",
+            "staging",
+            "--auto-apply",
+            "--execution-time",
+            EXEC,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("**New environment `pr_1` will be created from `staging`**"),
+        "{}",
+        stdout(&out)
+    );
+    // Staging built the change: the new environment reuses its tables.
+    assert!(built_models(&out).is_empty(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&run(&s, &["table-name", "demo.full_model", "-e", "pr_1"])),
+        stdout(&run(
+            &s,
+            &["table-name", "demo.full_model", "-e", "staging"]
+        ))
+    );
+    assert_eq!(
+        s.csv("select * from demo__pr_1.full_model order by item_id"),
+        "item_id,num_orders\n1,15\n2,3\n3,3\n"
+    );
+    // Without it, a new environment is compared with prod.
+    let out = run(&s, &["plan", "pr_2", "--execution-time", EXEC]);
+    assert!(
+        stdout(&out).contains("created from `prod`"),
+        "{}",
+        stdout(&out)
+    );
+    for (args, message) in [
+        (
+            &["plan", "pr_3", "--create-from", "nope"][..],
+            "environment `nope` to create `pr_3` from does not exist",
+        ),
+        (
+            &["plan", "--create-from", "staging"][..],
+            "prod is never created from another",
+        ),
+    ] {
+        let out = run(&s, args);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+    }
+}
