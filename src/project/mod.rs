@@ -96,6 +96,8 @@ pub struct Project {
     pub cached_analyses: usize,
     /// Rewriting the cache file, when this load changed it.
     cache_writer: Option<std::thread::JoinHandle<()>>,
+    /// By model index: whether prod writes its table in place (see [`Project::dev_only`]).
+    in_place_prod: Vec<bool>,
 }
 
 impl Drop for Project {
@@ -113,18 +115,7 @@ impl Project {
     /// Whether prod writes model `i`'s table in place under its name (`virtual_environment_mode: dev_only`, in
     /// config.yaml or its MODEL block) rather than exposing versioned tables through names.
     pub fn dev_only(&self, i: usize) -> bool {
-        use crate::config::VirtualEnvironmentMode;
-        let mode = self.models[i]
-            .meta
-            .virtual_environment_mode
-            .as_deref()
-            .and_then(VirtualEnvironmentMode::parse)
-            .unwrap_or(self.config.virtual_environment_mode);
-        mode == VirtualEnvironmentMode::DevOnly
-            && !matches!(
-                self.models[i].meta.kind,
-                model::ModelKind::External | model::ModelKind::Embedded
-            )
+        self.in_place_prod[i]
     }
 
     /// The Spark Connect engine that builds model `i` (its `gateway`, or the project's), or `None` when lake
@@ -343,6 +334,23 @@ impl Project {
                 }
             }
         }
+        // The MODEL block's mode was checked when it was parsed; config.yaml's when the config was resolved.
+        let in_place_prod = models
+            .iter()
+            .map(|m| {
+                let mode = m
+                    .meta
+                    .virtual_environment_mode
+                    .as_deref()
+                    .and_then(crate::config::VirtualEnvironmentMode::parse)
+                    .unwrap_or(config.virtual_environment_mode);
+                mode == crate::config::VirtualEnvironmentMode::DevOnly
+                    && !matches!(
+                        m.meta.kind,
+                        model::ModelKind::External | model::ModelKind::Embedded
+                    )
+            })
+            .collect();
         let mut project = Project {
             root,
             config,
@@ -364,6 +372,7 @@ impl Project {
             lenient,
             cached_analyses: 0,
             cache_writer: None,
+            in_place_prod,
         };
         if !errors.is_empty() {
             return Err(crate::error::collect(errors));

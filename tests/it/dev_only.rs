@@ -365,85 +365,57 @@ fn dev_only_with_duckdb_storage_makes_prod_base_tables_and_dev_views() {
     );
 }
 
+/// Applies `project(from, storage)`, switches config.yaml to `to`, lets the switching apply die at
+/// `before-promote`, then plans again, which must finish the switch; returns the project with the rows every
+/// mode must show checked.
+fn switch_with_a_crash_before_promotion(from: &str, to: &str, storage: &str) -> Scratch {
+    let s = project(from, storage);
+    let apply = ["plan", "--auto-apply", "--execution-time", "2024-01-05"];
+    succeed(&s, &apply);
+    set_mode(&s, to);
+    let out = s
+        .lake()
+        .args(apply)
+        .env("LAKE_FAILPOINT", "before-promote")
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success() && stderr(&out).contains("failpoint before-promote"),
+        "{storage}: {}",
+        stderr(&out)
+    );
+    succeed(&s, &apply);
+    assert_eq!(
+        s.csv("select * from shop.events order by id"),
+        "id,amount,day\n1,10,2024-01-01\n2,20,2024-01-02\n3,30,2024-01-03\n4,40,2024-01-04\n",
+        "{storage}"
+    );
+    assert_eq!(s.csv("select * from shop.total"), "total\n100\n");
+    assert_eq!(
+        s.csv("select count(*) AS n from shop.ids"),
+        "n\n4\n",
+        "{storage}"
+    );
+    s
+}
+
 #[test]
 fn switching_to_dev_only_resumes_after_a_crash_before_promotion() {
     for storage in ["", "storage:\n  type: duckdb\n"] {
-        let s = project("full", storage);
-        succeed(
-            &s,
-            &["plan", "--auto-apply", "--execution-time", "2024-01-05"],
-        );
-        set_mode(&s, "dev_only");
-        // The in-place tables are built, the process dies before prod is promoted.
-        let out = s
-            .lake()
-            .args(["plan", "--auto-apply", "--execution-time", "2024-01-05"])
-            .env("LAKE_FAILPOINT", "before-promote")
-            .output()
-            .unwrap();
-        assert!(
-            !out.status.success(),
-            "{storage}: the failpoint stops the apply"
-        );
-        assert!(
-            stderr(&out).contains("failpoint before-promote"),
-            "{}",
-            stderr(&out)
-        );
-        // The next plan finishes the switch: prod names are the in-place tables, with every row.
-        succeed(
-            &s,
-            &["plan", "--auto-apply", "--execution-time", "2024-01-05"],
-        );
+        // The in-place tables were built when the process died; the next plan makes them prod's names.
+        let s = switch_with_a_crash_before_promotion("full", "dev_only", storage);
         assert_eq!(table_name(&s, "shop.events", "prod"), "shop.events");
-        assert_eq!(
-            s.csv("select * from shop.events order by id"),
-            "id,amount,day\n1,10,2024-01-01\n2,20,2024-01-02\n3,30,2024-01-03\n4,40,2024-01-04\n",
-            "{storage}"
-        );
-        assert_eq!(s.csv("select * from shop.total"), "total\n100\n");
-        assert_eq!(
-            s.csv("select count(*) AS n from shop.ids"),
-            "n\n4\n",
-            "{storage}"
-        );
     }
 }
 
 #[test]
 fn switching_back_to_full_resumes_after_a_crash_before_promotion_and_keeps_every_table() {
     for storage in ["", "storage:\n  type: duckdb\n"] {
-        let s = project("dev_only", storage);
-        succeed(
-            &s,
-            &["plan", "--auto-apply", "--execution-time", "2024-01-05"],
-        );
-        set_mode(&s, "full");
-        // Versioned tables are built, the in-place ones dropped and prod's names pointed: then the process dies.
-        let out = s
-            .lake()
-            .args(["plan", "--auto-apply", "--execution-time", "2024-01-05"])
-            .env("LAKE_FAILPOINT", "before-promote")
-            .output()
-            .unwrap();
-        assert!(
-            stderr(&out).contains("failpoint before-promote"),
-            "{}",
-            stderr(&out)
-        );
-        // The next plan promotes without dropping what the names now show.
-        succeed(
-            &s,
-            &["plan", "--auto-apply", "--execution-time", "2024-01-05"],
-        );
+        // Versioned tables were built, the in-place ones dropped and prod's names pointed when the process
+        // died; the next plan promotes without dropping what the names now show.
+        let s = switch_with_a_crash_before_promotion("dev_only", "full", storage);
         let versioned = table_name(&s, "shop.events", "prod");
         assert!(versioned.starts_with("lake__shop."), "{versioned}");
-        assert_eq!(
-            s.csv("select * from shop.events order by id"),
-            "id,amount,day\n1,10,2024-01-01\n2,20,2024-01-02\n3,30,2024-01-03\n4,40,2024-01-04\n",
-            "{storage}"
-        );
-        assert_eq!(s.csv("select * from shop.total"), "total\n100\n");
         if storage.is_empty() {
             assert!(!s.project.join("warehouse/shop/events").exists());
             let folder = versioned.replace('.', "/");

@@ -455,34 +455,27 @@ fn postgres_catalog_with_s3_warehouse() {
     prod_refresh_then_dev_change(&s);
 
     let Some(python) = pyiceberg() else { return };
-    let tables = read_catalog(
-        &python,
-        &catalog_uri.replacen("postgres://", "postgresql+psycopg2://", 1),
-        "s3://lake/prod",
-        &json!({
-            "s3.endpoint": server.endpoint,
-            "s3.access-key-id": ACCESS_KEY,
-            "s3.secret-access-key": SECRET_KEY,
-            "s3.region": REGION,
-        }),
-    );
+    let read = || {
+        read_catalog(
+            &python,
+            &catalog_uri.replacen("postgres://", "postgresql+psycopg2://", 1),
+            "s3://lake/prod",
+            &json!({
+                "s3.endpoint": server.endpoint,
+                "s3.access-key-id": ACCESS_KEY,
+                "s3.secret-access-key": SECRET_KEY,
+                "s3.region": REGION,
+            }),
+        )
+    };
+    let tables = read();
     assert_demo_catalog(&tables);
     // The janitor drops dev's tables and their names from the PostgreSQL catalog.
     for args in [&["invalidate", "dev"][..], &["janitor", "--ignore-ttl"][..]] {
         let out = s.lake().args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
     }
-    let tables = read_catalog(
-        &python,
-        &catalog_uri.replacen("postgres://", "postgresql+psycopg2://", 1),
-        "s3://lake/prod",
-        &json!({
-            "s3.endpoint": server.endpoint,
-            "s3.access-key-id": ACCESS_KEY,
-            "s3.secret-access-key": SECRET_KEY,
-            "s3.region": REGION,
-        }),
-    );
+    let tables = read();
     assert!(tables.get("demo__dev.full_model").is_none(), "{tables}");
     s.assert_demo_results();
 }

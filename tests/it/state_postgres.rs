@@ -437,6 +437,21 @@ fn overlapping_runs_never_duplicate_rows() {
     );
 }
 
+/// Points the demo's gateway at PostgreSQL state in the database `uri` (its tables stay where they are).
+fn move_state_to_postgres(s: &Scratch, uri: &str) {
+    let config = s.read("config.yaml");
+    s.write(
+        "config.yaml",
+        &config.replace(
+            "      database: db.db\n",
+            &format!(
+                "      database: db.db\n    state_connection:\n{}",
+                crate::common::pg::connection_yaml(uri, "      ")
+            ),
+        ),
+    );
+}
+
 /// Moving state from the embedded SQLite file to PostgreSQL: export, point config.yaml at PostgreSQL,
 /// import. The project then plans and runs on PostgreSQL as it did, and an export from there is the same
 /// document.
@@ -468,17 +483,7 @@ fn state_moves_from_sqlite_to_postgres_by_export_and_import() {
         stderr(&out)
     );
 
-    let config = s.read("config.yaml");
-    s.write(
-        "config.yaml",
-        &config.replace(
-            "      database: db.db\n",
-            &format!(
-                "      database: db.db\n    state_connection:\n{}",
-                crate::common::pg::connection_yaml(&uri, "      ")
-            ),
-        ),
-    );
+    move_state_to_postgres(&s, &uri);
     let out = lake(&["state", "import", exported_arg]);
     assert!(
         stdout(&out).starts_with("Imported 2 environments, "),
@@ -521,17 +526,7 @@ fn an_export_round_trips_through_postgres_unchanged_and_a_stray_file_is_refused(
     let s = Scratch::init();
     s.apply(EXEC);
     let from_sqlite = stdout(&s.lake().args(["state", "export"]).output().unwrap());
-    let config = s.read("config.yaml");
-    s.write(
-        "config.yaml",
-        &config.replace(
-            "      database: db.db\n",
-            &format!(
-                "      database: db.db\n    state_connection:\n{}",
-                crate::common::pg::connection_yaml(&uri, "      ")
-            ),
-        ),
-    );
+    move_state_to_postgres(&s, &uri);
     let stray = s.dir.path().join("stray.json");
     std::fs::write(&stray, "{\"environments\": []}").unwrap();
     let out = s
