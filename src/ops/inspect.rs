@@ -170,28 +170,12 @@ impl Context {
     /// `bench`; a reference to a schema the project owns is qualified with the catalog so it means the schema.
     pub(super) fn disambiguate(&self, sql: &str) -> String {
         let catalog = &self.project.default_catalog;
-        let owns_schema = |schema: &str| {
+        crate::sql::qualify_catalog_named_schema(sql, catalog, catalog, |schema| {
             self.project
                 .models
                 .iter()
                 .any(|m| m.meta.name.schema == schema)
-        };
-        let Ok(statements) = crate::sql::parse(sql) else {
-            return sql.to_string();
-        };
-        let edits = crate::sql::table_refs(sql, &statements)
-            .into_iter()
-            .filter(|r| r.parts.len() == 2 && r.parts[0].value.eq_ignore_ascii_case(catalog))
-            .filter(|r| owns_schema(&r.parts[0].value.to_lowercase()))
-            .map(|r| {
-                (
-                    r.offset,
-                    0,
-                    format!("{}.", crate::sql::quote_ident(catalog)),
-                )
-            })
-            .collect();
-        crate::sql::replace_spans(sql, edits)
+        })
     }
 
     /// For each incremental or FULL model of `environment`: the intervals built and those missing up to `now`.

@@ -368,6 +368,28 @@ impl Visitor for RefCollector<'_> {
     }
 }
 
+/// Qualifies with `qualifier` each two-part reference `first.table` of `sql` whose first part is `first`
+/// (case-insensitive) and that `keep` accepts (given the lower-cased first part): when a DuckDB catalog and a
+/// schema share a name (`bench.db` holding schema `bench`), `bench.orders` is ambiguous to DuckDB, and
+/// `qualifier.bench.orders` is not. SQL that does not parse is returned as it is.
+pub fn qualify_catalog_named_schema(
+    sql: &str,
+    first: &str,
+    qualifier: &str,
+    keep: impl Fn(&str) -> bool,
+) -> String {
+    let Ok(statements) = parse(sql) else {
+        return sql.to_string();
+    };
+    let edits = table_refs(sql, &statements)
+        .into_iter()
+        .filter(|r| r.parts.len() == 2 && r.parts[0].value.eq_ignore_ascii_case(first))
+        .filter(|r| keep(&r.parts[0].value.to_lowercase()))
+        .map(|r| (r.offset, 0, format!("{}.", quote_ident(qualifier))))
+        .collect();
+    replace_spans(sql, edits)
+}
+
 /// Replaces located spans of `sql` (non-overlapping) with new text.
 pub fn replace_spans(sql: &str, mut edits: Vec<(usize, usize, String)>) -> String {
     edits.sort_by_key(|e| e.0);

@@ -13,11 +13,11 @@ model_defaults:\n  dialect: duckdb\n  start: 2024-01-01\n  cron: '@daily'\n";
 const EVENTS: &str = "MODEL (name shop.events, kind INCREMENTAL_BY_TIME_RANGE (time_column day));\n\
 SELECT id, amount, day FROM shop.raw WHERE day BETWEEN @start_ds AND @end_ds\n";
 
-const EVENTS_DOUBLED: &str = "MODEL (name shop.events, kind INCREMENTAL_BY_TIME_RANGE (time_column day));\n\
+pub(crate) const EVENTS_DOUBLED: &str = "MODEL (name shop.events, kind INCREMENTAL_BY_TIME_RANGE (time_column day));\n\
 SELECT id, amount, day, amount * 2 AS doubled FROM shop.raw WHERE day BETWEEN @start_ds AND @end_ds\n";
 
 /// A seed, an incremental model over it, a FULL total and a view, in `mode`, stored as `storage` says.
-fn project(mode: &str, storage: &str) -> Scratch {
+pub(crate) fn project(mode: &str, storage: &str) -> Scratch {
     let s = Scratch::empty();
     s.write(
         "config.yaml",

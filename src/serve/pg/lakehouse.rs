@@ -2,7 +2,7 @@
 //! the Iceberg catalog, one attached database per environment (its models under their prod names and every
 //! physical version), and a pool of sessions that run clients' queries in parallel up to a limit.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
@@ -44,6 +44,8 @@ struct Pooled {
 
 /// The shared reader: sessions for queries and the channel to the refresher.
 pub struct Lakehouse {
+    /// The reader engine's own catalog, whose name a model schema may share (`shop.db` holding `shop`).
+    catalog: String,
     pool: Arc<Mutex<Vec<Pooled>>>,
     permits: Arc<tokio::sync::Semaphore>,
     refresher: mpsc::UnboundedSender<RefreshRequest>,
@@ -98,6 +100,7 @@ pub fn open<'a>(
     let (sender, receiver) = mpsc::unbounded_channel();
     Ok((
         Lakehouse {
+            catalog: refresher.catalog.clone(),
             permits: Arc::new(tokio::sync::Semaphore::new(pool.len())),
             pool: Arc::new(Mutex::new(pool)),
             refresher: sender,
@@ -166,12 +169,18 @@ impl Refresher<'_> {
             return Ok(names.clone());
         }
         let environments = self.ctx.sync_engine(&self.session)?;
+        // Physical tables are those in `lake__*` schemas, and any other an environment shows: in a schema
+        // `physical_schema_mapping` chose, or prod's in-place table of a dev_only model.
+        let shown: HashSet<PhysicalTable> = environments
+            .iter()
+            .flat_map(|env| env.snapshots.iter().map(|s| s.table()))
+            .collect();
         let physical: HashMap<PhysicalTable, String> = self
             .session
             .query_rows(
                 &format!(
                     "SELECT schema_name, view_name, coalesce(comment, '') FROM duckdb_views() \
-                     WHERE database_name = {} AND starts_with(schema_name, 'lake__')",
+                     WHERE database_name = {} AND NOT internal",
                     quote_literal(&self.catalog)
                 ),
                 || "listing the physical tables".into(),
@@ -185,6 +194,7 @@ impl Refresher<'_> {
                 };
                 Some((table, row.next()??))
             })
+            .filter(|(table, _)| table.schema.starts_with("lake__") || shown.contains(table))
             .collect();
         let mut names = BTreeSet::new();
         for env in &environments {
@@ -389,6 +399,9 @@ impl Lakehouse {
         let pool = self.pool.clone();
         let running = stop.running.clone();
         let use_sql = format!("USE {}", quote_ident(environment));
+        // In an environment's database, `shop.events` means its schema `shop`, never the engine's catalog.
+        let sql =
+            crate::sql::qualify_catalog_named_schema(&sql, &self.catalog, environment, |_| true);
         tokio::task::spawn_blocking(move || {
             let mut schema_tx = Some(schema_tx);
             let outcome = pooled

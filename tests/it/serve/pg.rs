@@ -488,3 +488,55 @@ fn passwords_by_scram_or_md5_over_tls_are_required_and_never_printed() {
         );
     }
 }
+
+/// A dev_only project whose DuckDB file (`shop.db`) is named like its schema: psql reads prod's in-place
+/// tables and dev's preview by their plain names, `shop.events` meaning the schema, not the engine's catalog.
+#[test]
+fn psql_reads_in_place_prod_tables_of_a_project_named_like_its_schema() {
+    let Some(psql) = psql() else {
+        return;
+    };
+    let s = crate::dev_only::project("dev_only", "");
+    for args in [
+        &["plan", "--auto-apply", "--execution-time", "2024-01-03"][..],
+        &["run", "--execution-time", "2024-01-05"][..],
+    ] {
+        let out = s.lake().args(args).output().unwrap();
+        assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    }
+    s.write("models/events.sql", crate::dev_only::EVENTS_DOUBLED);
+    let out = s
+        .lake()
+        .args([
+            "plan",
+            "dev",
+            "--auto-apply",
+            "--execution-time",
+            "2024-01-05",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", crate::common::stderr(&out));
+    let server = PgServer::start(&s);
+    let prod = server.psql(
+        &psql,
+        "prod",
+        &[
+            "select count(*), sum(amount) from shop.events",
+            "select * from shop.total",
+        ],
+    );
+    assert!(
+        prod.status.success(),
+        "{}",
+        String::from_utf8_lossy(&prod.stderr)
+    );
+    assert_eq!(text(&prod), "4|100\n100\n");
+    let dev = server.psql(&psql, "dev", &["select sum(doubled) from shop.events"]);
+    assert!(
+        dev.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dev.stderr)
+    );
+    assert_eq!(text(&dev), "200\n");
+}
