@@ -795,18 +795,22 @@ fn plan_run_builds_what_is_due_after_applying_and_only_for_prod() {
     // A day later nothing changed in the project: the plan has nothing to apply, and --run builds the
     // incremental model's new day and refreshes the FULL model whose cron is due.
     let next_day = "2024-06-02 12:00:00";
-    let out = s
-        .lake()
-        .args([
-            "plan",
-            "--auto-apply",
-            "--run",
-            "--execution-time",
-            next_day,
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let apply_and_run = || {
+        let out = s
+            .lake()
+            .args([
+                "plan",
+                "--auto-apply",
+                "--run",
+                "--execution-time",
+                next_day,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        out
+    };
+    let out = apply_and_run();
     assert_eq!(
         built_models(&out),
         ["demo.incremental_model", "demo.full_model"],
@@ -815,18 +819,7 @@ fn plan_run_builds_what_is_due_after_applying_and_only_for_prod() {
     );
     assert!(stderr(&out).contains("built in `prod`"), "{}", stderr(&out));
     // Nothing due any more the same day.
-    let out = s
-        .lake()
-        .args([
-            "plan",
-            "--auto-apply",
-            "--run",
-            "--execution-time",
-            next_day,
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let out = apply_and_run();
     assert!(built_models(&out).is_empty(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("Nothing to run: every model of `prod` is up to date."),
