@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::PROD;
 
@@ -71,128 +71,36 @@ pub(super) enum ColorChoice {
 #[derive(Subcommand)]
 pub(super) enum Command {
     /// Create a new project: config.yaml, SEED, FULL and VIEW models, a seed CSV, tests and audits.
-    Init {
-        /// Directory to create the project in (default: --path).
-        dir: Option<PathBuf>,
-        /// Write the template even if the directory is not empty (overwrites template files).
-        #[arg(long)]
-        force: bool,
-    },
+    Init(InitArgs),
     /// Show how the project differs from an environment, then build and promote the changes.
     ///
     /// Without --auto-apply, a terminal is asked to confirm; anything else only prints the plan.
     /// A dev environment reuses prod's tables for every model it does not change (zero copy).
-    Plan {
-        /// Environment to plan for [default: `default_target_environment` of config.yaml, else prod].
-        environment: Option<String>,
-        /// Apply without asking.
-        #[arg(long)]
-        auto_apply: bool,
-        /// Never ask; print the plan and apply only with --auto-apply.
-        #[arg(long)]
-        no_prompts: bool,
-        /// Give a dev environment names for every model, not only the changed ones.
-        #[arg(long)]
-        include_unmodified: bool,
-        /// Pin "now" (YYYY-MM-DD or "YYYY-MM-DD HH:MM:SS", UTC) for reproducible runs.
-        #[arg(long)]
-        execution_time: Option<String>,
-        /// Keep every changed model's physical table in prod: the change applies to data built from now on.
-        /// Nothing is rebuilt; the next `lake run` uses the new logic. In a dev environment, the change is
-        /// previewed in tables of its own that prod never takes over. `plan.forward_only: true` in
-        /// config.yaml makes it the default.
-        #[arg(long)]
-        forward_only: bool,
-        /// `text`: a tree on a terminal, Markdown in a pipe. `json`: one document for CI (never prompts).
-        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
-        format: PlanFormat,
-        /// Dev plans: build incremental intervals from this date on (YYYY-MM-DD).
-        #[arg(short, long)]
-        start: Option<String>,
-        /// Dev plans: build incremental intervals up to this date, inclusive.
-        #[arg(short, long)]
-        end: Option<String>,
-        /// Rebuild this model (its intervals within --start/--end) and everything downstream; repeatable.
-        #[arg(short, long = "restate-model", value_name = "MODEL")]
-        restate_model: Vec<String>,
-        /// Plan without running the unit tests in tests/*.yaml first.
-        #[arg(long)]
-        skip_tests: bool,
-        /// Plan without running the linter first (when `linter.enabled` is true).
-        #[arg(long)]
-        skip_linter: bool,
-        /// Apply this forward-only model's destructive column changes (a dropped column, a narrowed type)
-        /// even though its `on_destructive_change` says otherwise; repeatable.
-        #[arg(long = "allow-destructive-model", value_name = "MODEL")]
-        allow_destructive_model: Vec<String>,
-        /// Apply this model's additive column changes even though its `on_additive_change` says otherwise.
-        #[arg(long = "allow-additive-model", value_name = "MODEL")]
-        allow_additive_model: Vec<String>,
-        /// Leave out the text differences of changed models (also in --format json). `plan.no_diff: true` in
-        /// config.yaml makes it the default.
-        #[arg(long)]
-        no_diff: bool,
-        /// A new dev environment starts from this environment's versions instead of prod's (ignored once it
-        /// exists).
-        #[arg(long, value_name = "ENVIRONMENT")]
-        create_from: Option<String>,
-        /// Prod only: after applying (or when there is nothing to apply), build what `lake run` would: the
-        /// models whose cron is due and any missing intervals.
-        #[arg(long)]
-        run: bool,
-        /// With --run: rebuild FULL models even if their cron is not due.
-        #[arg(long, requires = "run")]
-        ignore_cron: bool,
-    },
+    Plan(PlanArgs),
     /// Write a unit test for MODEL from live data: each --query gives an upstream model's input rows, and the
     /// expected output is what the model's query makes of them now.
     ///
     /// `lake create-test demo.full_model --query demo.incremental_model "SELECT * FROM demo.incremental_model LIMIT 5"`
-    CreateTest {
-        model: String,
-        /// `UPSTREAM_MODEL SQL`; repeatable.
-        #[arg(long = "query", num_args = 2, value_names = ["UPSTREAM", "SQL"], required = true)]
-        queries: Vec<String>,
-        /// Where to write it, relative to the project (default tests/test_<model>.yaml).
-        #[arg(long, value_name = "FILE")]
-        file: Option<PathBuf>,
-        /// Replace an existing file.
-        #[arg(long)]
-        overwrite: bool,
-    },
+    CreateTest(CreateTestArgs),
     /// Run the unit tests in tests/*.yaml on in-memory DuckDB; exit 1 if any fails.
     ///
     /// Select tests as `tests/file.yaml`, `tests/file.yaml::test_name` or `test_name`:
     /// `lake test tests/test_full_model.yaml::test_full_model`.
-    Test { tests: Vec<String> },
+    Test(TestArgs),
     /// Check the models against the rules chosen under `linter:` in config.yaml; exit 1 on an error.
     ///
     /// Rules: ambiguousorinvalidcolumn, invalidselectstarexpansion (both checked by DuckDB's binder on
     /// empty tables), noselectstar, noambiguousprojections, nomissingaudits, nomissingowner,
     /// nomissingunittest. Turn them on with `linter: {enabled: true, rules: ALL}`; `warn_rules` only warn,
     /// `ignored_rules` (also a MODEL property) skip. Every plan lints first unless --skip-linter.
-    Lint {
-        /// Only these models (repeatable); default: every model.
-        #[arg(long = "model", value_name = "MODEL")]
-        models: Vec<String>,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
+    Lint(LintArgs),
     /// Rewrite models/*.sql and audits/*.sql in one canonical style (`--check` in CI)
     ///
     /// MODEL properties one per line, SQL keywords upper-case at the start of clauses, one select item per
     /// line. Names keep their case and comments stay; a statement lake cannot re-lay without changing its
     /// meaning is kept as written and listed. In CI, `lake format --check` changes nothing and exits 1 when
     /// a file would change.
-    Format {
-        /// Only report the files that would change; exit 1 if any would.
-        #[arg(long)]
-        check: bool,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
+    Format(FormatArgs),
     /// Upgrade the state written by an older lake to this lake's schema (one transaction).
     Migrate,
     /// Export or import the whole state (environments, snapshots, intervals) as one JSON file: to back it
@@ -203,212 +111,390 @@ pub(super) enum Command {
     /// Write external_models.yaml: every table models read that lake does not build, with its columns.
     CreateExternalModels,
     /// Show each incremental model's complete and missing intervals in an environment.
-    CheckIntervals {
-        #[arg(default_value = PROD)]
-        environment: String,
-        /// Pin "now" (UTC).
-        #[arg(long)]
-        execution_time: Option<String>,
-    },
+    CheckIntervals(CheckIntervalsArgs),
     /// Show how the project differs from an environment; exit 1 if it does, 0 if it matches.
-    Diff {
-        #[arg(default_value = PROD)]
-        environment: String,
-    },
+    Diff(DiffArgs),
     /// List environments: when each was last updated and when it expires.
-    Environments {
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
+    Environments(EnvironmentsArgs),
     /// Expire an environment now; the janitor then removes its names (prod cannot be invalidated).
-    Invalidate {
-        environment: String,
-        /// Run the janitor for this environment at once.
-        #[arg(short, long)]
-        sync: bool,
-    },
+    Invalidate(InvalidateArgs),
     /// Remove expired environments, then drop the tables no environment uses once their TTL has passed.
     ///
     /// Best-effort: a failure is reported and the rest still runs (exit 1 if anything failed).
-    Janitor {
-        /// Drop unused tables even if their snapshot TTL has not passed yet.
-        #[arg(long)]
-        ignore_ttl: bool,
-        /// Only this environment, and the tables only it used.
-        #[arg(short, long)]
-        environment: Option<String>,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
+    Janitor(JanitorArgs),
     /// Run the models' audits on the data of the project's versions; exit 1 if a blocking audit finds bad rows.
     ///
     /// Audits the version each model's files define once a plan built it (also when its failing audits kept
     /// the plan from promoting it), else the one the environment serves. Each failing audit prints its query
     /// and a sample of the bad rows: `lake audit --model demo.full_model --start 2024-01-01 --end 2024-01-31`.
-    Audit {
-        /// Only these models (repeatable); default: every model with audits.
-        #[arg(long = "model", value_name = "MODEL")]
-        models: Vec<String>,
-        #[arg(short, long, default_value = PROD)]
-        environment: String,
-        /// Pin "now" (UTC) for time macros in audit queries.
-        #[arg(long)]
-        execution_time: Option<String>,
-        /// Audit only the rows of time-range models from this date or time on (other kinds: all rows).
-        #[arg(long)]
-        start: Option<String>,
-        /// ... up to this date (inclusive) or time (exclusive).
-        #[arg(long)]
-        end: Option<String>,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
+    Audit(AuditArgs),
     /// Print the physical table that holds a model's data in an environment.
-    TableName {
-        model: String,
-        #[arg(short, long, default_value = PROD)]
-        environment: String,
-    },
+    TableName(TableNameArgs),
     /// Compare a model between two environments: schema, row counts and per-column match rates.
     ///
     /// Rows are joined on --on, or on the model's `grain`: `lake table-diff prod:dev demo.full_model`.
-    TableDiff {
-        /// `SOURCE:TARGET` environments.
-        environments: String,
-        model: String,
-        /// Columns identifying a row (comma-separated); default: the model's grain.
-        #[arg(long, value_delimiter = ',')]
-        on: Vec<String>,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
+    TableDiff(TableDiffArgs),
     /// Rebuild the models of an environment whose cron is due (and any missing data).
-    Run {
-        /// Environment to run [default: `default_target_environment` of config.yaml, else prod].
-        environment: Option<String>,
-        /// Rebuild FULL models even if their cron is not due.
-        #[arg(long)]
-        ignore_cron: bool,
-        /// Pin "now" (UTC).
-        #[arg(long)]
-        execution_time: Option<String>,
-        /// Only these models; repeatable.
-        #[arg(long = "select-model", value_name = "MODEL")]
-        select_model: Vec<String>,
-        /// Only intervals from this date on.
-        #[arg(short, long)]
-        start: Option<String>,
-        /// Only intervals up to this date, inclusive.
-        #[arg(short, long)]
-        end: Option<String>,
-    },
+    Run(RunArgs),
     /// Print the SQL a model would run, with macros rendered and physical table names.
     ///
     /// `--dialect spark` prints the Spark SQL a Spark gateway's engine runs for it (DuckDB SQL translated).
-    Render {
-        model: String,
-        #[arg(long)]
-        execution_time: Option<String>,
-        /// SQL dialect to print: `duckdb` as lake runs it locally, `spark` as a Spark gateway runs it.
-        #[arg(long, value_enum, default_value_t = RenderDialect::Duckdb)]
-        dialect: RenderDialect,
-    },
+    Render(RenderArgs),
     /// Run a model's query and print its rows, writing nothing.
-    Evaluate {
-        model: String,
-        /// Rows to show at most.
-        #[arg(long, default_value_t = 1000)]
-        limit: usize,
-        #[arg(long, value_enum, default_value_t = RowFormat::Table)]
-        format: RowFormat,
-        #[arg(long)]
-        execution_time: Option<String>,
-    },
+    Evaluate(EvaluateArgs),
     /// Run SQL against the warehouse and print the result (environments resolve, e.g. demo__dev.model).
-    Fetchdf {
-        sql: String,
-        /// `table` for people, `csv` (with a header row) or `json` for scripts.
-        #[arg(long, value_enum, default_value_t = RowFormat::Table)]
-        format: RowFormat,
-    },
+    Fetchdf(FetchdfArgs),
     /// Print the model dependency graph.
-    Dag {
-        #[arg(long, value_enum, default_value_t = DagFormat::Text)]
-        format: DagFormat,
-        /// Write to a file instead of stdout.
-        #[arg(short, long)]
-        output: Option<PathBuf>,
-    },
+    Dag(DagArgs),
     /// Show the project's models, macros, environments and whether the engine answers.
-    Info {
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
-    },
+    Info(InfoArgs),
     /// Serve the lakehouse to other engines: an Iceberg REST catalog over every environment.
     ///
     /// DuckDB: ATTACH 'lake' AS lake (TYPE iceberg, ENDPOINT 'http://127.0.0.1:8181', AUTHORIZATION_TYPE
     /// 'none'); then SELECT * FROM lake.demo.full_model (prod) or lake.demo__dev_alice.full_model.
     /// pyiceberg: load_catalog("lake", type="rest", uri="http://127.0.0.1:8181"). Ctrl-C stops it.
-    Serve {
-        /// Address to listen on; loopback by default so nothing outside this machine can connect.
-        #[arg(long, default_value = "127.0.0.1")]
-        host: String,
-        /// Port for the REST catalog; 0 picks a free one (see --json).
-        #[arg(long, default_value_t = 8181)]
-        port: u16,
-        /// Print the bound address as one JSON line on stdout once requests are accepted (for scripts).
-        #[arg(long)]
-        json: bool,
-        /// Require a bearer token: the value of this environment variable (never printed). Clients send it
-        /// as `Authorization: Bearer …`, or as the client secret of OAuth2 client credentials.
-        #[arg(long, value_name = "NAME")]
-        token_env: Option<String>,
-        /// Accept commits to existing tables (how a Spark gateway's engine writes model versions) and, outside
-        /// the namespaces of the project's models, namespace and table creation (the names of lake's own
-        /// namespaces change only through `lake plan`). Without it the catalog is read-only. On
-        /// the PostgreSQL endpoint it lets statements other than queries run, on the server's private
-        /// in-memory database (they never change the lakehouse).
-        #[arg(long)]
-        allow_writes: bool,
-        /// Also serve the PostgreSQL wire protocol on this port (pgduck_server's is 5332): `psql -h 127.0.0.1
-        /// -p 5332 -d prod`; the database name picks the environment (prod by default). 0 picks a free port.
-        #[arg(long, value_name = "PORT")]
-        pg_port: Option<u16>,
-        /// Serve no REST catalog (with --pg-port: only the PostgreSQL endpoint).
-        #[arg(long, requires = "pg_port")]
-        no_rest: bool,
-        /// Default `statement_timeout` of PostgreSQL clients, e.g. `30s` or `500ms` (clients may SET their own).
-        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-        statement_timeout: Option<std::time::Duration>,
-        /// PostgreSQL connections served at once; more are refused (SQLSTATE 53300).
-        #[arg(long, default_value_t = 100)]
-        max_connections: usize,
-        /// Queries the PostgreSQL endpoint runs at once; the rest wait their turn.
-        #[arg(long, default_value_t = 4)]
-        max_concurrent_queries: usize,
-        /// DuckDB's memory limit for the PostgreSQL endpoint's queries, e.g. `4GB`.
-        #[arg(long, value_name = "SIZE")]
-        memory_limit: Option<String>,
-        /// PostgreSQL users, from this environment variable (never printed): `user:password`, several
-        /// separated by commas. Clients then prove their password (see --pg-auth).
-        #[arg(long, value_name = "NAME")]
-        pg_users_env: Option<String>,
-        /// How PostgreSQL clients prove their password: scram-sha-256 (the default with --pg-users-env), md5,
-        /// or password (cleartext; only with --tls-cert). Without users: trust.
-        #[arg(long, value_name = "METHOD")]
-        pg_auth: Option<String>,
-        /// TLS certificate chain (PEM) for PostgreSQL clients that ask for TLS (`sslmode=require`).
-        #[arg(long, value_name = "FILE", requires = "tls_key")]
-        tls_cert: Option<std::path::PathBuf>,
-        /// The certificate's private key (PEM).
-        #[arg(long, value_name = "FILE", requires = "tls_cert")]
-        tls_key: Option<std::path::PathBuf>,
-    },
+    Serve(ServeArgs),
+}
+
+// `lake init`'s arguments.
+#[derive(Args)]
+pub(super) struct InitArgs {
+    /// Directory to create the project in (default: --path).
+    pub(super) dir: Option<PathBuf>,
+    /// Write the template even if the directory is not empty (overwrites template files).
+    #[arg(long)]
+    pub(super) force: bool,
+}
+
+// `lake plan`'s arguments.
+#[derive(Args)]
+pub(super) struct PlanArgs {
+    /// Environment to plan for [default: `default_target_environment` of config.yaml, else prod].
+    pub(super) environment: Option<String>,
+    /// Apply without asking.
+    #[arg(long)]
+    pub(super) auto_apply: bool,
+    /// Never ask; print the plan and apply only with --auto-apply.
+    #[arg(long)]
+    pub(super) no_prompts: bool,
+    /// Give a dev environment names for every model, not only the changed ones.
+    #[arg(long)]
+    pub(super) include_unmodified: bool,
+    /// Pin "now" (YYYY-MM-DD or "YYYY-MM-DD HH:MM:SS", UTC) for reproducible runs.
+    #[arg(long)]
+    pub(super) execution_time: Option<String>,
+    /// Keep every changed model's physical table in prod: the change applies to data built from now on.
+    /// Nothing is rebuilt; the next `lake run` uses the new logic. In a dev environment, the change is
+    /// previewed in tables of its own that prod never takes over. `plan.forward_only: true` in
+    /// config.yaml makes it the default.
+    #[arg(long)]
+    pub(super) forward_only: bool,
+    /// `text`: a tree on a terminal, Markdown in a pipe. `json`: one document for CI (never prompts).
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub(super) format: PlanFormat,
+    /// Dev plans: build incremental intervals from this date on (YYYY-MM-DD).
+    #[arg(short, long)]
+    pub(super) start: Option<String>,
+    /// Dev plans: build incremental intervals up to this date, inclusive.
+    #[arg(short, long)]
+    pub(super) end: Option<String>,
+    /// Rebuild this model (its intervals within --start/--end) and everything downstream; repeatable.
+    #[arg(short, long = "restate-model", value_name = "MODEL")]
+    pub(super) restate_model: Vec<String>,
+    /// Plan without running the unit tests in tests/*.yaml first.
+    #[arg(long)]
+    pub(super) skip_tests: bool,
+    /// Plan without running the linter first (when `linter.enabled` is true).
+    #[arg(long)]
+    pub(super) skip_linter: bool,
+    /// Apply this forward-only model's destructive column changes (a dropped column, a narrowed type)
+    /// even though its `on_destructive_change` says otherwise; repeatable.
+    #[arg(long = "allow-destructive-model", value_name = "MODEL")]
+    pub(super) allow_destructive_model: Vec<String>,
+    /// Apply this model's additive column changes even though its `on_additive_change` says otherwise.
+    #[arg(long = "allow-additive-model", value_name = "MODEL")]
+    pub(super) allow_additive_model: Vec<String>,
+    /// Leave out the text differences of changed models (also in --format json). `plan.no_diff: true` in
+    /// config.yaml makes it the default.
+    #[arg(long)]
+    pub(super) no_diff: bool,
+    /// A new dev environment starts from this environment's versions instead of prod's (ignored once it
+    /// exists).
+    #[arg(long, value_name = "ENVIRONMENT")]
+    pub(super) create_from: Option<String>,
+    /// Prod only: after applying (or when there is nothing to apply), build what `lake run` would: the
+    /// models whose cron is due and any missing intervals.
+    #[arg(long)]
+    pub(super) run: bool,
+    /// With --run: rebuild FULL models even if their cron is not due.
+    #[arg(long, requires = "run")]
+    pub(super) ignore_cron: bool,
+}
+
+// `lake create-test`'s arguments.
+#[derive(Args)]
+pub(super) struct CreateTestArgs {
+    pub(super) model: String,
+    /// `UPSTREAM_MODEL SQL`; repeatable.
+    #[arg(long = "query", num_args = 2, value_names = ["UPSTREAM", "SQL"], required = true)]
+    pub(super) queries: Vec<String>,
+    /// Where to write it, relative to the project (default tests/test_<model>.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub(super) file: Option<PathBuf>,
+    /// Replace an existing file.
+    #[arg(long)]
+    pub(super) overwrite: bool,
+}
+
+// `lake test`'s arguments.
+#[derive(Args)]
+pub(super) struct TestArgs {
+    pub(super) tests: Vec<String>,
+}
+
+// `lake lint`'s arguments.
+#[derive(Args)]
+pub(super) struct LintArgs {
+    /// Only these models (repeatable); default: every model.
+    #[arg(long = "model", value_name = "MODEL")]
+    pub(super) models: Vec<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+// `lake format`'s arguments.
+#[derive(Args)]
+pub(super) struct FormatArgs {
+    /// Only report the files that would change; exit 1 if any would.
+    #[arg(long)]
+    pub(super) check: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+// `lake check-intervals`'s arguments.
+#[derive(Args)]
+pub(super) struct CheckIntervalsArgs {
+    #[arg(default_value = PROD)]
+    pub(super) environment: String,
+    /// Pin "now" (UTC).
+    #[arg(long)]
+    pub(super) execution_time: Option<String>,
+}
+
+// `lake diff`'s arguments.
+#[derive(Args)]
+pub(super) struct DiffArgs {
+    #[arg(default_value = PROD)]
+    pub(super) environment: String,
+}
+
+// `lake environments`'s arguments.
+#[derive(Args)]
+pub(super) struct EnvironmentsArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+// `lake invalidate`'s arguments.
+#[derive(Args)]
+pub(super) struct InvalidateArgs {
+    pub(super) environment: String,
+    /// Run the janitor for this environment at once.
+    #[arg(short, long)]
+    pub(super) sync: bool,
+}
+
+// `lake janitor`'s arguments.
+#[derive(Args)]
+pub(super) struct JanitorArgs {
+    /// Drop unused tables even if their snapshot TTL has not passed yet.
+    #[arg(long)]
+    pub(super) ignore_ttl: bool,
+    /// Only this environment, and the tables only it used.
+    #[arg(short, long)]
+    pub(super) environment: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+// `lake audit`'s arguments.
+#[derive(Args)]
+pub(super) struct AuditArgs {
+    /// Only these models (repeatable); default: every model with audits.
+    #[arg(long = "model", value_name = "MODEL")]
+    pub(super) models: Vec<String>,
+    #[arg(short, long, default_value = PROD)]
+    pub(super) environment: String,
+    /// Pin "now" (UTC) for time macros in audit queries.
+    #[arg(long)]
+    pub(super) execution_time: Option<String>,
+    /// Audit only the rows of time-range models from this date or time on (other kinds: all rows).
+    #[arg(long)]
+    pub(super) start: Option<String>,
+    /// ... up to this date (inclusive) or time (exclusive).
+    #[arg(long)]
+    pub(super) end: Option<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+// `lake table-name`'s arguments.
+#[derive(Args)]
+pub(super) struct TableNameArgs {
+    pub(super) model: String,
+    #[arg(short, long, default_value = PROD)]
+    pub(super) environment: String,
+}
+
+// `lake table-diff`'s arguments.
+#[derive(Args)]
+pub(super) struct TableDiffArgs {
+    /// `SOURCE:TARGET` environments.
+    pub(super) environments: String,
+    pub(super) model: String,
+    /// Columns identifying a row (comma-separated); default: the model's grain.
+    #[arg(long, value_delimiter = ',')]
+    pub(super) on: Vec<String>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+// `lake run`'s arguments.
+#[derive(Args)]
+pub(super) struct RunArgs {
+    /// Environment to run [default: `default_target_environment` of config.yaml, else prod].
+    pub(super) environment: Option<String>,
+    /// Rebuild FULL models even if their cron is not due.
+    #[arg(long)]
+    pub(super) ignore_cron: bool,
+    /// Pin "now" (UTC).
+    #[arg(long)]
+    pub(super) execution_time: Option<String>,
+    /// Only these models; repeatable.
+    #[arg(long = "select-model", value_name = "MODEL")]
+    pub(super) select_model: Vec<String>,
+    /// Only intervals from this date on.
+    #[arg(short, long)]
+    pub(super) start: Option<String>,
+    /// Only intervals up to this date, inclusive.
+    #[arg(short, long)]
+    pub(super) end: Option<String>,
+}
+
+// `lake render`'s arguments.
+#[derive(Args)]
+pub(super) struct RenderArgs {
+    pub(super) model: String,
+    #[arg(long)]
+    pub(super) execution_time: Option<String>,
+    /// SQL dialect to print: `duckdb` as lake runs it locally, `spark` as a Spark gateway runs it.
+    #[arg(long, value_enum, default_value_t = RenderDialect::Duckdb)]
+    pub(super) dialect: RenderDialect,
+}
+
+// `lake evaluate`'s arguments.
+#[derive(Args)]
+pub(super) struct EvaluateArgs {
+    pub(super) model: String,
+    /// Rows to show at most.
+    #[arg(long, default_value_t = 1000)]
+    pub(super) limit: usize,
+    #[arg(long, value_enum, default_value_t = RowFormat::Table)]
+    pub(super) format: RowFormat,
+    #[arg(long)]
+    pub(super) execution_time: Option<String>,
+}
+
+// `lake fetchdf`'s arguments.
+#[derive(Args)]
+pub(super) struct FetchdfArgs {
+    pub(super) sql: String,
+    /// `table` for people, `csv` (with a header row) or `json` for scripts.
+    #[arg(long, value_enum, default_value_t = RowFormat::Table)]
+    pub(super) format: RowFormat,
+}
+
+// `lake dag`'s arguments.
+#[derive(Args)]
+pub(super) struct DagArgs {
+    #[arg(long, value_enum, default_value_t = DagFormat::Text)]
+    pub(super) format: DagFormat,
+    /// Write to a file instead of stdout.
+    #[arg(short, long)]
+    pub(super) output: Option<PathBuf>,
+}
+
+// `lake info`'s arguments.
+#[derive(Args)]
+pub(super) struct InfoArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub(super) json: bool,
+}
+
+// `lake serve`'s arguments.
+#[derive(Args)]
+pub(super) struct ServeArgs {
+    /// Address to listen on; loopback by default so nothing outside this machine can connect.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(super) host: String,
+    /// Port for the REST catalog; 0 picks a free one (see --json).
+    #[arg(long, default_value_t = 8181)]
+    pub(super) port: u16,
+    /// Print the bound address as one JSON line on stdout once requests are accepted (for scripts).
+    #[arg(long)]
+    pub(super) json: bool,
+    /// Require a bearer token: the value of this environment variable (never printed). Clients send it
+    /// as `Authorization: Bearer …`, or as the client secret of OAuth2 client credentials.
+    #[arg(long, value_name = "NAME")]
+    pub(super) token_env: Option<String>,
+    /// Accept commits to existing tables (how a Spark gateway's engine writes model versions) and, outside
+    /// the namespaces of the project's models, namespace and table creation (the names of lake's own
+    /// namespaces change only through `lake plan`). Without it the catalog is read-only. On
+    /// the PostgreSQL endpoint it lets statements other than queries run, on the server's private
+    /// in-memory database (they never change the lakehouse).
+    #[arg(long)]
+    pub(super) allow_writes: bool,
+    /// Also serve the PostgreSQL wire protocol on this port (pgduck_server's is 5332): `psql -h 127.0.0.1
+    /// -p 5332 -d prod`; the database name picks the environment (prod by default). 0 picks a free port.
+    #[arg(long, value_name = "PORT")]
+    pub(super) pg_port: Option<u16>,
+    /// Serve no REST catalog (with --pg-port: only the PostgreSQL endpoint).
+    #[arg(long, requires = "pg_port")]
+    pub(super) no_rest: bool,
+    /// Default `statement_timeout` of PostgreSQL clients, e.g. `30s` or `500ms` (clients may SET their own).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(super) statement_timeout: Option<std::time::Duration>,
+    /// PostgreSQL connections served at once; more are refused (SQLSTATE 53300).
+    #[arg(long, default_value_t = 100)]
+    pub(super) max_connections: usize,
+    /// Queries the PostgreSQL endpoint runs at once; the rest wait their turn.
+    #[arg(long, default_value_t = 4)]
+    pub(super) max_concurrent_queries: usize,
+    /// DuckDB's memory limit for the PostgreSQL endpoint's queries, e.g. `4GB`.
+    #[arg(long, value_name = "SIZE")]
+    pub(super) memory_limit: Option<String>,
+    /// PostgreSQL users, from this environment variable (never printed): `user:password`, several
+    /// separated by commas. Clients then prove their password (see --pg-auth).
+    #[arg(long, value_name = "NAME")]
+    pub(super) pg_users_env: Option<String>,
+    /// How PostgreSQL clients prove their password: scram-sha-256 (the default with --pg-users-env), md5,
+    /// or password (cleartext; only with --tls-cert). Without users: trust.
+    #[arg(long, value_name = "METHOD")]
+    pub(super) pg_auth: Option<String>,
+    /// TLS certificate chain (PEM) for PostgreSQL clients that ask for TLS (`sslmode=require`).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(super) tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(super) tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,7 +1,6 @@
 //! Rendering for the terminal and for scripts: plans, tables of rows (aligned, CSV, JSON), progress.
 
 use std::io::Write;
-use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -857,36 +856,6 @@ pub fn write_format_report(
 pub fn timestamp(ms: Option<i64>) -> String {
     ms.and_then(chrono::DateTime::from_timestamp_millis)
         .map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-}
-
-pub fn janitor_output(
-    stdout: &mut dyn Write,
-    report: &crate::ops::janitor::JanitorReport,
-    json: bool,
-) -> Result<ExitCode, LakeError> {
-    let io = |e: std::io::Error| LakeError::io("<stdout>", e);
-    if json {
-        let doc = serde_json::to_value(report).map_err(|e| LakeError::Output(e.to_string()))?;
-        writeln!(stdout, "{doc:#}").map_err(io)?;
-    } else {
-        for env in &report.environments_removed {
-            writeln!(stdout, "Removed environment `{env}`").map_err(io)?;
-        }
-        for table in &report.tables_dropped {
-            writeln!(stdout, "Dropped table {table}").map_err(io)?;
-        }
-        if report.environments_removed.is_empty() && report.tables_dropped.is_empty() {
-            writeln!(stdout, "Nothing to clean up.").map_err(io)?;
-        }
-        for failure in &report.failures {
-            eprintln!("{} {failure}", style("error:").red().bold());
-        }
-    }
-    Ok(if report.failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
 }
 
 /// The dependency graph as text (`model <- parents`), Graphviz dot, or Mermaid.

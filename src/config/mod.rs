@@ -713,6 +713,100 @@ fn resolve(
     gateway: Option<&str>,
     unknown_keys: Vec<String>,
 ) -> Result<ResolvedConfig> {
+    let (gateway_name, gateway_cfg) = choose_gateway(file, &config, gateway)?;
+    let mut warnings = Vec::new();
+    let connection_cfg = gateway_cfg
+        .connection
+        .clone()
+        .or_else(|| config.default_connection.clone());
+    let connection = engine_connection(root, file, &gateway_name, connection_cfg)?;
+    let state_schema = gateway_cfg.state_schema.as_deref();
+    let state = state_choice(file, &gateway_name, &gateway_cfg)?;
+    if let (StateChoice::Embedded, Some(schema)) = (&state, state_schema) {
+        warnings.push(format!(
+            "gateway `{gateway_name}`: state_schema `{schema}` applies to PostgreSQL state; the embedded state \
+             in .lake/ has no schemas"
+        ));
+    }
+    let storage = storage::resolve(root, config.storage.as_ref())?;
+    let mut model_defaults = config.model_defaults.clone();
+    if let Some(overrides) = &gateway_cfg.model_defaults {
+        merge_defaults(&mut model_defaults, overrides);
+    }
+    if model_defaults.batch_concurrency == Some(0) {
+        return Err(value_error(
+            file,
+            "batch_concurrency",
+            "0",
+            "`batch_concurrency` expects a whole number of at least 1".into(),
+            Some("write `batch_concurrency: 1` for one batch at a time, or leave it out for no limit".into()),
+        ));
+    }
+    let mut variables = config.variables.clone();
+    variables.extend(gateway_cfg.variables.clone());
+    // A TTL lake cannot read is located at its value.
+    let ttl = |key: &str, written: Option<&str>| -> Result<Duration> {
+        let Some(text) = written else {
+            return Ok(DEFAULT_TTL);
+        };
+        parse_ttl(text).map_err(|e| match e {
+            LakeError::Config { message, help } => value_error(file, key, text, message, help),
+            other => other,
+        })
+    };
+    let snapshot_ttl = ttl("snapshot_ttl", config.snapshot_ttl.as_deref())?;
+    let cache_dir = root.join(config.cache_dir.as_deref().unwrap_or(".lake/cache"));
+    let suffix_target = suffix_target(file, &config)?;
+    let physical_schemas = physical_schema_mapping(file, config.physical_schema_mapping.as_ref())?;
+    let virtual_environment_mode = virtual_environment_mode(file, &config)?;
+    if let Some(format) = config.time_column_format.as_deref()
+        && !crate::intervals::is_time_format(format)
+    {
+        return Err(value_error(
+            file,
+            "time_column_format",
+            format,
+            format!("`{format}` is not a time format"),
+            Some("use strftime codes, as SQLMesh does: `time_column_format: '%Y%m%d'`".into()),
+        ));
+    }
+    let linter = linter::LinterConfig::from_config(config.linter.as_ref())?;
+    let environment_ttl = ttl("environment_ttl", config.environment_ttl.as_deref())?;
+    let mut spark_gateways = BTreeMap::new();
+    for (name, g) in &config.gateways {
+        if let Some(c) = &g.connection
+            && c.kind.eq_ignore_ascii_case("spark")
+        {
+            spark_gateways.insert(name.clone(), SparkConnection::parse(name, c)?);
+        }
+    }
+    Ok(ResolvedConfig {
+        config,
+        gateway: gateway_name,
+        spark_gateways,
+        connection,
+        storage,
+        state,
+        model_defaults,
+        variables,
+        snapshot_ttl,
+        environment_ttl,
+        linter,
+        unknown_keys,
+        warnings,
+        cache_dir,
+        physical_schemas,
+        suffix_target,
+        virtual_environment_mode,
+    })
+}
+
+/// The gateway to use (`--gateway`, else `default_gateway`, else the first defined) and its settings.
+fn choose_gateway(
+    file: &SourceFile,
+    config: &Config,
+    gateway: Option<&str>,
+) -> Result<(String, GatewayConfig)> {
     let gateway_name = match gateway.or(config.default_gateway.as_deref()) {
         Some(g) => g.to_string(),
         None => config
@@ -749,12 +843,18 @@ fn resolve(
             ));
         }
     };
-    let mut warnings = Vec::new();
-    let connection_cfg = gateway_cfg
-        .connection
-        .clone()
-        .or_else(|| config.default_connection.clone());
-    let connection = match connection_cfg {
+    Ok((gateway_name, gateway_cfg))
+}
+
+/// The engine models run on: the gateway's DuckDB database (models of a Spark gateway run on the engine;
+/// seeds, views and reads stay on the local DuckDB).
+fn engine_connection(
+    root: &Path,
+    file: &SourceFile,
+    gateway_name: &str,
+    connection_cfg: Option<ConnectionConfig>,
+) -> Result<EngineConnection> {
+    Ok(match connection_cfg {
         None => EngineConnection::DuckDb {
             database: Some(root.join("db.db")),
             concurrent_tasks: default_concurrency(),
@@ -801,9 +901,17 @@ fn resolve(
                 Some("lake runs models on DuckDB (`type: duckdb`) or on a Spark Connect engine (`type: spark`)".into()),
             ));
         }
-    };
+    })
+}
+
+/// Where state is kept: embedded in the project, or the gateway's PostgreSQL `state_connection`.
+fn state_choice(
+    file: &SourceFile,
+    gateway_name: &str,
+    gateway_cfg: &GatewayConfig,
+) -> Result<StateChoice> {
     let state_schema = gateway_cfg.state_schema.as_deref();
-    let state = match &gateway_cfg.state_connection {
+    Ok(match &gateway_cfg.state_connection {
         None => StateChoice::Embedded,
         Some(c)
             if c.kind.eq_ignore_ascii_case("duckdb") || c.kind.eq_ignore_ascii_case("sqlite") =>
@@ -855,42 +963,12 @@ fn resolve(
                 "keep state in the project (no state_connection) or in PostgreSQL (`type: postgres`)",
             ));
         }
-    };
-    if let (StateChoice::Embedded, Some(schema)) = (&state, state_schema) {
-        warnings.push(format!(
-            "gateway `{gateway_name}`: state_schema `{schema}` applies to PostgreSQL state; the embedded state \
-             in .lake/ has no schemas"
-        ));
-    }
-    let storage = storage::resolve(root, config.storage.as_ref())?;
-    let mut model_defaults = config.model_defaults.clone();
-    if let Some(overrides) = &gateway_cfg.model_defaults {
-        merge_defaults(&mut model_defaults, overrides);
-    }
-    if model_defaults.batch_concurrency == Some(0) {
-        return Err(value_error(
-            file,
-            "batch_concurrency",
-            "0",
-            "`batch_concurrency` expects a whole number of at least 1".into(),
-            Some("write `batch_concurrency: 1` for one batch at a time, or leave it out for no limit".into()),
-        ));
-    }
-    let mut variables = config.variables.clone();
-    variables.extend(gateway_cfg.variables.clone());
-    // A TTL lake cannot read is located at its value.
-    let ttl = |key: &str, written: Option<&str>| -> Result<Duration> {
-        let Some(text) = written else {
-            return Ok(DEFAULT_TTL);
-        };
-        parse_ttl(text).map_err(|e| match e {
-            LakeError::Config { message, help } => value_error(file, key, text, message, help),
-            other => other,
-        })
-    };
-    let snapshot_ttl = ttl("snapshot_ttl", config.snapshot_ttl.as_deref())?;
-    let cache_dir = root.join(config.cache_dir.as_deref().unwrap_or(".lake/cache"));
-    let suffix_target = match config.environment_suffix_target.as_deref() {
+    })
+}
+
+/// `environment_suffix_target`: where dev environments' names put their suffix.
+fn suffix_target(file: &SourceFile, config: &Config) -> Result<SuffixTarget> {
+    Ok(match config.environment_suffix_target.as_deref() {
         None => SuffixTarget::default(),
         Some(text) => SuffixTarget::parse(text).ok_or_else(|| {
             let help = if text.eq_ignore_ascii_case("catalog") {
@@ -909,9 +987,12 @@ fn resolve(
                 Some(help.into()),
             )
         })?,
-    };
-    let physical_schemas = physical_schema_mapping(file, config.physical_schema_mapping.as_ref())?;
-    let virtual_environment_mode = match config.virtual_environment_mode.as_deref() {
+    })
+}
+
+/// `virtual_environment_mode`: `full` or `dev_only`.
+fn virtual_environment_mode(file: &SourceFile, config: &Config) -> Result<VirtualEnvironmentMode> {
+    Ok(match config.virtual_environment_mode.as_deref() {
         None => VirtualEnvironmentMode::default(),
         Some(text) => VirtualEnvironmentMode::parse(text).ok_or_else(|| {
             value_error(
@@ -926,46 +1007,6 @@ fn resolve(
                 ),
             )
         })?,
-    };
-    if let Some(format) = config.time_column_format.as_deref()
-        && !crate::intervals::is_time_format(format)
-    {
-        return Err(value_error(
-            file,
-            "time_column_format",
-            format,
-            format!("`{format}` is not a time format"),
-            Some("use strftime codes, as SQLMesh does: `time_column_format: '%Y%m%d'`".into()),
-        ));
-    }
-    let linter = linter::LinterConfig::from_config(config.linter.as_ref())?;
-    let environment_ttl = ttl("environment_ttl", config.environment_ttl.as_deref())?;
-    let mut spark_gateways = BTreeMap::new();
-    for (name, g) in &config.gateways {
-        if let Some(c) = &g.connection
-            && c.kind.eq_ignore_ascii_case("spark")
-        {
-            spark_gateways.insert(name.clone(), SparkConnection::parse(name, c)?);
-        }
-    }
-    Ok(ResolvedConfig {
-        config,
-        gateway: gateway_name,
-        spark_gateways,
-        connection,
-        storage,
-        state,
-        model_defaults,
-        variables,
-        snapshot_ttl,
-        environment_ttl,
-        linter,
-        unknown_keys,
-        warnings,
-        cache_dir,
-        physical_schemas,
-        suffix_target,
-        virtual_environment_mode,
     })
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{LakeError, Result, SourceError, SourceFile};
-use crate::project::model::parser::{ModelBlock, Value, ValueKind, parse_block};
+use crate::project::block::{ModelBlock, Value, ValueKind, parse_block};
 use crate::sql::lex;
 
 /// Lines longer than this are broken (MODEL property lists).

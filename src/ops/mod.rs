@@ -12,7 +12,10 @@ mod quality;
 mod run;
 
 pub use inspect::{Info, ModelIntervals};
-pub use planning::{PlanCheckFindings, execution_time, fail_on_lint_errors, window};
+pub use planning::{
+    PlanCheckFindings, PlanRequest, PlanSettings, execution_time, fail_on_lint_errors,
+    large_backfill, window,
+};
 pub use quality::{AUDIT_SAMPLE_ROWS, AuditResult};
 pub use run::{RunOptions, RunReport};
 

@@ -78,7 +78,90 @@ pub fn execution_time(pinned: Option<&str>) -> Result<NaiveDateTime> {
     }
 }
 
+/// What a caller asks of `lake plan`, as typed: a flag left false takes config.yaml's `plan:` default, and
+/// times and dates are text still to be checked.
+#[derive(Debug, Clone, Default)]
+pub struct PlanRequest {
+    pub environment: Option<String>,
+    pub auto_apply: bool,
+    pub no_prompts: bool,
+    pub include_unmodified: bool,
+    pub forward_only: bool,
+    pub no_diff: bool,
+    pub execution_time: Option<String>,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub restate: Vec<String>,
+    pub skip_tests: bool,
+    pub skip_linter: bool,
+    pub allow_destructive: Vec<String>,
+    pub allow_additive: Vec<String>,
+    pub create_from: Option<String>,
+    /// Prod only: after applying, build what `lake run` would.
+    pub run: bool,
+    pub ignore_cron: bool,
+}
+
+/// A plan request with config.yaml's defaults applied and checked.
+#[derive(Debug, Clone)]
+pub struct PlanSettings {
+    pub options: PlanOptions,
+    pub auto_apply: bool,
+    pub no_prompts: bool,
+    /// What to run once prod holds the project (`--run`).
+    pub then_run: Option<super::RunOptions>,
+}
+
+/// Above this many batches, a plan warns before it starts (SQLMesh users see hours of silence instead).
+const LARGE_BACKFILL: usize = 500;
+
+/// The number of batches `plan` runs when it is large enough to warn about before starting.
+pub fn large_backfill(plan: &Plan) -> Option<usize> {
+    let batches: usize = plan.backfills.iter().map(|b| b.batches.len().max(1)).sum();
+    (batches > LARGE_BACKFILL).then_some(batches)
+}
+
 impl Context {
+    /// `request` with config.yaml's `plan:` defaults (`auto_apply`, `no_prompts`, `include_unmodified`,
+    /// `forward_only`, `no_diff`) filling what it leaves unset; `--run` is refused outside prod.
+    pub fn plan_settings(&self, request: &PlanRequest) -> Result<PlanSettings> {
+        let defaults = &self.project.config.config.plan;
+        let environment = self.target_environment(request.environment.as_deref());
+        if request.run && environment != crate::PROD {
+            return Err(LakeError::Usage(
+                format!("--run builds prod's due models; `{environment}` is a dev environment"),
+                Some(format!(
+                    "plan `{environment}` without --run, then `lake run {environment}` builds what is due there"
+                )),
+            ));
+        }
+        let or_default = |flag: bool, default: Option<bool>| flag || default == Some(true);
+        let mut options = PlanOptions::new(
+            environment,
+            execution_time(request.execution_time.as_deref())?,
+        );
+        options.include_unmodified =
+            or_default(request.include_unmodified, defaults.include_unmodified);
+        options.forward_only = or_default(request.forward_only, defaults.forward_only);
+        options.no_diff = or_default(request.no_diff, defaults.no_diff);
+        options.window = window(request.start.as_deref(), request.end.as_deref())?;
+        options.restate = request.restate.clone();
+        options.skip_linter = request.skip_linter;
+        options.skip_tests = request.skip_tests;
+        options.allow_destructive = request.allow_destructive.clone();
+        options.allow_additive = request.allow_additive.clone();
+        options.create_from = request.create_from.clone();
+        Ok(PlanSettings {
+            options,
+            auto_apply: or_default(request.auto_apply, defaults.auto_apply),
+            no_prompts: or_default(request.no_prompts, defaults.no_prompts),
+            then_run: request.run.then(|| super::RunOptions {
+                ignore_cron: request.ignore_cron,
+                ..Default::default()
+            }),
+        })
+    }
+
     /// The environment `plan` and `run` act on: the one named, else config.yaml's
     /// `default_target_environment`, else prod (as in SQLMesh).
     pub fn target_environment(&self, named: Option<&str>) -> String {
@@ -136,7 +219,10 @@ impl Context {
             }
         }
         drop(checks);
-        let plan = self.diff_against_state(options)?;
+        let mut plan = self.diff_against_state(options)?;
+        if options.no_diff {
+            plan.drop_diffs();
+        }
         // before_all / after_all render now, so one that cannot is reported by every plan, not only by the
         // first that has something to apply.
         for moment in [Moment::BeforeAll, Moment::AfterAll] {

@@ -1,15 +1,275 @@
-//! Automatic change categorisation: compares two versions of a model query with sqlparser and says whether
-//! the change breaks what downstream models read (and why).
+//! The category of every change a plan finds, with its reason: the policy (overrides, forward-only plans and
+//! kinds, dev_only models in place) and the automatic part, which compares two versions of a model query with
+//! sqlparser and says whether the change breaks what downstream models read.
 
 use sqlparser::ast::{Expr, Query, SelectItem, SetExpr, Statement, TableFactor};
 
-/// The verdict on a directly modified model, with a reason a person can check.
+use super::{Category, ChangeKind, PlanOptions};
+use crate::project::Project;
+use crate::project::model::ModelKind;
+use crate::snapshot::{Snapshot, is_in_place};
+use crate::state::{EnvSnapshot, StoredSnapshot};
+
+/// A category and the reason a person can check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    /// Existing columns keep their values: children need no rebuild.
-    NonBreaking(String),
-    /// Rows or existing columns may differ: children must be rebuilt.
-    Breaking(String),
+pub struct Categorised {
+    pub category: Category,
+    pub reason: String,
+}
+
+/// Rows or existing columns may differ: children must be rebuilt.
+fn breaking(reason: impl Into<String>) -> Categorised {
+    Categorised {
+        category: Category::Breaking,
+        reason: reason.into(),
+    }
+}
+
+/// Existing columns keep their values: children need no rebuild.
+fn non_breaking(reason: impl Into<String>) -> Categorised {
+    Categorised {
+        category: Category::NonBreaking,
+        reason: reason.into(),
+    }
+}
+
+/// One model whose version differs from the base environment's, with what deciding its category needs.
+pub(super) struct ChangedModel<'a> {
+    pub project: &'a Project,
+    /// Its index in `project.models`.
+    pub model: usize,
+    pub new: &'a Snapshot,
+    pub previous: &'a EnvSnapshot,
+    /// The stored record of `previous` (`None`: state no longer has it).
+    pub stored: Option<&'a StoredSnapshot>,
+    pub in_prod: bool,
+    /// A parent changed in this plan breaks its children.
+    pub breaking_parent: bool,
+}
+
+/// What a plan does with a changed model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Decision {
+    pub kind: ChangeKind,
+    pub category: Category,
+    pub reason: Option<String>,
+    /// Prod's in-place table is rebuilt whole (`Some(true)`: dropped first).
+    pub rebuild_in_place: Option<bool>,
+}
+
+impl ChangedModel<'_> {
+    /// Its kind keeps its table whatever changed (SQLMesh's `forward_only true`). A change of kind is never
+    /// forward-only: the old table does not fit the new kind.
+    pub fn kind_keeps_table(&self) -> bool {
+        self.project.models[self.model].meta.kind.forward_only()
+            && self.previous.kind_name == self.new.kind_name
+    }
+
+    /// In prod, a forward-only kind keeps its table; a dev environment builds the change in a table of its
+    /// own, so prod's is never written from dev.
+    pub fn kind_forward_only(&self) -> bool {
+        self.in_prod && self.kind_keeps_table()
+    }
+
+    /// Prod's table of a dev_only model is the model's name itself: every version writes it.
+    pub fn in_place(&self) -> bool {
+        self.in_prod && self.project.dev_only(self.model)
+    }
+
+    /// Directly or indirectly modified, its category and why, from what changed in its fingerprint.
+    pub fn decide(&self, options: &PlanOptions) -> Decision {
+        let old = self.stored.map(|p| &p.snapshot.fingerprint);
+        let new = &self.new.fingerprint;
+        let data_change = old.is_none_or(|p| p.data_hash != new.data_hash);
+        let metadata_change = old.is_none_or(|p| p.metadata_hash != new.metadata_hash);
+        let upstream_change = old.is_none_or(|p| p.parent_data_hash != new.parent_data_hash);
+        let decision = |kind, category, reason| Decision {
+            kind,
+            category,
+            reason,
+            rebuild_in_place: None,
+        };
+        if data_change && self.in_place() {
+            let (categorised, rebuild) = self.in_place_category(options);
+            return Decision {
+                kind: ChangeKind::DirectlyModified,
+                category: categorised.category,
+                reason: Some(categorised.reason),
+                rebuild_in_place: rebuild,
+            };
+        }
+        if data_change {
+            let categorised = self.direct_category(options);
+            return decision(
+                ChangeKind::DirectlyModified,
+                categorised.category,
+                Some(categorised.reason),
+            );
+        }
+        match (metadata_change, upstream_change) {
+            (true, true) => decision(ChangeKind::DirectlyModified, self.indirect(), None),
+            (true, false) => decision(ChangeKind::DirectlyModified, Category::Metadata, None),
+            (false, true) => decision(ChangeKind::IndirectlyModified, self.indirect(), None),
+            (false, false) => decision(ChangeKind::IndirectlyModified, Category::Metadata, None),
+        }
+    }
+
+    /// The category of a model changed only through its parents.
+    fn indirect(&self) -> Category {
+        if self.kind_forward_only() {
+            Category::ForwardOnly
+        } else if self.breaking_parent && !self.in_place() {
+            Category::IndirectBreaking
+        } else {
+            Category::IndirectNonBreaking
+        }
+    }
+
+    /// The category of a model whose own data-affecting definition changed: the user's choice, the plan's or
+    /// the kind's forward-only policy, or what comparing the two versions shows.
+    fn direct_category(&self, options: &PlanOptions) -> Categorised {
+        if let Some(chosen) = options.overrides.get(&self.new.name) {
+            return Categorised {
+                category: *chosen,
+                reason: "chosen by you".into(),
+            };
+        }
+        let forward_only = |reason: &str| Categorised {
+            category: Category::ForwardOnly,
+            reason: reason.into(),
+        };
+        if options.forward_only {
+            return forward_only("the plan is forward-only (--forward-only or plan.forward_only)");
+        }
+        if self.kind_forward_only() {
+            return forward_only("its kind is forward-only");
+        }
+        if self.in_prod && is_in_place(&self.previous.version) {
+            return breaking(
+                "virtual_environment_mode is `full` again: prod gets a versioned table behind its name",
+            );
+        }
+        self.compared()
+    }
+
+    /// What comparing the stored version with the new one shows.
+    fn compared(&self) -> Categorised {
+        match self.stored {
+            None => breaking("the previous version is not in state to compare with"),
+            Some(previous) => compare_versions(self.project, self.model, self.new, previous),
+        }
+    }
+
+    /// The category of a change to a dev_only model in prod, whose table lives in place under its name. As
+    /// in SQLMesh, changes apply forward-only: the table keeps its rows and history, and its columns follow
+    /// the query when the plan is applied. A change the table cannot carry (a new kind, the switch from
+    /// versioned tables, a seed's new contents) rebuilds it in place; so does a view, which holds no data,
+    /// and a category chosen by the user other than forward-only. With the category: whether the table is
+    /// rebuilt (`Some(true)`: dropped first).
+    fn in_place_category(&self, options: &PlanOptions) -> (Categorised, Option<bool>) {
+        if !is_in_place(&self.previous.version) {
+            return (
+                breaking(
+                    "virtual_environment_mode became `dev_only`: prod's table is built in place under the model's name",
+                ),
+                Some(true),
+            );
+        }
+        if self.previous.kind_name != self.new.kind_name {
+            return (
+                breaking("changed the model kind: prod's table is rebuilt in place"),
+                Some(true),
+            );
+        }
+        if let Some(chosen) = options.overrides.get(&self.new.name) {
+            let rebuild = (*chosen != Category::ForwardOnly).then_some(true);
+            let categorised = Categorised {
+                category: *chosen,
+                reason: "chosen by you".into(),
+            };
+            return (categorised, rebuild);
+        }
+        let kind = &self.project.models[self.model].meta.kind;
+        if matches!(kind, ModelKind::Seed { .. } | ModelKind::View { .. }) {
+            return (self.compared(), Some(false));
+        }
+        let categorised = Categorised {
+            category: Category::ForwardOnly,
+            reason: "virtual_environment_mode is `dev_only`: prod's table keeps its rows and the change applies going forward".into(),
+        };
+        (categorised, None)
+    }
+}
+
+/// The category of model `i` whose data-affecting definition changed from `previous` to `new`: breaking
+/// unless only its query changed, and that only by added columns no child reads through `*`.
+fn compare_versions(
+    project: &Project,
+    i: usize,
+    new: &Snapshot,
+    previous: &StoredSnapshot,
+) -> Categorised {
+    let old_parts = &previous.snapshot.fingerprint.data_parts;
+    let new_parts = &new.fingerprint.data_parts;
+    if old_parts.is_empty() {
+        return breaking("the previous version was recorded without the detail needed to compare");
+    }
+    // A part only some versions have (`virtual_environment_mode`) changed when it appears or disappears.
+    let mut changed: Vec<&str> = new_parts
+        .iter()
+        .filter(|(part, hash)| old_parts.get(*part) != Some(*hash))
+        .map(|(part, _)| part.as_str())
+        .chain(
+            old_parts
+                .keys()
+                .filter(|part| !new_parts.contains_key(*part))
+                .map(String::as_str),
+        )
+        .collect();
+    changed.sort_unstable();
+    if let Some(part) = changed.iter().find(|p| **p != "query") {
+        return breaking(format!("changed {}", describe_part(part)));
+    }
+    let old_query = previous.node.query.as_deref().unwrap_or_default();
+    let new_query = project.analyses[i]
+        .normalized_query
+        .as_deref()
+        .unwrap_or_default();
+    let categorised = compare_queries(old_query, new_query);
+    if categorised.category == Category::NonBreaking
+        && let Some(child) = child_reading_star(project, i)
+    {
+        return breaking(format!(
+            "added a column that `{}` reads through `*`",
+            project.models[child].meta.name
+        ));
+    }
+    categorised
+}
+
+/// A fingerprint part in words.
+fn describe_part(part: &str) -> &str {
+    match part {
+        "kind" => "the model kind",
+        "columns" => "the declared columns",
+        "statements" => "the pre/post statements",
+        "seed" => "the seed data",
+        "physical" => "the physical properties",
+        "dialect" => "the dialect",
+        "stamp" => "the stamp",
+        other => other,
+    }
+}
+
+/// A child of model `i` that selects `*`, which an added column changes.
+fn child_reading_star(project: &Project, i: usize) -> Option<usize> {
+    project.dag.children(i).find(|&child| {
+        let query = project.analyses[child]
+            .normalized_query
+            .as_deref()
+            .unwrap_or_default();
+        selects_star(query)
+    })
 }
 
 fn single_query(sql: &str) -> Option<Query> {
@@ -33,14 +293,14 @@ fn projection(item: &SelectItem) -> (String, String) {
 }
 
 /// Compares the old and new query of a model (normalised SQL text).
-pub fn compare_queries(old: &str, new: &str) -> Verdict {
+pub fn compare_queries(old: &str, new: &str) -> Categorised {
     let (Some(old_query), Some(new_query)) = (single_query(old), single_query(new)) else {
-        return Verdict::Breaking("changed the query".into());
+        return breaking("changed the query");
     };
     let (SetExpr::Select(old_select), SetExpr::Select(new_select)) =
         (old_query.body.as_ref(), new_query.body.as_ref())
     else {
-        return Verdict::Breaking("changed the query".into());
+        return breaking("changed the query");
     };
     let clauses: [(&str, String, String); 7] = [
         (
@@ -77,7 +337,7 @@ pub fn compare_queries(old: &str, new: &str) -> Verdict {
     ];
     for (clause, before, after) in &clauses {
         if before != after {
-            return Verdict::Breaking(format!("changed {clause}"));
+            return breaking(format!("changed {clause}"));
         }
     }
     // Anything else outside the projection (ORDER BY, LIMIT, windows, …): compare the rest as a whole.
@@ -89,7 +349,7 @@ pub fn compare_queries(old: &str, new: &str) -> Verdict {
         q.to_string()
     };
     if without_projection(&old_query) != without_projection(&new_query) {
-        return Verdict::Breaking("changed ORDER BY, LIMIT or another clause".into());
+        return breaking("changed ORDER BY, LIMIT or another clause");
     }
 
     let old_items: Vec<(String, String)> = old_select.projection.iter().map(projection).collect();
@@ -98,7 +358,7 @@ pub fn compare_queries(old: &str, new: &str) -> Verdict {
         if new_items.iter().any(|(_, t)| t == text) {
             continue;
         }
-        return Verdict::Breaking(if new_items.iter().any(|(n, _)| n == name) {
+        return breaking(if new_items.iter().any(|(n, _)| n == name) {
             format!("changed the expression of column `{name}`")
         } else {
             format!("removed column `{name}`")
@@ -112,7 +372,7 @@ pub fn compare_queries(old: &str, new: &str) -> Verdict {
         .map(|(name, _)| name.as_str())
         .collect();
     if added.is_empty() {
-        return Verdict::Breaking("changed the order or number of columns".into());
+        return breaking("changed the order or number of columns");
     }
     let kept_in_order: Vec<&String> = new_items
         .iter()
@@ -120,14 +380,14 @@ pub fn compare_queries(old: &str, new: &str) -> Verdict {
         .map(|(_, t)| t)
         .collect();
     if kept_in_order != old_items.iter().map(|(_, t)| t).collect::<Vec<_>>() {
-        return Verdict::Breaking("changed the order of columns".into());
+        return breaking("changed the order of columns");
     }
     let names = added
         .iter()
         .map(|n| format!("`{n}`"))
         .collect::<Vec<_>>()
         .join(", ");
-    Verdict::NonBreaking(format!(
+    non_breaking(format!(
         "added column{} {names}",
         if added.len() == 1 { "" } else { "s" }
     ))
@@ -198,7 +458,7 @@ mod tests {
 
     const BASE: &str = "SELECT item_id, count(DISTINCT id) AS num_orders FROM demo.seed_model WHERE id > 0 GROUP BY item_id";
 
-    fn verdict(new: &str) -> Verdict {
+    fn verdict(new: &str) -> Categorised {
         compare_queries(BASE, new)
     }
 
@@ -208,13 +468,13 @@ mod tests {
             verdict(
                 "SELECT item_id, count(DISTINCT id) AS num_orders, max(id) AS max_id FROM demo.seed_model WHERE id > 0 GROUP BY item_id"
             ),
-            Verdict::NonBreaking("added column `max_id`".into())
+            non_breaking("added column `max_id`")
         );
         assert_eq!(
             verdict(
                 "SELECT 1 AS a, item_id, count(DISTINCT id) AS num_orders, 2 AS b FROM demo.seed_model WHERE id > 0 GROUP BY item_id"
             ),
-            Verdict::NonBreaking("added columns `a`, `b`".into())
+            non_breaking("added columns `a`, `b`")
         );
     }
 
@@ -256,7 +516,7 @@ mod tests {
             ("SELECT 1 UNION ALL SELECT 2", "changed the query"),
         ];
         for (new, reason) in cases {
-            assert_eq!(verdict(new), Verdict::Breaking(reason.into()), "{new}");
+            assert_eq!(verdict(new), breaking(reason), "{new}");
         }
     }
 

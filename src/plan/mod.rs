@@ -1,8 +1,12 @@
 //! Plans: the diff between the local project and an environment, change categories and what to build.
 
 pub mod backfill;
+mod base;
+mod builds;
 pub mod categorize;
+mod changes;
 pub mod fingerprint;
+mod virtual_layer;
 
 use std::collections::{HashMap, HashSet};
 
@@ -10,18 +14,15 @@ use chrono::NaiveDateTime;
 use serde::Serialize;
 
 use crate::PROD;
-use crate::error::{LakeError, Result};
+use crate::error::Result;
 use crate::intervals::Range;
 use crate::project::Project;
-use crate::project::model::ModelKind;
-use crate::snapshot::{
-    EnvironmentName, IN_PLACE, PhysicalTable, Snapshot, SuffixTarget, VirtualName, is_in_place,
-};
+use crate::snapshot::{EnvironmentName, PhysicalTable, Snapshot, SuffixTarget, VirtualName};
 use crate::sql::ModelName;
 use crate::state::{Environment, StateStore};
 use crate::storage::VirtualChange;
 use backfill::Window;
-use categorize::Verdict;
+use base::Base;
 
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
@@ -49,6 +50,8 @@ pub struct PlanOptions {
     /// The environment a new dev environment starts from (`--create-from`; prod when unset): its versions
     /// are the base the project is compared with.
     pub create_from: Option<String>,
+    /// Leave out the text differences of changed models (`--no-diff`, `plan.no_diff`).
+    pub no_diff: bool,
 }
 
 /// Models whose column changes a plan applies whatever their policy says (SQLMesh's
@@ -74,6 +77,7 @@ impl PlanOptions {
             allow_destructive: Vec::new(),
             allow_additive: Vec::new(),
             create_from: None,
+            no_diff: false,
         }
     }
 }
@@ -265,585 +269,75 @@ impl Plan {
             || !self.virtual_changes.is_empty()
             || !self.in_place_dropped.is_empty()
     }
+
+    /// `--no-diff`: the plan says what changed, without the text of the changes.
+    pub fn drop_diffs(&mut self) {
+        for change in &mut self.changes {
+            change.diff = None;
+        }
+    }
 }
 
-/// Computes what applying the project to `options.environment` would do.
+/// Computes what applying the project to `options.environment` would do, in phases: the base it is compared
+/// with, each model's change and category (and so its version), the environment's names, and the builds.
 pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -> Result<Plan> {
-    let env_name = EnvironmentName::parse(&options.environment)?;
+    let environment = EnvironmentName::parse(&options.environment)?;
+    let in_prod = environment == PROD;
     let snapshots = fingerprint::compute(project)?;
-    let target = state.environment(&env_name)?;
-    let prod = if env_name == PROD {
-        None
-    } else {
-        state.environment(PROD)?
-    };
-    let origin = match options.create_from.as_deref() {
-        Some(_) if env_name == PROD => {
-            return Err(LakeError::Usage(
-                "--create-from starts a new dev environment; prod is never created from another"
-                    .into(),
-                Some("plan prod without --create-from".into()),
-            ));
-        }
-        Some(from) if target.is_none() => {
-            let from = EnvironmentName::parse(from)?;
-            let env = state.environment(&from)?.ok_or_else(|| {
-                LakeError::Usage(
-                    format!("environment `{from}` to create `{env_name}` from does not exist"),
-                    Some("`lake environments` lists them".into()),
-                )
-            })?;
-            Some((from.to_string(), env))
-        }
-        // An environment that exists already is compared with itself.
-        _ => prod.clone().map(|p| (PROD.to_string(), p)),
-    };
-    let (base, created_from) = match (&target, origin) {
-        (Some(t), _) => (Some(t.clone()), None),
-        (None, Some((from, env))) => (Some(env), Some(from)),
-        (None, None) => (None, None),
-    };
-    let base_by_name: HashMap<&ModelName, &crate::state::EnvSnapshot> = base
-        .as_ref()
-        .map(|b| b.snapshots.iter().map(|s| (&s.name, s)).collect())
-        .unwrap_or_default();
-
-    // Stored fingerprints of the versions being replaced, to tell direct from indirect changes.
-    let replaced_ids: Vec<&str> = snapshots
-        .iter()
-        .filter_map(|s| {
-            base_by_name
-                .get(&s.name)
-                .filter(|p| p.id != s.id)
-                .map(|p| p.id.as_str())
-        })
-        .collect();
-    let replaced: HashMap<String, crate::state::StoredSnapshot> = state
-        .snapshots(&replaced_ids)?
-        .into_iter()
-        .map(|s| (s.snapshot.id.clone(), s))
-        .collect();
-
-    let all_ids: Vec<&str> = snapshots.iter().map(|s| s.id.as_str()).collect();
-    let mut stored_versions = state.stored_versions(&all_ids)?;
-    if env_name == PROD {
-        // A dev preview holds data prod must not take: prod builds or keeps its own tables instead.
-        stored_versions.retain(|_, stored| !crate::snapshot::is_dev_preview(&stored.version));
-    }
-    // The versions computed from content: a dev plan tells the tables it builds by them.
-    let content_versions: Vec<String> = snapshots.iter().map(|s| s.version.clone()).collect();
-    // Models whose dev table previews a change prod would apply to its kept table.
-    let mut previewed: HashSet<usize> = HashSet::new();
-    let mut snapshots = snapshots;
-    let mut changes = Vec::new();
-    let mut direct: HashSet<ModelName> = HashSet::new();
-    let mut categories: HashMap<usize, Category> = HashMap::new();
-    // Prod's in-place tables (dev_only models) this plan rebuilds whole; `true`: dropped first.
-    let mut rebuilt_in_place: HashMap<usize, bool> = HashMap::new();
-    for &i in &project.order {
-        let s = &snapshots[i];
-        let Some(previous) = base_by_name.get(&s.name) else {
-            changes.push(ModelChange {
-                name: s.name.clone(),
-                kind: ChangeKind::Added,
-                category: Some(Category::Breaking),
-                reason: None,
-                diff: None,
-                because_of: Vec::new(),
-            });
-            direct.insert(s.name.clone());
-            categories.insert(i, Category::Breaking);
-            if env_name == PROD && project.dev_only(i) {
-                // Whatever a table left under the name holds, this version starts it anew.
-                snapshots[i].version = IN_PLACE.to_string();
-                snapshots[i].physical_schema = None;
-                rebuilt_in_place.insert(i, true);
-            } else if let Some(stored) = stored_versions.get(&s.id) {
-                snapshots[i].version = stored.version.clone();
-                snapshots[i].physical_schema = stored.physical_schema.clone();
-            }
-            continue;
-        };
-        if previous.id == s.id {
-            snapshots[i].version = previous.version.clone();
-            snapshots[i].physical_schema = previous.physical_schema.clone();
-            continue;
-        }
-        let stored = replaced.get(&previous.id);
-        let fingerprint = |p: &crate::state::StoredSnapshot| p.snapshot.fingerprint.clone();
-        let data_change =
-            stored.is_none_or(|p| fingerprint(p).data_hash != s.fingerprint.data_hash);
-        let metadata_change =
-            stored.is_none_or(|p| fingerprint(p).metadata_hash != s.fingerprint.metadata_hash);
-        let upstream_change = stored
-            .is_none_or(|p| fingerprint(p).parent_data_hash != s.fingerprint.parent_data_hash);
-        // Children inherit breakage from parents changed in this plan.
-        let breaking_parent = project
-            .dag
-            .parents(i)
-            .any(|p| categories.get(&p).is_some_and(|c| c.breaks_children()));
-        // In prod, a forward-only kind keeps its table whatever changed (SQLMesh's `forward_only true`); a
-        // dev environment builds the change in a table of its own, so prod's is never written from dev.
-        // A change of kind is never forward-only: the old table does not fit the new kind.
-        let kind_keeps_table =
-            project.models[i].meta.kind.forward_only() && previous.kind_name == s.kind_name;
-        let kind_forward_only = env_name == PROD && kind_keeps_table;
-        // Prod's table of a dev_only model is the model's name itself: every version writes it.
-        let in_place = env_name == PROD && project.dev_only(i);
-        let indirect = if kind_forward_only {
-            Category::ForwardOnly
-        } else if breaking_parent && !in_place {
-            Category::IndirectBreaking
-        } else {
-            Category::IndirectNonBreaking
-        };
-        let (kind, category, reason) = if data_change && in_place {
-            let (category, reason) = in_place_category(
-                project,
-                i,
-                s,
-                previous,
-                stored,
-                options,
-                &mut rebuilt_in_place,
-            );
-            (ChangeKind::DirectlyModified, category, Some(reason))
-        } else if data_change {
-            let (category, reason) = if let Some(chosen) = options.overrides.get(&s.name) {
-                (*chosen, "chosen by you".to_string())
-            } else if options.forward_only {
-                (
-                    Category::ForwardOnly,
-                    "the plan is forward-only (--forward-only or plan.forward_only)".to_string(),
-                )
-            } else if kind_forward_only {
-                (
-                    Category::ForwardOnly,
-                    "its kind is forward-only".to_string(),
-                )
-            } else if env_name == PROD && is_in_place(&previous.version) {
-                (
-                    Category::Breaking,
-                    "virtual_environment_mode is `full` again: prod gets a versioned table behind its name"
-                        .to_string(),
-                )
-            } else {
-                match stored {
-                    None => (
-                        Category::Breaking,
-                        "the previous version is not in state to compare with".to_string(),
-                    ),
-                    Some(p) => match categorize_direct(project, i, s, p) {
-                        Verdict::Breaking(r) => (Category::Breaking, r),
-                        Verdict::NonBreaking(r) => (Category::NonBreaking, r),
-                    },
-                }
-            };
-            (ChangeKind::DirectlyModified, category, Some(reason))
-        } else if metadata_change {
-            let category = if upstream_change {
-                indirect
-            } else {
-                Category::Metadata
-            };
-            (ChangeKind::DirectlyModified, category, None)
-        } else if upstream_change {
-            (ChangeKind::IndirectlyModified, indirect, None)
-        } else {
-            (ChangeKind::IndirectlyModified, Category::Metadata, None)
-        };
-        // A view keeps no data of its own but names its parents' tables: when they change, it is recreated
-        // (a new version costs nothing) rather than left reading a parent version that may be dropped.
-        let parents_repointed = project.dag.parents(i).any(|p| {
-            base_by_name
-                .get(&snapshots[p].name)
-                .is_none_or(|before| before.version != snapshots[p].version)
-        });
-        let view_reads_new_parents = parents_repointed
-            && matches!(
-                project.models[i].meta.kind,
-                ModelKind::View {
-                    materialized: false
-                }
-            );
-        // A forward-only change in a dev environment is previewed in a table of its own: prod's table is only
-        // ever written by prod, which keeps it when the change is deployed forward-only.
-        let dev_preview = category == Category::ForwardOnly && env_name != PROD;
-        if env_name != PROD && (dev_preview || kind_keeps_table) {
-            previewed.insert(i);
-        }
-        // The physical schema goes with the version: a kept table stays where it is.
-        let (version, physical_schema) = match stored_versions.get(&s.id) {
-            _ if in_place => (IN_PLACE.to_string(), None),
-            // A version a dev plan built for this snapshot holds dev's data; prod's table carries on.
-            Some(_) if category == Category::ForwardOnly && !dev_preview => {
-                (previous.version.clone(), previous.physical_schema.clone())
-            }
-            Some(stored) => (stored.version.clone(), stored.physical_schema.clone()),
-            None if category.gets_new_table() || view_reads_new_parents || dev_preview => {
-                (s.version.clone(), s.physical_schema.clone())
-            }
-            None => (previous.version.clone(), previous.physical_schema.clone()),
-        };
-        let diff = if kind == ChangeKind::DirectlyModified {
-            // A model whose file is unchanged (an audit or macro it uses changed) has no diff to show.
-            stored
-                .and_then(|p| p.node.definition.as_deref())
-                .filter(|old| *old != &*project.models[i].file.text)
-                .map(|old| {
-                    unified_diff(
-                        old,
-                        &project.models[i].file.text,
-                        &project.models[i].file.display_path,
-                    )
-                })
-        } else {
-            None
-        };
-        let because_of = if kind == ChangeKind::IndirectlyModified {
-            project
-                .dag
-                .upstream(i)
-                .into_iter()
-                .map(|p| &snapshots[p].name)
-                .filter(|n| direct.contains(*n))
-                .cloned()
-                .collect()
-        } else {
-            Vec::new()
-        };
-        if kind == ChangeKind::DirectlyModified {
-            direct.insert(s.name.clone());
-        }
-        changes.push(ModelChange {
-            name: s.name.clone(),
-            kind,
-            category: Some(category),
-            reason,
-            diff,
-            because_of,
-        });
-        categories.insert(i, category);
-        snapshots[i].version = version;
-        snapshots[i].physical_schema = physical_schema;
-    }
-    if env_name != PROD {
-        // A table this dev plan builds for a previewed change, or from a preview's rows, holds data prod would
-        // not have: its version is marked so that prod never takes it (and any plan can tell it apart).
-        for &i in &project.order {
-            let built_here = snapshots[i].version == content_versions[i]
-                && base_by_name
-                    .get(&snapshots[i].name)
-                    .is_none_or(|b| b.version != snapshots[i].version);
-            let from_preview = project
-                .dag
-                .parents(i)
-                .any(|p| crate::snapshot::is_dev_preview(&snapshots[p].version));
-            // A dev_only model's dev tables are all previews: prod never takes dev's data (SQLMesh's
-            // `virtual_environment_mode: dev_only`).
-            if built_here && (previewed.contains(&i) || from_preview || project.dev_only(i)) {
-                snapshots[i].version = crate::snapshot::dev_preview_version(&content_versions[i]);
-            }
-        }
-    }
-    let local_names: HashSet<&ModelName> = snapshots.iter().map(|s| &s.name).collect();
-    if let Some(b) = &base {
-        for s in &b.snapshots {
-            if !local_names.contains(&s.name) {
-                changes.push(ModelChange {
-                    name: s.name.clone(),
-                    kind: ChangeKind::Removed,
-                    category: None,
-                    reason: None,
-                    diff: None,
-                    because_of: Vec::new(),
-                });
-            }
-        }
-    }
-
-    // Which models get names in this environment's virtual layer.
-    let prod_ids: HashMap<&ModelName, &str> = match (env_name == PROD, &prod) {
-        (false, Some(p)) => p
-            .snapshots
-            .iter()
-            .map(|s| (&s.name, s.id.as_str()))
-            .collect(),
-        _ => HashMap::new(),
-    };
-    let promoted: Vec<ModelName> = snapshots
-        .iter()
-        .filter(|s| {
-            env_name == PROD
-                || options.include_unmodified
-                || prod_ids.get(&s.name).is_none_or(|id| *id != s.id)
-        })
-        .filter(|s| {
-            !matches!(
-                project.model(&s.name).map(|m| &m.meta.kind),
-                Some(ModelKind::Embedded | ModelKind::External)
-            )
-        })
-        .map(|s| s.name.clone())
-        .collect();
-    let target_versions: HashMap<&ModelName, &str> = target
-        .as_ref()
-        .map(|t| {
-            let promoted: HashSet<&ModelName> = t.promoted.iter().collect();
-            t.snapshots
-                .iter()
-                .filter(|s| promoted.contains(&s.name))
-                .map(|s| (&s.name, s.version.as_str()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let by_name: HashMap<&ModelName, &Snapshot> = snapshots.iter().map(|s| (&s.name, s)).collect();
+    let base = Base::resolve(state, &environment, options)?;
+    let compared = base.by_name();
+    let changes::Changes {
+        snapshots,
+        mut changes,
+        stored_versions,
+        rebuilt_in_place,
+    } = changes::categorise(project, state, in_prod, &compared, snapshots, options)?;
+    changes.extend(changes::removed(base.compared.as_ref(), &snapshots));
+    let promoted = virtual_layer::promoted(
+        project,
+        &snapshots,
+        &environment,
+        base.prod.as_ref(),
+        options.include_unmodified,
+    );
     let suffix = project.config.suffix_target;
-    // The names the environment has now, under the setting it was last planned with.
-    let old_suffix = target.as_ref().map_or(suffix, |t| t.suffix_target);
-    let mut virtual_changes = Vec::new();
-    let mut names_taken_over = Vec::new();
-    let mut in_place_dropped = Vec::new();
-    for name in &promoted {
-        let s = by_name[name];
-        let previous = target_versions.get(name).copied();
-        let virtual_name = VirtualName::new(name, &env_name, suffix);
-        let target = PhysicalTable::of(s);
-        if virtual_name.is(&target) {
-            // An in-place table is its own name; a name that showed a versioned table makes room for it.
-            if previous.is_some_and(|v| !is_in_place(v)) {
-                names_taken_over.push(virtual_name);
-            }
-            continue;
-        }
-        if let Some(old) = previous.filter(|v| is_in_place(v) && env_name == PROD) {
-            in_place_dropped.push((name.clone(), PhysicalTable::for_version(name, old, None)));
-        }
-        if previous != Some(s.version.as_str()) {
-            virtual_changes.push(VirtualChange::Point {
-                name: virtual_name,
-                target,
-            });
-        }
+    let names = virtual_layer::Names {
+        environment: &environment,
+        target: base.target.as_ref(),
+        promoted: &promoted,
+        snapshots: &snapshots,
+        suffix,
     }
-    let promoted_set: HashSet<&ModelName> = promoted.iter().collect();
-    for (name, version) in &target_versions {
-        if promoted_set.contains(name) {
-            continue;
-        }
-        if env_name == PROD && is_in_place(version) {
-            // A model gone from prod takes its in-place table with it: the table is the name.
-            in_place_dropped.push((
-                (*name).clone(),
-                PhysicalTable::for_version(name, version, None),
-            ));
-        } else {
-            virtual_changes.push(VirtualChange::Drop {
-                name: VirtualName::new(name, &env_name, old_suffix),
-            });
-        }
-    }
-    // An earlier apply of this environment stopped between moving names and promoting: the names may be
-    // ahead of state. Or `environment_suffix_target` changed since it was planned: every name moves. Either
-    // way, repoint every name this plan keeps and drop the others it has or may have created.
-    let interrupted = state.pending_promotion(&env_name)?;
-    if !interrupted.is_empty() || (old_suffix != suffix && env_name != PROD) {
-        let mut pointed: HashSet<VirtualName> = HashSet::new();
-        virtual_changes = promoted
-            .iter()
-            .filter_map(|name| {
-                let s = by_name[name];
-                let virtual_name = VirtualName::new(name, &env_name, suffix);
-                let target = PhysicalTable::of(s);
-                pointed.insert(virtual_name.clone());
-                // An in-place table is its own name: nothing to point, and never a name to drop.
-                (!virtual_name.is(&target)).then_some(VirtualChange::Point {
-                    name: virtual_name,
-                    target,
-                })
-            })
-            .collect();
-        let mut dropped: Vec<VirtualName> = target_versions
-            .iter()
-            .filter(|(_, version)| !(env_name == PROD && is_in_place(version)))
-            .map(|(name, _)| VirtualName::new(name, &env_name, old_suffix))
-            .chain(interrupted)
-            .filter(|name| !pointed.contains(name))
-            .collect();
-        dropped.sort_by_key(|n| n.to_string());
-        dropped.dedup();
-        virtual_changes.extend(dropped.into_iter().map(|name| VirtualChange::Drop { name }));
-    }
-
-    // What each version still needs: a first build, or (incremental kinds) its missing intervals.
-    let versions: Vec<(ModelName, String)> = snapshots
-        .iter()
-        .map(|s| (s.name.clone(), s.version.clone()))
-        .collect();
-    let built = backfill::BuiltIntervals::load(state, &versions)?;
-    if env_name == PROD && options.window != Window::default() && options.restate.is_empty() {
-        return Err(LakeError::Usage(
-            "--start and --end limit dev plans only".into(),
-            Some(
-                "prod always holds every interval; to rebuild a range of prod, use --restate-model with --start/--end"
-                    .into(),
-            ),
-        ));
-    }
-    let mut restated: HashSet<usize> = HashSet::new();
-    for name in &options.restate {
-        let i = project.find_model(name)?;
-        let model = &project.models[i].meta;
-        if model.kind.restatement_disabled() {
-            return Err(LakeError::Usage(
-                format!("`{}` has restatement disabled", model.name),
-                Some(format!(
-                    "{} keeps data that a rebuild would lose (e.g. history); set disable_restatement false to allow it",
-                    model.kind.name()
-                )),
-            ));
-        }
-        restated.insert(i);
-        // Downstream models that forbid restatement keep their data.
-        restated.extend(
-            project
-                .dag
-                .downstream(i)
-                .into_iter()
-                .filter(|&d| !project.models[d].meta.kind.restatement_disabled()),
-        );
-    }
-    let mut backfills = Vec::new();
-    let mut unsupported = Vec::new();
-    for &i in &project.order {
-        let s = &snapshots[i];
-        if env_name != PROD && is_in_place(&s.version) {
-            // Prod's in-place table is written by prod's plans and runs only, never from a dev environment.
-            continue;
-        }
-        let kind = &project.models[i].meta.kind;
-        let rebuilt = rebuilt_in_place.get(&i).copied();
-        let restating = restated.contains(&i) || rebuilt.is_some();
-        let Some(action) = backfill::action_for(kind) else {
-            if !matches!(kind, ModelKind::External | ModelKind::Embedded) {
-                unsupported.push(format!("{} ({})", s.name, kind.name()));
-            }
-            continue;
-        };
-        // A restated model is rebuilt as if nothing had been recorded.
-        let recorded: &[Range] = if restating {
-            &[]
-        } else {
-            built.of(&s.name, &s.version)
-        };
-        let window = if env_name == PROD && !restating {
-            Window::default()
-        } else {
-            options.window
-        };
-        if action == BackfillAction::Insert {
-            let batches =
-                backfill::missing_batches(project, i, recorded, options.execution_time, window)?;
-            if !batches.is_empty() {
-                let mut backfill = Backfill::new(i, s, action)
-                    .with_batches(batches)
-                    .restating(restating);
-                backfill.recreate = rebuilt == Some(true);
-                backfills.push(backfill);
-            }
-        } else if recorded.is_empty() {
-            let mut backfill = Backfill::new(i, s, action).restating(restating);
-            backfill.recreate = rebuilt == Some(true);
-            backfills.push(backfill);
-        }
-    }
-    if !unsupported.is_empty() {
-        return Err(LakeError::unsupported(
-            format!("building these model kinds: {}", unsupported.join(", ")),
-            "lake builds VIEW, FULL, SEED, EMBEDDED, the INCREMENTAL_* kinds and SCD_TYPE_2_BY_TIME / BY_COLUMN today; MANAGED and CUSTOM need engine or Python support lake does not have",
-        ));
-    }
-    for b in &mut backfills {
-        b.engine = project.spark_gateway(b.model).map(|c| c.gateway.clone());
-    }
+    .changes(state)?;
+    let backfills = builds::backfills(
+        project,
+        state,
+        &snapshots,
+        in_prod,
+        &rebuilt_in_place,
+        options,
+    )?;
     let new_snapshots = (0..snapshots.len())
         .filter(|&i| !stored_versions.contains_key(&snapshots[i].id))
         .collect();
     Ok(Plan {
-        environment: env_name,
-        expected_plan_id: target.as_ref().map(|t| t.plan_id.clone()),
-        created_from,
-        is_new_environment: target.is_none(),
+        environment,
+        expected_plan_id: base.target.as_ref().map(|t| t.plan_id.clone()),
+        created_from: base.created_from,
+        is_new_environment: base.target.is_none(),
         snapshots,
         new_snapshots,
         changes,
         backfills,
-        virtual_changes,
+        virtual_changes: names.virtual_changes,
         promoted,
         execution_time: options.execution_time,
-        previous_environment: target,
+        previous_environment: base.target,
         allowed_schema_changes: allowed_schema_changes(project, options)?,
         suffix_target: suffix,
-        names_taken_over,
-        in_place_dropped,
+        names_taken_over: names.names_taken_over,
+        in_place_dropped: names.in_place_dropped,
     })
-}
-
-/// The category of a change to a dev_only model in prod, whose table lives in place under its name. As in
-/// SQLMesh, changes apply forward-only: the table keeps its rows and history, and its columns follow the
-/// query when the plan is applied. A change the table cannot carry (a new kind, the switch from versioned
-/// tables, a seed's new contents) rebuilds it in place; so does a view, which holds no data, and a category
-/// chosen by the user other than forward-only. Rebuilt models are added to `rebuilt` (`true`: dropped first).
-fn in_place_category(
-    project: &Project,
-    i: usize,
-    new: &Snapshot,
-    previous: &crate::state::EnvSnapshot,
-    stored: Option<&crate::state::StoredSnapshot>,
-    options: &PlanOptions,
-    rebuilt: &mut HashMap<usize, bool>,
-) -> (Category, String) {
-    if !is_in_place(&previous.version) {
-        rebuilt.insert(i, true);
-        return (
-            Category::Breaking,
-            "virtual_environment_mode became `dev_only`: prod's table is built in place under the model's name"
-                .into(),
-        );
-    }
-    if previous.kind_name != new.kind_name {
-        rebuilt.insert(i, true);
-        return (
-            Category::Breaking,
-            "changed the model kind: prod's table is rebuilt in place".into(),
-        );
-    }
-    if let Some(chosen) = options.overrides.get(&new.name) {
-        if *chosen != Category::ForwardOnly {
-            rebuilt.insert(i, true);
-        }
-        return (*chosen, "chosen by you".into());
-    }
-    let kind = &project.models[i].meta.kind;
-    let rebuilt_whole = matches!(kind, ModelKind::Seed { .. } | ModelKind::View { .. });
-    if rebuilt_whole {
-        rebuilt.insert(i, false);
-        let verdict = match stored {
-            Some(p) => categorize_direct(project, i, new, p),
-            None => {
-                Verdict::Breaking("the previous version is not in state to compare with".into())
-            }
-        };
-        return match verdict {
-            Verdict::Breaking(reason) => (Category::Breaking, reason),
-            Verdict::NonBreaking(reason) => (Category::NonBreaking, reason),
-        };
-    }
-    (
-        Category::ForwardOnly,
-        "virtual_environment_mode is `dev_only`: prod's table keeps its rows and the change applies going forward"
-            .into(),
-    )
 }
 
 /// The models `--allow-destructive-model` / `--allow-additive-model` name, each one that exists.
@@ -861,75 +355,4 @@ fn allowed_schema_changes(
         destructive: models(&options.allow_destructive)?,
         additive: models(&options.allow_additive)?,
     })
-}
-
-/// The category of a model whose own data-affecting definition changed, from what changed.
-fn categorize_direct(
-    project: &Project,
-    i: usize,
-    new: &Snapshot,
-    previous: &crate::state::StoredSnapshot,
-) -> Verdict {
-    let old_parts = &previous.snapshot.fingerprint.data_parts;
-    let new_parts = &new.fingerprint.data_parts;
-    if old_parts.is_empty() {
-        return Verdict::Breaking(
-            "the previous version was recorded without the detail needed to compare".into(),
-        );
-    }
-    // A part only some versions have (`virtual_environment_mode`) changed when it appears or disappears.
-    let mut changed: Vec<&str> = new_parts
-        .iter()
-        .filter(|(part, hash)| old_parts.get(*part) != Some(*hash))
-        .map(|(part, _)| part.as_str())
-        .chain(
-            old_parts
-                .keys()
-                .filter(|part| !new_parts.contains_key(*part))
-                .map(String::as_str),
-        )
-        .collect();
-    changed.sort_unstable();
-    if let Some(part) = changed.iter().find(|p| **p != "query") {
-        let what = match *part {
-            "kind" => "the model kind",
-            "columns" => "the declared columns",
-            "statements" => "the pre/post statements",
-            "seed" => "the seed data",
-            "physical" => "the physical properties",
-            "dialect" => "the dialect",
-            "stamp" => "the stamp",
-            other => other,
-        };
-        return Verdict::Breaking(format!("changed {what}"));
-    }
-    let old_query = previous.node.query.as_deref().unwrap_or_default();
-    let new_query = project.analyses[i]
-        .normalized_query
-        .as_deref()
-        .unwrap_or_default();
-    let verdict = categorize::compare_queries(old_query, new_query);
-    if let Verdict::NonBreaking(_) = &verdict {
-        for child in project.dag.children(i) {
-            let child_query = project.analyses[child]
-                .normalized_query
-                .as_deref()
-                .unwrap_or_default();
-            if categorize::selects_star(child_query) {
-                return Verdict::Breaking(format!(
-                    "added a column that `{}` reads through `*`",
-                    project.models[child].meta.name
-                ));
-            }
-        }
-    }
-    verdict
-}
-
-fn unified_diff(old: &str, new: &str, path: &str) -> String {
-    similar::TextDiff::from_lines(old, new)
-        .unified_diff()
-        .context_radius(3)
-        .header(&format!("a/{path}"), &format!("b/{path}"))
-        .to_string()
 }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use chrono::Utc;
 
-use super::build::run_statements;
+use super::finish::run_statements;
 use super::render::{executable_query, macro_context};
 use super::runner::build_all;
 use super::schema_change;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Condvar, Mutex};
 
-use super::build::{batch_macro_context, finish_batch, rows_in_range, run_statements, time_range};
+use super::finish::{batch_macro_context, finish_batch, rows_in_range, run_statements, time_range};
 use super::render::{executable_query, time_range_predicate};
 use super::schema_change::Fit;
 use super::{BuildContext, Observer, poisoned};

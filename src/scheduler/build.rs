@@ -1,10 +1,13 @@
 //! Building one model version: per-kind writes of each batch (full refresh, time ranges, merges, SCD type 2
 //! history, audited appends) with the model's pre- and post-statements.
 
-use super::audits::{audited_relation, run_audits};
+use super::audits::run_audits;
 use super::batches;
-use super::render::{executable_query, macro_context, time_range_predicate};
-use super::runner::{batch_interval, built_interval};
+use super::finish::{
+    batch_macro_context, finish_batch, finish_in_one_piece, rows_in_range, run_statements,
+    time_range,
+};
+use super::render::{executable_query, macro_context};
 use super::scd;
 use super::schema_change;
 use super::{BuildContext, Observer};
@@ -12,13 +15,12 @@ use crate::engine::Session;
 use crate::error::{LakeError, Result};
 use crate::intervals::Range;
 use crate::plan::{Backfill, BackfillAction};
-use crate::profile::{self, Phase};
 use crate::project::Project;
 use crate::project::macros::{self, MacroContext};
-use crate::project::model::{Model, ModelKind, TimeColumn};
+use crate::project::model::{Model, ModelKind};
 use crate::sql::{quote_ident, quote_literal};
 use crate::state::Interval;
-use crate::storage::{Merge, TimeRange, WriteStats};
+use crate::storage::{Merge, WriteStats};
 
 /// Builds one model version: pre-statements, the write, post-statements; for incremental kinds, once per
 /// batch, each recorded in state by `record` as soon as it is written (a rerun resumes after the last one).
@@ -261,69 +263,6 @@ fn write_batches(
     Ok(total)
 }
 
-/// After one batch is written: the model's post-statements, its audits when `audit` (they run before the
-/// interval is recorded: a blocking failure leaves it missing, so it is rebuilt and audited again by the next
-/// plan or run), then its interval recorded and its figures added to `total`.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn finish_batch(
-    ctx: &BuildContext<'_>,
-    session: &Session,
-    backfill: &Backfill,
-    range: Range,
-    macro_ctx: &MacroContext,
-    stats: WriteStats,
-    audit: bool,
-    total: &mut WriteStats,
-    record: &dyn Fn(Interval) -> Result<()>,
-    observer: &dyn Observer,
-) -> Result<()> {
-    let model = &ctx.project.models[backfill.model];
-    run_statements(
-        ctx.project,
-        session,
-        model,
-        &model.post_statements,
-        macro_ctx,
-    )?;
-    if audit {
-        let audited = audited_relation(
-            model,
-            &backfill.table,
-            Some(range),
-            stats.range_rows.as_deref(),
-        );
-        total.audits_passed += run_audits(ctx, session, backfill, macro_ctx, &audited, observer)?;
-    }
-    record(batch_interval(backfill, range, stats.write_id()))?;
-    total.absorb(stats);
-    Ok(())
-}
-
-/// The rows of `query` inside one batch of a time-range model (as SQLMesh does, rows the query returns
-/// outside the batch are not loaded), and the predicate that selects the batch's rows of the table.
-pub(super) fn rows_in_range(
-    time_column: &TimeColumn,
-    query: &str,
-    (start, end): Range,
-) -> (String, String) {
-    let in_range = time_range_predicate(time_column, start, end);
-    let filtered = format!("SELECT * FROM ({query}) AS lake_batch WHERE {in_range}");
-    (filtered, in_range)
-}
-
-/// What a range replacement of one batch replaces.
-pub(super) fn time_range<'a>(
-    time_column: &'a TimeColumn,
-    in_range: &'a str,
-    (start, end): Range,
-) -> TimeRange<'a> {
-    TimeRange {
-        predicate: in_range,
-        column: &time_column.column,
-        bounds: time_column.format.is_none().then_some((start, end)),
-    }
-}
-
 /// Before the first batch of a model that reads its own table, that table exists, empty, in the columns the
 /// model declares (see `Analysis::own_columns`), as SQLMesh creates it.
 fn create_empty_own_table(
@@ -354,39 +293,6 @@ fn create_empty_own_table(
     ctx.storage
         .append(session, table, &format!("SELECT {empty} LIMIT 0"))?;
     Ok(())
-}
-
-/// The macro context of one batch of a model version.
-pub(super) fn batch_macro_context(
-    ctx: &BuildContext<'_>,
-    backfill: &Backfill,
-    (start, end): Range,
-) -> MacroContext {
-    let mut macro_ctx = macro_context(ctx, backfill.model, &backfill.table, "evaluating");
-    macro_ctx.start = start;
-    macro_ctx.end = end;
-    macro_ctx
-}
-
-/// After a model version built in one piece is written: its audits, then its interval recorded (a blocking
-/// audit failure leaves it unrecorded, so the next plan rebuilds it).
-pub(super) fn finish_in_one_piece(
-    ctx: &BuildContext<'_>,
-    session: &Session,
-    backfill: &Backfill,
-    macro_ctx: &MacroContext,
-    stats: WriteStats,
-    record: &dyn Fn(Interval) -> Result<()>,
-    observer: &dyn Observer,
-) -> Result<WriteStats> {
-    let model = &ctx.project.models[backfill.model];
-    let audited = audited_relation(model, &backfill.table, None, None);
-    let audits_passed = run_audits(ctx, session, backfill, macro_ctx, &audited, observer)?;
-    record(built_interval(ctx, backfill, stats.write_id()))?;
-    Ok(WriteStats {
-        audits_passed,
-        ..stats
-    })
 }
 
 /// Temporary table holding the rows of an append until its audits pass.
@@ -570,36 +476,4 @@ pub(super) fn write_history(
     let qualified = format!("{}.{}", quote_ident(catalog), table.sql());
     let sql = scd.history_sql(query, &columns, exists.then_some(qualified.as_str()));
     ctx.storage.replace_all(session, table, &sql)
-}
-
-pub(super) fn run_statements(
-    project: &Project,
-    session: &Session,
-    model: &Model,
-    statements: &[crate::project::model::Statement],
-    ctx: &MacroContext,
-) -> Result<()> {
-    for statement in statements {
-        let render = profile::time(Phase::Render);
-        let source = project.jinja(model, statement, ctx)?;
-        let rendered = macros::render(&source, ctx).map_err(|e| {
-            let at = if statement.jinja { 0 } else { e.offset };
-            LakeError::from(
-                statement
-                    .file(&model.file)
-                    .error(statement.offset + at, e.len, e.message)
-                    .with_optional_help(e.help),
-            )
-        })?;
-        drop(render);
-        // A statement made only of macros (`@IF(cond, …)` that is false) may render to nothing.
-        if rendered.sql.trim().is_empty() {
-            continue;
-        }
-        let _query = profile::time(Phase::Query);
-        session.execute(&rendered.sql, || {
-            format!("running a statement of {}", model.meta.name)
-        })?;
-    }
-    Ok(())
 }

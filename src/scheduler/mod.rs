@@ -4,6 +4,7 @@ mod apply;
 mod audits;
 mod batches;
 mod build;
+mod finish;
 mod render;
 mod runner;
 pub mod scd;

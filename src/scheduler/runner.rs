@@ -5,8 +5,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
-use chrono::Utc;
-
 use super::build::build_one;
 use super::{BuildContext, Observer, poisoned};
 use crate::engine::{Engine, Session};
@@ -198,48 +196,5 @@ pub(super) fn worker(
         }
         drop(q);
         wake.notify_all();
-    }
-}
-
-/// The interval one batch of an incremental model wrote.
-pub(super) fn batch_interval(
-    backfill: &Backfill,
-    (start, end): crate::intervals::Range,
-    write_id: Option<String>,
-) -> Interval {
-    Interval {
-        name: backfill.name.clone(),
-        version: backfill.version.clone(),
-        start_ts: start.and_utc().timestamp_millis(),
-        end_ts: end.and_utc().timestamp_millis(),
-        created_ts: Utc::now().timestamp_millis(),
-        write_id,
-    }
-}
-
-pub(super) fn built_interval(
-    ctx: &BuildContext<'_>,
-    backfill: &Backfill,
-    write_id: Option<String>,
-) -> Interval {
-    let model = &ctx.project.models[backfill.model];
-    let start = model.meta.start.as_ref().map_or(0, |start| {
-        start
-            .resolve(ctx.execution_time)
-            .and_utc()
-            .timestamp_millis()
-    });
-    let end = ctx
-        .intervals_end
-        .map_or(ctx.execution_time, |end| end.min(ctx.execution_time))
-        .and_utc()
-        .timestamp_millis();
-    Interval {
-        name: backfill.name.clone(),
-        version: backfill.version.clone(),
-        start_ts: start.min(end),
-        end_ts: end,
-        created_ts: Utc::now().timestamp_millis(),
-        write_id,
     }
 }

@@ -92,7 +92,6 @@ impl<'a> Scd2<'a> {
     pub fn history_sql(&self, query: &str, columns: &[String], existing: Option<&str>) -> String {
         let q = quote_ident;
         let (vf, vt) = (q(self.valid_from), q(self.valid_to));
-        let exec = ts(self.execution_time);
         let first_load = existing.is_none();
         let keys: Vec<String> = self.unique_key.iter().map(|k| q(k)).collect();
         let key_list = keys.join(", ");
@@ -154,77 +153,13 @@ impl<'a> Scd2<'a> {
         } else {
             "FALSE".to_string()
         };
-        let (updated, valid_from_case, valid_to_case, inserted_from) = match &self.detection {
-            ChangeDetection::ByTime {
-                updated_at,
-                updated_at_as_valid_from,
-            } => {
-                let u = q(updated_at);
-                let t_u = prefixed(updated_at);
-                let start = if *updated_at_as_valid_from {
-                    format!("joined.{u}")
-                } else {
-                    EPOCH.to_string()
-                };
-                let deleted_key = format!("latest_deleted.{}", q("_key0"));
-                (
-                    format!("joined.{u} > joined.{t_u}"),
-                    format!(
-                        "CASE WHEN joined.{t_vf} IS NULL AND {deleted_key} IS NOT NULL THEN \
-                           CASE WHEN latest_deleted.{vt} > joined.{u} THEN latest_deleted.{vt} ELSE joined.{u} END \
-                         WHEN joined.{t_vf} IS NULL THEN {start} ELSE joined.{t_vf} END",
-                        t_vf = prefixed(self.valid_from)
-                    ),
-                    format!(
-                        "CASE WHEN joined.{u} > joined.{t_u} THEN joined.{u} WHEN {hard_delete} THEN {exec} \
-                         ELSE joined.{t_vt} END",
-                        t_vt = prefixed(self.valid_to)
-                    ),
-                    format!("joined.{u}"),
-                )
-            }
-            ChangeDetection::ByColumn {
-                columns: checked,
-                execution_time_as_valid_from,
-            } => {
-                let checked: Vec<&String> = match checked {
-                    Some(list) => list.iter().collect(),
-                    None => columns.iter().collect(),
-                };
-                let both_keys = self
-                    .unique_key
-                    .iter()
-                    .map(|k| {
-                        format!(
-                            "joined.{} IS NOT NULL AND joined.{} IS NOT NULL",
-                            prefixed(k),
-                            q(k)
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" AND ");
-                let differs = checked
-                    .iter()
-                    .map(|c| format!("joined.{} IS DISTINCT FROM joined.{}", q(c), prefixed(c)))
-                    .collect::<Vec<_>>()
-                    .join(" OR ");
-                let updated = format!("({both_keys}) AND ({differs})");
-                let start = if *execution_time_as_valid_from || !first_load {
-                    exec.clone()
-                } else {
-                    EPOCH.to_string()
-                };
-                (
-                    updated.clone(),
-                    format!("COALESCE(joined.{}, {start})", prefixed(self.valid_from)),
-                    format!(
-                        "CASE WHEN {hard_delete} OR ({updated}) THEN {exec} ELSE joined.{} END",
-                        prefixed(self.valid_to)
-                    ),
-                    exec.clone(),
-                )
-            }
-        };
+        let rules = self.change_rules(columns, first_load, &hard_delete);
+        let ChangeRules {
+            updated,
+            valid_from: valid_from_case,
+            valid_to: valid_to_case,
+            inserted_from,
+        } = rules;
         let deleted_keys: Vec<String> = keys
             .iter()
             .enumerate()
@@ -259,6 +194,120 @@ impl<'a> Scd2<'a> {
             coalesced = coalesced.join(", "),
         )
     }
+
+    /// How the change detection marks a key's row as changed, and the validity a changed row gets.
+    fn change_rules(&self, columns: &[String], first_load: bool, hard_delete: &str) -> ChangeRules {
+        match &self.detection {
+            ChangeDetection::ByTime {
+                updated_at,
+                updated_at_as_valid_from,
+            } => self.by_time_rules(updated_at, *updated_at_as_valid_from, hard_delete),
+            ChangeDetection::ByColumn {
+                columns: checked,
+                execution_time_as_valid_from,
+            } => {
+                let checked: Vec<&String> = match checked {
+                    Some(list) => list.iter().collect(),
+                    None => columns.iter().collect(),
+                };
+                let start_now = *execution_time_as_valid_from || !first_load;
+                self.by_column_rules(&checked, start_now, hard_delete)
+            }
+        }
+    }
+
+    /// SCD_TYPE_2_BY_TIME: a row changed when its `updated_at` moved forward; it is valid from then.
+    fn by_time_rules(
+        &self,
+        updated_at: &str,
+        updated_at_as_valid_from: bool,
+        hard_delete: &str,
+    ) -> ChangeRules {
+        let q = quote_ident;
+        let prefixed = |c: &str| q(&format!("t_{c}"));
+        let exec = ts(self.execution_time);
+        let vt = q(self.valid_to);
+        let u = q(updated_at);
+        let t_u = prefixed(updated_at);
+        let start = if updated_at_as_valid_from {
+            format!("joined.{u}")
+        } else {
+            EPOCH.to_string()
+        };
+        let deleted_key = format!("latest_deleted.{}", q("_key0"));
+        ChangeRules {
+            updated: format!("joined.{u} > joined.{t_u}"),
+            valid_from: format!(
+                "CASE WHEN joined.{t_vf} IS NULL AND {deleted_key} IS NOT NULL THEN \
+                   CASE WHEN latest_deleted.{vt} > joined.{u} THEN latest_deleted.{vt} ELSE joined.{u} END \
+                 WHEN joined.{t_vf} IS NULL THEN {start} ELSE joined.{t_vf} END",
+                t_vf = prefixed(self.valid_from)
+            ),
+            valid_to: format!(
+                "CASE WHEN joined.{u} > joined.{t_u} THEN joined.{u} WHEN {hard_delete} THEN {exec} \
+                 ELSE joined.{t_vt} END",
+                t_vt = prefixed(self.valid_to)
+            ),
+            inserted_from: format!("joined.{u}"),
+        }
+    }
+
+    /// SCD_TYPE_2_BY_COLUMN: a row changed when any `checked` column differs; it is valid from the execution
+    /// time (from the epoch on a first load, unless `execution_time_as_valid_from`).
+    fn by_column_rules(
+        &self,
+        checked: &[&String],
+        start_now: bool,
+        hard_delete: &str,
+    ) -> ChangeRules {
+        let q = quote_ident;
+        let prefixed = |c: &str| q(&format!("t_{c}"));
+        let exec = ts(self.execution_time);
+        let both_keys = self
+            .unique_key
+            .iter()
+            .map(|k| {
+                format!(
+                    "joined.{} IS NOT NULL AND joined.{} IS NOT NULL",
+                    prefixed(k),
+                    q(k)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let differs = checked
+            .iter()
+            .map(|c| format!("joined.{} IS DISTINCT FROM joined.{}", q(c), prefixed(c)))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let updated = format!("({both_keys}) AND ({differs})");
+        let start = if start_now {
+            exec.clone()
+        } else {
+            EPOCH.to_string()
+        };
+        ChangeRules {
+            valid_from: format!("COALESCE(joined.{}, {start})", prefixed(self.valid_from)),
+            valid_to: format!(
+                "CASE WHEN {hard_delete} OR ({updated}) THEN {exec} ELSE joined.{} END",
+                prefixed(self.valid_to)
+            ),
+            updated,
+            inserted_from: exec,
+        }
+    }
+}
+
+/// The SQL expressions (over the `joined` rows) by which SCD type 2 tells a changed row and dates it.
+struct ChangeRules {
+    /// True for a key whose current row changed.
+    updated: String,
+    /// The validity start of a row carried forward or closed.
+    valid_from: String,
+    /// The validity end of a row carried forward or closed.
+    valid_to: String,
+    /// The validity start of a changed row's new version.
+    inserted_from: String,
 }
 
 #[cfg(test)]

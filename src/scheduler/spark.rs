@@ -5,9 +5,8 @@
 use arrow::datatypes::Schema as ArrowSchema;
 
 use super::audits::{audited_relation, run_audits};
-use super::build::{batch_macro_context, finish_in_one_piece};
+use super::finish::{batch_interval, batch_macro_context, finish_in_one_piece};
 use super::render::{executable_query_for, macro_context, range_predicate};
-use super::runner::batch_interval;
 use super::scd;
 use super::{BuildContext, Observer};
 use crate::config::SparkConnection;

@@ -4,7 +4,10 @@
 //! BI tools.
 
 pub mod pg;
+mod policy;
 pub mod rest;
+
+pub use policy::ServeRequest;
 
 use std::net::SocketAddr;
 

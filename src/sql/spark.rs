@@ -583,6 +583,77 @@ fn output_name(item: &SelectItem) -> Option<Ident> {
     }
 }
 
+/// DuckDB's `date_diff('unit', start, end)` in Spark: day, month and year differences, counted as DuckDB
+/// counts them (crossed boundaries).
+fn date_diff(name: &str, args: &[Expr], span: Span) -> ControlFlow<Untranslatable, Expr> {
+    let Some(unit) = string_value(&args[0]).map(str::to_lowercase) else {
+        return ControlFlow::Break(untranslatable(
+            format!("{name} with a computed unit"),
+            span,
+            "give the unit as a literal ('day', 'month', 'year')",
+        ));
+    };
+    let (start, end) = (args[1].clone(), args[2].clone());
+    let part = |part: &str, e: &Expr| call(part, vec![e.clone()]);
+    let diff = |a: Expr, b: Expr| Expr::BinaryOp {
+        left: Box::new(a),
+        op: BinaryOperator::Minus,
+        right: Box::new(b),
+    };
+    // sqlparser prints operators without parentheses: nesting keeps the precedence.
+    let months = |e: &Expr| {
+        Expr::Nested(Box::new(Expr::BinaryOp {
+            left: Box::new(Expr::BinaryOp {
+                left: Box::new(part("year", e)),
+                op: BinaryOperator::Multiply,
+                right: Box::new(number(12)),
+            }),
+            op: BinaryOperator::Plus,
+            right: Box::new(part("month", e)),
+        }))
+    };
+    let expr = match unit.trim_end_matches('s') {
+        "day" => call(
+            "datediff",
+            vec![cast(end, DataType::Date), cast(start, DataType::Date)],
+        ),
+        "month" => Expr::Nested(Box::new(diff(months(&end), months(&start)))),
+        "year" => Expr::Nested(Box::new(diff(part("year", &end), part("year", &start)))),
+        other => {
+            return ControlFlow::Break(untranslatable(
+                format!("{name} in {other}s"),
+                span,
+                "lake translates day, month and year differences",
+            ));
+        }
+    };
+    ControlFlow::Continue(expr)
+}
+
+/// DuckDB's `string_agg(x[, separator])` in Spark: `concat_ws` over `collect_list`, which has no order.
+fn string_agg(
+    f: &Function,
+    name: &str,
+    args: Vec<Expr>,
+    span: Span,
+) -> ControlFlow<Untranslatable, Expr> {
+    if has_order_by_clause(f) {
+        return ControlFlow::Break(untranslatable(
+            format!("{name} with ORDER BY"),
+            span,
+            "Spark's collect_list has no order: drop the ORDER BY or write a `dialect spark` model",
+        ));
+    }
+    let separator = args.get(1).cloned().unwrap_or_else(|| string(","));
+    let mut list = call("collect_list", vec![args[0].clone()]);
+    if let (Expr::Function(list), FunctionArguments::List(original)) = (&mut list, &f.args)
+        && let FunctionArguments::List(l) = &mut list.args
+    {
+        l.duplicate_treatment = original.duplicate_treatment;
+    }
+    ControlFlow::Continue(call("concat_ws", vec![separator, list]))
+}
+
 impl Rewriter<'_> {
     fn rewrite_function(&self, f: &mut Function) -> ControlFlow<Untranslatable, Option<Expr>> {
         let name = function_name(f);
@@ -627,22 +698,7 @@ impl Rewriter<'_> {
             ("string_agg" | "group_concat" | "listagg", Some(args))
                 if (1..=2).contains(&args.len()) =>
             {
-                if has_order_by_clause(f) {
-                    return ControlFlow::Break(untranslatable(
-                        format!("{name} with ORDER BY"),
-                        span,
-                        "Spark's collect_list has no order: drop the ORDER BY or write a `dialect spark` model",
-                    ));
-                }
-                let separator = args.get(1).cloned().unwrap_or_else(|| string(","));
-                let mut list = call("collect_list", vec![args[0].clone()]);
-                if let (Expr::Function(list), FunctionArguments::List(original)) =
-                    (&mut list, &f.args)
-                    && let FunctionArguments::List(l) = &mut list.args
-                {
-                    l.duplicate_treatment = original.duplicate_treatment;
-                }
-                ControlFlow::Continue(Some(call("concat_ws", vec![separator, list])))
+                ControlFlow::Continue(Some(string_agg(f, &name, args, span)?))
             }
             ("list" | "array_agg", Some(_)) => {
                 if has_order_by_clause(f) {
@@ -690,50 +746,7 @@ impl Rewriter<'_> {
                 )))
             }
             ("date_diff" | "datediff", Some(args)) if args.len() == 3 => {
-                let Some(unit) = string_value(&args[0]).map(str::to_lowercase) else {
-                    return ControlFlow::Break(untranslatable(
-                        format!("{name} with a computed unit"),
-                        span,
-                        "give the unit as a literal ('day', 'month', 'year')",
-                    ));
-                };
-                let (start, end) = (args[1].clone(), args[2].clone());
-                let part = |part: &str, e: &Expr| call(part, vec![e.clone()]);
-                let diff = |a: Expr, b: Expr| Expr::BinaryOp {
-                    left: Box::new(a),
-                    op: BinaryOperator::Minus,
-                    right: Box::new(b),
-                };
-                // sqlparser prints operators without parentheses: nesting keeps the precedence.
-                let months = |e: &Expr| {
-                    Expr::Nested(Box::new(Expr::BinaryOp {
-                        left: Box::new(Expr::BinaryOp {
-                            left: Box::new(part("year", e)),
-                            op: BinaryOperator::Multiply,
-                            right: Box::new(number(12)),
-                        }),
-                        op: BinaryOperator::Plus,
-                        right: Box::new(part("month", e)),
-                    }))
-                };
-                let expr = match unit.trim_end_matches('s') {
-                    "day" => call(
-                        "datediff",
-                        vec![cast(end, DataType::Date), cast(start, DataType::Date)],
-                    ),
-                    "month" => Expr::Nested(Box::new(diff(months(&end), months(&start)))),
-                    "year" => {
-                        Expr::Nested(Box::new(diff(part("year", &end), part("year", &start))))
-                    }
-                    other => {
-                        return ControlFlow::Break(untranslatable(
-                            format!("{name} in {other}s"),
-                            span,
-                            "lake translates day, month and year differences",
-                        ));
-                    }
-                };
-                ControlFlow::Continue(Some(expr))
+                ControlFlow::Continue(Some(date_diff(&name, &args, span)?))
             }
             _ => ControlFlow::Continue(None),
         }

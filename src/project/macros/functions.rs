@@ -29,393 +29,510 @@ pub const BUILTIN_FUNCTIONS: &[&str] = &[
     "blueprint_var",
 ];
 
-/// Calls `@name(args)`: a built-in, a user macro from `@DEF`, or an error naming what cannot run.
-pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String> {
-    let lower = name.to_ascii_lowercase();
-    let raw: Vec<&str> = split_args(args)
-        .into_iter()
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .collect();
-    // Keyword arguments (`exclude := [a]`, `hash_function := 'SHA256'`) and positional ones.
-    let mut positional: Vec<&str> = Vec::new();
-    let mut named: Vec<(String, &str)> = Vec::new();
-    for arg in &raw {
-        match keyword_arg(arg) {
-            Some((key, value)) => named.push((key, value)),
-            None => positional.push(arg),
+/// One macro call: its name and arguments (positional, and keyword ones such as `exclude := [a]`), with
+/// what rendering them needs.
+struct Call<'a> {
+    name: &'a str,
+    positional: Vec<&'a str>,
+    named: Vec<(String, &'a str)>,
+    ctx: &'a MacroContext,
+}
+
+impl<'a> Call<'a> {
+    fn new(name: &'a str, args: &'a str, ctx: &'a MacroContext) -> Call<'a> {
+        let mut positional = Vec::new();
+        let mut named = Vec::new();
+        for arg in split_args(args).into_iter().map(str::trim) {
+            if arg.is_empty() {
+                continue;
+            }
+            match keyword_arg(arg) {
+                Some((key, value)) => named.push((key, value)),
+                None => positional.push(arg),
+            }
+        }
+        Call {
+            name,
+            positional,
+            named,
+            ctx,
         }
     }
-    let kw = |key: &str| named.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
-    let rendered = |text: &str| render_text(text, ctx);
-    // An argument that must be one SQL expression is parsed as one, so a stray comma or keyword is
-    // reported at the macro call rather than as a syntax error somewhere in the rendered query.
-    let expression = |text: &str| -> Result<String, String> {
-        let sql = render_text(text, ctx)?;
+
+    /// The macro's name as SQLMesh writes it in messages: `@EACH`.
+    fn upper(&self) -> String {
+        self.name.to_uppercase()
+    }
+
+    fn kw(&self, key: &str) -> Option<&'a str> {
+        self.named.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+
+    fn rendered(&self, text: &str) -> Result<String, String> {
+        render_text(text, self.ctx)
+    }
+
+    /// A keyword argument's text, unquoted, or `default`.
+    fn text_kw(&self, key: &str, default: &str) -> Result<String, String> {
+        self.kw(key).map_or(Ok(default.to_string()), |v| {
+            self.rendered(v).map(|v| unquote(&v))
+        })
+    }
+
+    /// An argument that must be one SQL expression is parsed as one, so a stray comma or keyword is reported
+    /// at the macro call rather than as a syntax error somewhere in the rendered query.
+    fn expression(&self, text: &str) -> Result<String, String> {
+        let sql = self.rendered(text)?;
         parse_expression(&sql).map_err(|e| {
             format!(
                 "argument `{}` of @{} is not a SQL expression: {e}",
                 text.trim(),
-                name.to_uppercase()
+                self.upper()
             )
         })?;
         Ok(sql)
-    };
-    let nth = |i: usize, what: &str| -> Result<&str, String> {
-        positional
+    }
+
+    /// Every positional argument as an expression.
+    fn expressions(&self) -> Result<Vec<String>, String> {
+        self.positional.iter().map(|a| self.expression(a)).collect()
+    }
+
+    /// Positional argument `i`, described as `what` when it is missing.
+    fn nth(&self, i: usize, what: &str) -> Result<&'a str, String> {
+        self.positional
             .get(i)
             .copied()
-            .ok_or_else(|| format!("@{} needs {what}", name.to_uppercase()))
+            .ok_or_else(|| format!("@{} needs {what}", self.upper()))
+    }
+
+    /// Argument `i` rendered as a list of SQL expressions.
+    fn list_arg(&self, i: usize, what: &str) -> Result<Vec<String>, String> {
+        sql_list(&self.rendered(self.nth(i, what)?)?, self.name)
+    }
+
+    /// A lambda's body with `values` in place of its parameters, rendered.
+    fn apply(&self, params: &[String], body: &str, values: &[String]) -> Result<String, String> {
+        render_text(&substitute(body, params, values), self.ctx)
+    }
+}
+
+/// A built-in macro: its rendered SQL, or why the call cannot render.
+type Builtin = fn(&Call<'_>) -> Result<String, String>;
+
+/// The built-in macros `call` evaluates, by lower-case name (`@VAR` and `@DEF` are handled where they occur).
+const BUILTINS: &[(&str, Builtin)] = &[
+    ("each", each),
+    ("reduce", reduce),
+    ("filter", filter),
+    ("if", if_),
+    ("eval", eval),
+    ("sql", sql),
+    ("and", and_or),
+    ("or", and_or),
+    ("safe_add", safe_add_sub),
+    ("safe_sub", safe_add_sub),
+    ("safe_div", safe_div),
+    ("generate_surrogate_key", generate_surrogate_key),
+    ("deduplicate", deduplicate),
+    ("date_spine", date_spine),
+    ("star", star),
+    ("union", union),
+    ("haversine_distance", haversine_distance),
+    ("pivot", pivot),
+    ("resolve_template", resolve_template),
+    ("blueprint_var", blueprint_var),
+    ("def", def),
+];
+
+/// Calls `@name(args)`: a built-in, a user macro from `@DEF`, or an error naming what cannot run.
+pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String> {
+    let lower = name.to_ascii_lowercase();
+    let call = Call::new(name, args, ctx);
+    if let Some((_, builtin)) = BUILTINS.iter().find(|(n, _)| *n == lower) {
+        return builtin(&call);
+    }
+    if let Some(user) = ctx.functions.get(&lower) {
+        if call.positional.len() != user.params.len() {
+            return Err(format!(
+                "@{name} takes {} argument(s), got {}",
+                user.params.len(),
+                call.positional.len()
+            ));
+        }
+        let values = call.expressions()?;
+        return call.apply(&user.params, &user.body, &values);
+    }
+    if let Some(file) = ctx.python_macros.get(&lower) {
+        return Err(format!(
+            "@{name} is a Python macro ({file}); lake cannot run Python macros"
+        ));
+    }
+    Err(format!("unknown macro function @{name}"))
+}
+
+/// `@EACH(list, x -> body)`: the body for every item, comma-separated.
+fn each(call: &Call<'_>) -> Result<String, String> {
+    let items = call.list_arg(0, "a list")?;
+    let (params, body) = lambda(call.nth(1, "a lambda `x -> …`")?)?;
+    let out: Vec<String> = items
+        .iter()
+        .map(|item| call.apply(&params, body, std::slice::from_ref(item)))
+        .collect::<Result<_, _>>()?;
+    Ok(out.join(", "))
+}
+
+/// `@REDUCE(list, (l, r) -> body)`: the items folded from the left.
+fn reduce(call: &Call<'_>) -> Result<String, String> {
+    let items = call.list_arg(0, "a list")?;
+    let (params, body) = lambda(call.nth(1, "a lambda `(l, r) -> …`")?)?;
+    let mut items = items.into_iter();
+    let Some(mut acc) = items.next() else {
+        return Ok(String::new());
     };
-    match lower.as_str() {
-        "each" => {
-            let items = sql_list(&rendered(nth(0, "a list")?)?, name)?;
-            let (params, body) = lambda(nth(1, "a lambda `x -> …`")?)?;
-            let out: Vec<String> = items
-                .iter()
-                .map(|item| {
-                    render_text(&substitute(body, &params, std::slice::from_ref(item)), ctx)
-                })
-                .collect::<Result<_, _>>()?;
-            Ok(out.join(", "))
-        }
-        "reduce" => {
-            let items = sql_list(&rendered(nth(0, "a list")?)?, name)?;
-            let (params, body) = lambda(nth(1, "a lambda `(l, r) -> …`")?)?;
-            let mut items = items.into_iter();
-            let Some(mut acc) = items.next() else {
-                return Ok(String::new());
-            };
-            for item in items {
-                acc = render_text(&substitute(body, &params, &[acc, item]), ctx)?;
-            }
-            Ok(acc)
-        }
-        "filter" => {
-            let items = sql_list(&rendered(nth(0, "a list")?)?, name)?;
-            let (params, body) = lambda(nth(1, "a lambda `x -> condition`")?)?;
-            let mut kept = Vec::new();
-            for item in items {
-                let condition =
-                    render_text(&substitute(body, &params, std::slice::from_ref(&item)), ctx)?;
-                if truthy(&condition)? {
-                    kept.push(item);
-                }
-            }
-            Ok(format!("[{}]", kept.join(", ")))
-        }
-        "if" => {
-            let condition = expression(nth(0, "a condition")?)?;
-            if truthy(&condition)? {
-                rendered(nth(1, "a value for true")?)
-            } else {
-                positional.get(2).map_or(Ok(String::new()), |e| rendered(e))
-            }
-        }
-        "eval" => constant(&expression(nth(0, "an expression")?)?),
-        "sql" => {
-            let text = rendered(nth(0, "a string")?)?;
-            render_text(&unquote(&text), ctx)
-        }
-        "and" | "or" => {
-            let joiner = if lower == "and" { " AND " } else { " OR " };
-            let parts: Vec<String> = positional
-                .iter()
-                .map(|a| expression(a))
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter()
-                .filter(|p| !p.eq_ignore_ascii_case("NULL"))
-                .map(|p| format!("({p})"))
-                .collect();
-            Ok(match parts.len() {
-                0 => if lower == "and" { "TRUE" } else { "FALSE" }.to_string(),
-                _ => parts.join(joiner),
-            })
-        }
-        "safe_add" | "safe_sub" => {
-            let operator = if lower == "safe_add" { " + " } else { " - " };
-            let parts: Vec<String> = positional
-                .iter()
-                .map(|a| expression(a))
-                .collect::<Result<_, _>>()?;
-            if parts.is_empty() {
-                return Err(format!("@{} needs values", name.to_uppercase()));
-            }
-            let all_null: Vec<String> = parts.iter().map(|p| format!("{p} IS NULL")).collect();
-            let sum: Vec<String> = parts.iter().map(|p| format!("COALESCE({p}, 0)")).collect();
-            Ok(format!(
-                "CASE WHEN {} THEN NULL ELSE {} END",
-                all_null.join(" AND "),
-                sum.join(operator)
-            ))
-        }
-        "safe_div" => Ok(format!(
-            "{} / NULLIF({}, 0)",
-            expression(nth(0, "a numerator")?)?,
-            expression(nth(1, "a denominator")?)?
-        )),
-        "generate_surrogate_key" => {
-            let hash = match kw("hash_function") {
-                Some(h) => unquote(&rendered(h)?),
-                None => "MD5".into(),
-            };
-            let parts: Vec<String> = positional
-                .iter()
-                .map(|a| {
-                    expression(a).map(|p| {
-                        format!("COALESCE(CAST({p} AS TEXT), '_sqlmesh_surrogate_key_null_')")
-                    })
-                })
-                .collect::<Result<_, _>>()?;
-            Ok(format!("{hash}(CONCAT({}))", parts.join(", '|', ")))
-        }
-        "deduplicate" => {
-            let relation = rendered(nth(0, "a relation")?)?;
-            let partition =
-                kw("partition_by").ok_or("@DEDUPLICATE needs `partition_by := [columns]`")?;
-            let order = kw("order_by").ok_or("@DEDUPLICATE needs `order_by := ['column desc']`")?;
-            let partition: Vec<String> = sql_list(&rendered(partition)?, name)?;
-            let order: Vec<String> = list(&rendered(order)?).iter().map(|o| unquote(o)).collect();
-            Ok(format!(
-                "SELECT * FROM {relation} QUALIFY ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {}) = 1",
-                partition.join(", "),
-                order.join(", ")
-            ))
-        }
-        "date_spine" => {
-            let part =
-                unquote(&rendered(nth(0, "a date part ('day', 'week', …)")?)?).to_lowercase();
-            if !["day", "week", "month", "quarter", "year"].contains(&part.as_str()) {
-                return Err(format!(
-                    "@DATE_SPINE's date part is day, week, month, quarter or year, not `{part}`"
-                ));
-            }
-            let start = rendered(nth(1, "a start date")?)?;
-            let end = rendered(nth(2, "an end date")?)?;
-            Ok(format!(
-                "SELECT CAST(d AS DATE) AS date_{part} FROM UNNEST(generate_series(CAST({start} AS DATE), CAST({end} AS DATE), INTERVAL 1 {part})) AS spine(d)"
-            ))
-        }
-        "star" => {
-            let relation = rendered(nth(0, "a relation")?)?;
-            let columns = known_columns(ctx, &relation, "STAR")?;
-            let alias = match kw("alias") {
-                Some(a) => unquote(&rendered(a)?),
-                None => relation.rsplit('.').next().unwrap_or(&relation).to_string(),
-            };
-            // `except` is SQLMesh's older name for `exclude`.
-            let exclude: Vec<String> = match kw("exclude").or(kw("except")) {
-                Some(e) => list(&rendered(e)?)
-                    .iter()
-                    .map(|c| unquote(c).to_lowercase())
-                    .collect(),
-                None => Vec::new(),
-            };
-            let prefix = kw("prefix")
-                .map(|p| rendered(p).map(|p| unquote(&p)))
-                .transpose()?
-                .unwrap_or_default();
-            let suffix = kw("suffix")
-                .map(|p| rendered(p).map(|p| unquote(&p)))
-                .transpose()?
-                .unwrap_or_default();
-            let items: Vec<String> = columns
-                .iter()
-                .filter(|(c, _)| !exclude.contains(&c.to_lowercase()))
-                .map(|(c, t)| {
-                    format!(
-                        "CAST({}.{} AS {t}) AS {}",
-                        quote_ident(&alias),
-                        quote_ident(c),
-                        quote_ident(&format!("{prefix}{c}{suffix}"))
-                    )
-                })
-                .collect();
-            Ok(items.join(", "))
-        }
-        "union" => {
-            let mut tables: Vec<String> = positional
-                .iter()
-                .map(|a| rendered(a))
-                .collect::<Result<_, _>>()?;
-            let kind = match tables.first().map(|t| unquote(t).to_lowercase()) {
-                Some(k) if k == "all" || k == "distinct" => {
-                    tables.remove(0);
-                    k.to_uppercase()
-                }
-                _ => "ALL".to_string(),
-            };
-            if tables.len() < 2 {
-                return Err("@UNION needs at least two tables".into());
-            }
-            // The columns every table has, in the first table's order.
-            let column_sets: Vec<&Vec<(String, String)>> = tables
-                .iter()
-                .map(|t| known_columns(ctx, t, "UNION"))
-                .collect::<Result<_, _>>()?;
-            let common: Vec<&(String, String)> = column_sets[0]
-                .iter()
-                .filter(|(c, _)| {
-                    column_sets[1..]
-                        .iter()
-                        .all(|set| set.iter().any(|(o, _)| o.eq_ignore_ascii_case(c)))
-                })
-                .collect();
-            let select = |t: &str| {
-                let cols: Vec<String> = common
-                    .iter()
-                    .map(|(c, ty)| format!("CAST({q} AS {ty}) AS {q}", q = quote_ident(c)))
-                    .collect();
-                format!("SELECT {} FROM {t}", cols.join(", "))
-            };
-            Ok(tables
-                .iter()
-                .map(|t| select(t))
-                .collect::<Vec<_>>()
-                .join(&format!(" UNION {kind} ")))
-        }
-        "haversine_distance" => {
-            let [lat1, lon1, lat2, lon2] = [
-                nth(0, "lat1")?,
-                nth(1, "lon1")?,
-                nth(2, "lat2")?,
-                nth(3, "lon2")?,
-            ]
-            .map(|a| expression(a).map(|e| format!("({e})")));
-            let (lat1, lon1, lat2, lon2) = (lat1?, lon1?, lat2?, lon2?);
-            let unit = match kw("unit").or(positional.get(4).copied()) {
-                Some(u) => unquote(&rendered(u)?),
-                None => "mi".into(),
-            };
-            // SQLMesh's formula and Earth radius (3961 miles), so distances match it to the digit.
-            let rate = match unit.as_str() {
-                "mi" => "1.0",
-                "km" => "1.60934",
-                other => {
-                    return Err(format!(
-                        "@HAVERSINE_DISTANCE's unit is 'mi' or 'km', not '{other}'"
-                    ));
-                }
-            };
-            Ok(format!(
-                "2 * 3961 * ASIN(SQRT(POWER(SIN(RADIANS(({lat2} - {lat1}) / 2)), 2) + COS(RADIANS({lat1})) * \
-                 COS(RADIANS({lat2})) * POWER(SIN(RADIANS(({lon2} - {lon1}) / 2)), 2))) * {rate}"
-            ))
-        }
-        "pivot" => {
-            let column = expression(nth(0, "a column")?)?;
-            let values = sql_list(&rendered(nth(1, "a list of values")?)?, name)?;
-            let text = |key: &str, default: &str| -> Result<String, String> {
-                kw(key).map_or(Ok(default.to_string()), |v| {
-                    rendered(v).map(|v| unquote(&v))
-                })
-            };
-            let flag = |key: &str, default: bool| -> Result<bool, String> {
-                kw(key).map_or(Ok(default), |v| truthy(&rendered(v)?))
-            };
-            let (agg, cmp) = (text("agg", "SUM")?, text("cmp", "=")?);
-            let (prefix, suffix) = (text("prefix", "")?, text("suffix", "")?);
-            let then_value = kw("then_value").map_or(Ok("1".to_string()), rendered)?;
-            let else_value = kw("else_value").map_or(Ok("0".to_string()), rendered)?;
-            let distinct = if flag("distinct", false)? {
-                "DISTINCT "
-            } else {
-                ""
-            };
-            let (alias, quote) = (flag("alias", true)?, flag("quote", true)?);
-            let columns: Vec<String> = values
-                .iter()
-                .map(|value| {
-                    let aggregate = format!(
-                        "{agg}({distinct}CASE WHEN {column} {cmp} {value} THEN {then_value} ELSE {else_value} END)"
-                    );
-                    // SQLMesh names the column after the value as written, quotes included: 'a' -> "'a'".
-                    let name = format!("{prefix}{value}{suffix}");
-                    match (alias, quote) {
-                        (false, _) => aggregate,
-                        (true, true) => format!("{aggregate} AS {}", quote_ident_always(&name)),
-                        (true, false) => format!("{aggregate} AS {name}"),
-                    }
-                })
-                .collect();
-            Ok(columns.join(", "))
-        }
-        "resolve_template" => {
-            let template = rendered(nth(0, "a template string")?)?;
-            // While loading there is no table yet: SQLMesh leaves the template as it is.
-            if ctx.this_model.is_empty() || ctx.runtime_stage == "loading" {
-                return Ok(template);
-            }
-            let parts: Vec<String> = ctx
-                .this_model
-                .split('.')
-                .map(|p| p.trim_matches('"').replace("\"\"", "\""))
-                .collect();
-            let (schema, table) = match parts.as_slice() {
-                [.., schema, table] => (schema.clone(), table.clone()),
-                _ => (String::new(), ctx.this_model.clone()),
-            };
-            let catalog = match parts.as_slice() {
-                [catalog, _, _] => catalog.clone(),
-                _ => ctx.catalog.clone(),
-            };
-            let resolved = unquote(&template)
-                .replace("@{catalog_name}", &catalog)
-                .replace("@{schema_name}", &schema)
-                .replace("@{table_name}", &table);
-            let mode = match kw("mode").or(positional.get(1).copied()) {
-                Some(m) => unquote(&rendered(m)?).to_lowercase(),
-                None => "literal".into(),
-            };
-            match mode.as_str() {
-                "literal" => Ok(quote_literal(&resolved)),
-                "table" => Ok(resolved),
-                other => Err(format!(
-                    "@RESOLVE_TEMPLATE's mode is 'literal' or 'table', not '{other}'"
-                )),
-            }
-        }
-        // The variable of the model's blueprint (`blueprints` property), else the default (else NULL).
-        "blueprint_var" => {
-            let name_arg = rendered(nth(0, "a variable name string")?)?;
-            if !name_arg.trim().starts_with('\'') {
-                return Err(format!(
-                    "@BLUEPRINT_VAR's variable name is a string literal, not `{}`",
-                    name_arg.trim()
-                ));
-            }
-            let wanted = unquote(&name_arg).to_lowercase();
-            if let Some((_, value)) = ctx.blueprint_vars.iter().find(|(k, _)| *k == wanted) {
-                return Ok(value.clone());
-            }
-            positional
-                .get(1)
-                .map_or(Ok("NULL".to_string()), |d| rendered(d))
-        }
-        "def" => Err("@DEF defines a macro as a statement of its own: `@DEF(name, value);`".into()),
-        _ => {
-            if let Some(user) = ctx.functions.get(&lower) {
-                if positional.len() != user.params.len() {
-                    return Err(format!(
-                        "@{name} takes {} argument(s), got {}",
-                        user.params.len(),
-                        positional.len()
-                    ));
-                }
-                let values: Vec<String> = positional
-                    .iter()
-                    .map(|a| expression(a))
-                    .collect::<Result<_, _>>()?;
-                return render_text(&substitute(&user.body, &user.params, &values), ctx);
-            }
-            if let Some(file) = ctx.python_macros.get(&lower) {
-                return Err(format!(
-                    "@{name} is a Python macro ({file}); lake cannot run Python macros"
-                ));
-            }
-            Err(format!("unknown macro function @{name}"))
+    for item in items {
+        acc = call.apply(&params, body, &[acc, item])?;
+    }
+    Ok(acc)
+}
+
+/// `@FILTER(list, x -> condition)`: the items whose condition holds, as a list.
+fn filter(call: &Call<'_>) -> Result<String, String> {
+    let items = call.list_arg(0, "a list")?;
+    let (params, body) = lambda(call.nth(1, "a lambda `x -> condition`")?)?;
+    let mut kept = Vec::new();
+    for item in items {
+        let condition = call.apply(&params, body, std::slice::from_ref(&item))?;
+        if truthy(&condition)? {
+            kept.push(item);
         }
     }
+    Ok(format!("[{}]", kept.join(", ")))
+}
+
+/// `@IF(condition, then[, else])`, decided at render time.
+fn if_(call: &Call<'_>) -> Result<String, String> {
+    let condition = call.expression(call.nth(0, "a condition")?)?;
+    if truthy(&condition)? {
+        call.rendered(call.nth(1, "a value for true")?)
+    } else {
+        call.positional
+            .get(2)
+            .map_or(Ok(String::new()), |e| call.rendered(e))
+    }
+}
+
+/// `@EVAL(expression)`: its value as a literal.
+fn eval(call: &Call<'_>) -> Result<String, String> {
+    constant(&call.expression(call.nth(0, "an expression")?)?)
+}
+
+/// `@SQL('text')`: the string's contents as SQL.
+fn sql(call: &Call<'_>) -> Result<String, String> {
+    let text = call.rendered(call.nth(0, "a string")?)?;
+    render_text(&unquote(&text), call.ctx)
+}
+
+/// `@AND(…)` / `@OR(…)`: the conditions joined, NULL ones left out.
+fn and_or(call: &Call<'_>) -> Result<String, String> {
+    let and = call.name.eq_ignore_ascii_case("and");
+    let parts: Vec<String> = call
+        .expressions()?
+        .into_iter()
+        .filter(|p| !p.eq_ignore_ascii_case("NULL"))
+        .map(|p| format!("({p})"))
+        .collect();
+    Ok(match (parts.is_empty(), and) {
+        (true, true) => "TRUE".to_string(),
+        (true, false) => "FALSE".to_string(),
+        (false, true) => parts.join(" AND "),
+        (false, false) => parts.join(" OR "),
+    })
+}
+
+/// `@SAFE_ADD(…)` / `@SAFE_SUB(…)`: NULL only when every value is.
+fn safe_add_sub(call: &Call<'_>) -> Result<String, String> {
+    let operator = if call.name.eq_ignore_ascii_case("safe_add") {
+        " + "
+    } else {
+        " - "
+    };
+    let parts = call.expressions()?;
+    if parts.is_empty() {
+        return Err(format!("@{} needs values", call.upper()));
+    }
+    let all_null: Vec<String> = parts.iter().map(|p| format!("{p} IS NULL")).collect();
+    let sum: Vec<String> = parts.iter().map(|p| format!("COALESCE({p}, 0)")).collect();
+    Ok(format!(
+        "CASE WHEN {} THEN NULL ELSE {} END",
+        all_null.join(" AND "),
+        sum.join(operator)
+    ))
+}
+
+/// `@SAFE_DIV(a, b)`: NULL instead of a division by zero.
+fn safe_div(call: &Call<'_>) -> Result<String, String> {
+    Ok(format!(
+        "{} / NULLIF({}, 0)",
+        call.expression(call.nth(0, "a numerator")?)?,
+        call.expression(call.nth(1, "a denominator")?)?
+    ))
+}
+
+/// `@GENERATE_SURROGATE_KEY(a, b[, hash_function := 'SHA256'])`, as SQLMesh writes it.
+fn generate_surrogate_key(call: &Call<'_>) -> Result<String, String> {
+    let hash = call.text_kw("hash_function", "MD5")?;
+    let parts: Vec<String> = call
+        .expressions()?
+        .into_iter()
+        .map(|p| format!("COALESCE(CAST({p} AS TEXT), '_sqlmesh_surrogate_key_null_')"))
+        .collect();
+    Ok(format!("{hash}(CONCAT({}))", parts.join(", '|', ")))
+}
+
+/// `@DEDUPLICATE(relation, partition_by := [...], order_by := [...])`: the first row of each partition.
+fn deduplicate(call: &Call<'_>) -> Result<String, String> {
+    let relation = call.rendered(call.nth(0, "a relation")?)?;
+    let partition = call
+        .kw("partition_by")
+        .ok_or("@DEDUPLICATE needs `partition_by := [columns]`")?;
+    let order = call
+        .kw("order_by")
+        .ok_or("@DEDUPLICATE needs `order_by := ['column desc']`")?;
+    let partition: Vec<String> = sql_list(&call.rendered(partition)?, call.name)?;
+    let order: Vec<String> = list(&call.rendered(order)?)
+        .iter()
+        .map(|o| unquote(o))
+        .collect();
+    Ok(format!(
+        "SELECT * FROM {relation} QUALIFY ROW_NUMBER() OVER (PARTITION BY {} ORDER BY {}) = 1",
+        partition.join(", "),
+        order.join(", ")
+    ))
+}
+
+/// `@DATE_SPINE('day', start, end)`: one row per date part between the two dates.
+fn date_spine(call: &Call<'_>) -> Result<String, String> {
+    let part =
+        unquote(&call.rendered(call.nth(0, "a date part ('day', 'week', …)")?)?).to_lowercase();
+    if !["day", "week", "month", "quarter", "year"].contains(&part.as_str()) {
+        return Err(format!(
+            "@DATE_SPINE's date part is day, week, month, quarter or year, not `{part}`"
+        ));
+    }
+    let start = call.rendered(call.nth(1, "a start date")?)?;
+    let end = call.rendered(call.nth(2, "an end date")?)?;
+    Ok(format!(
+        "SELECT CAST(d AS DATE) AS date_{part} FROM UNNEST(generate_series(CAST({start} AS DATE), CAST({end} AS DATE), INTERVAL 1 {part})) AS spine(d)"
+    ))
+}
+
+/// `@STAR(relation[, alias, exclude, prefix, suffix])`: the relation's columns, each cast to its type.
+fn star(call: &Call<'_>) -> Result<String, String> {
+    let relation = call.rendered(call.nth(0, "a relation")?)?;
+    let columns = known_columns(call.ctx, &relation, "STAR")?;
+    let alias = match call.kw("alias") {
+        Some(a) => unquote(&call.rendered(a)?),
+        None => relation.rsplit('.').next().unwrap_or(&relation).to_string(),
+    };
+    // `except` is SQLMesh's older name for `exclude`.
+    let exclude: Vec<String> = match call.kw("exclude").or(call.kw("except")) {
+        Some(e) => list(&call.rendered(e)?)
+            .iter()
+            .map(|c| unquote(c).to_lowercase())
+            .collect(),
+        None => Vec::new(),
+    };
+    let prefix = call.text_kw("prefix", "")?;
+    let suffix = call.text_kw("suffix", "")?;
+    let items: Vec<String> = columns
+        .iter()
+        .filter(|(c, _)| !exclude.contains(&c.to_lowercase()))
+        .map(|(c, t)| {
+            format!(
+                "CAST({}.{} AS {t}) AS {}",
+                quote_ident(&alias),
+                quote_ident(c),
+                quote_ident(&format!("{prefix}{c}{suffix}"))
+            )
+        })
+        .collect();
+    Ok(items.join(", "))
+}
+
+/// `@UNION(['all' | 'distinct',] t1, t2, …)`: the tables' common columns, unioned.
+fn union(call: &Call<'_>) -> Result<String, String> {
+    let mut tables: Vec<String> = call
+        .positional
+        .iter()
+        .map(|a| call.rendered(a))
+        .collect::<Result<_, _>>()?;
+    let kind = match tables.first().map(|t| unquote(t).to_lowercase()) {
+        Some(k) if k == "all" || k == "distinct" => {
+            tables.remove(0);
+            k.to_uppercase()
+        }
+        _ => "ALL".to_string(),
+    };
+    if tables.len() < 2 {
+        return Err("@UNION needs at least two tables".into());
+    }
+    // The columns every table has, in the first table's order.
+    let column_sets: Vec<&Vec<(String, String)>> = tables
+        .iter()
+        .map(|t| known_columns(call.ctx, t, "UNION"))
+        .collect::<Result<_, _>>()?;
+    let common: Vec<&(String, String)> = column_sets[0]
+        .iter()
+        .filter(|(c, _)| {
+            column_sets[1..]
+                .iter()
+                .all(|set| set.iter().any(|(o, _)| o.eq_ignore_ascii_case(c)))
+        })
+        .collect();
+    let cols: Vec<String> = common
+        .iter()
+        .map(|(c, ty)| format!("CAST({q} AS {ty}) AS {q}", q = quote_ident(c)))
+        .collect();
+    Ok(tables
+        .iter()
+        .map(|t| format!("SELECT {} FROM {t}", cols.join(", ")))
+        .collect::<Vec<_>>()
+        .join(&format!(" UNION {kind} ")))
+}
+
+/// `@HAVERSINE_DISTANCE(lat1, lon1, lat2, lon2[, unit])`, with SQLMesh's formula and Earth radius (3961
+/// miles), so distances match it to the digit.
+fn haversine_distance(call: &Call<'_>) -> Result<String, String> {
+    // Every coordinate must be there before any is parsed, so a short call is reported as such.
+    let texts = [
+        call.nth(0, "lat1")?,
+        call.nth(1, "lon1")?,
+        call.nth(2, "lat2")?,
+        call.nth(3, "lon2")?,
+    ];
+    let [lat1, lon1, lat2, lon2] = texts.map(|a| call.expression(a).map(|e| format!("({e})")));
+    let (lat1, lon1, lat2, lon2) = (lat1?, lon1?, lat2?, lon2?);
+    let unit = match call.kw("unit").or(call.positional.get(4).copied()) {
+        Some(u) => unquote(&call.rendered(u)?),
+        None => "mi".into(),
+    };
+    let rate = match unit.as_str() {
+        "mi" => "1.0",
+        "km" => "1.60934",
+        other => {
+            return Err(format!(
+                "@HAVERSINE_DISTANCE's unit is 'mi' or 'km', not '{other}'"
+            ));
+        }
+    };
+    Ok(format!(
+        "2 * 3961 * ASIN(SQRT(POWER(SIN(RADIANS(({lat2} - {lat1}) / 2)), 2) + COS(RADIANS({lat1})) * \
+         COS(RADIANS({lat2})) * POWER(SIN(RADIANS(({lon2} - {lon1}) / 2)), 2))) * {rate}"
+    ))
+}
+
+/// `@PIVOT(column, [values], …)`: one aggregate column per value.
+fn pivot(call: &Call<'_>) -> Result<String, String> {
+    let column = call.expression(call.nth(0, "a column")?)?;
+    let values = call.list_arg(1, "a list of values")?;
+    let flag = |key: &str, default: bool| -> Result<bool, String> {
+        call.kw(key)
+            .map_or(Ok(default), |v| truthy(&call.rendered(v)?))
+    };
+    let (agg, cmp) = (call.text_kw("agg", "SUM")?, call.text_kw("cmp", "=")?);
+    let (prefix, suffix) = (call.text_kw("prefix", "")?, call.text_kw("suffix", "")?);
+    let value_kw = |key: &str, default: &str| {
+        call.kw(key)
+            .map_or(Ok(default.to_string()), |v| call.rendered(v))
+    };
+    let then_value = value_kw("then_value", "1")?;
+    let else_value = value_kw("else_value", "0")?;
+    let distinct = if flag("distinct", false)? {
+        "DISTINCT "
+    } else {
+        ""
+    };
+    let (alias, quote) = (flag("alias", true)?, flag("quote", true)?);
+    let columns: Vec<String> = values
+        .iter()
+        .map(|value| {
+            let aggregate = format!(
+                "{agg}({distinct}CASE WHEN {column} {cmp} {value} THEN {then_value} ELSE {else_value} END)"
+            );
+            // SQLMesh names the column after the value as written, quotes included: 'a' -> "'a'".
+            let name = format!("{prefix}{value}{suffix}");
+            match (alias, quote) {
+                (false, _) => aggregate,
+                (true, true) => format!("{aggregate} AS {}", quote_ident_always(&name)),
+                (true, false) => format!("{aggregate} AS {name}"),
+            }
+        })
+        .collect();
+    Ok(columns.join(", "))
+}
+
+/// `@RESOLVE_TEMPLATE('@{catalog_name}.@{schema_name}.@{table_name}_x'[, mode])`: the model's own table's
+/// name parts put in.
+fn resolve_template(call: &Call<'_>) -> Result<String, String> {
+    let ctx = call.ctx;
+    let template = call.rendered(call.nth(0, "a template string")?)?;
+    // While loading there is no table yet: SQLMesh leaves the template as it is.
+    if ctx.this_model.is_empty() || ctx.runtime_stage == "loading" {
+        return Ok(template);
+    }
+    let parts: Vec<String> = ctx
+        .this_model
+        .split('.')
+        .map(|p| p.trim_matches('"').replace("\"\"", "\""))
+        .collect();
+    let (schema, table) = match parts.as_slice() {
+        [.., schema, table] => (schema.clone(), table.clone()),
+        _ => (String::new(), ctx.this_model.clone()),
+    };
+    let catalog = match parts.as_slice() {
+        [catalog, _, _] => catalog.clone(),
+        _ => ctx.catalog.clone(),
+    };
+    let resolved = unquote(&template)
+        .replace("@{catalog_name}", &catalog)
+        .replace("@{schema_name}", &schema)
+        .replace("@{table_name}", &table);
+    let mode = match call.kw("mode").or(call.positional.get(1).copied()) {
+        Some(m) => unquote(&call.rendered(m)?).to_lowercase(),
+        None => "literal".into(),
+    };
+    match mode.as_str() {
+        "literal" => Ok(quote_literal(&resolved)),
+        "table" => Ok(resolved),
+        other => Err(format!(
+            "@RESOLVE_TEMPLATE's mode is 'literal' or 'table', not '{other}'"
+        )),
+    }
+}
+
+/// `@BLUEPRINT_VAR('name'[, default])`: the variable of the model's blueprint (`blueprints` property), else
+/// the default, else NULL.
+fn blueprint_var(call: &Call<'_>) -> Result<String, String> {
+    let name_arg = call.rendered(call.nth(0, "a variable name string")?)?;
+    if !name_arg.trim().starts_with('\'') {
+        return Err(format!(
+            "@BLUEPRINT_VAR's variable name is a string literal, not `{}`",
+            name_arg.trim()
+        ));
+    }
+    let wanted = unquote(&name_arg).to_lowercase();
+    if let Some((_, value)) = call.ctx.blueprint_vars.iter().find(|(k, _)| *k == wanted) {
+        return Ok(value.clone());
+    }
+    call.positional
+        .get(1)
+        .map_or(Ok("NULL".to_string()), |d| call.rendered(d))
+}
+
+/// `@DEF` inside an expression: it is a statement of its own.
+fn def(_: &Call<'_>) -> Result<String, String> {
+    Err("@DEF defines a macro as a statement of its own: `@DEF(name, value);`".into())
 }
 
 /// The columns of `relation` for `@STAR`/`@UNION`; a miss is recorded so that loading can infer them.
@@ -878,5 +995,21 @@ mod tests {
                 .unwrap_err()
                 .contains("cannot evaluate")
         );
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::{BUILTIN_FUNCTIONS, BUILTINS};
+
+    #[test]
+    fn every_builtin_in_the_table_is_listed_as_built_in() {
+        for (name, _) in BUILTINS {
+            assert!(BUILTIN_FUNCTIONS.contains(name), "{name}");
+        }
+        // `@VAR` is rendered where it occurs; every other listed name has its function.
+        for name in BUILTIN_FUNCTIONS.iter().filter(|n| **n != "var") {
+            assert!(BUILTINS.iter().any(|(n, _)| n == name), "{name}");
+        }
     }
 }

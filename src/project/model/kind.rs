@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::parser::{Value, ValueKind};
 use crate::error::{SourceError, SourceFile, did_you_mean};
+use crate::project::block::{Value, ValueKind};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct TimeColumn {

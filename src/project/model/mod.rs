@@ -1,12 +1,13 @@
 //! Model files: the `MODEL (...)` header as a typed struct, model names, kinds, and the statements that follow.
 
 pub mod kind;
-pub mod parser;
+use super::block as parser;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::project::audit::AuditCall;
 pub use kind::{ModelKind, TimeColumn};
 use parser::{Property, Value, ValueKind};
 
@@ -23,13 +24,6 @@ use crate::storage::partition::{PartitionTerm, PartitionTransform};
 pub struct ColumnDef {
     pub name: String,
     pub data_type: String,
-}
-
-/// An audit reference: `not_null(columns := [a, b])`, arguments kept as written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditCall {
-    pub name: String,
-    pub args: Vec<(String, String)>,
 }
 
 /// Every property SQLMesh accepts in a MODEL block, typed. Defaults from `model_defaults` are applied.
@@ -141,6 +135,18 @@ pub struct Model {
     pub seed_path: Option<PathBuf>,
     /// Offset and length of the `name` value, for errors about the model as a whole.
     pub name_span: (usize, usize),
+}
+
+impl Model {
+    /// What resolving the model's audit calls needs of it.
+    pub fn audit_site(&self) -> crate::project::audit::AuditSite<'_> {
+        crate::project::audit::AuditSite {
+            file: &self.file,
+            calls: &self.meta.audits,
+            inline: &self.inline_audits,
+            fallback_offset: self.name_span.0,
+        }
+    }
 }
 
 const PROPERTY_NAMES: &[&str] = &[
@@ -324,13 +330,60 @@ pub fn parse_model(
     defaults: &ModelDefaults,
 ) -> Result<Model, SourceError> {
     let block = parser::parse_model_block(&file)?;
-    let mut reader = MetaReader {
-        file: &file,
-        seen: Vec::new(),
+    let (meta, (name_offset, name_len)) = read_meta(&file, &block, defaults)?;
+    let body = split_body(&file, block.body_offset, meta.kind.has_query())?;
+    if meta.kind.has_query() && body.query.is_none() {
+        return Err(file
+            .error(
+                name_offset,
+                name_len,
+                format!("model `{}` has no query", meta.name),
+            )
+            .with_label("this model")
+            .with_help(
+                "after the MODEL block, write the SELECT statement that produces the model's rows",
+            ));
+    }
+    let seed_path = match &meta.kind {
+        ModelKind::Seed { path: seed, .. } => {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            Some(normalize_path(&dir.join(seed)))
+        }
+        _ => None,
     };
-    let mut name: Option<(ModelName, usize, usize)> = None;
-    let mut kind: Option<ModelKind> = None;
-    let mut meta = ModelMeta {
+    // As SQLMesh combines them: the defaults first, then the model's own.
+    let with_defaults = |key: &str, default: Option<&Vec<String>>, own: Vec<Statement>| {
+        let mut statements = default_statements(key, default);
+        statements.extend(own);
+        statements
+    };
+    Ok(Model {
+        meta,
+        blueprint: Vec::new(),
+        file,
+        path: path.to_path_buf(),
+        definitions: body.definitions,
+        pre_statements: with_defaults("pre_statements", defaults.pre_statements.as_ref(), body.pre),
+        query: body.query,
+        post_statements: with_defaults(
+            "post_statements",
+            defaults.post_statements.as_ref(),
+            body.post,
+        ),
+        on_virtual_update: with_defaults(
+            "on_virtual_update",
+            defaults.on_virtual_update.as_ref(),
+            body.on_virtual_update,
+        ),
+        inline_audits: body.inline_audits,
+        seed_path,
+        name_span: (name_offset, name_len),
+    })
+}
+
+/// A model's properties as `model_defaults` sets them before its MODEL block is read.
+fn default_meta(defaults: &ModelDefaults) -> ModelMeta {
+    ModelMeta {
         name: ModelName::new("", ""),
         project: None,
         kind: ModelKind::View {
@@ -371,127 +424,31 @@ pub fn parse_model(
         virtual_environment_mode: None,
         grants: Vec::new(),
         grants_target_layer: None,
+    }
+}
+
+/// The MODEL block read into the model's properties on top of `model_defaults`, with where its name is.
+fn read_meta(
+    file: &SourceFile,
+    block: &parser::ModelBlock,
+    defaults: &ModelDefaults,
+) -> Result<(ModelMeta, (usize, usize)), SourceError> {
+    let mut reader = MetaReader {
+        file,
+        seen: Vec::new(),
     };
+    let mut meta = default_meta(defaults);
+    let mut name: Option<(ModelName, usize, usize)> = None;
+    let mut kind: Option<ModelKind> = None;
     for prop in &block.properties {
         reader.check_duplicate(prop)?;
-        let v = &prop.value;
         match prop.key.as_str() {
             "name" => {
-                let parsed = match &v.kind {
-                    ValueKind::Ident(parts) => ModelName::from_parts(parts),
-                    ValueKind::Str(s) => ModelName::parse(s),
-                    _ => None,
-                };
-                let Some(parsed) = parsed else {
-                    return Err(file
-                        .error(v.offset, v.len, format!("invalid model name `{}`", v.raw))
-                        .with_label("expected `schema.name`")
-                        .with_help(
-                            "model names are qualified with a schema, e.g. `name analytics.orders`",
-                        ));
-                };
-                name = Some((parsed, v.offset, v.len));
+                let v = &prop.value;
+                name = Some((model_name(file, v)?, v.offset, v.len));
             }
-            "kind" => kind = Some(kind::parse_kind(&file, v)?),
-            "project" => meta.project = Some(reader.text(prop)?),
-            "dialect" => meta.dialect = reader.text(prop)?.to_ascii_lowercase(),
-            "owner" => meta.owner = Some(reader.text(prop)?),
-            "description" => meta.description = Some(reader.text(prop)?),
-            "start" | "end" => {
-                let bound = TimeBound::parse(&reader.text(prop)?).map_err(|e| {
-                    let help = match &e {
-                        LakeError::Config { help, .. } => help.clone(),
-                        _ => None,
-                    };
-                    file.error(v.offset, v.len, e.to_string())
-                        .with_optional_help(help)
-                })?;
-                if prop.key == "start" {
-                    meta.start = Some(bound);
-                } else {
-                    meta.end = Some(bound);
-                }
-            }
-            "cron" => {
-                meta.cron = Schedule::parse(&reader.text(prop)?).map_err(|e| {
-                    file.error(v.offset, v.len, e.to_string()).with_help(
-                        "use @hourly, @daily, @weekly, @monthly or a 5-field cron expression such as `0 6 * * *`",
-                    )
-                })?
-            }
-            "cron_tz" => meta.cron_tz = Some(reader.text(prop)?),
-            "interval_unit" => {
-                let unit = IntervalUnit::parse(&reader.text(prop)?).map_err(|e| {
-                    file.error(v.offset, v.len, e.to_string()).with_help(
-                        "use year, month, day, hour, half_hour, quarter_hour or five_minute",
-                    )
-                })?;
-                meta.interval_unit = Some(unit)
-            }
-            "tags" => meta.tags = reader.list(prop),
-            "stamp" => meta.stamp = Some(reader.text(prop)?),
-            "grain" | "grains" => meta.grains.extend(reader.list(prop)),
-            "references" => meta.references = reader.list(prop),
-            "columns" => meta.columns = reader.columns(prop)?,
-            "column_descriptions" => {
-                meta.column_descriptions = key_value_pairs(&file, &prop.key, v)?
-            }
-            "audits" => meta.audits = reader.audits(prop)?,
-            "depends_on" => meta.depends_on = reader.model_names(prop)?,
-            "partitioned_by" => {
-                meta.partitioned_by = reader.list(prop);
-                meta.partitioning = reader.partitioning(prop)?;
-            }
-            "clustered_by" => meta.clustered_by = reader.list(prop),
-            "table_format" => meta.table_format = Some(reader.text(prop)?),
-            "storage_format" => meta.storage_format = Some(reader.text(prop)?),
-            "physical_properties" => {
-                // On top of `model_defaults.physical_properties`: a key the model gives replaces the default.
-                for (key, value) in key_value_pairs(&file, &prop.key, v)? {
-                    meta.physical_properties.retain(|(k, _)| *k != key);
-                    meta.physical_properties.push((key, value));
-                }
-            }
-            "virtual_properties" => meta.virtual_properties = key_value_pairs(&file, &prop.key, v)?,
-            "session_properties" => meta.session_properties = key_value_pairs(&file, &prop.key, v)?,
-            "allow_partials" => meta.allow_partials = reader.bool(prop)?,
-            "signals" => meta.signals = v.items().iter().map(|i| i.raw.clone()).collect(),
-            "enabled" => meta.enabled = reader.bool(prop)?,
-            "physical_version" => meta.physical_version = Some(reader.text(prop)?),
-            "gateway" => meta.gateway = Some(reader.text(prop)?),
-            "optimize_query" => meta.optimize_query = Some(reader.bool(prop)?),
-            "ignored_rules" => meta.ignored_rules = reader.list(prop),
-            "formatting" => meta.formatting = Some(reader.bool(prop)?),
-            "virtual_environment_mode" => {
-                let text = reader.text(prop)?;
-                if crate::config::VirtualEnvironmentMode::parse(&text).is_none() {
-                    return Err(file
-                        .error(
-                            prop.value.offset,
-                            prop.value.len,
-                            format!("expected `full` or `dev_only`, found `{text}`"),
-                        )
-                        .with_label("not a virtual environment mode")
-                        .with_help("write `virtual_environment_mode dev_only` (or leave it to config.yaml)"));
-                }
-                meta.virtual_environment_mode = Some(text);
-            }
-            "grants" => meta.grants = key_value_pairs(&file, &prop.key, v)?,
-            "grants_target_layer" => meta.grants_target_layer = Some(reader.text(prop)?),
-            other => {
-                return Err(file
-                    .error(
-                        prop.key_offset,
-                        prop.key_len,
-                        format!("unknown MODEL property `{other}`"),
-                    )
-                    .with_label("not a MODEL property")
-                    .with_optional_help(
-                        did_you_mean(other, PROPERTY_NAMES.iter().copied()).or_else(|| {
-                            Some("see docs/models.md for the properties lake reads".into())
-                        }),
-                    ));
-            }
+            "kind" => kind = Some(kind::parse_kind(file, &prop.value)?),
+            _ => read_property(&mut reader, &mut meta, prop)?,
         }
     }
     let Some((model_name, name_offset, name_len)) = name else {
@@ -509,12 +466,37 @@ pub fn parse_model(
     }
     meta.kind = match kind {
         Some(k) => k,
-        None => default_kind(&file, defaults, block.keyword_offset)?,
+        None => default_kind(file, defaults, block.keyword_offset)?,
     };
     meta.kind
         .default_policies(defaults.on_destructive_change, defaults.on_additive_change);
     meta.kind
         .default_batch_concurrency(defaults.batch_concurrency);
+    check_partition_columns(file, block, &meta)?;
+    Ok((meta, (name_offset, name_len)))
+}
+
+/// The `name` property: `schema.name`, as an identifier or a string.
+fn model_name(file: &SourceFile, v: &parser::Value) -> Result<ModelName, SourceError> {
+    let parsed = match &v.kind {
+        ValueKind::Ident(parts) => ModelName::from_parts(parts),
+        ValueKind::Str(s) => ModelName::parse(s),
+        _ => None,
+    };
+    parsed.ok_or_else(|| {
+        file.error(v.offset, v.len, format!("invalid model name `{}`", v.raw))
+            .with_label("expected `schema.name`")
+            .with_help("model names are qualified with a schema, e.g. `name analytics.orders`")
+    })
+}
+
+/// INCREMENTAL_BY_PARTITION's batches replace the partitions their rows fall in, matched on the columns'
+/// values: its `partitioned_by` lists columns, not transforms.
+fn check_partition_columns(
+    file: &SourceFile,
+    block: &parser::ModelBlock,
+    meta: &ModelMeta,
+) -> Result<(), SourceError> {
     if matches!(meta.kind, ModelKind::IncrementalByPartition { .. })
         && let Some(prop) = block.properties.iter().find(|p| p.key == "partitioned_by")
         && meta
@@ -522,13 +504,139 @@ pub fn parse_model(
             .iter()
             .any(|t| t.transform != PartitionTransform::Identity)
     {
-        // Its batches replace the partitions their rows fall in, matched on the columns' values.
         return Err(file
             .error(prop.value.offset, prop.value.len, "INCREMENTAL_BY_PARTITION replaces partitions matched on column values, so its `partitioned_by` lists columns")
             .with_label("a transform")
             .with_help("partition by a column the query computes (`date_trunc('day', ts) AS ts_day`, then `partitioned_by ts_day`)"));
     }
+    Ok(())
+}
 
+/// One MODEL property other than `name` and `kind`, read into `meta`.
+fn read_property(
+    reader: &mut MetaReader<'_>,
+    meta: &mut ModelMeta,
+    prop: &parser::Property,
+) -> Result<(), SourceError> {
+    let file = reader.file;
+    let v = &prop.value;
+    match prop.key.as_str() {
+        "project" => meta.project = Some(reader.text(prop)?),
+        "dialect" => meta.dialect = reader.text(prop)?.to_ascii_lowercase(),
+        "owner" => meta.owner = Some(reader.text(prop)?),
+        "description" => meta.description = Some(reader.text(prop)?),
+        "start" | "end" => {
+            let bound = TimeBound::parse(&reader.text(prop)?).map_err(|e| {
+                let help = match &e {
+                    LakeError::Config { help, .. } => help.clone(),
+                    _ => None,
+                };
+                file.error(v.offset, v.len, e.to_string())
+                    .with_optional_help(help)
+            })?;
+            if prop.key == "start" {
+                meta.start = Some(bound);
+            } else {
+                meta.end = Some(bound);
+            }
+        }
+        "cron" => {
+            meta.cron = Schedule::parse(&reader.text(prop)?).map_err(|e| {
+                file.error(v.offset, v.len, e.to_string()).with_help(
+                    "use @hourly, @daily, @weekly, @monthly or a 5-field cron expression such as `0 6 * * *`",
+                )
+            })?
+        }
+        "cron_tz" => meta.cron_tz = Some(reader.text(prop)?),
+        "interval_unit" => {
+            let unit = IntervalUnit::parse(&reader.text(prop)?).map_err(|e| {
+                file.error(v.offset, v.len, e.to_string()).with_help(
+                    "use year, month, day, hour, half_hour, quarter_hour or five_minute",
+                )
+            })?;
+            meta.interval_unit = Some(unit)
+        }
+        "tags" => meta.tags = reader.list(prop),
+        "stamp" => meta.stamp = Some(reader.text(prop)?),
+        "grain" | "grains" => meta.grains.extend(reader.list(prop)),
+        "references" => meta.references = reader.list(prop),
+        "columns" => meta.columns = reader.columns(prop)?,
+        "column_descriptions" => {
+            meta.column_descriptions = key_value_pairs(file, &prop.key, v)?
+        }
+        "audits" => meta.audits = reader.audits(prop)?,
+        "depends_on" => meta.depends_on = reader.model_names(prop)?,
+        "partitioned_by" => {
+            meta.partitioned_by = reader.list(prop);
+            meta.partitioning = reader.partitioning(prop)?;
+        }
+        "clustered_by" => meta.clustered_by = reader.list(prop),
+        "table_format" => meta.table_format = Some(reader.text(prop)?),
+        "storage_format" => meta.storage_format = Some(reader.text(prop)?),
+        "physical_properties" => {
+            // On top of `model_defaults.physical_properties`: a key the model gives replaces the default.
+            for (key, value) in key_value_pairs(file, &prop.key, v)? {
+                meta.physical_properties.retain(|(k, _)| *k != key);
+                meta.physical_properties.push((key, value));
+            }
+        }
+        "virtual_properties" => meta.virtual_properties = key_value_pairs(file, &prop.key, v)?,
+        "session_properties" => meta.session_properties = key_value_pairs(file, &prop.key, v)?,
+        "allow_partials" => meta.allow_partials = reader.bool(prop)?,
+        "signals" => meta.signals = v.items().iter().map(|i| i.raw.clone()).collect(),
+        "enabled" => meta.enabled = reader.bool(prop)?,
+        "physical_version" => meta.physical_version = Some(reader.text(prop)?),
+        "gateway" => meta.gateway = Some(reader.text(prop)?),
+        "optimize_query" => meta.optimize_query = Some(reader.bool(prop)?),
+        "ignored_rules" => meta.ignored_rules = reader.list(prop),
+        "formatting" => meta.formatting = Some(reader.bool(prop)?),
+        "virtual_environment_mode" => {
+            let text = reader.text(prop)?;
+            if crate::config::VirtualEnvironmentMode::parse(&text).is_none() {
+                return Err(file
+                    .error(
+                        prop.value.offset,
+                        prop.value.len,
+                        format!("expected `full` or `dev_only`, found `{text}`"),
+                    )
+                    .with_label("not a virtual environment mode")
+                    .with_help("write `virtual_environment_mode dev_only` (or leave it to config.yaml)"));
+            }
+            meta.virtual_environment_mode = Some(text);
+        }
+        "grants" => meta.grants = key_value_pairs(file, &prop.key, v)?,
+        "grants_target_layer" => meta.grants_target_layer = Some(reader.text(prop)?),
+        other => {
+            return Err(file
+                .error(
+                    prop.key_offset,
+                    prop.key_len,
+                    format!("unknown MODEL property `{other}`"),
+                )
+                .with_label("not a MODEL property")
+                .with_optional_help(
+                    did_you_mean(other, PROPERTY_NAMES.iter().copied()).or_else(|| {
+                        Some("see docs/models.md for the properties lake reads".into())
+                    }),
+                ));
+        }
+    }
+    Ok(())
+}
+
+/// The statements after a MODEL block, sorted by role.
+struct Body {
+    pre: Vec<Statement>,
+    definitions: Vec<Statement>,
+    query: Option<Statement>,
+    post: Vec<Statement>,
+    on_virtual_update: Vec<Statement>,
+    inline_audits: Vec<std::sync::Arc<crate::project::audit::ProjectAudit>>,
+}
+
+/// The statements after the MODEL block: `@DEF`s, pre-statements, the query (for kinds that have one),
+/// post-statements, `ON_VIRTUAL_UPDATE_BEGIN … END` statements and inline AUDIT blocks.
+fn split_body(file: &SourceFile, body_offset: usize, has_query: bool) -> Result<Body, SourceError> {
     let mut pre = Vec::new();
     let mut definitions = Vec::new();
     let mut query = None;
@@ -538,12 +646,12 @@ pub fn parse_model(
     let mut inline_audits: Vec<std::sync::Arc<crate::project::audit::ProjectAudit>> = Vec::new();
     // The end of the last AUDIT block's query: statements before it are that audit's.
     let mut audit_end = 0;
-    for (statement, keyword) in body_statements(&file, block.body_offset)? {
+    for (statement, keyword) in body_statements(file, body_offset)? {
         if statement.offset < audit_end {
             continue;
         }
         if keyword == "AUDIT" && virtual_begin.is_none() && !statement.jinja {
-            let (audit, end) = crate::project::audit::parse_audit_block(&file, statement.offset)?;
+            let (audit, end) = crate::project::audit::parse_audit_block(file, statement.offset)?;
             if let Some(first) = inline_audits.iter().find(|a| a.name == audit.name) {
                 let at = lex::skip_blank(&file.text, statement.offset);
                 return Err(file
@@ -586,7 +694,7 @@ pub fn parse_model(
         }
         let is_query = statement.jinja && keyword == "JINJA_QUERY"
             || QUERY_KEYWORDS.contains(&keyword.as_str());
-        if query.is_none() && meta.kind.has_query() && is_query {
+        if query.is_none() && has_query && is_query {
             query = Some(statement);
         } else if query.is_none() {
             pre.push(statement);
@@ -604,47 +712,13 @@ pub fn parse_model(
             .with_label("opened here")
             .with_help("close the block with `ON_VIRTUAL_UPDATE_END;`"));
     }
-    if meta.kind.has_query() && query.is_none() {
-        return Err(file
-            .error(
-                name_offset,
-                name_len,
-                format!("model `{}` has no query", meta.name),
-            )
-            .with_label("this model")
-            .with_help(
-                "after the MODEL block, write the SELECT statement that produces the model's rows",
-            ));
-    }
-    let seed_path = match &meta.kind {
-        ModelKind::Seed { path: seed, .. } => {
-            let dir = path.parent().unwrap_or(Path::new("."));
-            Some(normalize_path(&dir.join(seed)))
-        }
-        _ => None,
-    };
-    // As SQLMesh combines them: the defaults first, then the model's own.
-    let mut pre_statements = default_statements("pre_statements", defaults.pre_statements.as_ref());
-    pre_statements.extend(pre);
-    let mut post_statements =
-        default_statements("post_statements", defaults.post_statements.as_ref());
-    post_statements.extend(post);
-    let mut virtual_update_statements =
-        default_statements("on_virtual_update", defaults.on_virtual_update.as_ref());
-    virtual_update_statements.extend(on_virtual_update);
-    Ok(Model {
-        meta,
-        blueprint: Vec::new(),
-        file,
-        path: path.to_path_buf(),
+    Ok(Body {
+        pre,
         definitions,
-        pre_statements,
         query,
-        post_statements,
-        on_virtual_update: virtual_update_statements,
+        post,
+        on_virtual_update,
         inline_audits,
-        seed_path,
-        name_span: (name_offset, name_len),
     })
 }
 

@@ -10,7 +10,7 @@ use clap::Parser;
 // The grammar the engine parses too; this binary only prints help and errors from it, so most of its
 // fields are never read here.
 #[allow(dead_code)]
-#[path = "cli/args.rs"]
+#[path = "../cli/args.rs"]
 mod args;
 
 /// `args` names the default environment through `crate::PROD`. Not `lake::PROD`: naming anything of the

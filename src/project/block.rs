@@ -1,4 +1,5 @@
-//! Tokenises and parses the `MODEL ( … )` header into a generic property tree with source locations.
+//! Tokenises and parses `MODEL ( … )` and `AUDIT ( … )` headers into a generic property tree with source
+//! locations, shared by model files, audit files and the formatter.
 
 use sqlparser::dialect::DuckDbDialect;
 use sqlparser::keywords::Keyword;

@@ -4,15 +4,18 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use sqlparser::ast::{Expr, Value as SqlValue};
+use sqlparser::ast::Expr;
 use sqlparser::dialect::DuckDbDialect;
 use sqlparser::parser::Parser;
 
 use crate::error::{LakeError, Result, SourceError, SourceFile};
+use crate::project::block::{ValueKind, parse_block};
 use crate::project::macros::{self, MacroContext};
-use crate::project::model::parser::{ValueKind, parse_block};
-use crate::project::model::{AuditCall, Model};
 use crate::sql::lex;
+pub use builtin::AuditArgError;
+use builtin::render_builtin;
+
+mod builtin;
 
 /// The suffix that turns any audit into a warning-only one.
 const NON_BLOCKING: &str = "_non_blocking";
@@ -235,21 +238,37 @@ fn check_query_parses(
     }
 }
 
+/// An audit reference: `not_null(columns := [a, b])`, arguments kept as written.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuditCall {
+    pub name: String,
+    pub args: Vec<(String, String)>,
+}
+
+/// A model's audit calls, where they are written, and the audits its own file defines.
+pub struct AuditSite<'a> {
+    pub file: &'a SourceFile,
+    pub calls: &'a [AuditCall],
+    /// The AUDIT blocks after the model's query.
+    pub inline: &'a [Arc<ProjectAudit>],
+    /// Where an error points when a call cannot be found in the file (the model's name).
+    pub fallback_offset: usize,
+}
+
 /// Resolves a model's `audits (…)` against the built-ins and the project's audits, parsing every argument.
 pub fn resolve(
-    model: &Model,
+    model: &AuditSite<'_>,
     project_audits: &BTreeMap<String, Arc<ProjectAudit>>,
 ) -> std::result::Result<Vec<ModelAudit>, SourceError> {
     model
-        .meta
-        .audits
+        .calls
         .iter()
         .map(|call| resolve_one(model, call, project_audits))
         .collect()
 }
 
 fn resolve_one(
-    model: &Model,
+    model: &AuditSite<'_>,
     call: &AuditCall,
     project_audits: &BTreeMap<String, Arc<ProjectAudit>>,
 ) -> std::result::Result<ModelAudit, SourceError> {
@@ -259,7 +278,7 @@ fn resolve_one(
         .text
         .to_lowercase()
         .find(&call.name)
-        .unwrap_or(model.name_span.0);
+        .unwrap_or(model.fallback_offset);
     let located = |message: String, help: String| {
         model
             .file
@@ -272,7 +291,7 @@ fn resolve_one(
         None => (call.name.as_str(), false),
     };
     // An audit written in the model's own file comes before a project audit of the same name.
-    let own = model.inline_audits.iter().find(|a| a.name == base);
+    let own = model.inline.iter().find(|a| a.name == base);
     let (source, blocking, defaults) = if let Some(audit) = own.or_else(|| project_audits.get(base))
     {
         (
@@ -287,7 +306,7 @@ fn resolve_one(
             .iter()
             .copied()
             .chain(project_audits.keys().map(String::as_str))
-            .chain(model.inline_audits.iter().map(|a| a.name.as_str()))
+            .chain(model.inline.iter().map(|a| a.name.as_str()))
             .collect();
         // `did_you_mean` already says the whole hint.
         let hint = crate::error::did_you_mean(base, known.iter().copied()).unwrap_or_else(|| {
@@ -330,17 +349,27 @@ fn parse_expr(text: &str) -> std::result::Result<Expr, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Why an audit's query cannot be made.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Arguments(#[from] AuditArgError),
+    /// A project audit's macros failed in its file.
+    #[error("{message} (in {file})")]
+    Macro { message: String, file: String },
+}
+
 /// The audit's query for bad rows against `this_model` (a table name or a parenthesised, aliased subquery).
 pub fn render(
     audit: &ModelAudit,
     this_model: &str,
     ctx: &MacroContext,
     resolver: &dyn ModelResolver,
-) -> std::result::Result<String, String> {
+) -> std::result::Result<String, RenderError> {
     match &audit.source {
-        AuditSource::Builtin(_) => {
-            render_builtin(audit, this_model, &|name: &str| resolver.table_of(name))
-        }
+        AuditSource::Builtin(_) => Ok(render_builtin(audit, this_model, &|name: &str| {
+            resolver.table_of(name)
+        })?),
         AuditSource::Project(project) => {
             let mut ctx = ctx.clone();
             ctx.this_model = this_model.to_string();
@@ -349,370 +378,12 @@ pub fn render(
             }
             macros::render(&project.query, &ctx)
                 .map(|r| r.sql)
-                .map_err(|e| format!("{} (in {})", e.message, project.file.display_path))
-        }
-    }
-}
-
-/// Arguments of one audit call, read as what each built-in expects.
-struct Args<'a>(&'a ModelAudit);
-
-impl Args<'_> {
-    fn expr(&self, key: &str) -> std::result::Result<String, String> {
-        self.0
-            .args
-            .get(key)
-            .map(|e| e.to_string())
-            .ok_or_else(|| format!("needs the argument `{key} := …`"))
-    }
-
-    /// An argument that may be absent or NULL.
-    fn optional(&self, key: &str) -> Option<String> {
-        self.0
-            .args
-            .get(key)
-            .filter(|e| !matches!(e, Expr::Value(v) if v.value == SqlValue::Null))
-            .map(|e| e.to_string())
-    }
-
-    /// `[a, b]`, `(a, b)` or a single expression, as its items.
-    fn list(&self, key: &str) -> std::result::Result<Vec<String>, String> {
-        let expr = self
-            .0
-            .args
-            .get(key)
-            .ok_or_else(|| format!("needs the argument `{key} := [...]`"))?;
-        let items: Vec<String> = match expr {
-            Expr::Array(array) => array.elem.iter().map(|e| e.to_string()).collect(),
-            Expr::Tuple(items) => items.iter().map(|e| e.to_string()).collect(),
-            Expr::Nested(inner) => vec![inner.to_string()],
-            single => vec![single.to_string()],
-        };
-        if items.is_empty() {
-            return Err(format!("`{key}` lists nothing"));
-        }
-        Ok(items)
-    }
-
-    fn flag(&self, key: &str, default: bool) -> std::result::Result<bool, String> {
-        match self.0.args.get(key) {
-            None => Ok(default),
-            Some(Expr::Value(v)) => match &v.value {
-                SqlValue::Boolean(b) => Ok(*b),
-                _ => Err(format!("`{key}` is true or false")),
-            },
-            Some(_) => Err(format!("`{key}` is true or false")),
-        }
-    }
-}
-
-fn any_of(conditions: impl IntoIterator<Item = String>) -> String {
-    let parts: Vec<String> = conditions.into_iter().collect();
-    if parts.is_empty() {
-        "FALSE".into()
-    } else {
-        parts.join(" OR ")
-    }
-}
-
-/// `value` outside [`min_v`, `max_v`] (bounds optional; exclusive when `inclusive := false`).
-fn out_of_range(args: &Args<'_>, value: &str) -> std::result::Result<String, String> {
-    let inclusive = args.flag("inclusive", true)?;
-    let (below, above) = if inclusive { ("<", ">") } else { ("<=", ">=") };
-    let mut conditions = Vec::new();
-    if let Some(min) = args.optional("min_v") {
-        conditions.push(format!("{value} {below} {min}"));
-    }
-    if let Some(max) = args.optional("max_v") {
-        conditions.push(format!("{value} {above} {max}"));
-    }
-    if conditions.is_empty() {
-        return Err("needs `min_v := …`, `max_v := …` or both".into());
-    }
-    Ok(any_of(conditions))
-}
-
-const UUID_PATTERN: &str =
-    "^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$";
-const URL_PATTERN: &str = r"^(https?|ftp)://[^\s/$.?#].[^\s]*$";
-const EMAIL_PATTERN: &str = r"^[a-zA-Z0-9_.+-]+@[a-zA-Z0-9-]+\.[a-zA-Z0-9-.]+$";
-
-fn render_builtin(
-    audit: &ModelAudit,
-    t: &str,
-    table_of: &dyn Fn(&str) -> Option<String>,
-) -> std::result::Result<String, String> {
-    let AuditSource::Builtin(name) = audit.source else {
-        return Err("not a built-in audit".into());
-    };
-    let a = Args(audit);
-    let where_any =
-        |conditions: Vec<String>| format!("SELECT * FROM {t} WHERE {}", any_of(conditions));
-    Ok(match name {
-        "not_null" => where_any(
-            a.list("columns")?
-                .iter()
-                .map(|c| format!("{c} IS NULL"))
-                .collect(),
-        ),
-        "unique_values" => {
-            let columns = a.list("columns")?;
-            let ranks: Vec<String> = columns
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    format!("row_number() OVER (PARTITION BY {c} ORDER BY {c}) AS _lake_rank_{i}")
+                .map_err(|e| RenderError::Macro {
+                    message: e.message,
+                    file: project.file.display_path.clone(),
                 })
-                .collect();
-            let duplicated: Vec<String> = (0..columns.len())
-                .map(|i| format!("_lake_rank_{i} > 1"))
-                .collect();
-            format!(
-                "SELECT * FROM (SELECT {} FROM {t}) AS ranked WHERE {}",
-                ranks.join(", "),
-                any_of(duplicated)
-            )
         }
-        "unique_combination_of_columns" => {
-            let columns = a.list("columns")?.join(", ");
-            format!("SELECT {columns} FROM {t} GROUP BY {columns} HAVING COUNT(*) > 1")
-        }
-        "accepted_values" => format!(
-            "SELECT * FROM {t} WHERE {} NOT IN ({})",
-            a.expr("column")?,
-            a.list("is_in")?.join(", ")
-        ),
-        "not_accepted_values" => format!(
-            "SELECT * FROM {t} WHERE {} IN ({})",
-            a.expr("column")?,
-            a.list("is_in")?.join(", ")
-        ),
-        "number_of_rows" => {
-            let threshold = a.expr("threshold")?;
-            format!(
-                "SELECT COUNT(*) FROM (SELECT 1 FROM {t} LIMIT {threshold} + 1) AS limited HAVING COUNT(*) <= {threshold}"
-            )
-        }
-        "forall" => where_any(
-            a.list("criteria")?
-                .iter()
-                .map(|c| format!("NOT ({c})"))
-                .collect(),
-        ),
-        "accepted_range" => {
-            format!(
-                "SELECT * FROM {t} WHERE {}",
-                out_of_range(&a, &a.expr("column")?)?
-            )
-        }
-        "at_least_one" => format!(
-            "SELECT 1 FROM {t} GROUP BY 1 HAVING COUNT({}) = 0",
-            a.expr("column")?
-        ),
-        "not_constant" => format!(
-            "SELECT 1 FROM (SELECT COUNT(DISTINCT {}) AS t_cardinality FROM {t}) AS r WHERE r.t_cardinality <= 1",
-            a.expr("column")?
-        ),
-        "not_empty_string" => format!("SELECT * FROM {t} WHERE {} = ''", a.expr("column")?),
-        "not_null_proportion" => {
-            let column = a.expr("column")?;
-            format!(
-                "SELECT * FROM (SELECT count(*) AS cnt_tot, count({column}) AS cnt_not_null FROM {t}) AS s \
-                 WHERE s.cnt_not_null <= s.cnt_tot * {}",
-                a.expr("threshold")?
-            )
-        }
-        "sequential_values" => {
-            let column = a.expr("column")?;
-            let interval = a.optional("interval").unwrap_or_else(|| "1".into());
-            format!(
-                "SELECT * FROM (SELECT {column} AS value, LAG({column}) OVER (ORDER BY {column}) AS prv FROM {t}) AS windowed \
-                 WHERE NOT (value = prv + {interval})"
-            )
-        }
-        "mutually_exclusive_ranges" => {
-            let lower = a.expr("lower_bound_column")?;
-            let upper = a.expr("upper_bound_column")?;
-            let partition = match a.0.args.get("partition_by") {
-                Some(_) => format!("PARTITION BY {} ", a.list("partition_by")?.join(", ")),
-                None => String::new(),
-            };
-            format!(
-                "WITH window_functions AS (\
-                 SELECT {lower} AS lower_bound, {upper} AS upper_bound, \
-                 LEAD({lower}) OVER ({partition}ORDER BY {lower}, {upper}) AS next_lower_bound, \
-                 row_number() OVER ({partition}ORDER BY {lower} DESC, {upper} DESC) = 1 AS is_last_record \
-                 FROM {t}), calc AS (\
-                 SELECT *, COALESCE(lower_bound <= upper_bound, FALSE) AS lower_bound_lte_upper_bound, \
-                 COALESCE(upper_bound <= next_lower_bound, is_last_record, FALSE) AS upper_bound_lte_next_lower_bound \
-                 FROM window_functions) \
-                 SELECT * FROM calc WHERE NOT (lower_bound_lte_upper_bound AND upper_bound_lte_next_lower_bound)"
-            )
-        }
-        "valid_uuid" => format!(
-            "SELECT * FROM {t} WHERE NOT regexp_matches(lower({}), '{UUID_PATTERN}')",
-            a.expr("column")?
-        ),
-        "valid_url" => format!(
-            "SELECT * FROM {t} WHERE NOT regexp_matches({}, '{URL_PATTERN}')",
-            a.expr("column")?
-        ),
-        "valid_email" => format!(
-            "SELECT * FROM {t} WHERE NOT regexp_matches({}, '{EMAIL_PATTERN}')",
-            a.expr("column")?
-        ),
-        "valid_http_method" => format!(
-            "SELECT * FROM {t} WHERE NOT {} IN ('GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS', 'TRACE', 'CONNECT')",
-            a.expr("column")?
-        ),
-        "match_regex_pattern_list" | "not_match_regex_pattern_list" => {
-            let column = a.expr("column")?;
-            let negate = if name.starts_with("not_") { "" } else { "NOT " };
-            where_any(
-                a.list("patterns")?
-                    .iter()
-                    .map(|p| format!("{negate}regexp_matches({column}, {p})"))
-                    .collect(),
-            )
-        }
-        "match_like_pattern_list" | "not_match_like_pattern_list" => {
-            let column = a.expr("column")?;
-            let negate = if name.starts_with("not_") { "" } else { "NOT " };
-            where_any(
-                a.list("patterns")?
-                    .iter()
-                    .map(|p| format!("{negate}{column} LIKE {p}"))
-                    .collect(),
-            )
-        }
-        "string_length_between" => format!(
-            "SELECT * FROM {t} WHERE {}",
-            out_of_range(&a, &format!("length({})", a.expr("column")?))?
-        ),
-        "string_length_equal" => format!(
-            "SELECT * FROM {t} WHERE length({}) != {}",
-            a.expr("column")?,
-            a.expr("v")?
-        ),
-        "z_score" => {
-            let column = a.expr("column")?;
-            format!(
-                "WITH stats AS (SELECT avg({column}) AS mean_value, stddev({column}) AS stddev_value FROM {t}) \
-                 SELECT {column}, ({column} - mean_value) / NULLIF(stddev_value, 0) AS z_score FROM {t}, stats \
-                 WHERE abs(({column} - mean_value) / NULLIF(stddev_value, 0)) > {}",
-                a.expr("threshold")?
-            )
-        }
-        "stddev_in_range" | "mean_in_range" => {
-            let function = if name == "stddev_in_range" {
-                "stddev"
-            } else {
-                "avg"
-            };
-            format!(
-                "SELECT * FROM (SELECT {function}({}) AS value FROM {t}) AS s WHERE {}",
-                a.expr("column")?,
-                out_of_range(&a, "value")?
-            )
-        }
-        // Symmetric Kullback-Leibler divergence (natural log) between the value distributions of two
-        // columns; values absent from one side contribute nothing, as in SQLMesh.
-        "kl_divergence" => {
-            let (source, target) = (a.expr("source_column")?, a.expr("target_column")?);
-            format!(
-                "WITH source_counts AS (SELECT {source} AS v, count(*) AS n FROM {t} GROUP BY 1), \
-                 target_counts AS (SELECT {target} AS v, count(*) AS n FROM {t} GROUP BY 1), \
-                 source_p AS (SELECT v, n / sum(n) OVER () AS p FROM source_counts), \
-                 target_q AS (SELECT v, n / sum(n) OVER () AS q FROM target_counts), \
-                 joined AS (SELECT coalesce(source_p.p, 0) AS p, coalesce(target_q.q, 0) AS q \
-                 FROM source_p FULL OUTER JOIN target_q ON source_p.v = target_q.v) \
-                 SELECT coalesce(sum(p * ln(p / NULLIF(q, 0))), 0) + coalesce(sum(q * ln(q / NULLIF(p, 0))), 0) \
-                 AS kl_divergence FROM joined HAVING kl_divergence > {}",
-                a.expr("threshold")?
-            )
-        }
-        // Pearson's chi-square test of independence over every cell of the contingency table (empty cells
-        // included, which SQLMesh's version skips). With `dependent` (the default) the columns are expected
-        // to be dependent: the audit fails when the statistic does not exceed `critical_value`.
-        "chi_square" => {
-            let (a_col, b_col) = (a.expr("column_a")?, a.expr("column_b")?);
-            let critical = a.expr("critical_value")?;
-            let condition = a.optional("condition").unwrap_or_else(|| "TRUE".into());
-            let failing = if a.flag("dependent", true)? {
-                format!("NOT (chi_square > {critical})")
-            } else {
-                format!("NOT (chi_square <= {critical})")
-            };
-            format!(
-                "WITH samples AS (SELECT {a_col} AS x_a, {b_col} AS x_b FROM {t} \
-                 WHERE {a_col} IS NOT NULL AND {b_col} IS NOT NULL AND ({condition})), \
-                 totals_a AS (SELECT x_a, count(*) AS tot_a FROM samples GROUP BY x_a), \
-                 totals_b AS (SELECT x_b, count(*) AS tot_b FROM samples GROUP BY x_b), \
-                 observed AS (SELECT x_a, x_b, count(*) AS n FROM samples GROUP BY x_a, x_b), \
-                 cells AS (SELECT totals_a.tot_a * totals_b.tot_b / (SELECT count(*) FROM samples) AS expected, \
-                 coalesce(observed.n, 0) AS observed FROM totals_a CROSS JOIN totals_b \
-                 LEFT JOIN observed ON observed.x_a = totals_a.x_a AND observed.x_b = totals_b.x_b) \
-                 SELECT ((SELECT count(*) FROM totals_a) - 1) * ((SELECT count(*) FROM totals_b) - 1) \
-                 AS degrees_of_freedom, sum((observed - expected) * (observed - expected) / expected) AS chi_square \
-                 FROM cells HAVING {failing}"
-            )
-        }
-        "relationship" => {
-            let to = a.expr("to")?;
-            let source = a.expr("source_column")?;
-            let target = a
-                .optional("target_column")
-                .unwrap_or_else(|| source.clone());
-            let from_condition = a
-                .optional("from_condition")
-                .unwrap_or_else(|| "TRUE".into());
-            let to_condition = a.optional("to_condition").unwrap_or_else(|| "TRUE".into());
-            let parent = table_of(&to).unwrap_or(to);
-            format!(
-                "SELECT child.source_column FROM (SELECT {source} AS source_column FROM {t} \
-                 WHERE {source} IS NOT NULL AND {from_condition}) AS child \
-                 LEFT JOIN (SELECT {target} AS target_column FROM {parent} WHERE {to_condition}) AS parent \
-                 ON child.source_column = parent.target_column WHERE parent.target_column IS NULL"
-            )
-        }
-        // Cross-model comparisons (`to` is another model, read at the version this build uses).
-        "cardinality_equality" => {
-            let to = a.expr("to")?;
-            let other = table_of(&to).unwrap_or(to);
-            let (source, target) = (a.expr("source_column")?, a.expr("target_column")?);
-            format!(
-                "WITH table_a AS (SELECT {source} AS value, count(*) AS num_rows FROM {t} GROUP BY 1), \
-                 table_b AS (SELECT {target} AS value, count(*) AS num_rows FROM {other} GROUP BY 1) \
-                 (SELECT * FROM table_a EXCEPT SELECT * FROM table_b) \
-                 UNION ALL (SELECT * FROM table_b EXCEPT SELECT * FROM table_a)"
-            )
-        }
-        // As SQLMesh defines it: rows of this model (on `columns`) that the other model lacks.
-        "equality" => {
-            let to = a.expr("to")?;
-            let other = table_of(&to).unwrap_or(to);
-            let columns = a.list("columns")?.join(", ");
-            format!("SELECT {columns} FROM {t} EXCEPT SELECT {columns} FROM {other}")
-        }
-        "equal_row_count" | "fewer_rows_than" => {
-            let to = a.expr("to")?;
-            let other = table_of(&to).unwrap_or(to);
-            let fails = if name == "equal_row_count" {
-                "!="
-            } else {
-                ">="
-            };
-            format!(
-                "SELECT src.cnt AS row_count, tgt.cnt AS other_row_count FROM (SELECT count(*) AS cnt FROM {t}) AS src \
-                 JOIN (SELECT count(*) AS cnt FROM {other}) AS tgt ON src.cnt {fails} tgt.cnt"
-            )
-        }
-        other => {
-            return Err(format!(
-                "the built-in audit `{other}` has no implementation"
-            ));
-        }
-    })
+    }
 }
 
 #[cfg(test)]
@@ -720,7 +391,7 @@ mod tests {
     use super::*;
     use crate::config::ModelDefaults;
     use crate::engine::Engine;
-    use crate::project::model::parse_model;
+    use crate::project::model::{Model, parse_model};
 
     fn model_with(audits: &str) -> Model {
         parse_model(
@@ -746,7 +417,7 @@ mod tests {
                 .remove(0),
             ),
         )]);
-        resolve(&model_with(text), &project)
+        resolve(&model_with(text).audit_site(), &project)
             .expect("resolves")
             .remove(0)
     }
@@ -947,7 +618,11 @@ mod tests {
     #[test]
     fn bad_calls_are_located_errors() {
         let project = BTreeMap::new();
-        let unknown = resolve(&model_with("not_nul(columns := [a])"), &project).unwrap_err();
+        let unknown = resolve(
+            &model_with("not_nul(columns := [a])").audit_site(),
+            &project,
+        )
+        .unwrap_err();
         assert!(
             unknown.to_string().contains("unknown audit `not_nul`"),
             "{unknown}"
@@ -958,7 +633,11 @@ mod tests {
             !debug.contains("did you mean `did you mean"),
             "the hint said once: {debug}"
         );
-        let missing = resolve(&model_with("accepted_values(column := a)"), &project).unwrap_err();
+        let missing = resolve(
+            &model_with("accepted_values(column := a)").audit_site(),
+            &project,
+        )
+        .unwrap_err();
         assert!(
             missing.to_string().contains("needs the argument `is_in"),
             "{missing}"

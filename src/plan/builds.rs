@@ -1,0 +1,123 @@
+//! A plan's last phase: what each version still needs built (a first build, a restatement, or an incremental
+//! model's missing intervals) and on which engine.
+
+use std::collections::{HashMap, HashSet};
+
+use super::backfill::{self, BuiltIntervals, Window};
+use super::{Backfill, BackfillAction, PlanOptions};
+use crate::error::{LakeError, Result};
+use crate::intervals::Range;
+use crate::project::Project;
+use crate::project::model::ModelKind;
+use crate::snapshot::{Snapshot, is_in_place};
+use crate::state::StateStore;
+
+/// The backfills of a plan of `snapshots`, in topological order. `rebuilt_in_place` are prod's in-place
+/// tables rebuilt whole (`true`: dropped first).
+pub(super) fn backfills(
+    project: &Project,
+    state: &dyn StateStore,
+    snapshots: &[Snapshot],
+    in_prod: bool,
+    rebuilt_in_place: &HashMap<usize, bool>,
+    options: &PlanOptions,
+) -> Result<Vec<Backfill>> {
+    let versions: Vec<_> = snapshots
+        .iter()
+        .map(|s| (s.name.clone(), s.version.clone()))
+        .collect();
+    let built = BuiltIntervals::load(state, &versions)?;
+    if in_prod && options.window != Window::default() && options.restate.is_empty() {
+        return Err(LakeError::Usage(
+            "--start and --end limit dev plans only".into(),
+            Some(
+                "prod always holds every interval; to rebuild a range of prod, use --restate-model with --start/--end"
+                    .into(),
+            ),
+        ));
+    }
+    let restated = restated_models(project, &options.restate)?;
+    let mut backfills = Vec::new();
+    let mut unsupported = Vec::new();
+    for &i in &project.order {
+        let s = &snapshots[i];
+        if !in_prod && is_in_place(&s.version) {
+            // Prod's in-place table is written by prod's plans and runs only, never from a dev environment.
+            continue;
+        }
+        let kind = &project.models[i].meta.kind;
+        let Some(action) = backfill::action_for(kind) else {
+            if !matches!(kind, ModelKind::External | ModelKind::Embedded) {
+                unsupported.push(format!("{} ({})", s.name, kind.name()));
+            }
+            continue;
+        };
+        let rebuilt = rebuilt_in_place.get(&i).copied();
+        let restating = restated.contains(&i) || rebuilt.is_some();
+        // A restated model is rebuilt as if nothing had been recorded.
+        let recorded: &[Range] = if restating {
+            &[]
+        } else {
+            built.of(&s.name, &s.version)
+        };
+        let window = if in_prod && !restating {
+            Window::default()
+        } else {
+            options.window
+        };
+        let batches = if action == BackfillAction::Insert {
+            let batches =
+                backfill::missing_batches(project, i, recorded, options.execution_time, window)?;
+            if batches.is_empty() {
+                continue;
+            }
+            batches
+        } else if recorded.is_empty() {
+            Vec::new()
+        } else {
+            continue;
+        };
+        let mut backfill = Backfill::new(i, s, action)
+            .with_batches(batches)
+            .restating(restating);
+        backfill.recreate = rebuilt == Some(true);
+        backfill.engine = project.spark_gateway(i).map(|c| c.gateway.clone());
+        backfills.push(backfill);
+    }
+    if !unsupported.is_empty() {
+        return Err(LakeError::unsupported(
+            format!("building these model kinds: {}", unsupported.join(", ")),
+            "lake builds VIEW, FULL, SEED, EMBEDDED, the INCREMENTAL_* kinds and SCD_TYPE_2_BY_TIME / BY_COLUMN today; MANAGED and CUSTOM need engine or Python support lake does not have",
+        ));
+    }
+    Ok(backfills)
+}
+
+/// The models `--restate-model` names and everything downstream of them that allows restatement; a named
+/// model that disables restatement is an error.
+fn restated_models(project: &Project, names: &[String]) -> Result<HashSet<usize>> {
+    let mut restated = HashSet::new();
+    for name in names {
+        let i = project.find_model(name)?;
+        let model = &project.models[i].meta;
+        if model.kind.restatement_disabled() {
+            return Err(LakeError::Usage(
+                format!("`{}` has restatement disabled", model.name),
+                Some(format!(
+                    "{} keeps data that a rebuild would lose (e.g. history); set disable_restatement false to allow it",
+                    model.kind.name()
+                )),
+            ));
+        }
+        restated.insert(i);
+        // Downstream models that forbid restatement keep their data.
+        restated.extend(
+            project
+                .dag
+                .downstream(i)
+                .into_iter()
+                .filter(|&d| !project.models[d].meta.kind.restatement_disabled()),
+        );
+    }
+    Ok(restated)
+}
