@@ -3,7 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lake-target}"
-bash scripts/ensure-protoc.sh
 cargo build --release --locked
 lake="$CARGO_TARGET_DIR/release/lake"
 work="$(mktemp -d)"

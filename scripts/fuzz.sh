@@ -8,7 +8,6 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lake-target}"
 seconds="${1:-60}"
 seed="${2:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
-bash scripts/ensure-protoc.sh
 echo "fuzzing each target for ${seconds}s with LAKE_FUZZ_SEED=$seed"
 # One target at a time, so each gets a core's worth of its budget.
 LAKE_FUZZ_SECONDS="$seconds" LAKE_FUZZ_SEED="$seed" \

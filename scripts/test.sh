@@ -10,5 +10,4 @@ if [ -z "${LAKE_TEST_PG_URI:-}" ] && { command -v pg_config >/dev/null || ls -d 
     LAKE_TEST_PG_URI="$(bash scripts/pg-cluster.sh start "$pg_dir")"
     export LAKE_TEST_PG_URI
 fi
-bash scripts/ensure-protoc.sh
 cargo test --release --locked "$@"

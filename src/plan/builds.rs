@@ -12,7 +12,7 @@ use crate::project::model::ModelKind;
 use crate::snapshot::{Snapshot, is_in_place};
 use crate::state::StateStore;
 
-/// The backfills of a plan of `snapshots`, in topological order. `rebuilt_in_place` are prod's in-place
+/// The backfills of a plan of `snapshots`, in topological order (parents first). `rebuilt_in_place` are prod's in-place
 /// tables rebuilt whole (`true`: dropped first).
 pub(super) fn backfills(
     project: &Project,
