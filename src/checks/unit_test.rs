@@ -191,20 +191,31 @@ fn scalar(value: &Yaml) -> String {
     }
 }
 
-fn rows(value: &Yaml) -> std::result::Result<Vec<Row>, String> {
+/// What is wrong with the rows of a unit test's input.
+#[derive(Debug, thiserror::Error)]
+enum FixtureError {
+    #[error("`rows` is a list of mappings (column: value)")]
+    RowsNotAList,
+    #[error("each row is a mapping (column: value)")]
+    RowNotAMapping,
+    #[error("`format: csv` needs the CSV text in `rows: |`")]
+    CsvWithoutText,
+}
+
+fn rows(value: &Yaml) -> std::result::Result<Vec<Row>, FixtureError> {
     let Yaml::Sequence(items) = value else {
-        return Err("`rows` is a list of mappings (column: value)".into());
+        return Err(FixtureError::RowsNotAList);
     };
     items
         .iter()
         .map(|item| match item {
             Yaml::Mapping(map) => Ok(map.iter().map(|(k, v)| (scalar(k), v.clone())).collect()),
-            _ => Err("each row is a mapping (column: value)".to_string()),
+            _ => Err(FixtureError::RowNotAMapping),
         })
         .collect()
 }
 
-fn parse_input(model: &str, spec: &Yaml) -> std::result::Result<Input, String> {
+fn parse_input(model: &str, spec: &Yaml) -> std::result::Result<Input, FixtureError> {
     let columns = match spec.get("columns") {
         Some(Yaml::Mapping(map)) => map.iter().map(|(k, v)| (scalar(k), scalar(v))).collect(),
         _ => Vec::new(),
@@ -219,7 +230,7 @@ fn parse_input(model: &str, spec: &Yaml) -> std::result::Result<Input, String> {
             (Some(query), _, _) => Fixture::Query(scalar(query)),
             (None, Some("csv"), Some(Yaml::String(text))) => Fixture::Csv(text.clone()),
             (None, Some("csv"), _) => {
-                return Err("`format: csv` needs the CSV text in `rows: |`".into());
+                return Err(FixtureError::CsvWithoutText);
             }
             (None, _, Some(r)) => Fixture::Rows(rows(r)?),
             (None, _, None) => Fixture::Rows(Vec::new()),

@@ -533,22 +533,32 @@ pub enum DagFormat {
     Mermaid,
 }
 
+/// Why a duration flag's value is not a duration.
+#[derive(Debug, thiserror::Error)]
+enum DurationError {
+    #[error("`{0}` is not a duration (examples: 30s, 500ms, 2min)")]
+    NotANumber(String),
+    #[error("unknown unit `{unit}` in `{text}` (use ms, s, min or h)")]
+    UnknownUnit { unit: String, text: String },
+}
+
 /// `30s`, `500ms`, `2min`, `1h` or plain seconds.
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+fn parse_duration(text: &str) -> Result<std::time::Duration, DurationError> {
     let t = text.trim();
     let digits: String = t.chars().take_while(|c| c.is_ascii_digit()).collect();
     let number: u64 = digits
         .parse()
-        .map_err(|_| format!("`{text}` is not a duration (examples: 30s, 500ms, 2min)"))?;
+        .map_err(|_| DurationError::NotANumber(text.to_string()))?;
     let millis = match t[digits.len()..].trim() {
         "ms" => number,
         "" | "s" => number * 1000,
         "min" | "m" => number * 60_000,
         "h" => number * 3_600_000,
         other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{text}` (use ms, s, min or h)"
-            ));
+            return Err(DurationError::UnknownUnit {
+                unit: other.to_string(),
+                text: text.to_string(),
+            });
         }
     };
     Ok(std::time::Duration::from_millis(millis))

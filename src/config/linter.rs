@@ -171,11 +171,11 @@ impl RuleList {
             return Ok(RuleList::All);
         }
         for name in &names {
-            check_rule_name(name).map_err(|hint| {
-                LakeError::config(format!(
+            if let Some(hint) = unknown_rule_hint(name) {
+                return Err(LakeError::config(format!(
                     "unknown linter rule `{name}` in `linter.{key}`{hint}"
-                ))
-            })?;
+                )));
+            }
         }
         Ok(RuleList::Some(names))
     }
@@ -185,13 +185,13 @@ impl RuleList {
     }
 }
 
-/// `Err(hint)` for a name that is no built-in rule.
-fn check_rule_name(name: &str) -> std::result::Result<(), String> {
+/// The hint for a name that is no built-in rule; `None` for a rule lake has.
+fn unknown_rule_hint(name: &str) -> Option<String> {
     if RULES.iter().any(|r| r.name == name) {
-        return Ok(());
+        return None;
     }
     let known = RULES.iter().map(|r| r.name);
-    Err(match did_you_mean(name, known) {
+    Some(match did_you_mean(name, known) {
         Some(hint) => format!("; {hint}"),
         None => format!(
             "; the rules are {} (rules written in Python, under linter/, cannot run in lake)",

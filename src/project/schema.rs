@@ -251,19 +251,15 @@ impl<'p> Binder<'p> {
         Ok(Bound::Unknown(why))
     }
 
-    /// Column names and types of a `DESCRIBE …` statement, or DuckDB's message.
-    fn describe(&self, sql: &str) -> std::result::Result<Vec<(String, String)>, String> {
-        match self
+    /// Column names and types of a `DESCRIBE …` statement.
+    fn describe(&self, sql: &str) -> Result<Vec<(String, String)>> {
+        let rows = self
             .session
-            .query_rows(sql, || "describing a query for the linter".into())
-        {
-            Ok(rows) => Ok(rows
-                .into_iter()
-                .filter_map(|row| Some((row.first()?.clone()?, row.get(1)?.clone()?)))
-                .collect()),
-            Err(LakeError::Engine { source, .. }) => Err(source.to_string()),
-            Err(other) => Err(other.to_string()),
-        }
+            .query_rows(sql, || "describing a query for the linter".into())?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| Some((row.first()?.clone()?, row.get(1)?.clone()?)))
+            .collect())
     }
 }
 

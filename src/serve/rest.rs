@@ -626,7 +626,10 @@ async fn create_table(
     };
     if request.stage_create {
         // Nothing is written: the client's commit with `assert-create` creates the table.
-        let metadata = state.catalog.stage(creation).map_err(bad_request)?;
+        let metadata = state
+            .catalog
+            .stage(creation)
+            .map_err(|e| bad_request(e.message()))?;
         return Ok(Json(json!({
             "metadata-location": null,
             "metadata": metadata,

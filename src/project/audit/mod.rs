@@ -342,11 +342,10 @@ fn resolve_one(
     Ok(audit)
 }
 
-fn parse_expr(text: &str) -> std::result::Result<Expr, String> {
+fn parse_expr(text: &str) -> std::result::Result<Expr, sqlparser::parser::ParserError> {
     Parser::new(&DuckDbDialect {})
         .try_with_sql(text)
         .and_then(|mut p| p.parse_expr())
-        .map_err(|e| e.to_string())
 }
 
 /// Why an audit's query cannot be made.

@@ -1,6 +1,6 @@
 //! SQLMesh's built-in macro functions (`@EACH`, `@IF`, `@STAR`, …) and calls of user macros (`@DEF`).
 
-use super::{MacroContext, render_text, split_args};
+use super::{MacroContext, MacroError, render_text, split_args};
 use crate::sql::{lex, quote_ident, quote_ident_always, quote_literal};
 
 /// The built-in macro functions lake evaluates.
@@ -28,6 +28,61 @@ pub const BUILTIN_FUNCTIONS: &[&str] = &[
     "resolve_template",
     "blueprint_var",
 ];
+
+/// Why a macro call cannot be rendered; `render` places it at the call, with a hint.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    #[error("@{macro_name} needs {what}")]
+    MissingArgument { macro_name: String, what: String },
+    #[error("argument `{argument}` of @{macro_name} is not a SQL expression: {reason}")]
+    NotAnExpression {
+        macro_name: String,
+        argument: String,
+        reason: String,
+    },
+    #[error("item `{item}` of @{macro_name}'s list is not a SQL expression: {reason}")]
+    NotAListItem {
+        macro_name: String,
+        item: String,
+        reason: String,
+    },
+    #[error("expected a lambda `x -> expression`, got `{0}`")]
+    NotALambda(String),
+    #[error("@{name} takes {expected} argument(s), got {got}")]
+    WrongArity {
+        name: String,
+        expected: usize,
+        got: usize,
+    },
+    #[error("cannot evaluate `{expression}` while rendering: {reason}")]
+    Evaluation { expression: String, reason: String },
+    #[error(
+        "@{macro_name} needs the columns of `{relation}`, and lake could not infer them from its query: \
+         declare `columns (...)` in its MODEL block, or list it in external_models.yaml"
+    )]
+    UnknownColumns {
+        macro_name: String,
+        relation: String,
+    },
+    #[error("@{name} is a Python macro ({file}); lake cannot run Python macros")]
+    PythonMacro { name: String, file: String },
+    #[error("unknown macro function @{0}")]
+    Unknown(String),
+    /// An argument outside what the macro accepts: a unit, a mode, a date part, a statement-only macro.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A macro call inside an argument or a body failed.
+    #[error("{}", .0.message)]
+    Nested(Box<MacroError>),
+}
+
+/// `@NAME needs WHAT`.
+fn missing(macro_name: &str, what: &str) -> CallError {
+    CallError::MissingArgument {
+        macro_name: macro_name.to_uppercase(),
+        what: what.to_string(),
+    }
+}
 
 /// One macro call: its name and arguments (positional, and keyword ones such as `exclude := [a]`), with
 /// what rendering them needs.
@@ -68,12 +123,12 @@ impl<'a> Call<'a> {
         self.named.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 
-    fn rendered(&self, text: &str) -> Result<String, String> {
+    fn rendered(&self, text: &str) -> Result<String, CallError> {
         render_text(text, self.ctx)
     }
 
     /// A keyword argument's text, unquoted, or `default`.
-    fn text_kw(&self, key: &str, default: &str) -> Result<String, String> {
+    fn text_kw(&self, key: &str, default: &str) -> Result<String, CallError> {
         self.kw(key).map_or(Ok(default.to_string()), |v| {
             self.rendered(v).map(|v| unquote(&v))
         })
@@ -81,44 +136,44 @@ impl<'a> Call<'a> {
 
     /// An argument that must be one SQL expression is parsed as one, so a stray comma or keyword is reported
     /// at the macro call rather than as a syntax error somewhere in the rendered query.
-    fn expression(&self, text: &str) -> Result<String, String> {
+    fn expression(&self, text: &str) -> Result<String, CallError> {
         let sql = self.rendered(text)?;
-        parse_expression(&sql).map_err(|e| {
-            format!(
-                "argument `{}` of @{} is not a SQL expression: {e}",
-                text.trim(),
-                self.upper()
-            )
-        })?;
+        if let Some(reason) = expression_problem(&sql) {
+            return Err(CallError::NotAnExpression {
+                macro_name: self.upper(),
+                argument: text.trim().to_string(),
+                reason,
+            });
+        }
         Ok(sql)
     }
 
     /// Every positional argument as an expression.
-    fn expressions(&self) -> Result<Vec<String>, String> {
+    fn expressions(&self) -> Result<Vec<String>, CallError> {
         self.positional.iter().map(|a| self.expression(a)).collect()
     }
 
     /// Positional argument `i`, described as `what` when it is missing.
-    fn nth(&self, i: usize, what: &str) -> Result<&'a str, String> {
+    fn nth(&self, i: usize, what: &str) -> Result<&'a str, CallError> {
         self.positional
             .get(i)
             .copied()
-            .ok_or_else(|| format!("@{} needs {what}", self.upper()))
+            .ok_or_else(|| missing(self.name, what))
     }
 
     /// Argument `i` rendered as a list of SQL expressions.
-    fn list_arg(&self, i: usize, what: &str) -> Result<Vec<String>, String> {
+    fn list_arg(&self, i: usize, what: &str) -> Result<Vec<String>, CallError> {
         sql_list(&self.rendered(self.nth(i, what)?)?, self.name)
     }
 
     /// A lambda's body with `values` in place of its parameters, rendered.
-    fn apply(&self, params: &[String], body: &str, values: &[String]) -> Result<String, String> {
+    fn apply(&self, params: &[String], body: &str, values: &[String]) -> Result<String, CallError> {
         render_text(&substitute(body, params, values), self.ctx)
     }
 }
 
 /// A built-in macro: its rendered SQL, or why the call cannot render.
-type Builtin = fn(&Call<'_>) -> Result<String, String>;
+type Builtin = fn(&Call<'_>) -> Result<String, CallError>;
 
 /// The built-in macros `call` evaluates, by lower-case name (`@VAR` and `@DEF` are handled where they occur).
 const BUILTINS: &[(&str, Builtin)] = &[
@@ -146,7 +201,7 @@ const BUILTINS: &[(&str, Builtin)] = &[
 ];
 
 /// Calls `@name(args)`: a built-in, a user macro from `@DEF`, or an error naming what cannot run.
-pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String> {
+pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, CallError> {
     let lower = name.to_ascii_lowercase();
     let call = Call::new(name, args, ctx);
     if let Some((_, builtin)) = BUILTINS.iter().find(|(n, _)| *n == lower) {
@@ -154,25 +209,26 @@ pub fn call(name: &str, args: &str, ctx: &MacroContext) -> Result<String, String
     }
     if let Some(user) = ctx.functions.get(&lower) {
         if call.positional.len() != user.params.len() {
-            return Err(format!(
-                "@{name} takes {} argument(s), got {}",
-                user.params.len(),
-                call.positional.len()
-            ));
+            return Err(CallError::WrongArity {
+                name: name.to_string(),
+                expected: user.params.len(),
+                got: call.positional.len(),
+            });
         }
         let values = call.expressions()?;
         return call.apply(&user.params, &user.body, &values);
     }
     if let Some(file) = ctx.python_macros.get(&lower) {
-        return Err(format!(
-            "@{name} is a Python macro ({file}); lake cannot run Python macros"
-        ));
+        return Err(CallError::PythonMacro {
+            name: name.to_string(),
+            file: file.clone(),
+        });
     }
-    Err(format!("unknown macro function @{name}"))
+    Err(CallError::Unknown(name.to_string()))
 }
 
 /// `@EACH(list, x -> body)`: the body for every item, comma-separated.
-fn each(call: &Call<'_>) -> Result<String, String> {
+fn each(call: &Call<'_>) -> Result<String, CallError> {
     let items = call.list_arg(0, "a list")?;
     let (params, body) = lambda(call.nth(1, "a lambda `x -> …`")?)?;
     let out: Vec<String> = items
@@ -183,7 +239,7 @@ fn each(call: &Call<'_>) -> Result<String, String> {
 }
 
 /// `@REDUCE(list, (l, r) -> body)`: the items folded from the left.
-fn reduce(call: &Call<'_>) -> Result<String, String> {
+fn reduce(call: &Call<'_>) -> Result<String, CallError> {
     let items = call.list_arg(0, "a list")?;
     let (params, body) = lambda(call.nth(1, "a lambda `(l, r) -> …`")?)?;
     let mut items = items.into_iter();
@@ -197,7 +253,7 @@ fn reduce(call: &Call<'_>) -> Result<String, String> {
 }
 
 /// `@FILTER(list, x -> condition)`: the items whose condition holds, as a list.
-fn filter(call: &Call<'_>) -> Result<String, String> {
+fn filter(call: &Call<'_>) -> Result<String, CallError> {
     let items = call.list_arg(0, "a list")?;
     let (params, body) = lambda(call.nth(1, "a lambda `x -> condition`")?)?;
     let mut kept = Vec::new();
@@ -211,7 +267,7 @@ fn filter(call: &Call<'_>) -> Result<String, String> {
 }
 
 /// `@IF(condition, then[, else])`, decided at render time.
-fn if_(call: &Call<'_>) -> Result<String, String> {
+fn if_(call: &Call<'_>) -> Result<String, CallError> {
     let condition = call.expression(call.nth(0, "a condition")?)?;
     if truthy(&condition)? {
         call.rendered(call.nth(1, "a value for true")?)
@@ -223,18 +279,18 @@ fn if_(call: &Call<'_>) -> Result<String, String> {
 }
 
 /// `@EVAL(expression)`: its value as a literal.
-fn eval(call: &Call<'_>) -> Result<String, String> {
+fn eval(call: &Call<'_>) -> Result<String, CallError> {
     constant(&call.expression(call.nth(0, "an expression")?)?)
 }
 
 /// `@SQL('text')`: the string's contents as SQL.
-fn sql(call: &Call<'_>) -> Result<String, String> {
+fn sql(call: &Call<'_>) -> Result<String, CallError> {
     let text = call.rendered(call.nth(0, "a string")?)?;
     render_text(&unquote(&text), call.ctx)
 }
 
 /// `@AND(…)` / `@OR(…)`: the conditions joined, NULL ones left out.
-fn and_or(call: &Call<'_>) -> Result<String, String> {
+fn and_or(call: &Call<'_>) -> Result<String, CallError> {
     let and = call.name.eq_ignore_ascii_case("and");
     let parts: Vec<String> = call
         .expressions()?
@@ -251,7 +307,7 @@ fn and_or(call: &Call<'_>) -> Result<String, String> {
 }
 
 /// `@SAFE_ADD(…)` / `@SAFE_SUB(…)`: NULL only when every value is.
-fn safe_add_sub(call: &Call<'_>) -> Result<String, String> {
+fn safe_add_sub(call: &Call<'_>) -> Result<String, CallError> {
     let operator = if call.name.eq_ignore_ascii_case("safe_add") {
         " + "
     } else {
@@ -259,7 +315,7 @@ fn safe_add_sub(call: &Call<'_>) -> Result<String, String> {
     };
     let parts = call.expressions()?;
     if parts.is_empty() {
-        return Err(format!("@{} needs values", call.upper()));
+        return Err(missing(call.name, "values"));
     }
     let all_null: Vec<String> = parts.iter().map(|p| format!("{p} IS NULL")).collect();
     let sum: Vec<String> = parts.iter().map(|p| format!("COALESCE({p}, 0)")).collect();
@@ -271,7 +327,7 @@ fn safe_add_sub(call: &Call<'_>) -> Result<String, String> {
 }
 
 /// `@SAFE_DIV(a, b)`: NULL instead of a division by zero.
-fn safe_div(call: &Call<'_>) -> Result<String, String> {
+fn safe_div(call: &Call<'_>) -> Result<String, CallError> {
     Ok(format!(
         "{} / NULLIF({}, 0)",
         call.expression(call.nth(0, "a numerator")?)?,
@@ -280,7 +336,7 @@ fn safe_div(call: &Call<'_>) -> Result<String, String> {
 }
 
 /// `@GENERATE_SURROGATE_KEY(a, b[, hash_function := 'SHA256'])`, as SQLMesh writes it.
-fn generate_surrogate_key(call: &Call<'_>) -> Result<String, String> {
+fn generate_surrogate_key(call: &Call<'_>) -> Result<String, CallError> {
     let hash = call.text_kw("hash_function", "MD5")?;
     let parts: Vec<String> = call
         .expressions()?
@@ -291,14 +347,14 @@ fn generate_surrogate_key(call: &Call<'_>) -> Result<String, String> {
 }
 
 /// `@DEDUPLICATE(relation, partition_by := [...], order_by := [...])`: the first row of each partition.
-fn deduplicate(call: &Call<'_>) -> Result<String, String> {
+fn deduplicate(call: &Call<'_>) -> Result<String, CallError> {
     let relation = call.rendered(call.nth(0, "a relation")?)?;
     let partition = call
         .kw("partition_by")
-        .ok_or("@DEDUPLICATE needs `partition_by := [columns]`")?;
+        .ok_or_else(|| missing("deduplicate", "`partition_by := [columns]`"))?;
     let order = call
         .kw("order_by")
-        .ok_or("@DEDUPLICATE needs `order_by := ['column desc']`")?;
+        .ok_or_else(|| missing("deduplicate", "`order_by := ['column desc']`"))?;
     let partition: Vec<String> = sql_list(&call.rendered(partition)?, call.name)?;
     let order: Vec<String> = list(&call.rendered(order)?)
         .iter()
@@ -312,13 +368,13 @@ fn deduplicate(call: &Call<'_>) -> Result<String, String> {
 }
 
 /// `@DATE_SPINE('day', start, end)`: one row per date part between the two dates.
-fn date_spine(call: &Call<'_>) -> Result<String, String> {
+fn date_spine(call: &Call<'_>) -> Result<String, CallError> {
     let part =
         unquote(&call.rendered(call.nth(0, "a date part ('day', 'week', …)")?)?).to_lowercase();
     if !["day", "week", "month", "quarter", "year"].contains(&part.as_str()) {
-        return Err(format!(
+        return Err(CallError::InvalidArgument(format!(
             "@DATE_SPINE's date part is day, week, month, quarter or year, not `{part}`"
-        ));
+        )));
     }
     let start = call.rendered(call.nth(1, "a start date")?)?;
     let end = call.rendered(call.nth(2, "an end date")?)?;
@@ -328,7 +384,7 @@ fn date_spine(call: &Call<'_>) -> Result<String, String> {
 }
 
 /// `@STAR(relation[, alias, exclude, prefix, suffix])`: the relation's columns, each cast to its type.
-fn star(call: &Call<'_>) -> Result<String, String> {
+fn star(call: &Call<'_>) -> Result<String, CallError> {
     let relation = call.rendered(call.nth(0, "a relation")?)?;
     let columns = known_columns(call.ctx, &relation, "STAR")?;
     let alias = match call.kw("alias") {
@@ -361,7 +417,7 @@ fn star(call: &Call<'_>) -> Result<String, String> {
 }
 
 /// `@UNION(['all' | 'distinct',] t1, t2, …)`: the tables' common columns, unioned.
-fn union(call: &Call<'_>) -> Result<String, String> {
+fn union(call: &Call<'_>) -> Result<String, CallError> {
     let mut tables: Vec<String> = call
         .positional
         .iter()
@@ -375,7 +431,7 @@ fn union(call: &Call<'_>) -> Result<String, String> {
         _ => "ALL".to_string(),
     };
     if tables.len() < 2 {
-        return Err("@UNION needs at least two tables".into());
+        return Err(missing("union", "at least two tables"));
     }
     // The columns every table has, in the first table's order.
     let column_sets: Vec<&Vec<(String, String)>> = tables
@@ -403,7 +459,7 @@ fn union(call: &Call<'_>) -> Result<String, String> {
 
 /// `@HAVERSINE_DISTANCE(lat1, lon1, lat2, lon2[, unit])`, with SQLMesh's formula and Earth radius (3961
 /// miles), so distances match it to the digit.
-fn haversine_distance(call: &Call<'_>) -> Result<String, String> {
+fn haversine_distance(call: &Call<'_>) -> Result<String, CallError> {
     // Every coordinate must be there before any is parsed, so a short call is reported as such.
     let texts = [
         call.nth(0, "lat1")?,
@@ -421,9 +477,9 @@ fn haversine_distance(call: &Call<'_>) -> Result<String, String> {
         "mi" => "1.0",
         "km" => "1.60934",
         other => {
-            return Err(format!(
+            return Err(CallError::InvalidArgument(format!(
                 "@HAVERSINE_DISTANCE's unit is 'mi' or 'km', not '{other}'"
-            ));
+            )));
         }
     };
     Ok(format!(
@@ -433,10 +489,10 @@ fn haversine_distance(call: &Call<'_>) -> Result<String, String> {
 }
 
 /// `@PIVOT(column, [values], …)`: one aggregate column per value.
-fn pivot(call: &Call<'_>) -> Result<String, String> {
+fn pivot(call: &Call<'_>) -> Result<String, CallError> {
     let column = call.expression(call.nth(0, "a column")?)?;
     let values = call.list_arg(1, "a list of values")?;
-    let flag = |key: &str, default: bool| -> Result<bool, String> {
+    let flag = |key: &str, default: bool| -> Result<bool, CallError> {
         call.kw(key)
             .map_or(Ok(default), |v| truthy(&call.rendered(v)?))
     };
@@ -474,7 +530,7 @@ fn pivot(call: &Call<'_>) -> Result<String, String> {
 
 /// `@RESOLVE_TEMPLATE('@{catalog_name}.@{schema_name}.@{table_name}_x'[, mode])`: the model's own table's
 /// name parts put in.
-fn resolve_template(call: &Call<'_>) -> Result<String, String> {
+fn resolve_template(call: &Call<'_>) -> Result<String, CallError> {
     let ctx = call.ctx;
     let template = call.rendered(call.nth(0, "a template string")?)?;
     // While loading there is no table yet: SQLMesh leaves the template as it is.
@@ -505,21 +561,21 @@ fn resolve_template(call: &Call<'_>) -> Result<String, String> {
     match mode.as_str() {
         "literal" => Ok(quote_literal(&resolved)),
         "table" => Ok(resolved),
-        other => Err(format!(
+        other => Err(CallError::InvalidArgument(format!(
             "@RESOLVE_TEMPLATE's mode is 'literal' or 'table', not '{other}'"
-        )),
+        ))),
     }
 }
 
 /// `@BLUEPRINT_VAR('name'[, default])`: the variable of the model's blueprint (`blueprints` property), else
 /// the default, else NULL.
-fn blueprint_var(call: &Call<'_>) -> Result<String, String> {
+fn blueprint_var(call: &Call<'_>) -> Result<String, CallError> {
     let name_arg = call.rendered(call.nth(0, "a variable name string")?)?;
     if !name_arg.trim().starts_with('\'') {
-        return Err(format!(
+        return Err(CallError::InvalidArgument(format!(
             "@BLUEPRINT_VAR's variable name is a string literal, not `{}`",
             name_arg.trim()
-        ));
+        )));
     }
     let wanted = unquote(&name_arg).to_lowercase();
     if let Some((_, value)) = call.ctx.blueprint_vars.iter().find(|(k, _)| *k == wanted) {
@@ -531,8 +587,10 @@ fn blueprint_var(call: &Call<'_>) -> Result<String, String> {
 }
 
 /// `@DEF` inside an expression: it is a statement of its own.
-fn def(_: &Call<'_>) -> Result<String, String> {
-    Err("@DEF defines a macro as a statement of its own: `@DEF(name, value);`".into())
+fn def(_: &Call<'_>) -> Result<String, CallError> {
+    Err(CallError::InvalidArgument(
+        "@DEF defines a macro as a statement of its own: `@DEF(name, value);`".into(),
+    ))
 }
 
 /// The columns of `relation` for `@STAR`/`@UNION`; a miss is recorded so that loading can infer them.
@@ -540,7 +598,7 @@ fn known_columns<'c>(
     ctx: &'c MacroContext,
     relation: &str,
     macro_name: &str,
-) -> Result<&'c Vec<(String, String)>, String> {
+) -> Result<&'c Vec<(String, String)>, CallError> {
     let key = relation.to_lowercase();
     ctx.columns_consulted
         .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -548,16 +606,16 @@ fn known_columns<'c>(
         if let Ok(mut requests) = ctx.column_requests.lock() {
             requests.insert(key);
         }
-        format!(
-            "@{macro_name} needs the columns of `{relation}`, and lake could not infer them from its query: \
-             declare `columns (...)` in its MODEL block, or list it in external_models.yaml"
-        )
+        CallError::UnknownColumns {
+            macro_name: macro_name.to_string(),
+            relation: relation.to_string(),
+        }
     })
 }
 
 /// The items of a list argument, each checked to be one SQL expression (optionally aliased, as in
 /// `@EACH` output); macro syntax inside an item is allowed.
-fn sql_list(text: &str, macro_name: &str) -> Result<Vec<String>, String> {
+fn sql_list(text: &str, macro_name: &str) -> Result<Vec<String>, CallError> {
     let items = list(text);
     for item in &items {
         let (hidden, _) = lex::hide_macros(item);
@@ -578,26 +636,32 @@ fn sql_list(text: &str, macro_name: &str) -> Result<Vec<String>, String> {
                 }
                 _ => Ok(()),
             });
-        if let Err(e) = parsed {
-            return Err(format!(
-                "item `{item}` of @{}'s list is not a SQL expression: {e}",
-                macro_name.to_uppercase()
-            ));
+        if let Err(reason) = parsed {
+            return Err(CallError::NotAListItem {
+                macro_name: macro_name.to_uppercase(),
+                item: item.clone(),
+                reason,
+            });
         }
     }
     Ok(items)
 }
 
-/// Parses `sql` as exactly one expression (DuckDB's dialect).
-fn parse_expression(sql: &str) -> Result<(), String> {
+/// Why `sql` is not exactly one expression (DuckDB's dialect), or `None` when it is.
+fn expression_problem(sql: &str) -> Option<String> {
     use sqlparser::tokenizer::Token;
-    let mut parser = sqlparser::parser::Parser::new(&sqlparser::dialect::DuckDbDialect {})
+    let mut parser = match sqlparser::parser::Parser::new(&sqlparser::dialect::DuckDbDialect {})
         .try_with_sql(sql)
-        .map_err(|e| e.to_string())?;
-    parser.parse_expr().map_err(|e| e.to_string())?;
+    {
+        Ok(parser) => parser,
+        Err(e) => return Some(e.to_string()),
+    };
+    if let Err(e) = parser.parse_expr() {
+        return Some(e.to_string());
+    }
     match parser.peek_token().token {
-        Token::EOF => Ok(()),
-        other => Err(format!("unexpected `{other}` after the expression")),
+        Token::EOF => None,
+        other => Some(format!("unexpected `{other}` after the expression")),
     }
 }
 
@@ -632,9 +696,8 @@ pub fn list(text: &str) -> Vec<String> {
 }
 
 /// `x -> body` or `(a, b) -> body`: the parameters and the body text.
-fn lambda(text: &str) -> Result<(Vec<String>, &str), String> {
-    super::split_lambda(text)
-        .ok_or_else(|| format!("expected a lambda `x -> expression`, got `{}`", text.trim()))
+fn lambda(text: &str) -> Result<(Vec<String>, &str), CallError> {
+    super::split_lambda(text).ok_or_else(|| CallError::NotALambda(text.trim().to_string()))
 }
 
 /// Puts `values` in place of `params` in a lambda or macro body: `@p` and bare `p` as SQL, `@{p}` (and `@p`
@@ -739,16 +802,22 @@ fn unquote(text: &str) -> String {
 }
 
 /// Evaluates a condition at render time, with DuckDB's semantics.
-fn truthy(condition: &str) -> Result<bool, String> {
+fn truthy(condition: &str) -> Result<bool, CallError> {
     let (value, _) = crate::engine::evaluate_constant(&format!("CAST(({condition}) AS BOOLEAN)"))
-        .map_err(|e| format!("cannot evaluate `{condition}` while rendering: {e}"))?;
+        .map_err(|e| CallError::Evaluation {
+        expression: condition.to_string(),
+        reason: e.to_string(),
+    })?;
     Ok(value.as_deref() == Some("true"))
 }
 
 /// Evaluates an expression at render time and writes its value back as a SQL literal.
-fn constant(expr: &str) -> Result<String, String> {
-    let (value, data_type) = crate::engine::evaluate_constant(expr)
-        .map_err(|e| format!("cannot evaluate `{expr}` while rendering: {e}"))?;
+fn constant(expr: &str) -> Result<String, CallError> {
+    let (value, data_type) =
+        crate::engine::evaluate_constant(expr).map_err(|e| CallError::Evaluation {
+            expression: expr.to_string(),
+            reason: e.to_string(),
+        })?;
     let Some(value) = value else {
         return Ok("NULL".into());
     };
@@ -917,6 +986,7 @@ mod tests {
         assert!(
             render_text("@pick(x)", &c)
                 .unwrap_err()
+                .to_string()
                 .contains("takes 2 argument(s), got 1")
         );
     }
@@ -946,11 +1016,13 @@ mod tests {
         assert!(
             render_text("@HAVERSINE_DISTANCE(a, b, c, d, 'ly')", &c)
                 .unwrap_err()
+                .to_string()
                 .contains("'mi' or 'km'")
         );
         assert!(
             render_text("@BLUEPRINT_VAR(region)", &c)
                 .unwrap_err()
+                .to_string()
                 .contains("string literal")
         );
     }
@@ -958,7 +1030,9 @@ mod tests {
     #[test]
     fn list_items_are_sql_expressions() {
         let c = ctx();
-        let e = render_text("@EACH([a, b c], x -> x)", &c).unwrap_err();
+        let e = render_text("@EACH([a, b c], x -> x)", &c)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("item `b c` of @EACH's list is not a SQL expression"),
             "{e}"
@@ -978,21 +1052,25 @@ mod tests {
         assert!(
             render_text("@py(1)", &c)
                 .unwrap_err()
+                .to_string()
                 .contains("@py is a Python macro (macros/py.py)")
         );
         assert!(
             render_text("@nope(1)", &c)
                 .unwrap_err()
+                .to_string()
                 .contains("unknown macro function @nope")
         );
         assert!(
             render_text("@STAR(s.c)", &c)
                 .unwrap_err()
+                .to_string()
                 .contains("@STAR needs the columns of `s.c`")
         );
         assert!(
             render_text("@IF(no_such_column, 1)", &c)
                 .unwrap_err()
+                .to_string()
                 .contains("cannot evaluate")
         );
     }

@@ -162,8 +162,10 @@ fn variable(name: &str, ctx: &MacroContext) -> Option<String> {
 }
 
 /// Renders `text` to plain SQL, as `render` does, for the macro functions' nested evaluation.
-pub fn render_text(text: &str, ctx: &MacroContext) -> Result<String, String> {
-    render(text, ctx).map(|r| r.sql).map_err(|e| e.message)
+pub fn render_text(text: &str, ctx: &MacroContext) -> Result<String, functions::CallError> {
+    render(text, ctx)
+        .map(|r| r.sql)
+        .map_err(|e| functions::CallError::Nested(Box::new(e)))
 }
 
 /// Applies a `@DEF(name, value)` statement to `ctx`: a value (rendered now) or, for a lambda, a user macro.
@@ -198,7 +200,7 @@ pub fn define(statement: &str, ctx: &mut MacroContext) -> Result<(), MacroError>
             },
         );
     } else {
-        let rendered = render_text(value, ctx).map_err(at)?;
+        let rendered = render_text(value, ctx).map_err(|e| at(e.to_string()))?;
         ctx.locals.insert(name, rendered);
     }
     Ok(())
@@ -337,14 +339,14 @@ pub fn render(text: &str, ctx: &MacroContext) -> Result<Rendered, MacroError> {
             end = close;
             let args = &text[name_end + 1..close - 1];
             if lower == "var" {
-                render_var(args, ctx).map_err(|message| MacroError {
+                render_var(args, ctx).map_err(|e| MacroError {
                     offset: i,
                     len: close - i,
-                    message,
+                    message: e.to_string(),
                     help: Some("@VAR('name', default) reads `variables:` from config.yaml".into()),
                 })?
             } else {
-                functions::call(name, args, ctx).map_err(|message| {
+                functions::call(name, args, ctx).map_err(|e| {
                     let help = if ctx.python_macros.contains_key(&lower) {
                         "rewrite it as a SQL macro: `@DEF(name, (a, b) -> expression);` in macros/*.sql"
                     } else {
@@ -353,7 +355,7 @@ pub fn render(text: &str, ctx: &MacroContext) -> Result<Rendered, MacroError> {
                     MacroError {
                         offset: i,
                         len: close - i,
-                        message,
+                        message: e.to_string(),
                         help: Some(help.into()),
                     }
                 })?
@@ -385,13 +387,16 @@ pub fn render(text: &str, ctx: &MacroContext) -> Result<Rendered, MacroError> {
     Ok(Rendered { sql: out, segments })
 }
 
-fn render_var(args: &str, ctx: &MacroContext) -> Result<String, String> {
+fn render_var(args: &str, ctx: &MacroContext) -> Result<String, functions::CallError> {
     let pieces: Vec<&str> = split_args(args);
     let name = pieces
         .first()
         .map(|p| p.trim().trim_matches('\'').to_ascii_lowercase())
         .filter(|p| !p.is_empty())
-        .ok_or("@VAR needs a variable name: @VAR('name')")?;
+        .ok_or_else(|| functions::CallError::MissingArgument {
+            macro_name: "VAR".into(),
+            what: "a variable name: @VAR('name')".into(),
+        })?;
     match ctx
         .variables
         .iter()

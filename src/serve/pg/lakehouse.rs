@@ -28,7 +28,16 @@ pub struct EngineLimits {
 }
 
 /// Replies to a refresh request: the environments clients can connect to, or why the refresh failed.
-pub type Refreshed = std::result::Result<Arc<BTreeSet<String>>, String>;
+pub type Refreshed = std::result::Result<Arc<BTreeSet<String>>, RefreshError>;
+
+/// Why the views could not be brought up to date; one failure answers every query that waited for it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RefreshError {
+    #[error("{0}")]
+    Failed(Arc<crate::error::LakeError>),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
 
 /// Asks the refresher (the thread holding the project) to bring the views up to date.
 pub type RefreshRequest = oneshot::Sender<Refreshed>;
@@ -123,7 +132,9 @@ impl Refresher<'_> {
             while let Ok(more) = requests.0.try_recv() {
                 waiting.push(more);
             }
-            let outcome: Refreshed = self.refresh().map_err(|e| e.to_string());
+            let outcome: Refreshed = self
+                .refresh()
+                .map_err(|e| RefreshError::Failed(Arc::new(e)));
             for reply in waiting {
                 let _ = reply.send(outcome.clone());
             }
@@ -343,10 +354,8 @@ impl Lakehouse {
         let (reply, answer) = oneshot::channel();
         self.refresher
             .send(reply)
-            .map_err(|_| "the server is shutting down".to_string())?;
-        answer
-            .await
-            .map_err(|_| "the server is shutting down".to_string())?
+            .map_err(|_| RefreshError::ShuttingDown)?;
+        answer.await.map_err(|_| RefreshError::ShuttingDown)?
     }
 
     /// Runs `sql` on a free session with `environment` as its database; waits while all sessions are busy.

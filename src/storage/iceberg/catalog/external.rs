@@ -117,14 +117,19 @@ fn overlaps(a: &str, b: &str) -> bool {
 fn creation_base(
     updates: &[TableUpdate],
     default_location: String,
-) -> std::result::Result<TableMetadata, String> {
+) -> iceberg::Result<TableMetadata> {
     let schema = updates
         .iter()
         .find_map(|update| match update {
             TableUpdate::AddSchema { schema } => Some(schema.clone()),
             _ => None,
         })
-        .ok_or("creating a table needs an add-schema update")?;
+        .ok_or_else(|| {
+            iceberg::Error::new(
+                iceberg::ErrorKind::DataInvalid,
+                "creating a table needs an add-schema update",
+            )
+        })?;
     let spec = updates
         .iter()
         .find_map(|update| match update {
@@ -163,7 +168,6 @@ fn creation_base(
     )
     .and_then(|builder| builder.build())
     .map(|built| built.metadata)
-    .map_err(|e| e.message().to_string())
 }
 
 impl LakeCatalog {
@@ -293,7 +297,9 @@ impl LakeCatalog {
             }
             None => match creation_base(&change.updates, self.default_location(&change.table)) {
                 Ok(base) => (TableMetadataBuilder::new_from_metadata(base, None), None),
-                Err(invalid) => return Ok(Err(CommitRefusal::Invalid(invalid))),
+                Err(invalid) => {
+                    return Ok(Err(CommitRefusal::Invalid(invalid.message().to_string())));
+                }
             },
         };
         let mut builder = builder;
@@ -380,14 +386,10 @@ impl LakeCatalog {
     }
 
     /// Metadata for a new table, to be created by a later commit (a staged create): nothing is written.
-    pub fn stage(
-        &self,
-        creation: iceberg::TableCreation,
-    ) -> std::result::Result<TableMetadata, String> {
+    pub fn stage(&self, creation: iceberg::TableCreation) -> iceberg::Result<TableMetadata> {
         TableMetadataBuilder::from_table_creation(creation)
             .and_then(|builder| builder.build())
             .map(|built| built.metadata)
-            .map_err(|e| e.message().to_string())
     }
 
     /// Adds `table` to the catalog at an existing metadata file, or (`overwrite`) points it there.
