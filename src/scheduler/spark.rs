@@ -180,7 +180,7 @@ pub(super) fn build_one(
         writer.statements(&model.post_statements, &macro_ctx)?;
         let stats = WriteStats {
             rows,
-            snapshot_id: catalog.adopt_commit(session, &backfill.table)?,
+            write: catalog.adopt_commit(session, &backfill.table)?,
             ..WriteStats::default()
         };
         return finish_in_one_piece(ctx, session, backfill, &macro_ctx, stats, record, observer);
@@ -247,12 +247,12 @@ pub(super) fn build_one(
             }
         };
         writer.statements(&model.post_statements, &macro_ctx)?;
-        let snapshot_id = catalog.adopt_commit(session, &backfill.table)?;
+        let write = catalog.adopt_commit(session, &backfill.table)?;
         let audited = audited_relation(model, &backfill.table, Some((start, end)), None);
         let audits_passed = run_audits(ctx, session, backfill, &macro_ctx, &audited, observer)?;
         let stats = WriteStats {
             rows,
-            snapshot_id,
+            write,
             audits_passed,
             ..WriteStats::default()
         };

@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 
 use crate::config::{IcebergSettings, Secret, Warehouse};
 use crate::storage::iceberg::catalog::{
-    CommitRefusal, Committed, LakeCatalog, NamespaceDropRefusal, RegisterRefusal, RenameRefusal,
-    TableChange,
+    CommitRefusal, Committed, Dropped, LakeCatalog, NamespaceDropRefusal, RegisterRefusal,
+    RenameRefusal, TableChange,
 };
 use crate::storage::iceberg::ident;
 
@@ -833,14 +833,20 @@ async fn drop_table(
     if let Some(refused) = refuse_write(&state, &namespace, Write::Names) {
         return Err(refused);
     }
-    if state
+    let identifier = ident(&namespace, &table);
+    match state
         .catalog
-        .drop_table(&ident(&namespace, &table), options.purge())
+        .drop_table(&identifier, options.purge())
         .await?
     {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(no_table(&namespace, &table))
+        Dropped::NoSuchTable => Err(no_table(&namespace, &table)),
+        Dropped::Dropped => Ok(StatusCode::NO_CONTENT.into_response()),
+        Dropped::FilesKept { location } => {
+            eprintln!(
+                "lake serve: {identifier} was dropped without purging: another table still uses files under {location}"
+            );
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
     }
 }
 

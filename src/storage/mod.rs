@@ -12,8 +12,8 @@ use crate::snapshot::{PhysicalTable, VirtualName};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteStats {
     pub rows: Option<u64>,
-    /// The Iceberg snapshot the write committed, when the backend has snapshots.
-    pub snapshot_id: Option<i64>,
+    /// The commit the write made, when the storage has commits.
+    pub write: Option<WriteId>,
     /// Audits run on the written data that found nothing wrong.
     pub audits_passed: usize,
     /// After a range replacement: a SQL relation holding exactly the table's rows in the range, when the
@@ -21,16 +21,31 @@ pub struct WriteStats {
     pub range_rows: Option<String>,
 }
 
+/// The commit a write made, named by the storage that made it (Iceberg: `iceberg:<snapshot id>`), as state
+/// records it beside the interval the write produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteId(String);
+
+impl WriteId {
+    pub fn new(id: impl Into<String>) -> WriteId {
+        WriteId(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl WriteStats {
     /// How state records the write that produced an interval.
     pub fn write_id(&self) -> Option<String> {
-        self.snapshot_id.map(|id| format!("iceberg:{id}"))
+        self.write.as_ref().map(|w| w.as_str().to_string())
     }
 
     /// Adds one batch's write to a model's total: rows summed (unknown if any is), the latest snapshot kept.
     pub fn absorb(&mut self, batch: WriteStats) {
         self.rows = self.rows.zip(batch.rows).map(|(a, b)| a + b);
-        self.snapshot_id = batch.snapshot_id.or(self.snapshot_id);
+        self.write = batch.write.or(self.write.take());
         self.audits_passed += batch.audits_passed;
     }
 }
@@ -206,8 +221,8 @@ pub trait SharedCatalog: Send + Sync {
     -> Result<()>;
     /// The table's columns, when it exists.
     fn schema(&self, table: &PhysicalTable) -> Result<Option<arrow::datatypes::Schema>>;
-    /// After the engine committed to `table`: DuckDB reads the new data; returns the current snapshot id.
-    fn adopt_commit(&self, session: &Session, table: &PhysicalTable) -> Result<Option<i64>>;
+    /// After the engine committed to `table`: DuckDB reads the new data; returns the table's current commit.
+    fn adopt_commit(&self, session: &Session, table: &PhysicalTable) -> Result<Option<WriteId>>;
 }
 
 /// Range replacements in two steps, so the batches of one model can be evaluated concurrently and committed in

@@ -4,7 +4,7 @@
 mod external;
 
 pub use external::{
-    CommitRefusal, Committed, NamespaceDropRefusal, PropertyChanges, RegisterRefusal,
+    CommitRefusal, Committed, Dropped, NamespaceDropRefusal, PropertyChanges, RegisterRefusal,
     RenameRefusal, TableChange,
 };
 

@@ -33,7 +33,7 @@ use crate::sql::{quote_ident, quote_literal};
 use crate::storage::duckdb_file::duckdb_widening;
 use crate::storage::duckdb_file::{DuckDbStorage, in_transaction};
 use crate::storage::{
-    ColumnChange, Merge, SharedCatalog, StagedWrites, Storage, TimeRange, VirtualChange,
+    ColumnChange, Merge, SharedCatalog, StagedWrites, Storage, TimeRange, VirtualChange, WriteId,
     WriteStats, column_changes,
 };
 use catalog::LakeCatalog;
@@ -47,6 +47,11 @@ pub use catalog::ident;
 /// goes on with the metadata file the view shows: when another machine commits to the shared catalog, the
 /// locations differ and the view is refreshed.
 const PROXY_COMMENT: &str = "lake:iceberg";
+
+/// How state records an Iceberg commit beside the interval it wrote.
+fn snapshot_write_id(snapshot_id: i64) -> WriteId {
+    WriteId::new(format!("iceberg:{snapshot_id}"))
+}
 
 fn proxy_comment(metadata_location: &str) -> String {
     format!("{PROXY_COMMENT} {metadata_location}")
@@ -657,7 +662,7 @@ impl IcebergStorage {
         self.expose(session, table, &now)?;
         let stats = WriteStats {
             rows: Some(rows),
-            snapshot_id,
+            write: snapshot_id.map(snapshot_write_id),
             ..WriteStats::default()
         };
         Ok((stats, written, now))
@@ -677,7 +682,7 @@ impl IcebergStorage {
         self.expose(session, table, &now)?;
         Ok(WriteStats {
             rows: Some(rows),
-            snapshot_id,
+            write: snapshot_id.map(snapshot_write_id),
             ..WriteStats::default()
         })
     }
@@ -783,7 +788,7 @@ impl SharedCatalog for IcebergStorage {
             .transpose()
     }
 
-    fn adopt_commit(&self, session: &Session, table: &PhysicalTable) -> Result<Option<i64>> {
+    fn adopt_commit(&self, session: &Session, table: &PhysicalTable) -> Result<Option<WriteId>> {
         let Some(known) = self.known(table)? else {
             return Err(LakeError::lakehouse(
                 format!("adopting the engine's commit to {table}"),
@@ -791,7 +796,11 @@ impl SharedCatalog for IcebergStorage {
             ));
         };
         self.expose(session, table, &known)?;
-        Ok(known.table.metadata().current_snapshot_id())
+        Ok(known
+            .table
+            .metadata()
+            .current_snapshot_id()
+            .map(snapshot_write_id))
     }
 }
 

@@ -106,6 +106,18 @@ fn table_location_of(metadata_location: &str) -> &str {
         .map_or(metadata_location, |(table, _)| table)
 }
 
+/// What dropping a table did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dropped {
+    NoSuchTable,
+    /// The name is gone (and, when purging was asked, its files).
+    Dropped,
+    /// The name is gone, but a purge left the files under `location`: another table still uses them.
+    FilesKept {
+        location: String,
+    },
+}
+
 /// Whether one location is the other or lies inside it.
 fn overlaps(a: &str, b: &str) -> bool {
     let (a, b) = (a.trim_end_matches('/'), b.trim_end_matches('/'));
@@ -426,32 +438,30 @@ impl LakeCatalog {
         Ok(Ok(metadata))
     }
 
-    /// Removes a table from the catalog (`false`: there was none). With `purge`, its metadata, manifests and
-    /// (unless its `gc.enabled` property is false) data files are deleted too, but only when no other catalog
-    /// row still points into its location.
-    pub async fn drop_table(&self, table: &TableIdent, purge: bool) -> Result<bool> {
+    /// Removes a table from the catalog. With `purge`, its metadata, manifests and (unless its `gc.enabled`
+    /// property is false) data files are deleted too, but only when no other catalog row still points into
+    /// its location.
+    pub async fn drop_table(&self, table: &TableIdent, purge: bool) -> Result<Dropped> {
         let Some(found) = self.load(table).await? else {
-            return Ok(false);
+            return Ok(Dropped::NoSuchTable);
         };
         self.drop(table).await?;
-        if purge {
-            let location = found.metadata().location().to_string();
-            let shared = self
-                .tables_with_prefix("")
-                .await?
-                .iter()
-                .any(|entry| overlaps(table_location_of(&entry.metadata_location), &location));
-            if shared {
-                eprintln!(
-                    "lake serve: {table} was dropped without purging: another table still uses files under {location}"
-                );
-            } else {
-                iceberg::drop_table_data(&found)
-                    .await
-                    .map_err(iceberg_err(format!("purging the files of {table}")))?;
-            }
+        if !purge {
+            return Ok(Dropped::Dropped);
         }
-        Ok(true)
+        let location = found.metadata().location().to_string();
+        let shared = self
+            .tables_with_prefix("")
+            .await?
+            .iter()
+            .any(|entry| overlaps(table_location_of(&entry.metadata_location), &location));
+        if shared {
+            return Ok(Dropped::FilesKept { location });
+        }
+        iceberg::drop_table_data(&found)
+            .await
+            .map_err(iceberg_err(format!("purging the files of {table}")))?;
+        Ok(Dropped::Dropped)
     }
 
     /// Moves a table to another name, in an existing namespace.
