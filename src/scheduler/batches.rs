@@ -15,7 +15,7 @@ use crate::intervals::Range;
 use crate::plan::Backfill;
 use crate::project::model::{Model, ModelKind, TimeColumn};
 use crate::state::Interval;
-use crate::storage::iceberg::StagedRows;
+use crate::storage::StagedRows;
 use crate::storage::{StagedWrites, WriteStats};
 
 /// How many of a time-range model's `remaining` batches to evaluate at once: its `batch_concurrency`

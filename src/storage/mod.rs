@@ -225,6 +225,21 @@ pub trait SharedCatalog: Send + Sync {
     fn adopt_commit(&self, session: &Session, table: &PhysicalTable) -> Result<Option<WriteId>>;
 }
 
+/// Rows `StagedWrites::stage_rows` wrote that no reader sees until `commit_time_range` takes them. Only the
+/// storage that staged them knows what they are (for Iceberg: data files not yet in a snapshot).
+pub struct StagedRows(Box<dyn std::any::Any + Send>);
+
+impl StagedRows {
+    pub fn new<T: std::any::Any + Send>(rows: T) -> StagedRows {
+        StagedRows(Box::new(rows))
+    }
+
+    /// The storage's own description of the rows; `None` when another kind of storage staged them.
+    pub fn into_inner<T: std::any::Any>(self) -> Option<T> {
+        self.0.downcast::<T>().ok().map(|rows| *rows)
+    }
+}
+
 /// Range replacements in two steps, so the batches of one model can be evaluated concurrently and committed in
 /// order: each batch's rows are written as files no reader sees, then committed one batch after another.
 pub trait StagedWrites: Send + Sync {
@@ -235,17 +250,17 @@ pub trait StagedWrites: Send + Sync {
         session: &Session,
         table: &PhysicalTable,
         query: &str,
-    ) -> Result<iceberg::StagedRows>;
+    ) -> Result<StagedRows>;
     /// `Storage::replace_time_range`, with the range's new rows the ones `stage_rows` wrote.
     fn commit_time_range(
         &self,
         session: &Session,
         table: &PhysicalTable,
-        staged: iceberg::StagedRows,
+        staged: StagedRows,
         range: TimeRange<'_>,
     ) -> Result<WriteStats>;
     /// Removes staged files that will never be committed (best-effort: nothing refers to them).
-    fn discard(&self, staged: iceberg::StagedRows);
+    fn discard(&self, staged: StagedRows);
 }
 
 /// Where model data lives. Each write is atomic: readers see the old data or the new, never a mix.

@@ -33,8 +33,8 @@ use crate::sql::{quote_ident, quote_literal};
 use crate::storage::duckdb_file::duckdb_widening;
 use crate::storage::duckdb_file::{DuckDbStorage, in_transaction};
 use crate::storage::{
-    ColumnChange, Merge, SharedCatalog, StagedWrites, Storage, TimeRange, VirtualChange, WriteId,
-    WriteStats, column_changes,
+    ColumnChange, Merge, SharedCatalog, StagedRows, StagedWrites, Storage, TimeRange,
+    VirtualChange, WriteId, WriteStats, column_changes,
 };
 use catalog::LakeCatalog;
 use commit::Removal;
@@ -632,14 +632,14 @@ impl IcebergStorage {
             NewRows::Query(query) => self.write_files(session, table, query, base)?,
             NewRows::Staged(staged) => {
                 let Some(base) = base else {
-                    self.discard(staged);
+                    self.discard_files(staged);
                     return Err(LakeError::lakehouse(
                         format!("committing staged rows to {table}"),
                         LakehouseError::Table("the table is no longer in the catalog".into()),
                     ));
                 };
                 if base.table.metadata().current_schema_id() != staged.schema_id {
-                    self.discard(staged);
+                    self.discard_files(staged);
                     return Err(LakeError::lakehouse(
                         format!("committing staged rows to {table}"),
                         LakehouseError::Table(
@@ -693,11 +693,11 @@ enum NewRows<'q> {
     /// A query run by the rewrite.
     Query(&'q str),
     /// Files written before (`StagedWrites::stage_rows`).
-    Staged(StagedRows),
+    Staged(StagedFiles),
 }
 
 /// Rows written as data files of a table, not yet committed to it.
-pub struct StagedRows {
+struct StagedFiles {
     files: Vec<DataFile>,
     /// The table's schema when the files were written: a commit to another one is refused.
     schema_id: i32,
@@ -743,11 +743,11 @@ impl StagedWrites for IcebergStorage {
             ));
         };
         let (known, files) = self.write_files(session, table, query, Some(existing))?;
-        Ok(StagedRows {
+        Ok(StagedRows::new(StagedFiles {
             files,
             schema_id: known.table.metadata().current_schema_id(),
             file_io: known.table.file_io().clone(),
-        })
+        }))
     }
 
     fn commit_time_range(
@@ -757,10 +757,25 @@ impl StagedWrites for IcebergStorage {
         staged: StagedRows,
         range: TimeRange<'_>,
     ) -> Result<WriteStats> {
-        self.rewrite_range(session, table, NewRows::Staged(staged), range)
+        let Some(files) = staged.into_inner::<StagedFiles>() else {
+            return Err(LakeError::lakehouse(
+                format!("committing rows of {table}"),
+                LakehouseError::Table("the rows were staged by another storage".into()),
+            ));
+        };
+        self.rewrite_range(session, table, NewRows::Staged(files), range)
     }
 
     fn discard(&self, staged: StagedRows) {
+        if let Some(files) = staged.into_inner::<StagedFiles>() {
+            self.discard_files(files);
+        }
+    }
+}
+
+impl IcebergStorage {
+    /// Deletes staged files that will never be committed (best-effort: nothing refers to them).
+    fn discard_files(&self, staged: StagedFiles) {
         self.runtime.block_on(async {
             for file in &staged.files {
                 // Best-effort: an uncommitted file is never read, it only wastes space.
