@@ -7,6 +7,8 @@ mod known;
 mod local_fs;
 mod partitioned;
 mod prune;
+mod schema;
+mod setup;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -24,7 +26,7 @@ use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::{MetadataLocation, TableCreation, TableIdent};
 use parquet::file::properties::WriterProperties;
 
-use crate::config::{IcebergSettings, S3Settings, Warehouse};
+use crate::config::IcebergSettings;
 use crate::engine::Session;
 use crate::error::{LakeError, LakehouseError, Result};
 use crate::profile::{self, Phase};
@@ -42,6 +44,9 @@ use known::{Known, TableCache};
 use prune::TimePrune;
 
 pub use catalog::ident;
+use schema::{duckdb_type, empty_select, evolved_schema, query_iceberg_schema, schema_columns};
+use setup::{file_io_properties, prepared, storage_factory};
+pub use setup::{open_catalog, prepare_engine};
 
 /// Marks the DuckDB views that expose an Iceberg table, so they are told apart from VIEW models. The comment
 /// goes on with the metadata file the view shows: when another machine commits to the shared catalog, the
@@ -89,70 +94,6 @@ pub struct IcebergStorage {
     /// The `ORDER BY` keys of partitioned tables' writes, found from their columns once per table (every
     /// write of a table has its columns): a model's thousandth daily batch does not describe its query again.
     partition_order: Mutex<HashMap<PhysicalTable, Vec<String>>>,
-}
-
-/// Settings for the warehouse's files, in iceberg-rust's FileIO property names.
-fn file_io_properties(warehouse: &Warehouse) -> HashMap<String, String> {
-    let mut props = HashMap::new();
-    if let Warehouse::S3 { s3, .. } = warehouse {
-        use iceberg::io::*;
-        if let Some(endpoint) = &s3.endpoint {
-            props.insert(S3_ENDPOINT.to_string(), endpoint.clone());
-        }
-        props.insert(S3_REGION.to_string(), s3.region.clone());
-        props.insert(S3_PATH_STYLE_ACCESS.to_string(), s3.path_style.to_string());
-        let secrets = [
-            (S3_ACCESS_KEY_ID, &s3.access_key_id),
-            (S3_SECRET_ACCESS_KEY, &s3.secret_access_key),
-            (S3_SESSION_TOKEN, &s3.session_token),
-        ];
-        for (key, value) in secrets {
-            if let Some(value) = value {
-                props.insert(key.to_string(), value.expose().to_string());
-            }
-        }
-        if s3.access_key_id.is_some() {
-            // Explicit keys: do not probe ~/.aws or the EC2 metadata service (a slow timeout off AWS).
-            props.insert(S3_DISABLE_CONFIG_LOAD.to_string(), "true".into());
-            props.insert(S3_DISABLE_EC2_METADATA.to_string(), "true".into());
-        }
-    }
-    props
-}
-
-/// Reads and writes the warehouse's files: a local folder directly (see [`local_fs`]), anything else through
-/// OpenDAL.
-fn storage_factory(warehouse: &Warehouse) -> Arc<dyn iceberg::io::StorageFactory> {
-    match warehouse {
-        Warehouse::Local(_) => Arc::new(local_fs::DurableLocalFsFactory),
-        Warehouse::S3 { .. } => {
-            Arc::new(iceberg_storage_opendal::OpenDalResolvingStorageFactory::new())
-        }
-    }
-}
-
-/// The settings with the folders a local setup needs created, and a local warehouse as an absolute path.
-fn prepared(settings: &IcebergSettings) -> Result<IcebergSettings> {
-    if let Warehouse::Local(path) = &settings.warehouse {
-        std::fs::create_dir_all(path).map_err(|e| LakeError::io(path, e))?;
-    }
-    if let crate::config::CatalogSettings::Sqlite(path) = &settings.catalog
-        && let Some(dir) = path.parent()
-    {
-        std::fs::create_dir_all(dir).map_err(|e| LakeError::io(dir, e))?;
-    }
-    let mut settings = settings.clone();
-    if let Warehouse::Local(path) = &settings.warehouse {
-        settings.warehouse =
-            Warehouse::Local(path.canonicalize().map_err(|e| LakeError::io(path, e))?);
-    }
-    Ok(settings)
-}
-
-/// Opens the catalog alone, for serving it: the same database, tables and storage settings lake writes with.
-pub async fn open_catalog(settings: &IcebergSettings) -> Result<LakeCatalog> {
-    let settings = prepared(settings)?;
-    LakeCatalog::open(&settings, file_io_properties(&settings.warehouse)).await
 }
 
 impl IcebergStorage {
@@ -931,101 +872,6 @@ fn relabel(
     RecordBatch::try_new(schema.clone(), columns)
 }
 
-/// Readies a DuckDB database to read the warehouse: for S3, loads `httpfs` (from the configured extension
-/// directory when there is one, for offline machines) and registers the credentials as a temporary secret,
-/// which DuckDB keeps in memory only.
-pub fn prepare_engine(settings: &IcebergSettings, session: &Session) -> Result<()> {
-    let Warehouse::S3 { url, s3 } = &settings.warehouse else {
-        return Ok(());
-    };
-    load_extension(
-        session,
-        "httpfs",
-        settings.duckdb_extension_directory.as_deref(),
-    )?;
-    session.execute(&s3_secret_sql(url, s3), || {
-        "registering the S3 credentials with DuckDB".into()
-    })
-}
-
-fn load_extension(
-    session: &Session,
-    name: &str,
-    directory: Option<&std::path::Path>,
-) -> Result<()> {
-    let file_name = format!("{name}.duckdb_extension");
-    if let Some(dir) = directory {
-        let found = walkdir::WalkDir::new(dir)
-            .follow_links(true)
-            .max_depth(8)
-            .into_iter()
-            .filter_map(|e| e.ok())
-            .find(|e| e.file_name().to_string_lossy() == file_name);
-        let Some(entry) = found else {
-            return Err(LakeError::Config {
-                message: format!("no {file_name} under {}", dir.display()),
-                help: Some(format!(
-                    "install it (e.g. `pip install duckdb-extension-{name}=={}`) or point duckdb_extension_directory / LAKE_DUCKDB_EXTENSION_DIRECTORY at the folder holding it",
-                    crate::engine::DUCKDB_VERSION
-                )),
-            });
-        };
-        return session.execute(
-            &format!("LOAD {}", quote_literal(&entry.path().to_string_lossy())),
-            || format!("loading the DuckDB extension {}", entry.path().display()),
-        );
-    }
-    session
-        .execute(&format!("LOAD {name}"), String::new)
-        .or_else(|_| {
-            session.execute(&format!("INSTALL {name}; LOAD {name}"), || {
-                format!("installing the DuckDB extension `{name}` (set duckdb_extension_directory to load it offline)")
-            })
-        })
-}
-
-fn s3_secret_sql(url: &str, s3: &S3Settings) -> String {
-    let bucket = url
-        .trim_start_matches("s3://")
-        .split('/')
-        .next()
-        .unwrap_or_default();
-    let mut options = vec![
-        "TYPE s3".to_string(),
-        format!("REGION {}", quote_literal(&s3.region)),
-        format!("SCOPE {}", quote_literal(&format!("s3://{bucket}"))),
-    ];
-    if let Some(endpoint) = &s3.endpoint {
-        let (ssl, host) = match endpoint.split_once("://") {
-            Some((scheme, host)) => (scheme.eq_ignore_ascii_case("https"), host),
-            None => (true, endpoint.as_str()),
-        };
-        options.push(format!(
-            "ENDPOINT {}",
-            quote_literal(host.trim_end_matches('/'))
-        ));
-        options.push(format!("USE_SSL {ssl}"));
-    }
-    options.push(format!(
-        "URL_STYLE {}",
-        quote_literal(if s3.path_style { "path" } else { "vhost" })
-    ));
-    let keys = [
-        ("KEY_ID", &s3.access_key_id),
-        ("SECRET", &s3.secret_access_key),
-        ("SESSION_TOKEN", &s3.session_token),
-    ];
-    for (key, value) in keys {
-        if let Some(value) = value {
-            options.push(format!("{key} {}", quote_literal(value.expose())));
-        }
-    }
-    format!(
-        "CREATE OR REPLACE TEMPORARY SECRET lake_warehouse ({})",
-        options.join(", ")
-    )
-}
-
 impl Storage for IcebergStorage {
     fn ensure_schema(&self, session: &Session, schema: &str) -> Result<()> {
         self.runtime
@@ -1346,163 +1192,16 @@ fn files_select(known: &Known, files: &[String]) -> String {
     }
 }
 
-/// The table's columns, named and typed as DuckDB reads them.
-fn schema_columns(schema: &iceberg::spec::Schema) -> Vec<(String, String)> {
-    schema
-        .as_struct()
-        .fields()
-        .iter()
-        .map(|f| (f.name.clone(), duckdb_type(&f.field_type)))
-        .collect()
-}
-
-/// The columns `query` returns, as the Iceberg schema a new table for them would have.
-fn query_iceberg_schema(
-    session: &Session,
-    table: &PhysicalTable,
-    query: &str,
-) -> Result<iceberg::spec::Schema> {
-    let arrow = session.query_each(
-        &format!("SELECT * FROM ({query}) AS lake_columns LIMIT 0"),
-        || format!("reading the columns of the query for {table}"),
-        &mut |_, _| Ok(()),
-    )?;
-    iceberg::arrow::arrow_schema_to_schema_auto_assign_ids(&arrow).map_err(iceberg_err(format!(
-        "mapping the columns of {table} to Iceberg types"
-    )))
-}
-
-/// `current` with `changes` applied, as Iceberg schema evolution does it: kept and widened columns keep their
-/// field ids (so existing files still supply their values), dropped ones go, added ones and columns whose
-/// type changed without widening get new ids after `last_column_id` (existing files have no values for them).
-fn evolved_schema(
-    current: &iceberg::spec::Schema,
-    wanted: &iceberg::spec::Schema,
-    changes: &[ColumnChange],
-    last_column_id: i32,
-) -> iceberg::Result<iceberg::spec::Schema> {
-    use iceberg::spec::NestedField;
-    let mut next_id = last_column_id;
-    let mut fresh = |field: &NestedField| Arc::new(renumbered(field, &mut next_id));
-    let wanted_field = |name: &str| wanted.as_struct().fields().iter().find(|f| f.name == name);
-    let change_of = |name: &str| changes.iter().find(|c| c.column() == name);
-    let mut fields = Vec::new();
-    for field in current.as_struct().fields() {
-        match (change_of(&field.name), wanted_field(&field.name)) {
-            (None, _) => fields.push(field.clone()),
-            (Some(ColumnChange::Dropped { .. }), _) => {}
-            (Some(ColumnChange::Retyped { widening: true, .. }), Some(new)) => {
-                let mut widened = field.as_ref().clone();
-                widened.field_type = new.field_type.clone();
-                fields.push(Arc::new(widened));
-            }
-            (Some(ColumnChange::Retyped { .. }), Some(new)) => fields.push(fresh(new)),
-            (Some(_), _) => fields.push(field.clone()),
-        }
-    }
-    for change in changes {
-        if let ColumnChange::Added { name, .. } = change
-            && let Some(new) = wanted_field(name)
-        {
-            fields.push(fresh(new));
-        }
-    }
-    iceberg::spec::Schema::builder()
-        .with_fields(fields)
-        .with_schema_id(current.schema_id() + 1)
-        .build()
-}
-
-/// `field` (and every field nested in it) with ids counted on from `last`, optional: a column added to a
-/// table has no values in the rows already written.
-fn renumbered(field: &iceberg::spec::NestedField, last: &mut i32) -> iceberg::spec::NestedField {
-    use iceberg::spec::{ListType, MapType, StructType, Type};
-    *last += 1;
-    let id = *last;
-    let mut nested = |f: &iceberg::spec::NestedFieldRef| {
-        let mut inner = renumbered(f, last);
-        inner.required = f.required;
-        Arc::new(inner)
-    };
-    let field_type = match field.field_type.as_ref() {
-        Type::Primitive(p) => Type::Primitive(p.clone()),
-        Type::Struct(s) => Type::Struct(StructType::new(
-            s.fields().iter().map(&mut nested).collect(),
-        )),
-        Type::List(l) => Type::List(ListType::new(nested(&l.element_field))),
-        Type::Map(m) => {
-            let key = nested(&m.key_field);
-            Type::Map(MapType::new(key, nested(&m.value_field)))
-        }
-    };
-    let mut out = iceberg::spec::NestedField::optional(id, &field.name, field_type);
-    out.doc = field.doc.clone();
-    out
-}
-
-/// A query with no rows in the table's columns, typed as DuckDB reads the Iceberg types.
-fn empty_select(schema: &iceberg::spec::Schema) -> String {
-    let columns: Vec<String> = schema
-        .as_struct()
-        .fields()
-        .iter()
-        .map(|f| {
-            format!(
-                "CAST(NULL AS {}) AS {}",
-                duckdb_type(&f.field_type),
-                quote_ident(&f.name)
-            )
-        })
-        .collect();
-    format!("SELECT {} LIMIT 0", columns.join(", "))
-}
-
-fn duckdb_type(t: &iceberg::spec::Type) -> String {
-    use iceberg::spec::{PrimitiveType as P, Type};
-    match t {
-        Type::Primitive(p) => match p {
-            P::Boolean => "BOOLEAN".into(),
-            P::Int => "INTEGER".into(),
-            P::Long => "BIGINT".into(),
-            P::Float => "FLOAT".into(),
-            P::Double => "DOUBLE".into(),
-            P::Decimal { precision, scale } => format!("DECIMAL({precision}, {scale})"),
-            P::Date => "DATE".into(),
-            P::Time => "TIME".into(),
-            P::Timestamp => "TIMESTAMP".into(),
-            P::Timestamptz => "TIMESTAMPTZ".into(),
-            P::TimestampNs => "TIMESTAMP_NS".into(),
-            P::TimestamptzNs => "TIMESTAMPTZ".into(),
-            P::String => "VARCHAR".into(),
-            P::Uuid => "UUID".into(),
-            P::Fixed(_) | P::Binary => "BLOB".into(),
-        },
-        Type::List(list) => format!("{}[]", duckdb_type(&list.element_field.field_type)),
-        Type::Map(map) => format!(
-            "MAP({}, {})",
-            duckdb_type(&map.key_field.field_type),
-            duckdb_type(&map.value_field.field_type)
-        ),
-        Type::Struct(fields) => format!(
-            "STRUCT({})",
-            fields
-                .fields()
-                .iter()
-                .map(|f| format!("{} {}", quote_ident(&f.name), duckdb_type(&f.field_type)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
 fn virtual_ident(name: &VirtualName) -> TableIdent {
     ident(&name.schema, &name.name)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::setup::s3_secret_sql;
     use super::*;
     use crate::config::CatalogSettings;
+    use crate::config::{S3Settings, Warehouse};
     use crate::engine::Engine;
 
     struct Fixture {
