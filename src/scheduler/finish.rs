@@ -124,27 +124,38 @@ pub(super) fn run_statements(
 ) -> Result<()> {
     for statement in statements {
         let render = profile::time(Phase::Render);
-        let source = project.jinja(model, statement, ctx)?;
-        let rendered = macros::render(&source, ctx).map_err(|e| {
-            let at = if statement.jinja { 0 } else { e.offset };
-            LakeError::from(
-                statement
-                    .file(&model.file)
-                    .error(statement.offset + at, e.len, e.message)
-                    .with_optional_help(e.help),
-            )
-        })?;
+        let rendered = render_statement(project, model, statement, ctx)?;
         drop(render);
-        // A statement made only of macros (`@IF(cond, …)` that is false) may render to nothing.
-        if rendered.sql.trim().is_empty() {
+        let Some(sql) = rendered else {
             continue;
-        }
+        };
         let _query = profile::time(Phase::Query);
-        session.execute(&rendered.sql, || {
+        session.execute(&sql, || {
             format!("running a statement of {}", model.meta.name)
         })?;
     }
     Ok(())
+}
+
+/// A pre- or post-statement rendered; `None` when it renders to nothing (a statement made only of macros,
+/// such as an `@IF(cond, …)` that is false). Errors point into the statement in the model's file.
+pub(super) fn render_statement(
+    project: &Project,
+    model: &Model,
+    statement: &crate::project::model::Statement,
+    ctx: &MacroContext,
+) -> Result<Option<String>> {
+    let source = project.jinja(model, statement, ctx)?;
+    let rendered = macros::render(&source, ctx).map_err(|e| {
+        let at = if statement.jinja { 0 } else { e.offset };
+        LakeError::from(
+            statement
+                .file(&model.file)
+                .error(statement.offset + at, e.len, e.message)
+                .with_optional_help(e.help),
+        )
+    })?;
+    Ok((!rendered.sql.trim().is_empty()).then_some(rendered.sql))
 }
 
 /// The interval one batch of an incremental model wrote.

@@ -5,7 +5,7 @@
 use arrow::datatypes::Schema as ArrowSchema;
 
 use super::audits::{audited_relation, run_audits};
-use super::finish::{batch_interval, batch_macro_context, finish_in_one_piece};
+use super::finish::{batch_interval, batch_macro_context, finish_in_one_piece, render_statement};
 use super::render::{executable_query_for, macro_context, range_predicate};
 use super::scd;
 use super::{BuildContext, Observer};
@@ -15,7 +15,7 @@ use crate::engine::spark::{SparkEngine, sql_type};
 use crate::error::{LakeError, Result};
 use crate::intervals::Range;
 use crate::plan::{Backfill, BackfillAction};
-use crate::project::macros::{self, MacroContext};
+use crate::project::macros::MacroContext;
 use crate::project::model::{Model, ModelKind, Statement, TimeColumn};
 use crate::snapshot::PhysicalTable;
 use crate::sql::quote_ident_always;
@@ -262,26 +262,6 @@ pub(super) fn build_one(
     Ok(total)
 }
 
-/// A pre- or post-statement rendered (`None` when its macros leave nothing to run).
-fn render_statement(
-    ctx: &BuildContext<'_>,
-    model: &Model,
-    statement: &Statement,
-    macro_ctx: &MacroContext,
-) -> Result<Option<String>> {
-    let source = ctx.project.jinja(model, statement, macro_ctx)?;
-    let rendered = macros::render(&source, macro_ctx).map_err(|e| {
-        let at = if statement.jinja { 0 } else { e.offset };
-        LakeError::from(
-            statement
-                .file(&model.file)
-                .error(statement.offset + at, e.len, e.message)
-                .with_optional_help(e.help),
-        )
-    })?;
-    Ok((!rendered.sql.trim().is_empty()).then_some(rendered.sql))
-}
-
 /// Renders and translates what each backfill of a Spark gateway's model will send to its engine, so a
 /// construct Spark cannot express stops the plan, located in the model's file, instead of failing on the
 /// cluster halfway through an apply.
@@ -302,7 +282,8 @@ pub fn check_translatable(ctx: &BuildContext<'_>, backfills: &[Backfill]) -> Res
         let checked = spark_query(ctx, backfill.model, connection, &macro_ctx, &any_columns)
             .and_then(|_| {
                 for statement in model.pre_statements.iter().chain(&model.post_statements) {
-                    if let Some(sql) = render_statement(ctx, model, statement, &macro_ctx)? {
+                    if let Some(sql) = render_statement(ctx.project, model, statement, &macro_ctx)?
+                    {
                         to_spark(model, connection, &any_columns, &sql)?;
                     }
                 }
@@ -551,7 +532,8 @@ impl Writer<'_> {
     /// Pre- and post-statements, rendered, translated and run on the engine.
     fn statements(&self, statements: &[Statement], macro_ctx: &MacroContext) -> Result<()> {
         for statement in statements {
-            if let Some(sql) = render_statement(self.ctx, self.model, statement, macro_ctx)? {
+            if let Some(sql) = render_statement(self.ctx.project, self.model, statement, macro_ctx)?
+            {
                 self.run(&self.to_spark(&sql)?, "running a statement of")?;
             }
         }
