@@ -10,10 +10,10 @@ use sqlparser::ast::{Expr, SelectItem, SetExpr, Spanned, Statement};
 
 use crate::config::linter::{LinterConfig, Severity};
 use crate::error::{LakeError, Result, SourceFile};
-use crate::project::Project;
 use crate::project::macros::MacroContext;
 use crate::project::model::ModelKind;
 use crate::project::schema::{Binder, Bound};
+use crate::project::{ModelId, Project};
 use crate::sql::ModelName;
 
 /// One rule broken by one model.
@@ -30,10 +30,14 @@ pub struct Violation {
 }
 
 /// Lints `models` (indices; all when empty) with the rules `config` turns on, in project order.
-pub fn lint(project: &Project, config: &LinterConfig, models: &[usize]) -> Result<Vec<Violation>> {
+pub fn lint(
+    project: &Project,
+    config: &LinterConfig,
+    models: &[ModelId],
+) -> Result<Vec<Violation>> {
     let on = |rule: &str| config.severities.get(rule).copied();
-    let selected: BTreeSet<usize> = if models.is_empty() {
-        (0..project.models.len()).collect()
+    let selected: BTreeSet<ModelId> = if models.is_empty() {
+        project.models().ids().collect()
     } else {
         models.iter().copied().collect()
     };
@@ -54,7 +58,7 @@ pub fn lint(project: &Project, config: &LinterConfig, models: &[usize]) -> Resul
     };
     let mut out = Vec::new();
     for &i in &project.order {
-        let model = &project.models[i];
+        let model = project.model(i);
         let bound = match binder.as_mut() {
             Some(b) => Some(b.bind(i)?),
             None => None,

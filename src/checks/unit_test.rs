@@ -9,9 +9,9 @@ use serde_norway::Value as Yaml;
 
 use crate::engine::{Engine, QueryResult, Session};
 use crate::error::{LakeError, Result, SourceError, SourceFile};
-use crate::project::Project;
 use crate::project::macros::MacroContext;
 use crate::project::model::ModelKind;
+use crate::project::{ModelId, Project};
 use crate::sql::{quote_ident, quote_literal};
 
 /// One row as written: columns in order, with their YAML values.
@@ -344,7 +344,7 @@ fn prepare(
     let ctx = macro_context(project, i, test, now)?;
     let mut given = std::collections::HashSet::new();
     // Only YAML rows take the upstream's inferred columns: query and CSV inputs bring their own.
-    let input_models: Vec<usize> = test
+    let input_models: Vec<ModelId> = test
         .inputs
         .iter()
         .filter(|input| matches!(input.fixture, Fixture::Rows(_)))
@@ -366,7 +366,7 @@ fn prepare(
         if given.contains(&p) {
             continue;
         }
-        let parent = &project.models[p];
+        let parent = project.model(p);
         if !matches!(parent.meta.kind, ModelKind::Embedded) {
             if project.dag.parents(i).any(|q| q == p) {
                 return Err(LakeError::Usage(
@@ -419,7 +419,8 @@ pub fn create(
         // Written, not read: there is no file to point into yet.
         file: SourceFile::new("", ""),
         model_at: (0, 0),
-        model: project.models[project.find_model(model)?]
+        model: project
+            .model(project.find_model(model)?)
             .meta
             .name
             .to_string(),
@@ -559,7 +560,7 @@ fn duckdb_type(data_type: &arrow::datatypes::DataType) -> String {
 /// macro variables.
 fn macro_context(
     project: &Project,
-    i: usize,
+    i: ModelId,
     test: &UnitTest,
     now: NaiveDateTime,
 ) -> Result<MacroContext> {
@@ -580,7 +581,8 @@ fn macro_context(
     ctx.execution_time = time("execution_time")?.unwrap_or(now);
     ctx.start = match time("start")? {
         Some(start) => start,
-        None => project.models[i]
+        None => project
+            .model(i)
             .meta
             .start
             .as_ref()
@@ -616,12 +618,12 @@ fn ensure_schema(session: &Session, schema: &str) -> Result<()> {
 /// models first; a model whose query does not bind is left out.
 fn inferred_columns(
     project: &Project,
-    models: &[usize],
-) -> Result<HashMap<usize, Vec<(String, String)>>> {
+    models: &[ModelId],
+) -> Result<HashMap<ModelId, Vec<(String, String)>>> {
     if models.is_empty() {
         return Ok(HashMap::new());
     }
-    let mut needed: HashSet<usize> = models.iter().copied().collect();
+    let mut needed: HashSet<ModelId> = models.iter().copied().collect();
     for &j in models {
         needed.extend(project.dag.upstream(j));
     }
@@ -633,7 +635,7 @@ fn inferred_columns(
     }
     Ok(models
         .iter()
-        .filter_map(|&j| Some((j, binder.columns_of(&project.models[j].meta.name)?)))
+        .filter_map(|&j| Some((j, binder.columns_of(&project.model(j).meta.name)?)))
         .collect())
 }
 
@@ -644,7 +646,7 @@ fn create_input(
     project: &Project,
     session: &Session,
     input: &Input,
-    model: Option<usize>,
+    model: Option<ModelId>,
     inferred: &[(String, String)],
 ) -> Result<()> {
     let name = crate::sql::ModelName::parse(&input.model).ok_or_else(|| {
@@ -660,7 +662,8 @@ fn create_input(
         Vec::new()
     };
     let declared = model.into_iter().flat_map(|j| {
-        project.models[j]
+        project
+            .model(j)
             .meta
             .columns
             .iter()

@@ -15,6 +15,7 @@ use super::args::{DagFormat, RowFormat};
 use crate::engine::QueryResult;
 use crate::error::LakeError;
 use crate::plan::{Backfill, Category, ChangeKind, Plan};
+use crate::project::ModelId;
 use crate::scheduler::Observer;
 use crate::snapshot::{SuffixTarget, VirtualName};
 use crate::sql::ModelName;
@@ -860,7 +861,7 @@ pub fn timestamp(ms: Option<i64>) -> String {
 
 /// The dependency graph as text (`model <- parents`), Graphviz dot, or Mermaid.
 pub(crate) fn render_dag(project: &crate::project::Project, format: DagFormat) -> String {
-    let name = |i: usize| project.models[i].meta.name.to_string();
+    let name = |i: ModelId| project.model(i).meta.name.to_string();
     let mut out = String::new();
     match format {
         DagFormat::Text => {
@@ -881,7 +882,7 @@ pub(crate) fn render_dag(project: &crate::project::Project, format: DagFormat) -
                     "  \"{}\" [label=\"{}\\n{}\"];\n",
                     name(i),
                     name(i),
-                    project.models[i].meta.kind.name()
+                    project.model(i).meta.kind.name()
                 ));
                 for p in project.dag.parents(i) {
                     out.push_str(&format!("  \"{}\" -> \"{}\";\n", name(p), name(i)));
@@ -950,7 +951,7 @@ mod tests {
             expected_plan_id: None,
             created_from: Some("prod".into()),
             is_new_environment: true,
-            snapshots: vec![],
+            snapshots: Vec::new().into(),
             new_snapshots: vec![],
             changes: vec![
                 ModelChange {
@@ -973,7 +974,7 @@ mod tests {
                 },
             ],
             backfills: vec![Backfill {
-                model: 0,
+                model: crate::project::ModelId::nth(0),
                 name: full.clone(),
                 version: "v".into(),
                 table: PhysicalTable::for_version(&full, "v", None),

@@ -32,8 +32,9 @@ fn sql_name(name: &ModelName) -> String {
 /// Rewrites `external_models.yaml` in the project from every external table the models read.
 pub fn write(project: &Project, session: &Session) -> Result<ExternalsReport> {
     let wanted: BTreeSet<ModelName> = project
-        .analyses
+        .models()
         .iter()
+        .map(|m| &m.analysis)
         .flat_map(|a| a.externals.iter().chain(&a.undeclared).cloned())
         .collect();
     let mut report = ExternalsReport::default();

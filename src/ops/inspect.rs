@@ -11,6 +11,7 @@ use crate::engine::QueryResult;
 use crate::error::{LakeError, Result};
 use crate::plan::backfill::BuiltIntervals;
 use crate::plan::{self, PlanOptions};
+use crate::project::{ModelId, PerModel};
 use crate::scheduler;
 use crate::snapshot::{EnvironmentName, PhysicalTable};
 use crate::sql::ModelName;
@@ -76,7 +77,7 @@ impl Context {
     pub(super) fn resolved_snapshots(
         &self,
         execution_time: NaiveDateTime,
-    ) -> Result<Vec<crate::snapshot::Snapshot>> {
+    ) -> Result<PerModel<crate::snapshot::Snapshot>> {
         Ok(self
             .diff_against_state(&PlanOptions::new(crate::PROD, execution_time))?
             .snapshots)
@@ -84,8 +85,8 @@ impl Context {
 
     pub(super) fn executable_query(
         &self,
-        model: usize,
-        snapshots: &[crate::snapshot::Snapshot],
+        model: ModelId,
+        snapshots: &PerModel<crate::snapshot::Snapshot>,
         execution_time: NaiveDateTime,
         stage: &'static str,
     ) -> Result<String> {
@@ -114,7 +115,7 @@ impl Context {
             .collect();
         for p in self.project.dag.parents(i) {
             if matches!(
-                self.project.models[p].meta.kind,
+                self.project.model(p).meta.kind,
                 crate::project::model::ModelKind::Embedded
             ) {
                 continue;
@@ -125,7 +126,8 @@ impl Context {
                 return Err(LakeError::Usage(
                     format!(
                         "`{}` reads `{}`, whose current version has not been built",
-                        self.project.models[i].meta.name, s.name
+                        self.project.model(i).meta.name,
+                        s.name
                     ),
                     Some("build it first with `lake plan <env>`".into()),
                 ));
@@ -134,7 +136,7 @@ impl Context {
         let query = self.executable_query(i, &snapshots, execution_time, "evaluating")?;
         session.query(
             &format!("SELECT * FROM ({query}) AS q LIMIT {limit}"),
-            || format!("evaluating {}", self.project.models[i].meta.name),
+            || format!("evaluating {}", self.project.model(i).meta.name),
         )
     }
 
@@ -172,9 +174,9 @@ impl Context {
         let catalog = &self.project.default_catalog;
         crate::sql::qualify_catalog_named_schema(sql, catalog, catalog, |schema| {
             self.project
-                .models
+                .models()
                 .iter()
-                .any(|m| m.meta.name.schema == schema)
+                .any(|m| m.model.meta.name.schema == schema)
         })
     }
 
@@ -195,7 +197,7 @@ impl Context {
         let built = BuiltIntervals::load(state.as_ref(), &versions)?;
         let mut out = Vec::new();
         for &i in &self.project.order {
-            let model = &self.project.models[i];
+            let model = self.project.model(i);
             if !matches!(
                 plan::backfill::action_for(&model.meta.kind),
                 Some(plan::BackfillAction::Insert | plan::BackfillAction::FullRefresh)
@@ -227,7 +229,7 @@ impl Context {
     /// The physical table holding `model`'s data in `environment`.
     pub fn table_name(&self, model: &str, environment: &str) -> Result<PhysicalTable> {
         let i = self.project.find_model(model)?;
-        let name = &self.project.models[i].meta.name;
+        let name = &self.project.model(i).meta.name;
         let env_name = EnvironmentName::parse(environment)?;
         let state = self.open_state()?;
         let env = existing_environment(state.as_ref(), &env_name)?;
@@ -253,7 +255,7 @@ impl Context {
         on: &[String],
     ) -> Result<table_diff::TableDiff> {
         let i = self.project.find_model(model)?;
-        let meta = &self.project.models[i].meta;
+        let meta = &self.project.model(i).meta;
         let keys: Vec<String> = if on.is_empty() {
             meta.grains.clone()
         } else {
@@ -301,7 +303,7 @@ impl Context {
         Ok(Info {
             project: self.project.root.clone(),
             gateway: self.project.config.gateway.clone(),
-            models: self.project.models.len(),
+            models: self.project.models().len(),
             macros: self.project.macro_files,
             external_models: self.project.externals.len(),
             environments,

@@ -27,7 +27,7 @@ use chrono::NaiveDateTime;
 use crate::config::StorageChoice;
 use crate::engine::Engine;
 use crate::error::{LakeError, Result};
-use crate::project::Project;
+use crate::project::{PerModel, Project};
 use crate::snapshot::{EnvironmentName, PhysicalTable, VirtualName};
 use crate::sql::ModelName;
 use crate::state::{Backend as StateBackend, Guard as StateGuard, StateStore};
@@ -107,7 +107,7 @@ impl Context {
     /// What the scheduler needs to render and build `snapshots` at `execution_time`.
     fn build_context<'a>(
         &'a self,
-        snapshots: &'a [crate::snapshot::Snapshot],
+        snapshots: &'a PerModel<crate::snapshot::Snapshot>,
         execution_time: NaiveDateTime,
         intervals_end: Option<NaiveDateTime>,
     ) -> Result<crate::scheduler::BuildContext<'a>> {

@@ -8,6 +8,7 @@ use chrono::NaiveDateTime;
 use super::Context;
 use crate::engine::QueryResult;
 use crate::error::{LakeError, Result};
+use crate::project::ModelId;
 use crate::project::model::ModelKind;
 use crate::scheduler;
 use crate::snapshot::{EnvironmentName, PhysicalTable};
@@ -52,7 +53,7 @@ impl Context {
         now: NaiveDateTime,
     ) -> Result<PathBuf> {
         let i = self.project.find_model(model)?;
-        let name = &self.project.models[i].meta.name;
+        let name = &self.project.model(i).meta.name;
         let file = match file {
             Some(p) => self.project.root.join(p),
             None => self
@@ -73,7 +74,7 @@ impl Context {
         for (upstream, sql) in queries {
             let j = self.project.find_model(upstream)?;
             let result = session.query(sql, || format!("running the --query for {upstream}"))?;
-            inputs.push((self.project.models[j].meta.name.to_string(), result));
+            inputs.push((self.project.model(j).meta.name.to_string(), result));
         }
         let yaml = crate::checks::unit_test::create(
             &self.project,
@@ -116,7 +117,7 @@ impl Context {
         let env_name = EnvironmentName::parse(environment)?;
         let state = self.open_state()?;
         let env = state.environment(&env_name)?;
-        let selected: Option<HashSet<usize>> = if models.is_empty() {
+        let selected: Option<HashSet<ModelId>> = if models.is_empty() {
             None
         } else {
             Some(
@@ -156,10 +157,10 @@ impl Context {
             ctx.storage.physical_tables(&session)?.into_iter().collect();
         let mut results = Vec::new();
         for &i in &self.project.order {
-            let model = &self.project.models[i];
+            let model = self.project.model(i);
             let name = &model.meta.name;
             let wanted = selected.as_ref().is_none_or(|s| s.contains(&i));
-            if !wanted || self.project.audits[i].is_empty() {
+            if !wanted || self.project.model_audits(i).is_empty() {
                 continue;
             }
             let built = audited_table
@@ -194,7 +195,7 @@ impl Context {
                 }
                 _ => table.sql(),
             };
-            for audit in &self.project.audits[i] {
+            for audit in self.project.model_audits(i) {
                 let (query, rows) =
                     scheduler::audit_rows(&ctx, &session, audit, &relation, &macro_ctx, name)?;
                 let sample = if rows > 0 {

@@ -10,6 +10,7 @@ use super::{Context, existing_environment};
 use crate::error::{LakeError, Result};
 use crate::plan;
 use crate::plan::backfill::BuiltIntervals;
+use crate::project::ModelId;
 use crate::scheduler::{self, Observer};
 use crate::snapshot::EnvironmentName;
 use crate::sql::ModelName;
@@ -41,7 +42,7 @@ impl Context {
         observer: &dyn Observer,
         on_wait: impl FnOnce(),
     ) -> Result<RunReport> {
-        let selected: Option<std::collections::HashSet<usize>> = if options.select.is_empty() {
+        let selected: Option<std::collections::HashSet<ModelId>> = if options.select.is_empty() {
             None
         } else {
             Some(

@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::intervals::{self, IntervalUnit, Range};
 use crate::project::Project;
 use crate::project::model::{Model, ModelKind};
+use crate::project::{ModelId, PerModel};
 use crate::snapshot::Snapshot;
 use crate::sql::ModelName;
 use crate::state::StateStore;
@@ -70,12 +71,12 @@ fn first_interval_start(model: &Model, unit: IntervalUnit, now: NaiveDateTime) -
 /// are its intervals up to its last refresh.
 pub fn interval_report(
     project: &Project,
-    model: usize,
+    model: ModelId,
     done: &[Range],
     now: NaiveDateTime,
 ) -> Result<(Vec<Range>, Vec<Range>)> {
     let missing = missing_batches(project, model, done, now, Window::default())?;
-    let m = &project.models[model];
+    let m = project.model(model);
     let complete = if action_for(&m.meta.kind) == Some(BackfillAction::Insert) {
         intervals::batches(done, None)
     } else {
@@ -95,12 +96,12 @@ pub fn interval_report(
 /// past `end`) that `done` does not cover, grouped by the kind's `batch_size`.
 pub fn missing_batches(
     project: &Project,
-    model: usize,
+    model: ModelId,
     done: &[Range],
     now: NaiveDateTime,
     window: Window,
 ) -> Result<Vec<Range>> {
-    let m = &project.models[model];
+    let m = project.model(model);
     let unit = interval_unit(m, now);
     let start = first_interval_start(m, unit, now);
     let end = m.meta.end.as_ref().map(|e| e.resolve(now));
@@ -185,9 +186,9 @@ impl BuiltIntervals {
 /// `ignore_cron`), and any version never built. `selected` limits it to some models.
 pub fn due_for_run(
     project: &Project,
-    snapshots: &[Snapshot],
+    snapshots: &PerModel<Snapshot>,
     built: &BuiltIntervals,
-    selected: Option<&HashSet<usize>>,
+    selected: Option<&HashSet<ModelId>>,
     execution_time: NaiveDateTime,
     window: Window,
     ignore_cron: bool,
@@ -198,7 +199,7 @@ pub fn due_for_run(
             continue;
         }
         let snapshot = &snapshots[i];
-        let model = &project.models[i];
+        let model = project.model(i);
         let Some(action) = action_for(&model.meta.kind) else {
             continue;
         };

@@ -9,6 +9,7 @@ use crate::error::{LakeError, Result};
 use crate::intervals::Range;
 use crate::project::Project;
 use crate::project::model::ModelKind;
+use crate::project::{ModelId, PerModel};
 use crate::snapshot::{Snapshot, is_in_place};
 use crate::state::StateStore;
 
@@ -17,9 +18,9 @@ use crate::state::StateStore;
 pub(super) fn backfills(
     project: &Project,
     state: &dyn StateStore,
-    snapshots: &[Snapshot],
+    snapshots: &PerModel<Snapshot>,
     in_prod: bool,
-    rebuilt_in_place: &HashMap<usize, bool>,
+    rebuilt_in_place: &HashMap<ModelId, bool>,
     options: &PlanOptions,
 ) -> Result<Vec<Backfill>> {
     let versions: Vec<_> = snapshots
@@ -45,7 +46,7 @@ pub(super) fn backfills(
             // Prod's in-place table is written by prod's plans and runs only, never from a dev environment.
             continue;
         }
-        let kind = &project.models[i].meta.kind;
+        let kind = &project.model(i).meta.kind;
         let Some(action) = backfill::action_for(kind) else {
             if !matches!(kind, ModelKind::External | ModelKind::Embedded) {
                 unsupported.push(format!("{} ({})", s.name, kind.name()));
@@ -95,11 +96,11 @@ pub(super) fn backfills(
 
 /// The models `--restate-model` names and everything downstream of them that allows restatement; a named
 /// model that disables restatement is an error.
-fn restated_models(project: &Project, names: &[String]) -> Result<HashSet<usize>> {
+fn restated_models(project: &Project, names: &[String]) -> Result<HashSet<ModelId>> {
     let mut restated = HashSet::new();
     for name in names {
         let i = project.find_model(name)?;
-        let model = &project.models[i].meta;
+        let model = &project.model(i).meta;
         if model.kind.restatement_disabled() {
             return Err(LakeError::Usage(
                 format!("`{}` has restatement disabled", model.name),
@@ -116,7 +117,7 @@ fn restated_models(project: &Project, names: &[String]) -> Result<HashSet<usize>
                 .dag
                 .downstream(i)
                 .into_iter()
-                .filter(|&d| !project.models[d].meta.kind.restatement_disabled()),
+                .filter(|&d| !project.model(d).meta.kind.restatement_disabled()),
         );
     }
     Ok(restated)

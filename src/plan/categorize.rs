@@ -5,8 +5,8 @@
 use sqlparser::ast::{Expr, Query, SelectItem, SetExpr, Statement, TableFactor};
 
 use super::{Category, ChangeKind, PlanOptions};
-use crate::project::Project;
 use crate::project::model::ModelKind;
+use crate::project::{ModelId, Project};
 use crate::snapshot::{Snapshot, is_in_place};
 use crate::state::{EnvSnapshot, StoredSnapshot};
 
@@ -37,7 +37,7 @@ fn non_breaking(reason: impl Into<String>) -> Categorised {
 pub(super) struct ChangedModel<'a> {
     pub project: &'a Project,
     /// Its index in `project.models`.
-    pub model: usize,
+    pub model: ModelId,
     pub new: &'a Snapshot,
     pub previous: &'a EnvSnapshot,
     /// The stored record of `previous` (`None`: state no longer has it).
@@ -61,7 +61,7 @@ impl ChangedModel<'_> {
     /// Its kind keeps its table whatever changed (SQLMesh's `forward_only true`). A change of kind is never
     /// forward-only: the old table does not fit the new kind.
     pub fn kind_keeps_table(&self) -> bool {
-        self.project.models[self.model].meta.kind.forward_only()
+        self.project.model(self.model).meta.kind.forward_only()
             && self.previous.kind_name == self.new.kind_name
     }
 
@@ -189,7 +189,7 @@ impl ChangedModel<'_> {
             };
             return (categorised, rebuild);
         }
-        let kind = &self.project.models[self.model].meta.kind;
+        let kind = &self.project.model(self.model).meta.kind;
         if matches!(kind, ModelKind::Seed { .. } | ModelKind::View { .. }) {
             return (self.compared(), Some(false));
         }
@@ -205,7 +205,7 @@ impl ChangedModel<'_> {
 /// unless only its query changed, and that only by added columns no child reads through `*`.
 fn compare_versions(
     project: &Project,
-    i: usize,
+    i: ModelId,
     new: &Snapshot,
     previous: &StoredSnapshot,
 ) -> Categorised {
@@ -231,7 +231,8 @@ fn compare_versions(
         return breaking(format!("changed {}", describe_part(part)));
     }
     let old_query = previous.node.query.as_deref().unwrap_or_default();
-    let new_query = project.analyses[i]
+    let new_query = project
+        .analysis(i)
         .normalized_query
         .as_deref()
         .unwrap_or_default();
@@ -241,7 +242,7 @@ fn compare_versions(
     {
         return breaking(format!(
             "added a column that `{}` reads through `*`",
-            project.models[child].meta.name
+            project.model(child).meta.name
         ));
     }
     categorised
@@ -262,9 +263,10 @@ fn describe_part(part: &str) -> &str {
 }
 
 /// A child of model `i` that selects `*`, which an added column changes.
-fn child_reading_star(project: &Project, i: usize) -> Option<usize> {
+fn child_reading_star(project: &Project, i: ModelId) -> Option<ModelId> {
     project.dag.children(i).find(|&child| {
-        let query = project.analyses[child]
+        let query = project
+            .analysis(child)
             .normalized_query
             .as_deref()
             .unwrap_or_default();

@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 use super::categorize::ChangedModel;
 use super::{Category, ChangeKind, ModelChange, PlanOptions};
 use crate::error::Result;
-use crate::project::Project;
 use crate::project::model::ModelKind;
+use crate::project::{ModelId, PerModel, Project};
 use crate::snapshot::{IN_PLACE, Snapshot};
 use crate::sql::ModelName;
 use crate::state::{EnvSnapshot, Environment, StateStore, StoredSnapshot, StoredVersion};
@@ -15,12 +15,12 @@ use crate::state::{EnvSnapshot, Environment, StateStore, StoredSnapshot, StoredV
 /// The project's versions as the plan will use them, and what changed.
 pub(super) struct Changes {
     /// Indexed like `project.models`, each with the version (table) it will use.
-    pub snapshots: Vec<Snapshot>,
+    pub snapshots: PerModel<Snapshot>,
     pub changes: Vec<ModelChange>,
     /// Versions already in state, by snapshot id.
     pub stored_versions: HashMap<String, StoredVersion>,
     /// Prod's in-place tables (dev_only models) this plan rebuilds whole; `true`: dropped first.
-    pub rebuilt_in_place: HashMap<usize, bool>,
+    pub rebuilt_in_place: HashMap<ModelId, bool>,
 }
 
 /// Compares `snapshots` (fresh from the project) with `compared`, the base environment's versions.
@@ -29,7 +29,7 @@ pub(super) fn categorise(
     state: &dyn StateStore,
     in_prod: bool,
     compared: &HashMap<&ModelName, &EnvSnapshot>,
-    snapshots: Vec<Snapshot>,
+    snapshots: PerModel<Snapshot>,
     options: &PlanOptions,
 ) -> Result<Changes> {
     let replaced = replaced_snapshots(state, &snapshots, compared)?;
@@ -46,7 +46,7 @@ pub(super) fn categorise(
         compared,
         replaced: &replaced,
         stored_versions: &stored_versions,
-        content_versions: snapshots.iter().map(|s| s.version.clone()).collect(),
+        content_versions: snapshots.map(|_, s| s.version.clone()),
         snapshots,
         changes: Vec::new(),
         direct: HashSet::new(),
@@ -82,7 +82,7 @@ pub(super) fn categorise(
 /// changes, and their definitions give the diff.
 fn replaced_snapshots(
     state: &dyn StateStore,
-    snapshots: &[Snapshot],
+    snapshots: &PerModel<Snapshot>,
     compared: &HashMap<&ModelName, &EnvSnapshot>,
 ) -> Result<HashMap<String, StoredSnapshot>> {
     let replaced_ids: Vec<&str> = snapshots
@@ -110,20 +110,20 @@ struct Categoriser<'a> {
     replaced: &'a HashMap<String, StoredSnapshot>,
     stored_versions: &'a HashMap<String, StoredVersion>,
     /// The versions computed from content: a dev plan tells the tables it builds by them.
-    content_versions: Vec<String>,
-    snapshots: Vec<Snapshot>,
+    content_versions: PerModel<String>,
+    snapshots: PerModel<Snapshot>,
     changes: Vec<ModelChange>,
     /// Models directly modified so far, which their children's changes are "because of".
     direct: HashSet<ModelName>,
-    categories: HashMap<usize, Category>,
-    rebuilt_in_place: HashMap<usize, bool>,
+    categories: HashMap<ModelId, Category>,
+    rebuilt_in_place: HashMap<ModelId, bool>,
     /// Models whose dev table previews a change prod would apply to its kept table.
-    previewed: HashSet<usize>,
+    previewed: HashSet<ModelId>,
 }
 
 impl Categoriser<'_> {
     /// A model the base environment does not have: breaking, built anew (or from a version already stored).
-    fn added(&mut self, i: usize) {
+    fn added(&mut self, i: ModelId) {
         let name = self.snapshots[i].name.clone();
         self.changes.push(ModelChange {
             name: name.clone(),
@@ -147,12 +147,12 @@ impl Categoriser<'_> {
     }
 
     /// The same version as the base environment's: it keeps its table.
-    fn unchanged(&mut self, i: usize, previous: &EnvSnapshot) {
+    fn unchanged(&mut self, i: ModelId, previous: &EnvSnapshot) {
         self.snapshots[i].version = previous.version.clone();
         self.snapshots[i].physical_schema = previous.physical_schema.clone();
     }
 
-    fn changed(&mut self, i: usize, previous: &EnvSnapshot) {
+    fn changed(&mut self, i: ModelId, previous: &EnvSnapshot) {
         let s = &self.snapshots[i];
         let model = ChangedModel {
             project: self.project,
@@ -224,9 +224,9 @@ impl Categoriser<'_> {
 
     /// A view keeps no data of its own but names its parents' tables: when they change, it is recreated (a new
     /// version costs nothing) rather than left reading a parent version that may be dropped.
-    fn view_reads_new_parents(&self, i: usize) -> bool {
+    fn view_reads_new_parents(&self, i: ModelId) -> bool {
         let is_view = matches!(
-            self.project.models[i].meta.kind,
+            self.project.model(i).meta.kind,
             ModelKind::View {
                 materialized: false
             }
@@ -245,7 +245,7 @@ impl Categoriser<'_> {
         if kind != ChangeKind::DirectlyModified {
             return None;
         }
-        let file = &self.project.models[model.model].file;
+        let file = &self.project.model(model.model).file;
         model
             .stored
             .and_then(|p| p.node.definition.as_deref())
@@ -254,7 +254,7 @@ impl Categoriser<'_> {
     }
 
     /// For an indirect change: the directly modified models upstream.
-    fn because_of(&self, i: usize, kind: ChangeKind) -> Vec<ModelName> {
+    fn because_of(&self, i: ModelId, kind: ChangeKind) -> Vec<ModelName> {
         if kind != ChangeKind::IndirectlyModified {
             return Vec::new();
         }
@@ -296,7 +296,10 @@ impl Categoriser<'_> {
 }
 
 /// Models of the base environment the project no longer has.
-pub(super) fn removed(compared: Option<&Environment>, snapshots: &[Snapshot]) -> Vec<ModelChange> {
+pub(super) fn removed(
+    compared: Option<&Environment>,
+    snapshots: &PerModel<Snapshot>,
+) -> Vec<ModelChange> {
     let local_names: HashSet<&ModelName> = snapshots.iter().map(|s| &s.name).collect();
     compared
         .into_iter()

@@ -3,12 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use rayon::prelude::*;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::{LakeError, Result};
 use crate::project::Project;
+use crate::project::{ModelId, PerModel};
 use crate::snapshot::{Fingerprint, Snapshot};
 
 struct Hasher(Sha256);
@@ -39,12 +39,11 @@ impl Hasher {
 }
 
 /// Computes the snapshots of every model, parents first.
-pub fn compute(project: &Project) -> Result<Vec<Snapshot>> {
-    let seed_hashes: HashMap<usize, String> = project
-        .models
-        .iter()
-        .enumerate()
-        .filter_map(|(i, m)| m.seed_path.as_ref().map(|p| (i, p)))
+pub fn compute(project: &Project) -> Result<PerModel<Snapshot>> {
+    let seed_hashes: HashMap<ModelId, String> = project
+        .models()
+        .entries()
+        .filter_map(|(i, m)| m.model.seed_path.as_ref().map(|p| (i, p)))
         .map(|(i, path)| {
             let bytes = std::fs::read(path).map_err(|e| LakeError::Io {
                 path: path.clone(),
@@ -55,12 +54,14 @@ pub fn compute(project: &Project) -> Result<Vec<Snapshot>> {
         .collect::<Result<_>>()?;
     // A model's own hashes need nothing of its parents, so they are computed on every core; only
     // folding in the parents' hashes has to follow the DAG.
-    let own: Vec<OwnHashes> = (0..project.models.len())
-        .into_par_iter()
-        .map(|i| own_hashes(project, i, seed_hashes.get(&i).map_or("", String::as_str)))
-        .collect();
-    let mut own: Vec<Option<OwnHashes>> = own.into_iter().map(Some).collect();
-    let mut snapshots: Vec<Option<Snapshot>> = vec![None; project.models.len()];
+    let mut own = project.models().par_map(|i, _| {
+        Some(own_hashes(
+            project,
+            i,
+            seed_hashes.get(&i).map_or("", String::as_str),
+        ))
+    });
+    let mut snapshots: PerModel<Option<Snapshot>> = project.models().map(|_, _| None);
     for &i in &project.order {
         let OwnHashes {
             data_parts,
@@ -69,7 +70,8 @@ pub fn compute(project: &Project) -> Result<Vec<Snapshot>> {
         } = own[i]
             .take()
             .expect("the topological order names each model once");
-        let mut parents: Vec<&Snapshot> = project.analyses[i]
+        let mut parents: Vec<&Snapshot> = project
+            .analysis(i)
             .parents
             .iter()
             .map(|&p| {
@@ -96,7 +98,7 @@ pub fn compute(project: &Project) -> Result<Vec<Snapshot>> {
             parent_metadata_hash: parent_meta.finish(),
             data_parts,
         };
-        let meta = &project.models[i].meta;
+        let meta = &project.model(i).meta;
         let name = meta.name.clone();
         let mut version = Hasher::new("version/v1");
         version
@@ -124,6 +126,7 @@ pub fn compute(project: &Project) -> Result<Vec<Snapshot>> {
         });
     }
     Ok(snapshots
+        .into_values()
         .into_iter()
         .map(|s| s.expect("every model is in the topological order"))
         .collect())
@@ -136,10 +139,10 @@ struct OwnHashes {
     metadata_hash: String,
 }
 
-fn own_hashes(project: &Project, i: usize, seed_hash: &str) -> OwnHashes {
-    let model = &project.models[i];
+fn own_hashes(project: &Project, i: ModelId, seed_hash: &str) -> OwnHashes {
+    let model = project.model(i);
     let meta = &model.meta;
-    let analysis = &project.analyses[i];
+    let analysis = project.analysis(i);
     let part = |label: &str, fill: &dyn Fn(&mut Hasher)| {
         let mut h = Hasher::new(label);
         fill(&mut h);
@@ -247,8 +250,9 @@ fn own_hashes(project: &Project, i: usize, seed_hash: &str) -> OwnHashes {
 }
 
 /// The text of the project audits model `i` uses: editing one is a metadata change of the model.
-fn audit_definitions(project: &crate::project::Project, i: usize) -> Vec<(String, bool, String)> {
-    project.audits[i]
+fn audit_definitions(project: &crate::project::Project, i: ModelId) -> Vec<(String, bool, String)> {
+    project
+        .model_audits(i)
         .iter()
         .filter_map(|a| match &a.source {
             crate::project::audit::AuditSource::Project(p) => {

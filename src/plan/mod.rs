@@ -17,6 +17,7 @@ use crate::PROD;
 use crate::error::Result;
 use crate::intervals::Range;
 use crate::project::Project;
+use crate::project::{ModelId, PerModel};
 use crate::snapshot::{EnvironmentName, PhysicalTable, Snapshot, SuffixTarget, VirtualName};
 use crate::sql::ModelName;
 use crate::state::{Environment, StateStore};
@@ -173,7 +174,7 @@ impl BackfillAction {
 #[derive(Debug, Clone, Serialize)]
 pub struct Backfill {
     #[serde(skip)]
-    pub model: usize,
+    pub model: ModelId,
     pub name: ModelName,
     pub version: String,
     pub table: PhysicalTable,
@@ -193,7 +194,7 @@ pub struct Backfill {
 }
 
 impl Backfill {
-    pub fn new(model: usize, snapshot: &Snapshot, action: BackfillAction) -> Self {
+    pub fn new(model: ModelId, snapshot: &Snapshot, action: BackfillAction) -> Self {
         Backfill {
             model,
             name: snapshot.name.clone(),
@@ -239,9 +240,9 @@ pub struct Plan {
     pub created_from: Option<String>,
     pub is_new_environment: bool,
     /// Local snapshots, indexed like `project.models`.
-    pub snapshots: Vec<Snapshot>,
+    pub snapshots: PerModel<Snapshot>,
     /// Models whose snapshot is not in state yet.
-    pub new_snapshots: Vec<usize>,
+    pub new_snapshots: Vec<ModelId>,
     pub changes: Vec<ModelChange>,
     /// In topological order.
     pub backfills: Vec<Backfill>,
@@ -317,8 +318,10 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         &rebuilt_in_place,
         options,
     )?;
-    let new_snapshots = (0..snapshots.len())
-        .filter(|&i| !stored_versions.contains_key(&snapshots[i].id))
+    let new_snapshots = snapshots
+        .entries()
+        .filter(|(_, s)| !stored_versions.contains_key(&s.id))
+        .map(|(i, _)| i)
         .collect();
     Ok(Plan {
         environment,
@@ -348,7 +351,7 @@ fn allowed_schema_changes(
     let models = |names: &[String]| -> Result<HashSet<ModelName>> {
         names
             .iter()
-            .map(|name| Ok(project.models[project.find_model(name)?].meta.name.clone()))
+            .map(|name| Ok(project.model(project.find_model(name)?).meta.name.clone()))
             .collect()
     };
     Ok(AllowedSchemaChanges {

@@ -4,8 +4,8 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::error::Result;
-use crate::project::Project;
 use crate::project::model::ModelKind;
+use crate::project::{PerModel, Project};
 use crate::snapshot::{
     EnvironmentName, PhysicalTable, Snapshot, SuffixTarget, VirtualName, is_in_place,
 };
@@ -17,7 +17,7 @@ use crate::storage::VirtualChange;
 /// from prod (every one with `include_unmodified`). Embedded and external models never have names.
 pub(super) fn promoted(
     project: &Project,
-    snapshots: &[Snapshot],
+    snapshots: &PerModel<Snapshot>,
     environment: &EnvironmentName,
     prod: Option<&Environment>,
     include_unmodified: bool,
@@ -38,7 +38,7 @@ pub(super) fn promoted(
         })
         .filter(|s| {
             !matches!(
-                project.model(&s.name).map(|m| &m.meta.kind),
+                project.model_named(&s.name).map(|m| &m.meta.kind),
                 Some(ModelKind::Embedded | ModelKind::External)
             )
         })
@@ -62,7 +62,7 @@ pub(super) struct Names<'a> {
     /// The environment as it is now.
     pub target: Option<&'a Environment>,
     pub promoted: &'a [ModelName],
-    pub snapshots: &'a [Snapshot],
+    pub snapshots: &'a PerModel<Snapshot>,
     /// Where the names put the suffix from this plan on.
     pub suffix: SuffixTarget,
 }

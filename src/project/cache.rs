@@ -438,10 +438,9 @@ mod tests {
         match Project::load(root, None) {
             Ok(project) => (
                 Ok(project
-                    .models
+                    .models()
                     .iter()
-                    .map(|m| m.meta.name.to_string())
-                    .zip(project.analyses.iter().cloned())
+                    .map(|m| (m.model.meta.name.to_string(), m.analysis.clone()))
                     .collect()),
                 project.cached_analyses,
             ),

@@ -9,8 +9,8 @@ use rayon::prelude::*;
 use super::dag::Dag;
 use super::model::{self, Model};
 use super::{
-    Analysis, ExternalModel, Project, cache, count_files, display_path, load_externals,
-    load_macros, model_files,
+    Analysis, ExternalModel, LoadedModel, ModelId, PerModel, Project, cache, count_files,
+    display_path, load_externals, load_macros, model_files,
 };
 use crate::config::{self, EngineConnection, ResolvedConfig, VirtualEnvironmentMode};
 use crate::error::{LakeError, Result, SourceFile};
@@ -34,7 +34,7 @@ impl Project {
         // Checked once here, so a bad default is one error rather than one per model.
         model::default_audits(&config.model_defaults)?;
         let (models, mut errors) = parse_model_files(&root, &config, &default_catalog)?;
-        let index = index_names(&models, &mut errors);
+        let by_name = index_names(&models, &mut errors);
         errors.extend(other_catalogs(&models, &default_catalog));
         errors.extend(missing_seeds(&root, &models));
         errors.extend(unknown_gateways(&config, &models));
@@ -44,23 +44,28 @@ impl Project {
         let (macro_definitions, jinja_macros, python_macros) = load_macros(&root)?;
         let known_columns = known_columns(&models, &externals);
         let audit_definitions = super::audit::load_project_audits(&root)?;
-        let audits = models
-            .iter()
-            .map(|m| {
-                super::audit::resolve(&m.audit_site(), &audit_definitions).unwrap_or_else(|e| {
-                    errors.push(e.into());
-                    Vec::new()
-                })
+        let models = models
+            .into_iter()
+            .map(|model| {
+                let audits = super::audit::resolve(&model.audit_site(), &audit_definitions)
+                    .unwrap_or_else(|e| {
+                        errors.push(e.into());
+                        Vec::new()
+                    });
+                LoadedModel {
+                    dev_only: prod_in_place(&config, &model),
+                    model,
+                    analysis: Analysis::default(),
+                    audits,
+                }
             })
             .collect();
-        let in_place_prod = models.iter().map(|m| prod_in_place(&config, m)).collect();
         let mut project = Project {
             root,
             config,
             models,
-            index,
+            by_name,
             externals,
-            analyses: Vec::new(),
             dag: Dag::new(0, []),
             order: Vec::new(),
             default_catalog,
@@ -71,16 +76,17 @@ impl Project {
             known_columns: std::sync::Arc::new(known_columns),
             column_requests: std::sync::Arc::default(),
             audit_definitions,
-            audits,
             lenient,
             cached_analyses: 0,
             cache_writer: None,
-            in_place_prod,
         };
         if !errors.is_empty() {
             return Err(crate::error::collect(errors));
         }
-        project.analyses = project.analyse_all()?;
+        let analyses = project.analyse_all()?;
+        for (loaded, analysis) in project.models.iter_mut().zip(analyses) {
+            loaded.analysis = analysis;
+        }
         project.link()?;
         project.apply_time_column_format();
         Ok(project)
@@ -95,17 +101,18 @@ impl Project {
         } else {
             cache::AnalysisCache::open(&self.config.cache_dir, &self.cache_inputs())
         };
-        let (mut analyses, cache_uses): (Vec<Result<Analysis>>, Vec<cache::CacheUse>) =
+        let (analyses, cache_uses): (Vec<Result<Analysis>>, Vec<cache::CacheUse>) =
             (0..self.models.len())
                 .into_par_iter()
-                .map(|i| self.analyse_with_cache(i, cache.as_ref()))
+                .map(|i| self.analyse_with_cache(ModelId::from_index(i), cache.as_ref()))
                 .unzip();
+        let mut analyses = PerModel::from(analyses);
         self.cached_analyses = cache_uses
             .iter()
             .filter(|u| matches!(u, cache::CacheUse::Hit(_)))
             .count();
         while self.infer_requested_columns(&analyses)? {
-            for (i, analysis) in analyses.iter_mut().enumerate() {
+            for (i, analysis) in analyses.entries_mut() {
                 if analysis.is_err() {
                     *analysis = self.analyse(i).map(|(a, _)| a);
                 }
@@ -119,7 +126,7 @@ impl Project {
         }
         let mut analysed = Vec::with_capacity(analyses.len());
         let mut errors = Vec::new();
-        for a in analyses {
+        for a in analyses.into_values() {
             match a {
                 Ok(a) => analysed.push(a),
                 Err(e) => errors.push(e),
@@ -133,11 +140,10 @@ impl Project {
 
     /// The DAG from the analyses' parents, and the models in topological order (a cycle is an error).
     fn link(&mut self) -> Result<()> {
-        let edges: Vec<(usize, usize)> = self
-            .analyses
-            .iter()
-            .enumerate()
-            .flat_map(|(child, a)| a.parents.iter().map(move |&p| (p, child)))
+        let edges: Vec<(ModelId, ModelId)> = self
+            .models
+            .entries()
+            .flat_map(|(child, m)| m.analysis.parents.iter().map(move |&p| (p, child)))
             .collect();
         self.dag = Dag::new(self.models.len(), edges);
         self.order = self
@@ -196,14 +202,14 @@ fn parse_model_files(
 }
 
 /// The models by name; a name defined twice is an error at its second definition.
-fn index_names(models: &[Model], errors: &mut Vec<LakeError>) -> HashMap<ModelName, usize> {
+fn index_names(models: &[Model], errors: &mut Vec<LakeError>) -> HashMap<ModelName, ModelId> {
     let mut index = HashMap::with_capacity(models.len());
     for (i, m) in models.iter().enumerate() {
         let Some(&first) = index.get(&m.meta.name) else {
-            index.insert(m.meta.name.clone(), i);
+            index.insert(m.meta.name.clone(), ModelId::from_index(i));
             continue;
         };
-        let other: &Model = &models[first];
+        let other: &Model = &models[ModelId::index(first)];
         errors.push(
             m.file
                 .error(

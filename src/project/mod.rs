@@ -7,6 +7,7 @@ pub mod dag;
 mod load;
 pub mod macros;
 pub mod model;
+pub mod models;
 pub mod schema;
 pub mod template;
 
@@ -24,6 +25,7 @@ use crate::sql::ModelName;
 use crate::sql::lex;
 use macros::MacroContext;
 use model::{Model, ModelKind};
+pub use models::{LoadedModel, ModelId, PerModel};
 
 /// A table `lake` does not build but models may read, from `external_models.yaml`.
 #[derive(Debug, Clone, Deserialize)]
@@ -42,8 +44,8 @@ pub struct ExternalModel {
 pub struct Analysis {
     /// The query in canonical form (rendered with the loading context), the basis of the fingerprint.
     pub normalized_query: Option<String>,
-    /// Indices of the models this one reads (query references and `depends_on`), deduplicated.
-    pub parents: Vec<usize>,
+    /// The models this one reads (query references and `depends_on`), deduplicated.
+    pub parents: Vec<ModelId>,
     pub externals: Vec<ModelName>,
     /// Tables read that are neither models nor declared externals (only when loading leniently).
     pub undeclared: Vec<ModelName>,
@@ -55,7 +57,7 @@ pub struct Analysis {
 /// Where a table reference in a query points.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RefTarget {
-    Model(usize),
+    Model(ModelId),
     External,
     /// Engine catalogs such as `information_schema`, read as they are.
     System,
@@ -66,13 +68,13 @@ pub enum RefTarget {
 pub struct Project {
     pub root: PathBuf,
     pub config: ResolvedConfig,
-    pub models: Vec<Model>,
-    pub index: HashMap<ModelName, usize>,
+    /// Every enabled model, with its analysis and audits.
+    models: PerModel<LoadedModel>,
+    by_name: HashMap<ModelName, ModelId>,
     pub externals: BTreeMap<ModelName, ExternalModel>,
-    pub analyses: Vec<Analysis>,
     pub dag: Dag,
-    /// Model indices, parents before children.
-    pub order: Vec<usize>,
+    /// Parents before children.
+    pub order: Vec<ModelId>,
     /// The engine's default catalog; model names qualified with it are the same as unqualified ones.
     pub default_catalog: String,
     /// Number of files under `macros/`.
@@ -89,16 +91,12 @@ pub struct Project {
     column_requests: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     /// The audits written in `audits/*.sql`, by name.
     pub audit_definitions: BTreeMap<String, std::sync::Arc<crate::project::audit::ProjectAudit>>,
-    /// Each model's audits, resolved and with parsed arguments (by model index).
-    pub audits: Vec<Vec<crate::project::audit::ModelAudit>>,
     /// Accept references to undeclared tables (for `create-external-models`), recording them in analyses.
     lenient: bool,
     /// How many models' analyses came from the cache in `cache_dir` instead of rendering.
     pub cached_analyses: usize,
     /// Rewriting the cache file, when this load changed it.
     cache_writer: Option<std::thread::JoinHandle<()>>,
-    /// By model index: whether prod writes its table in place (see [`Project::dev_only`]).
-    in_place_prod: Vec<bool>,
 }
 
 impl Drop for Project {
@@ -115,18 +113,43 @@ const SYSTEM_SCHEMAS: &[&str] = &["information_schema", "pg_catalog", "system", 
 impl Project {
     /// Whether prod writes model `i`'s table in place under its name (`virtual_environment_mode: dev_only`, in
     /// config.yaml or its MODEL block) rather than exposing versioned tables through names.
-    pub fn dev_only(&self, i: usize) -> bool {
-        self.in_place_prod[i]
+    pub fn dev_only(&self, id: ModelId) -> bool {
+        self.models[id].dev_only
+    }
+
+    /// Every model, with its analysis and audits.
+    pub fn models(&self) -> &PerModel<LoadedModel> {
+        &self.models
+    }
+
+    pub fn model(&self, id: ModelId) -> &Model {
+        &self.models[id].model
+    }
+
+    /// What model `id`'s query reads.
+    pub fn analysis(&self, id: ModelId) -> &Analysis {
+        &self.models[id].analysis
+    }
+
+    /// Model `id`'s audits, resolved and with parsed arguments.
+    pub fn model_audits(&self, id: ModelId) -> &[crate::project::audit::ModelAudit] {
+        &self.models[id].audits
+    }
+
+    /// The model named `name` (written without the default catalog).
+    pub fn id_of(&self, name: &ModelName) -> Option<ModelId> {
+        self.by_name.get(name).copied()
     }
 
     /// The Spark Connect engine that builds model `i` (its `gateway`, or the project's), or `None` when lake
     /// builds it on DuckDB: always for SEED, VIEW, EMBEDDED and EXTERNAL models, which load files, live in
     /// DuckDB or are never built.
-    pub fn spark_gateway(&self, i: usize) -> Option<&crate::config::SparkConnection> {
-        if !self.models[i].meta.kind.built_by_engine() {
+    pub fn spark_gateway(&self, i: ModelId) -> Option<&crate::config::SparkConnection> {
+        if !self.model(i).meta.kind.built_by_engine() {
             return None;
         }
-        let gateway = self.models[i]
+        let gateway = self
+            .model(i)
             .meta
             .gateway
             .as_deref()
@@ -151,8 +174,9 @@ impl Project {
             }
             _ => None,
         };
-        let mut types: Vec<(usize, Option<String>)> = Vec::new();
-        for (i, model) in self.models.iter().enumerate() {
+        let mut types: Vec<(ModelId, Option<String>)> = Vec::new();
+        for (i, loaded) in self.models.entries() {
+            let model = &loaded.model;
             if let Some(column) = unformatted(&model.meta.kind) {
                 let declared = model
                     .meta
@@ -165,7 +189,7 @@ impl Project {
         }
         if types.iter().any(|(_, declared)| declared.is_none()) {
             // The binder needs every ancestor bound first.
-            let mut needed: HashSet<usize> = HashSet::new();
+            let mut needed: HashSet<ModelId> = HashSet::new();
             for (i, declared) in &types {
                 if declared.is_none() {
                     needed.insert(*i);
@@ -182,7 +206,7 @@ impl Project {
                     if found.is_some() {
                         continue;
                     }
-                    let model = &self.models[*i];
+                    let model = self.model(*i);
                     let column = unformatted(&model.meta.kind).unwrap_or_default();
                     *found = binder.columns_of(&model.meta.name).and_then(|columns| {
                         columns
@@ -196,7 +220,7 @@ impl Project {
         for (i, data_type) in types {
             if data_type.as_deref().is_some_and(is_text_or_number)
                 && let ModelKind::IncrementalByTimeRange { time_column, .. } =
-                    &mut self.models[i].meta.kind
+                    &mut self.models[i].model.meta.kind
             {
                 time_column.format = Some(format.clone());
             }
@@ -206,7 +230,7 @@ impl Project {
     /// Infers the columns of the models macros asked for (`column_requests`) from their queries, with
     /// DuckDB's binder over their ancestors, and adds them to `known_columns`. Returns whether any were
     /// learnt. Only models whose ancestors all rendered can be inferred.
-    fn infer_requested_columns(&mut self, analyses: &[Result<Analysis>]) -> Result<bool> {
+    fn infer_requested_columns(&mut self, analyses: &PerModel<Result<Analysis>>) -> Result<bool> {
         let requested: Vec<String> = match self.column_requests.lock() {
             Ok(mut requests) => std::mem::take(&mut *requests).into_iter().collect(),
             Err(_) => return Ok(false),
@@ -216,7 +240,7 @@ impl Project {
             let Some(name) = ModelName::parse(relation) else {
                 continue;
             };
-            let Some(&i) = self.index.get(&name) else {
+            let Some(&i) = self.by_name.get(&name) else {
                 continue;
             };
             if !self.known_columns.contains_key(relation) {
@@ -225,12 +249,12 @@ impl Project {
         }
         // Ancestors first (depth-first post-order over the parents found so far).
         let mut order = Vec::new();
-        let mut state = vec![0u8; self.models.len()];
+        let mut state = self.models.map(|_, _| 0u8);
         fn visit(
-            i: usize,
-            analyses: &[Result<Analysis>],
-            state: &mut [u8],
-            order: &mut Vec<usize>,
+            i: ModelId,
+            analyses: &PerModel<Result<Analysis>>,
+            state: &mut PerModel<u8>,
+            order: &mut Vec<ModelId>,
         ) -> bool {
             match state[i] {
                 1 => return false, // a cycle: reported later by the DAG
@@ -262,7 +286,7 @@ impl Project {
                 binder.bind(i)?;
             }
             for &i in &wanted {
-                let name = &self.models[i].meta.name;
+                let name = &self.model(i).meta.name;
                 if let Some(columns) = binder.columns_of(name) {
                     learnt.insert(name.to_string().to_lowercase(), columns);
                 }
@@ -277,12 +301,12 @@ impl Project {
         Ok(true)
     }
 
-    pub fn model(&self, name: &ModelName) -> Option<&Model> {
-        self.index.get(name).map(|&i| &self.models[i])
+    pub fn model_named(&self, name: &ModelName) -> Option<&Model> {
+        self.id_of(name).map(|id| self.model(id))
     }
 
     /// Finds a model by the name a user typed, with a "did you mean" hint when absent.
-    pub fn find_model(&self, name: &str) -> Result<usize> {
+    pub fn find_model(&self, name: &str) -> Result<ModelId> {
         ModelName::parse(name)
             .map(|mut n| {
                 if n.catalog.as_deref() == Some(self.default_catalog.as_str()) {
@@ -290,12 +314,12 @@ impl Project {
                 }
                 n
             })
-            .and_then(|n| self.index.get(&n).copied())
+            .and_then(|n| self.by_name.get(&n).copied())
             .ok_or_else(|| {
                 let names: Vec<String> = self
                     .models
                     .iter()
-                    .map(|m| m.meta.name.to_string())
+                    .map(|m| m.model.meta.name.to_string())
                     .collect();
                 LakeError::UnknownModel(
                     name.to_string(),
@@ -312,7 +336,7 @@ impl Project {
         if name.catalog.as_deref() == Some(self.default_catalog.as_str()) {
             name.catalog = None;
         }
-        if let Some(&i) = self.index.get(&name) {
+        if let Some(&i) = self.by_name.get(&name) {
             return RefTarget::Model(i);
         }
         if self.externals.contains_key(&name) {
@@ -325,7 +349,7 @@ impl Project {
     }
 
     /// `ctx` with the macros model `i` can use: the project's `@DEF`s from `macros/`, then the model's own.
-    pub fn macro_scope(&self, i: usize, ctx: &MacroContext) -> Result<MacroContext> {
+    pub fn macro_scope(&self, i: ModelId, ctx: &MacroContext) -> Result<MacroContext> {
         let mut scoped = ctx.clone();
         if ctx.scoped_for == Some(i) {
             return Ok(scoped);
@@ -333,7 +357,7 @@ impl Project {
         scoped.python_macros = self.python_macros.clone();
         scoped.known_columns = self.known_columns.clone();
         scoped.column_requests = self.column_requests.clone();
-        let model = &self.models[i];
+        let model = self.model(i);
         for (name, value) in &model.blueprint {
             scoped.locals.insert(name.clone(), value.clone());
         }
@@ -388,8 +412,8 @@ impl Project {
     }
 
     /// The query of model `i` with macros rendered for `ctx`, parsed, and each model reference located.
-    pub fn render_query(&self, i: usize, ctx: &MacroContext) -> Result<Option<RenderedQuery>> {
-        let model = &self.models[i];
+    pub fn render_query(&self, i: ModelId, ctx: &MacroContext) -> Result<Option<RenderedQuery>> {
+        let model = self.model(i);
         let Some(query) = &model.query else {
             return Ok(None);
         };
@@ -458,12 +482,12 @@ impl Project {
     /// empty table that must already have the model's columns).
     fn own_columns(
         &self,
-        i: usize,
+        i: ModelId,
         sql: &str,
         at: usize,
         len: usize,
     ) -> Result<Vec<(String, String)>> {
-        let model = &self.models[i];
+        let model = self.model(i);
         if !model.meta.columns.is_empty() {
             return Ok(model
                 .meta
@@ -513,10 +537,10 @@ impl Project {
     /// `analyse`, from the cache when it holds the model's rendering and storing it when it may.
     fn analyse_with_cache(
         &self,
-        i: usize,
+        i: ModelId,
         cache: Option<&cache::AnalysisCache>,
     ) -> (Result<Analysis>, cache::CacheUse) {
-        let model = &self.models[i];
+        let model = self.model(i);
         // Jinja templates can read the process environment (`env_var`), which no key covers.
         let cacheable = model.query.as_ref().is_some_and(|q| !q.jinja);
         let Some(cache) = cache.filter(|_| cacheable) else {
@@ -537,7 +561,7 @@ impl Project {
 
     /// The analysis of model `i` from its cached rendering, or `None` when a reference needs the full
     /// analysis: an unknown table (for its located error) or the model's own table (for its columns).
-    fn analyse_cached(&self, i: usize, cached: &cache::CachedQuery) -> Option<Result<Analysis>> {
+    fn analyse_cached(&self, i: ModelId, cached: &cache::CachedQuery) -> Option<Result<Analysis>> {
         let mut analysis = Analysis::default();
         for parts in &cached.references {
             match self.resolve(parts) {
@@ -553,8 +577,8 @@ impl Project {
 
     /// What model `i`'s query reads, and its rendering to cache when nothing in it depended on other
     /// models' columns or its own table.
-    fn analyse(&self, i: usize) -> Result<(Analysis, Option<cache::CachedQuery>)> {
-        let model = &self.models[i];
+    fn analyse(&self, i: ModelId) -> Result<(Analysis, Option<cache::CachedQuery>)> {
+        let model = self.model(i);
         let ctx = MacroContext::for_loading(&self.config.gateway, &self.config.variables);
         let mut analysis = Analysis::default();
         let mut cacheable = None;
@@ -616,10 +640,10 @@ impl Project {
 
     /// `analysis` with the parents model `i` names outside its query (`depends_on`, audits comparing with
     /// another model), sorted and deduplicated.
-    fn add_declared_parents(&self, i: usize, mut analysis: Analysis) -> Result<Analysis> {
-        let model = &self.models[i];
+    fn add_declared_parents(&self, i: ModelId, mut analysis: Analysis) -> Result<Analysis> {
+        let model = self.model(i);
         for dep in &model.meta.depends_on {
-            match self.index.get(dep) {
+            match self.by_name.get(dep) {
                 Some(&p) => analysis.parents.push(p),
                 None => {
                     return Err(LakeError::UnknownModel(
@@ -633,12 +657,12 @@ impl Project {
             }
         }
         // An audit comparing with another model (`relationship(to := other)`) runs once that one is built.
-        for audit in &self.audits[i] {
+        for audit in self.model_audits(i) {
             let target = audit
                 .args
                 .get("to")
                 .and_then(|to| ModelName::parse(&to.to_string()));
-            if let Some(&p) = target.as_ref().and_then(|name| self.index.get(name))
+            if let Some(&p) = target.as_ref().and_then(|name| self.by_name.get(name))
                 && p != i
             {
                 analysis.parents.push(p);
@@ -654,7 +678,7 @@ impl Project {
         let names: Vec<String> = self
             .models
             .iter()
-            .map(|m| m.meta.name.to_string())
+            .map(|m| m.model.meta.name.to_string())
             .chain(self.externals.keys().map(|n| n.to_string()))
             .collect();
         let hint = did_you_mean(&wanted, names.iter().map(String::as_str)).unwrap_or_else(|| {
@@ -676,15 +700,15 @@ impl Project {
             .with_help(hint)
     }
 
-    fn cycle_error(&self, cycle: &[usize]) -> LakeError {
+    fn cycle_error(&self, cycle: &[ModelId]) -> LakeError {
         let names = cycle
             .iter()
-            .map(|&i| self.models[i].meta.name.to_string())
+            .map(|&i| self.model(i).meta.name.to_string())
             .collect();
         // Point at the reference in the last model of the path that reads the first one.
         let (src, span) = match cycle {
             [.., from, to] => {
-                let model = &self.models[*to];
+                let model = self.model(*to);
                 let ctx = MacroContext::for_loading(&self.config.gateway, &self.config.variables);
                 let located = self.render_query(*to, &ctx).ok().flatten().and_then(|q| {
                     let offset = model.query.as_ref()?.offset;

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::engine::{Engine, Session};
 use crate::error::{LakeError, Result};
+use crate::project::ModelId;
 use crate::project::macros::MacroContext;
 use crate::project::model::ModelKind;
 use crate::project::{Project, RefTarget};
@@ -127,9 +128,9 @@ impl<'p> Binder<'p> {
     }
 
     /// Describes model `i`'s query against its parents' tables and creates its own empty table.
-    pub fn bind(&mut self, i: usize) -> Result<Bound> {
+    pub fn bind(&mut self, i: ModelId) -> Result<Bound> {
         let project = self.project;
-        let model = &project.models[i];
+        let model = project.model(i);
         let name = model.meta.name.clone();
         let unknown = |why: String| -> Result<Bound> { Ok(Bound::Unknown(why)) };
         let bound = match &model.meta.kind {
@@ -172,7 +173,7 @@ impl<'p> Binder<'p> {
                 let mut edits = Vec::new();
                 for (r, target) in &rendered.refs {
                     let target_name = match target {
-                        RefTarget::Model(p) => project.models[*p].meta.name.clone(),
+                        RefTarget::Model(p) => project.model(*p).meta.name.clone(),
                         RefTarget::External => match ModelName::from_parts(&r.parts) {
                             Some(mut n) => {
                                 if n.catalog.as_deref() == Some(project.default_catalog.as_str()) {

@@ -15,6 +15,7 @@ use crate::engine::{Engine, Session};
 use crate::error::{LakeError, Result};
 use crate::plan::backfill::{Window, action_for, missing_batches};
 use crate::plan::{Backfill, BackfillAction, Category, Plan};
+use crate::project::ModelId;
 use crate::project::model::Model;
 use crate::snapshot::{PhysicalTable, VirtualName};
 use crate::sql::ModelName;
@@ -43,12 +44,12 @@ pub fn apply(
         .iter()
         .map(|&i| {
             let mut node = snapshot_node(
-                &ctx.project.models[i],
-                ctx.project.analyses[i].normalized_query.as_deref(),
+                ctx.project.model(i),
+                ctx.project.analysis(i).normalized_query.as_deref(),
             );
             // A VIEW model is a DuckDB view in each machine's file: the query it is created with is kept,
             // so another machine can create it without these project files.
-            if action_for(&ctx.project.models[i].meta.kind) == Some(BackfillAction::CreateView) {
+            if action_for(&ctx.project.model(i).meta.kind) == Some(BackfillAction::CreateView) {
                 let s = &plan.snapshots[i];
                 let table = PhysicalTable::of(s);
                 let query = executable_query(ctx, i, &macro_context(ctx, i, &table, "evaluating"))?;
@@ -265,9 +266,9 @@ fn migrate_forward_only_tables(
     if forward_only.is_empty() {
         return Ok(());
     }
-    let built: HashSet<usize> = built.iter().map(|b| b.model).collect();
-    for (i, snapshot) in plan.snapshots.iter().enumerate() {
-        let model = &ctx.project.models[i];
+    let built: HashSet<ModelId> = built.iter().map(|b| b.model).collect();
+    for (i, snapshot) in plan.snapshots.entries() {
+        let model = ctx.project.model(i);
         if !forward_only.contains(&snapshot.name)
             || built.contains(&i)
             || ctx.project.spark_gateway(i).is_some()
@@ -308,7 +309,7 @@ pub(super) fn run_on_virtual_update(
         })
         .collect();
     for &i in &ctx.project.order {
-        let model = &ctx.project.models[i];
+        let model = ctx.project.model(i);
         let name = VirtualName::new(&model.meta.name, &plan.environment, plan.suffix_target);
         if model.on_virtual_update.is_empty() || !moved.contains(&name) {
             continue;
@@ -350,11 +351,11 @@ pub(super) fn new_plan_id(environment: &str) -> String {
 }
 
 pub(super) fn rebuild_for(ctx: &BuildContext<'_>, target: &PhysicalTable) -> Option<Backfill> {
-    let i = ctx
+    let (i, _) = ctx
         .snapshots
-        .iter()
-        .position(|s| PhysicalTable::of(s) == *target)?;
-    let action = action_for(&ctx.project.models[i].meta.kind)?;
+        .entries()
+        .find(|(_, s)| PhysicalTable::of(s) == *target)?;
+    let action = action_for(&ctx.project.model(i).meta.kind)?;
     let backfill = Backfill::new(i, &ctx.snapshots[i], action);
     if action != BackfillAction::Insert {
         return Some(backfill);
@@ -371,8 +372,8 @@ pub(super) fn with_missing_parents(
     mut backfills: Vec<Backfill>,
     existing: &HashSet<PhysicalTable>,
 ) -> Vec<Backfill> {
-    let mut wanted: HashSet<usize> = backfills.iter().map(|b| b.model).collect();
-    let mut queue: Vec<usize> = wanted.iter().copied().collect();
+    let mut wanted: HashSet<ModelId> = backfills.iter().map(|b| b.model).collect();
+    let mut queue: Vec<ModelId> = wanted.iter().copied().collect();
     while let Some(i) = queue.pop() {
         for p in ctx.project.dag.parents(i) {
             let s = &ctx.snapshots[p];
@@ -385,7 +386,7 @@ pub(super) fn with_missing_parents(
             }
         }
     }
-    let position: HashMap<usize, usize> = ctx
+    let position: HashMap<ModelId, usize> = ctx
         .project
         .order
         .iter()

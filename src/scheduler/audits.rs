@@ -17,7 +17,7 @@ pub(super) struct BuildResolver<'a, 'b>(&'a BuildContext<'b>);
 impl crate::project::audit::ModelResolver for BuildResolver<'_, '_> {
     fn table_of(&self, model: &str) -> Option<String> {
         let name = ModelName::parse(model)?;
-        let i = *self.0.project.index.get(&name)?;
+        let i = self.0.project.id_of(&name)?;
         let s = &self.0.snapshots[i];
         Some(PhysicalTable::of(s).sql())
     }
@@ -57,11 +57,11 @@ pub(super) fn run_audits(
     observer: &dyn Observer,
 ) -> Result<usize> {
     let _timer = crate::profile::time(crate::profile::Phase::Audits);
-    let audits = &ctx.project.audits[backfill.model];
+    let audits = ctx.project.model_audits(backfill.model);
     if audits.is_empty() {
         return Ok(0);
     }
-    let model = &ctx.project.models[backfill.model];
+    let model = ctx.project.model(backfill.model);
     let mut passed = 0;
     for audit in audits {
         let (query, rows) =

@@ -70,7 +70,7 @@ pub(super) fn write_concurrently(
     record: &dyn Fn(Interval) -> Result<()>,
     observer: &dyn Observer,
 ) -> Result<()> {
-    let model = &ctx.project.models[backfill.model];
+    let model = ctx.project.model(backfill.model);
     let ModelKind::IncrementalByTimeRange { time_column, .. } = &model.meta.kind else {
         return Err(LakeError::Bug(format!(
             "{} is not a time-range model but its batches were to run concurrently",
@@ -156,7 +156,7 @@ fn stage_batch(
     lanes: &Lanes<'_>,
     range: Range,
 ) -> Result<StagedRows> {
-    let model = &ctx.project.models[backfill.model];
+    let model = ctx.project.model(backfill.model);
     let macro_ctx = batch_macro_context(ctx, backfill, range);
     run_statements(
         ctx.project,

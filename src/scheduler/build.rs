@@ -10,6 +10,7 @@ use super::finish::{
 use super::render::{executable_query, macro_context};
 use super::scd;
 use super::schema_change;
+use super::write::{self, KeyedMerge, KindWriter};
 use super::{BuildContext, Observer};
 use crate::engine::Session;
 use crate::error::{LakeError, Result};
@@ -17,7 +18,7 @@ use crate::intervals::Range;
 use crate::plan::{Backfill, BackfillAction};
 use crate::project::Project;
 use crate::project::macros::{self, MacroContext};
-use crate::project::model::{Model, ModelKind};
+use crate::project::model::{Model, ModelKind, TimeColumn};
 use crate::sql::{quote_ident, quote_literal};
 use crate::state::Interval;
 use crate::storage::{Merge, WriteStats};
@@ -31,7 +32,7 @@ pub(super) fn build_one(
     record: &dyn Fn(Interval) -> Result<()>,
     observer: &dyn Observer,
 ) -> Result<WriteStats> {
-    let model = &ctx.project.models[backfill.model];
+    let model = ctx.project.model(backfill.model);
     if backfill.recreate {
         // Prod's in-place table whose kind or layout changed: what was under the name does not fit the
         // new version, which builds it from nothing (state forgot its intervals before the build began).
@@ -53,23 +54,21 @@ pub(super) fn build_one(
             &model.pre_statements,
             &macro_ctx,
         )?;
-        let query = executable_query(ctx, backfill.model, &macro_ctx)?;
-        let stats = match backfill.action {
-            BackfillAction::CreateView => {
-                ctx.storage.create_view(session, &backfill.table, &query)?;
-                WriteStats::default()
-            }
-            BackfillAction::FullRefresh | BackfillAction::InsertSeed | BackfillAction::Insert => {
-                let fit = if schema_change::keeps_history(&model.meta.kind) {
-                    schema_change::Fit::default()
-                } else {
-                    schema_change::reconcile(ctx, session, backfill, &query, observer)?
-                };
-                ctx.storage
-                    .replace_all(session, &backfill.table, &fit.apply(query))
-                    .map_err(|e| located_seed_error(ctx.project, model, e))?
-            }
+        let mut query = executable_query(ctx, backfill.model, &macro_ctx)?;
+        if backfill.action != BackfillAction::CreateView
+            && !schema_change::keeps_history(&model.meta.kind)
+        {
+            query =
+                schema_change::reconcile(ctx, session, backfill, &query, observer)?.apply(query);
+        }
+        let writer = DuckDbWriter {
+            ctx,
+            session,
+            backfill,
+            batch: None,
         };
+        let stats = write::write_whole(&writer, model, backfill.action, &query, ctx.execution_time)
+            .map_err(|e| located_seed_error(ctx.project, model, e))?;
         run_statements(
             ctx.project,
             session,
@@ -170,7 +169,7 @@ fn write_batches(
     record: &dyn Fn(Interval) -> Result<()>,
     observer: &dyn Observer,
 ) -> Result<WriteStats> {
-    let model = &ctx.project.models[backfill.model];
+    let model = ctx.project.model(backfill.model);
     let mut total = WriteStats {
         rows: Some(0),
         ..WriteStats::default()
@@ -209,13 +208,13 @@ fn write_batches(
                 ..
             }
         );
-        let audit_before_write = appends && !ctx.project.audits[backfill.model].is_empty();
+        let audit_before_write = appends && !ctx.project.model_audits(backfill.model).is_empty();
         let stats = if audit_before_write {
             // An append cannot be taken back, and a rerun of a missing interval appends again: the rows
             // are staged and audited together with the table's before anything is appended.
             total.audits_passed +=
                 stage_and_audit_append(ctx, session, backfill, &query, &macro_ctx, observer)?;
-            let stats = write_batch(
+            let stats = write_duckdb_batch(
                 ctx,
                 session,
                 backfill,
@@ -227,7 +226,7 @@ fn write_batches(
             })?;
             stats
         } else {
-            write_batch(ctx, session, backfill, &query, (start, end))?
+            write_duckdb_batch(ctx, session, backfill, &query, (start, end))?
         };
         let audited = !audit_before_write;
         finish_batch(
@@ -270,7 +269,7 @@ fn create_empty_own_table(
     session: &Session,
     backfill: &Backfill,
 ) -> Result<()> {
-    let Some(columns) = &ctx.project.analyses[backfill.model].own_columns else {
+    let Some(columns) = &ctx.project.analysis(backfill.model).own_columns else {
         return Ok(());
     };
     let table = &backfill.table;
@@ -332,148 +331,152 @@ pub(super) fn stage_and_audit_append(
     run_audits(ctx, session, backfill, macro_ctx, &pending, observer)
 }
 
-/// One batch of an incremental model, written the way its kind says.
-pub(super) fn write_batch(
-    ctx: &BuildContext<'_>,
-    session: &Session,
-    backfill: &Backfill,
-    query: &str,
-    (start, end): Range,
-) -> Result<WriteStats> {
-    let model = &ctx.project.models[backfill.model];
-    let table = &backfill.table;
-    match &model.meta.kind {
-        ModelKind::IncrementalByTimeRange { time_column, .. } => {
-            let (filtered, in_range) = rows_in_range(time_column, query, (start, end));
-            let range = time_range(time_column, &in_range, (start, end));
-            ctx.storage
-                .replace_time_range(session, table, &filtered, range)
+/// DuckDB's writes of one model version (through lake's storage), for one batch's macro context.
+struct DuckDbWriter<'a> {
+    ctx: &'a BuildContext<'a>,
+    session: &'a Session,
+    backfill: &'a Backfill,
+    /// The batch written (`None`: the whole version).
+    batch: Option<Range>,
+}
+
+impl DuckDbWriter<'_> {
+    fn failed(&self, message: String) -> LakeError {
+        LakeError::Execution {
+            model: self.backfill.name.to_string(),
+            message,
         }
-        ModelKind::IncrementalByUniqueKey {
-            unique_key,
-            when_matched,
-            merge_filter,
-            ..
-        } => {
-            let failed = |message: String| LakeError::Execution {
-                model: model.meta.name.to_string(),
-                message,
-            };
-            // Checked when the project loaded; a failure here is reported, never unwrapped.
-            let clauses = when_matched
-                .as_deref()
-                .map(crate::sql::merge_clauses)
-                .transpose()
-                .map_err(|e| failed(format!("when_matched: {}", e.message)))?;
-            let filter = merge_filter
-                .as_deref()
-                .map(|written| {
-                    let macro_ctx = batch_macro_context(ctx, backfill, (start, end));
-                    macros::render(crate::sql::without_outer_parens(written), &macro_ctx)
-                        .map(|rendered| rendered.sql)
-                        .map_err(|e| failed(format!("merge_filter: {}", e.message)))
-                })
-                .transpose()?;
-            let merge = Merge {
-                keys: unique_key,
-                when_matched: clauses.as_deref(),
-                filter: filter.as_deref(),
-            };
-            ctx.storage.merge_by_key(session, table, query, &merge)
+    }
+
+    fn table(&self) -> &crate::snapshot::PhysicalTable {
+        &self.backfill.table
+    }
+
+    /// The macro context `merge_filter` renders in: the batch's.
+    fn macro_context(&self) -> MacroContext {
+        match self.batch {
+            Some(range) => batch_macro_context(self.ctx, self.backfill, range),
+            None => macro_context(self.ctx, self.backfill.model, self.table(), "evaluating"),
         }
-        ModelKind::IncrementalByPartition { .. } => {
-            if model.meta.partitioned_by.is_empty() {
-                return Err(LakeError::Config {
-                    message: format!(
-                        "`{}` is INCREMENTAL_BY_PARTITION but has no partitioned_by",
-                        model.meta.name
-                    ),
-                    help: Some("add `partitioned_by (column, ...)` to the MODEL block".into()),
-                });
-            }
-            // Replacing the partitions present in the result is a merge keyed on the partition columns.
-            ctx.storage.merge_by_key(
-                session,
-                table,
-                query,
-                &Merge::by_keys(&model.meta.partitioned_by),
-            )
-        }
-        ModelKind::IncrementalUnmanaged {
-            insert_overwrite, ..
-        } => {
-            if *insert_overwrite {
-                ctx.storage.replace_all(session, table, query)
-            } else {
-                ctx.storage.append(session, table, query)
-            }
-        }
-        kind @ (ModelKind::ScdType2ByTime { .. } | ModelKind::ScdType2ByColumn { .. }) => {
-            match scd::Scd2::for_kind(kind, ctx.execution_time) {
-                Some(history) => write_history(ctx, session, backfill, query, &history),
-                None => Err(LakeError::unsupported(
-                    format!("building {} as history", kind.name()),
-                    "only SCD_TYPE_2 kinds keep history",
-                )),
-            }
-        }
-        other => Err(LakeError::unsupported(
-            format!("building {} models in batches", other.name()),
-            "this kind is built in one piece",
-        )),
     }
 }
 
-/// SCD type 2: the table becomes its new full history (one overwrite), computed from the current rows and
-/// the existing history.
-pub(super) fn write_history(
+impl KindWriter for DuckDbWriter<'_> {
+    type Query = String;
+
+    fn overwrite(&self, query: &String) -> Result<WriteStats> {
+        self.ctx
+            .storage
+            .replace_all(self.session, self.table(), query)
+    }
+
+    fn append(&self, query: &String) -> Result<WriteStats> {
+        self.ctx.storage.append(self.session, self.table(), query)
+    }
+
+    fn replace_range(
+        &self,
+        query: &String,
+        time_column: &TimeColumn,
+        range: Range,
+    ) -> Result<WriteStats> {
+        let (filtered, in_range) = rows_in_range(time_column, query, range);
+        let range = time_range(time_column, &in_range, range);
+        self.ctx
+            .storage
+            .replace_time_range(self.session, self.table(), &filtered, range)
+    }
+
+    fn merge(&self, query: &String, merge: &KeyedMerge<'_>) -> Result<WriteStats> {
+        // Checked when the project loaded; a failure here is reported, never unwrapped.
+        let clauses = merge
+            .when_matched
+            .map(crate::sql::merge_clauses)
+            .transpose()
+            .map_err(|e| self.failed(format!("when_matched: {}", e.message)))?;
+        let filter = merge
+            .merge_filter
+            .map(|written| {
+                macros::render(
+                    crate::sql::without_outer_parens(written),
+                    &self.macro_context(),
+                )
+                .map(|rendered| rendered.sql)
+                .map_err(|e| self.failed(format!("merge_filter: {}", e.message)))
+            })
+            .transpose()?;
+        let merge = Merge {
+            keys: merge.unique_key,
+            when_matched: clauses.as_deref(),
+            filter: filter.as_deref(),
+        };
+        self.ctx
+            .storage
+            .merge_by_key(self.session, self.table(), query, &merge)
+    }
+
+    fn replace_partitions(&self, query: &String, columns: &[String]) -> Result<WriteStats> {
+        // Replacing the partitions present in the result is a merge keyed on the partition columns.
+        self.ctx
+            .storage
+            .merge_by_key(self.session, self.table(), query, &Merge::by_keys(columns))
+    }
+
+    /// The table becomes its new full history (one overwrite).
+    fn history(&self, query: &String, scd: &scd::Scd2<'_>) -> Result<WriteStats> {
+        let table = self.table();
+        let catalog = &self.ctx.project.default_catalog;
+        let columns = self.session.query_strings(
+            &format!("SELECT column_name FROM (DESCRIBE SELECT * FROM ({query}) AS q)"),
+            || format!("reading the columns of {}", self.backfill.name),
+        )?;
+        let columns = scd.history_columns(columns, &self.backfill.name.to_string())?;
+        let exists = !self
+            .session
+            .query_strings(
+                &format!(
+                    "SELECT table_name FROM information_schema.tables \
+                     WHERE table_catalog = {} AND table_schema = {} AND table_name = {}",
+                    quote_literal(catalog),
+                    quote_literal(&table.schema),
+                    quote_literal(&table.table)
+                ),
+                || format!("looking up {table}"),
+            )?
+            .is_empty();
+        let qualified = format!("{}.{}", quote_ident(catalog), table.sql());
+        let sql = scd.history_sql(query, &columns, exists.then_some(qualified.as_str()));
+        self.ctx.storage.replace_all(self.session, table, &sql)
+    }
+
+    fn create_view(&self, query: &String) -> Result<WriteStats> {
+        self.ctx
+            .storage
+            .create_view(self.session, self.table(), query)?;
+        Ok(WriteStats::default())
+    }
+}
+
+/// One batch of an incremental model on DuckDB.
+fn write_duckdb_batch(
     ctx: &BuildContext<'_>,
     session: &Session,
     backfill: &Backfill,
     query: &str,
-    scd: &scd::Scd2<'_>,
+    range: Range,
 ) -> Result<WriteStats> {
-    let table = &backfill.table;
-    let catalog = &ctx.project.default_catalog;
-    let columns: Vec<String> = session
-        .query_strings(
-            &format!("SELECT column_name FROM (DESCRIBE SELECT * FROM ({query}) AS q)"),
-            || format!("reading the columns of {}", backfill.name),
-        )?
-        .into_iter()
-        .filter(|c| c != scd.valid_from && c != scd.valid_to)
-        .collect();
-    for key in scd.unique_key {
-        if !columns.contains(key) {
-            return Err(LakeError::Execution {
-                model: backfill.name.to_string(),
-                message: format!("the unique_key column `{key}` is not in the query's columns"),
-            });
-        }
-    }
-    if let scd::ChangeDetection::ByTime { updated_at, .. } = &scd.detection
-        && !columns.iter().any(|c| c == updated_at)
-    {
-        return Err(LakeError::Execution {
-            model: backfill.name.to_string(),
-            message: format!(
-                "the query has no `{updated_at}` column (set updated_at_name to the column that holds the change time)"
-            ),
-        });
-    }
-    let exists = !session
-        .query_strings(
-            &format!(
-                "SELECT table_name FROM information_schema.tables \
-                 WHERE table_catalog = {} AND table_schema = {} AND table_name = {}",
-                quote_literal(catalog),
-                quote_literal(&table.schema),
-                quote_literal(&table.table)
-            ),
-            || format!("looking up {table}"),
-        )?
-        .is_empty();
-    let qualified = format!("{}.{}", quote_ident(catalog), table.sql());
-    let sql = scd.history_sql(query, &columns, exists.then_some(qualified.as_str()));
-    ctx.storage.replace_all(session, table, &sql)
+    let writer = DuckDbWriter {
+        ctx,
+        session,
+        backfill,
+        batch: Some(range),
+    };
+    let model = ctx.project.model(backfill.model);
+    write::write_batch(
+        &writer,
+        model,
+        &query.to_string(),
+        range,
+        ctx.execution_time,
+    )
 }

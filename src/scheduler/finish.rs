@@ -1,8 +1,6 @@
 //! What every write of a model version or batch shares around its rows: the batch's macro context and
 //! range, the pre- and post-statements, the audits, and the interval recorded in state once they pass.
 
-use chrono::Utc;
-
 use super::audits::{audited_relation, run_audits};
 use super::render::{macro_context, time_range_predicate};
 use super::{BuildContext, Observer};
@@ -33,7 +31,7 @@ pub(super) fn finish_batch(
     record: &dyn Fn(Interval) -> Result<()>,
     observer: &dyn Observer,
 ) -> Result<()> {
-    let model = &ctx.project.models[backfill.model];
+    let model = ctx.project.model(backfill.model);
     run_statements(
         ctx.project,
         session,
@@ -103,7 +101,7 @@ pub(super) fn finish_in_one_piece(
     record: &dyn Fn(Interval) -> Result<()>,
     observer: &dyn Observer,
 ) -> Result<WriteStats> {
-    let model = &ctx.project.models[backfill.model];
+    let model = ctx.project.model(backfill.model);
     let audited = audited_relation(model, &backfill.table, None, None);
     let audits_passed = run_audits(ctx, session, backfill, macro_ctx, &audited, observer)?;
     record(built_interval(ctx, backfill, stats.write_id()))?;
@@ -161,17 +159,15 @@ pub(super) fn render_statement(
 /// The interval one batch of an incremental model wrote.
 pub(super) fn batch_interval(
     backfill: &Backfill,
-    (start, end): crate::intervals::Range,
+    range: crate::intervals::Range,
     write_id: Option<String>,
 ) -> Interval {
-    Interval {
-        name: backfill.name.clone(),
-        version: backfill.version.clone(),
-        start_ts: start.and_utc().timestamp_millis(),
-        end_ts: end.and_utc().timestamp_millis(),
-        created_ts: Utc::now().timestamp_millis(),
+    Interval::written(
+        backfill.name.clone(),
+        backfill.version.clone(),
+        range,
         write_id,
-    }
+    )
 }
 
 /// The interval a version built in one piece covers: from its `start` up to now (or the plan's end).
@@ -180,24 +176,21 @@ pub(super) fn built_interval(
     backfill: &Backfill,
     write_id: Option<String>,
 ) -> Interval {
-    let model = &ctx.project.models[backfill.model];
-    let start = model.meta.start.as_ref().map_or(0, |start| {
-        start
-            .resolve(ctx.execution_time)
-            .and_utc()
-            .timestamp_millis()
-    });
+    let model = ctx.project.model(backfill.model);
+    let start = model
+        .meta
+        .start
+        .as_ref()
+        .map_or(chrono::DateTime::UNIX_EPOCH.naive_utc(), |start| {
+            start.resolve(ctx.execution_time)
+        });
     let end = ctx
         .intervals_end
-        .map_or(ctx.execution_time, |end| end.min(ctx.execution_time))
-        .and_utc()
-        .timestamp_millis();
-    Interval {
-        name: backfill.name.clone(),
-        version: backfill.version.clone(),
-        start_ts: start.min(end),
-        end_ts: end,
-        created_ts: Utc::now().timestamp_millis(),
+        .map_or(ctx.execution_time, |end| end.min(ctx.execution_time));
+    Interval::written(
+        backfill.name.clone(),
+        backfill.version.clone(),
+        (start.min(end), end),
         write_id,
-    }
+    )
 }

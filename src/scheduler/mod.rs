@@ -10,6 +10,7 @@ mod runner;
 pub mod scd;
 mod schema_change;
 pub mod spark;
+mod write;
 
 pub use apply::apply;
 pub use audits::audit_rows;
@@ -22,7 +23,7 @@ use chrono::NaiveDateTime;
 
 use crate::error::LakeError;
 use crate::plan::Backfill;
-use crate::project::Project;
+use crate::project::{PerModel, Project};
 use crate::snapshot::Snapshot;
 use crate::sql::ModelName;
 use crate::storage::{Storage, WriteStats};
@@ -59,7 +60,7 @@ pub struct ApplyReport {
 /// Everything a build needs to read, shared by the worker threads.
 pub struct BuildContext<'a> {
     pub project: &'a Project,
-    pub snapshots: &'a [Snapshot],
+    pub snapshots: &'a PerModel<Snapshot>,
     pub storage: &'a dyn Storage,
     pub execution_time: NaiveDateTime,
     /// The `--end` of a run: a full refresh then covers its model's intervals up to it (else up to

@@ -5,6 +5,7 @@ use chrono::NaiveDateTime;
 
 use super::BuildContext;
 use crate::error::{LakeError, Result};
+use crate::project::ModelId;
 use crate::project::RefTarget;
 use crate::project::macros::MacroContext;
 use crate::project::model::{Model, ModelKind};
@@ -17,7 +18,7 @@ use crate::sql::{quote_ident, quote_literal};
 /// catalog is spelled out so DuckDB cannot take the schema for the catalog.
 fn table_reference(
     ctx: &BuildContext<'_>,
-    reader: usize,
+    reader: ModelId,
     snapshot: &Snapshot,
     table: &PhysicalTable,
 ) -> String {
@@ -37,13 +38,13 @@ fn table_reference(
 /// The macro context for building one model version.
 pub fn macro_context(
     ctx: &BuildContext<'_>,
-    model: usize,
+    model: ModelId,
     table: &PhysicalTable,
     stage: &'static str,
 ) -> MacroContext {
     let project = ctx.project;
     let mut m = MacroContext::for_loading(&project.config.gateway, &project.config.variables);
-    if let Some(start) = &project.models[model].meta.start {
+    if let Some(start) = &project.model(model).meta.start {
         m.start = start.resolve(ctx.execution_time);
     }
     m.end = ctx.execution_time;
@@ -58,7 +59,7 @@ pub fn macro_context(
 /// The model's query with macros rendered and every model reference pointing at its physical table.
 pub fn executable_query(
     ctx: &BuildContext<'_>,
-    model: usize,
+    model: ModelId,
     macro_ctx: &MacroContext,
 ) -> Result<String> {
     executable_query_for(ctx, model, macro_ctx, false)
@@ -68,12 +69,12 @@ pub fn executable_query(
 /// lake's tables but not its DuckDB views).
 pub fn executable_query_for(
     ctx: &BuildContext<'_>,
-    model: usize,
+    model: ModelId,
     macro_ctx: &MacroContext,
     inline_views: bool,
 ) -> Result<String> {
     let _timer = crate::profile::time(crate::profile::Phase::Render);
-    let m = &ctx.project.models[model];
+    let m = ctx.project.model(model);
     if let ModelKind::Seed { .. } = m.meta.kind {
         return seed_query(m);
     }
@@ -88,9 +89,9 @@ pub fn executable_query_for(
         .iter()
         .filter_map(|(r, target)| match target {
             RefTarget::Model(p)
-                if matches!(ctx.project.models[*p].meta.kind, ModelKind::Embedded)
+                if matches!(ctx.project.model(*p).meta.kind, ModelKind::Embedded)
                     || inline_views
-                        && matches!(ctx.project.models[*p].meta.kind, ModelKind::View { .. }) =>
+                        && matches!(ctx.project.model(*p).meta.kind, ModelKind::View { .. }) =>
             {
                 // EMBEDDED models are inlined as a subquery, rendered in the same context.
                 let inlined = match executable_query_for(ctx, *p, macro_ctx, inline_views) {

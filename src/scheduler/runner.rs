@@ -10,6 +10,7 @@ use super::{BuildContext, Observer, poisoned};
 use crate::engine::{Engine, Session};
 use crate::error::{LakeError, Result};
 use crate::plan::Backfill;
+use crate::project::ModelId;
 use crate::project::model::ModelKind;
 use crate::sql::ModelName;
 use crate::state::{Interval, StateStore};
@@ -43,7 +44,7 @@ pub fn build_all(
         ctx.storage.ensure_schema(&session, schema)?;
     }
     observer.backfill_started(backfills.len());
-    let slot: HashMap<usize, usize> = backfills
+    let slot: HashMap<ModelId, usize> = backfills
         .iter()
         .enumerate()
         .map(|(k, b)| (b.model, k))
@@ -55,14 +56,14 @@ pub fn build_all(
         .map(|b| {
             let mut found = Vec::new();
             let mut seen = HashSet::new();
-            let mut stack: Vec<usize> = ctx.project.dag.parents(b.model).collect();
+            let mut stack: Vec<ModelId> = ctx.project.dag.parents(b.model).collect();
             while let Some(p) = stack.pop() {
                 if !seen.insert(p) {
                     continue;
                 }
                 if let Some(&k) = slot.get(&p) {
                     found.push(k);
-                } else if matches!(ctx.project.models[p].meta.kind, ModelKind::Embedded) {
+                } else if matches!(ctx.project.model(p).meta.kind, ModelKind::Embedded) {
                     stack.extend(ctx.project.dag.parents(p));
                 }
             }

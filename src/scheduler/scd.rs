@@ -3,6 +3,7 @@
 
 use chrono::NaiveDateTime;
 
+use crate::error::{LakeError, Result};
 use crate::project::model::ModelKind;
 use crate::sql::quote_ident;
 
@@ -85,6 +86,32 @@ impl<'a> Scd2<'a> {
             detection,
             execution_time,
         })
+    }
+
+    /// The query's columns a history is computed from (all but `valid_from` and `valid_to`), checked to hold
+    /// the unique key and, for SCD_TYPE_2_BY_TIME, the `updated_at` column.
+    pub fn history_columns(&self, query_columns: Vec<String>, model: &str) -> Result<Vec<String>> {
+        let columns: Vec<String> = query_columns
+            .into_iter()
+            .filter(|c| c != self.valid_from && c != self.valid_to)
+            .collect();
+        let failed = |message: String| LakeError::Execution {
+            model: model.to_string(),
+            message,
+        };
+        if let Some(key) = self.unique_key.iter().find(|key| !columns.contains(key)) {
+            return Err(failed(format!(
+                "the unique_key column `{key}` is not in the query's columns"
+            )));
+        }
+        if let ChangeDetection::ByTime { updated_at, .. } = &self.detection
+            && !columns.iter().any(|c| c == updated_at)
+        {
+            return Err(failed(format!(
+                "the query has no `{updated_at}` column (set updated_at_name to the column that holds the change time)"
+            )));
+        }
+        Ok(columns)
     }
 
     /// The new full history. `query` gives the current rows (its `columns`); `existing` is the table as it is
@@ -324,6 +351,44 @@ mod tests {
 
     fn rows(s: &Session, sql: &str) -> Vec<String> {
         s.query_strings(sql, || "test".into()).unwrap()
+    }
+
+    #[test]
+    fn history_columns_leave_out_the_validity_columns_and_need_the_key_and_updated_at() {
+        let keys = ["id".to_string()];
+        let by_time = Scd2 {
+            unique_key: &keys,
+            valid_from: "valid_from",
+            valid_to: "valid_to",
+            invalidate_hard_deletes: false,
+            detection: ChangeDetection::ByTime {
+                updated_at: "updated_at",
+                updated_at_as_valid_from: false,
+            },
+            execution_time: parse_datetime("2024-06-01").unwrap(),
+        };
+        let columns = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            by_time
+                .history_columns(
+                    columns(&["id", "updated_at", "valid_from", "valid_to"]),
+                    "m"
+                )
+                .unwrap(),
+            columns(&["id", "updated_at"])
+        );
+        let no_key = by_time.history_columns(columns(&["name", "updated_at"]), "m");
+        assert!(
+            matches!(&no_key, Err(LakeError::Execution { model, message })
+                if model == "m" && message.contains("unique_key column `id`")),
+            "{no_key:?}"
+        );
+        let no_time = by_time.history_columns(columns(&["id", "name"]), "m");
+        assert!(
+            matches!(&no_time, Err(LakeError::Execution { message, .. })
+                if message.contains("no `updated_at` column")),
+            "{no_time:?}"
+        );
     }
 
     /// Loads `source` into history table `h` as SCD2 at `now`, the way a build would.

@@ -42,7 +42,7 @@ pub(super) fn reconcile(
     let Some(changes) = ctx.storage.column_changes(session, table, query)? else {
         return Ok(Fit::default());
     };
-    let model = &ctx.project.models[backfill.model];
+    let model = ctx.project.model(backfill.model);
     let mut policies = model.meta.kind.schema_change_policies();
     let allowed = &ctx.allowed_schema_changes;
     if allowed.destructive.contains(&backfill.name) {

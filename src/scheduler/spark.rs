@@ -8,15 +8,17 @@ use super::audits::{audited_relation, run_audits};
 use super::finish::{batch_interval, batch_macro_context, finish_in_one_piece, render_statement};
 use super::render::{executable_query_for, macro_context, range_predicate};
 use super::scd;
+use super::write::{self, KeyedMerge, KindWriter};
 use super::{BuildContext, Observer};
 use crate::config::SparkConnection;
 use crate::engine::Session;
 use crate::engine::spark::{SparkEngine, sql_type};
 use crate::error::{LakeError, Result};
 use crate::intervals::Range;
-use crate::plan::{Backfill, BackfillAction};
+use crate::plan::Backfill;
+use crate::project::ModelId;
 use crate::project::macros::MacroContext;
-use crate::project::model::{Model, ModelKind, Statement, TimeColumn};
+use crate::project::model::{Model, Statement, TimeColumn};
 use crate::snapshot::PhysicalTable;
 use crate::sql::quote_ident_always;
 use crate::sql::spark::{Target, Untranslatable, qualify_names, transpile, transpile_expr};
@@ -55,13 +57,13 @@ fn writes_spark_sql(model: &Model) -> bool {
 /// lake's DuckDB views).
 pub fn spark_query(
     ctx: &BuildContext<'_>,
-    model: usize,
+    model: ModelId,
     connection: &SparkConnection,
     macro_ctx: &MacroContext,
     columns_of: &dyn Fn(&[String]) -> Option<Vec<String>>,
 ) -> Result<String> {
     let duckdb = executable_query_for(ctx, model, macro_ctx, true)?;
-    to_spark(&ctx.project.models[model], connection, columns_of, &duckdb)
+    to_spark(ctx.project.model(model), connection, columns_of, &duckdb)
 }
 
 /// An untranslatable construct, located in the model's file at its first mention.
@@ -150,7 +152,7 @@ pub(super) fn build_one(
             "the engine writes lake's Iceberg catalog: remove `storage: {type: duckdb}` from config.yaml",
         )
     })?;
-    let model = &ctx.project.models[backfill.model];
+    let model = ctx.project.model(backfill.model);
     let columns_of = |name: &[String]| table_columns(catalog, name);
     let writer = Writer {
         columns_of: &columns_of,
@@ -165,24 +167,11 @@ pub(super) fn build_one(
     if backfill.batches.is_empty() {
         let macro_ctx = macro_context(ctx, backfill.model, &backfill.table, "evaluating");
         writer.statements(&model.pre_statements, &macro_ctx)?;
-        let rows = match (&model.meta.kind, backfill.action) {
-            (kind @ (ModelKind::ScdType2ByTime { .. } | ModelKind::ScdType2ByColumn { .. }), _) => {
-                writer.history(kind, &macro_ctx)?
-            }
-            (_, BackfillAction::CreateView) => {
-                return Err(LakeError::Bug(format!(
-                    "{} was sent to the Spark engine as a view",
-                    backfill.name
-                )));
-            }
-            _ => writer.overwrite(&writer.render(&macro_ctx)?)?,
-        };
+        let query = writer.render(&macro_ctx)?;
+        let mut stats =
+            write::write_whole(&writer, model, backfill.action, &query, ctx.execution_time)?;
         writer.statements(&model.post_statements, &macro_ctx)?;
-        let stats = WriteStats {
-            rows,
-            write: catalog.adopt_commit(session, &backfill.table)?,
-            ..WriteStats::default()
-        };
+        stats.write = catalog.adopt_commit(session, &backfill.table)?;
         return finish_in_one_piece(ctx, session, backfill, &macro_ctx, stats, record, observer);
     }
     let mut total = WriteStats {
@@ -193,68 +182,15 @@ pub(super) fn build_one(
         let macro_ctx = batch_macro_context(ctx, backfill, (start, end));
         writer.statements(&model.pre_statements, &macro_ctx)?;
         let query = writer.render(&macro_ctx)?;
-        let rows = match &model.meta.kind {
-            ModelKind::IncrementalByTimeRange { time_column, .. } => {
-                writer.replace_range(&query, time_column, (start, end))?
-            }
-            ModelKind::IncrementalByUniqueKey {
-                unique_key,
-                when_matched,
-                merge_filter,
-                ..
-            } => {
-                if let Some(key) = [
-                    ("when_matched", when_matched),
-                    ("merge_filter", merge_filter),
-                ]
-                .into_iter()
-                .find_map(|(key, value)| value.is_some().then_some(key))
-                {
-                    return Err(LakeError::unsupported(
-                        format!("`{key}` of {} on a Spark gateway", model.meta.name),
-                        "on a Spark engine lake merges by replacing the whole matched row; build the model on DuckDB (its gateway) or remove the property",
-                    ));
-                }
-                writer.merge(&query, unique_key)?
-            }
-            ModelKind::IncrementalByPartition { .. } => {
-                writer.replace_partitions(&query, &model.meta.partitioned_by)?
-            }
-            ModelKind::IncrementalUnmanaged {
-                insert_overwrite: true,
-                ..
-            } => writer.overwrite(&query)?,
-            ModelKind::IncrementalUnmanaged { .. } => {
-                if !ctx.project.audits[backfill.model].is_empty() {
-                    return Err(LakeError::unsupported(
-                        format!(
-                            "audits of the appending model {} on a Spark gateway",
-                            model.meta.name
-                        ),
-                        "an append cannot be taken back, and lake audits appends before writing only on DuckDB: pin the model to a DuckDB gateway",
-                    ));
-                }
-                writer.append(&query)?
-            }
-            kind @ (ModelKind::ScdType2ByTime { .. } | ModelKind::ScdType2ByColumn { .. }) => {
-                writer.history(kind, &macro_ctx)?
-            }
-            other => {
-                return Err(LakeError::unsupported(
-                    format!("building {} models in batches", other.name()),
-                    "this kind is built in one piece",
-                ));
-            }
-        };
+        let written = write::write_batch(&writer, model, &query, (start, end), ctx.execution_time)?;
         writer.statements(&model.post_statements, &macro_ctx)?;
         let write = catalog.adopt_commit(session, &backfill.table)?;
         let audited = audited_relation(model, &backfill.table, Some((start, end)), None);
         let audits_passed = run_audits(ctx, session, backfill, &macro_ctx, &audited, observer)?;
         let stats = WriteStats {
-            rows,
             write,
             audits_passed,
-            ..WriteStats::default()
+            ..written
         };
         record(batch_interval(backfill, (start, end), stats.write_id()))?;
         total.absorb(stats);
@@ -270,7 +206,7 @@ pub fn check_translatable(ctx: &BuildContext<'_>, backfills: &[Backfill]) -> Res
     let any_columns = |_: &[String]| Some(Vec::new());
     let mut errors = Vec::new();
     for backfill in backfills {
-        let model = &ctx.project.models[backfill.model];
+        let model = ctx.project.model(backfill.model);
         let Some(connection) = ctx.project.spark_gateway(backfill.model) else {
             continue;
         };
@@ -383,6 +319,14 @@ impl Writer<'_> {
         ))
     }
 
+    /// One write: the rows it wrote, when the engine says.
+    fn write(&self, sql: &str, what: &str) -> Result<WriteStats> {
+        Ok(WriteStats {
+            rows: self.run(sql, what)?,
+            ..WriteStats::default()
+        })
+    }
+
     fn run(&self, sql: &str, what: &str) -> Result<Option<u64>> {
         self.engine
             .execute(sql, || format!("{what} {}", self.backfill.name))
@@ -392,17 +336,48 @@ impl Writer<'_> {
             })
     }
 
-    fn overwrite(&self, query: &Rendered) -> Result<Option<u64>> {
+    /// Pre- and post-statements, rendered, translated and run on the engine.
+    fn statements(&self, statements: &[Statement], macro_ctx: &MacroContext) -> Result<()> {
+        for statement in statements {
+            if let Some(sql) = render_statement(self.ctx.project, self.model, statement, macro_ctx)?
+            {
+                self.run(&self.to_spark(&sql)?, "running a statement of")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Each write is one engine statement, and so one Iceberg snapshot.
+impl KindWriter for Writer<'_> {
+    type Query = Rendered;
+
+    fn overwrite(&self, query: &Rendered) -> Result<WriteStats> {
         let rows = self.shaped(query)?;
-        self.run(
+        self.write(
             &format!("INSERT OVERWRITE {} {rows}", self.table()),
             "writing",
         )
     }
 
-    fn append(&self, query: &Rendered) -> Result<Option<u64>> {
+    /// An append cannot be taken back, and lake audits appends before writing only on DuckDB.
+    fn append(&self, query: &Rendered) -> Result<WriteStats> {
+        if !self
+            .ctx
+            .project
+            .model_audits(self.backfill.model)
+            .is_empty()
+        {
+            return Err(LakeError::unsupported(
+                format!(
+                    "audits of the appending model {} on a Spark gateway",
+                    self.model.meta.name
+                ),
+                "an append cannot be taken back, and lake audits appends before writing only on DuckDB: pin the model to a DuckDB gateway",
+            ));
+        }
         let rows = self.shaped(query)?;
-        self.run(
+        self.write(
             &format!("INSERT INTO {} {rows}", self.table()),
             "appending to",
         )
@@ -415,7 +390,7 @@ impl Writer<'_> {
         query: &Rendered,
         time_column: &TimeColumn,
         (start, end): Range,
-    ) -> Result<Option<u64>> {
+    ) -> Result<WriteStats> {
         let rows = self.shaped(query)?;
         let spark = |column: &str| {
             transpile_expr(&range_predicate(column, time_column, start, end))
@@ -426,7 +401,7 @@ impl Writer<'_> {
             "lake_target.{}",
             quote_ident_always(&time_column.column)
         ))?;
-        self.run(
+        self.write(
             &format!(
                 "MERGE INTO {} AS lake_target \
                  USING (SELECT * FROM ({rows}) AS lake_batch WHERE {in_range}) AS lake_source ON false \
@@ -440,10 +415,24 @@ impl Writer<'_> {
 
     /// Rows whose keys match a new row are replaced by it; the others are inserted (MERGE, keys compared
     /// null-safely as DuckDB's writer does).
-    fn merge(&self, query: &Rendered, keys: &[String]) -> Result<Option<u64>> {
+    /// On a Spark engine lake merges by replacing the whole matched row, so `when_matched` and
+    /// `merge_filter` are refused.
+    fn merge(&self, query: &Rendered, merge: &KeyedMerge<'_>) -> Result<WriteStats> {
+        if let Some(key) = [
+            ("when_matched", merge.when_matched),
+            ("merge_filter", merge.merge_filter),
+        ]
+        .into_iter()
+        .find_map(|(key, value)| value.is_some().then_some(key))
+        {
+            return Err(LakeError::unsupported(
+                format!("`{key}` of {} on a Spark gateway", self.model.meta.name),
+                "on a Spark engine lake merges by replacing the whole matched row; build the model on DuckDB (its gateway) or remove the property",
+            ));
+        }
         let rows = self.shaped(query)?;
-        let on = same_values(keys, "lake_target", "lake_source");
-        self.run(
+        let on = same_values(merge.unique_key, "lake_target", "lake_source");
+        self.write(
             &format!(
                 "MERGE INTO {} AS lake_target USING ({rows}) AS lake_source ON {on} \
                  WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *",
@@ -455,19 +444,10 @@ impl Writer<'_> {
 
     /// The partitions present in the query's rows are replaced by them: one overwrite of the table with its
     /// other partitions kept.
-    fn replace_partitions(&self, query: &Rendered, columns: &[String]) -> Result<Option<u64>> {
-        if columns.is_empty() {
-            return Err(LakeError::Config {
-                message: format!(
-                    "`{}` is INCREMENTAL_BY_PARTITION but has no partitioned_by",
-                    self.model.meta.name
-                ),
-                help: Some("add `partitioned_by (column, ...)` to the MODEL block".into()),
-            });
-        }
+    fn replace_partitions(&self, query: &Rendered, columns: &[String]) -> Result<WriteStats> {
         let rows = self.shaped(query)?;
         let same = same_values(columns, "lake_new", "lake_target");
-        self.run(
+        self.write(
             &format!(
                 "INSERT OVERWRITE {table} WITH lake_new AS ({rows}) \
                  SELECT * FROM {table} AS lake_target WHERE NOT EXISTS (SELECT 1 FROM lake_new WHERE {same}) \
@@ -480,13 +460,7 @@ impl Writer<'_> {
 
     /// SCD type 2: the new full history, computed by the engine from the current rows and the existing
     /// history, replaces the table in one overwrite.
-    fn history(&self, kind: &ModelKind, macro_ctx: &MacroContext) -> Result<Option<u64>> {
-        let Some(history) = scd::Scd2::for_kind(kind, self.ctx.execution_time) else {
-            return Err(LakeError::unsupported(
-                format!("building {} as history", kind.name()),
-                "only SCD_TYPE_2 kinds keep history",
-            ));
-        };
+    fn history(&self, query: &Rendered, history: &scd::Scd2<'_>) -> Result<WriteStats> {
         if writes_spark_sql(self.model) {
             return Err(LakeError::unsupported(
                 format!(
@@ -496,7 +470,6 @@ impl Writer<'_> {
                 "lake computes history with DuckDB-dialect SQL it translates: write the model in DuckDB's dialect",
             ));
         }
-        let query = self.render(macro_ctx)?;
         let columns: Vec<String> = self
             .session
             .query_each(
@@ -507,16 +480,8 @@ impl Writer<'_> {
             .fields()
             .iter()
             .map(|f| f.name().clone())
-            .filter(|c| c != history.valid_from && c != history.valid_to)
             .collect();
-        for key in history.unique_key {
-            if !columns.contains(key) {
-                return Err(LakeError::Execution {
-                    model: self.backfill.name.to_string(),
-                    message: format!("the unique_key column `{key}` is not in the query's columns"),
-                });
-            }
-        }
+        let columns = history.history_columns(columns, &self.backfill.name.to_string())?;
         let exists = self.catalog.schema(&self.backfill.table)?.is_some();
         let existing = format!(
             "{}.{}",
@@ -529,15 +494,11 @@ impl Writer<'_> {
         self.overwrite(&Rendered { duckdb, spark })
     }
 
-    /// Pre- and post-statements, rendered, translated and run on the engine.
-    fn statements(&self, statements: &[Statement], macro_ctx: &MacroContext) -> Result<()> {
-        for statement in statements {
-            if let Some(sql) = render_statement(self.ctx.project, self.model, statement, macro_ctx)?
-            {
-                self.run(&self.to_spark(&sql)?, "running a statement of")?;
-            }
-        }
-        Ok(())
+    fn create_view(&self, _query: &Rendered) -> Result<WriteStats> {
+        Err(LakeError::Bug(format!(
+            "{} was sent to the Spark engine as a view",
+            self.backfill.name
+        )))
     }
 }
 

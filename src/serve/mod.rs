@@ -51,9 +51,9 @@ pub fn serve(ctx: &Context, options: &ServeOptions, on_ready: impl FnOnce(Bound)
     };
     let mut lake_schemas: Vec<String> = ctx
         .project
-        .models
+        .models()
         .iter()
-        .map(|m| m.meta.name.schema.clone())
+        .map(|m| m.model.meta.name.schema.clone())
         .collect();
     // The schemas `physical_schema_mapping` puts versions in are lake's too.
     lake_schemas.extend(ctx.project.config.physical_schemas.targets());

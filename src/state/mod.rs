@@ -168,6 +168,23 @@ pub struct Interval {
 }
 
 impl Interval {
+    /// What a write covering `range` of `name`'s version `version` records, stamped now.
+    pub fn written(
+        name: ModelName,
+        version: String,
+        (start, end): crate::intervals::Range,
+        write_id: Option<String>,
+    ) -> Interval {
+        Interval {
+            name,
+            version,
+            start_ts: start.and_utc().timestamp_millis(),
+            end_ts: end.and_utc().timestamp_millis(),
+            created_ts: chrono::Utc::now().timestamp_millis(),
+            write_id,
+        }
+    }
+
     /// The interval as a half-open range of UTC times.
     pub fn range(&self) -> crate::intervals::Range {
         let at = |ms: i64| {

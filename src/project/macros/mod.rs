@@ -47,7 +47,7 @@ pub struct MacroContext {
     /// `@BLUEPRINT_VAR`.
     pub blueprint_vars: Vec<(String, String)>,
     /// The model whose `@DEF`s are already applied, so they are applied once.
-    pub scoped_for: Option<usize>,
+    pub scoped_for: Option<crate::project::ModelId>,
 }
 
 /// A macro defined in SQL: `@DEF(name, (a, b) -> body)`.
