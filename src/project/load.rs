@@ -209,7 +209,7 @@ fn index_names(models: &[Model], errors: &mut Vec<LakeError>) -> HashMap<ModelNa
             index.insert(m.meta.name.clone(), ModelId::from_index(i));
             continue;
         };
-        let other: &Model = &models[ModelId::index(first)];
+        let other: &Model = &models[first.index()];
         errors.push(
             m.file
                 .error(
