@@ -77,6 +77,17 @@ pub struct PhysicalTable {
 }
 
 impl PhysicalTable {
+    /// A listing row `(schema, table, text)` (a DuckDB catalog query's) as the table and its text; `None` when
+    /// a column is missing or NULL.
+    pub fn with_text(row: Vec<Option<String>>) -> Option<(PhysicalTable, String)> {
+        let mut row = row.into_iter();
+        let table = PhysicalTable {
+            schema: row.next()??,
+            table: row.next()??,
+        };
+        Some((table, row.next()??))
+    }
+
     /// The table of `version` of `name`, in `physical_schema` (`None`: `lake__<schema>`).
     pub fn for_version(name: &ModelName, version: &str, physical_schema: Option<&str>) -> Self {
         if is_in_place(version) {

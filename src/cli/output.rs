@@ -893,9 +893,11 @@ pub(crate) fn render_dag(project: &crate::project::Project, format: DagFormat) -
         DagFormat::Mermaid => {
             out.push_str("graph LR\n");
             for &i in &project.order {
-                out.push_str(&format!("  m{i}[\"{}\"]\n", name(i)));
+                // Mermaid node ids are plain words: `m` and the model's index.
+                let node = |id: ModelId| format!("m{}", id.index());
+                out.push_str(&format!("  {}[\"{}\"]\n", node(i), name(i)));
                 for p in project.dag.parents(i) {
-                    out.push_str(&format!("  m{p} --> m{i}\n"));
+                    out.push_str(&format!("  {} --> {}\n", node(p), node(i)));
                 }
             }
         }

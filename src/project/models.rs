@@ -30,12 +30,6 @@ impl ModelId {
     }
 }
 
-impl std::fmt::Display for ModelId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "#{}", self.0)
-    }
-}
-
 /// One model as the project loaded it: its definition, what its query reads, and its audits.
 #[derive(Debug)]
 pub struct LoadedModel {
@@ -88,10 +82,6 @@ impl<T> PerModel<T> {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-
-    pub fn get(&self, id: ModelId) -> Option<&T> {
-        self.0.get(id.index())
     }
 
     /// Another table with the same keys.
@@ -185,7 +175,6 @@ mod tests {
         assert_eq!(names[ids[1]], "b");
         let lengths = names.map(|_, name| name.len() + 1);
         assert_eq!(lengths[ids[2]], 2);
-        assert_eq!(names.get(ModelId::from_index(3)), None);
-        assert_eq!(ids[2].to_string(), "#2");
+        assert_eq!(names.len(), 3);
     }
 }

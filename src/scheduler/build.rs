@@ -362,21 +362,21 @@ impl DuckDbWriter<'_> {
 }
 
 impl KindWriter for DuckDbWriter<'_> {
-    type Query = String;
+    type Query = str;
 
-    fn overwrite(&self, query: &String) -> Result<WriteStats> {
+    fn overwrite(&self, query: &str) -> Result<WriteStats> {
         self.ctx
             .storage
             .replace_all(self.session, self.table(), query)
     }
 
-    fn append(&self, query: &String) -> Result<WriteStats> {
+    fn append(&self, query: &str) -> Result<WriteStats> {
         self.ctx.storage.append(self.session, self.table(), query)
     }
 
     fn replace_range(
         &self,
-        query: &String,
+        query: &str,
         time_column: &TimeColumn,
         range: Range,
     ) -> Result<WriteStats> {
@@ -387,7 +387,7 @@ impl KindWriter for DuckDbWriter<'_> {
             .replace_time_range(self.session, self.table(), &filtered, range)
     }
 
-    fn merge(&self, query: &String, merge: &KeyedMerge<'_>) -> Result<WriteStats> {
+    fn merge(&self, query: &str, merge: &KeyedMerge<'_>) -> Result<WriteStats> {
         // Checked when the project loaded; a failure here is reported, never unwrapped.
         let clauses = merge
             .when_matched
@@ -415,7 +415,7 @@ impl KindWriter for DuckDbWriter<'_> {
             .merge_by_key(self.session, self.table(), query, &merge)
     }
 
-    fn replace_partitions(&self, query: &String, columns: &[String]) -> Result<WriteStats> {
+    fn replace_partitions(&self, query: &str, columns: &[String]) -> Result<WriteStats> {
         // Replacing the partitions present in the result is a merge keyed on the partition columns.
         self.ctx
             .storage
@@ -423,7 +423,7 @@ impl KindWriter for DuckDbWriter<'_> {
     }
 
     /// The table becomes its new full history (one overwrite).
-    fn history(&self, query: &String, scd: &scd::Scd2<'_>) -> Result<WriteStats> {
+    fn history(&self, query: &str, scd: &scd::Scd2<'_>) -> Result<WriteStats> {
         let table = self.table();
         let catalog = &self.ctx.project.default_catalog;
         let columns = self.session.query_strings(
@@ -449,7 +449,7 @@ impl KindWriter for DuckDbWriter<'_> {
         self.ctx.storage.replace_all(self.session, table, &sql)
     }
 
-    fn create_view(&self, query: &String) -> Result<WriteStats> {
+    fn create_view(&self, query: &str) -> Result<WriteStats> {
         self.ctx
             .storage
             .create_view(self.session, self.table(), query)?;
@@ -472,11 +472,5 @@ fn write_duckdb_batch(
         batch: Some(range),
     };
     let model = ctx.project.model(backfill.model);
-    write::write_batch(
-        &writer,
-        model,
-        &query.to_string(),
-        range,
-        ctx.execution_time,
-    )
+    write::write_batch(&writer, model, query, range, ctx.execution_time)
 }

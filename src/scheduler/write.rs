@@ -17,7 +17,7 @@ pub(super) struct KeyedMerge<'a> {
 
 /// One engine's ways of writing a model version's table. `Query` is the model's query as the engine takes it.
 pub(super) trait KindWriter {
-    type Query;
+    type Query: ?Sized;
 
     /// The table becomes the query's rows.
     fn overwrite(&self, query: &Self::Query) -> Result<WriteStats>;

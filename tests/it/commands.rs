@@ -117,6 +117,35 @@ fn render_and_evaluate_use_physical_tables() {
     );
 }
 
+/// `mermaid` is a Mermaid flowchart whose node ids are plain words (`m3`), with an edge `from --> to`.
+fn assert_mermaid_edge(mermaid: &str, from: &str, to: &str) {
+    let mut lines = mermaid.lines();
+    assert_eq!(lines.next(), Some("graph LR"), "{mermaid}");
+    let mut ids = std::collections::HashMap::new();
+    let mut edges = Vec::new();
+    for line in lines {
+        let line = line.trim();
+        if let Some((id, label)) = line.split_once("[\"") {
+            ids.insert(label.trim_end_matches("\"]").to_string(), id.to_string());
+        } else if let Some((a, b)) = line.split_once(" --> ") {
+            edges.push((a.to_string(), b.to_string()));
+        } else {
+            panic!("not a Mermaid node or edge: {line:?} in\n{mermaid}");
+        }
+    }
+    for id in ids.values().chain(edges.iter().flat_map(|(a, b)| [a, b])) {
+        assert!(
+            id.starts_with('m') && id[1..].chars().all(|c| c.is_ascii_digit()),
+            "node id {id:?} is not a plain word in\n{mermaid}"
+        );
+    }
+    let edge = (ids[from].clone(), ids[to].clone());
+    assert!(
+        edges.contains(&edge),
+        "no edge {from} --> {to} in\n{mermaid}"
+    );
+}
+
 #[test]
 fn dag_and_info() {
     let s = Scratch::init();
@@ -127,6 +156,12 @@ fn dag_and_info() {
     );
     let out = s.lake().args(["dag", "--format", "dot"]).output().unwrap();
     assert!(stdout(&out).contains("\"demo.incremental_model\" -> \"demo.full_model\";"));
+    let out = s
+        .lake()
+        .args(["dag", "--format", "mermaid"])
+        .output()
+        .unwrap();
+    assert_mermaid_edge(&stdout(&out), "demo.incremental_model", "demo.full_model");
     let out = s.lake().args(["info"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let info = stdout(&out);

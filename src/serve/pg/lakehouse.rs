@@ -197,14 +197,7 @@ impl Refresher<'_> {
                 || "listing the physical tables".into(),
             )?
             .into_iter()
-            .filter_map(|row| {
-                let mut row = row.into_iter();
-                let table = PhysicalTable {
-                    schema: row.next()??,
-                    table: row.next()??,
-                };
-                Some((table, row.next()??))
-            })
+            .filter_map(PhysicalTable::with_text)
             .filter(|(table, _)| table.schema.starts_with("lake__") || shown.contains(table))
             .collect();
         let mut names = BTreeSet::new();

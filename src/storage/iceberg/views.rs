@@ -89,14 +89,7 @@ impl IcebergStorage {
                 || "listing Iceberg tables exposed to DuckDB".into(),
             )?
             .into_iter()
-            .filter_map(|row| {
-                let mut row = row.into_iter();
-                let table = PhysicalTable {
-                    schema: row.next()??,
-                    table: row.next()??,
-                };
-                Some((table, row.next()??))
-            })
+            .filter_map(PhysicalTable::with_text)
             .collect();
         let entries = self.runtime.block_on(self.catalog.tables_with_prefix(""))?;
         // A table this file already shows through a proxy is one of lake's (an in-place table created since
