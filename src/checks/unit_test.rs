@@ -11,7 +11,7 @@ use crate::engine::{Engine, QueryResult, Session};
 use crate::error::{LakeError, Result, SourceError, SourceFile};
 use crate::project::macros::MacroContext;
 use crate::project::model::ModelKind;
-use crate::project::{ModelId, Project};
+use crate::project::{ModelId, Project, RefTarget, RenderedQuery};
 use crate::sql::{quote_ident, quote_literal};
 
 /// One row as written: columns in order, with their YAML values.
@@ -390,7 +390,7 @@ fn prepare(
             &format!(
                 "CREATE VIEW {} AS {}",
                 parent.meta.name.sql(),
-                rendered.rendered.sql
+                without_catalogs(project, &rendered)
             ),
             || format!("inlining the EMBEDDED model {}", parent.meta.name),
         )?;
@@ -401,7 +401,23 @@ fn prepare(
             None,
         ));
     };
-    Ok((engine, session, rendered.rendered.sql))
+    Ok((engine, session, without_catalogs(project, &rendered)))
+}
+
+/// The query with each model named without its catalog (`"shop"."main"."customers"` as `main.customers`): a
+/// test's inputs are tables of the in-memory database, whatever the project's database file is called.
+fn without_catalogs(project: &Project, rendered: &RenderedQuery) -> String {
+    let edits = rendered
+        .refs
+        .iter()
+        .filter_map(|(r, target)| match target {
+            RefTarget::Model(id) if r.parts.len() == 3 => {
+                Some((r.offset, r.len, project.model(*id).meta.name.sql()))
+            }
+            _ => None,
+        })
+        .collect();
+    crate::sql::replace_spans(&rendered.sql, edits)
 }
 
 /// `lake create-test`: a test of `model` whose inputs are the rows of `queries` (upstream model, SQL run on
@@ -905,11 +921,70 @@ fn compare(
     let missing = difference("lake_expected", "lake_actual")?;
     let unexpected = difference("lake_actual", "lake_expected")?;
     let count = |r: &QueryResult| r.batches.iter().map(|b| b.num_rows()).sum::<usize>();
-    Ok(
-        (count(&missing) + count(&unexpected) > 0).then(|| Mismatch {
-            output: output.to_string(),
-            missing,
-            unexpected,
-        }),
+    if count(&missing) + count(&unexpected) == 0
+        || equal_within_float_tolerance(session, output, &compared)?
+    {
+        return Ok(None);
+    }
+    Ok(Some(Mismatch {
+        output: output.to_string(),
+        missing,
+        unexpected,
+    }))
+}
+
+/// pandas' default tolerance, which SQLMesh's test comparison uses for floating-point columns:
+/// `|actual - expected| <= ABSOLUTE + RELATIVE * |expected|`.
+const RELATIVE_TOLERANCE: f64 = 1e-5;
+const ABSOLUTE_TOLERANCE: f64 = 1e-8;
+
+fn is_floating_point(data_type: &str) -> bool {
+    matches!(
+        data_type.to_ascii_uppercase().as_str(),
+        "FLOAT" | "DOUBLE" | "REAL" | "FLOAT4" | "FLOAT8"
     )
+}
+
+/// Whether the actual and expected rows, both sorted, pair up with floating-point columns equal within the
+/// tolerance and every other column exactly equal (as SQLMesh compares sorted frames).
+fn equal_within_float_tolerance(
+    session: &Session,
+    output: &str,
+    compared: &[(String, String)],
+) -> Result<bool> {
+    if !compared.iter().any(|(_, t)| is_floating_point(t)) {
+        return Ok(false);
+    }
+    let columns = compared
+        .iter()
+        .map(|(c, _)| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let equal = compared
+        .iter()
+        .map(|(c, t)| {
+            let (a, e) = (format!("a.{}", quote_ident(c)), format!("e.{}", quote_ident(c)));
+            if is_floating_point(t) {
+                format!(
+                    "({a} IS NOT DISTINCT FROM {e} OR abs({a} - {e}) <= {ABSOLUTE_TOLERANCE:e} + {RELATIVE_TOLERANCE:e} * abs({e}))"
+                )
+            } else {
+                format!("{a} IS NOT DISTINCT FROM {e}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let numbered = |table: &str| {
+        format!("SELECT {columns}, row_number() OVER (ORDER BY {columns}) AS lake_row FROM {table}")
+    };
+    let unpaired = session.query_count(
+        &format!(
+            "WITH a AS ({}), e AS ({}) SELECT count(*) FROM a FULL JOIN e ON a.lake_row = e.lake_row \
+             WHERE a.lake_row IS NULL OR e.lake_row IS NULL OR NOT ({equal})",
+            numbered("lake_actual"),
+            numbered("lake_expected")
+        ),
+        || format!("comparing the rows with a float tolerance ({output})"),
+    )?;
+    Ok(unpaired == 0)
 }

@@ -197,7 +197,7 @@ impl Context {
             };
             for audit in self.project.model_audits(i) {
                 let (query, rows) =
-                    scheduler::audit_rows(&ctx, &session, audit, &relation, &macro_ctx, name)?;
+                    scheduler::audit_rows(&ctx, &session, audit, &relation, &macro_ctx, i)?;
                 let sample = if rows > 0 {
                     Some(session.query(
                         &format!("SELECT * FROM ({query}) AS bad_rows LIMIT {AUDIT_SAMPLE_ROWS}"),

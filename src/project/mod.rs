@@ -307,25 +307,26 @@ impl Project {
 
     /// Finds a model by the name a user typed, with a "did you mean" hint when absent.
     pub fn find_model(&self, name: &str) -> Result<ModelId> {
-        ModelName::parse(name)
-            .map(|mut n| {
-                if n.catalog.as_deref() == Some(self.default_catalog.as_str()) {
-                    n.catalog = None;
-                }
-                n
-            })
-            .and_then(|n| self.by_name.get(&n).copied())
-            .ok_or_else(|| {
-                let names: Vec<String> = self
-                    .models
-                    .iter()
-                    .map(|m| m.model.meta.name.to_string())
-                    .collect();
-                LakeError::UnknownModel(
-                    name.to_string(),
-                    did_you_mean(name, names.iter().map(String::as_str)),
-                )
-            })
+        self.model_id_named(name).ok_or_else(|| {
+            let names: Vec<String> = self
+                .models
+                .iter()
+                .map(|m| m.model.meta.name.to_string())
+                .collect();
+            LakeError::UnknownModel(
+                name.to_string(),
+                did_you_mean(name, names.iter().map(String::as_str)),
+            )
+        })
+    }
+
+    /// The model a name written in SQL or typed by a user names, with or without the default catalog.
+    pub fn model_id_named(&self, name: &str) -> Option<ModelId> {
+        let mut name = ModelName::parse(name)?;
+        if name.catalog.as_deref() == Some(self.default_catalog.as_str()) {
+            name.catalog = None;
+        }
+        self.by_name.get(&name).copied()
     }
 
     /// Resolves a table reference found in a query.
@@ -656,21 +657,32 @@ impl Project {
                 }
             }
         }
-        // An audit comparing with another model (`relationship(to := other)`) runs once that one is built.
-        for audit in self.model_audits(i) {
-            let target = audit
-                .args
-                .get("to")
-                .and_then(|to| ModelName::parse(&to.to_string()));
-            if let Some(&p) = target.as_ref().and_then(|name| self.by_name.get(name))
-                && p != i
-            {
-                analysis.parents.push(p);
-            }
-        }
+        analysis.parents.extend(self.audited_models(i));
         analysis.parents.sort_unstable();
         analysis.parents.dedup();
         Ok(analysis)
+    }
+
+    /// The other models that model `i`'s audits read (`relationship(to := other)`, `FROM other` in an audit's
+    /// query): SQLMesh runs an audit once those are built, so they are the model's parents. An audit that
+    /// cannot be rendered at load adds none; running it reports why.
+    fn audited_models(&self, i: ModelId) -> Vec<ModelId> {
+        let read = ReadModels {
+            project: self,
+            read: std::cell::RefCell::new(Vec::new()),
+        };
+        let ctx = MacroContext::for_loading(&self.config.gateway, &self.config.variables);
+        for audit in self.model_audits(i) {
+            if let Some(to) = audit.args.get("to") {
+                crate::project::audit::ModelResolver::table_of(&read, &to.to_string());
+            }
+            if let audit::AuditSource::Project(_) = audit.source {
+                let _ = audit::render(audit, "this_model", &ctx, &read);
+            }
+        }
+        let mut read = read.read.into_inner();
+        read.retain(|&p| p != i);
+        read
     }
 
     fn unknown_reference(&self, model: &Model, at: usize, r: &sql::TableRef) -> SourceError {
@@ -735,6 +747,21 @@ impl Project {
             src,
             span,
         }
+    }
+}
+
+/// Records the models an audit reads, naming none of them differently.
+struct ReadModels<'a> {
+    project: &'a Project,
+    read: std::cell::RefCell<Vec<ModelId>>,
+}
+
+impl audit::ModelResolver for ReadModels<'_> {
+    fn table_of(&self, model: &str) -> Option<String> {
+        if let Some(id) = self.project.model_id_named(model) {
+            self.read.borrow_mut().push(id);
+        }
+        None
     }
 }
 

@@ -1,25 +1,26 @@
 //! Audits during a build: each audit rendered against the table being built and its bad rows counted.
 
-use super::render::time_range_predicate;
+use super::render::{table_reference, time_range_predicate};
 use super::{BuildContext, Observer};
 use crate::engine::Session;
 use crate::error::{LakeError, Result};
 use crate::intervals::Range;
 use crate::plan::Backfill;
+use crate::project::ModelId;
 use crate::project::macros::MacroContext;
 use crate::project::model::{Model, ModelKind};
 use crate::snapshot::PhysicalTable;
-use crate::sql::ModelName;
 
-/// Model references in audits (`relationship(to := …)`) name the versions this build reads.
-pub(super) struct BuildResolver<'a, 'b>(&'a BuildContext<'b>);
+/// Model references in the audits of model `.1` (`relationship(to := …)`, `FROM main.customers` in an audit's
+/// query, with or without the default catalog) name the versions this build reads.
+pub(super) struct BuildResolver<'a, 'b>(&'a BuildContext<'b>, ModelId);
 
 impl crate::project::audit::ModelResolver for BuildResolver<'_, '_> {
     fn table_of(&self, model: &str) -> Option<String> {
-        let name = ModelName::parse(model)?;
-        let i = self.0.project.id_of(&name)?;
-        let s = &self.0.snapshots[i];
-        Some(PhysicalTable::of(s).sql())
+        let BuildResolver(ctx, reader) = self;
+        let i = ctx.project.model_id_named(model)?;
+        let s = &ctx.snapshots[i];
+        Some(table_reference(ctx, *reader, s, &PhysicalTable::of(s)))
     }
 }
 
@@ -64,8 +65,7 @@ pub(super) fn run_audits(
     let model = ctx.project.model(backfill.model);
     let mut passed = 0;
     for audit in audits {
-        let (query, rows) =
-            audit_rows(ctx, session, audit, this_model, macro_ctx, &model.meta.name)?;
+        let (query, rows) = audit_rows(ctx, session, audit, this_model, macro_ctx, backfill.model)?;
         if rows == 0 {
             passed += 1;
         } else if audit.blocking {
@@ -89,13 +89,16 @@ pub fn audit_rows(
     audit: &crate::project::audit::ModelAudit,
     this_model: &str,
     macro_ctx: &MacroContext,
-    model: &ModelName,
+    model: ModelId,
 ) -> Result<(String, u64)> {
-    let query = crate::project::audit::render(audit, this_model, macro_ctx, &BuildResolver(ctx))
-        .map_err(|message| LakeError::Execution {
+    let resolver = BuildResolver(ctx, model);
+    let model = &ctx.project.model(model).meta.name;
+    let query = crate::project::audit::render(audit, this_model, macro_ctx, &resolver).map_err(
+        |message| LakeError::Execution {
             model: model.to_string(),
             message: format!("audit `{}`: {message}", audit.name),
-        })?;
+        },
+    )?;
     let rows = session.query_count(
         &format!("SELECT count(*) FROM ({query}) AS audit_rows"),
         || format!("running audit `{}` of {model}", audit.name),

@@ -16,7 +16,7 @@ use crate::sql::{quote_ident, quote_literal};
 /// How a query names a model version's table. An in-place table has its model's own schema, which may share
 /// the DuckDB database's name (`shop.db` holding schema `shop`): in a query DuckDB runs for model `reader`, the
 /// catalog is spelled out so DuckDB cannot take the schema for the catalog.
-fn table_reference(
+pub(super) fn table_reference(
     ctx: &BuildContext<'_>,
     reader: ModelId,
     snapshot: &Snapshot,
@@ -139,33 +139,7 @@ pub(super) fn seed_query(model: &Model) -> Result<String> {
             model: model.meta.name.to_string(),
             message: "the SEED model has no path".into(),
         })?;
-    let mut options = vec!["header = true".to_string()];
-    for (key, value) in csv_settings {
-        let option = match key.as_str() {
-            "delimiter" | "sep" => "delim",
-            "quotechar" => "quote",
-            "escapechar" => "escape",
-            "header" => "header",
-            "encoding" => "encoding",
-            "na_values" | "nullstr" => "nullstr",
-            "skip_rows" | "skiprows" => "skip",
-            other => {
-                return Err(LakeError::unsupported(
-                    format!("csv_settings `{other}` of SEED model {}", model.meta.name),
-                    "lake supports delimiter, quotechar, escapechar, header, encoding, na_values and skiprows",
-                ));
-            }
-        };
-        let rendered = if value.chars().all(|c| c.is_ascii_digit())
-            || ["true", "false"].contains(&value.to_ascii_lowercase().as_str())
-        {
-            value.clone()
-        } else {
-            quote_literal(value)
-        };
-        options.retain(|o| !o.starts_with(&format!("{option} =")));
-        options.push(format!("{option} = {rendered}"));
-    }
+    let mut options = csv_options(model, csv_settings)?;
     let columns = &model.meta.columns;
     if columns.is_empty() {
         return Ok(format!(
@@ -203,6 +177,74 @@ pub(super) fn seed_query(model: &Model) -> Result<String> {
         quote_literal(&path.to_string_lossy()),
         options.join(", ")
     ))
+}
+
+/// The strings pandas reads as missing by default, and so SQLMesh's seeds: each is NULL in any column.
+const PANDAS_NA_VALUES: &[&str] = &[
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+    "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+];
+
+/// DuckDB `read_csv` options for a seed's `csv_settings` (pandas' names), reading missing values as pandas
+/// does: its default NA strings, plus `na_values`, unless `keep_default_na false`.
+fn csv_options(model: &Model, csv_settings: &[(String, String)]) -> Result<Vec<String>> {
+    let mut options = vec!["header = true".to_string()];
+    let mut null_strings: Vec<String> = Vec::new();
+    let mut keep_default_na = true;
+    for (key, value) in csv_settings {
+        let option = match key.as_str() {
+            "delimiter" | "sep" => "delim",
+            "quotechar" => "quote",
+            "escapechar" => "escape",
+            "header" => "header",
+            "encoding" => "encoding",
+            "na_values" | "nullstr" => {
+                null_strings.extend(listed_strings(value));
+                continue;
+            }
+            "keep_default_na" => {
+                keep_default_na = !value.eq_ignore_ascii_case("false");
+                continue;
+            }
+            "skip_rows" | "skiprows" => "skip",
+            other => {
+                return Err(LakeError::unsupported(
+                    format!("csv_settings `{other}` of SEED model {}", model.meta.name),
+                    "lake supports delimiter, quotechar, escapechar, header, encoding, na_values, keep_default_na and skiprows",
+                ));
+            }
+        };
+        let rendered = if value.chars().all(|c| c.is_ascii_digit())
+            || ["true", "false"].contains(&value.to_ascii_lowercase().as_str())
+        {
+            value.clone()
+        } else {
+            quote_literal(value)
+        };
+        options.retain(|o| !o.starts_with(&format!("{option} =")));
+        options.push(format!("{option} = {rendered}"));
+    }
+    if keep_default_na {
+        null_strings.extend(PANDAS_NA_VALUES.iter().map(|s| s.to_string()));
+    }
+    if !null_strings.is_empty() {
+        let listed: Vec<String> = null_strings.iter().map(|s| quote_literal(s)).collect();
+        options.push(format!("nullstr = [{}]", listed.join(", ")));
+    }
+    Ok(options)
+}
+
+/// The strings of a setting written as one string (`'x'`) or a list (`['x', 'y']`, `('x', 'y')`).
+fn listed_strings(value: &str) -> Vec<String> {
+    let inner = value
+        .trim()
+        .trim_start_matches(['[', '('])
+        .trim_end_matches([']', ')']);
+    inner
+        .split(',')
+        .map(|s| s.trim().trim_matches('\'').to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 /// `time_column` within `[start, end)`: compared as timestamps, or as formatted text when the model gives

@@ -32,15 +32,25 @@ pub fn skip_lexeme(bytes: &[u8], i: usize) -> Option<usize> {
                 .map_or(bytes.len(), |p| i + p);
             Some(end - i)
         }
-        b'/' if bytes.get(i + 1) == Some(&b'*') => {
-            let end = bytes[i + 2..]
-                .windows(2)
-                .position(|w| w == b"*/")
-                .map_or(bytes.len(), |p| i + 2 + p + 2);
-            Some(end - i)
-        }
+        b'/' if bytes.get(i + 1) == Some(&b'*') => Some(comment_end(bytes, i, b"*/") - i),
+        // A Jinja comment, which SQLMesh also allows in models without a JINJA_QUERY block.
+        b'{' if bytes.get(i + 1) == Some(&b'#') => Some(comment_end(bytes, i, b"#}") - i),
         _ => None,
     }
+}
+
+/// Offset just past the `close` of the two-byte-opened comment starting at `open` (the text's end if unclosed).
+fn comment_end(bytes: &[u8], open: usize, close: &[u8; 2]) -> usize {
+    bytes[open + 2..]
+        .windows(2)
+        .position(|w| w == close)
+        .map_or(bytes.len(), |p| open + 2 + p + 2)
+}
+
+/// Whether `text` holds Jinja (`{{ … }}`, `{% … %}` or `{# … #}`): SQLMesh renders such a statement with Jinja
+/// even outside a JINJA_QUERY block.
+pub fn has_jinja(text: &str) -> bool {
+    ["{{", "{%", "{#"].iter().any(|open| text.contains(open))
 }
 
 /// Offset of the first byte that is neither whitespace nor part of a comment.
@@ -49,7 +59,7 @@ pub fn skip_blank(text: &str, mut i: usize) -> usize {
     while i < bytes.len() {
         if bytes[i].is_ascii_whitespace() {
             i += 1;
-        } else if matches!(bytes[i], b'-' | b'/') {
+        } else if matches!(bytes[i], b'-' | b'/' | b'{') {
             match skip_lexeme(bytes, i) {
                 Some(n) => i += n,
                 None => break,
@@ -231,5 +241,14 @@ mod tests {
         );
         assert_eq!(leading_keyword("@def(x, 1)"), "@DEF");
         assert_eq!(leading_keyword("(select 1)"), "(");
+        assert_eq!(
+            leading_keyword("{#- a Jinja comment; with a semicolon #}\nSELECT 1"),
+            "SELECT"
+        );
+        assert_eq!(
+            split_statements("{# a; b #} SELECT 1; SELECT 2", 0).len(),
+            2,
+            "a semicolon inside a Jinja comment ends nothing"
+        );
     }
 }

@@ -5,6 +5,7 @@ mod common;
 mod architecture;
 mod audits;
 mod commands;
+mod compat;
 mod corpus;
 mod crash;
 mod dev_only;

@@ -376,13 +376,36 @@ pub fn render(
                 ctx.locals.insert(key.clone(), value.to_string());
             }
             macros::render(&project.query, &ctx)
-                .map(|r| r.sql)
+                .map(|r| with_model_tables(&r.sql, resolver))
                 .map_err(|e| RenderError::Macro {
                     message: e.message,
                     file: project.file.display_path.clone(),
                 })
         }
     }
+}
+
+/// The audit's query with each table that names a model (`main.customers`, or with the default catalog
+/// `"shop"."main"."customers"`) reading that model's version for this evaluation, as SQLMesh resolves them.
+/// A query that does not parse is left to the engine, which reports it.
+fn with_model_tables(sql: &str, resolver: &dyn ModelResolver) -> String {
+    let Ok(statements) = crate::sql::parse(sql) else {
+        return sql.to_string();
+    };
+    let edits = crate::sql::table_refs(sql, &statements)
+        .into_iter()
+        .filter_map(|r| {
+            let table = resolver.table_of(&r.display())?;
+            let text = match (r.has_alias, r.parts.last()) {
+                (false, Some(name)) => {
+                    format!("{table} AS {}", crate::sql::quote_ident(&name.value))
+                }
+                _ => table,
+            };
+            Some((r.offset, r.len, text))
+        })
+        .collect();
+    crate::sql::replace_spans(sql, edits)
 }
 
 #[cfg(test)]

@@ -650,7 +650,7 @@ fn split_body(file: &SourceFile, body_offset: usize, has_query: bool) -> Result<
         if statement.offset < audit_end {
             continue;
         }
-        if keyword == "AUDIT" && virtual_begin.is_none() && !statement.jinja {
+        if keyword == "AUDIT" && virtual_begin.is_none() {
             let (audit, end) = crate::project::audit::parse_audit_block(file, statement.offset)?;
             if let Some(first) = inline_audits.iter().find(|a| a.name == audit.name) {
                 let at = lex::skip_blank(&file.text, statement.offset);
@@ -739,7 +739,7 @@ fn body_statements(
                 Statement {
                     text: piece.text.to_string(),
                     offset: piece.offset,
-                    jinja: false,
+                    jinja: lex::has_jinja(piece.text),
                     source: None,
                 },
                 keyword,

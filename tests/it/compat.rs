@@ -1,0 +1,158 @@
+//! SQLMesh projects written by others, in small: what each needed from lake to run unchanged (audits reading
+//! other models, float tolerance in unit tests, Jinja comments in plain SQL, pandas' NULL strings in seeds).
+
+use crate::common::{EXEC, Scratch, stderr, stdout};
+
+/// A shop whose DuckDB file is `shop.duckdb` (so its default catalog is `shop`): two seeds and a total, with
+/// audits naming other models in each way SQLMesh accepts.
+fn shop() -> Scratch {
+    let s = Scratch::empty();
+    s.write(
+        "config.yaml",
+        "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: shop.duckdb\n\
+         default_gateway: local\nmodel_defaults:\n  dialect: duckdb\n  start: 2024-01-01\n",
+    );
+    s.write(
+        "seeds/customers.csv",
+        "customer_id,name,signup_date,age,notes\n1,Ann,2024-01-02,30,x\n2,Bob,null,NULL,y\n3,Cy,N/A,NaN,\n",
+    );
+    s.write(
+        "seeds/orders.csv",
+        "order_id,customer_id,amount\n10,1,10.33\n11,1,10.33\n12,2,10.33\n13,3,1.5\n",
+    );
+    s.write(
+        "models/customers.sql",
+        "MODEL (\n  name main.customers,\n  kind SEED (path '../seeds/customers.csv'),\n  \
+         columns (customer_id INTEGER, name TEXT, signup_date DATE, age INTEGER)\n);\n",
+    );
+    // An inline audit (a converted dbt `relationships` test) naming the model with the default catalog.
+    s.write(
+        "models/orders.sql",
+        "MODEL (\n  name main.orders,\n  kind SEED (path '../seeds/orders.csv'),\n  \
+         columns (order_id INTEGER, customer_id INTEGER, amount DOUBLE),\n  \
+         audits (orders_have_customers, orders_have_known_customers)\n);\n\n\
+         AUDIT (name orders_have_customers);\nSELECT o.* FROM @this_model AS o\n\
+         LEFT JOIN \"shop\".\"main\".\"customers\" AS c ON o.customer_id = c.customer_id\n\
+         WHERE c.customer_id IS NULL;\n\n\
+         AUDIT (name orders_have_known_customers);\nSELECT * FROM @this_model\n\
+         WHERE customer_id NOT IN (SELECT customer_id FROM \"main\".\"customers\");\n",
+    );
+    s.write(
+        "audits/customers_known.sql",
+        "AUDIT (name customers_known);\n\
+         SELECT * FROM @this_model WHERE customer_id NOT IN (SELECT customer_id FROM main.customers)\n",
+    );
+    // A Jinja comment in a model without JINJA_QUERY_BEGIN, and a query naming a model with the catalog.
+    s.write(
+        "models/totals.sql",
+        "MODEL (\n  name main.totals,\n  kind FULL,\n  audits (customers_known)\n);\n\
+         {#- totals per customer; carried over from dbt #}\n\
+         SELECT c.customer_id, SUM(o.amount) + 0.0 AS calculated_total\n\
+         FROM \"shop\".\"main\".\"orders\" AS o JOIN main.customers AS c ON o.customer_id = c.customer_id\n\
+         {# grouped by customer #}\nGROUP BY c.customer_id\n",
+    );
+    s
+}
+
+#[test]
+fn audits_read_other_models_in_the_plans_environment() {
+    let s = shop();
+    let out = s.apply(EXEC);
+    let err = stderr(&out);
+    assert!(
+        err.contains("main.orders") && err.contains("audits passed 2"),
+        "{err}"
+    );
+    assert!(err.contains("audits passed 1"), "{err}");
+
+    // Customer 2 leaves the seed in a dev environment: the orders' audits read dev's customers, not prod's.
+    s.write(
+        "seeds/customers.csv",
+        "customer_id,name,signup_date,age,notes\n1,Ann,2024-01-02,30,x\n3,Cy,N/A,NaN,\n",
+    );
+    let out = s
+        .lake()
+        .args(["plan", "dev", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("audit `orders_have_customers` of model `main.orders` failed: 1 bad row(s)"),
+        "{err}"
+    );
+    assert_eq!(
+        s.csv("select count(*) as n from main.customers"),
+        "n\n3\n",
+        "prod still reads its own customers"
+    );
+}
+
+#[test]
+fn seeds_read_pandas_null_strings_as_null_and_drop_undeclared_columns() {
+    let s = shop();
+    s.apply(EXEC);
+    assert_eq!(
+        s.csv("select * from main.customers order by customer_id"),
+        "customer_id,name,signup_date,age\n1,Ann,2024-01-02,30\n2,Bob,,\n3,Cy,,\n"
+    );
+    // `keep_default_na false` keeps the strings, so a DATE column holding `null` is a located failure.
+    s.write(
+        "models/customers.sql",
+        "MODEL (\n  name main.customers,\n  kind SEED (path '../seeds/customers.csv', csv_settings (keep_default_na false, na_values ['N/A', 'NaN', 'NULL'])),\n  \
+         columns (customer_id INTEGER, name TEXT, signup_date DATE, age INTEGER)\n);\n",
+    );
+    let out = s
+        .lake()
+        .args(["plan", "--auto-apply", "--execution-time", EXEC])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Could not convert string \"null\" to 'DATE'"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn jinja_comments_in_a_plain_sql_model_render_away() {
+    let s = shop();
+    s.apply(EXEC);
+    assert_eq!(
+        s.csv("select * from main.totals order by customer_id"),
+        "customer_id,calculated_total\n1,20.66\n2,10.33\n3,1.5\n"
+    );
+    let out = s.lake().args(["render", "main.totals"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("{#"), "{}", stdout(&out));
+}
+
+/// The test's expected total is written as a person would; the query's floating-point sum is off in the
+/// last digit. SQLMesh compares floats with pandas' default tolerance; a real difference still fails.
+#[test]
+fn unit_tests_compare_floats_within_a_tolerance() {
+    let s = shop();
+    let test = |expected: &str| {
+        format!(
+            "test_totals:\n  model: main.totals\n  inputs:\n    main.orders:\n      rows:\n\
+             \x20       - {{order_id: 1, customer_id: 1, amount: 10.33}}\n\
+             \x20       - {{order_id: 2, customer_id: 1, amount: 10.33}}\n\
+             \x20       - {{order_id: 3, customer_id: 1, amount: 10.33}}\n\
+             \x20   shop.main.customers:\n      rows:\n        - {{customer_id: 1, name: a}}\n\
+             \x20 outputs:\n    query:\n      rows:\n        - {{customer_id: 1, calculated_total: {expected}}}\n"
+        )
+    };
+    s.write("tests/test_totals.yaml", &test("30.99"));
+    let out = s.lake().arg("test").output().unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+    s.write("tests/test_totals.yaml", &test("30.98"));
+    let out = s.lake().arg("test").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let shown = stdout(&out);
+    assert!(
+        shown.contains("30.98") && shown.contains("30.990000000000002"),
+        "both values are shown: {shown}"
+    );
+}
