@@ -426,6 +426,11 @@ impl Observer for Progress {
     }
 }
 
+/// Timestamps as DuckDB and SQLMesh print them (`2024-01-01 10:00:00`, fractions only when there are some),
+/// not ISO 8601's `T` form.
+const TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.f";
+const TIMESTAMP_TZ_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.f%:z";
+
 /// Writes rows as they arrive: CSV and JSON stream batch by batch; the aligned table needs every row first.
 pub struct RowSink<'a> {
     format: RowFormat,
@@ -455,6 +460,9 @@ impl<'a> RowSink<'a> {
             RowFormat::Csv => {
                 let mut writer = arrow::csv::WriterBuilder::new()
                     .with_header(first)
+                    .with_timestamp_format(TIMESTAMP_FORMAT.into())
+                    .with_datetime_format(TIMESTAMP_FORMAT.into())
+                    .with_timestamp_tz_format(TIMESTAMP_TZ_FORMAT.into())
                     .build(&mut *self.out);
                 writer.write(&batch).map_err(arrow_error)?;
             }
@@ -526,7 +534,11 @@ fn write_table(
 ) -> std::io::Result<()> {
     let fields = schema.fields();
     let mut columns: Vec<Vec<String>> = fields.iter().map(|f| vec![f.name().clone()]).collect();
-    let options = FormatOptions::default().with_null("NULL");
+    let options = FormatOptions::default()
+        .with_null("NULL")
+        .with_timestamp_format(Some(TIMESTAMP_FORMAT))
+        .with_datetime_format(Some(TIMESTAMP_FORMAT))
+        .with_timestamp_tz_format(Some(TIMESTAMP_TZ_FORMAT));
     for batch in batches {
         for (c, column) in batch.columns().iter().enumerate() {
             let formatter = ArrayFormatter::try_new(column.as_ref(), &options);

@@ -181,8 +181,8 @@ pub(super) fn seed_query(model: &Model) -> Result<String> {
 
 /// The strings pandas reads as missing by default, and so SQLMesh's seeds: each is NULL in any column.
 const PANDAS_NA_VALUES: &[&str] = &[
-    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
-    "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
 ];
 
 /// DuckDB `read_csv` options for a seed's `csv_settings` (pandas' names), reading missing values as pandas

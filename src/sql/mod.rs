@@ -378,16 +378,75 @@ pub fn qualify_catalog_named_schema(
     qualifier: &str,
     keep: impl Fn(&str) -> bool,
 ) -> String {
+    let qualified = |r: &TableRef| {
+        r.parts.len() == 2
+            && r.parts[0].value.eq_ignore_ascii_case(first)
+            && keep(&r.parts[0].value.to_lowercase())
+    };
+    let prefix = format!("{}.", quote_ident(qualifier));
+    if let Some(described) = described_table(sql) {
+        return match described {
+            Described::Table(r) if qualified(&r) => replace_spans(sql, vec![(r.offset, 0, prefix)]),
+            Described::Table(_) => sql.to_string(),
+            Described::Query(at) => format!(
+                "{}{}",
+                &sql[..at],
+                qualify_catalog_named_schema(&sql[at..], first, qualifier, keep)
+            ),
+        };
+    }
     let Ok(statements) = parse(sql) else {
         return sql.to_string();
     };
     let edits = table_refs(sql, &statements)
         .into_iter()
-        .filter(|r| r.parts.len() == 2 && r.parts[0].value.eq_ignore_ascii_case(first))
-        .filter(|r| keep(&r.parts[0].value.to_lowercase()))
-        .map(|r| (r.offset, 0, format!("{}.", quote_ident(qualifier))))
+        .filter(qualified)
+        .map(|r| (r.offset, 0, prefix.clone()))
         .collect();
     replace_spans(sql, edits)
+}
+
+/// What DuckDB's `DESCRIBE`, `SUMMARIZE` or `SHOW` statement looks at.
+enum Described {
+    /// A table or view by name (`DESCRIBE bench.orders`).
+    Table(TableRef),
+    /// A query starting at this offset (`SUMMARIZE SELECT …`).
+    Query(usize),
+}
+
+/// The relation of a `DESCRIBE`/`DESC`/`SUMMARIZE`/`SHOW` statement, which DuckDB resolves like a query's
+/// tables but sqlparser does not read as one; `None` for any other statement.
+fn described_table(sql: &str) -> Option<Described> {
+    let start = lex::skip_blank(sql, 0);
+    let keyword = lex::leading_keyword(&sql[start..]);
+    if !["DESCRIBE", "DESC", "SUMMARIZE", "SHOW"].contains(&keyword.as_str()) {
+        return None;
+    }
+    let at = lex::skip_blank(sql, start + keyword.len());
+    let rest = &sql[at..];
+    if ["SELECT", "WITH", "FROM", "("].contains(&lex::leading_keyword(rest).as_str()) {
+        return Some(Described::Query(at));
+    }
+    let name = rest
+        .split(|c: char| c.is_whitespace() || c == ';')
+        .next()
+        .unwrap_or_default();
+    let parts: Vec<IdentPart> = name
+        .split('.')
+        .map(|p| IdentPart {
+            value: p.trim_matches('"').to_string(),
+            quoted: p.starts_with('"'),
+        })
+        .collect();
+    if parts.iter().any(|p| p.value.is_empty()) {
+        return None;
+    }
+    Some(Described::Table(TableRef {
+        parts,
+        offset: at,
+        len: name.len(),
+        has_alias: false,
+    }))
 }
 
 /// Replaces located spans of `sql` (non-overlapping) with new text.
@@ -410,6 +469,25 @@ pub fn replace_spans(sql: &str, mut edits: Vec<(usize, usize, String)>) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `bench.orders` means the schema `bench` of catalog `bench` in DESCRIBE, SUMMARIZE and SHOW as in queries.
+    #[test]
+    fn describe_summarize_and_show_name_the_schema_not_the_catalog() {
+        let q = |sql: &str| qualify_catalog_named_schema(sql, "bench", "bench", |_| true);
+        assert_eq!(q("describe bench.m_01"), "describe bench.bench.m_01");
+        assert_eq!(q("SUMMARIZE bench.m_01;"), "SUMMARIZE bench.bench.m_01;");
+        assert_eq!(q("show bench.m_01"), "show bench.bench.m_01");
+        assert_eq!(
+            q("summarize select * from bench.m_01"),
+            "summarize select * from bench.bench.m_01"
+        );
+        assert_eq!(q("describe other.m_01"), "describe other.m_01");
+        assert_eq!(q("show tables"), "show tables");
+        assert_eq!(
+            q("select * from bench.m_01"),
+            "select * from bench.bench.m_01"
+        );
+    }
 
     /// A chain far past what the stack can walk is a located error, not a crash; wide lists, long CASEs
     /// and chains within the bound parse.

@@ -16,6 +16,8 @@ use sqlparser::dialect::DuckDbDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Span;
 
+mod series;
+
 /// A construct of a DuckDB query that Spark SQL cannot express (or that lake does not translate yet).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{construct} has no Spark SQL translation{}", place(*.line, *.column))]
@@ -1137,6 +1139,10 @@ impl VisitorMut for Rewriter<'_> {
         ControlFlow::Continue(())
     }
 
+    fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<Untranslatable> {
+        series::series_table(factor)
+    }
+
     fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<Untranslatable> {
         self.expand_exclude(query)?;
         self.expand_group_and_order_by_all(query)?;
@@ -1196,17 +1202,20 @@ impl VisitorMut for Rewriter<'_> {
                 }
                 // DATE ± INTERVAL is a TIMESTAMP in DuckDB, a DATE in Spark.
                 if matches!(op, BinaryOperator::Plus | BinaryOperator::Minus)
-                    && matches!(right.as_ref(), Expr::Interval(_))
-                    && !matches!(left.as_ref(), Expr::Interval(_))
+                    && series::is_interval(right)
+                    && !series::is_interval(left)
                 {
                     **left = cast((**left).clone(), named_type("TIMESTAMP_NTZ"));
                 }
                 None
             }
-            Expr::Interval(interval) => {
-                interval_with_unit(interval);
-                None
-            }
+            Expr::Interval(interval) => match series::computed_interval(interval) {
+                Some(made) => Some(flow(made)?),
+                None => {
+                    interval_with_unit(interval);
+                    None
+                }
+            },
             Expr::Identifier(_) | Expr::CompoundIdentifier(_) => None,
             Expr::TypedString(typed) => {
                 let span = Span::empty();
@@ -1366,6 +1375,18 @@ mod tests {
                 "SELECT id FROM orders ORDER BY amount DESC NULLS FIRST, id",
                 "SELECT id FROM orders ORDER BY amount DESC NULLS FIRST, id NULLS LAST",
             ),
+            (
+                "SELECT DATE '2024-01-01' + INTERVAL (range % 365) DAY AS d, range FROM range(30000000)",
+                "SELECT CAST(DATE '2024-01-01' AS TIMESTAMP_NTZ) + make_dt_interval(CAST((range % 365) AS INT), 0, 0, 0) AS d, range FROM (SELECT id AS range FROM range(0, 30000000)) AS range",
+            ),
+            (
+                "SELECT ts - INTERVAL (n) MONTH, ts + INTERVAL (s * 1.5) SECOND, ts + INTERVAL (w) WEEK FROM t",
+                "SELECT CAST(ts AS TIMESTAMP_NTZ) - make_ym_interval(0, CAST((n) AS INT)), CAST(ts AS TIMESTAMP_NTZ) + make_dt_interval(0, 0, 0, CAST((s * 1.5) AS DECIMAL(18,6))), CAST(ts AS TIMESTAMP_NTZ) + make_dt_interval(CAST((w) AS INT) * 7, 0, 0, 0) FROM t",
+            ),
+            (
+                "SELECT s.x FROM range(2, 10, 3) AS s(x) JOIN generate_series(1, 5) AS g ON s.x = g.generate_series",
+                "SELECT s.x FROM (SELECT id AS x FROM range(2, 10, 3)) AS s JOIN (SELECT id AS generate_series FROM range(1, (5 + 1))) AS g ON s.x = g.generate_series",
+            ),
         ];
         let mut failures = Vec::new();
         for (duckdb, expected) in cases {
@@ -1419,6 +1440,12 @@ mod tests {
                 1,
             ),
             ("SELECT x::TIME", "the type TIME", 0, 0),
+            (
+                "SELECT * FROM\n  range(TIMESTAMP '2024-01-01', TIMESTAMP '2024-02-01', INTERVAL 1 DAY)",
+                "range(…) over timestamps or with named arguments",
+                2,
+                3,
+            ),
         ];
         let target = Target {
             catalog: "lake",

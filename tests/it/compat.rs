@@ -156,3 +156,35 @@ fn unit_tests_compare_floats_within_a_tolerance() {
         "both values are shown: {shown}"
     );
 }
+
+/// A project whose DuckDB file (`bench.db`) and schema (`bench`) share a name: DESCRIBE, SUMMARIZE and SHOW of
+/// a model work as its SELECT does, and CSV prints timestamps as DuckDB and SQLMesh do.
+#[test]
+fn fetchdf_describes_models_and_prints_timestamps_as_duckdb_does() {
+    let s = Scratch::empty();
+    s.write(
+        "config.yaml",
+        "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: bench.db\n\
+         default_gateway: local\nmodel_defaults:\n  dialect: duckdb\n  start: 2024-01-01\n",
+    );
+    s.write(
+        "models/m.sql",
+        "MODEL (name bench.m_01_0000, kind FULL);\n\
+         SELECT 1 AS id, TIMESTAMP '2024-01-01 10:00:00' AS at, TIMESTAMP '2024-01-01 10:00:00.25' AS precise\n",
+    );
+    s.apply(EXEC);
+    assert_eq!(
+        s.csv("select * from bench.m_01_0000"),
+        "id,at,precise\n1,2024-01-01 10:00:00,2024-01-01 10:00:00.250\n"
+    );
+    let describe = s.csv("describe bench.m_01_0000");
+    assert!(
+        describe.starts_with("column_name,column_type") && describe.contains("at,TIMESTAMP"),
+        "{describe}"
+    );
+    for sql in ["summarize bench.m_01_0000", "show bench.m_01_0000", "DESC bench.m_01_0000;"] {
+        let out = s.lake().args(["fetchdf", sql]).output().unwrap();
+        assert!(out.status.success(), "{sql}: {}", stderr(&out));
+        assert!(stdout(&out).contains("precise"), "{sql}: {}", stdout(&out));
+    }
+}

@@ -427,6 +427,66 @@ fn one_project_mixes_duckdb_and_sail_with_merges_and_history_on_the_engine() {
     assert!(history(&s).contains("2,silver,false"), "{}", history(&s));
 }
 
+/// A series made with DuckDB's `range`/`generate_series` and dates moved by a computed interval: Spark names
+/// the series' column `id` and has no `INTERVAL (expr) DAY`, so both are translated, and the rows match.
+#[test]
+fn series_and_computed_intervals_on_sail_match_duckdb() {
+    let project = || {
+        let s = Scratch::empty();
+        s.write(
+            "config.yaml",
+            "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: db.db\ndefault_gateway: local\n\
+             model_defaults:\n  dialect: duckdb\n  start: '2024-01-01'\n",
+        );
+        s.write(
+            "models/days.sql",
+            "MODEL (name gen.days, kind FULL);\n\
+             SELECT range AS n, DATE '2024-01-01' + INTERVAL (range % 365) DAY AS d,\n\
+             TIMESTAMP '2024-01-01' - INTERVAL (range % 7) HOUR AS t FROM range(3000)\n",
+        );
+        s.write(
+            "models/weeks.sql",
+            "MODEL (name gen.weeks, kind FULL);\n\
+             SELECT w.k, DATE '2024-01-01' + INTERVAL (w.k) WEEK AS d FROM generate_series(1, 10) AS w(k)\n",
+        );
+        s.write(
+            "models/by_day.sql",
+            "MODEL (name gen.by_day, kind FULL);\n\
+             SELECT d, count(*) AS c, sum(n) AS total, max(t) AS latest FROM gen.days GROUP BY d\n",
+        );
+        s
+    };
+    let s = project();
+    let Some(sail) = start_sail(&s) else {
+        return;
+    };
+    use_cluster(&s, &format!("sc://127.0.0.1:{}", sail.port));
+    let reference = project();
+    let out = s.apply(EXEC);
+    assert!(stderr(&out).contains("on cluster (spark)"), "{}", stderr(&out));
+    reference.apply(EXEC);
+    for model in ["gen.days", "gen.weeks", "gen.by_day"] {
+        assert_same_rows(&s, &reference, model);
+    }
+    assert_eq!(
+        s.csv("SELECT count(*) AS n, max(d) AS last FROM gen.days"),
+        "n,last\n3000,2024-12-30 00:00:00\n"
+    );
+
+    // A series of timestamps has no Spark `range`: the plan stops, located, before anything runs.
+    s.write(
+        "models/hours.sql",
+        "MODEL (name gen.hours, kind FULL);\nSELECT *\nFROM range(TIMESTAMP '2024-01-01', TIMESTAMP '2024-01-02', INTERVAL 1 HOUR)\n",
+    );
+    let out = run(&s, &["plan", "--execution-time", EXEC]);
+    assert!(!out.status.success());
+    let log = stderr(&out);
+    assert!(
+        log.contains("models/hours.sql:3:6") && log.contains("sequence()"),
+        "{log}"
+    );
+}
+
 #[test]
 fn what_spark_cannot_run_stops_the_plan_located_in_the_model() {
     let s = Scratch::init();
