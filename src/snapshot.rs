@@ -59,6 +59,11 @@ pub fn is_dev_preview(version: &str) -> bool {
     version.ends_with(DEV_PREVIEW)
 }
 
+/// The version prod applies a dev preview's change to (`version` itself when it is no preview).
+pub fn content_version(version: &str) -> &str {
+    version.strip_suffix(DEV_PREVIEW).unwrap_or(version)
+}
+
 /// The version of prod's table of a `virtual_environment_mode: dev_only` model: one table under the model's
 /// own name, which every version deployed to prod writes (as SQLMesh's unversioned production tables).
 pub const IN_PLACE: &str = "in_place";

@@ -287,12 +287,92 @@ pub fn select(tests: Vec<UnitTest>, selection: &[String]) -> Result<Vec<UnitTest
         .collect())
 }
 
-/// Runs the tests in parallel, each on its own in-memory DuckDB: they never touch real data.
-pub fn run(project: &Project, tests: Vec<UnitTest>, now: NaiveDateTime) -> Vec<TestResult> {
+/// The tests whose name holds `pattern` (`-k`), or matches it as a glob when it has `*`, `?` or `[`.
+pub fn matching(tests: Vec<UnitTest>, pattern: &str) -> Result<Vec<UnitTest>> {
+    let glob = if pattern.contains(['*', '?', '[']) {
+        Some(
+            globset::Glob::new(pattern)
+                .map_err(|e| {
+                    LakeError::Usage(
+                        format!("-k `{pattern}` is not a pattern: {e}"),
+                        Some(
+                            "give a substring of test names, or a glob such as `test_*_totals`"
+                                .into(),
+                        ),
+                    )
+                })?
+                .compile_matcher(),
+        )
+    } else {
+        None
+    };
+    Ok(tests
+        .into_iter()
+        .filter(|t| match &glob {
+            Some(glob) => glob.is_match(&t.name),
+            None => t.name.contains(pattern),
+        })
+        .collect())
+}
+
+/// Where each test's DuckDB lives: in memory, or (`--preserve-fixtures`) a file per test in a folder, kept
+/// after the test so its input tables can be inspected.
+#[derive(Debug, Clone, Copy)]
+pub enum Fixtures<'a> {
+    InMemory,
+    PreservedIn(&'a Path),
+}
+
+impl Fixtures<'_> {
+    /// The database file of `test` when fixtures are preserved.
+    pub fn file_of(&self, test: &UnitTest) -> Option<std::path::PathBuf> {
+        let Fixtures::PreservedIn(dir) = self else {
+            return None;
+        };
+        let name: String = test
+            .id()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Some(dir.join(format!("{name}.duckdb")))
+    }
+
+    fn engine(&self, test: &UnitTest) -> Result<Engine> {
+        let Some(file) = self.file_of(test) else {
+            return Engine::in_memory();
+        };
+        // A rerun starts from the fixtures alone.
+        for stale in [file.clone(), file.with_extension("duckdb.wal")] {
+            if stale.exists() {
+                std::fs::remove_file(&stale).map_err(|e| LakeError::io(&stale, e))?;
+            }
+        }
+        Engine::open(&crate::config::EngineConnection::DuckDb {
+            database: Some(file),
+            concurrent_tasks: 1,
+            extensions: Vec::new(),
+        })
+    }
+}
+
+/// Runs the tests in parallel, each on its own DuckDB (in memory unless `fixtures` keeps them): they never
+/// touch real data.
+pub fn run(
+    project: &Project,
+    tests: Vec<UnitTest>,
+    now: NaiveDateTime,
+    fixtures: Fixtures<'_>,
+) -> Vec<TestResult> {
     tests
         .into_par_iter()
         .map(|test| {
-            let outcome = match run_one(project, &test, now) {
+            let outcome = match run_one(project, &test, now, fixtures) {
                 Ok(mismatches) if mismatches.is_empty() => Outcome::Passed,
                 Ok(mismatches) => Outcome::Failed(mismatches),
                 Err(e) => Outcome::Error(crate::error::error_chain(&e)),
@@ -302,8 +382,13 @@ pub fn run(project: &Project, tests: Vec<UnitTest>, now: NaiveDateTime) -> Vec<T
         .collect()
 }
 
-fn run_one(project: &Project, test: &UnitTest, now: NaiveDateTime) -> Result<Vec<Mismatch>> {
-    let (_engine, session, query) = prepare(project, test, now)?;
+fn run_one(
+    project: &Project,
+    test: &UnitTest,
+    now: NaiveDateTime,
+    fixtures: Fixtures<'_>,
+) -> Result<Vec<Mismatch>> {
+    let (_engine, session, query) = prepare(project, test, now, fixtures)?;
     let mut mismatches = Vec::new();
     if let Some(expected) = &test.query {
         mismatches.extend(compare(&session, "query", &query, expected)?);
@@ -325,6 +410,7 @@ fn prepare(
     project: &Project,
     test: &UnitTest,
     now: NaiveDateTime,
+    fixtures: Fixtures<'_>,
 ) -> Result<(Engine, Session, String)> {
     let i = project.find_model(&test.model).map_err(|e| match e {
         LakeError::UnknownModel(_, help) => LakeError::from(
@@ -339,7 +425,7 @@ fn prepare(
         ),
         other => other,
     })?;
-    let engine = Engine::in_memory()?;
+    let engine = fixtures.engine(test)?;
     let session = engine.session()?;
     let ctx = macro_context(project, i, test, now)?;
     let mut given = std::collections::HashSet::new();
@@ -471,7 +557,7 @@ pub fn create(
         }
         input_yaml.insert(Yaml::from(upstream), spec);
     }
-    let (_engine, session, query) = prepare(project, &test, now)?;
+    let (_engine, session, query) = prepare(project, &test, now, Fixtures::InMemory)?;
     let output = session.query(&query, || format!("running the query of {model}"))?;
     let mut body = serde_norway::Mapping::new();
     body.insert(Yaml::from("model"), Yaml::from(test.model.clone()));

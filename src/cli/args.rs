@@ -130,6 +130,11 @@ pub(super) enum Command {
     Audit(AuditArgs),
     /// Print the physical table that holds a model's data in an environment.
     TableName(TableNameArgs),
+    /// Delete lake's caches (`cache_dir`, kept test fixtures); state and data are untouched.
+    Clean,
+    /// Delete everything the project made: every environment's views, every model version's table, the
+    /// state's records of them, and the caches. Asks first; `--yes` does not.
+    Destroy(DestroyArgs),
     /// Compare a model between two environments: schema, row counts and per-column match rates.
     ///
     /// Rows are joined on --on, or on the model's `grain`: `lake table-diff prod:dev demo.full_model`.
@@ -249,7 +254,14 @@ pub(super) struct CreateTestArgs {
 // `lake test`'s arguments.
 #[derive(Args)]
 pub(super) struct TestArgs {
+    /// Tests to run: `tests/file.yaml`, `tests/file.yaml::test_name` or `test_name` [default: all].
     pub(super) tests: Vec<String>,
+    /// Only tests whose name contains this text, or matches it as a glob (`test_*_totals`).
+    #[arg(short = 'k', value_name = "PATTERN")]
+    pub(super) pattern: Option<String>,
+    /// Keep each test's input tables in a DuckDB file under .lake/test-fixtures/ to inspect after it ran.
+    #[arg(long)]
+    pub(super) preserve_fixtures: bool,
 }
 
 // `lake lint`'s arguments.
@@ -347,9 +359,25 @@ pub(super) struct AuditArgs {
 // `lake table-name`'s arguments.
 #[derive(Args)]
 pub(super) struct TableNameArgs {
+    /// The model, as `schema.name`.
     pub(super) model: String,
     #[arg(short, long, default_value = PROD)]
     pub(super) environment: String,
+    /// The table the environment's version will have in prod once promoted (a forward-only change previewed
+    /// in dev is applied to prod's own table).
+    #[arg(long, conflicts_with = "dev")]
+    pub(super) prod: bool,
+    /// The table the environment reads now, a dev preview's included (the default).
+    #[arg(long)]
+    pub(super) dev: bool,
+}
+
+// `lake destroy`'s arguments.
+#[derive(Args)]
+pub(super) struct DestroyArgs {
+    /// Destroy without asking (needed when stdin is not a terminal).
+    #[arg(long, short = 'y')]
+    pub(super) yes: bool,
 }
 
 // `lake table-diff`'s arguments.

@@ -1,4 +1,4 @@
-//! Questions a plan asks on a terminal: which category a change gets, and whether to apply.
+//! Questions asked on a terminal: which category a change gets, whether to apply a plan, whether to destroy.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -56,7 +56,12 @@ pub(super) fn choose_categories(plan: &crate::plan::Plan) -> Result<HashMap<Mode
 }
 
 pub(super) fn confirm(environment: &str) -> Result<bool> {
-    eprint!("Apply this plan to `{environment}`? [y/n]: ");
+    yes(&format!("Apply this plan to `{environment}`?"))
+}
+
+/// Asks `question`; only `y` or `yes` is a yes.
+pub(super) fn yes(question: &str) -> Result<bool> {
+    eprint!("{question} [y/n]: ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin()

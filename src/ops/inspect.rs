@@ -228,15 +228,51 @@ impl Context {
 
     /// The physical table holding `model`'s data in `environment`.
     pub fn table_name(&self, model: &str, environment: &str) -> Result<PhysicalTable> {
+        self.table_name_for(model, environment, false)
+    }
+
+    /// [`Context::table_name`], or with `in_prod` the table the environment's version of `model` has once
+    /// promoted to prod (`lake table-name --prod`): a forward-only change previewed in dev is applied to
+    /// prod's own table, and a `dev_only` model's prod table is its in-place one.
+    pub fn table_name_for(
+        &self,
+        model: &str,
+        environment: &str,
+        in_prod: bool,
+    ) -> Result<PhysicalTable> {
         let i = self.project.find_model(model)?;
         let name = &self.project.model(i).meta.name;
         let env_name = EnvironmentName::parse(environment)?;
         let state = self.open_state()?;
         let env = existing_environment(state.as_ref(), &env_name)?;
+        let prod = if in_prod {
+            state.environment(crate::PROD)?
+        } else {
+            None
+        };
         env.snapshots
             .iter()
             .find(|s| &s.name == name)
-            .map(|s| s.table())
+            .map(|s| {
+                if !in_prod {
+                    return s.table();
+                }
+                if self.project.dev_only(i) {
+                    return PhysicalTable::for_version(&s.name, crate::snapshot::IN_PLACE, None);
+                }
+                // A forward-only change keeps prod's table; a preview of a model new to prod gets its own.
+                let in_prod_now = prod
+                    .as_ref()
+                    .and_then(|p| p.snapshots.iter().find(|p| p.name == s.name));
+                match in_prod_now {
+                    Some(current) if crate::snapshot::is_dev_preview(&s.version) => current.table(),
+                    _ => PhysicalTable::for_version(
+                        &s.name,
+                        crate::snapshot::content_version(&s.version),
+                        s.physical_schema.as_deref(),
+                    ),
+                }
+            })
             .ok_or_else(|| {
                 LakeError::Usage(
                     format!("`{name}` is not in environment `{env_name}`"),

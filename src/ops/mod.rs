@@ -1,8 +1,10 @@
 //! The library's front door: a loaded project (`Context`) and the operations `lake` offers on it, with the
 //! engine, storage and state they open. Each group of operations has its own file: `planning` (the checks before
 //! a plan, planning, applying), `run`, `inspect` (render, evaluate, fetch, intervals, table diff, info),
-//! `quality` (lint, unit tests, audits), `janitor`, `externals` and `hooks` (before_all / after_all).
+//! `quality` (lint, unit tests, audits), `janitor`, `clean` (caches, destroy), `externals` and `hooks`
+//! (before_all / after_all).
 
+mod clean;
 pub mod externals;
 mod hooks;
 mod inspect;
@@ -11,12 +13,13 @@ mod planning;
 mod quality;
 mod run;
 
+pub use clean::DestroyReport;
 pub use inspect::{Info, ModelIntervals};
 pub use planning::{
     PlanCheckFindings, PlanRequest, PlanSettings, execution_time, fail_on_lint_errors,
     large_backfill, window,
 };
-pub use quality::{AUDIT_SAMPLE_ROWS, AuditResult};
+pub use quality::{AUDIT_SAMPLE_ROWS, AuditResult, TestRequest};
 pub use run::{RunOptions, RunReport};
 
 use std::collections::HashSet;

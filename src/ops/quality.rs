@@ -28,6 +28,17 @@ pub struct AuditResult {
     pub sample: Option<QueryResult>,
 }
 
+/// Which unit tests `lake test` runs, and how.
+#[derive(Debug, Clone, Default)]
+pub struct TestRequest {
+    /// `tests/file.yaml`, `tests/file.yaml::name` or `name`; all when empty.
+    pub selection: Vec<String>,
+    /// `-k`: only tests whose name holds this substring (or matches this glob).
+    pub pattern: Option<String>,
+    /// `--preserve-fixtures`: each test's input tables stay in a DuckDB file.
+    pub preserve_fixtures: bool,
+}
+
 impl Context {
     /// The linter's findings on `models` (all when empty); `None` when `linter.enabled` is not true.
     pub fn lint(&self, models: &[String]) -> Result<Option<Vec<crate::checks::lint::Violation>>> {
@@ -96,11 +107,41 @@ impl Context {
         selection: &[String],
         now: NaiveDateTime,
     ) -> Result<Vec<crate::checks::unit_test::TestResult>> {
-        let tests = crate::checks::unit_test::select(
-            crate::checks::unit_test::load(&self.project.root)?,
-            selection,
-        )?;
-        Ok(crate::checks::unit_test::run(&self.project, tests, now))
+        self.run_tests(
+            &TestRequest {
+                selection: selection.to_vec(),
+                ..TestRequest::default()
+            },
+            now,
+        )
+    }
+
+    /// `lake test`: the selected tests (and those whose name `pattern` matches), with their fixtures kept in
+    /// `.lake/test-fixtures/` when `preserve_fixtures`.
+    pub fn run_tests(
+        &self,
+        request: &TestRequest,
+        now: NaiveDateTime,
+    ) -> Result<Vec<crate::checks::unit_test::TestResult>> {
+        use crate::checks::unit_test;
+        let mut tests =
+            unit_test::select(unit_test::load(&self.project.root)?, &request.selection)?;
+        if let Some(pattern) = &request.pattern {
+            tests = unit_test::matching(tests, pattern)?;
+        }
+        let dir = self.fixtures_dir();
+        let fixtures = if request.preserve_fixtures {
+            std::fs::create_dir_all(&dir).map_err(|e| LakeError::io(&dir, e))?;
+            unit_test::Fixtures::PreservedIn(&dir)
+        } else {
+            unit_test::Fixtures::InMemory
+        };
+        Ok(unit_test::run(&self.project, tests, now, fixtures))
+    }
+
+    /// Where `lake test --preserve-fixtures` keeps each test's database.
+    pub fn fixtures_dir(&self) -> std::path::PathBuf {
+        self.project.root.join(".lake").join("test-fixtures")
     }
 
     /// Runs the project's audits (all models with audits, or `models`) on the tables of the versions the local

@@ -182,9 +182,109 @@ fn fetchdf_describes_models_and_prints_timestamps_as_duckdb_does() {
         describe.starts_with("column_name,column_type") && describe.contains("at,TIMESTAMP"),
         "{describe}"
     );
-    for sql in ["summarize bench.m_01_0000", "show bench.m_01_0000", "DESC bench.m_01_0000;"] {
+    for sql in [
+        "summarize bench.m_01_0000",
+        "show bench.m_01_0000",
+        "DESC bench.m_01_0000;",
+    ] {
         let out = s.lake().args(["fetchdf", sql]).output().unwrap();
         assert!(out.status.success(), "{sql}: {}", stderr(&out));
         assert!(stdout(&out).contains("precise"), "{sql}: {}", stdout(&out));
     }
+}
+
+/// `lake test -k` selects by part of a test's name (or a glob); `--preserve-fixtures` keeps each test's inputs
+/// in a DuckDB file, which `lake clean` removes with the caches.
+#[test]
+fn test_selects_by_pattern_keeps_fixtures_and_clean_removes_them() {
+    let s = Scratch::init_with_unit_tests();
+    let test = s.read("tests/test_full_model.yaml");
+    s.write(
+        "tests/test_full_model.yaml",
+        &format!(
+            "{test}\n{}",
+            test.replace("test_full_model:", "test_other_totals:")
+        ),
+    );
+    let names = |args: &[&str]| {
+        let out = s.lake().arg("test").args(args).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let all = names(&[]);
+    assert!(all.contains("Ran 2 test(s)"), "{all}");
+    let some = names(&["-k", "other"]);
+    assert!(
+        some.contains("::test_other_totals") && some.contains("Ran 1 test(s)"),
+        "{some}"
+    );
+    assert!(names(&["-k", "test_full_*"]).contains("::test_full_model"));
+    assert!(names(&["-k", "nothing_like_it"]).contains("Ran 0 test(s)"));
+
+    names(&["-k", "other", "--preserve-fixtures"]);
+    let kept = s
+        .project
+        .join(".lake/test-fixtures/tests_test_full_model_yaml__test_other_totals.duckdb");
+    assert!(kept.exists(), "{}", kept.display());
+    let tables = std::process::Command::new(
+        std::env::var("LAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".into()),
+    )
+    .args([
+        "-c",
+        "import duckdb,sys; print(duckdb.connect(sys.argv[1], read_only=True).sql(\"select table_schema || '.' || table_name from information_schema.tables\").fetchall())",
+    ])
+    .arg(&kept)
+    .output()
+    .unwrap();
+    if tables.status.success() {
+        assert!(
+            String::from_utf8_lossy(&tables.stdout).contains("demo.incremental_model"),
+            "{}",
+            String::from_utf8_lossy(&tables.stdout)
+        );
+    }
+    s.apply(EXEC);
+    assert!(s.project.join(".lake/cache").exists());
+    let out = s.lake().arg("clean").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!kept.exists() && !s.project.join(".lake/cache").exists());
+    // The state is not a cache: prod is still there.
+    s.assert_no_changes();
+}
+
+/// `lake destroy` removes every environment's views, every version's table and the state's records; it asks
+/// first, and without a terminal it needs `--yes`. Objects a user made beside lake's stay.
+#[test]
+fn destroy_removes_what_the_project_made_and_nothing_else() {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    s.apply_env("dev", EXEC);
+    s.lake()
+        .args(["fetchdf", "CREATE TABLE demo.kept_by_user AS SELECT 1 AS x"])
+        .assert()
+        .success();
+    let out = s.lake().arg("destroy").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    assert!(
+        s.csv("select count(*) as n from demo.full_model")
+            .contains('3')
+    );
+
+    let out = s.lake().args(["destroy", "--yes"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("destroyed 2 environments"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        s.csv("select table_schema, table_name from information_schema.tables order by all"),
+        "table_schema,table_name\ndemo,kept_by_user\n"
+    );
+    let out = s.lake().args(["environments"]).output().unwrap();
+    assert!(stdout(&out).contains("No environments"), "{}", stdout(&out));
+    // A fresh start builds everything again.
+    let out = s.apply(EXEC);
+    assert_eq!(crate::common::built_models(&out).len(), 4);
 }

@@ -231,6 +231,15 @@ fn forward_only_keeps_the_table_and_applies_from_the_next_run() {
     let preview = stdout(&run(&s, &["table-name", "demo.full_model", "-e", "dev"]));
     assert_ne!(preview, before);
     assert!(preview.trim_end().ends_with("_preview"), "{preview}");
+    // SQLMesh's forms: `--dev` is the table dev reads, `--prod` the one its version has once promoted.
+    let table_name = |flag: &str| {
+        stdout(&run(
+            &s,
+            &["table-name", "demo.full_model", "-e", "dev", flag],
+        ))
+    };
+    assert_eq!(table_name("--dev"), preview);
+    assert_eq!(table_name("--prod"), before);
     assert_eq!(
         s.csv("select * from demo__dev.full_model order by 1"),
         "item_id,num_orders\n1,3\n"

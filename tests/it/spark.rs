@@ -463,7 +463,11 @@ fn series_and_computed_intervals_on_sail_match_duckdb() {
     use_cluster(&s, &format!("sc://127.0.0.1:{}", sail.port));
     let reference = project();
     let out = s.apply(EXEC);
-    assert!(stderr(&out).contains("on cluster (spark)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("on cluster (spark)"),
+        "{}",
+        stderr(&out)
+    );
     reference.apply(EXEC);
     for model in ["gen.days", "gen.weeks", "gen.by_day"] {
         assert_same_rows(&s, &reference, model);

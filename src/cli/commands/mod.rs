@@ -3,9 +3,11 @@
 
 mod audit;
 mod check_intervals;
+mod clean;
 mod create_external_models;
 mod create_test;
 mod dag;
+mod destroy;
 mod diff;
 mod environments;
 mod evaluate;
@@ -52,6 +54,8 @@ pub(super) fn run(cli: &Cli, printer: &mut Printer) -> Result<ExitCode> {
         Command::Janitor(args) => janitor::run(args, cli, printer),
         Command::Audit(args) => audit::run(args, cli, printer),
         Command::TableName(args) => table_name::run(args, cli, printer),
+        Command::Clean => clean::run(cli, printer),
+        Command::Destroy(args) => destroy::run(args, cli, printer),
         Command::TableDiff(args) => table_diff::run(args, cli, printer),
         Command::Run(args) => run::run(args, cli, printer),
         Command::Render(args) => render::run(args, cli, printer),

@@ -8,6 +8,6 @@ use crate::error::Result;
 
 pub(super) fn run(args: &TableNameArgs, cli: &Cli, printer: &mut Printer) -> Result<ExitCode> {
     let ctx = super::load(cli, printer)?;
-    printer.line(ctx.table_name(&args.model, &args.environment)?)?;
+    printer.line(ctx.table_name_for(&args.model, &args.environment, args.prod)?)?;
     Ok(ExitCode::SUCCESS)
 }
