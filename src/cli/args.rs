@@ -234,6 +234,29 @@ pub(super) struct PlanArgs {
     /// With --run: rebuild FULL models even if their cron is not due.
     #[arg(long, requires = "run")]
     pub(super) ignore_cron: bool,
+    /// Create the tables without rows and promote them; nothing is recorded as built, so the next
+    /// `lake run` (or plan) fills them.
+    #[arg(long, visible_alias = "dry-run")]
+    pub(super) skip_backfill: bool,
+    /// Create the tables without rows and record their intervals as built: nothing is ever backfilled.
+    #[arg(long)]
+    pub(super) empty_backfill: bool,
+    /// Dev plans: backfill only the models this selects, and their upstream; the rest are created empty.
+    /// A selector is a name, a glob (`demo.*`), `tag:NAME`, `+name` (with upstream) or `name+` (with
+    /// downstream); repeatable.
+    #[arg(long = "backfill-model", value_name = "SELECTOR")]
+    pub(super) backfill_model: Vec<String>,
+    /// Diff the rendered queries (macros expanded, one clause per line) instead of the model files.
+    #[arg(long)]
+    pub(super) diff_rendered: bool,
+    /// Say why each model is in the plan (its change, its category, what it builds and why), then stop:
+    /// nothing is applied.
+    #[arg(long)]
+    pub(super) explain: bool,
+    /// Choose each directly modified model's category yourself: a terminal asks for every one (no
+    /// default); anywhere else the plan stops.
+    #[arg(long)]
+    pub(super) no_auto_categorization: bool,
 }
 
 // `lake create-test`'s arguments.
@@ -405,15 +428,27 @@ pub(super) struct RunArgs {
     /// Pin "now" (UTC).
     #[arg(long)]
     pub(super) execution_time: Option<String>,
-    /// Only these models; repeatable.
-    #[arg(long = "select-model", value_name = "MODEL")]
+    /// Only the models this selects, and their upstream: a name, a glob (`demo.*`), `tag:NAME`, `+name`
+    /// (with upstream) or `name+` (with downstream); repeatable.
+    #[arg(long = "select-model", value_name = "SELECTOR")]
     pub(super) select_model: Vec<String>,
+    /// With --select-model: leave out the selected models' upstream (they may read stale or missing data).
+    #[arg(long, requires = "select_model")]
+    pub(super) no_auto_upstream: bool,
     /// Only intervals from this date on.
     #[arg(short, long)]
     pub(super) start: Option<String>,
     /// Only intervals up to this date, inclusive.
     #[arg(short, long)]
     pub(super) end: Option<String>,
+    /// Exit with this code, building nothing, when a plan updated the environment while the run waited
+    /// for it.
+    #[arg(long, value_name = "CODE")]
+    pub(super) exit_on_env_update: Option<u8>,
+    /// Do not run the janitor after the run (by default it removes expired environments and the tables no
+    /// environment uses once their TTL has passed, as `lake janitor` does).
+    #[arg(long)]
+    pub(super) skip_janitor: bool,
 }
 
 // `lake render`'s arguments.

@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod explain;
 pub mod output;
 mod printer;
 mod prompt;

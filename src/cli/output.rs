@@ -997,6 +997,7 @@ mod tests {
                 restatement: false,
                 engine: None,
                 recreate: false,
+                fill: crate::plan::Fill::Rows,
             }],
             virtual_changes: vec![],
             promoted: vec![],

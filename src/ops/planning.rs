@@ -100,6 +100,12 @@ pub struct PlanRequest {
     /// Prod only: after applying, build what `lake run` would.
     pub run: bool,
     pub ignore_cron: bool,
+    /// `--skip-backfill` / `--dry-run`.
+    pub skip_backfill: bool,
+    pub empty_backfill: bool,
+    /// `--backfill-model`: only these selections (and their upstream) are backfilled.
+    pub backfill_models: Vec<String>,
+    pub diff_rendered: bool,
 }
 
 /// A plan request with config.yaml's defaults applied and checked.
@@ -110,6 +116,33 @@ pub struct PlanSettings {
     pub no_prompts: bool,
     /// What to run once prod holds the project (`--run`).
     pub then_run: Option<super::RunOptions>,
+}
+
+/// Which of a plan's builds write rows, from `--skip-backfill`, `--empty-backfill` and `--backfill-model`
+/// (one of them at most).
+fn fill_request(request: &PlanRequest) -> Result<crate::plan::FillRequest> {
+    use crate::plan::FillRequest;
+    let chosen = [
+        request.skip_backfill,
+        request.empty_backfill,
+        !request.backfill_models.is_empty(),
+    ];
+    if chosen.iter().filter(|c| **c).count() > 1 {
+        return Err(LakeError::Usage(
+            "--skip-backfill, --empty-backfill and --backfill-model each decide what is backfilled"
+                .into(),
+            Some("give one of them".into()),
+        ));
+    }
+    Ok(if request.skip_backfill {
+        FillRequest::Skip
+    } else if request.empty_backfill {
+        FillRequest::Empty
+    } else if !request.backfill_models.is_empty() {
+        FillRequest::Only(request.backfill_models.clone())
+    } else {
+        FillRequest::All
+    })
 }
 
 /// Above this many batches, a plan warns before it starts (SQLMesh users see hours of silence instead).
@@ -151,6 +184,8 @@ impl Context {
         options.allow_destructive = request.allow_destructive.clone();
         options.allow_additive = request.allow_additive.clone();
         options.create_from = request.create_from.clone();
+        options.diff_rendered = request.diff_rendered;
+        options.fill = fill_request(request)?;
         Ok(PlanSettings {
             options,
             auto_apply: or_default(request.auto_apply, defaults.auto_apply),

@@ -1,6 +1,6 @@
 //! `lake run`: building what an environment's crons and missing intervals make due, without a new plan.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use chrono::NaiveDateTime;
@@ -21,18 +21,41 @@ use crate::state::StateStore;
 pub struct RunOptions {
     /// Rebuild FULL models even if their cron is not due.
     pub ignore_cron: bool,
-    /// Only these models (names as written on the command line).
+    /// Only the models these selectors pick (see `Project::select`), and their upstream unless
+    /// `no_auto_upstream`.
     pub select: Vec<String>,
+    pub no_auto_upstream: bool,
     pub window: plan::backfill::Window,
+    /// Build nothing when a plan changed the environment while this run waited for it
+    /// (`--exit-on-env-update`).
+    pub stop_if_updated: bool,
 }
 
 /// What `lake run` did.
 #[derive(Debug, Default)]
 pub struct RunReport {
     pub built: Vec<ModelName>,
+    /// A plan updated the environment while the run waited, and `stop_if_updated` asked to stop.
+    pub stopped_for_update: bool,
 }
 
 impl Context {
+    /// The models `--select-model` picks, with their upstream (SQLMesh's default) unless `--no-auto-upstream`;
+    /// `None` runs every model.
+    fn selected_for_run(&self, options: &RunOptions) -> Result<Option<HashSet<ModelId>>> {
+        if options.select.is_empty() {
+            return Ok(None);
+        }
+        let chosen = self.project.select(&options.select)?;
+        let mut selected: HashSet<ModelId> = chosen.iter().copied().collect();
+        if !options.no_auto_upstream {
+            for &id in &chosen {
+                selected.extend(self.project.dag.upstream(id));
+            }
+        }
+        Ok(Some(selected))
+    }
+
     /// Rebuilds the models of `environment` whose cron is due, and any version missing its data.
     pub fn run(
         &self,
@@ -42,21 +65,21 @@ impl Context {
         observer: &dyn Observer,
         on_wait: impl FnOnce(),
     ) -> Result<RunReport> {
-        let selected: Option<std::collections::HashSet<ModelId>> = if options.select.is_empty() {
-            None
-        } else {
-            Some(
-                options
-                    .select
-                    .iter()
-                    .map(|m| self.project.find_model(m))
-                    .collect::<Result<_>>()?,
-            )
-        };
+        let selected = self.selected_for_run(options)?;
         let env_name = EnvironmentName::parse(environment)?;
+        let seen = self
+            .open_state()?
+            .environment(&env_name)?
+            .map(|e| e.plan_id);
         let _lock = self.lock(&env_name, on_wait)?;
         let mut state = self.open_state()?;
         let env = existing_environment(state.as_ref(), &env_name)?;
+        if options.stop_if_updated && seen.as_deref() != Some(env.plan_id.as_str()) {
+            return Ok(RunReport {
+                built: Vec::new(),
+                stopped_for_update: true,
+            });
+        }
         let mut snapshots = crate::plan::fingerprint::compute(&self.project)?;
         let env_versions: HashMap<&ModelName, &crate::state::EnvSnapshot> =
             env.snapshots.iter().map(|s| (&s.name, s)).collect();
@@ -133,6 +156,9 @@ impl Context {
             other => other,
         })?;
         after_all.run(&engine)?;
-        Ok(RunReport { built })
+        Ok(RunReport {
+            built,
+            stopped_for_update: false,
+        })
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::backfill::{self, BuiltIntervals, Window};
-use super::{Backfill, BackfillAction, PlanOptions};
+use super::{Backfill, BackfillAction, Fill, FillRequest, PlanOptions};
 use crate::error::{LakeError, Result};
 use crate::intervals::Range;
 use crate::project::Project;
@@ -121,4 +121,45 @@ fn restated_models(project: &Project, names: &[String]) -> Result<HashSet<ModelI
         );
     }
     Ok(restated)
+}
+
+/// Marks the builds that write no rows, as `request` asks. A view holds no data, so it is always created.
+pub(super) fn choose_fill(
+    project: &Project,
+    in_prod: bool,
+    request: &FillRequest,
+    backfills: &mut [Backfill],
+) -> Result<()> {
+    let with_rows: Option<HashSet<ModelId>> = match request {
+        FillRequest::All => return Ok(()),
+        FillRequest::Skip | FillRequest::Empty => None,
+        FillRequest::Only(_) if in_prod => {
+            return Err(LakeError::Usage(
+                "--backfill-model limits dev plans only".into(),
+                Some(
+                    "prod holds every model's data; plan a dev environment to backfill some models"
+                        .into(),
+                ),
+            ));
+        }
+        FillRequest::Only(selectors) => {
+            let selected = project.select(selectors)?;
+            let mut with_upstream: HashSet<ModelId> = selected.iter().copied().collect();
+            for &id in &selected {
+                with_upstream.extend(project.dag.upstream(id));
+            }
+            Some(with_upstream)
+        }
+    };
+    let record_intervals = *request == FillRequest::Empty;
+    for backfill in backfills {
+        let keeps_rows = backfill.action == BackfillAction::CreateView
+            || with_rows
+                .as_ref()
+                .is_some_and(|m| m.contains(&backfill.model));
+        if !keeps_rows {
+            backfill.fill = Fill::Empty { record_intervals };
+        }
+    }
+    Ok(())
 }

@@ -246,6 +246,17 @@ impl Categoriser<'_> {
             return None;
         }
         let file = &self.project.model(model.model).file;
+        if self.options.diff_rendered {
+            let new = self
+                .project
+                .analysis(model.model)
+                .normalized_query
+                .as_deref()?;
+            let old = model.stored.and_then(|p| p.node.query.as_deref())?;
+            let (old, new) = (laid_out(old), laid_out(new));
+            let path = format!("{} (rendered)", file.display_path);
+            return (old != new).then(|| unified_diff(&old, &new, &path));
+        }
         model
             .stored
             .and_then(|p| p.node.definition.as_deref())
@@ -314,6 +325,19 @@ pub(super) fn removed(
             because_of: Vec::new(),
         })
         .collect()
+}
+
+/// A rendered query one clause per line (sqlparser's layout), so its diff shows what changed where; SQL that
+/// does not parse is shown as it is.
+fn laid_out(query: &str) -> String {
+    let (hidden, macros) = crate::sql::lex::hide_macros(query);
+    match crate::sql::parse(&hidden) {
+        Ok(statements) => {
+            let text: Vec<String> = statements.iter().map(|s| format!("{s:#}")).collect();
+            crate::sql::lex::show_macros(&format!("{}\n", text.join(";\n")), &macros)
+        }
+        Err(_) => format!("{query}\n"),
+    }
 }
 
 fn unified_diff(old: &str, new: &str, path: &str) -> String {

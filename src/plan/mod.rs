@@ -53,6 +53,38 @@ pub struct PlanOptions {
     pub create_from: Option<String>,
     /// Leave out the text differences of changed models (`--no-diff`, `plan.no_diff`).
     pub no_diff: bool,
+    /// Which builds write rows (`--skip-backfill`, `--empty-backfill`, `--backfill-model`).
+    pub fill: FillRequest,
+    /// Diffs show the rendered queries rather than the files (`--diff-rendered`).
+    pub diff_rendered: bool,
+}
+
+/// What a plan's builds write, as the user asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum FillRequest {
+    /// Every build writes its rows.
+    #[default]
+    All,
+    /// `--skip-backfill` / `--dry-run`: tables are created empty and no interval is recorded, so the next
+    /// `lake run` (or plan) builds them.
+    Skip,
+    /// `--empty-backfill`: tables are created empty and their intervals recorded as built.
+    Empty,
+    /// `--backfill-model` (dev only): only these selections and their upstream models write rows; the
+    /// others are created empty, their intervals left missing.
+    Only(Vec<String>),
+}
+
+/// Whether a build writes its query's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fill {
+    Rows,
+    /// The table is created with the query's columns and no rows; with `record_intervals`, its intervals
+    /// count as built.
+    Empty {
+        record_intervals: bool,
+    },
 }
 
 /// Models whose column changes a plan applies whatever their policy says (SQLMesh's
@@ -79,6 +111,8 @@ impl PlanOptions {
             allow_additive: Vec::new(),
             create_from: None,
             no_diff: false,
+            fill: FillRequest::All,
+            diff_rendered: false,
         }
     }
 }
@@ -191,6 +225,7 @@ pub struct Backfill {
     /// is new to prod): what was there does not fit.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub recreate: bool,
+    pub fill: Fill,
 }
 
 impl Backfill {
@@ -205,6 +240,7 @@ impl Backfill {
             restatement: false,
             engine: None,
             recreate: false,
+            fill: Fill::Rows,
         }
     }
 
@@ -223,6 +259,15 @@ impl Backfill {
         let what = match (self.batches.first(), self.batches.last()) {
             (Some((start, _)), Some((_, end))) => crate::intervals::describe((*start, *end)),
             _ => self.action.label().to_string(),
+        };
+        let what = match self.fill {
+            Fill::Rows => what,
+            Fill::Empty {
+                record_intervals: false,
+            } => format!("{what}, no rows: missing until run"),
+            Fill::Empty {
+                record_intervals: true,
+            } => format!("{what}, no rows: recorded as built"),
         };
         match &self.engine {
             Some(gateway) => format!("{what} on {gateway} (spark)"),
@@ -310,7 +355,7 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         suffix,
     }
     .changes(state)?;
-    let backfills = builds::backfills(
+    let mut backfills = builds::backfills(
         project,
         state,
         &snapshots,
@@ -318,6 +363,7 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         &rebuilt_in_place,
         options,
     )?;
+    builds::choose_fill(project, in_prod, &options.fill, &mut backfills)?;
     let new_snapshots = snapshots
         .entries()
         .filter(|(_, s)| !stored_versions.contains_key(&s.id))

@@ -9,6 +9,7 @@ pub mod macros;
 pub mod model;
 pub mod models;
 pub mod schema;
+mod select;
 pub mod template;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

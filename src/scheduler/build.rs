@@ -4,8 +4,8 @@
 use super::audits::run_audits;
 use super::batches;
 use super::finish::{
-    batch_macro_context, finish_batch, finish_in_one_piece, rows_in_range, run_statements,
-    time_range,
+    batch_interval, batch_macro_context, built_interval, finish_batch, finish_in_one_piece,
+    rows_in_range, run_statements, time_range,
 };
 use super::render::{executable_query, macro_context};
 use super::scd;
@@ -15,7 +15,7 @@ use super::{BuildContext, Observer};
 use crate::engine::Session;
 use crate::error::{LakeError, Result};
 use crate::intervals::Range;
-use crate::plan::{Backfill, BackfillAction};
+use crate::plan::{Backfill, BackfillAction, Fill};
 use crate::project::Project;
 use crate::project::macros::{self, MacroContext};
 use crate::project::model::{Model, ModelKind, TimeColumn};
@@ -37,6 +37,9 @@ pub(super) fn build_one(
         // Prod's in-place table whose kind or layout changed: what was under the name does not fit the
         // new version, which builds it from nothing (state forgot its intervals before the build began).
         ctx.storage.drop_physical(session, &backfill.table)?;
+    }
+    if let Fill::Empty { record_intervals } = backfill.fill {
+        return build_without_rows(ctx, session, backfill, record_intervals, record);
     }
     if let Some(connection) = ctx.project.spark_gateway(backfill.model) {
         return super::spark::build_one(ctx, connection, session, backfill, record, observer);
@@ -105,6 +108,65 @@ pub(super) fn build_one(
     let total = written?;
     published?;
     Ok(total)
+}
+
+/// A build that writes no rows (`--skip-backfill`, `--empty-backfill`, a model `--backfill-model` leaves
+/// out): the table is created with the query's columns through the kind's writer (so history kinds get
+/// their validity columns), and its intervals are recorded as built only when `record_intervals`.
+fn build_without_rows(
+    ctx: &BuildContext<'_>,
+    session: &Session,
+    backfill: &Backfill,
+    record_intervals: bool,
+    record: &dyn Fn(Interval) -> Result<()>,
+) -> Result<WriteStats> {
+    let model = ctx.project.model(backfill.model);
+    if ctx.project.spark_gateway(backfill.model).is_some() {
+        return Err(LakeError::unsupported(
+            format!(
+                "creating {} without rows on a Spark gateway",
+                model.meta.name
+            ),
+            "backfill the models that run on a Spark gateway (leave out --skip-backfill, --empty-backfill, or select them with --backfill-model)",
+        ));
+    }
+    let first = backfill.batches.first().copied();
+    let macro_ctx = match first {
+        Some(range) => batch_macro_context(ctx, backfill, range),
+        None => macro_context(ctx, backfill.model, &backfill.table, "evaluating"),
+    };
+    let query = executable_query(ctx, backfill.model, &macro_ctx)?;
+    let no_rows = format!("SELECT * FROM ({query}) AS lake_no_rows LIMIT 0");
+    let stats = match first {
+        Some(range) => write_duckdb_batch(ctx, session, backfill, &no_rows, range)?,
+        None => {
+            let writer = DuckDbWriter {
+                ctx,
+                session,
+                backfill,
+                batch: None,
+            };
+            write::write_whole(
+                &writer,
+                model,
+                backfill.action,
+                &no_rows,
+                ctx.execution_time,
+            )?
+        }
+    };
+    if record_intervals {
+        if backfill.batches.is_empty() {
+            record(built_interval(ctx, backfill, stats.write_id()))?;
+        }
+        for &range in &backfill.batches {
+            record(batch_interval(backfill, range, stats.write_id()))?;
+        }
+    }
+    Ok(WriteStats {
+        rows: Some(0),
+        ..stats
+    })
 }
 
 /// DuckDB's CSV reader names the line of a seed file it could not read (`CSV Error on Line: 4`): the error then

@@ -22,6 +22,7 @@ mod plan_output;
 mod schema_changes;
 mod serve;
 mod spark;
+mod sqlmesh_flags;
 mod state_contract;
 mod state_postgres;
 mod unit_tests;

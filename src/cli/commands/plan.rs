@@ -8,7 +8,7 @@ use crate::cli::args::{Cli, PlanArgs, PlanFormat};
 use crate::cli::output::{self, Progress};
 use crate::cli::printer::{Printer, plural};
 use crate::cli::prompt;
-use crate::error::Result;
+use crate::error::{LakeError, Result};
 use crate::ops::{self, Context, PlanCheckFindings, PlanRequest, PlanSettings};
 use crate::plan::Plan;
 use crate::scheduler::ApplyReport;
@@ -22,8 +22,19 @@ pub(super) fn run(args: &PlanArgs, cli: &Cli, printer: &mut Printer) -> Result<E
         && printer.audience() == output::Audience::Terminal
         && !settings.no_prompts;
     let mut plan = plan_with_findings(&ctx, &settings)?;
-    if interactive && !settings.auto_apply {
-        plan = show_and_recategorise(&ctx, &mut settings, plan, printer)?;
+    if args.explain {
+        printer.print(crate::cli::explain::render(&plan))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let must_choose = args.no_auto_categorization && !prompt::uncategorised(&plan).is_empty();
+    if must_choose && !interactive {
+        return Err(LakeError::Usage(
+            "--no-auto-categorization: every directly modified model needs a category chosen on a terminal".into(),
+            Some("run the plan in a terminal without --no-prompts, or leave out --no-auto-categorization".into()),
+        ));
+    }
+    if interactive && (!settings.auto_apply || must_choose) {
+        plan = show_and_recategorise(&ctx, &mut settings, plan, printer, must_choose)?;
     } else if !json {
         let audience = printer.audience();
         printer.print(output::render_plan(&plan, audience))?;
@@ -96,6 +107,10 @@ fn request(args: &PlanArgs) -> PlanRequest {
         create_from: args.create_from.clone(),
         run: args.run,
         ignore_cron: args.ignore_cron,
+        skip_backfill: args.skip_backfill,
+        empty_backfill: args.empty_backfill,
+        backfill_models: args.backfill_model.clone(),
+        diff_rendered: args.diff_rendered,
     }
 }
 
@@ -122,11 +137,12 @@ fn show_and_recategorise(
     settings: &mut PlanSettings,
     mut plan: Plan,
     printer: &mut Printer,
+    must_choose: bool,
 ) -> Result<Plan> {
     let audience = printer.audience();
     printer.print(output::render_changes(&plan, audience))?;
     printer.flush()?;
-    let overrides = prompt::choose_categories(&plan)?;
+    let overrides = prompt::choose_categories(&plan, must_choose)?;
     if !overrides.is_empty() {
         settings.options.overrides = overrides;
         // The checks passed a moment ago on the same files.

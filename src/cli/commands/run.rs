@@ -16,12 +16,45 @@ pub(super) fn run(args: &RunArgs, cli: &Cli, printer: &mut Printer) -> Result<Ex
     let options = RunOptions {
         ignore_cron: args.ignore_cron,
         select: args.select_model.clone(),
+        no_auto_upstream: args.no_auto_upstream,
         window: ops::window(args.start.as_deref(), args.end.as_deref())?,
+        stop_if_updated: args.exit_on_env_update.is_some(),
     };
     let suffix_target = ctx.suffix_target_of(&environment)?;
-    let built = run_with_progress(&ctx, &environment, suffix_target, now, &options, printer)?;
-    report_run(printer, &built, &environment);
+    let report = run_reporting(&ctx, &environment, suffix_target, now, &options, printer)?;
+    if report.stopped_for_update {
+        printer.status(format_args!(
+            "A plan updated `{environment}` while this run waited; nothing was run (--exit-on-env-update)."
+        ));
+        return Ok(ExitCode::from(args.exit_on_env_update.unwrap_or(1)));
+    }
+    report_run(printer, &report.built, &environment);
+    if !args.skip_janitor {
+        janitor_after_run(&ctx, printer);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// As SQLMesh's `run` does: the janitor's pass after the run, on the wall clock; what it could not remove is
+/// a warning, not a failed run.
+fn janitor_after_run(ctx: &Context, printer: &Printer) {
+    match ctx.janitor(chrono::Utc::now().naive_utc(), false, None) {
+        Ok(report) => {
+            if !report.environments_removed.is_empty() || !report.tables_dropped.is_empty() {
+                printer.status(format_args!(
+                    "Janitor: removed {} and dropped {} no environment uses",
+                    plural(report.environments_removed.len(), "expired environment"),
+                    plural(report.tables_dropped.len(), "table")
+                ));
+            }
+            for failure in report.failures {
+                printer.warning(format_args!("janitor: {failure}"));
+            }
+        }
+        Err(e) => printer.warning(format_args!(
+            "janitor: {e} (the run itself succeeded; `lake janitor` retries)"
+        )),
+    }
 }
 
 /// Runs `environment` with a progress bar on a terminal; what it built.
@@ -33,6 +66,17 @@ pub(super) fn run_with_progress(
     options: &RunOptions,
     printer: &Printer,
 ) -> Result<Vec<ModelName>> {
+    Ok(run_reporting(ctx, environment, suffix_target, now, options, printer)?.built)
+}
+
+fn run_reporting(
+    ctx: &Context,
+    environment: &str,
+    suffix_target: crate::snapshot::SuffixTarget,
+    now: chrono::NaiveDateTime,
+    options: &RunOptions,
+    printer: &Printer,
+) -> Result<ops::RunReport> {
     let progress = Progress::new(
         environment,
         suffix_target,
@@ -42,7 +86,7 @@ pub(super) fn run_with_progress(
         super::announce_wait(printer, "")
     });
     progress.finish();
-    Ok(result?.built)
+    result
 }
 
 /// What a run built, on stderr.
