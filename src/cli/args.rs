@@ -487,11 +487,18 @@ pub(super) struct FetchdfArgs {
 // `lake dag`'s arguments.
 #[derive(Args)]
 pub(super) struct DagArgs {
-    #[arg(long, value_enum, default_value_t = DagFormat::Text)]
-    pub(super) format: DagFormat,
+    /// Write the graph as an HTML page to this file, as `sqlmesh dag FILE` does (open it in a browser).
+    pub(super) file: Option<PathBuf>,
+    /// `text` (model <- parents), `dot` (Graphviz), `mermaid`, or `html` [default: html with FILE, else text].
+    #[arg(long, value_enum)]
+    pub(super) format: Option<DagFormat>,
     /// Write to a file instead of stdout.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "file")]
     pub(super) output: Option<PathBuf>,
+    /// Only the models this selects: a name, a glob (`demo.*`), `tag:NAME`, `+name` (with upstream) or
+    /// `name+` (with downstream); repeatable.
+    #[arg(long = "select-model", value_name = "SELECTOR")]
+    pub(super) select_model: Vec<String>,
 }
 
 // `lake info`'s arguments.
@@ -594,6 +601,7 @@ pub enum DagFormat {
     Text,
     Dot,
     Mermaid,
+    Html,
 }
 
 /// Why a duration flag's value is not a duration.

@@ -2,6 +2,7 @@
 
 mod args;
 mod commands;
+mod dag_page;
 mod explain;
 pub mod output;
 mod printer;

@@ -872,13 +872,20 @@ pub fn timestamp(ms: Option<i64>) -> String {
 }
 
 /// The dependency graph as text (`model <- parents`), Graphviz dot, or Mermaid.
-pub(crate) fn render_dag(project: &crate::project::Project, format: DagFormat) -> String {
+pub(crate) fn render_dag(
+    project: &crate::project::Project,
+    format: DagFormat,
+    selected: Option<&std::collections::BTreeSet<ModelId>>,
+) -> String {
     let name = |i: ModelId| project.model(i).meta.name.to_string();
+    let kept = |i: &ModelId| selected.is_none_or(|s| s.contains(i));
+    let order: Vec<ModelId> = project.order.iter().copied().filter(kept).collect();
+    let parents = |i: ModelId| project.dag.parents(i).filter(kept).collect::<Vec<_>>();
     let mut out = String::new();
     match format {
-        DagFormat::Text => {
-            for &i in &project.order {
-                let mut parents: Vec<String> = project.dag.parents(i).map(name).collect();
+        DagFormat::Text | DagFormat::Html => {
+            for &i in &order {
+                let mut parents: Vec<String> = parents(i).into_iter().map(name).collect();
                 parents.sort();
                 if parents.is_empty() {
                     out.push_str(&format!("{}\n", name(i)));
@@ -889,14 +896,14 @@ pub(crate) fn render_dag(project: &crate::project::Project, format: DagFormat) -
         }
         DagFormat::Dot => {
             out.push_str("digraph lake {\n  rankdir=LR;\n");
-            for &i in &project.order {
+            for &i in &order {
                 out.push_str(&format!(
                     "  \"{}\" [label=\"{}\\n{}\"];\n",
                     name(i),
                     name(i),
                     project.model(i).meta.kind.name()
                 ));
-                for p in project.dag.parents(i) {
+                for p in parents(i) {
                     out.push_str(&format!("  \"{}\" -> \"{}\";\n", name(p), name(i)));
                 }
             }
@@ -904,11 +911,11 @@ pub(crate) fn render_dag(project: &crate::project::Project, format: DagFormat) -
         }
         DagFormat::Mermaid => {
             out.push_str("graph LR\n");
-            for &i in &project.order {
+            for &i in &order {
                 // Mermaid node ids are plain words: `m` and the model's index.
                 let node = |id: ModelId| format!("m{}", id.index());
                 out.push_str(&format!("  {}[\"{}\"]\n", node(i), name(i)));
-                for p in project.dag.parents(i) {
+                for p in parents(i) {
                     out.push_str(&format!("  {} --> {}\n", node(p), node(i)));
                 }
             }

@@ -288,3 +288,88 @@ fn destroy_removes_what_the_project_made_and_nothing_else() {
     let out = s.apply(EXEC);
     assert_eq!(crate::common::built_models(&out).len(), 4);
 }
+
+/// `lake dag FILE` writes one HTML page, as `sqlmesh dag FILE` does, that needs nothing from elsewhere:
+/// headless Chromium shows the graph, a click lights up the lineage and fills the side panel, the search
+/// finds a model, and a link with `#model=` opens with it selected. Screenshots go to
+/// `LAKE_TEST_SCREENSHOTS` when set (to look at), else beside the project.
+#[test]
+fn dag_file_is_a_page_a_browser_can_click_through() {
+    let s = Scratch::init();
+    let page = s.project.join("dag.html");
+    let out = s.lake().args(["dag"]).arg(&page).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") && html.contains("demo.full_model"));
+    // A selection keeps only what it selects.
+    let out = s
+        .lake()
+        .args([
+            "dag",
+            "--format",
+            "text",
+            "--select-model",
+            "+demo.full_model",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&out),
+        "demo.seed_model\ndemo.incremental_model <- demo.seed_model\ndemo.full_model <- demo.incremental_model\n"
+    );
+    let Some(python) = crate::common::readers::browser() else {
+        return;
+    };
+    let shots = std::env::var("LAKE_TEST_SCREENSHOTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| s.project.join("screenshots"));
+    std::fs::create_dir_all(&shots).unwrap();
+    let seen: serde_json::Value = serde_json::from_str(&crate::common::readers::run_python(
+        &python,
+        "dag_page.py",
+        &[
+            page.to_str().unwrap(),
+            shots.to_str().unwrap(),
+            "demo.full_model",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["elsewhere"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["nodes"].as_array().map(Vec::len), Some(4), "{seen}");
+    let class = |model: &str| {
+        seen["classes"][model]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(class("demo.full_model").contains("selected"), "{seen}");
+    assert!(
+        class("demo.incremental_model").contains("upstream"),
+        "{seen}"
+    );
+    assert!(class("demo.seed_model").contains("upstream"), "{seen}");
+    assert!(class("demo.view_model").contains("downstream"), "{seen}");
+    let details = seen["details"].as_str().unwrap_or_default();
+    assert!(
+        details.contains("FULL") && details.contains("models/full_model.sql"),
+        "{details}"
+    );
+    // Headings are upper-cased by the page's style, which the browser's text shows.
+    let headings = details.to_lowercase();
+    assert!(
+        headings.contains("parents (1)") && headings.contains("all upstream (2)"),
+        "{details}"
+    );
+    assert_eq!(seen["after_link"], "demo.incremental_model", "{seen}");
+    assert_eq!(
+        seen["matches"],
+        serde_json::json!(["demo.view_model"]),
+        "{seen}"
+    );
+    assert_eq!(seen["searched"], "demo.view_model", "{seen}");
+    assert_eq!(seen["linked"], "demo.full_model", "{seen}");
+    for shot in ["dag-overview.png", "dag-selected.png", "dag-search.png"] {
+        assert!(shots.join(shot).exists(), "{shot}");
+    }
+}

@@ -39,6 +39,19 @@ pub fn python_with_pty() -> Option<String> {
     python_with("import pty, select", "Python's pty module is")
 }
 
+/// A Python with Playwright, when Debian's Chromium is installed too, for testing pages in a real browser.
+pub fn browser() -> Option<String> {
+    if !std::path::Path::new("/usr/bin/chromium").exists() {
+        assert!(
+            !services_required(),
+            "Chromium required at /usr/bin/chromium (.ci/run installs Debian's chromium)"
+        );
+        eprintln!("skipping checks in a browser: /usr/bin/chromium is missing");
+        return None;
+    }
+    python_with("import playwright.sync_api", "Playwright is")
+}
+
 /// The folder holding DuckDB 1.5.5 extension binaries (`LAKE_TEST_DUCKDB_EXTENSIONS`), or `None` when missing
 /// and not required.
 pub fn duckdb_extensions() -> Option<PathBuf> {
