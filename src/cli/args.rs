@@ -103,6 +103,9 @@ pub(super) enum Command {
     Format(FormatArgs),
     /// Upgrade the state written by an older lake to this lake's schema (one transaction).
     Migrate,
+    /// Undo the last `lake migrate`: the state goes back to the schema and rows it had before, for the older
+    /// lake that wrote it (as SQLMesh's `rollback`). Plans applied since the migration are undone too.
+    Rollback,
     /// Export or import the whole state (environments, snapshots, intervals) as one JSON file: to back it
     /// up, or to move it, e.g. from the embedded `.lake/state.db` to a gateway's PostgreSQL
     /// `state_connection` (export, change config.yaml, import).
@@ -257,6 +260,18 @@ pub(super) struct PlanArgs {
     /// default); anywhere else the plan stops.
     #[arg(long)]
     pub(super) no_auto_categorization: bool,
+    /// Dev plans with --start: still cover at least this many of each incremental model's intervals (a
+    /// weekly model planned from yesterday gets its last N weeks).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub(super) min_intervals: u32,
+    /// Refuse the plan if a new version of an incremental model would lack intervals the version it
+    /// replaces has (e.g. when --start/--end leave them out).
+    #[arg(long)]
+    pub(super) no_gaps: bool,
+    /// Prod: apply this plan's forward-only changes to data from this date on (those intervals are rebuilt
+    /// with the new logic, in the kept tables), not only to data built from now on.
+    #[arg(long, value_name = "DATE")]
+    pub(super) effective_from: Option<String>,
 }
 
 // `lake create-test`'s arguments.

@@ -68,7 +68,7 @@ fn change_rule(change: &ModelChange, base: &str) -> String {
         ChangeKind::IndirectlyModified => {
             let upstream: Vec<String> = change.because_of.iter().map(ToString::to_string).collect();
             format!(
-                "indirectly modified: it reads {}, which changed",
+                "indirectly modified: it depends on {}, which changed",
                 upstream.join(", ")
             )
         }
@@ -93,7 +93,7 @@ fn category_rule(category: Category, change: &ModelChange) -> String {
             "the changes upstream are non-breaking or forward-only, so it keeps its table"
         }
         Category::ForwardOnly => {
-            "forward-only: it keeps its table, and the new logic applies to data built from now on"
+            "it keeps its table, and the new logic applies to data built from now on (or from --effective-from)"
         }
         Category::Metadata => "only metadata changed, so its table is reused as it is",
     };
@@ -104,7 +104,7 @@ fn build_rule(backfill: &Backfill, plan: &Plan) -> String {
     let why = if backfill.action == crate::plan::BackfillAction::CreateView {
         "the view of this version is created (a view holds no rows)".to_string()
     } else if backfill.restatement {
-        "restated (--restate-model): its recorded intervals are rebuilt".to_string()
+        "restated (--restate-model, or --effective-from for a forward-only change): these intervals are rebuilt".to_string()
     } else if backfill.recreate {
         "prod's in-place table no longer fits the model and is rebuilt from nothing".to_string()
     } else if plan.changes.iter().any(|c| c.name == backfill.name) && backfill.batches.len() > 1 {

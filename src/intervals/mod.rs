@@ -4,7 +4,7 @@
 pub mod bound;
 pub mod cron;
 
-use chrono::{Datelike, Duration, NaiveDate, NaiveDateTime, Timelike};
+use chrono::{Datelike, Duration, Months, NaiveDate, NaiveDateTime, Timelike};
 
 use crate::error::{LakeError, Result};
 use crate::intervals::cron::Schedule;
@@ -94,6 +94,22 @@ impl IntervalUnit {
                 NaiveDate::from_ymd_opt(day.year(), day.month(), 1).map_or(t, midnight)
             }
             IntervalUnit::Day => midnight(day),
+            IntervalUnit::Hour => minutes(60),
+            IntervalUnit::HalfHour => minutes(30),
+            IntervalUnit::QuarterHour => minutes(15),
+            IntervalUnit::FiveMinute => minutes(5),
+        }
+    }
+
+    /// The start of the interval `n` intervals before the one containing `t`: from there up to `t`'s
+    /// interval lie `n` complete intervals.
+    pub fn back(self, t: NaiveDateTime, n: u32) -> NaiveDateTime {
+        let t = self.floor(t);
+        let minutes = |step: i64| t - Duration::minutes(step * i64::from(n));
+        match self {
+            IntervalUnit::Year => t.checked_sub_months(Months::new(12 * n)).unwrap_or(t),
+            IntervalUnit::Month => t.checked_sub_months(Months::new(n)).unwrap_or(t),
+            IntervalUnit::Day => t - Duration::days(i64::from(n)),
             IntervalUnit::Hour => minutes(60),
             IntervalUnit::HalfHour => minutes(30),
             IntervalUnit::QuarterHour => minutes(15),

@@ -150,6 +150,11 @@ impl Context {
         self.state_backend().migrate()
     }
 
+    /// Undoes the last `lake migrate`: the state as it was before it, for the lake that wrote it.
+    pub fn rollback(&self) -> Result<u32> {
+        self.state_backend().rollback()
+    }
+
     /// The whole state, as `lake state export` writes it.
     pub fn export_state(&self) -> Result<crate::state::transfer::StateExport> {
         crate::state::transfer::export(self.open_state()?.as_ref())

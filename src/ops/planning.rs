@@ -106,6 +106,10 @@ pub struct PlanRequest {
     /// `--backfill-model`: only these selections (and their upstream) are backfilled.
     pub backfill_models: Vec<String>,
     pub diff_rendered: bool,
+    pub min_intervals: u32,
+    pub no_gaps: bool,
+    /// `--effective-from`, as typed.
+    pub effective_from: Option<String>,
 }
 
 /// A plan request with config.yaml's defaults applied and checked.
@@ -185,6 +189,17 @@ impl Context {
         options.allow_additive = request.allow_additive.clone();
         options.create_from = request.create_from.clone();
         options.diff_rendered = request.diff_rendered;
+        options.min_intervals = request.min_intervals;
+        options.no_gaps = request.no_gaps;
+        options.effective_from = request
+            .effective_from
+            .as_deref()
+            .map(|text| {
+                crate::intervals::bound::TimeBound::parse(text)
+                    .map(|bound| bound.resolve(options.execution_time))
+                    .map_err(|e| LakeError::Usage(format!("--effective-from `{text}`: {e}"), None))
+            })
+            .transpose()?;
         options.fill = fill_request(request)?;
         Ok(PlanSettings {
             options,

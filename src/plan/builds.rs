@@ -64,7 +64,7 @@ pub(super) fn backfills(
         let window = if in_prod && !restating {
             Window::default()
         } else {
-            options.window
+            at_least_intervals(project, i, options)
         };
         let batches = if action == BackfillAction::Insert {
             let batches =
@@ -162,4 +162,76 @@ pub(super) fn choose_fill(
         }
     }
     Ok(())
+}
+
+/// The plan's window for model `i`, its start moved back as far as `--min-intervals` of the model's
+/// intervals need (the plan's `--start` may leave a weekly model none).
+fn at_least_intervals(project: &Project, i: ModelId, options: &PlanOptions) -> Window {
+    let mut window = options.window;
+    if let (Some(start), true) = (window.start, options.min_intervals > 0) {
+        let unit = backfill::interval_unit(project.model(i), options.execution_time);
+        let end = window
+            .end
+            .unwrap_or(options.execution_time)
+            .min(options.execution_time);
+        window.start = Some(start.min(unit.back(end, options.min_intervals)));
+    }
+    window
+}
+
+/// `--no-gaps`: every interval the replaced version of a model has, its new version has too once the plan
+/// is applied (what it already holds and what the plan builds); otherwise the plan is refused, naming them.
+pub(super) fn refuse_gaps(
+    state: &dyn StateStore,
+    backfills: &[Backfill],
+    replaced: &HashMap<&crate::sql::ModelName, &crate::state::EnvSnapshot>,
+) -> Result<()> {
+    let pairs: Vec<_> = backfills
+        .iter()
+        .filter(|b| b.action == BackfillAction::Insert)
+        .filter_map(|b| replaced.get(&b.name).map(|old| (b, *old)))
+        .filter(|(b, old)| old.version != b.version)
+        .collect();
+    let versions: Vec<_> = pairs
+        .iter()
+        .flat_map(|(b, old)| {
+            [
+                (b.name.clone(), b.version.clone()),
+                (old.name.clone(), old.version.clone()),
+            ]
+        })
+        .collect();
+    let built = BuiltIntervals::load(state, &versions)?;
+    for (backfill, old) in pairs {
+        let mut covered: Vec<Range> = built.of(&backfill.name, &backfill.version).to_vec();
+        covered.extend(backfill.batches.iter().copied());
+        let gaps = crate::intervals::missing(built.of(&old.name, &old.version), &merged(covered));
+        if let Some(&first) = gaps.first() {
+            return Err(LakeError::Usage(
+                format!(
+                    "--no-gaps: the new version of {} would lack {} the version it replaces has, from {}",
+                    backfill.name,
+                    if gaps.len() == 1 { "a range" } else { "ranges" },
+                    crate::intervals::describe(first)
+                ),
+                Some(
+                    "widen --start/--end (or leave them out) so the new version covers them".into(),
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Ranges with the touching and overlapping ones joined, in order.
+fn merged(mut ranges: Vec<Range>) -> Vec<Range> {
+    ranges.sort();
+    let mut out: Vec<Range> = Vec::with_capacity(ranges.len());
+    for (start, end) in ranges {
+        match out.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => out.push((start, end)),
+        }
+    }
+    out
 }

@@ -14,7 +14,7 @@ use chrono::NaiveDateTime;
 use serde::Serialize;
 
 use crate::PROD;
-use crate::error::Result;
+use crate::error::{LakeError, Result};
 use crate::intervals::Range;
 use crate::project::Project;
 use crate::project::{ModelId, PerModel};
@@ -57,6 +57,14 @@ pub struct PlanOptions {
     pub fill: FillRequest,
     /// Diffs show the rendered queries rather than the files (`--diff-rendered`).
     pub diff_rendered: bool,
+    /// `--min-intervals`: a dev plan limited by `--start` still covers at least this many of each
+    /// incremental model's intervals.
+    pub min_intervals: u32,
+    /// `--no-gaps`: refuse a plan whose new versions would lack intervals the versions they replace have.
+    pub no_gaps: bool,
+    /// `--effective-from`: prod's forward-only changes are applied to the data from this time on (those
+    /// intervals are rebuilt with the new logic), not only to data built from now on.
+    pub effective_from: Option<NaiveDateTime>,
 }
 
 /// What a plan's builds write, as the user asked.
@@ -113,6 +121,9 @@ impl PlanOptions {
             no_diff: false,
             fill: FillRequest::All,
             diff_rendered: false,
+            min_intervals: 0,
+            no_gaps: false,
+            effective_from: None,
         }
     }
 }
@@ -339,6 +350,8 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         rebuilt_in_place,
     } = changes::categorise(project, state, in_prod, &compared, snapshots, options)?;
     changes.extend(changes::removed(base.compared.as_ref(), &snapshots));
+    let effective = effective_from(in_prod, &changes, options)?;
+    let options = effective.as_ref().unwrap_or(options);
     let promoted = virtual_layer::promoted(
         project,
         &snapshots,
@@ -364,6 +377,9 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         options,
     )?;
     builds::choose_fill(project, in_prod, &options.fill, &mut backfills)?;
+    if options.no_gaps {
+        builds::refuse_gaps(state, &backfills, &compared)?;
+    }
     let new_snapshots = snapshots
         .entries()
         .filter(|(_, s)| !stored_versions.contains_key(&s.id))
@@ -387,6 +403,42 @@ pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -
         names_taken_over: names.names_taken_over,
         in_place_dropped: names.in_place_dropped,
     })
+}
+
+/// With `--effective-from`, the options that rebuild prod's forward-only changes (and what reads them) from
+/// that time on, as a restatement of their kept tables; `None` without it.
+fn effective_from(
+    in_prod: bool,
+    changes: &[ModelChange],
+    options: &PlanOptions,
+) -> Result<Option<PlanOptions>> {
+    let Some(from) = options.effective_from else {
+        return Ok(None);
+    };
+    if !in_prod {
+        return Err(LakeError::Usage(
+            "--effective-from applies forward-only changes to prod".into(),
+            Some("a dev environment previews forward-only changes in tables of its own; plan prod with it".into()),
+        ));
+    }
+    let forward: Vec<String> = changes
+        .iter()
+        .filter(|c| c.category == Some(Category::ForwardOnly))
+        .map(|c| c.name.to_string())
+        .collect();
+    if forward.is_empty() {
+        return Err(LakeError::Usage(
+            "--effective-from: this plan has no forward-only change to apply from then".into(),
+            Some(
+                "pass --forward-only (or set `plan.forward_only`) for changes to keep their tables"
+                    .into(),
+            ),
+        ));
+    }
+    let mut effective = options.clone();
+    effective.restate.extend(forward);
+    effective.window.start = Some(from);
+    Ok(Some(effective))
 }
 
 /// The models `--allow-destructive-model` / `--allow-additive-model` name, each one that exists.

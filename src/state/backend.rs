@@ -62,6 +62,18 @@ impl<'a> Backend<'a> {
         Ok(super::SCHEMA_VERSION)
     }
 
+    /// Puts the state back as the last `lake migrate` found it (SQLMesh's `rollback`); the schema version it
+    /// is back at, which an older lake reads.
+    pub fn rollback(&self) -> Result<u32> {
+        match self.choice {
+            StateChoice::Embedded => {
+                let _lock = sqlite::lock(&self.state_dir, || {})?;
+                sqlite::rollback(&self.state_dir)
+            }
+            StateChoice::Postgres { uri, schema } => PostgresState::rollback(uri, schema),
+        }
+    }
+
     /// Where state is kept, with no credentials.
     pub fn describe(&self) -> String {
         match self.choice {

@@ -21,7 +21,35 @@ pub struct PostgresState {
     pool: PgPool,
     /// Quoted schema name, e.g. `"lake"`.
     schema: String,
+    /// The schema name unquoted, as information_schema spells it.
+    schema_name: String,
     describe: String,
+}
+
+async fn pg_table_exists(conn: &mut sqlx::PgConnection, schema: &str, table: &str) -> Result<bool> {
+    sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2)",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_one(conn)
+    .await
+    .map_err(pg_err("reading the state's tables"))
+}
+
+async fn pg_columns(
+    conn: &mut sqlx::PgConnection,
+    schema: &str,
+    table: &str,
+) -> Result<Vec<String>> {
+    sqlx::query_scalar::<_, String>(
+        "SELECT column_name::text FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_all(conn)
+    .await
+    .map_err(pg_err("reading the state's columns"))
 }
 
 fn pg_err(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> LakeError {
@@ -108,6 +136,7 @@ impl PostgresState {
             runtime,
             pool,
             schema: quote_ident(schema),
+            schema_name: schema.to_string(),
             describe: format!("PostgreSQL state (schema {schema})"),
         };
         state.migrate(upgrade)?;
@@ -163,7 +192,20 @@ impl PostgresState {
                 VersionAction::UpToDate => Vec::new(),
                 VersionAction::Create => schema::create_statements(Dialect::Postgres, &qualify),
                 VersionAction::Upgrade { from } => {
-                    schema::upgrade_statements(from, Dialect::Postgres, &qualify)
+                    // The state as it was, for `lake rollback`, kept in the same transaction as the upgrade.
+                    let mut existing = Vec::new();
+                    for table in schema::STATE_TABLES {
+                        if pg_table_exists(&mut tx, &self.schema_name, table).await? {
+                            existing.push(*table);
+                        }
+                    }
+                    let mut statements = schema::backup_statements(&existing, &qualify);
+                    statements.extend(schema::upgrade_statements(
+                        from,
+                        Dialect::Postgres,
+                        &qualify,
+                    ));
+                    statements
                 }
             };
             if !statements.is_empty() {
@@ -185,6 +227,66 @@ impl PostgresState {
                 .map_err(pg_err(context))?;
             }
             tx.commit().await.map_err(pg_err(context))
+        })
+    }
+
+    /// `lake rollback`: the state as the last `lake migrate` found it, in one transaction; the schema version
+    /// it is back at. Opened without `open_with`, which would refuse the older schema it leaves.
+    pub fn rollback(uri: &Secret, schema_name: &str) -> Result<u32> {
+        let context = "rolling back the PostgreSQL state";
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| LakeError::io("tokio runtime", e))?;
+        let options: PgConnectOptions = uri
+            .expose()
+            .parse()
+            .map_err(pg_err("reading state_connection"))?;
+        let schema = quote_ident(schema_name);
+        let qualify = |table: &str| format!("{schema}.{table}");
+        runtime.block_on(async {
+            let mut conn = sqlx::PgConnection::connect_with(&options)
+                .await
+                .map_err(pg_err(context))?;
+            let mut tx = conn.begin().await.map_err(pg_err(context))?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(lock_key("migrate"))
+                .execute(&mut *tx)
+                .await
+                .map_err(pg_err(context))?;
+            let place = format!("the PostgreSQL state (schema {schema_name})");
+            if !pg_table_exists(&mut tx, schema_name, &schema::backup_of("_versions")).await? {
+                return Err(schema::nothing_to_roll_back(&place));
+            }
+            for table in schema::STATE_TABLES {
+                if !pg_table_exists(&mut tx, schema_name, table).await? {
+                    continue;
+                }
+                let backup = schema::backup_of(table);
+                let kept = if pg_table_exists(&mut tx, schema_name, &backup).await? {
+                    Some(pg_columns(&mut tx, schema_name, &backup).await?)
+                } else {
+                    None
+                };
+                let columns = pg_columns(&mut tx, schema_name, table).await?;
+                for statement in
+                    schema::restore_statements(table, &columns, kept.as_deref(), &qualify)
+                {
+                    sqlx::query(&statement)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(pg_err(context))?;
+                }
+            }
+            let version: i32 = sqlx::query_scalar(&format!(
+                "SELECT max(schema_version) FROM {}",
+                qualify("_versions")
+            ))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(pg_err(context))?;
+            tx.commit().await.map_err(pg_err(context))?;
+            Ok(version.max(0) as u32)
         })
     }
 

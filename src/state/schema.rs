@@ -171,6 +171,73 @@ pub fn create_statements(dialect: Dialect, qualify: Qualify<'_>) -> Vec<String> 
     statements
 }
 
+/// Every table of the state, `_versions` first: what a migration backs up and `lake rollback` restores.
+pub const STATE_TABLES: &[&str] = &[
+    "_versions",
+    "snapshots",
+    "environments",
+    "intervals",
+    "plans",
+    "pending_promotions",
+];
+
+/// The copy of `table` a migration keeps.
+pub fn backup_of(table: &str) -> String {
+    format!("_backup_{table}")
+}
+
+/// Statements, run in a migration's transaction before it changes anything, that replace any older copies
+/// with a copy of each of the `existing` state tables.
+pub fn backup_statements(existing: &[&str], qualify: Qualify<'_>) -> Vec<String> {
+    let mut statements: Vec<String> = STATE_TABLES
+        .iter()
+        .map(|t| format!("DROP TABLE IF EXISTS {}", qualify(&backup_of(t))))
+        .collect();
+    statements.extend(existing.iter().map(|t| {
+        format!(
+            "CREATE TABLE {} AS SELECT * FROM {}",
+            qualify(&backup_of(t)),
+            qualify(t)
+        )
+    }));
+    statements
+}
+
+/// Statements that put `table` back as the last migration found it: a table the migration created is
+/// dropped; otherwise the columns it added are dropped, its rows replaced by the copy's, and the copy dropped.
+pub fn restore_statements(
+    table: &str,
+    columns: &[String],
+    backup_columns: Option<&[String]>,
+    qualify: Qualify<'_>,
+) -> Vec<String> {
+    let Some(kept) = backup_columns else {
+        return vec![format!("DROP TABLE IF EXISTS {}", qualify(table))];
+    };
+    let mut statements: Vec<String> = columns
+        .iter()
+        .filter(|c| !kept.contains(c))
+        .map(|c| format!("ALTER TABLE {} DROP COLUMN {c}", qualify(table)))
+        .collect();
+    let listed = kept.join(", ");
+    statements.push(format!("DELETE FROM {}", qualify(table)));
+    statements.push(format!(
+        "INSERT INTO {} ({listed}) SELECT {listed} FROM {}",
+        qualify(table),
+        qualify(&backup_of(table))
+    ));
+    statements.push(format!("DROP TABLE {}", qualify(&backup_of(table))));
+    statements
+}
+
+/// `lake rollback` without a migration to undo.
+pub(crate) fn nothing_to_roll_back(place: &str) -> LakeError {
+    LakeError::Usage(
+        format!("{place} has no migration to roll back"),
+        Some("`lake migrate` keeps a copy of the state it upgrades; a rollback uses it up, and a state created at this schema has none".into()),
+    )
+}
+
 /// Statements that upgrade a store at schema version `from` to this lake's, one version after another.
 pub fn upgrade_statements(from: u32, dialect: Dialect, qualify: Qualify<'_>) -> Vec<String> {
     (from + 1..=SCHEMA_VERSION)

@@ -113,7 +113,15 @@ impl SqliteState {
             VersionAction::UpToDate => Vec::new(),
             VersionAction::Create => schema::create_statements(Dialect::Sqlite, &plain),
             VersionAction::Upgrade { from } => {
-                schema::upgrade_statements(from, Dialect::Sqlite, &plain)
+                // The state as it was, for `lake rollback`, kept in the same transaction as the upgrade.
+                let existing: Vec<&str> = schema::STATE_TABLES
+                    .iter()
+                    .copied()
+                    .filter(|t| table_exists(&tx, t))
+                    .collect();
+                let mut statements = schema::backup_statements(&existing, &plain);
+                statements.extend(schema::upgrade_statements(from, Dialect::Sqlite, &plain));
+                statements
             }
         };
         if !statements.is_empty() {
@@ -130,6 +138,64 @@ impl SqliteState {
         }
         tx.commit().map_err(sql_err("initialising state"))
     }
+}
+
+/// `lake rollback`: the state in `state_dir` as the last `lake migrate` found it, in one transaction; the
+/// schema version it is back at.
+pub fn rollback(state_dir: &Path) -> Result<u32> {
+    let path = state_dir.join("state.db");
+    if !path.exists() {
+        return Err(schema::nothing_to_roll_back(&path.display().to_string()));
+    }
+    let mut conn = Connection::open(&path).map_err(sql_err("opening the state database"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(sql_err("configuring the state database"))?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql_err("rolling back the state"))?;
+    if !table_exists(&tx, &schema::backup_of("_versions")) {
+        return Err(schema::nothing_to_roll_back(&path.display().to_string()));
+    }
+    let plain = |table: &str| table.to_string();
+    for table in schema::STATE_TABLES {
+        if !table_exists(&tx, table) {
+            continue;
+        }
+        let backup = schema::backup_of(table);
+        let kept = table_exists(&tx, &backup).then(|| table_columns(&tx, &backup));
+        let statements =
+            schema::restore_statements(table, &table_columns(&tx, table), kept.as_deref(), &plain);
+        for statement in statements {
+            tx.execute_batch(&statement)
+                .map_err(sql_err("rolling back the state"))?;
+        }
+    }
+    let version: u32 = tx
+        .query_row("SELECT max(schema_version) FROM _versions", [], |r| {
+            r.get(0)
+        })
+        .map_err(sql_err("reading the state schema version"))?;
+    tx.commit().map_err(sql_err("rolling back the state"))?;
+    Ok(version)
+}
+
+fn table_exists(conn: &Connection, table: &str) -> bool {
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [table],
+        |r| r.get::<_, i64>(0),
+    )
+    .is_ok_and(|n| n > 0)
+}
+
+fn table_columns(conn: &Connection, table: &str) -> Vec<String> {
+    let Ok(mut statement) = conn.prepare(&format!("PRAGMA table_info({table})")) else {
+        return Vec::new();
+    };
+    statement
+        .query_map([], |r| r.get::<_, String>(1))
+        .map(|rows| rows.filter_map(std::result::Result::ok).collect())
+        .unwrap_or_default()
 }
 
 fn row_to_env(row: &rusqlite::Row<'_>) -> rusqlite::Result<EnvRow> {

@@ -384,6 +384,56 @@ fn older_state_is_refused_until_lake_migrate() {
     assert_eq!(stdout(&out), "State is at schema version 5.\n");
     s.assert_no_changes();
     s.assert_demo_results();
+
+    // `lake rollback` undoes the migration: schema 1's columns and rows, as the older lake left them.
+    let columns = |table: &str| {
+        let conn = rusqlite::Connection::open(s.project.join(".lake/state.db")).unwrap();
+        let mut statement = conn
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+            .unwrap();
+        statement
+            .query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+    };
+    let out = s.lake().args(["rollback"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("back at schema version 1"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!columns("intervals").contains(&"write_id".to_string()));
+    assert!(!columns("snapshots").contains(&"physical_schema".to_string()));
+    assert!(
+        columns("_backup_intervals").is_empty(),
+        "the copy is used up"
+    );
+    let out = s.lake().args(["plan"]).output().unwrap();
+    assert!(
+        stderr(&out).contains("run `lake migrate`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.lake().args(["rollback"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no migration to roll back"),
+        "{}",
+        stderr(&out)
+    );
+    // Migrating again finds the same state.
+    assert!(
+        s.lake()
+            .args(["migrate"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    s.assert_no_changes();
+    s.assert_demo_results();
 }
 
 /// `--profile` says on stderr where an apply's time went, phase by phase, and leaves stdout as it was.

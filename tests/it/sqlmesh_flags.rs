@@ -172,7 +172,7 @@ fn explain_says_why_each_model_is_in_the_plan_and_applies_nothing() {
         "Why each model is in the plan for `dev` (compared with `prod`); nothing is applied",
         "demo.full_model\n  change:   directly modified",
         "category: Breaking: existing rows may change",
-        "demo.view_model\n  change:   indirectly modified: it reads demo.full_model, which changed",
+        "demo.view_model\n  change:   indirectly modified: it depends on demo.full_model, which changed",
         "category: Indirect Breaking",
         "build:    [full refresh] into lake__demo.demo__full_model__",
     ] {
@@ -375,4 +375,90 @@ fcntl.flock(lock, fcntl.LOCK_UN)
         said.contains("A plan updated `prod` while this run waited"),
         "{said}"
     );
+}
+
+/// The demo with a new version of its incremental model (every interval of it rebuilt by default).
+fn incremental_changed() -> Scratch {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    let incremental = s.read("models/incremental_model.sql");
+    s.write(
+        "models/incremental_model.sql",
+        &incremental.replace("  item_id,", "  item_id + 0 AS item_id,"),
+    );
+    s
+}
+
+fn plan_text(s: &Scratch, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["plan", "--no-prompts", "--execution-time", EXEC];
+    all.extend_from_slice(args);
+    lake(s, &all)
+}
+
+#[test]
+fn min_intervals_widens_a_dev_plans_start_per_model() {
+    let s = incremental_changed();
+    let narrow = stdout(&plan_text(&s, &["dev", "--start", "2024-05-31"]));
+    assert!(
+        narrow.contains("`demo__dev.incremental_model`: [2024-05-31 - 2024-05-31]"),
+        "{narrow}"
+    );
+    let wide = stdout(&plan_text(
+        &s,
+        &["dev", "--start", "2024-05-31", "--min-intervals", "3"],
+    ));
+    assert!(
+        wide.contains("`demo__dev.incremental_model`: [2024-05-29 - 2024-05-31]"),
+        "{wide}"
+    );
+}
+
+#[test]
+fn no_gaps_refuses_a_new_version_missing_what_the_old_one_has() {
+    let s = incremental_changed();
+    let out = plan_text(&s, &["dev", "--start", "2024-05-01", "--no-gaps"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--no-gaps: the new version of demo.incremental_model would lack"),
+        "{}",
+        stderr(&out)
+    );
+    let out = plan_text(&s, &["dev", "--no-gaps"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// A forward-only change keeps prod's table; `--effective-from` also rebuilds its intervals from that date
+/// (and what reads them) with the new logic, in the same table.
+#[test]
+fn effective_from_applies_a_forward_only_change_from_a_date() {
+    let s = incremental_changed();
+    let table = stdout(&lake(&s, &["table-name", "demo.incremental_model"]));
+    let out = plan_text(&s, &["--effective-from", "2024-05-30"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no forward-only change"),
+        "{}",
+        stderr(&out)
+    );
+    let out = plan_text(
+        &s,
+        &[
+            "--forward-only",
+            "--effective-from",
+            "2024-05-30",
+            "--auto-apply",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(
+        shown.contains("`demo.incremental_model`: [2024-05-30 - 2024-05-31]"),
+        "{shown}"
+    );
+    assert!(shown.contains("`demo.full_model`"), "{shown}");
+    assert_eq!(
+        stdout(&lake(&s, &["table-name", "demo.incremental_model"])),
+        table
+    );
+    s.assert_demo_results();
 }

@@ -392,6 +392,38 @@ fn older_state_is_migrated_and_newer_state_refused() {
     s.assert_no_changes();
     s.assert_demo_results();
 
+    // `lake rollback` undoes it: schema 2 again, without the columns and table the migration added.
+    let out = s.lake().args(["rollback"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(psql(&uri, version), ["2"]);
+    assert_eq!(
+        psql(
+            &uri,
+            "SELECT count(*)::text FROM information_schema.columns WHERE table_schema = 'lake' \
+             AND column_name IN ('suffix_target', 'physical_schema')"
+        ),
+        ["0"]
+    );
+    assert_eq!(
+        psql(
+            &uri,
+            "SELECT to_regclass('lake.pending_promotions') IS NULL"
+        ),
+        ["t"]
+    );
+    let out = s.lake().args(["rollback"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        s.lake()
+            .args(["migrate"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    s.assert_no_changes();
+    s.assert_demo_results();
+
     psql(&uri, "INSERT INTO lake._versions VALUES (9, '7.1.0')");
     let out = s.lake().args(["plan"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));

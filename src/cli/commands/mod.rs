@@ -21,6 +21,7 @@ mod lint;
 mod migrate;
 mod plan;
 mod render;
+mod rollback;
 mod run;
 mod serve;
 mod state;
@@ -45,6 +46,7 @@ pub(super) fn run(cli: &Cli, printer: &mut Printer) -> Result<ExitCode> {
         Command::Lint(args) => lint::run(args, cli, printer),
         Command::Format(args) => format::run(args, cli, printer),
         Command::Migrate => migrate::run(cli, printer),
+        Command::Rollback => rollback::run(cli, printer),
         Command::State(command) => state::run(command, cli, printer),
         Command::CreateExternalModels => create_external_models::run(cli, printer),
         Command::CheckIntervals(args) => check_intervals::run(args, cli, printer),

@@ -111,6 +111,9 @@ fn request(args: &PlanArgs) -> PlanRequest {
         empty_backfill: args.empty_backfill,
         backfill_models: args.backfill_model.clone(),
         diff_rendered: args.diff_rendered,
+        min_intervals: args.min_intervals,
+        no_gaps: args.no_gaps,
+        effective_from: args.effective_from.clone(),
     }
 }
 
