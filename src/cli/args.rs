@@ -268,6 +268,10 @@ pub(super) struct PlanArgs {
     /// replaces has (e.g. when --start/--end leave them out).
     #[arg(long)]
     pub(super) no_gaps: bool,
+    /// Dev plans: preview forward-only changes in tables of their own, even where config.yaml's
+    /// `plan.enable_preview: false` turns previews off (then dev shows prod's tables of those models).
+    #[arg(long)]
+    pub(super) enable_preview: bool,
     /// Prod: apply this plan's forward-only changes to data from this date on (those intervals are rebuilt
     /// with the new logic, in the kept tables), not only to data built from now on.
     #[arg(long, value_name = "DATE")]

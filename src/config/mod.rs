@@ -391,9 +391,11 @@ pub struct PlanDefaults {
     pub forward_only: Option<bool>,
     /// Leave the text differences out of plans, as `--no-diff`.
     pub no_diff: Option<bool>,
+    /// Preview forward-only changes in dev tables of their own (true unless set false), as
+    /// `--enable-preview`.
+    pub enable_preview: Option<serde_norway::Value>,
     // SQLMesh's other keys, accepted and not acted on yet (docs/configuration.md).
     pub auto_categorize_changes: Option<serde_norway::Value>,
-    pub enable_preview: Option<serde_norway::Value>,
     pub use_finalized_state: Option<serde_norway::Value>,
     pub always_recreate_environment: Option<serde_norway::Value>,
 }

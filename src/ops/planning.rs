@@ -108,6 +108,7 @@ pub struct PlanRequest {
     pub diff_rendered: bool,
     pub min_intervals: u32,
     pub no_gaps: bool,
+    pub enable_preview: bool,
     /// `--effective-from`, as typed.
     pub effective_from: Option<String>,
 }
@@ -190,6 +191,12 @@ impl Context {
         options.create_from = request.create_from.clone();
         options.diff_rendered = request.diff_rendered;
         options.min_intervals = request.min_intervals;
+        options.enable_preview = request.enable_preview
+            || defaults
+                .enable_preview
+                .as_ref()
+                .and_then(serde_norway::Value::as_bool)
+                .unwrap_or(true);
         options.no_gaps = request.no_gaps;
         options.effective_from = request
             .effective_from

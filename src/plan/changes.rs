@@ -175,8 +175,11 @@ impl Categoriser<'_> {
         let category = decision.category;
         // A forward-only change in a dev environment is previewed in a table of its own: prod's table is only
         // ever written by prod, which keeps it when the change is deployed forward-only.
-        let dev_preview = category == Category::ForwardOnly && !self.in_prod;
-        if !self.in_prod && (dev_preview || model.kind_keeps_table()) {
+        // Without preview (`plan.enable_preview: false`), dev shows prod's table as it is.
+        let dev_preview =
+            category == Category::ForwardOnly && !self.in_prod && self.options.enable_preview;
+        let no_preview = category == Category::ForwardOnly && !self.options.enable_preview;
+        if !self.in_prod && !no_preview && (dev_preview || model.kind_keeps_table()) {
             self.previewed.insert(i);
         }
         let (version, physical_schema) = self.version_of(&model, category, dev_preview);

@@ -65,6 +65,9 @@ pub struct PlanOptions {
     /// `--effective-from`: prod's forward-only changes are applied to the data from this time on (those
     /// intervals are rebuilt with the new logic), not only to data built from now on.
     pub effective_from: Option<NaiveDateTime>,
+    /// A dev plan previews forward-only changes in tables of its own (SQLMesh's `enable_preview`, on by
+    /// default); without, dev shows prod's tables of those models as they are.
+    pub enable_preview: bool,
 }
 
 /// What a plan's builds write, as the user asked.
@@ -124,6 +127,7 @@ impl PlanOptions {
             min_intervals: 0,
             no_gaps: false,
             effective_from: None,
+            enable_preview: true,
         }
     }
 }

@@ -462,3 +462,36 @@ fn effective_from_applies_a_forward_only_change_from_a_date() {
     );
     s.assert_demo_results();
 }
+
+/// `plan.enable_preview: false`: a forward-only change is not previewed in dev, which shows prod's table as
+/// it is and builds nothing for it; `--enable-preview` turns the preview back on for one plan.
+#[test]
+fn without_preview_dev_shows_prods_table_for_a_forward_only_change() {
+    let s = incremental_changed();
+    let config = s.read("config.yaml");
+    s.write(
+        "config.yaml",
+        &format!("{config}\nplan:\n  enable_preview: false\n"),
+    );
+    let prod_table = stdout(&lake(&s, &["table-name", "demo.incremental_model"]));
+    let out = plan_text(&s, &["dev", "--forward-only", "--auto-apply"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(built_models(&out).is_empty(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&lake(
+            &s,
+            &["table-name", "demo.incremental_model", "-e", "dev"]
+        )),
+        prod_table
+    );
+    let out = plan_text(
+        &s,
+        &["dev2", "--forward-only", "--enable-preview", "--auto-apply"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        built_models(&out).contains(&"demo__dev2.incremental_model".to_string()),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -113,6 +113,7 @@ fn request(args: &PlanArgs) -> PlanRequest {
         diff_rendered: args.diff_rendered,
         min_intervals: args.min_intervals,
         no_gaps: args.no_gaps,
+        enable_preview: args.enable_preview,
         effective_from: args.effective_from.clone(),
     }
 }
