@@ -244,6 +244,10 @@ pub(super) struct PlanArgs {
     /// Create the tables without rows and record their intervals as built: nothing is ever backfilled.
     #[arg(long)]
     pub(super) empty_backfill: bool,
+    /// Plan only the changes of the models this selects; every other model keeps the version the
+    /// environment has (a new model must be selected). Selectors as for --backfill-model; repeatable.
+    #[arg(long = "select-model", value_name = "SELECTOR")]
+    pub(super) select_model: Vec<String>,
     /// Dev plans: backfill only the models this selects, and their upstream; the rest are created empty.
     /// A selector is a name, a glob (`demo.*`), `tag:NAME`, `+name` (with upstream) or `name+` (with
     /// downstream); repeatable.

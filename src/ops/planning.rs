@@ -109,6 +109,8 @@ pub struct PlanRequest {
     pub min_intervals: u32,
     pub no_gaps: bool,
     pub enable_preview: bool,
+    /// `--select-model`: only these models' changes.
+    pub select: Vec<String>,
     /// `--effective-from`, as typed.
     pub effective_from: Option<String>,
 }
@@ -191,6 +193,7 @@ impl Context {
         options.create_from = request.create_from.clone();
         options.diff_rendered = request.diff_rendered;
         options.min_intervals = request.min_intervals;
+        options.select = request.select.clone();
         options.enable_preview = request.enable_preview
             || defaults
                 .enable_preview

@@ -214,6 +214,10 @@ impl Categoriser<'_> {
             _ if model.in_place() => (IN_PLACE.to_string(), None),
             // A version a dev plan built for this snapshot holds dev's data; prod's table carries on.
             Some(_) if category == Category::ForwardOnly && !dev_preview => kept(),
+            // A plan without preview stored this snapshot on prod's table; a preview needs its own.
+            Some(stored) if dev_preview && stored.version == previous.version => {
+                (s.version.clone(), s.physical_schema.clone())
+            }
             Some(stored) => (stored.version.clone(), stored.physical_schema.clone()),
             None if category.gets_new_table()
                 || self.view_reads_new_parents(model.model)

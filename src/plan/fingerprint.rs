@@ -40,6 +40,16 @@ impl Hasher {
 
 /// Computes the snapshots of every model, parents first.
 pub fn compute(project: &Project) -> Result<PerModel<Snapshot>> {
+    compute_keeping(project, &HashMap::new())
+}
+
+/// [`compute`], with the models of `kept` hashed as the fingerprint given says they were defined (a plan's
+/// `--select-model` keeps the environment's definition of the models it leaves out) instead of as their
+/// files say; their parents are folded in as for any model.
+pub fn compute_keeping(
+    project: &Project,
+    kept: &HashMap<ModelId, Fingerprint>,
+) -> Result<PerModel<Snapshot>> {
     let seed_hashes: HashMap<ModelId, String> = project
         .models()
         .entries()
@@ -63,13 +73,21 @@ pub fn compute(project: &Project) -> Result<PerModel<Snapshot>> {
     });
     let mut snapshots: PerModel<Option<Snapshot>> = project.models().map(|_, _| None);
     for &i in &project.order {
+        let computed = own[i]
+            .take()
+            .expect("the topological order names each model once");
         let OwnHashes {
             data_parts,
             data_hash,
             metadata_hash,
-        } = own[i]
-            .take()
-            .expect("the topological order names each model once");
+        } = match kept.get(&i) {
+            Some(stored) => OwnHashes {
+                data_parts: stored.data_parts.clone(),
+                data_hash: stored.data_hash.clone(),
+                metadata_hash: stored.metadata_hash.clone(),
+            },
+            None => computed,
+        };
         let mut parents: Vec<&Snapshot> = project
             .analysis(i)
             .parents

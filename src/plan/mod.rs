@@ -6,6 +6,7 @@ mod builds;
 pub mod categorize;
 mod changes;
 pub mod fingerprint;
+mod selected;
 mod virtual_layer;
 
 use std::collections::{HashMap, HashSet};
@@ -68,6 +69,9 @@ pub struct PlanOptions {
     /// A dev plan previews forward-only changes in tables of its own (SQLMesh's `enable_preview`, on by
     /// default); without, dev shows prod's tables of those models as they are.
     pub enable_preview: bool,
+    /// `--select-model`: only the changes of the models these select are planned; the others keep the
+    /// compared environment's versions.
+    pub select: Vec<String>,
 }
 
 /// What a plan's builds write, as the user asked.
@@ -128,6 +132,7 @@ impl PlanOptions {
             no_gaps: false,
             effective_from: None,
             enable_preview: true,
+            select: Vec::new(),
         }
     }
 }
@@ -344,16 +349,32 @@ impl Plan {
 pub fn build(project: &Project, state: &dyn StateStore, options: &PlanOptions) -> Result<Plan> {
     let environment = EnvironmentName::parse(&options.environment)?;
     let in_prod = environment == PROD;
-    let snapshots = fingerprint::compute(project)?;
     let base = Base::resolve(state, &environment, options)?;
     let compared = base.by_name();
+    let snapshots = if options.select.is_empty() {
+        fingerprint::compute(project)?
+    } else {
+        let kept = selected::kept_snapshots(project, state, &compared, &options.select)?;
+        fingerprint::compute_keeping(project, &kept)?
+    };
     let changes::Changes {
         snapshots,
         mut changes,
         stored_versions,
         rebuilt_in_place,
     } = changes::categorise(project, state, in_prod, &compared, snapshots, options)?;
-    changes.extend(changes::removed(base.compared.as_ref(), &snapshots));
+    let removed = changes::removed(base.compared.as_ref(), &snapshots);
+    if let (Some(gone), false) = (removed.first(), options.select.is_empty()) {
+        // SQLMesh keeps a left-out model the project no longer has; lake has no definition to keep it by.
+        return Err(LakeError::Usage(
+            format!(
+                "--select-model cannot keep `{}`, which the project no longer has",
+                gone.name
+            ),
+            Some("plan without --select-model to remove it from the environment".into()),
+        ));
+    }
+    changes.extend(removed);
     let effective = effective_from(in_prod, &changes, options)?;
     let options = effective.as_ref().unwrap_or(options);
     let promoted = virtual_layer::promoted(

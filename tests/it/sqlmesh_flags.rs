@@ -495,3 +495,55 @@ fn without_preview_dev_shows_prods_table_for_a_forward_only_change() {
         stderr(&out)
     );
 }
+
+/// `plan --select-model` plans only the selected models' changes: the others keep the environment's versions
+/// (and what reads them sees those), as SQLMesh does. A new model left out cannot be kept, and says so.
+#[test]
+fn select_model_plans_only_the_selected_changes() {
+    let s = incremental_changed();
+    let full = s.read("models/full_model.sql");
+    s.write(
+        "models/full_model.sql",
+        &full.replace("GROUP BY", "WHERE id > 1\nGROUP BY"),
+    );
+    let prod_incremental = stdout(&lake(&s, &["table-name", "demo.incremental_model"]));
+    let out = plan_text(
+        &s,
+        &["dev", "--select-model", "demo.full_model", "--auto-apply"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    assert!(shown.contains("`demo__dev.full_model`"), "{shown}");
+    assert!(!shown.contains("demo__dev.incremental_model"), "{shown}");
+    assert_eq!(
+        built_models(&out),
+        ["demo__dev.full_model", "demo__dev.view_model"]
+    );
+    assert_eq!(
+        stdout(&lake(
+            &s,
+            &["table-name", "demo.incremental_model", "-e", "dev"]
+        )),
+        prod_incremental
+    );
+    // The full model's new query ran on prod's incremental rows.
+    assert_eq!(
+        s.csv("select * from demo__dev.full_model order by item_id"),
+        "item_id,num_orders\n1,5\n3,1\n"
+    );
+    // Without the selection, the incremental change is planned too.
+    let shown = stdout(&plan_text(&s, &["dev"]));
+    assert!(shown.contains("demo__dev.incremental_model"), "{shown}");
+
+    s.write(
+        "models/new_model.sql",
+        "MODEL (name demo.new_model, kind FULL);\nSELECT 1 AS x\n",
+    );
+    let out = plan_text(&s, &["dev", "--select-model", "demo.full_model"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("leaves out `demo.new_model`"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -114,6 +114,7 @@ fn request(args: &PlanArgs) -> PlanRequest {
         min_intervals: args.min_intervals,
         no_gaps: args.no_gaps,
         enable_preview: args.enable_preview,
+        select: args.select_model.clone(),
         effective_from: args.effective_from.clone(),
     }
 }
