@@ -351,11 +351,23 @@ impl Context {
         let mut state = self.open_state()?;
         let engine = self.open_engine()?;
         let session = engine.session()?;
+        self.janitor_with(state.as_mut(), &session, now, ignore_ttl, environment)
+    }
+
+    /// The janitor's pass on state and a session the caller has open (under its lock).
+    fn janitor_with(
+        &self,
+        state: &mut dyn StateStore,
+        session: &crate::engine::Session,
+        now: NaiveDateTime,
+        ignore_ttl: bool,
+        environment: Option<&str>,
+    ) -> Result<janitor::JanitorReport> {
         let environment = environment.map(EnvironmentName::parse).transpose()?;
         janitor::janitor(
-            state.as_mut(),
+            state,
             self.storage()?,
-            &session,
+            session,
             &janitor::JanitorOptions {
                 now_ms: now.and_utc().timestamp_millis(),
                 ignore_ttl,

@@ -29,6 +29,9 @@ pub struct RunOptions {
     /// Build nothing when a plan changed the environment while this run waited for it
     /// (`--exit-on-env-update`).
     pub stop_if_updated: bool,
+    /// After the run, the janitor's pass (on the wall clock), still under the run's lock and with its
+    /// engine: as SQLMesh's `run` does unless `--skip-janitor`.
+    pub janitor: bool,
 }
 
 /// What `lake run` did.
@@ -37,6 +40,8 @@ pub struct RunReport {
     pub built: Vec<ModelName>,
     /// A plan updated the environment while the run waited, and `stop_if_updated` asked to stop.
     pub stopped_for_update: bool,
+    /// What the janitor did after the run, when asked; its failure does not fail the run.
+    pub janitor: Option<Result<super::janitor::JanitorReport>>,
 }
 
 impl Context {
@@ -78,6 +83,7 @@ impl Context {
             return Ok(RunReport {
                 built: Vec::new(),
                 stopped_for_update: true,
+                janitor: None,
             });
         }
         let mut snapshots = crate::plan::fingerprint::compute(&self.project)?;
@@ -156,9 +162,16 @@ impl Context {
             other => other,
         })?;
         after_all.run(&engine)?;
+        let janitor = options.janitor.then(|| {
+            let _janitor = self.state_backend().lock_within("_janitor")?;
+            let session = engine.session()?;
+            let now = chrono::Utc::now().naive_utc();
+            self.janitor_with(&mut *state, &session, now, false, None)
+        });
         Ok(RunReport {
             built,
             stopped_for_update: false,
+            janitor,
         })
     }
 }

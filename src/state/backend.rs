@@ -48,6 +48,15 @@ impl<'a> Backend<'a> {
         })
     }
 
+    /// The lock of `name` for a process that already holds an environment's lock: none more with the embedded
+    /// store, whose one lock file covers every environment (taking it again would wait on ourselves).
+    pub fn lock_within(&self, name: &str) -> Result<Option<Guard>> {
+        match self.choice {
+            StateChoice::Embedded => Ok(None),
+            StateChoice::Postgres { .. } => self.lock(name, || {}).map(Some),
+        }
+    }
+
     /// Upgrades state written by an older lake to this lake's schema, in one transaction.
     pub fn migrate(&self) -> Result<u32> {
         match self.choice {

@@ -19,6 +19,7 @@ pub(super) fn run(args: &RunArgs, cli: &Cli, printer: &mut Printer) -> Result<Ex
         no_auto_upstream: args.no_auto_upstream,
         window: ops::window(args.start.as_deref(), args.end.as_deref())?,
         stop_if_updated: args.exit_on_env_update.is_some(),
+        janitor: !args.skip_janitor,
     };
     let suffix_target = ctx.suffix_target_of(&environment)?;
     let report = run_reporting(&ctx, &environment, suffix_target, now, &options, printer)?;
@@ -29,16 +30,16 @@ pub(super) fn run(args: &RunArgs, cli: &Cli, printer: &mut Printer) -> Result<Ex
         return Ok(ExitCode::from(args.exit_on_env_update.unwrap_or(1)));
     }
     report_run(printer, &report.built, &environment);
-    if !args.skip_janitor {
-        janitor_after_run(&ctx, printer);
+    if let Some(janitor) = report.janitor {
+        report_janitor(janitor, printer);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// As SQLMesh's `run` does: the janitor's pass after the run, on the wall clock; what it could not remove is
-/// a warning, not a failed run.
-fn janitor_after_run(ctx: &Context, printer: &Printer) {
-    match ctx.janitor(chrono::Utc::now().naive_utc(), false, None) {
+/// What the janitor's pass after the run did (as SQLMesh's `run`); what it could not remove is a warning, not
+/// a failed run.
+fn report_janitor(janitor: Result<ops::janitor::JanitorReport>, printer: &Printer) {
+    match janitor {
         Ok(report) => {
             if !report.environments_removed.is_empty() || !report.tables_dropped.is_empty() {
                 printer.status(format_args!(
