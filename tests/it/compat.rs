@@ -226,21 +226,21 @@ fn test_selects_by_pattern_keeps_fixtures_and_clean_removes_them() {
         .project
         .join(".lake/test-fixtures/tests_test_full_model_yaml__test_other_totals.duckdb");
     assert!(kept.exists(), "{}", kept.display());
-    let tables = std::process::Command::new(
-        std::env::var("LAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".into()),
-    )
-    .args([
-        "-c",
-        "import duckdb,sys; print(duckdb.connect(sys.argv[1], read_only=True).sql(\"select table_schema || '.' || table_name from information_schema.tables\").fetchall())",
-    ])
-    .arg(&kept)
-    .output()
-    .unwrap();
-    if tables.status.success() {
+    // The kept database holds the test's inputs, as an independent DuckDB reads it.
+    if let Some(python) = crate::common::readers::pyiceberg() {
+        let tables = std::process::Command::new(python)
+            .args([
+                "-c",
+                "import duckdb,sys; print(duckdb.connect(sys.argv[1], read_only=True).sql(\"select table_schema || '.' || table_name from information_schema.tables\").fetchall())",
+            ])
+            .arg(&kept)
+            .output()
+            .unwrap();
+        assert!(tables.status.success(), "{}", stderr(&tables));
         assert!(
-            String::from_utf8_lossy(&tables.stdout).contains("demo.incremental_model"),
+            stdout(&tables).contains("demo.incremental_model"),
             "{}",
-            String::from_utf8_lossy(&tables.stdout)
+            stdout(&tables)
         );
     }
     s.apply(EXEC);
@@ -271,6 +271,28 @@ fn destroy_removes_what_the_project_made_and_nothing_else() {
             .contains('3')
     );
 
+    // At a terminal it asks; anything but yes deletes nothing.
+    if let Some(python) = crate::common::readers::python_with_pty() {
+        let answers = serde_json::json!([["Delete every table, view and state record", "n"]]);
+        let out = std::process::Command::new(python)
+            .current_dir(&s.project)
+            .env("NO_COLOR", "1")
+            .arg(crate::common::readers::support("pty_session.py"))
+            .arg(answers.to_string())
+            .arg(assert_cmd::cargo::cargo_bin("lake"))
+            .arg("destroy")
+            .output()
+            .unwrap();
+        assert!(
+            stdout(&out).contains("Nothing was deleted."),
+            "{}",
+            stdout(&out)
+        );
+        assert!(
+            s.csv("select count(*) as n from demo.full_model")
+                .contains('3')
+        );
+    }
     let out = s.lake().args(["destroy", "--yes"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
