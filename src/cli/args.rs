@@ -103,8 +103,10 @@ pub(super) enum Command {
     Format(FormatArgs),
     /// Upgrade the state written by an older lake to this lake's schema (one transaction).
     Migrate,
-    /// Undo the last `lake migrate`: the state goes back to the schema and rows it had before, for the older
-    /// lake that wrote it (as SQLMesh's `rollback`). Plans applied since the migration are undone too.
+    /// Undo the last `lake migrate`, for the older lake that wrote the state.
+    ///
+    /// The state goes back to the schema and rows it had before the migration (as SQLMesh's `rollback`):
+    /// plans applied since then are undone too.
     Rollback,
     /// Export or import the whole state (environments, snapshots, intervals) as one JSON file: to back it
     /// up, or to move it, e.g. from the embedded `.lake/state.db` to a gateway's PostgreSQL
@@ -152,7 +154,7 @@ pub(super) enum Command {
     Evaluate(EvaluateArgs),
     /// Run SQL against the warehouse and print the result (environments resolve, e.g. demo__dev.model).
     Fetchdf(FetchdfArgs),
-    /// Print the model dependency graph.
+    /// Print the model dependency graph, or write it as a page to open in a browser (`lake dag dag.html`).
     Dag(DagArgs),
     /// Show the project's models, macros, environments and whether the engine answers.
     Info(InfoArgs),
