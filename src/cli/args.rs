@@ -202,10 +202,11 @@ pub(super) struct PlanArgs {
     /// `text`: a tree on a terminal, Markdown in a pipe. `json`: one document for CI (never prompts).
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub(super) format: PlanFormat,
-    /// Dev plans: build incremental intervals from this date on (YYYY-MM-DD).
+    /// Build incremental intervals from this date on (YYYY-MM-DD): a dev plan's range, or with
+    /// --restate-model the range restated in any environment.
     #[arg(short, long)]
     pub(super) start: Option<String>,
-    /// Dev plans: build incremental intervals up to this date, inclusive.
+    /// Build incremental intervals up to this date, inclusive (as --start).
     #[arg(short, long)]
     pub(super) end: Option<String>,
     /// Rebuild this model (its intervals within --start/--end) and everything downstream; repeatable.
@@ -287,6 +288,7 @@ pub(super) struct PlanArgs {
 // `lake create-test`'s arguments.
 #[derive(Args)]
 pub(super) struct CreateTestArgs {
+    /// The model to test, as `schema.name`.
     pub(super) model: String,
     /// `UPSTREAM_MODEL SQL`; repeatable.
     #[arg(long = "query", num_args = 2, value_names = ["UPSTREAM", "SQL"], required = true)]
@@ -337,6 +339,7 @@ pub(super) struct FormatArgs {
 // `lake check-intervals`'s arguments.
 #[derive(Args)]
 pub(super) struct CheckIntervalsArgs {
+    /// The environment whose intervals to show.
     #[arg(default_value = PROD)]
     pub(super) environment: String,
     /// Pin "now" (UTC).
@@ -347,6 +350,7 @@ pub(super) struct CheckIntervalsArgs {
 // `lake diff`'s arguments.
 #[derive(Args)]
 pub(super) struct DiffArgs {
+    /// The environment to compare the project with.
     #[arg(default_value = PROD)]
     pub(super) environment: String,
 }
@@ -362,6 +366,7 @@ pub(super) struct EnvironmentsArgs {
 // `lake invalidate`'s arguments.
 #[derive(Args)]
 pub(super) struct InvalidateArgs {
+    /// The development environment to expire (prod cannot be).
     pub(super) environment: String,
     /// Run the janitor for this environment at once.
     #[arg(short, long)]
@@ -388,6 +393,7 @@ pub(super) struct AuditArgs {
     /// Only these models (repeatable); default: every model with audits.
     #[arg(long = "model", value_name = "MODEL")]
     pub(super) models: Vec<String>,
+    /// Audit this environment's versions of the models whose own versions no plan has built.
     #[arg(short, long, default_value = PROD)]
     pub(super) environment: String,
     /// Pin "now" (UTC) for time macros in audit queries.
@@ -409,6 +415,7 @@ pub(super) struct AuditArgs {
 pub(super) struct TableNameArgs {
     /// The model, as `schema.name`.
     pub(super) model: String,
+    /// The environment to look in.
     #[arg(short, long, default_value = PROD)]
     pub(super) environment: String,
     /// The table the environment's version will have in prod once promoted (a forward-only change previewed
@@ -433,6 +440,7 @@ pub(super) struct DestroyArgs {
 pub(super) struct TableDiffArgs {
     /// `SOURCE:TARGET` environments.
     pub(super) environments: String,
+    /// The model to compare, as `schema.name`.
     pub(super) model: String,
     /// Columns identifying a row (comma-separated); default: the model's grain.
     #[arg(long, value_delimiter = ',')]
@@ -479,7 +487,9 @@ pub(super) struct RunArgs {
 // `lake render`'s arguments.
 #[derive(Args)]
 pub(super) struct RenderArgs {
+    /// The model to render, as `schema.name`.
     pub(super) model: String,
+    /// Pin "now" (YYYY-MM-DD or "YYYY-MM-DD HH:MM:SS", UTC) for the macros' dates.
     #[arg(long)]
     pub(super) execution_time: Option<String>,
     /// SQL dialect to print: `duckdb` as lake runs it locally, `spark` as a Spark gateway runs it.
@@ -490,12 +500,15 @@ pub(super) struct RenderArgs {
 // `lake evaluate`'s arguments.
 #[derive(Args)]
 pub(super) struct EvaluateArgs {
+    /// The model to run, as `schema.name`.
     pub(super) model: String,
     /// Rows to show at most.
     #[arg(long, default_value_t = 1000)]
     pub(super) limit: usize,
+    /// `table` for people, `csv` (with a header row) or `json` for scripts.
     #[arg(long, value_enum, default_value_t = RowFormat::Table)]
     pub(super) format: RowFormat,
+    /// Pin "now" (YYYY-MM-DD or "YYYY-MM-DD HH:MM:SS", UTC) for the macros' dates.
     #[arg(long)]
     pub(super) execution_time: Option<String>,
 }
@@ -503,6 +516,7 @@ pub(super) struct EvaluateArgs {
 // `lake fetchdf`'s arguments.
 #[derive(Args)]
 pub(super) struct FetchdfArgs {
+    /// The SQL to run; environments resolve (`demo__dev_alice.full_model`).
     pub(super) sql: String,
     /// `table` for people, `csv` (with a header row) or `json` for scripts.
     #[arg(long, value_enum, default_value_t = RowFormat::Table)]
@@ -603,6 +617,7 @@ pub enum RenderDialect {
 pub enum StateCommand {
     /// Write the state as JSON to FILE (standard output without -o).
     Export {
+        /// Where to write the JSON [default: standard output].
         #[arg(short, long, value_name = "FILE")]
         output: Option<std::path::PathBuf>,
     },
@@ -658,4 +673,32 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, DurationError> {
         }
     };
     Ok(std::time::Duration::from_millis(millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command, argument and flag says what it is for in `--help`: none is listed bare.
+    #[test]
+    fn no_help_entry_is_blank() {
+        fn blanks(command: &clap::Command, path: &str, out: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && !arg.is_hide_set() && arg.get_help().is_none() {
+                    out.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    out.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                blanks(sub, &format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut found = Vec::new();
+        blanks(&Cli::command(), "lake", &mut found);
+        assert!(found.is_empty(), "no help for: {}", found.join(", "));
+    }
 }

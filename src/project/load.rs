@@ -28,7 +28,13 @@ impl Project {
     }
 
     fn load_with(root: &Path, gateway: Option<&str>, lenient: bool) -> Result<Project> {
-        let root = root.canonicalize().map_err(|e| LakeError::io(root, e))?;
+        let root = root.canonicalize().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => LakeError::Usage(
+                format!("there is no project folder `{}`", root.display()),
+                Some("give the folder holding config.yaml with -p, or run `lake init NAME` to create one".into()),
+            ),
+            _ => LakeError::io(root, e),
+        })?;
         let config = config::load(&root, gateway)?;
         let default_catalog = default_catalog(&config);
         // Checked once here, so a bad default is one error rather than one per model.

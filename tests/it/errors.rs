@@ -203,3 +203,19 @@ fn an_invalid_time_column_format_is_a_located_load_error() {
         "{err}"
     );
 }
+
+/// A mistyped `-p` says which folder is missing and how to get a project, with a usage exit code.
+#[test]
+fn a_missing_project_folder_says_so() {
+    let s = Scratch::empty();
+    let out = crate::common::lake(s.dir.path())
+        .args(["-p", "nosuchdir", "plan"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("there is no project folder `nosuchdir`") && err.contains("lake init"),
+        "{err}"
+    );
+}
