@@ -390,12 +390,37 @@ fn promoted_snapshots(
 
 /// The environment `name`, or a usage error saying how to list or create one.
 fn existing_environment(state: &dyn StateStore, name: &str) -> Result<crate::state::Environment> {
-    state.environment(name)?.ok_or_else(|| {
-        LakeError::Usage(
-            format!("environment `{name}` does not exist"),
-            Some(format!(
-                "`lake environments` lists them; `lake plan {name}` creates it"
-            )),
-        )
-    })
+    match state.environment(name)? {
+        Some(env) => Ok(env),
+        None => Err(no_such_environment(state, name)?),
+    }
+}
+
+/// The error for an environment that does not exist, suggesting the nearest existing name (a typo such as
+/// `dev_alise` for `dev_alice`).
+fn no_such_environment(state: &dyn StateStore, name: &str) -> Result<LakeError> {
+    let names: Vec<String> = state.environments()?.into_iter().map(|e| e.name).collect();
+    let hint =
+        crate::error::did_you_mean(name, names.iter().map(String::as_str)).unwrap_or_else(|| {
+            format!("`lake environments` lists them; `lake plan {name}` creates it")
+        });
+    Ok(LakeError::Usage(
+        format!("environment `{name}` does not exist"),
+        Some(hint),
+    ))
+}
+
+impl Context {
+    /// Fails, naming the nearest existing one, unless development environment `name` exists (prod may be
+    /// missing: a project not planned yet differs from it in everything).
+    pub fn require_environment(&self, name: &str) -> Result<()> {
+        if name == crate::PROD {
+            return Ok(());
+        }
+        let state = self.open_state()?;
+        match state.environment(name)? {
+            Some(_) => Ok(()),
+            None => Err(no_such_environment(state.as_ref(), name)?),
+        }
+    }
 }

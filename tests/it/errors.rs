@@ -219,3 +219,28 @@ fn a_missing_project_folder_says_so() {
         "{err}"
     );
 }
+
+/// A mistyped environment is an error that names the nearest one, for `diff` and `audit -e` as for `run`.
+#[test]
+fn a_mistyped_environment_suggests_the_nearest_one() {
+    let s = Scratch::init();
+    s.apply(crate::common::EXEC);
+    s.apply_env("dev_alice", crate::common::EXEC);
+    for args in [
+        &["diff", "dev_alise"][..],
+        &["audit", "-e", "dev_alise"][..],
+    ] {
+        let out = s.lake().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("environment `dev_alise` does not exist")
+                && err.contains("did you mean `dev_alice`?"),
+            "{args:?}: {err}"
+        );
+    }
+    // A project not planned yet still diffs against prod.
+    let fresh = Scratch::init();
+    let out = fresh.lake().args(["diff"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}

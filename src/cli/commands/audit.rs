@@ -10,6 +10,7 @@ use crate::ops;
 
 pub(super) fn run(args: &AuditArgs, cli: &Cli, printer: &mut Printer) -> Result<ExitCode> {
     let ctx = super::load(cli, printer)?;
+    ctx.require_environment(&args.environment)?;
     let results = ctx.audit(
         &args.environment,
         &args.models,

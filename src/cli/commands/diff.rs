@@ -11,6 +11,7 @@ use crate::plan::PlanOptions;
 
 pub(super) fn run(args: &DiffArgs, cli: &Cli, printer: &mut Printer) -> Result<ExitCode> {
     let ctx = super::load(cli, printer)?;
+    ctx.require_environment(&args.environment)?;
     let mut options = PlanOptions::new(args.environment.clone(), ops::execution_time(None)?);
     // A diff only compares; the checks that guard applying a plan do not apply.
     options.skip_linter = true;
