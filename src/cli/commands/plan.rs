@@ -69,7 +69,8 @@ pub(super) fn run(args: &PlanArgs, cli: &Cli, printer: &mut Printer) -> Result<E
                 plan.execution_time,
                 options,
                 printer,
-            )?;
+            )?
+            .built;
             if !json {
                 super::run::report_run(printer, &built, &plan.environment);
             }

@@ -22,7 +22,7 @@ pub(super) fn run(args: &RunArgs, cli: &Cli, printer: &mut Printer) -> Result<Ex
         janitor: !args.skip_janitor,
     };
     let suffix_target = ctx.suffix_target_of(&environment)?;
-    let report = run_reporting(&ctx, &environment, suffix_target, now, &options, printer)?;
+    let report = run_with_progress(&ctx, &environment, suffix_target, now, &options, printer)?;
     if report.stopped_for_update {
         printer.status(format_args!(
             "A plan updated `{environment}` while this run waited; nothing was run (--exit-on-env-update)."
@@ -58,19 +58,8 @@ fn report_janitor(janitor: Result<ops::janitor::JanitorReport>, printer: &Printe
     }
 }
 
-/// Runs `environment` with a progress bar on a terminal; what it built.
+/// Runs `environment` with a progress bar on a terminal; what it did.
 pub(super) fn run_with_progress(
-    ctx: &Context,
-    environment: &str,
-    suffix_target: crate::snapshot::SuffixTarget,
-    now: chrono::NaiveDateTime,
-    options: &RunOptions,
-    printer: &Printer,
-) -> Result<Vec<ModelName>> {
-    Ok(run_reporting(ctx, environment, suffix_target, now, options, printer)?.built)
-}
-
-fn run_reporting(
     ctx: &Context,
     environment: &str,
     suffix_target: crate::snapshot::SuffixTarget,
