@@ -15,16 +15,7 @@ fn rows(s: &Scratch, table: &str) -> String {
 #[test]
 fn a_skipped_backfill_creates_empty_tables_that_the_next_run_fills() {
     let s = Scratch::init();
-    let out = lake(
-        &s,
-        &[
-            "plan",
-            "--dry-run",
-            "--auto-apply",
-            "--execution-time",
-            EXEC,
-        ],
-    );
+    let out = plan_text(&s, &["--dry-run", "--auto-apply"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("no rows: missing until run"),
@@ -42,32 +33,14 @@ fn a_skipped_backfill_creates_empty_tables_that_the_next_run_fills() {
 #[test]
 fn an_empty_backfill_records_the_intervals_so_nothing_is_ever_built() {
     let s = Scratch::init();
-    let out = lake(
-        &s,
-        &[
-            "plan",
-            "--empty-backfill",
-            "--auto-apply",
-            "--execution-time",
-            EXEC,
-        ],
-    );
+    let out = plan_text(&s, &["--empty-backfill", "--auto-apply"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(rows(&s, "demo.seed_model"), "n\n0\n");
     let out = lake(&s, &["run", "--execution-time", EXEC]);
     assert!(stderr(&out).contains("Nothing to run"), "{}", stderr(&out));
     assert_eq!(rows(&s, "demo.full_model"), "n\n0\n");
     s.assert_no_changes();
-    let out = lake(
-        &s,
-        &[
-            "plan",
-            "--empty-backfill",
-            "--skip-backfill",
-            "--execution-time",
-            EXEC,
-        ],
-    );
+    let out = plan_text(&s, &["--empty-backfill", "--skip-backfill"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
 
@@ -75,23 +48,14 @@ fn an_empty_backfill_records_the_intervals_so_nothing_is_ever_built() {
 /// empty, and prod refuses the flag.
 #[test]
 fn backfill_model_fills_only_the_selection_and_its_upstream_in_dev() {
-    let s = Scratch::init();
-    s.apply(EXEC);
-    let incremental = s.read("models/incremental_model.sql");
-    s.write(
-        "models/incremental_model.sql",
-        &incremental.replace("  item_id,", "  item_id + 0 AS item_id,"),
-    );
-    let out = lake(
+    let s = incremental_changed();
+    let out = plan_text(
         &s,
         &[
-            "plan",
             "dev",
             "--backfill-model",
             "demo.incremental_*",
             "--auto-apply",
-            "--execution-time",
-            EXEC,
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -101,43 +65,21 @@ fn backfill_model_fills_only_the_selection_and_its_upstream_in_dev() {
     );
     assert_eq!(rows(&s, "demo__dev.full_model"), "n\n0\n");
     // Selecting the child takes its upstream along.
-    let out = lake(
+    let out = plan_text(
         &s,
         &[
-            "plan",
             "dev2",
             "--backfill-model",
             "+demo.full_model",
             "--auto-apply",
-            "--execution-time",
-            EXEC,
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(rows(&s, "demo__dev2.full_model"), "n\n3\n");
-    let out = lake(
-        &s,
-        &[
-            "plan",
-            "--backfill-model",
-            "demo.full_model",
-            "--execution-time",
-            EXEC,
-        ],
-    );
+    let out = plan_text(&s, &["--backfill-model", "demo.full_model"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("dev plans only"), "{}", stderr(&out));
-    let out = lake(
-        &s,
-        &[
-            "plan",
-            "dev3",
-            "--backfill-model",
-            "demo.nope",
-            "--execution-time",
-            EXEC,
-        ],
-    );
+    let out = plan_text(&s, &["dev3", "--backfill-model", "demo.nope"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("`demo.nope` selects no model"),
@@ -150,22 +92,8 @@ fn backfill_model_fills_only_the_selection_and_its_upstream_in_dev() {
 fn explain_says_why_each_model_is_in_the_plan_and_applies_nothing() {
     let s = Scratch::init();
     s.apply(EXEC);
-    let full = s.read("models/full_model.sql");
-    s.write(
-        "models/full_model.sql",
-        &full.replace("GROUP BY", "WHERE id > 1\nGROUP BY"),
-    );
-    let out = lake(
-        &s,
-        &[
-            "plan",
-            "dev",
-            "--explain",
-            "--auto-apply",
-            "--execution-time",
-            EXEC,
-        ],
-    );
+    filter_full_model(&s);
+    let out = plan_text(&s, &["dev", "--explain", "--auto-apply"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let shown = stdout(&out);
     for expected in [
@@ -186,15 +114,8 @@ fn explain_says_why_each_model_is_in_the_plan_and_applies_nothing() {
 fn diff_rendered_diffs_the_queries_macros_expanded() {
     let s = Scratch::init();
     s.apply(EXEC);
-    let full = s.read("models/full_model.sql");
-    s.write(
-        "models/full_model.sql",
-        &full.replace("GROUP BY", "WHERE id > 1\nGROUP BY"),
-    );
-    let out = lake(
-        &s,
-        &["plan", "dev", "--diff-rendered", "--execution-time", EXEC],
-    );
+    filter_full_model(&s);
+    let out = plan_text(&s, &["dev", "--diff-rendered"]);
     let shown = stdout(&out);
     assert!(
         shown.contains("models/full_model.sql (rendered)") && shown.contains("+WHERE"),
@@ -215,17 +136,7 @@ fn no_auto_categorization_needs_a_person_to_choose() {
         "models/full_model.sql",
         &full.replace("  item_id,", "  item_id,\n  MAX(id) AS max_id,"),
     );
-    let out = lake(
-        &s,
-        &[
-            "plan",
-            "dev",
-            "--no-auto-categorization",
-            "--auto-apply",
-            "--execution-time",
-            EXEC,
-        ],
-    );
+    let out = plan_text(&s, &["dev", "--no-auto-categorization", "--auto-apply"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("needs a category chosen on a terminal"),
@@ -389,6 +300,15 @@ fn incremental_changed() -> Scratch {
     s
 }
 
+/// A breaking change to the demo's FULL model: a new WHERE clause.
+fn filter_full_model(s: &Scratch) {
+    let full = s.read("models/full_model.sql");
+    s.write(
+        "models/full_model.sql",
+        &full.replace("GROUP BY", "WHERE id > 1\nGROUP BY"),
+    );
+}
+
 fn plan_text(s: &Scratch, args: &[&str]) -> std::process::Output {
     let mut all = vec!["plan", "--no-prompts", "--execution-time", EXEC];
     all.extend_from_slice(args);
@@ -501,11 +421,7 @@ fn without_preview_dev_shows_prods_table_for_a_forward_only_change() {
 #[test]
 fn select_model_plans_only_the_selected_changes() {
     let s = incremental_changed();
-    let full = s.read("models/full_model.sql");
-    s.write(
-        "models/full_model.sql",
-        &full.replace("GROUP BY", "WHERE id > 1\nGROUP BY"),
-    );
+    filter_full_model(&s);
     let prod_incremental = stdout(&lake(&s, &["table-name", "demo.incremental_model"]));
     let out = plan_text(
         &s,
