@@ -429,11 +429,10 @@ fn prepare(
     let session = engine.session()?;
     let ctx = macro_context(project, i, test, now)?;
     let mut given = std::collections::HashSet::new();
-    // Only YAML rows take the upstream's inferred columns: query and CSV inputs bring their own.
+    // Every input takes the upstream's inferred columns: omitted ones are NULL, as in SQLMesh.
     let input_models: Vec<ModelId> = test
         .inputs
         .iter()
-        .filter(|input| matches!(input.fixture, Fixture::Rows(_)))
         .filter_map(|input| project.find_model(&input.model).ok())
         .collect();
     let inferred = inferred_columns(project, &input_models)?;
@@ -506,64 +505,78 @@ fn without_catalogs(project: &Project, rendered: &RenderedQuery) -> String {
     crate::sql::replace_spans(&rendered.sql, edits)
 }
 
-/// `lake create-test`: a test of `model` whose inputs are the rows of `queries` (upstream model, SQL run on
-/// live data) and whose expected output is what the model's query makes of them now.
-pub fn create(
-    project: &Project,
-    model: &str,
-    name: &str,
-    inputs: Vec<(String, QueryResult)>,
-    now: NaiveDateTime,
-) -> Result<String> {
+/// What `lake create-test` writes: a test named `name` of `model` whose inputs are `inputs` (upstream model,
+/// rows of a query run on live data), with `vars` and, when `include_ctes`, each CTE's rows too.
+pub struct Generated<'a> {
+    pub model: &'a str,
+    pub name: &'a str,
+    pub inputs: Vec<(String, QueryResult)>,
+    pub vars: &'a [(String, String)],
+    pub include_ctes: bool,
+}
+
+/// `lake create-test`: the YAML of `generated`, whose expected output is what the model's query makes of
+/// the inputs now.
+pub fn create(project: &Project, generated: &Generated<'_>, now: NaiveDateTime) -> Result<String> {
+    let mut vars = BTreeMap::from([(
+        "execution_time".to_string(),
+        Yaml::String(now.format("%Y-%m-%d %H:%M:%S").to_string()),
+    )]);
+    for (key, value) in generated.vars {
+        vars.insert(key.clone(), Yaml::String(value.clone()));
+    }
     let mut test = UnitTest {
-        name: name.to_string(),
+        name: generated.name.to_string(),
         path: String::new(),
         // Written, not read: there is no file to point into yet.
         file: SourceFile::new("", ""),
         model_at: (0, 0),
         model: project
-            .model(project.find_model(model)?)
+            .model(project.find_model(generated.model)?)
             .meta
             .name
             .to_string(),
         inputs: Vec::new(),
         query: None,
         ctes: Vec::new(),
-        vars: BTreeMap::from([(
-            "execution_time".to_string(),
-            Yaml::String(now.format("%Y-%m-%d %H:%M:%S").to_string()),
-        )]),
+        vars,
     };
     let mut input_yaml = serde_norway::Mapping::new();
-    for (upstream, result) in inputs {
-        let rows = yaml_rows(&result)?;
+    for (upstream, result) in &generated.inputs {
+        let rows = yaml_rows(result)?;
+        let columns: Vec<(String, String)> = result
+            .schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), duckdb_type(f.data_type())))
+            .collect();
+        let mut spec = rows_yaml(&rows);
+        if let Yaml::Mapping(spec) = &mut spec {
+            let mut types = serde_norway::Mapping::new();
+            for (c, t) in &columns {
+                types.insert(Yaml::from(c.clone()), Yaml::from(t.clone()));
+            }
+            spec.insert(Yaml::from("columns"), Yaml::Mapping(types));
+        }
         test.inputs.push(Input {
             model: upstream.clone(),
-            fixture: Fixture::Rows(rows.clone()),
-            columns: result
-                .schema
-                .fields()
-                .iter()
-                .map(|f| (f.name().clone(), duckdb_type(f.data_type())))
-                .collect(),
+            fixture: Fixture::Rows(rows),
+            columns,
         });
-        let mut spec = rows_yaml(&rows);
-        if let (Yaml::Mapping(spec), Some(input)) = (&mut spec, test.inputs.last()) {
-            let mut columns = serde_norway::Mapping::new();
-            for (c, t) in &input.columns {
-                columns.insert(Yaml::from(c.clone()), Yaml::from(t.clone()));
-            }
-            spec.insert(Yaml::from("columns"), Yaml::Mapping(columns));
-        }
-        input_yaml.insert(Yaml::from(upstream), spec);
+        input_yaml.insert(Yaml::from(upstream.clone()), spec);
     }
     let (_engine, session, query) = prepare(project, &test, now, Fixtures::InMemory)?;
-    let output = session.query(&query, || format!("running the query of {model}"))?;
+    let mut outputs = serde_norway::Mapping::new();
+    if generated.include_ctes {
+        outputs.insert(Yaml::from("ctes"), cte_outputs(&session, &query)?);
+    }
+    let output = session.query(&query, || {
+        format!("running the query of {}", generated.model)
+    })?;
+    outputs.insert(Yaml::from("query"), rows_yaml(&yaml_rows(&output)?));
     let mut body = serde_norway::Mapping::new();
     body.insert(Yaml::from("model"), Yaml::from(test.model.clone()));
     body.insert(Yaml::from("inputs"), Yaml::Mapping(input_yaml));
-    let mut outputs = serde_norway::Mapping::new();
-    outputs.insert(Yaml::from("query"), rows_yaml(&yaml_rows(&output)?));
     body.insert(Yaml::from("outputs"), Yaml::Mapping(outputs));
     let mut vars = serde_norway::Mapping::new();
     for (k, v) in &test.vars {
@@ -571,8 +584,37 @@ pub fn create(
     }
     body.insert(Yaml::from("vars"), Yaml::Mapping(vars));
     let mut doc = serde_norway::Mapping::new();
-    doc.insert(Yaml::from(name), Yaml::Mapping(body));
+    doc.insert(Yaml::from(generated.name), Yaml::Mapping(body));
     serde_norway::to_string(&doc).map_err(|e| LakeError::Output(e.to_string()))
+}
+
+/// `outputs.ctes` of a generated test: the rows each CTE of `query`'s WITH clause makes, by name.
+fn cte_outputs(session: &Session, query: &str) -> Result<Yaml> {
+    let mut ctes = serde_norway::Mapping::new();
+    for cte in cte_names(query) {
+        let Some(sql) = cte_query(query, &cte) else {
+            continue;
+        };
+        let rows = session.query(&sql, || format!("running the CTE `{cte}`"))?;
+        ctes.insert(Yaml::from(cte), rows_yaml(&yaml_rows(&rows)?));
+    }
+    Ok(Yaml::Mapping(ctes))
+}
+
+/// The names of the CTEs of `query`'s top-level WITH clause, in order.
+fn cte_names(query: &str) -> Vec<String> {
+    let Ok(statements) = crate::sql::parse(query) else {
+        return Vec::new();
+    };
+    match statements.first() {
+        Some(sqlparser::ast::Statement::Query(q)) => q
+            .with
+            .iter()
+            .flat_map(|with| &with.cte_tables)
+            .map(|c| c.alias.name.value.clone())
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn rows_yaml(rows: &[Row]) -> Yaml {
@@ -743,7 +785,7 @@ fn inferred_columns(
 
 /// A fixture table named like the upstream model, with the upstream model's columns as SQLMesh types them:
 /// what the binder infers, overridden by the model's declared `columns`, then by the `columns:` hints. Rows given as
-/// YAML get every column (NULL where omitted), each value cast to its column's type.
+/// YAML, CSV or a query get every column (NULL where omitted), each value cast to its column's type.
 fn create_input(
     project: &Project,
     session: &Session,
@@ -758,11 +800,7 @@ fn create_input(
         )
     })?;
     // The upstream's own column order, as the binder sees it, then declared types and hints over it.
-    let mut types: Vec<(String, String)> = if matches!(input.fixture, Fixture::Rows(_)) {
-        inferred.to_vec()
-    } else {
-        Vec::new()
-    };
+    let mut types: Vec<(String, String)> = inferred.to_vec();
     let declared = model.into_iter().flat_map(|j| {
         project
             .model(j)
@@ -805,24 +843,35 @@ fn create_input(
         })?,
     };
     ensure_schema(session, &name.schema)?;
-    // Hinted types apply to a query or CSV input too.
     let typed = if types.is_empty() || matches!(input.fixture, Fixture::Rows(_)) {
         body
     } else {
-        let casts: Vec<String> = types
-            .iter()
-            .map(|(c, t)| format!("CAST({q} AS {t}) AS {q}", q = quote_ident(c)))
-            .collect();
-        format!(
-            "SELECT * REPLACE ({}) FROM ({body}) AS fixture",
-            casts.join(", ")
-        )
+        typed_with_all_columns(&body, &types)
     };
     let created = session.execute(&format!("CREATE TABLE {} AS {typed}", name.sql()), || {
         format!("creating the input rows of {}", input.model)
     });
     drop(csv_file);
     created
+}
+
+/// A query or CSV input's rows with every column of `types` (NULL where the input leaves one out, as YAML
+/// rows get) cast to its type; the input's other columns follow as they are.
+fn typed_with_all_columns(body: &str, types: &[(String, String)]) -> String {
+    let nulls: Vec<String> = types
+        .iter()
+        .map(|(c, t)| format!("CAST(NULL AS {t}) AS {}", quote_ident(c)))
+        .collect();
+    let casts: Vec<String> = types
+        .iter()
+        .map(|(c, t)| format!("CAST({q} AS {t}) AS {q}", q = quote_ident(c)))
+        .collect();
+    format!(
+        "SELECT * REPLACE ({}) FROM (SELECT {} WHERE false UNION ALL BY NAME SELECT * FROM ({body})) \
+         AS fixture",
+        casts.join(", "),
+        nulls.join(", ")
+    )
 }
 
 /// `SELECT … FROM (VALUES …)` for rows, each column cast to its type when known; `None` when there is

@@ -293,12 +293,22 @@ pub(super) struct CreateTestArgs {
     /// `UPSTREAM_MODEL SQL`; repeatable.
     #[arg(long = "query", num_args = 2, value_names = ["UPSTREAM", "SQL"], required = true)]
     pub(super) queries: Vec<String>,
-    /// Where to write it, relative to the project (default tests/test_<model>.yaml).
-    #[arg(long, value_name = "FILE")]
+    /// The test's name [default: test_<model>]; it also names the file, tests/<NAME>.yaml.
+    #[arg(long)]
+    pub(super) name: Option<String>,
+    /// Where to write it, relative to the project [default: tests/<NAME>.yaml].
+    #[arg(long, visible_alias = "path", value_name = "FILE")]
     pub(super) file: Option<PathBuf>,
     /// Replace an existing file.
     #[arg(long)]
     pub(super) overwrite: bool,
+    /// `NAME VALUE`: a variable the model reads (`@VAR('NAME')`, `{{ var('NAME') }}`, `start`, `end`,
+    /// `execution_time`), written to the test's `vars`; repeatable.
+    #[arg(long = "var", num_args = 2, value_names = ["NAME", "VALUE"])]
+    pub(super) vars: Vec<String>,
+    /// Also write the rows each CTE of the model's query makes, as `outputs.ctes`.
+    #[arg(long)]
+    pub(super) include_ctes: bool,
 }
 
 // `lake test`'s arguments.

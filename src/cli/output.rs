@@ -37,6 +37,20 @@ pub fn render_plan(plan: &Plan, audience: Audience) -> String {
     render_changes(plan, audience) + &render_backfills(plan, audience)
 }
 
+/// "restating N model(s) and rebuilding M downstream" for a plan whose backfills restate data; `None`
+/// when nothing is restated.
+fn restatement_summary(plan: &Plan) -> Option<String> {
+    let restated = plan.backfills.iter().filter(|b| b.restatement).count();
+    if restated == 0 {
+        return None;
+    }
+    let others = plan.backfills.len() - restated;
+    Some(match others {
+        0 => format!("restating {restated} model(s)"),
+        n => format!("restating {restated} model(s) and rebuilding {n} downstream"),
+    })
+}
+
 /// The header and the differences of a plan, without what it builds.
 pub fn render_changes(plan: &Plan, audience: Audience) -> String {
     let mut out = String::new();
@@ -64,6 +78,10 @@ pub fn render_changes(plan: &Plan, audience: Audience) -> String {
             out.push_str(&format!(
                 "No model changes; {} virtual name(s) of `{env}` will be repointed\n",
                 plan.virtual_changes.len()
+            ));
+        } else if let Some(restated) = restatement_summary(plan) {
+            out.push_str(&format!(
+                "No model changes: project files match the `{compared}` environment; {restated}\n"
             ));
         } else {
             out.push_str(&format!(

@@ -19,7 +19,7 @@ pub use planning::{
     PlanCheckFindings, PlanRequest, PlanSettings, execution_time, fail_on_lint_errors,
     large_backfill, window,
 };
-pub use quality::{AUDIT_SAMPLE_ROWS, AuditResult, TestRequest};
+pub use quality::{AUDIT_SAMPLE_ROWS, AuditResult, NewTest, TestRequest};
 pub use run::{RunOptions, RunReport};
 
 use std::collections::HashSet;

@@ -1,7 +1,7 @@
 //! The quality checks of a project: its linter, its unit tests (and writing new ones), and its audits on data.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use chrono::NaiveDateTime;
 
@@ -39,6 +39,22 @@ pub struct TestRequest {
     pub preserve_fixtures: bool,
 }
 
+/// `lake create-test`: which model, from which inputs, written where.
+#[derive(Debug, Clone, Default)]
+pub struct NewTest {
+    pub model: String,
+    /// `(upstream model, SQL)`: each upstream's input rows.
+    pub queries: Vec<(String, String)>,
+    /// The test's name (default `test_<model>`); the file is `tests/<name>.yaml` unless `file` is given.
+    pub name: Option<String>,
+    pub file: Option<PathBuf>,
+    pub overwrite: bool,
+    /// Variables the model reads (`@VAR`, `{{ var() }}`, `@start_ds`…), written to the test's `vars`.
+    pub vars: Vec<(String, String)>,
+    /// Also write the rows of each CTE of the model's query as `outputs.ctes`.
+    pub include_ctes: bool,
+}
+
 impl Context {
     /// The linter's findings on `models` (all when empty); `None` when `linter.enabled` is not true.
     pub fn lint(&self, models: &[String]) -> Result<Option<Vec<crate::checks::lint::Violation>>> {
@@ -53,45 +69,46 @@ impl Context {
         crate::checks::lint::lint(&self.project, config, &indices).map(Some)
     }
 
-    /// Writes `tests/test_<model>.yaml` (or `file`): inputs from `queries` (upstream model, SQL over the
-    /// names prod exposes), and the output the model makes of them. Returns the file written.
-    pub fn create_test(
-        &self,
-        model: &str,
-        queries: &[(String, String)],
-        file: Option<&Path>,
-        overwrite: bool,
-        now: NaiveDateTime,
-    ) -> Result<PathBuf> {
-        let i = self.project.find_model(model)?;
-        let name = &self.project.model(i).meta.name;
-        let file = match file {
+    /// Writes a unit test for `request.model` (to `tests/<name>.yaml`, or `request.file`): inputs from its
+    /// queries (upstream model, SQL over the names prod exposes), and the output the model makes of them.
+    /// Returns the file written.
+    pub fn create_test(&self, request: &NewTest, now: NaiveDateTime) -> Result<PathBuf> {
+        let i = self.project.find_model(&request.model)?;
+        let name = request
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("test_{}", self.project.model(i).meta.name.name));
+        let file = match &request.file {
             Some(p) => self.project.root.join(p),
-            None => self
-                .project
-                .root
-                .join("tests")
-                .join(format!("test_{}.yaml", name.name)),
+            None => self.project.root.join("tests").join(format!("{name}.yaml")),
         };
-        if file.exists() && !overwrite {
+        if file.exists() && !request.overwrite {
             return Err(LakeError::Usage(
                 format!("{} exists", file.display()),
-                Some("pass --overwrite to replace it, or --file to write elsewhere".into()),
+                Some(
+                    "pass --overwrite to replace it, --name to name the test (and its file) \
+                     differently, or --path to write elsewhere"
+                        .into(),
+                ),
             ));
         }
         let engine = self.open_engine()?;
         let session = engine.session()?;
         let mut inputs = Vec::new();
-        for (upstream, sql) in queries {
+        for (upstream, sql) in &request.queries {
             let j = self.project.find_model(upstream)?;
             let result = session.query(sql, || format!("running the --query for {upstream}"))?;
             inputs.push((self.project.model(j).meta.name.to_string(), result));
         }
         let yaml = crate::checks::unit_test::create(
             &self.project,
-            model,
-            &format!("test_{}", name.name),
-            inputs,
+            &crate::checks::unit_test::Generated {
+                model: &request.model,
+                name: &name,
+                inputs,
+                vars: &request.vars,
+                include_ctes: request.include_ctes,
+            },
             now,
         )?;
         if let Some(dir) = file.parent() {

@@ -451,6 +451,10 @@ fn effective_from(
         .filter(|c| c.category == Some(Category::ForwardOnly))
         .map(|c| c.name.to_string())
         .collect();
+    // As in SQLMesh, a forward-only plan that changes nothing has nothing to apply from then: no error.
+    if forward.is_empty() && options.forward_only && changes.is_empty() {
+        return Ok(None);
+    }
     if forward.is_empty() {
         return Err(LakeError::Usage(
             "--effective-from: this plan has no forward-only change to apply from then".into(),

@@ -9,6 +9,7 @@ mod compat;
 mod corpus;
 mod crash;
 mod dev_only;
+mod docs_examples;
 mod environments;
 mod errors;
 mod format;

@@ -180,6 +180,51 @@ fn create_test_writes_a_passing_test_from_live_data() {
     assert!(create(&["--overwrite"]).status.success());
 }
 
+/// SQLMesh's create-test options: `--name` names the test and its file, `--var` sets a variable the model
+/// reads, `--include-ctes` writes each CTE's rows; the written test passes.
+#[test]
+fn create_test_takes_a_name_vars_and_ctes() {
+    let s = Scratch::init();
+    s.write(
+        "models/full_model.sql",
+        "MODEL (name demo.full_model, kind FULL);\n\
+         WITH small AS (SELECT id, item_id FROM demo.incremental_model WHERE id <= @VAR('max_id', 100))\n\
+         SELECT item_id, COUNT(*) AS num_orders FROM small GROUP BY item_id\n",
+    );
+    s.apply(EXEC);
+    let out = s
+        .lake()
+        .args([
+            "create-test",
+            "demo.full_model",
+            "--name",
+            "test_small_items",
+        ])
+        .args(["--query", "demo.incremental_model"])
+        .arg("SELECT * FROM demo.incremental_model WHERE id < 5")
+        .args(["--var", "max_id", "2", "--include-ctes"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("tests/test_small_items.yaml"),
+        "{}",
+        stdout(&out)
+    );
+    let written = s.read("tests/test_small_items.yaml");
+    assert!(written.starts_with("test_small_items:\n"), "{written}");
+    assert!(written.contains("    max_id: '2'\n"), "{written}");
+    assert!(
+        written.contains("    ctes:\n      small:\n        rows:\n        - id: 1\n"),
+        "{written}"
+    );
+    // Only ids 1 and 2 pass the variable's filter: one row per item among them.
+    assert!(!written.contains("id: 3\n          item_id"), "{written}");
+    let out = lake_test(&s, &["test_small_items"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("1 passed"), "{}", stdout(&out));
+}
+
 /// Fixture rows are typed like the upstream model, as SQLMesh types them: every column of it (NULL where
 /// the test omits one) with the binder's types, so YAML numbers are DOUBLE where the upstream's are (a
 /// public jaffle-shop test compares 31.0 with 10.33 × 3 within 0.01, true only in floating point).
