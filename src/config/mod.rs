@@ -415,7 +415,8 @@ pub struct ResolvedConfig {
     pub linter: linter::LinterConfig,
     /// Gateways whose connection is a Spark Connect engine, by gateway name.
     pub spark_gateways: BTreeMap<String, SparkConnection>,
-    /// Keys present in the file that `lake` does not know (dotted paths).
+    /// Nested keys present in the file that `lake` does not know, each as "FILE:LINE:COL: unknown key
+    /// `dotted.path`" (an unknown top-level key is an error).
     pub unknown_keys: Vec<String>,
     /// Settings accepted but ignored today, with the reason.
     pub warnings: Vec<String>,
@@ -589,7 +590,103 @@ pub fn parse(
                 .with_help("config.yaml uses SQLMesh's keys: gateways, default_gateway, model_defaults, variables, …"),
         )
     })?;
+    if let Some(key) = unknown_keys.iter().find(|k| !k.contains('.')) {
+        return Err(unknown_top_level_key(&file, key));
+    }
+    let unknown_keys = unknown_keys
+        .into_iter()
+        .map(|key| match key_offset(text, &key) {
+            Some(at) => {
+                let (line, column) = file.line_col(at);
+                format!("{display_path}:{line}:{column}: unknown key `{key}`")
+            }
+            None => format!("unknown key `{key}` in {display_path}"),
+        })
+        .collect();
     resolve(root, &file, config, gateway, unknown_keys)
+}
+
+/// The top-level keys of config.yaml: SQLMesh's, each of which lake reads or knowingly ignores.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "gateways",
+    "default_gateway",
+    "default_connection",
+    "default_test_connection",
+    "model_defaults",
+    "variables",
+    "snapshot_ttl",
+    "environment_ttl",
+    "ignore_patterns",
+    "project",
+    "time_column_format",
+    "default_target_environment",
+    "storage",
+    "users",
+    "pinned_environments",
+    "physical_schema_mapping",
+    "environment_suffix_target",
+    "physical_table_naming_convention",
+    "virtual_environment_mode",
+    "gateway_managed_virtual_layer",
+    "environment_catalog_mapping",
+    "linter",
+    "plan",
+    "run",
+    "format",
+    "ui",
+    "migration",
+    "model_naming",
+    "cicd_bot",
+    "notification_targets",
+    "env_vars",
+    "log_limit",
+    "cache_dir",
+    "default_scheduler",
+    "before_all",
+    "after_all",
+];
+
+/// A top-level key neither SQLMesh nor lake knows is an error (as in SQLMesh): a misspelt `model_defaults`
+/// would otherwise silently change every model. Located at the key, with the nearest right name.
+fn unknown_top_level_key(file: &SourceFile, key: &str) -> LakeError {
+    let at = key_offset(&file.text, key).unwrap_or(0);
+    let help = crate::error::did_you_mean(key, TOP_LEVEL_KEYS.iter().copied()).unwrap_or_else(|| {
+        "config.yaml uses SQLMesh's keys: gateways, default_gateway, model_defaults, variables, …".into()
+    });
+    LakeError::from(
+        file.error(
+            at,
+            key.len().max(1),
+            format!("unknown key `{key}` in config.yaml"),
+        )
+        .with_label("not a configuration key")
+        .with_help(help),
+    )
+}
+
+/// Where the dotted `path` (`model_defaults.dialect`) is written as a mapping key in `text`: each segment
+/// looked for as `segment:` after the previous one; `None` when it cannot be found that way.
+fn key_offset(text: &str, path: &str) -> Option<usize> {
+    let mut from = 0;
+    let mut found = None;
+    for segment in path.split('.') {
+        let mut at = from;
+        let hit = loop {
+            let i = at + text[at..].find(segment)?;
+            let before_ok = text[..i]
+                .chars()
+                .next_back()
+                .is_none_or(|c| c.is_whitespace() || c == '{' || c == ',');
+            let after = text[i + segment.len()..].trim_start_matches([' ', '"', '\'']);
+            if before_ok && after.starts_with(':') {
+                break i;
+            }
+            at = i + segment.len();
+        };
+        found = Some(hit);
+        from = hit + segment.len();
+    }
+    found
 }
 
 /// An error about the value written as `key: value` in the file, located at that value when it is there (a
@@ -1131,7 +1228,7 @@ mod tests {
 
     #[test]
     fn loads_sqlmesh_config_and_reports_unknown_keys() {
-        let text = "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: bench.db\n      bogus_option: 1\ndefault_gateway: local\nmodel_defaults:\n  dialect: duckdb\n  start: 2024-01-01\n  cron: '@daily'\nsnapshot_ttl: in 2 days\nfrobnicate: true\n";
+        let text = "gateways:\n  local:\n    connection:\n      type: duckdb\n      database: bench.db\n      bogus_option: 1\ndefault_gateway: local\nmodel_defaults:\n  dialect: duckdb\n  start: 2024-01-01\n  cron: '@daily'\nsnapshot_ttl: in 2 days\n";
         let cfg = parse(Path::new("/p"), "config.yaml", text, None).unwrap();
         assert_eq!(cfg.gateway, "local");
         assert_eq!(
@@ -1149,8 +1246,30 @@ mod tests {
         assert_eq!(cfg.snapshot_ttl, Duration::from_secs(2 * 86_400));
         assert_eq!(
             cfg.unknown_keys,
-            vec!["gateways.local.connection.bogus_option", "frobnicate"]
+            vec!["config.yaml:6:7: unknown key `gateways.local.connection.bogus_option`"]
         );
+        let err = parse(
+            Path::new("/p"),
+            "config.yaml",
+            &format!("{text}frobnicate: true\n"),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown key `frobnicate`"),
+            "{err}"
+        );
+    }
+
+    /// Every key the error's suggestions offer is one the configuration reads: none is itself unknown.
+    #[test]
+    fn every_suggested_top_level_key_is_known() {
+        for key in TOP_LEVEL_KEYS {
+            let text = format!("{key}: null\n");
+            if let Err(e) = parse(Path::new("/p"), "config.yaml", &text, None) {
+                assert!(!e.to_string().contains("unknown key"), "{key}: {e}");
+            }
+        }
     }
 
     #[test]

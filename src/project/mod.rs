@@ -316,9 +316,35 @@ impl Project {
                 .collect();
             LakeError::UnknownModel(
                 name.to_string(),
-                did_you_mean(name, names.iter().map(String::as_str)),
+                self.named_without_schema(name)
+                    .or_else(|| did_you_mean(name, names.iter().map(String::as_str))),
             )
         })
+    }
+
+    /// "did you mean `demo.full_model`?" for `full_model`: the models of that name in any schema, when the
+    /// name was typed without one.
+    fn named_without_schema(&self, name: &str) -> Option<String> {
+        if name.contains('.') {
+            return None;
+        }
+        let matches: Vec<String> = self
+            .models
+            .iter()
+            .map(|m| &m.model.meta.name)
+            .filter(|m| m.name.eq_ignore_ascii_case(name))
+            .map(|m| format!("`{m}`"))
+            .collect();
+        match matches.as_slice() {
+            [] => None,
+            [one] => Some(format!(
+                "did you mean {one}? Models are named `schema.name`"
+            )),
+            many => Some(format!(
+                "models are named `schema.name`: {} (one per schema)",
+                many.join(", ")
+            )),
+        }
     }
 
     /// The model a name written in SQL or typed by a user names, with or without the default catalog.

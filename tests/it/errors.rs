@@ -117,10 +117,27 @@ fn bad_config_is_located_and_unknown_keys_are_reported() {
         "models/a.sql",
         "MODEL (name shop.a, kind FULL);\nSELECT 1 AS x\n",
     );
-    let out = s.lake().args(["plan"]).output().unwrap();
-    assert!(out.status.success());
+    // A misspelt top-level key stops the command, located, with the right name.
+    let (code, err) = failing(&s, &["plan"]);
+    assert_eq!(code, 1);
     assert!(
-        stderr(&out).contains("unknown key `gatways` in config.yaml"),
+        err.contains("config.yaml:3:1: unknown key `gatways` in config.yaml"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `gateways`?"), "{err}");
+    s.write("config.yaml", "model_defualts:\n  dialect: duckdb\n");
+    let (_, err) = failing(&s, &["plan"]);
+    assert!(err.contains("did you mean `model_defaults`?"), "{err}");
+
+    // A nested one is a located warning.
+    s.write(
+        "config.yaml",
+        "model_defaults:\n  dialect: duckdb\n  dialectt: x\n",
+    );
+    let out = s.lake().args(["plan"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("config.yaml:3:3: unknown key `model_defaults.dialectt` is ignored"),
         "{}",
         stderr(&out)
     );
@@ -243,4 +260,30 @@ fn a_mistyped_environment_suggests_the_nearest_one() {
     let fresh = Scratch::init();
     let out = fresh.lake().args(["diff"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+/// A misspelt SELECT is named as such, not reported as a model without a query.
+#[test]
+fn a_misspelt_select_is_located_with_the_keyword() {
+    let s = Scratch::init();
+    let model = s
+        .read("models/full_model.sql")
+        .replacen("SELECT", "SELEC", 1);
+    s.write("models/full_model.sql", &model);
+    let (code, err) = failing(&s, &["plan"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("models/full_model.sql:9:1: model `demo.full_model` has no query: `SELEC` is not a SQL keyword"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `SELECT`?"), "{err}");
+}
+
+/// A model typed without its schema gets the full name.
+#[test]
+fn a_model_named_without_its_schema_gets_the_full_name() {
+    let s = Scratch::init();
+    let (code, err) = failing(&s, &["render", "full_model"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("did you mean `demo.full_model`?"), "{err}");
 }

@@ -80,9 +80,7 @@ fn load(cli: &Cli, printer: &Printer) -> Result<Context> {
 fn warn_about_config(ctx: &Context, cli: &Cli, printer: &Printer) {
     let config = &ctx.project.config;
     for key in &config.unknown_keys {
-        printer.warning(format_args!(
-            "unknown key `{key}` in config.yaml is ignored"
-        ));
+        printer.warning(format_args!("{key} is ignored"));
     }
     if cli.verbose > 0 {
         for warning in &config.warnings {

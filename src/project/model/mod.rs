@@ -204,6 +204,42 @@ const QUERY_KEYWORDS: &[&str] = &[
     "SUMMARIZE",
 ];
 
+/// The error of a model with no query: at a statement whose first word is a misspelt query keyword
+/// (`SELEC`) when there is one, else at the model's name.
+fn no_query_error(
+    file: &SourceFile,
+    name: &ModelName,
+    (name_offset, name_len): (usize, usize),
+    statements: &[Statement],
+) -> SourceError {
+    for statement in statements.iter().filter(|s| s.source.is_none()) {
+        let at = lex::skip_blank(&file.text, statement.offset);
+        let word: String = file.text[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .collect();
+        let upper = word.to_ascii_uppercase();
+        let Some(hint) = did_you_mean(&upper, QUERY_KEYWORDS.iter().copied()) else {
+            continue;
+        };
+        return file
+            .error(
+                at,
+                word.len(),
+                format!("model `{name}` has no query: `{word}` is not a SQL keyword"),
+            )
+            .with_label("expected SELECT, WITH or FROM")
+            .with_help(hint);
+    }
+    file.error(
+        name_offset,
+        name_len,
+        format!("model `{name}` has no query"),
+    )
+    .with_label("this model")
+    .with_help("after the MODEL block, write the SELECT statement that produces the model's rows")
+}
+
 /// Parses a model file into its models: one, or one per entry of its `blueprints` property
 /// (`blueprints ((region := 'eu'), (region := 'us'))`), each with `@region`/`@{region}` in its MODEL block
 /// replaced by that entry's value and its variables bound for the query.
@@ -333,16 +369,12 @@ pub fn parse_model(
     let (meta, (name_offset, name_len)) = read_meta(&file, &block, defaults)?;
     let body = split_body(&file, block.body_offset, meta.kind.has_query())?;
     if meta.kind.has_query() && body.query.is_none() {
-        return Err(file
-            .error(
-                name_offset,
-                name_len,
-                format!("model `{}` has no query", meta.name),
-            )
-            .with_label("this model")
-            .with_help(
-                "after the MODEL block, write the SELECT statement that produces the model's rows",
-            ));
+        return Err(no_query_error(
+            &file,
+            &meta.name,
+            (name_offset, name_len),
+            &body.pre,
+        ));
     }
     let seed_path = match &meta.kind {
         ModelKind::Seed { path: seed, .. } => {
