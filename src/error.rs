@@ -200,12 +200,13 @@ pub enum LakeError {
         help: Option<String>,
     },
 
-    #[error("DuckDB error while {context}: {source}")]
+    // DuckDB's message is shown once, in the line: as a `#[source]` it would be printed again below it,
+    // followed by the C API's "Error code 1: Unknown error code".
+    #[error("DuckDB error while {context}: {}", engine_message(cause))]
     #[diagnostic(code(lake::engine))]
     Engine {
         context: String,
-        #[source]
-        source: duckdb::Error,
+        cause: duckdb::Error,
     },
 
     /// A Spark Connect engine's failure; `engine` is its URL with credentials masked.
@@ -382,7 +383,7 @@ impl LakeError {
     pub fn engine(context: impl Into<String>, source: duckdb::Error) -> Self {
         LakeError::Engine {
             context: context.into(),
-            source,
+            cause: source,
         }
     }
 
@@ -451,6 +452,14 @@ pub fn collect(mut errors: Vec<LakeError>) -> LakeError {
 }
 
 /// "did you mean `closest`?" for the candidate closest to `wanted`, when one is close enough.
+/// DuckDB's own message for `error`, without the C API's error-code suffix.
+pub fn engine_message(error: &duckdb::Error) -> String {
+    match error {
+        duckdb::Error::DuckDBFailure(_, Some(message)) => message.clone(),
+        other => other.to_string(),
+    }
+}
+
 pub fn did_you_mean<'a>(
     wanted: &str,
     candidates: impl IntoIterator<Item = &'a str>,

@@ -391,7 +391,17 @@ fn run_one(
     let (_engine, session, query) = prepare(project, test, now, fixtures)?;
     let mut mismatches = Vec::new();
     if let Some(expected) = &test.query {
-        mismatches.extend(compare(&session, "query", &query, expected)?);
+        let located = |e: LakeError| {
+            let model = project
+                .find_model(&test.model)
+                .ok()
+                .map(|i| project.model(i));
+            match model.and_then(|m| m.locate_engine_error(&e)) {
+                Some(located) => LakeError::from(located),
+                None => e,
+            }
+        };
+        mismatches.extend(compare(&session, "query", &query, expected).map_err(located)?);
     }
     for (cte, expected) in &test.ctes {
         let sql = cte_query(&query, cte).ok_or_else(|| {

@@ -134,10 +134,15 @@ impl Context {
             }
         }
         let query = self.executable_query(i, &snapshots, execution_time, "evaluating")?;
-        session.query(
-            &format!("SELECT * FROM ({query}) AS q LIMIT {limit}"),
-            || format!("evaluating {}", self.project.model(i).meta.name),
-        )
+        session
+            .query(
+                &format!("SELECT * FROM ({query}) AS q LIMIT {limit}"),
+                || format!("evaluating {}", self.project.model(i).meta.name),
+            )
+            .map_err(|e| match self.project.model(i).locate_engine_error(&e) {
+                Some(located) => LakeError::from(located),
+                None => e,
+            })
     }
 
     /// Runs arbitrary SQL on the engine, where environment names such as `demo.full_model` resolve.

@@ -204,7 +204,7 @@ impl<'p> Binder<'p> {
                     || format!("binding the query of `{name}`"),
                 );
                 match created.map_err(|e| match e {
-                    LakeError::Engine { source, .. } => source.to_string(),
+                    LakeError::Engine { cause, .. } => crate::error::engine_message(&cause),
                     other => other.to_string(),
                 }) {
                     Ok(()) => {

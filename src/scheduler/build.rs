@@ -172,10 +172,10 @@ fn build_without_rows(
 /// DuckDB's CSV reader names the line of a seed file it could not read (`CSV Error on Line: 4`): the error then
 /// points at that line of the file, with DuckDB's reason, instead of at the query lake ran.
 fn located_seed_error(project: &Project, model: &Model, error: LakeError) -> LakeError {
-    let (LakeError::Engine { source, .. }, Some(path)) = (&error, &model.seed_path) else {
+    let (LakeError::Engine { cause, .. }, Some(path)) = (&error, &model.seed_path) else {
         return error;
     };
-    let detail = source.to_string();
+    let detail = crate::error::engine_message(cause);
     let Some(line) = detail
         .split("CSV Error on Line: ")
         .nth(1)

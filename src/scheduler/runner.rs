@@ -179,9 +179,13 @@ pub(super) fn worker(
                 q.failures.push(match e {
                     // Already names the model, and has its own help.
                     LakeError::AuditFailed { .. } => e,
-                    _ => LakeError::Execution {
-                        model: backfill.name.to_string(),
-                        message: crate::error::error_chain(&e),
+                    // DuckDB's complaint about the model's query, pointed at in the model's file.
+                    _ => match ctx.project.model(backfill.model).locate_engine_error(&e) {
+                        Some(located) => LakeError::from(located),
+                        None => LakeError::Execution {
+                            model: backfill.name.to_string(),
+                            message: crate::error::error_chain(&e),
+                        },
                     },
                 });
                 // Everything downstream of a failure is skipped, and counted as finished.

@@ -287,3 +287,37 @@ fn a_model_named_without_its_schema_gets_the_full_name() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("did you mean `demo.full_model`?"), "{err}");
 }
+
+/// DuckDB's complaint about a model's query points into the model's file (not the rendered SQL), once,
+/// without the C API's "Error code 1: Unknown error code".
+#[test]
+fn engine_errors_are_located_in_the_model_file_and_said_once() {
+    let s = Scratch::init();
+    assert!(s.apply(crate::common::EXEC).status.success());
+    let model = s
+        .read("models/full_model.sql")
+        .replace("COUNT(DISTINCT id)", "COUNT(DISTINCT idd)");
+    s.write("models/full_model.sql", &model);
+    for args in [
+        &["plan", "dev", "--auto-apply"][..],
+        &["evaluate", "demo.full_model"][..],
+    ] {
+        let (code, _) = failing(&s, args);
+        assert_eq!(code, 1, "{args:?}");
+        let err = crate::common::stderr_words(&s.lake().args(args).output().unwrap());
+        assert!(
+            err.contains("models/full_model.sql:11:18: model `demo.full_model`: Binder Error: Referenced column \"idd\" not found"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("Candidate bindings: \"id\""), "{err}");
+        assert!(!err.contains("Error code 1"), "{err}");
+    }
+    let (code, err) = failing(&s, &["fetchdf", "select nope from demo.full_model"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        err.matches("Referenced column \"nope\"").count(),
+        1,
+        "{err}"
+    );
+    assert!(!err.contains("Error code 1"), "{err}");
+}

@@ -1,6 +1,7 @@
 //! Model files: the `MODEL (...)` header as a typed struct, model names, kinds, and the statements that follow.
 
 pub mod kind;
+mod located;
 use super::block as parser;
 
 use std::path::{Path, PathBuf};

@@ -120,7 +120,7 @@ fn sqlstate(message: &str) -> &'static str {
 
 fn failure(e: &crate::error::LakeError, timed_out: bool) -> PgWireError {
     let text = match e {
-        crate::error::LakeError::Engine { source, .. } => source.to_string(),
+        crate::error::LakeError::Engine { cause, .. } => crate::error::engine_message(cause),
         other => other.to_string(),
     };
     if matches!(e, crate::error::LakeError::ReadOnly(_)) {
