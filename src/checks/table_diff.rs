@@ -22,6 +22,30 @@ pub struct ColumnMatch {
     pub match_pct: f64,
 }
 
+/// Some rows of a table diff, as text: a header and up to the sample size of rows.
+#[derive(Debug, Serialize, PartialEq, Default)]
+pub struct Sample {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+/// `--show-sample`: rows only one side has, and joined rows whose values differ (each compared column as
+/// `source.column`, `target.column`).
+#[derive(Debug, Serialize, PartialEq, Default)]
+pub struct Samples {
+    pub source_only: Sample,
+    pub target_only: Sample,
+    pub differing: Sample,
+}
+
+/// How to compare: the join keys, the columns left out, and how many sample rows to keep (0: none).
+#[derive(Debug, Clone, Default)]
+pub struct DiffOptions {
+    pub keys: Vec<String>,
+    pub skip_columns: Vec<String>,
+    pub sample_rows: usize,
+}
+
 #[derive(Debug, Serialize, PartialEq)]
 pub struct TableDiff {
     pub source_rows: u64,
@@ -32,6 +56,8 @@ pub struct TableDiff {
     pub source_only_rows: Option<u64>,
     pub target_only_rows: Option<u64>,
     pub matches: Vec<ColumnMatch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples: Option<Samples>,
 }
 
 impl TableDiff {
@@ -67,15 +93,29 @@ fn number(value: Option<&Option<String>>) -> u64 {
         .unwrap_or(0)
 }
 
-/// Compares two tables (SQL names DuckDB resolves), joining on `keys` when there are any.
+/// Compares two tables (SQL names DuckDB resolves, or parenthesised queries), joining on the keys when
+/// there are any.
 pub fn compare(
     session: &Session,
     source: &str,
     target: &str,
-    keys: &[String],
+    options: &DiffOptions,
 ) -> Result<TableDiff> {
-    let source_columns = columns(session, source)?;
-    let target_columns = columns(session, target)?;
+    let keys = options.keys.as_slice();
+    let skipped = |name: &String| {
+        options
+            .skip_columns
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(name))
+    };
+    let source_columns: Vec<_> = columns(session, source)?
+        .into_iter()
+        .filter(|(name, _)| !skipped(name))
+        .collect();
+    let target_columns: Vec<_> = columns(session, target)?
+        .into_iter()
+        .filter(|(name, _)| !skipped(name))
+        .collect();
     let mut diffs: Vec<ColumnDiff> = source_columns
         .iter()
         .map(|(name, kind)| ColumnDiff {
@@ -110,6 +150,7 @@ pub fn compare(
         source_only_rows: None,
         target_only_rows: None,
         matches: Vec::new(),
+        samples: None,
     };
     if keys.is_empty() {
         return Ok(diff);
@@ -175,7 +216,101 @@ pub fn compare(
                 .unwrap_or(100.0),
         })
         .collect();
+    if options.sample_rows > 0 {
+        let names: Vec<&str> = compared.iter().map(|c| c.name.as_str()).collect();
+        diff.samples = Some(samples(
+            session,
+            (source, target),
+            keys,
+            &names,
+            options.sample_rows,
+        )?);
+    }
     Ok(diff)
+}
+
+/// Up to `limit` rows only in the source, only in the target, and joined with differing values, in key
+/// order.
+fn samples(
+    session: &Session,
+    (source, target): (&str, &str),
+    keys: &[String],
+    compared: &[&str],
+    limit: usize,
+) -> Result<Samples> {
+    let join = keys
+        .iter()
+        .map(|k| format!("s.{k} = t.{k}", k = quote_ident(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let order = keys
+        .iter()
+        .map(|k| quote_ident(k))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let all: Vec<String> = keys
+        .iter()
+        .map(String::as_str)
+        .chain(compared.iter().copied())
+        .map(String::from)
+        .collect();
+    let listed = all
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let one_side = |from: &str, other: &str| -> Result<Sample> {
+        let rows = session.query_rows(
+            &format!(
+                "SELECT {listed} FROM {from} AS s WHERE NOT EXISTS \
+                 (SELECT 1 FROM {other} AS t WHERE {join}) ORDER BY {order} LIMIT {limit}"
+            ),
+            || "sampling the rows only one side has".into(),
+        )?;
+        Ok(Sample {
+            columns: all.clone(),
+            rows,
+        })
+    };
+    let mut columns: Vec<String> = keys.to_vec();
+    let mut selected: Vec<String> = keys
+        .iter()
+        .map(|k| format!("s.{}", quote_ident(k)))
+        .collect();
+    for c in compared {
+        columns.push(format!("source.{c}"));
+        columns.push(format!("target.{c}"));
+        selected.push(format!("s.{q}, t.{q}", q = quote_ident(c)));
+    }
+    let differs = compared
+        .iter()
+        .map(|c| format!("s.{q} IS DISTINCT FROM t.{q}", q = quote_ident(c)))
+        .collect::<Vec<_>>();
+    let differing = if differs.is_empty() {
+        Vec::new()
+    } else {
+        session.query_rows(
+            &format!(
+                "SELECT {} FROM {source} AS s JOIN {target} AS t ON {join} WHERE {} ORDER BY {} \
+                 LIMIT {limit}",
+                selected.join(", "),
+                differs.join(" OR "),
+                keys.iter()
+                    .map(|k| format!("s.{}", quote_ident(k)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            || "sampling the rows whose values differ".into(),
+        )?
+    };
+    Ok(Samples {
+        source_only: one_side(source, target)?,
+        target_only: one_side(target, source)?,
+        differing: Sample {
+            columns,
+            rows: differing,
+        },
+    })
 }
 
 #[cfg(test)]
@@ -193,7 +328,7 @@ mod tests {
             || "setup".into(),
         )
         .unwrap();
-        let diff = compare(&s, "a", "b", &["id".into()]).unwrap();
+        let diff = compare(&s, "a", "b", &on(&["id"])).unwrap();
         assert_eq!((diff.source_rows, diff.target_rows), (3, 3));
         assert_eq!(
             (
@@ -218,11 +353,40 @@ mod tests {
             .collect();
         assert_eq!(missing, ["n", "m"]);
         assert!(!diff.is_identical());
-        assert!(
-            compare(&s, "a", "a", &["id".into()])
-                .unwrap()
-                .is_identical()
+        assert!(compare(&s, "a", "a", &on(&["id"])).unwrap().is_identical());
+        assert!(compare(&s, "a", "b", &on(&["nope"])).is_err());
+
+        // Skipped columns are left out of the schema and the values; samples show what differs.
+        let options = DiffOptions {
+            skip_columns: vec!["N".into(), "m".into()],
+            sample_rows: 5,
+            ..on(&["id"])
+        };
+        let diff = compare(&s, "a", "b", &options).unwrap();
+        assert_eq!(diff.columns.len(), 2);
+        let samples = diff.samples.expect("samples");
+        assert_eq!(
+            samples.source_only.rows,
+            [[Some("3".into()), Some("z".into())]]
         );
-        assert!(compare(&s, "a", "b", &["nope".into()]).is_err());
+        assert_eq!(
+            samples.target_only.rows,
+            [[Some("4".into()), Some("w".into())]]
+        );
+        assert_eq!(
+            samples.differing.columns,
+            ["id", "source.name", "target.name"]
+        );
+        assert_eq!(
+            samples.differing.rows,
+            [[Some("2".into()), Some("y".into()), Some("Y".into())]]
+        );
+    }
+
+    fn on(keys: &[&str]) -> DiffOptions {
+        DiffOptions {
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            ..DiffOptions::default()
+        }
     }
 }

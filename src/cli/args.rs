@@ -18,6 +18,9 @@ Getting started:
 
 Exit codes: 0 success, 1 failure, 2 usage error.";
 
+/// The heading global options are listed under in every command's `--help`, after the command's own.
+const GLOBAL: &str = "Global options";
+
 #[derive(Parser)]
 #[command(name = "lake", version, about = ABOUT, after_help = AFTER_HELP, propagate_version = true)]
 pub(super) struct Cli {
@@ -27,26 +30,36 @@ pub(super) struct Cli {
         long = "path",
         visible_alias = "paths",
         global = true,
-        default_value = "."
+        default_value = ".",
+        help_heading = GLOBAL
     )]
     pub(super) path: PathBuf,
 
+    /// Read this YAML file (relative to the project) instead of config.yaml, e.g. `--config ci.yaml`.
+    /// (SQLMesh's `--config` names a config.py object; lake reads YAML only.)
+    #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
+    pub(super) config: Option<PathBuf>,
+
     /// Gateway from config.yaml to use (default: `default_gateway`).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub(super) gateway: Option<String>,
 
     /// More detail on stderr: -v shows configuration warnings in full.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub(super) verbose: u8,
+
+    /// Everything -v shows, and on failure the error's full internal chain too (for a bug report).
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    pub(super) debug: bool,
 
     /// After the command, print on stderr where its time went: each phase (project load, state, rendering,
     /// DuckDB queries, Parquet encoding, Iceberg metadata, catalog commits, views, audits) with its time,
     /// summed over worker threads, and how often it ran; then wall and CPU time.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub(super) profile: bool,
 
     /// When to use colour. `auto` colours only a terminal and honours NO_COLOR.
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, help_heading = GLOBAL)]
     pub(super) color: ColorChoice,
 
     #[command(subcommand)]
@@ -202,8 +215,8 @@ pub(super) struct PlanArgs {
     /// `text`: a tree on a terminal, Markdown in a pipe. `json`: one document for CI (never prompts).
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub(super) format: PlanFormat,
-    /// Build incremental intervals from this date on (YYYY-MM-DD): a dev plan's range, or with
-    /// --restate-model the range restated in any environment.
+    /// Build incremental intervals from this date on (YYYY-MM-DD, a timestamp, or relative: `yesterday`,
+    /// `3 days ago`): a dev plan's range, or with --restate-model the range restated in any environment.
     #[arg(short, long)]
     pub(super) start: Option<String>,
     /// Build incremental intervals up to this date, inclusive (as --start).
@@ -379,7 +392,7 @@ pub(super) struct InvalidateArgs {
     /// The development environment to expire (prod cannot be).
     pub(super) environment: String,
     /// Run the janitor for this environment at once.
-    #[arg(short, long)]
+    #[arg(long)]
     pub(super) sync: bool,
 }
 
@@ -390,7 +403,7 @@ pub(super) struct JanitorArgs {
     #[arg(long)]
     pub(super) ignore_ttl: bool,
     /// Only this environment, and the tables only it used.
-    #[arg(short, long)]
+    #[arg(long, visible_alias = "env", value_name = "ENV")]
     pub(super) environment: Option<String>,
     /// Machine-readable output.
     #[arg(long)]
@@ -404,16 +417,17 @@ pub(super) struct AuditArgs {
     #[arg(long = "model", value_name = "MODEL")]
     pub(super) models: Vec<String>,
     /// Audit this environment's versions of the models whose own versions no plan has built.
-    #[arg(short, long, default_value = PROD)]
+    #[arg(long, visible_alias = "env", value_name = "ENV", default_value = PROD)]
     pub(super) environment: String,
     /// Pin "now" (UTC) for time macros in audit queries.
     #[arg(long)]
     pub(super) execution_time: Option<String>,
-    /// Audit only the rows of time-range models from this date or time on (other kinds: all rows).
-    #[arg(long)]
+    /// Audit only the rows of time-range models from this date or time on (other kinds: all rows); a
+    /// relative time such as `yesterday` or `3 days ago` works too.
+    #[arg(short, long)]
     pub(super) start: Option<String>,
     /// ... up to this date (inclusive) or time (exclusive).
-    #[arg(long)]
+    #[arg(short, long)]
     pub(super) end: Option<String>,
     /// Machine-readable output.
     #[arg(long)]
@@ -426,7 +440,7 @@ pub(super) struct TableNameArgs {
     /// The model, as `schema.name`.
     pub(super) model: String,
     /// The environment to look in.
-    #[arg(short, long, default_value = PROD)]
+    #[arg(long, visible_alias = "env", value_name = "ENV", default_value = PROD)]
     pub(super) environment: String,
     /// The table the environment's version will have in prod once promoted (a forward-only change previewed
     /// in dev is applied to prod's own table).
@@ -455,6 +469,18 @@ pub(super) struct TableDiffArgs {
     /// Columns identifying a row (comma-separated); default: the model's grain.
     #[arg(long, value_delimiter = ',')]
     pub(super) on: Vec<String>,
+    /// Compare only the rows this SQL condition keeps, on both sides (`--where "event_date >= '2024-05-01'"`).
+    #[arg(long = "where", value_name = "CONDITION")]
+    pub(super) filter: Option<String>,
+    /// Leave these columns out of the comparison (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "COLUMNS")]
+    pub(super) skip_columns: Vec<String>,
+    /// Also show some rows only one side has, and joined rows whose values differ.
+    #[arg(long)]
+    pub(super) show_sample: bool,
+    /// Sample rows to show with --show-sample.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub(super) limit: usize,
     /// Machine-readable output.
     #[arg(long)]
     pub(super) json: bool,
@@ -478,7 +504,7 @@ pub(super) struct RunArgs {
     /// With --select-model: leave out the selected models' upstream (they may read stale or missing data).
     #[arg(long, requires = "select_model")]
     pub(super) no_auto_upstream: bool,
-    /// Only intervals from this date on.
+    /// Only intervals from this date on (or a relative time: `yesterday`, `3 days ago`).
     #[arg(short, long)]
     pub(super) start: Option<String>,
     /// Only intervals up to this date, inclusive.
@@ -499,12 +525,30 @@ pub(super) struct RunArgs {
 pub(super) struct RenderArgs {
     /// The model to render, as `schema.name`.
     pub(super) model: String,
-    /// Pin "now" (YYYY-MM-DD or "YYYY-MM-DD HH:MM:SS", UTC) for the macros' dates.
-    #[arg(long)]
-    pub(super) execution_time: Option<String>,
+    #[command(flatten)]
+    pub(super) interval: IntervalArgs,
+    /// Read these upstream models as their queries (subqueries) instead of their tables; repeatable. Bare
+    /// `--expand`: every upstream model.
+    #[arg(long, num_args = 0.., value_name = "MODEL")]
+    pub(super) expand: Option<Vec<String>>,
     /// SQL dialect to print: `duckdb` as lake runs it locally, `spark` as a Spark gateway runs it.
     #[arg(long, value_enum, default_value_t = RenderDialect::Duckdb)]
     pub(super) dialect: RenderDialect,
+}
+
+/// The interval `lake render` and `lake evaluate` fill the time macros with (`@start_ds`, `@end_ds`, …).
+#[derive(Args)]
+pub(super) struct IntervalArgs {
+    /// The interval's start (YYYY-MM-DD, a timestamp, or relative: `yesterday`) [default: the model's
+    /// start].
+    #[arg(short, long)]
+    pub(super) start: Option<String>,
+    /// The interval's end, inclusive for a date [default: the execution time].
+    #[arg(short, long)]
+    pub(super) end: Option<String>,
+    /// Pin "now" (YYYY-MM-DD or "YYYY-MM-DD HH:MM:SS", UTC) for the macros' dates.
+    #[arg(long)]
+    pub(super) execution_time: Option<String>,
 }
 
 // `lake evaluate`'s arguments.
@@ -518,9 +562,8 @@ pub(super) struct EvaluateArgs {
     /// `table` for people, `csv` (with a header row) or `json` for scripts.
     #[arg(long, value_enum, default_value_t = RowFormat::Table)]
     pub(super) format: RowFormat,
-    /// Pin "now" (YYYY-MM-DD or "YYYY-MM-DD HH:MM:SS", UTC) for the macros' dates.
-    #[arg(long)]
-    pub(super) execution_time: Option<String>,
+    #[command(flatten)]
+    pub(super) interval: IntervalArgs,
 }
 
 // `lake fetchdf`'s arguments.
@@ -710,5 +753,46 @@ mod tests {
         let mut found = Vec::new();
         blanks(&Cli::command(), "lake", &mut found);
         assert!(found.is_empty(), "no help for: {}", found.join(", "));
+    }
+
+    /// `-s` is `--start` and `-e` is `--end` wherever they exist (as in SQLMesh's plan, run, render,
+    /// evaluate and audit); no other flag takes those letters.
+    #[test]
+    fn short_flags_s_and_e_mean_start_and_end_everywhere() {
+        fn misused(command: &clap::Command, path: &str, out: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let expected = match arg.get_short() {
+                    Some('s') => "start",
+                    Some('e') => "end",
+                    _ => continue,
+                };
+                if arg.get_long() != Some(expected) {
+                    out.push(format!("{path} -{}", arg.get_short().unwrap_or(' ')));
+                }
+            }
+            for sub in command.get_subcommands() {
+                misused(sub, &format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut found = Vec::new();
+        misused(&Cli::command(), "lake", &mut found);
+        assert!(
+            found.is_empty(),
+            "-s/-e used otherwise: {}",
+            found.join(", ")
+        );
+    }
+
+    /// Global options are listed under their own heading, not among a command's.
+    #[test]
+    fn global_options_have_their_own_heading() {
+        let mut plan = Cli::command();
+        plan.build();
+        let plan = plan.find_subcommand_mut("plan").expect("plan");
+        let help = plan.render_long_help().to_string();
+        let own = help.find("--auto-apply").expect("plan's own flag");
+        let global = help.find("Global options:").expect("the heading");
+        let gateway = help.find("--gateway").expect("a global flag");
+        assert!(own < global && global < gateway, "{help}");
     }
 }

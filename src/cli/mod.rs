@@ -69,6 +69,9 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             let usage = e.is_usage();
+            if cli.debug {
+                eprintln!("debug: {}\n{e:#?}", crate::error::error_chain(&e));
+            }
             eprintln!("{:?}", miette::Report::new(e));
             ExitCode::from(if usage { 2 } else { 1 })
         }

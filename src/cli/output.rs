@@ -619,10 +619,10 @@ pub fn render_intervals(models: &[crate::ops::ModelIntervals]) -> String {
 }
 
 /// Left-aligned text columns under a header row.
-pub fn aligned<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> String {
+pub fn aligned<R: AsRef<[String]>>(headers: &[&str], rows: &[R]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
+        for (w, cell) in widths.iter_mut().zip(row.as_ref()) {
             *w = (*w).max(cell.chars().count());
         }
     }
@@ -636,7 +636,7 @@ pub fn aligned<const N: usize>(headers: &[&str; N], rows: &[[String; N]]) -> Str
     };
     let mut out = line(headers.to_vec());
     for row in rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
+        out.push_str(&line(row.as_ref().iter().map(String::as_str).collect()));
     }
     out
 }
@@ -690,6 +690,31 @@ pub fn render_table_diff(
                 out.push('\n');
                 out.push_str(&aligned(&["column", "match"], &rows));
             }
+        }
+    }
+    if let Some(samples) = &diff.samples {
+        let sections = [
+            (format!("Rows only in {source}"), &samples.source_only),
+            (format!("Rows only in {target}"), &samples.target_only),
+            ("Rows whose values differ".to_string(), &samples.differing),
+        ];
+        for (title, sample) in sections {
+            out.push_str(&format!("\n{title} (sample):\n"));
+            if sample.rows.is_empty() {
+                out.push_str("  none\n");
+                continue;
+            }
+            let header: Vec<&str> = sample.columns.iter().map(String::as_str).collect();
+            let rows: Vec<Vec<String>> = sample
+                .rows
+                .iter()
+                .map(|row| {
+                    row.iter()
+                        .map(|v| v.clone().unwrap_or_else(|| "NULL".into()))
+                        .collect()
+                })
+                .collect();
+            out.push_str(&aligned(&header, &rows));
         }
     }
     out

@@ -52,24 +52,23 @@ pub(super) fn choose_categories(
             )
         };
         let category = loop {
-            eprint!("{question}");
-            let _ = std::io::stderr().flush();
-            let mut answer = String::new();
-            let read = std::io::stdin()
-                .read_line(&mut answer)
-                .map_err(|e| LakeError::io("<stdin>", e))?;
-            match answer.trim().to_ascii_lowercase().as_str() {
-                "b" | "breaking" => break Category::Breaking,
-                "n" | "non-breaking" => break Category::NonBreaking,
-                "f" | "forward-only" => break Category::ForwardOnly,
-                _ if !must_choose => break current,
-                _ if read == 0 => {
+            let Some(answer) = ask(&question)? else {
+                // The input ended: keep the automatic category, or stop when there is none to keep.
+                if must_choose {
                     return Err(LakeError::Usage(
                         format!("no category was chosen for {}", change.name),
                         Some("answer b, n or f for each changed model".into()),
                     ));
                 }
-                _ => continue,
+                break current;
+            };
+            match answer.as_str() {
+                "b" | "breaking" => break Category::Breaking,
+                "n" | "non-breaking" => break Category::NonBreaking,
+                "f" | "forward-only" => break Category::ForwardOnly,
+                "" | "k" | "keep" if !must_choose => break current,
+                _ if must_choose => eprintln!("Please answer b, n or f."),
+                _ => eprintln!("Please answer b, n or f, or press Enter to keep it."),
             }
         };
         if category != current || must_choose {
@@ -83,16 +82,24 @@ pub(super) fn confirm(environment: &str) -> Result<bool> {
     yes(&format!("Apply this plan to `{environment}`?"))
 }
 
-/// Asks `question`; only `y` or `yes` is a yes.
+/// Asks `question` until the answer is yes (`y`, `yes`) or no (`n`, `no`); the end of the input is a no.
 pub(super) fn yes(question: &str) -> Result<bool> {
-    eprint!("{question} [y/n]: ");
+    loop {
+        match ask(&format!("{question} [y/n]: "))?.as_deref() {
+            Some("y" | "yes") => return Ok(true),
+            Some("n" | "no") | None => return Ok(false),
+            Some(_) => eprintln!("Please answer y or n."),
+        }
+    }
+}
+
+/// Prints `question` on stderr and reads one answer, trimmed and lower-cased; `None` at the end of the input.
+fn ask(question: &str) -> Result<Option<String>> {
+    eprint!("{question}");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
-    std::io::stdin()
+    let read = std::io::stdin()
         .read_line(&mut answer)
         .map_err(|e| LakeError::io("<stdin>", e))?;
-    Ok(matches!(
-        answer.trim().to_ascii_lowercase().as_str(),
-        "y" | "yes"
-    ))
+    Ok((read > 0).then(|| answer.trim().to_ascii_lowercase()))
 }

@@ -541,6 +541,30 @@ const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Reads `config.yaml` (or `config.yml`) in `root`, substituting `{{ env_var('NAME') }}` first.
 pub fn load(root: &Path, gateway: Option<&str>) -> Result<ResolvedConfig> {
+    load_file(root, None, gateway)
+}
+
+/// `load`, from `file` (relative to `root`; `--config`) instead of `config.yaml` when it is given.
+pub fn load_file(
+    root: &Path,
+    file: Option<&Path>,
+    gateway: Option<&str>,
+) -> Result<ResolvedConfig> {
+    if let Some(file) = file {
+        let path = root.join(file);
+        if !path.is_file() {
+            return Err(LakeError::Usage(
+                format!("there is no configuration file `{}`", path.display()),
+                Some(
+                    "--config names a YAML file of config.yaml's keys, relative to the project"
+                        .into(),
+                ),
+            ));
+        }
+        let display = file.display().to_string();
+        let text = crate::error::read_text(&path, &display)?;
+        return parse(root, &display, &text, gateway);
+    }
     let candidates = ["config.yaml", "config.yml"];
     let Some(path) = candidates.iter().map(|c| root.join(c)).find(|p| p.exists()) else {
         if root.join("config.py").exists() {
@@ -670,6 +694,10 @@ fn key_offset(text: &str, path: &str) -> Option<usize> {
     let mut from = 0;
     let mut found = None;
     for segment in path.split('.') {
+        // An empty segment would match everywhere and never move on.
+        if segment.is_empty() {
+            return None;
+        }
         let mut at = from;
         let hit = loop {
             let i = at + text[at..].find(segment)?;

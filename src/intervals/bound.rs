@@ -54,6 +54,16 @@ impl TimeBound {
     }
 
     /// The moment this bound names for a plan or run at `now`.
+    /// Whether it names a whole day (a date as `2024-01-31`, or `today`/`yesterday`/`tomorrow`): as an
+    /// end, it then includes that day.
+    pub fn is_whole_day(&self) -> bool {
+        match self.when {
+            When::Day(_) => true,
+            When::At(_) => self.text.trim().len() <= 10,
+            _ => false,
+        }
+    }
+
     pub fn resolve(&self, now: NaiveDateTime) -> NaiveDateTime {
         let midnight = now.date().and_hms_opt(0, 0, 0).unwrap_or(now);
         match self.when {

@@ -41,12 +41,36 @@ pub struct ModelIntervals {
     pub missing: Vec<crate::intervals::Range>,
 }
 
+/// What `lake render` and `lake evaluate` render: a model as it would run at `execution_time`, over
+/// `window` (default: the model's start to then), with the upstream models `expand` names read as their
+/// queries instead of their tables.
+#[derive(Debug, Clone)]
+pub struct RenderRequest {
+    pub model: String,
+    pub execution_time: NaiveDateTime,
+    pub window: plan::backfill::Window,
+    /// `None`: read every upstream model's table; `Some([])`: expand them all; else these.
+    pub expand: Option<Vec<String>>,
+}
+
+impl RenderRequest {
+    /// `model` at `execution_time`, over its whole range, nothing expanded.
+    pub fn new(model: &str, execution_time: NaiveDateTime) -> Self {
+        RenderRequest {
+            model: model.to_string(),
+            execution_time,
+            window: plan::backfill::Window::default(),
+            expand: None,
+        }
+    }
+}
+
 impl Context {
-    /// The SQL that building `model` would run, with physical table names.
-    pub fn render(&self, model: &str, execution_time: NaiveDateTime) -> Result<String> {
-        let i = self.project.find_model(model)?;
-        let snapshots = self.resolved_snapshots(execution_time)?;
-        self.executable_query(i, &snapshots, execution_time, "rendering")
+    /// The SQL that building the requested model would run, with physical table names.
+    pub fn render(&self, request: &RenderRequest) -> Result<String> {
+        let i = self.project.find_model(&request.model)?;
+        let snapshots = self.resolved_snapshots(request.execution_time)?;
+        self.executable_query(i, &snapshots, request, "rendering")
     }
 
     /// The Spark SQL the engine of `model`'s Spark gateway runs for it (or the first Spark gateway's, when the
@@ -87,53 +111,63 @@ impl Context {
         &self,
         model: ModelId,
         snapshots: &PerModel<crate::snapshot::Snapshot>,
-        execution_time: NaiveDateTime,
+        request: &RenderRequest,
         stage: &'static str,
     ) -> Result<String> {
-        let ctx = self.build_context(snapshots, execution_time, None)?;
+        let ctx = self.build_context(snapshots, request.execution_time, None)?;
         let s = &snapshots[model];
         let table = PhysicalTable::of(s);
-        let macro_ctx = scheduler::macro_context(&ctx, model, &table, stage);
-        scheduler::executable_query(&ctx, model, &macro_ctx)
+        let mut macro_ctx = scheduler::macro_context(&ctx, model, &table, stage);
+        if let Some(start) = request.window.start {
+            macro_ctx.start = start;
+        }
+        if let Some(end) = request.window.end {
+            macro_ctx.end = end;
+        }
+        let expanded = self.expanded_models(model, request.expand.as_deref())?;
+        let inlining = scheduler::render::Inlining {
+            views: false,
+            models: &expanded,
+        };
+        scheduler::render::executable_query_for(&ctx, model, &macro_ctx, &inlining)
     }
 
-    /// Runs `model`'s query against the built tables of its parents and returns up to `limit` rows.
-    pub fn evaluate(
-        &self,
-        model: &str,
-        execution_time: NaiveDateTime,
-        limit: usize,
-    ) -> Result<QueryResult> {
-        let i = self.project.find_model(model)?;
-        let snapshots = self.resolved_snapshots(execution_time)?;
+    /// The models `--expand` names (each must be upstream of `model`); every upstream model for a bare
+    /// `--expand`.
+    fn expanded_models(&self, model: ModelId, expand: Option<&[String]>) -> Result<Vec<ModelId>> {
+        let upstream: Vec<ModelId> = self.project.dag.upstream(model);
+        match expand {
+            None => Ok(Vec::new()),
+            Some([]) => Ok(upstream),
+            Some(names) => names
+                .iter()
+                .map(|name| {
+                    let id = self.project.find_model(name)?;
+                    if upstream.contains(&id) {
+                        Ok(id)
+                    } else {
+                        Err(LakeError::Usage(
+                            format!(
+                                "--expand {name}: `{}` does not read it",
+                                self.project.model(model).meta.name
+                            ),
+                            Some("expand models upstream of the rendered one".into()),
+                        ))
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Runs the requested model's query against the built tables of its parents and returns up to
+    /// `limit` rows.
+    pub fn evaluate(&self, request: &RenderRequest, limit: usize) -> Result<QueryResult> {
+        let i = self.project.find_model(&request.model)?;
+        let snapshots = self.resolved_snapshots(request.execution_time)?;
         let engine = self.open_engine()?;
         let session = engine.session()?;
-        let existing: std::collections::HashSet<PhysicalTable> = self
-            .storage()?
-            .physical_tables(&session)?
-            .into_iter()
-            .collect();
-        for p in self.project.dag.parents(i) {
-            if matches!(
-                self.project.model(p).meta.kind,
-                crate::project::model::ModelKind::Embedded
-            ) {
-                continue;
-            }
-            let s = &snapshots[p];
-            let table = PhysicalTable::of(s);
-            if !existing.contains(&table) {
-                return Err(LakeError::Usage(
-                    format!(
-                        "`{}` reads `{}`, whose current version has not been built",
-                        self.project.model(i).meta.name,
-                        s.name
-                    ),
-                    Some("build it first with `lake plan <env>`".into()),
-                ));
-            }
-        }
-        let query = self.executable_query(i, &snapshots, execution_time, "evaluating")?;
+        self.require_built_parents(i, &snapshots, &session)?;
+        let query = self.executable_query(i, &snapshots, request, "evaluating")?;
         session
             .query(
                 &format!("SELECT * FROM ({query}) AS q LIMIT {limit}"),
@@ -143,6 +177,40 @@ impl Context {
                 Some(located) => LakeError::from(located),
                 None => e,
             })
+    }
+
+    /// Refuses to evaluate `model` while a table it reads (an EMBEDDED parent is inlined) is not built.
+    fn require_built_parents(
+        &self,
+        model: ModelId,
+        snapshots: &PerModel<crate::snapshot::Snapshot>,
+        session: &crate::engine::Session,
+    ) -> Result<()> {
+        let existing: std::collections::HashSet<PhysicalTable> = self
+            .storage()?
+            .physical_tables(session)?
+            .into_iter()
+            .collect();
+        for p in self.project.dag.parents(model) {
+            if matches!(
+                self.project.model(p).meta.kind,
+                crate::project::model::ModelKind::Embedded
+            ) {
+                continue;
+            }
+            let s = &snapshots[p];
+            if !existing.contains(&PhysicalTable::of(s)) {
+                return Err(LakeError::Usage(
+                    format!(
+                        "`{}` reads `{}`, whose current version has not been built",
+                        self.project.model(model).meta.name,
+                        s.name
+                    ),
+                    Some("build it first with `lake plan <env>`".into()),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Runs arbitrary SQL on the engine, where environment names such as `demo.full_model` resolve.
@@ -288,31 +356,33 @@ impl Context {
 
     /// Compares `model` between two environments: schemas, row counts and, joined on `on` (default: the
     /// model's grain), how often each shared column matches.
+    /// `model` compared between the `source` and `target` environments, on `options.keys` (default: the
+    /// model's grain), over the rows `filter` (a SQL condition) keeps on both sides.
     pub fn table_diff(
         &self,
-        source: &str,
-        target: &str,
+        (source, target): (&str, &str),
         model: &str,
-        on: &[String],
+        options: &table_diff::DiffOptions,
+        filter: Option<&str>,
     ) -> Result<table_diff::TableDiff> {
         let i = self.project.find_model(model)?;
         let meta = &self.project.model(i).meta;
-        let keys: Vec<String> = if on.is_empty() {
-            meta.grains.clone()
-        } else {
-            on.to_vec()
+        let mut options = options.clone();
+        if options.keys.is_empty() {
+            options.keys = meta.grains.clone();
+        }
+        let catalog = crate::sql::quote_ident(&self.project.default_catalog);
+        let side = |environment: &str| -> Result<String> {
+            let table = format!("{catalog}.{}", self.table_name(model, environment)?.sql());
+            Ok(match filter {
+                Some(condition) => format!("(SELECT * FROM {table} WHERE {condition})"),
+                None => table,
+            })
         };
-        let source_table = self.table_name(model, source)?;
-        let target_table = self.table_name(model, target)?;
+        let (source_rows, target_rows) = (side(source)?, side(target)?);
         let engine = self.open_engine()?;
         let session = engine.session()?;
-        let catalog = crate::sql::quote_ident(&self.project.default_catalog);
-        table_diff::compare(
-            &session,
-            &format!("{catalog}.{}", source_table.sql()),
-            &format!("{catalog}.{}", target_table.sql()),
-            &keys,
-        )
+        table_diff::compare(&session, &source_rows, &target_rows, &options)
     }
 
     pub fn info(&self) -> Result<Info> {

@@ -13,8 +13,9 @@ mod planning;
 mod quality;
 mod run;
 
+pub use crate::project::Configured;
 pub use clean::DestroyReport;
-pub use inspect::{Info, ModelIntervals};
+pub use inspect::{Info, ModelIntervals, RenderRequest};
 pub use planning::{
     PlanCheckFindings, PlanRequest, PlanSettings, execution_time, fail_on_lint_errors,
     large_backfill, window,
@@ -47,20 +48,25 @@ pub struct Context {
 
 impl Context {
     pub fn load(path: &Path, gateway: Option<&str>) -> Result<Context> {
-        let project = crate::profile::timed(crate::profile::Phase::LoadProject, || {
-            Project::load(path, gateway)
-        })?;
-        Ok(Context {
-            project,
-            storage: std::sync::OnceLock::new(),
-            spark: Default::default(),
-        })
+        Self::load_configured(path, &Configured::gateway(gateway), false)
     }
 
     /// A project whose models may read tables that are not declared yet (for `create-external-models`).
     pub fn load_lenient(path: &Path, gateway: Option<&str>) -> Result<Context> {
+        Self::load_configured(path, &Configured::gateway(gateway), true)
+    }
+
+    /// The project in `path` with the configuration `configured` chooses; `lenient` as `load_lenient`.
+    pub fn load_configured(
+        path: &Path,
+        configured: &Configured<'_>,
+        lenient: bool,
+    ) -> Result<Context> {
+        let project = crate::profile::timed(crate::profile::Phase::LoadProject, || {
+            Project::load_configured(path, configured, lenient)
+        })?;
         Ok(Context {
-            project: Project::load_lenient(path, gateway)?,
+            project,
             storage: std::sync::OnceLock::new(),
             spark: Default::default(),
         })

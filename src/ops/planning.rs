@@ -31,23 +31,34 @@ pub fn fail_on_lint_errors(violations: &[Violation]) -> Result<()> {
     }
 }
 
-/// `--start` / `--end` as a window; an end given as a date includes that whole day.
-pub fn window(start: Option<&str>, end: Option<&str>) -> Result<plan::backfill::Window> {
+/// `--start` / `--end` as a window, each a date, a timestamp or a time relative to `now` (`yesterday`,
+/// `3 days ago`) as MODEL `start` accepts; an end naming a day includes that whole day.
+pub fn window(
+    start: Option<&str>,
+    end: Option<&str>,
+    now: NaiveDateTime,
+) -> Result<plan::backfill::Window> {
     let parse = |text: &str, flag: &str| {
-        crate::intervals::parse_datetime(text).ok_or_else(|| {
+        crate::intervals::bound::TimeBound::parse(text).map_err(|_| {
             LakeError::Usage(
                 format!("invalid {flag} `{text}`"),
-                Some("use YYYY-MM-DD or `YYYY-MM-DD HH:MM:SS`".into()),
+                Some(
+                    "use YYYY-MM-DD, `YYYY-MM-DD HH:MM:SS`, or a relative time such as `yesterday` or \
+                     `3 days ago`"
+                        .into(),
+                ),
             )
         })
     };
-    let start = start.map(|s| parse(s, "--start")).transpose()?;
+    let start = start
+        .map(|s| parse(s, "--start").map(|bound| bound.resolve(now)))
+        .transpose()?;
     let end = match end {
         None => None,
         Some(text) => {
-            let at = parse(text, "--end")?;
-            let date_only = text.trim().len() <= 10;
-            Some(if date_only {
+            let bound = parse(text, "--end")?;
+            let at = bound.resolve(now);
+            Some(if bound.is_whole_day() {
                 at + chrono::Duration::days(1)
             } else {
                 at
@@ -176,15 +187,13 @@ impl Context {
             ));
         }
         let or_default = |flag: bool, default: Option<bool>| flag || default == Some(true);
-        let mut options = PlanOptions::new(
-            environment,
-            execution_time(request.execution_time.as_deref())?,
-        );
+        let now = execution_time(request.execution_time.as_deref())?;
+        let mut options = PlanOptions::new(environment, now);
         options.include_unmodified =
             or_default(request.include_unmodified, defaults.include_unmodified);
         options.forward_only = or_default(request.forward_only, defaults.forward_only);
         options.no_diff = or_default(request.no_diff, defaults.no_diff);
-        options.window = window(request.start.as_deref(), request.end.as_deref())?;
+        options.window = window(request.start.as_deref(), request.end.as_deref(), now)?;
         options.restate = request.restate.clone();
         options.skip_linter = request.skip_linter;
         options.skip_tests = request.skip_tests;

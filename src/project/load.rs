@@ -16,18 +16,44 @@ use crate::config::{self, EngineConnection, ResolvedConfig, VirtualEnvironmentMo
 use crate::error::{LakeError, Result, SourceFile};
 use crate::sql::ModelName;
 
+/// Which configuration a project loads with: a gateway of it (default: `default_gateway`) and the file
+/// (default: `config.yaml`; `--config`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Configured<'a> {
+    pub gateway: Option<&'a str>,
+    pub file: Option<&'a Path>,
+}
+
+impl<'a> Configured<'a> {
+    pub fn gateway(gateway: Option<&'a str>) -> Self {
+        Configured {
+            gateway,
+            file: None,
+        }
+    }
+}
+
 impl Project {
     /// Loads the project in `root`, reporting every broken model file at once.
     pub fn load(root: &Path, gateway: Option<&str>) -> Result<Project> {
-        Self::load_with(root, gateway, false)
+        Self::load_with(root, &Configured::gateway(gateway), false)
     }
 
     /// Like `load`, but a table that is neither a model nor declared is recorded, not an error.
     pub fn load_lenient(root: &Path, gateway: Option<&str>) -> Result<Project> {
-        Self::load_with(root, gateway, true)
+        Self::load_with(root, &Configured::gateway(gateway), true)
     }
 
-    fn load_with(root: &Path, gateway: Option<&str>, lenient: bool) -> Result<Project> {
+    /// `load` (or, `lenient`, `load_lenient`) with the configuration `configured` chooses.
+    pub fn load_configured(
+        root: &Path,
+        configured: &Configured<'_>,
+        lenient: bool,
+    ) -> Result<Project> {
+        Self::load_with(root, configured, lenient)
+    }
+
+    fn load_with(root: &Path, configured: &Configured<'_>, lenient: bool) -> Result<Project> {
         let root = root.canonicalize().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => LakeError::Usage(
                 format!("there is no project folder `{}`", root.display()),
@@ -35,7 +61,7 @@ impl Project {
             ),
             _ => LakeError::io(root, e),
         })?;
-        let config = config::load(&root, gateway)?;
+        let config = config::load_file(&root, configured.file, configured.gateway)?;
         let default_catalog = default_catalog(&config);
         // Checked once here, so a bad default is one error rather than one per model.
         model::default_audits(&config.model_defaults)?;

@@ -5,6 +5,7 @@ pub mod block;
 pub mod cache;
 pub mod dag;
 mod load;
+pub use load::Configured;
 pub mod macros;
 pub mod model;
 pub mod models;

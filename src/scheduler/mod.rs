@@ -5,7 +5,7 @@ mod audits;
 mod batches;
 mod build;
 mod finish;
-mod render;
+pub mod render;
 mod runner;
 pub mod scd;
 mod schema_change;

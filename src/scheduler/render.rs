@@ -62,16 +62,38 @@ pub fn executable_query(
     model: ModelId,
     macro_ctx: &MacroContext,
 ) -> Result<String> {
-    executable_query_for(ctx, model, macro_ctx, false)
+    executable_query_for(ctx, model, macro_ctx, &Inlining::default())
 }
 
-/// `executable_query`, with VIEW models inlined as subqueries when `inline_views` (for engines that read
-/// lake's tables but not its DuckDB views).
+/// Which upstream models a rendered query reads as subqueries of their own queries instead of their tables
+/// (EMBEDDED models always are).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Inlining<'a> {
+    /// VIEW models too, for engines that read lake's tables but not its DuckDB views.
+    pub views: bool,
+    /// These models too (`lake render --expand`).
+    pub models: &'a [ModelId],
+}
+
+impl Inlining<'_> {
+    pub const VIEWS: Inlining<'static> = Inlining {
+        views: true,
+        models: &[],
+    };
+
+    fn inlines(&self, model: &Model, id: ModelId) -> bool {
+        matches!(model.meta.kind, ModelKind::Embedded)
+            || self.views && matches!(model.meta.kind, ModelKind::View { .. })
+            || self.models.contains(&id)
+    }
+}
+
+/// `executable_query`, with the upstream models `inlining` names inlined as subqueries.
 pub fn executable_query_for(
     ctx: &BuildContext<'_>,
     model: ModelId,
     macro_ctx: &MacroContext,
-    inline_views: bool,
+    inlining: &Inlining<'_>,
 ) -> Result<String> {
     let _timer = crate::profile::time(crate::profile::Phase::Render);
     let m = ctx.project.model(model);
@@ -88,13 +110,9 @@ pub fn executable_query_for(
         .refs
         .iter()
         .filter_map(|(r, target)| match target {
-            RefTarget::Model(p)
-                if matches!(ctx.project.model(*p).meta.kind, ModelKind::Embedded)
-                    || inline_views
-                        && matches!(ctx.project.model(*p).meta.kind, ModelKind::View { .. }) =>
-            {
-                // EMBEDDED models are inlined as a subquery, rendered in the same context.
-                let inlined = match executable_query_for(ctx, *p, macro_ctx, inline_views) {
+            RefTarget::Model(p) if inlining.inlines(ctx.project.model(*p), *p) => {
+                // Inlined as a subquery, rendered in the same context.
+                let inlined = match executable_query_for(ctx, *p, macro_ctx, inlining) {
                     Ok(sql) => sql,
                     Err(e) => return Some(Err(e)),
                 };

@@ -6,7 +6,7 @@ use arrow::datatypes::Schema as ArrowSchema;
 
 use super::audits::{audited_relation, run_audits};
 use super::finish::{batch_interval, batch_macro_context, finish_in_one_piece, render_statement};
-use super::render::{executable_query_for, macro_context, range_predicate};
+use super::render::{Inlining, executable_query_for, macro_context, range_predicate};
 use super::scd;
 use super::write::{self, KeyedMerge, KindWriter};
 use super::{BuildContext, Observer};
@@ -62,7 +62,7 @@ pub fn spark_query(
     macro_ctx: &MacroContext,
     columns_of: &dyn Fn(&[String]) -> Option<Vec<String>>,
 ) -> Result<String> {
-    let duckdb = executable_query_for(ctx, model, macro_ctx, true)?;
+    let duckdb = executable_query_for(ctx, model, macro_ctx, &Inlining::VIEWS)?;
     to_spark(ctx.project.model(model), connection, columns_of, &duckdb)
 }
 
@@ -266,7 +266,8 @@ impl Writer<'_> {
     }
 
     fn render(&self, macro_ctx: &MacroContext) -> Result<Rendered> {
-        let duckdb = executable_query_for(self.ctx, self.backfill.model, macro_ctx, true)?;
+        let duckdb =
+            executable_query_for(self.ctx, self.backfill.model, macro_ctx, &Inlining::VIEWS)?;
         let spark = self.to_spark(&duckdb)?;
         Ok(Rendered { duckdb, spark })
     }

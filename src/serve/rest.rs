@@ -321,7 +321,9 @@ async fn load_table(
         if !state.catalog.namespace_exists(&namespace).await? {
             return Err(RestError::no_namespace(&namespace));
         }
-        return Err(no_table(&namespace, &table));
+        let mut missing = no_table(&namespace, &table);
+        missing.message.push_str(VIEW_MODELS_HINT);
+        return Err(missing);
     };
     if method == Method::HEAD {
         return Ok(StatusCode::NO_CONTENT.into_response());
@@ -427,6 +429,10 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> std::result::Resul
 fn bad_request(message: impl Into<String>) -> RestError {
     RestError::new(StatusCode::BAD_REQUEST, "BadRequestException", message)
 }
+
+/// Why a model a user sees elsewhere may be missing here: VIEW models are DuckDB views, not Iceberg tables.
+const VIEW_MODELS_HINT: &str = " (a VIEW model is a DuckDB view, not an Iceberg table: read it through the \
+PostgreSQL endpoint, `lake serve --pg-port`, or `lake fetchdf`)";
 
 fn no_table(namespace: &str, table: &str) -> RestError {
     RestError::new(

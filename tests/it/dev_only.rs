@@ -56,7 +56,7 @@ fn succeed(s: &Scratch, args: &[&str]) -> std::process::Output {
 }
 
 fn table_name(s: &Scratch, model: &str, environment: &str) -> String {
-    stdout(&succeed(s, &["table-name", model, "-e", environment]))
+    stdout(&succeed(s, &["table-name", model, "--env", environment]))
         .trim()
         .to_string()
 }

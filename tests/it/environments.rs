@@ -95,7 +95,7 @@ fn breaking_change_in_dev_leaves_prod_untouched_and_promotion_builds_nothing() {
     );
     // `table-name` shows both environments now use the same physical table.
     let prod_table = stdout(&run(&s, &["table-name", "demo.full_model"]));
-    let dev_table = stdout(&run(&s, &["table-name", "demo.full_model", "-e", "dev"]));
+    let dev_table = stdout(&run(&s, &["table-name", "demo.full_model", "--env", "dev"]));
     assert_eq!(prod_table, dev_table);
     assert!(
         prod_table.starts_with("lake__demo.demo__full_model__"),
@@ -228,14 +228,14 @@ fn forward_only_keeps_the_table_and_applies_from_the_next_run() {
         built_models(&out),
         ["demo__dev.full_model", "demo__dev.view_model"]
     );
-    let preview = stdout(&run(&s, &["table-name", "demo.full_model", "-e", "dev"]));
+    let preview = stdout(&run(&s, &["table-name", "demo.full_model", "--env", "dev"]));
     assert_ne!(preview, before);
     assert!(preview.trim_end().ends_with("_preview"), "{preview}");
     // SQLMesh's forms: `--dev` is the table dev reads, `--prod` the one its version has once promoted.
     let table_name = |flag: &str| {
         stdout(&run(
             &s,
-            &["table-name", "demo.full_model", "-e", "dev", flag],
+            &["table-name", "demo.full_model", "--env", "dev", flag],
         ))
     };
     assert_eq!(table_name("--dev"), preview);
@@ -322,7 +322,7 @@ fn invalidate_and_janitor_remove_the_environment_and_its_tables() {
         &["plan", "dev", "--auto-apply", "--execution-time", EXEC],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let dev_table = stdout(&run(&s, &["table-name", "demo.full_model", "-e", "dev"]));
+    let dev_table = stdout(&run(&s, &["table-name", "demo.full_model", "--env", "dev"]));
     let dev_dir = s
         .project
         .join("warehouse")
@@ -665,7 +665,7 @@ fn physical_schema_mapping_places_new_versions_and_each_version_keeps_its_schema
     with_mapping("demo_tables");
     s.apply(EXEC);
     let table_name = |env: &str| {
-        stdout(&run(&s, &["table-name", "demo.full_model", "-e", env]))
+        stdout(&run(&s, &["table-name", "demo.full_model", "--env", env]))
             .trim()
             .to_string()
     };
@@ -838,10 +838,13 @@ fn create_from_starts_a_dev_environment_from_another_one_and_builds_nothing_it_h
     // Staging built the change: the new environment reuses its tables.
     assert!(built_models(&out).is_empty(), "{}", stderr(&out));
     assert_eq!(
-        stdout(&run(&s, &["table-name", "demo.full_model", "-e", "pr_1"])),
         stdout(&run(
             &s,
-            &["table-name", "demo.full_model", "-e", "staging"]
+            &["table-name", "demo.full_model", "--env", "pr_1"]
+        )),
+        stdout(&run(
+            &s,
+            &["table-name", "demo.full_model", "--env", "staging"]
         ))
     );
     assert_eq!(

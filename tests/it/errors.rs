@@ -245,7 +245,7 @@ fn a_mistyped_environment_suggests_the_nearest_one() {
     s.apply_env("dev_alice", crate::common::EXEC);
     for args in [
         &["diff", "dev_alise"][..],
-        &["audit", "-e", "dev_alise"][..],
+        &["audit", "--env", "dev_alise"][..],
     ] {
         let out = s.lake().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
@@ -306,7 +306,7 @@ fn engine_errors_are_located_in_the_model_file_and_said_once() {
         assert_eq!(code, 1, "{args:?}");
         let err = crate::common::stderr_words(&s.lake().args(args).output().unwrap());
         assert!(
-            err.contains("models/full_model.sql:11:18: model `demo.full_model`: Binder Error: Referenced column \"idd\" not found"),
+            err.contains("models/full_model.sql:11:18: model `demo.full_model` failed: Binder Error: Referenced column \"idd\" not found"),
             "{args:?}: {err}"
         );
         assert!(err.contains("Candidate bindings: \"id\""), "{err}");
@@ -320,4 +320,33 @@ fn engine_errors_are_located_in_the_model_file_and_said_once() {
         "{err}"
     );
     assert!(!err.contains("Error code 1"), "{err}");
+}
+
+/// `--config FILE` reads another configuration file of the project; a missing one is a usage error.
+#[test]
+fn config_names_another_configuration_file() {
+    let s = Scratch::init();
+    let config = s.read("config.yaml");
+    s.write(
+        "ci.yaml",
+        &format!("{config}\nvariables:\n  from_ci: 'ci'\n"),
+    );
+    s.write(
+        "models/ci_only.sql",
+        "MODEL (name demo.ci_only, kind VIEW);\nSELECT @VAR('from_ci', 'default') AS source\n",
+    );
+    let render = |extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.extend(["render", "demo.ci_only"]);
+        crate::common::stdout(&s.lake().args(&args).output().unwrap())
+    };
+    assert!(render(&[]).contains("'default'"), "{}", render(&[]));
+    assert!(
+        render(&["--config", "ci.yaml"]).contains("'ci'"),
+        "{}",
+        render(&["--config", "ci.yaml"])
+    );
+    let (code, err) = failing(&s, &["--config", "nope.yaml", "info"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("there is no configuration file"), "{err}");
 }

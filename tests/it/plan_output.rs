@@ -52,10 +52,13 @@ fn a_terminal_plan_asks_about_changes_after_showing_them() {
         return;
     };
     let s = changed_project();
+    // An answer that is no choice is asked again, at both questions.
     let answers = serde_json::json!([
-        ["Keep it, or choose", "b"],
+        ["Keep it, or choose", "x"],
+        ["Please answer b, n or f, or press Enter to keep it.", "b"],
         ["Keep it, or choose", ""],
-        ["Apply this plan to `dev`?", "n"]
+        ["Apply this plan to `dev`?", "maybe"],
+        ["Please answer y or n.", "n"]
     ]);
     let lake = assert_cmd::cargo::cargo_bin("lake");
     let out = std::process::Command::new(python)
@@ -95,6 +98,19 @@ fn a_terminal_plan_asks_about_changes_after_showing_them() {
         shown[backfill..confirm].contains("demo__dev.full_model: [full refresh]"),
         "the re-planned backfill still builds the changed model:\n{shown}"
     );
+    // The changes are shown again with the chosen category before the backfill.
+    let again = at("With your choices:");
+    assert!(question < again && again < backfill, "{shown}");
+    assert!(
+        shown[again..backfill].contains("demo__dev.full_model (Breaking"),
+        "{shown}"
+    );
+    assert!(
+        shown[confirm..].contains("Not applied: `dev` is unchanged."),
+        "{shown}"
+    );
+    let listed = crate::common::stdout(&s.lake().args(["environments"]).output().unwrap());
+    assert!(!listed.contains("dev "), "{listed}");
 }
 
 #[test]

@@ -400,7 +400,7 @@ fn without_preview_dev_shows_prods_table_for_a_forward_only_change() {
     assert_eq!(
         stdout(&lake(
             &s,
-            &["table-name", "demo.incremental_model", "-e", "dev"]
+            &["table-name", "demo.incremental_model", "--env", "dev"]
         )),
         prod_table
     );
@@ -438,7 +438,7 @@ fn select_model_plans_only_the_selected_changes() {
     assert_eq!(
         stdout(&lake(
             &s,
-            &["table-name", "demo.incremental_model", "-e", "dev"]
+            &["table-name", "demo.incremental_model", "--env", "dev"]
         )),
         prod_incremental
     );
@@ -462,4 +462,103 @@ fn select_model_plans_only_the_selected_changes() {
         "{}",
         stderr(&out)
     );
+}
+
+/// `render` and `evaluate` take SQLMesh's `-s/--start`, `-e/--end` (dates, or relative times as MODEL
+/// `start` takes them) and `render --expand`; a bad date says what is accepted.
+#[test]
+fn render_and_evaluate_take_an_interval_and_expand_upstream_models() {
+    let s = Scratch::init();
+    assert!(s.apply(EXEC).status.success());
+    let render = |args: &[&str]| {
+        let mut all = vec!["render", "demo.incremental_model", "--execution-time", EXEC];
+        all.extend_from_slice(args);
+        lake(&s, &all)
+    };
+    let out = render(&["-s", "2024-05-01", "-e", "2024-05-02"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sql = stdout(&out);
+    assert!(
+        sql.contains("2024-05-01") && sql.contains("2024-05-02"),
+        "{sql}"
+    );
+    let out = render(&["--start", "yesterday"]);
+    assert!(stdout(&out).contains("2024-05-31"), "{}", stdout(&out));
+    // Without --expand the seed is read as its table; with it, as its own query over the CSV file.
+    assert!(!sql.contains("read_csv"), "{sql}");
+    let expanded = stdout(&render(&["--expand"]));
+    assert!(expanded.contains("read_csv"), "{expanded}");
+    let out = render(&["--expand", "demo.full_model"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not read it"),
+        "{}",
+        stderr(&out)
+    );
+    let out = render(&["--start", "someday"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("relative time such as `yesterday`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = lake(
+        &s,
+        &[
+            "evaluate",
+            "demo.incremental_model",
+            "-s",
+            "2020-01-01",
+            "-e",
+            "2020-01-01",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 3, "{}", stdout(&out));
+}
+
+/// `table-diff --where`, `--skip-columns` and `--show-sample`, as in SQLMesh.
+#[test]
+fn table_diff_filters_skips_columns_and_shows_samples() {
+    let s = Scratch::init();
+    assert!(s.apply(EXEC).status.success());
+    let model = s.read("models/full_model.sql").replace(
+        "COUNT(DISTINCT id) AS num_orders",
+        "COUNT(DISTINCT id) * 10 AS num_orders",
+    );
+    s.write("models/full_model.sql", &model);
+    assert!(s.apply_env("dev", EXEC).status.success());
+    let diff = |extra: &[&str]| {
+        let mut args = vec!["table-diff", "prod:dev", "demo.full_model"];
+        args.extend_from_slice(extra);
+        let out = lake(&s, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let sampled = diff(&["--show-sample"]);
+    assert!(
+        sampled.contains("Rows whose values differ (sample):\nitem_id  source.num_orders  target.num_orders\n1        "),
+        "{sampled}"
+    );
+    assert!(
+        sampled.contains("Rows only in prod (sample):\n  none\n"),
+        "{sampled}"
+    );
+    let skipped = diff(&["--skip-columns", "num_orders"]);
+    assert!(skipped.contains("identical (1 columns)"), "{skipped}");
+    assert!(!skipped.contains("num_orders"), "{skipped}");
+    let filtered = diff(&["--where", "item_id = 1"]);
+    assert!(filtered.contains("Rows: prod 1, dev 1"), "{filtered}");
+}
+
+/// `--debug` adds the error's internals to what a failure prints.
+#[test]
+fn debug_shows_the_errors_internals() {
+    let s = Scratch::init();
+    let out = lake(&s, &["--debug", "render", "nosuch.model"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("UnknownModel"), "{}", stderr(&out));
 }

@@ -11,11 +11,12 @@ use crate::ops;
 pub(super) fn run(args: &AuditArgs, cli: &Cli, printer: &mut Printer) -> Result<ExitCode> {
     let ctx = super::load(cli, printer)?;
     ctx.require_environment(&args.environment)?;
+    let now = ops::execution_time(args.execution_time.as_deref())?;
     let results = ctx.audit(
         &args.environment,
         &args.models,
-        ops::execution_time(args.execution_time.as_deref())?,
-        ops::window(args.start.as_deref(), args.end.as_deref())?,
+        now,
+        ops::window(args.start.as_deref(), args.end.as_deref(), now)?,
     )?;
     if args.json {
         printer.line(output::audits_json(&results)?)?;

@@ -9,7 +9,7 @@ use crate::ops::Context;
 
 pub(super) fn run(cli: &Cli, printer: &mut Printer) -> Result<ExitCode> {
     // Lenient: the tables this command declares are exactly the ones a strict load would refuse.
-    let ctx = Context::load_lenient(&cli.path, cli.gateway.as_deref())?;
+    let ctx = Context::load_configured(&cli.path, &super::configured(cli), true)?;
     let report = ctx.create_external_models()?;
     printer.line(format_args!(
         "Wrote external_models.yaml: {} declared.",

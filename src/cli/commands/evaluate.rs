@@ -6,12 +6,11 @@ use crate::cli::args::{Cli, EvaluateArgs};
 use crate::cli::output;
 use crate::cli::printer::Printer;
 use crate::error::Result;
-use crate::ops;
 
 pub(super) fn run(args: &EvaluateArgs, cli: &Cli, printer: &mut Printer) -> Result<ExitCode> {
     let ctx = super::load(cli, printer)?;
-    let now = ops::execution_time(args.execution_time.as_deref())?;
-    let result = ctx.evaluate(&args.model, now, args.limit)?;
+    let request = super::render::request(&args.model, &args.interval, None)?;
+    let result = ctx.evaluate(&request, args.limit)?;
     output::write_rows(printer.out(), &result, args.format)?;
     Ok(ExitCode::SUCCESS)
 }

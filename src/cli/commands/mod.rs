@@ -34,6 +34,7 @@ use std::process::ExitCode;
 use super::args::{Cli, Command};
 use super::printer::Printer;
 use crate::error::Result;
+use crate::ops::Configured;
 use crate::ops::Context;
 
 /// Runs the command `cli` names.
@@ -72,9 +73,17 @@ pub(super) fn run(cli: &Cli, printer: &mut Printer) -> Result<ExitCode> {
 /// The project at `--path` on `--gateway`, with config.yaml's unknown keys warned about (and, with -v, the
 /// rest of its warnings).
 fn load(cli: &Cli, printer: &Printer) -> Result<Context> {
-    let ctx = Context::load(&cli.path, cli.gateway.as_deref())?;
+    let ctx = Context::load_configured(&cli.path, &configured(cli), false)?;
     warn_about_config(&ctx, cli, printer);
     Ok(ctx)
+}
+
+/// The configuration `--config` and `--gateway` choose.
+fn configured(cli: &Cli) -> Configured<'_> {
+    Configured {
+        gateway: cli.gateway.as_deref(),
+        file: cli.config.as_deref(),
+    }
 }
 
 fn warn_about_config(ctx: &Context, cli: &Cli, printer: &Printer) {
@@ -82,7 +91,7 @@ fn warn_about_config(ctx: &Context, cli: &Cli, printer: &Printer) {
     for key in &config.unknown_keys {
         printer.warning(format_args!("{key} is ignored"));
     }
-    if cli.verbose > 0 {
+    if cli.verbose > 0 || cli.debug {
         for warning in &config.warnings {
             printer.warning(warning);
         }

@@ -155,6 +155,14 @@ fn show_and_recategorise(
         settings.options.skip_linter = true;
         settings.options.skip_tests = true;
         plan = ctx.plan(&settings.options)?;
+        // The children's categories follow the chosen ones: show the changes as they now stand (the diffs
+        // were shown above).
+        let mut categorised = plan.clone();
+        categorised.drop_diffs();
+        printer.print(format!(
+            "\nWith your choices:\n\n{}",
+            output::render_changes(&categorised, audience)
+        ))?;
     }
     printer.print(output::render_backfills(&plan, audience))?;
     Ok(plan)
@@ -175,7 +183,14 @@ fn should_apply(
         return Ok(true);
     }
     if interactive {
-        return prompt::confirm(&plan.environment);
+        let confirmed = prompt::confirm(&plan.environment)?;
+        if !confirmed {
+            printer.status(format_args!(
+                "Not applied: `{}` is unchanged.",
+                plan.environment
+            ));
+        }
+        return Ok(confirmed);
     }
     if !json {
         printer.status("Not applied: pass --auto-apply to apply this plan without a prompt.");

@@ -17,7 +17,7 @@ pub(super) fn run(args: &RunArgs, cli: &Cli, printer: &mut Printer) -> Result<Ex
         ignore_cron: args.ignore_cron,
         select: args.select_model.clone(),
         no_auto_upstream: args.no_auto_upstream,
-        window: ops::window(args.start.as_deref(), args.end.as_deref())?,
+        window: ops::window(args.start.as_deref(), args.end.as_deref(), now)?,
         stop_if_updated: args.exit_on_env_update.is_some(),
         janitor: !args.skip_janitor,
     };

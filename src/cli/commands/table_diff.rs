@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use crate::checks::table_diff::DiffOptions;
 use crate::cli::args::{Cli, TableDiffArgs};
 use crate::cli::output;
 use crate::cli::printer::Printer;
@@ -15,7 +16,17 @@ pub(super) fn run(args: &TableDiffArgs, cli: &Cli, printer: &mut Printer) -> Res
         ));
     };
     let ctx = super::load(cli, printer)?;
-    let diff = ctx.table_diff(source, target, &args.model, &args.on)?;
+    let options = DiffOptions {
+        keys: args.on.clone(),
+        skip_columns: args.skip_columns.clone(),
+        sample_rows: if args.show_sample { args.limit } else { 0 },
+    };
+    let diff = ctx.table_diff(
+        (source, target),
+        &args.model,
+        &options,
+        args.filter.as_deref(),
+    )?;
     if args.json {
         // Through a `Value`, as every JSON document lake prints: its keys come out in one (sorted) order.
         let doc = serde_json::to_value(&diff).map_err(|e| LakeError::Output(e.to_string()))?;

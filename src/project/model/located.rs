@@ -67,7 +67,7 @@ impl Model {
                 .error(
                     start + at,
                     len,
-                    format!("model `{}`: {headline}", self.meta.name),
+                    format!("model `{}` failed: {headline}", self.meta.name),
                 )
                 .with_label("here")
                 .with_optional_help((!rest.is_empty()).then(|| rest.join("\n"))),

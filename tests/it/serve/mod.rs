@@ -242,6 +242,21 @@ fn a_plan_applied_while_serving_is_seen_by_the_next_request() {
     assert_eq!(body["metadata"]["format-version"], 2);
 }
 
+/// A VIEW model is a DuckDB view, not an Iceberg table: the REST catalog's 404 says where to read it.
+#[test]
+fn a_view_model_missing_from_the_rest_catalog_says_where_to_read_it() {
+    let s = Scratch::init();
+    s.apply(EXEC);
+    let server = Server::start(&s);
+    let (status, body) = server.request("GET", "/v1/namespaces/demo/tables/view_model", None);
+    assert_eq!(status, 404, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("a VIEW model is a DuckDB view") && message.contains("--pg-port"),
+        "{body}"
+    );
+}
+
 #[test]
 fn bad_requests_get_spec_errors_and_the_server_keeps_serving() {
     let s = Scratch::init();

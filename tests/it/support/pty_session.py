@@ -35,7 +35,10 @@ while time.monotonic() < deadline:
         os.write(primary, reply.encode() + b"\n")
     if not ready and child.poll() is not None:
         break
-if child.poll() is None:
+try:
+    # The terminal closes as the child exits: give it the time left to finish exiting before calling it hung.
+    child.wait(timeout=max(1.0, deadline - time.monotonic()))
+except subprocess.TimeoutExpired:
     child.kill()
     shown += b"\n[killed: still running after 120 s]\n"
 child.wait()
