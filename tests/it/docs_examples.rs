@@ -20,6 +20,36 @@ fn fenced_block<'a>(text: &'a str, heading: &str, fence: &str) -> Vec<&'a str> {
     lines.take_while(|l| *l != "```").collect()
 }
 
+/// Every fenced block (opening with "```" + `fence`) of the section under `heading`, up to the next heading
+/// of its level, each as one text.
+fn section_blocks(text: &str, heading: &str, fence: &str) -> Vec<String> {
+    let level = heading.split(' ').next().unwrap_or("#").to_string() + " ";
+    let after = &text[text.find(heading).expect("the heading") + heading.len()..];
+    let section = after
+        .find(&format!("\n{level}"))
+        .map_or(after, |end| &after[..end]);
+    let mut blocks = Vec::new();
+    let mut lines = section.lines();
+    while lines.any(|l| l == format!("```{fence}")) {
+        blocks.push(
+            lines
+                .by_ref()
+                .take_while(|l| *l != "```")
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+    }
+    blocks
+}
+
+/// The block of `blocks` holding `marker`.
+fn block_with<'a>(blocks: &'a [String], marker: &str) -> &'a str {
+    blocks
+        .iter()
+        .find(|b| b.contains(marker))
+        .unwrap_or_else(|| panic!("no example holds `{marker}`: {blocks:?}"))
+}
+
 /// The folder holding the `lake` binary under test, to put first on PATH as a user's install would.
 fn lake_bin_dir() -> PathBuf {
     assert_cmd::cargo::cargo_bin("lake")
@@ -163,4 +193,91 @@ fn models_md_model_example_plans_on_the_demo() {
         stderr(&output)
     );
     assert_eq!(s.csv("SELECT COUNT(*) AS n FROM demo.full_model"), "n\n3\n");
+}
+
+/// The audit examples of docs/models.md: a project audit with defaults, used by a model, and a model file
+/// carrying its own audit after its query.
+#[test]
+fn models_md_audit_examples_run() {
+    let docs = repository_file("docs/models.md");
+    let blocks = section_blocks(&docs, "## Audits", "sql");
+    let s = Scratch::init();
+    s.write(
+        "audits/no_negative.sql",
+        block_with(&blocks, "AUDIT (name no_negative"),
+    );
+    let full = s.read("models/full_model.sql").replace(
+        "audits (assert_positive_order_ids)",
+        "audits (assert_positive_order_ids, no_negative(column := num_orders))",
+    );
+    s.write("models/full_model.sql", &full);
+    s.write(
+        "models/raw_orders.sql",
+        "MODEL (name raw.orders, kind FULL);\nSELECT 1 AS id, 5.0 AS amount\n",
+    );
+    s.write("models/orders.sql", block_with(&blocks, "name shop.orders"));
+    let out = s.apply(crate::common::EXEC);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let audited = stdout(&s.lake().args(["audit"]).output().expect("lake"));
+    assert!(
+        audited.contains("no_negative") && audited.contains("positive_amount"),
+        "{audited}"
+    );
+    // The inline audit is the model's own: a bad row fails it.
+    s.write(
+        "models/raw_orders.sql",
+        "MODEL (name raw.orders, kind FULL);\nSELECT 1 AS id, -5.0 AS amount\n",
+    );
+    let out = s
+        .lake()
+        .args([
+            "plan",
+            "--auto-apply",
+            "--execution-time",
+            crate::common::EXEC,
+        ])
+        .output()
+        .expect("lake");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("audit `positive_amount` of model `shop.orders` failed"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// docs/models.md's linter settings read as written: `lake lint` runs the rules (findings exit 1, a bad
+/// setting would be a configuration error).
+#[test]
+fn models_md_linter_example_reads() {
+    let docs = repository_file("docs/models.md");
+    let linter = block_with(&section_blocks(&docs, "## Linting", "yaml"), "linter:").to_string();
+    let s = Scratch::init();
+    let config = s.read("config.yaml");
+    s.write("config.yaml", &format!("{config}\n{linter}\n"));
+    let out = s.lake().args(["lint"]).output().expect("lake");
+    let err = stderr(&out);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{err}");
+    assert!(!err.contains("config.yaml:"), "{err}");
+    // `nomissingowner` is only a warning, `nomissingunittest` never checked.
+    let shown = format!("{}{err}", stdout(&out));
+    assert!(shown.contains("nomissingowner"), "{shown}");
+    assert!(!shown.contains("nomissingunittest"), "{shown}");
+}
+
+/// docs/configuration.md's default storage, written out, is what lake does anyway.
+#[test]
+fn configuration_md_storage_example_plans() {
+    let docs = repository_file("docs/configuration.md");
+    let storage = block_with(
+        &section_blocks(&docs, "## Storage (lake's own key)", "yaml"),
+        "type: sqlite",
+    )
+    .to_string();
+    let s = Scratch::init();
+    let config = s.read("config.yaml");
+    s.write("config.yaml", &format!("{config}\n{storage}\n"));
+    let out = s.apply(crate::common::EXEC);
+    assert!(out.status.success(), "{}", stderr(&out));
+    s.assert_demo_results();
 }
