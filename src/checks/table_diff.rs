@@ -93,6 +93,39 @@ fn number(value: Option<&Option<String>>) -> u64 {
         .unwrap_or(0)
 }
 
+/// Each column of either side with its type on each, source columns first, `skip` left out.
+fn column_diffs(
+    source: Vec<(String, String)>,
+    target: Vec<(String, String)>,
+    skip: &[String],
+) -> Vec<ColumnDiff> {
+    let kept = |(name, _): &(String, String)| !skip.iter().any(|c| c.eq_ignore_ascii_case(name));
+    let source: Vec<_> = source.into_iter().filter(kept).collect();
+    let target: Vec<_> = target.into_iter().filter(kept).collect();
+    let type_in = |side: &[(String, String)], name: &str| {
+        side.iter().find(|(n, _)| n == name).map(|(_, k)| k.clone())
+    };
+    let mut diffs: Vec<ColumnDiff> = source
+        .iter()
+        .map(|(name, kind)| ColumnDiff {
+            name: name.clone(),
+            source_type: Some(kind.clone()),
+            target_type: type_in(&target, name),
+        })
+        .collect();
+    diffs.extend(
+        target
+            .iter()
+            .filter(|(name, _)| type_in(&source, name).is_none())
+            .map(|(name, kind)| ColumnDiff {
+                name: name.clone(),
+                source_type: None,
+                target_type: Some(kind.clone()),
+            }),
+    );
+    diffs
+}
+
 /// Compares two tables (SQL names DuckDB resolves, or parenthesised queries), joining on the keys when
 /// there are any.
 pub fn compare(
@@ -102,40 +135,11 @@ pub fn compare(
     options: &DiffOptions,
 ) -> Result<TableDiff> {
     let keys = options.keys.as_slice();
-    let skipped = |name: &String| {
-        options
-            .skip_columns
-            .iter()
-            .any(|c| c.eq_ignore_ascii_case(name))
-    };
-    let source_columns: Vec<_> = columns(session, source)?
-        .into_iter()
-        .filter(|(name, _)| !skipped(name))
-        .collect();
-    let target_columns: Vec<_> = columns(session, target)?
-        .into_iter()
-        .filter(|(name, _)| !skipped(name))
-        .collect();
-    let mut diffs: Vec<ColumnDiff> = source_columns
-        .iter()
-        .map(|(name, kind)| ColumnDiff {
-            name: name.clone(),
-            source_type: Some(kind.clone()),
-            target_type: target_columns
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, k)| k.clone()),
-        })
-        .collect();
-    for (name, kind) in &target_columns {
-        if !source_columns.iter().any(|(n, _)| n == name) {
-            diffs.push(ColumnDiff {
-                name: name.clone(),
-                source_type: None,
-                target_type: Some(kind.clone()),
-            });
-        }
-    }
+    let diffs = column_diffs(
+        columns(session, source)?,
+        columns(session, target)?,
+        &options.skip_columns,
+    );
     let count = |table: &str| {
         session.query_count(&format!("SELECT count(*) FROM {table}"), || {
             format!("counting the rows of {table}")
