@@ -174,6 +174,16 @@ pub struct Config {
     pub log_limit: Option<serde_norway::Value>,
     pub cache_dir: Option<String>,
     pub default_scheduler: Option<serde_norway::Value>,
+    // SQLMesh keys about its Python loader, its dbt adapter, its own janitor settings and its analytics:
+    // accepted so a SQLMesh project loads unchanged, nothing lake acts on.
+    pub loader: Option<serde_norway::Value>,
+    pub loader_kwargs: Option<serde_norway::Value>,
+    pub username: Option<serde_norway::Value>,
+    pub physical_schema_override: Option<serde_norway::Value>,
+    pub infer_python_dependencies: Option<serde_norway::Value>,
+    pub dbt: Option<serde_norway::Value>,
+    pub janitor: Option<serde_norway::Value>,
+    pub disable_anonymized_analytics: Option<serde_norway::Value>,
     /// Statements run before each applied plan and each run (SQL strings, with macros).
     #[serde(default, deserialize_with = "sql_statements")]
     pub before_all: Option<Vec<String>>,
@@ -668,6 +678,14 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "default_scheduler",
     "before_all",
     "after_all",
+    "loader",
+    "loader_kwargs",
+    "username",
+    "physical_schema_override",
+    "infer_python_dependencies",
+    "dbt",
+    "janitor",
+    "disable_anonymized_analytics",
 ];
 
 /// A top-level key neither SQLMesh nor lake knows is an error (as in SQLMesh): a misspelt `model_defaults`
@@ -678,13 +696,9 @@ fn unknown_top_level_key(file: &SourceFile, key: &str) -> LakeError {
         "config.yaml uses SQLMesh's keys: gateways, default_gateway, model_defaults, variables, …".into()
     });
     LakeError::from(
-        file.error(
-            at,
-            key.len().max(1),
-            format!("unknown key `{key}` in config.yaml"),
-        )
-        .with_label("not a configuration key")
-        .with_help(help),
+        file.error(at, key.len().max(1), format!("unknown key `{key}`"))
+            .with_label("not a configuration key")
+            .with_help(help),
     )
 }
 
@@ -1287,6 +1301,17 @@ mod tests {
             err.to_string().contains("unknown key `frobnicate`"),
             "{err}"
         );
+    }
+
+    /// SQLMesh's keys about its loader, dbt, janitor and analytics load, so its projects read unchanged.
+    #[test]
+    fn sqlmesh_only_top_level_keys_load() {
+        let text = "model_defaults:\n  dialect: duckdb\nloader: sqlmesh.core.loader.SqlMeshLoader\n\
+                    loader_kwargs: {}\nusername: alice\ninfer_python_dependencies: false\n\
+                    dbt: {infer_state_schema_name: true}\njanitor: {warn_on_delete_failure: true}\n\
+                    disable_anonymized_analytics: true\nphysical_schema_override: {}\n";
+        let cfg = parse(Path::new("/p"), "config.yaml", text, None).unwrap();
+        assert!(cfg.unknown_keys.is_empty(), "{:?}", cfg.unknown_keys);
     }
 
     /// Every key the error's suggestions offer is one the configuration reads: none is itself unknown.

@@ -121,7 +121,7 @@ fn bad_config_is_located_and_unknown_keys_are_reported() {
     let (code, err) = failing(&s, &["plan"]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("config.yaml:3:1: unknown key `gatways` in config.yaml"),
+        err.contains("config.yaml:3:1: unknown key `gatways`"),
         "{err}"
     );
     assert!(err.contains("did you mean `gateways`?"), "{err}");
