@@ -2,6 +2,7 @@
 
 pub mod ident;
 pub mod lex;
+pub mod lineage;
 pub mod spark;
 
 pub use ident::{IdentPart, ModelName, quote_ident, quote_ident_always, quote_literal};
