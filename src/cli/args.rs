@@ -169,6 +169,13 @@ pub(super) enum Command {
     Fetchdf(FetchdfArgs),
     /// Print the model dependency graph, or write it as a page to open in a browser (`lake dag dag.html`).
     Dag(DagArgs),
+    /// Where a model's columns come from, column by column (or with --downstream, what reads them).
+    ///
+    /// `lake lineage demo.full_model.num_orders` shows the upstream columns it is made of and how (copied,
+    /// renamed, cast, expression, aggregate, window), and the columns that select the model's rows (filters,
+    /// join keys, groupings). Traced from each model's rendered query; what lake cannot trace is marked
+    /// opaque, never guessed.
+    Lineage(LineageArgs),
     /// Show the project's models, macros, environments and whether the engine answers.
     Info(InfoArgs),
     /// Serve the lakehouse to other engines: an Iceberg REST catalog over every environment.
@@ -574,6 +581,32 @@ pub(super) struct FetchdfArgs {
     /// `table` for people, `csv` (with a header row) or `json` for scripts.
     #[arg(long, value_enum, default_value_t = RowFormat::Table)]
     pub(super) format: RowFormat,
+}
+
+// `lake lineage`'s arguments.
+#[derive(Args)]
+pub(super) struct LineageArgs {
+    /// `schema.model` (every column) or `schema.model.column`.
+    pub(super) target: String,
+    /// Follow the columns that read it, instead of those it reads.
+    #[arg(long)]
+    pub(super) downstream: bool,
+    /// Follow the columns it reads (the default).
+    #[arg(long, conflicts_with = "downstream")]
+    pub(super) upstream: bool,
+    /// Levels to follow [default: all].
+    #[arg(long, value_name = "N")]
+    pub(super) depth: Option<usize>,
+    /// `text`: a tree. `json`: the same tree as one document, for tools.
+    #[arg(long, value_enum, default_value_t = LineageFormat::Text)]
+    pub(super) format: LineageFormat,
+}
+
+/// `lake lineage --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LineageFormat {
+    Text,
+    Json,
 }
 
 // `lake dag`'s arguments.

@@ -9,6 +9,7 @@ pub mod externals;
 mod hooks;
 mod inspect;
 pub mod janitor;
+mod lineage;
 mod planning;
 mod quality;
 mod run;
@@ -16,6 +17,7 @@ mod run;
 pub use crate::project::Configured;
 pub use clean::DestroyReport;
 pub use inspect::{Info, ModelIntervals, RenderRequest};
+pub use lineage::{LineageNode, LineageRequest, Use};
 pub use planning::{
     PlanCheckFindings, PlanRequest, PlanSettings, execution_time, fail_on_lint_errors,
     large_backfill, window,

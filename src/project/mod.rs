@@ -4,6 +4,7 @@ pub mod audit;
 pub mod block;
 pub mod cache;
 pub mod dag;
+pub mod lineage;
 mod load;
 pub use load::Configured;
 pub mod macros;

@@ -321,7 +321,12 @@ impl Tracer<'_> {
             TableFactor::Table {
                 name, alias, args, ..
             } => {
-                let table = name.to_string().to_ascii_lowercase();
+                let table = name
+                    .0
+                    .iter()
+                    .map(|part| part.to_string().trim_matches('"').to_ascii_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(".");
                 if args.is_some() {
                     // A table function (`range(10)`, `read_csv(…)`): its columns are its own.
                     self.columns_opaque = true;

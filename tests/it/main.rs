@@ -16,6 +16,7 @@ mod format;
 mod fuzz;
 mod iceberg;
 mod incremental;
+mod lineage;
 mod lint;
 mod macros;
 mod plan_apply;

@@ -17,6 +17,7 @@ mod info;
 mod init;
 mod invalidate;
 mod janitor;
+mod lineage;
 mod lint;
 mod migrate;
 mod plan;
@@ -65,6 +66,7 @@ pub(super) fn run(cli: &Cli, printer: &mut Printer) -> Result<ExitCode> {
         Command::Evaluate(args) => evaluate::run(args, cli, printer),
         Command::Fetchdf(args) => fetchdf::run(args, cli, printer),
         Command::Dag(args) => dag::run(args, cli, printer),
+        Command::Lineage(args) => lineage::run(args, cli, printer),
         Command::Info(args) => info::run(args, cli, printer),
         Command::Serve(args) => serve::run(args, cli, printer),
     }
