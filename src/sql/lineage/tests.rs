@@ -1,3 +1,5 @@
+//! Unit tests of column lineage: the example, kinds of use, scopes, stars and what stays opaque.
+
 use std::collections::HashMap;
 
 use super::*;
