@@ -597,7 +597,8 @@ pub(super) struct LineageArgs {
     /// Levels to follow [default: all].
     #[arg(long, value_name = "N")]
     pub(super) depth: Option<usize>,
-    /// `text`: a tree. `json`: the same tree as one document, for tools.
+    /// `text`: a tree. `json`: the same tree as one document, for tools. `dot` (Graphviz) or `mermaid`: the
+    /// columns as a graph, each edge labelled with how the column is used.
     #[arg(long, value_enum, default_value_t = LineageFormat::Text)]
     pub(super) format: LineageFormat,
 }
@@ -607,6 +608,8 @@ pub(super) struct LineageArgs {
 pub enum LineageFormat {
     Text,
     Json,
+    Dot,
+    Mermaid,
 }
 
 // `lake dag`'s arguments.

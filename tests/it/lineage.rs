@@ -99,3 +99,30 @@ fn an_unknown_model_or_column_is_a_usage_error_with_the_nearest_name() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("demo.full_model"), "{}", stderr(&out));
 }
+
+#[test]
+fn dot_and_mermaid_draw_the_same_edges() {
+    let s = Scratch::init();
+    let dot = stdout(&lineage(
+        &s,
+        &["demo.full_model.num_orders", "--format", "dot"],
+    ));
+    assert!(
+        dot.contains(
+            "\"demo.incremental_model.id\" -> \"demo.full_model.num_orders\" [label=\"aggregate\"];"
+        ),
+        "{dot}"
+    );
+    assert!(dot.starts_with("digraph lineage {"), "{dot}");
+    let mermaid = stdout(&lineage(
+        &s,
+        &["demo.full_model.num_orders", "--format", "mermaid"],
+    ));
+    assert!(mermaid.starts_with("flowchart LR\n"), "{mermaid}");
+    assert!(
+        mermaid.contains(
+            "c0[\"demo.incremental_model.id\"] -->|aggregate| c1[\"demo.full_model.num_orders\"]"
+        ),
+        "{mermaid}"
+    );
+}

@@ -19,6 +19,14 @@ pub(super) fn run(args: &LineageArgs, cli: &Cli, printer: &mut Printer) -> Resul
             let doc = serde_json::to_value(&roots).map_err(|e| LakeError::Output(e.to_string()))?;
             printer.json(&doc)?;
         }
+        LineageFormat::Dot | LineageFormat::Mermaid => {
+            let mut edges = Vec::new();
+            for root in &roots {
+                collect_edges(root, &mut edges);
+            }
+            edges.dedup();
+            printer.print(graph(&edges, args.format))?;
+        }
         LineageFormat::Text => {
             let mut out = String::new();
             for root in &roots {
@@ -55,6 +63,55 @@ fn label(node: &LineageNode) -> String {
         text.push_str(" [partly opaque: lake could not trace all of it]");
     }
     text
+}
+
+/// `(from, to, label)`: each column points at the column (or model) it flows into.
+fn collect_edges(node: &LineageNode, edges: &mut Vec<(String, String, String)>) {
+    for child in &node.children {
+        let how = match child.used {
+            Some(Use::Value(how)) => format!("{how:?}").to_lowercase(),
+            Some(Use::Rows) => "selects rows".into(),
+            None => String::new(),
+        };
+        edges.push((name(child), name(node), how));
+        collect_edges(child, edges);
+    }
+}
+
+fn name(node: &LineageNode) -> String {
+    if node.column.is_empty() {
+        node.table.clone()
+    } else {
+        format!("{}.{}", node.table, node.column)
+    }
+}
+
+/// The edges as a Graphviz digraph or a Mermaid flowchart, upstream on the left.
+fn graph(edges: &[(String, String, String)], format: LineageFormat) -> String {
+    let mut out = String::new();
+    if format == LineageFormat::Dot {
+        out.push_str("digraph lineage {\n  rankdir=LR;\n");
+        for (from, to, how) in edges {
+            out.push_str(&format!("  \"{from}\" -> \"{to}\" [label=\"{how}\"];\n"));
+        }
+        out.push_str("}\n");
+        return out;
+    }
+    out.push_str("flowchart LR\n");
+    // Mermaid ids cannot hold dots: each name gets an id, and shows as its label.
+    let mut ids: Vec<String> = Vec::new();
+    let mut id = |name: &str| {
+        let n = ids.iter().position(|x| x == name).unwrap_or_else(|| {
+            ids.push(name.to_string());
+            ids.len() - 1
+        });
+        format!("c{n}[\"{name}\"]")
+    };
+    for (from, to, how) in edges {
+        let (from, to) = (id(from), id(to));
+        out.push_str(&format!("  {from} -->|{how}| {to}\n"));
+    }
+    out
 }
 
 fn tree(children: &[LineageNode], indent: &str, out: &mut String) {
