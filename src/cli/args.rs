@@ -48,7 +48,7 @@ pub(super) struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub(super) verbose: u8,
 
-    /// Everything -v shows, and on failure the error's full internal chain too (for a bug report).
+    /// Everything -v shows, and on failure the error's kind and every cause in its chain (for a bug report).
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub(super) debug: bool,
 

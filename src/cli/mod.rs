@@ -70,7 +70,11 @@ pub fn main() -> ExitCode {
         Err(e) => {
             let usage = e.is_usage();
             if cli.debug {
-                eprintln!("debug: {}\n{e:#?}", crate::error::error_chain(&e));
+                // The variant's name and every cause's message; not the fields, which may hold a
+                // connection's settings.
+                let debug = format!("{e:?}");
+                let variant = debug.split(['(', ' ', '{']).next().unwrap_or_default();
+                eprintln!("debug: {variant}: {}", crate::error::error_chain(&e));
             }
             eprintln!("{:?}", miette::Report::new(e));
             ExitCode::from(if usage { 2 } else { 1 })
