@@ -5,8 +5,9 @@ use std::ops::ControlFlow;
 
 use serde::Serialize;
 use sqlparser::ast::{
-    Expr, Function, GroupByExpr, Query, Select, SelectItem, SelectItemQualifiedWildcardKind,
-    SetExpr, TableFactor, TableWithJoins, Visit, Visitor, WildcardAdditionalOptions,
+    ExcludeSelectItem, Expr, Function, GroupByExpr, JoinConstraint, JoinOperator, Query, Select,
+    SelectItem, SelectItemQualifiedWildcardKind, SetExpr, TableFactor, TableWithJoins, Visit,
+    Visitor, WildcardAdditionalOptions,
 };
 
 /// A column of an upstream table, the table named as the query names it (lower-cased, dotted).
@@ -304,9 +305,7 @@ impl Tracer<'_> {
         self.table_factor(&from.relation, rels, outer);
         for join in &from.joins {
             self.table_factor(&join.relation, rels, outer);
-            let text = join.join_operator_text();
-            if text.contains(" USING") || text.starts_with("NATURAL") {
-                // Which columns join is not written out: the rows depend on what lake cannot see.
+            if joins_on_unwritten_columns(&join.join_operator) {
                 self.rows_opaque = true;
             }
             let mut refs = References::default();
@@ -324,7 +323,11 @@ impl Tracer<'_> {
                 let table = name
                     .0
                     .iter()
-                    .map(|part| part.to_string().trim_matches('"').to_ascii_lowercase())
+                    .map(|part| {
+                        part.as_ident()
+                            .map_or_else(|| part.to_string(), |i| i.value.clone())
+                            .to_ascii_lowercase()
+                    })
                     .collect::<Vec<_>>()
                     .join(".");
                 if args.is_some() {
@@ -408,7 +411,7 @@ impl Tracer<'_> {
                 SelectItemQualifiedWildcardKind::ObjectName(name),
                 options,
             ) => {
-                let alias = name.0.last().map(|p| p.to_string()).unwrap_or_default();
+                let alias = last_part(name);
                 let matching: Vec<&Rel> = rels.iter().filter(|r| eq(&r.alias, &alias)).collect();
                 if matching.is_empty() {
                     self.columns_opaque = true;
@@ -428,28 +431,11 @@ impl Tracer<'_> {
         outer: &[Rel],
         cols: &mut Vec<Col>,
     ) {
-        let excluded: Vec<String> = options
-            .opt_exclude
-            .as_ref()
-            .map(|e| {
-                let text = e.to_string();
-                let inner = text
-                    .trim_start_matches("EXCLUDE")
-                    .trim()
-                    .trim_matches(['(', ')']);
-                inner
-                    .split(',')
-                    .map(|c| {
-                        c.trim()
-                            .trim_matches('"')
-                            .rsplit('.')
-                            .next()
-                            .unwrap_or("")
-                            .to_string()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let excluded: Vec<String> = match &options.opt_exclude {
+            Some(ExcludeSelectItem::Single(name)) => vec![last_part(name)],
+            Some(ExcludeSelectItem::Multiple(names)) => names.iter().map(last_part).collect(),
+            None => Vec::new(),
+        };
         if options.opt_except.is_some()
             || options.opt_rename.is_some()
             || options.opt_ilike.is_some()
@@ -488,19 +474,21 @@ impl Tracer<'_> {
             opaque: refs.unsupported,
         };
         for parts in &refs.columns {
-            match resolve(parts, rels, outer) {
-                Some(found) => col
+            let Some(found) = resolve(parts, rels, outer) else {
+                col.opaque = true;
+                continue;
+            };
+            col.opaque |= found.opaque;
+            let outer_how = match how {
+                How::Copied if !eq(&found.name, &name) => How::Renamed,
+                other => other,
+            };
+            col.origins.extend(
+                found
                     .origins
-                    .extend(found.origins.into_iter().map(|(s, inner)| {
-                        let outer_how = match how {
-                            How::Copied if !eq(&found.name, &name) => How::Renamed,
-                            other => other,
-                        };
-                        (s, outer_how.max(inner))
-                    })),
-                None => col.opaque = true,
-            }
-            col.opaque |= resolve(parts, rels, outer).is_some_and(|c| c.opaque);
+                    .into_iter()
+                    .map(|(s, inner)| (s, outer_how.max(inner))),
+            );
         }
         for subquery in &refs.subqueries {
             let visible: Vec<Rel> = outer.iter().chain(rels.iter()).cloned().collect();
@@ -571,6 +559,14 @@ fn aliases_then(cols: &[Col], outer: &[Rel]) -> Vec<Rel> {
     .collect()
 }
 
+/// The last part of a (possibly qualified) name, as written without quotes: `t."Col"` is `Col`.
+fn last_part(name: &sqlparser::ast::ObjectName) -> String {
+    name.0
+        .last()
+        .and_then(|part| part.as_ident())
+        .map_or_else(String::new, |ident| ident.value.clone())
+}
+
 /// Output columns renamed by a `(a, b, …)` column list.
 fn renamed(cols: Vec<Col>, names: &[sqlparser::ast::TableAliasColumnDef]) -> Vec<Col> {
     cols.into_iter()
@@ -620,56 +616,6 @@ fn how_made(expr: &Expr) -> How {
     }
 }
 
-const AGGREGATES: &[&str] = &[
-    "count",
-    "sum",
-    "avg",
-    "mean",
-    "min",
-    "max",
-    "any_value",
-    "arbitrary",
-    "first",
-    "last",
-    "string_agg",
-    "group_concat",
-    "listagg",
-    "array_agg",
-    "list",
-    "median",
-    "mode",
-    "stddev",
-    "stddev_pop",
-    "stddev_samp",
-    "variance",
-    "var_pop",
-    "var_samp",
-    "approx_count_distinct",
-    "count_if",
-    "countif",
-    "bool_and",
-    "bool_or",
-    "bit_and",
-    "bit_or",
-    "product",
-    "quantile",
-    "quantile_cont",
-    "quantile_disc",
-    "arg_max",
-    "arg_min",
-    "max_by",
-    "min_by",
-    "histogram",
-    "corr",
-    "covar_pop",
-    "covar_samp",
-    "entropy",
-    "kurtosis",
-    "skewness",
-    "fsum",
-    "sumkahan",
-];
-
 #[derive(Default)]
 struct FunctionKinds {
     aggregate: bool,
@@ -688,7 +634,7 @@ impl Visitor for FunctionKinds {
                 .unwrap_or_default();
             if over.is_some() {
                 self.window = true;
-            } else if AGGREGATES.contains(&short.as_str()) {
+            } else if super::AGGREGATE_FUNCTIONS.contains(&short.as_str()) {
                 self.aggregate = true;
             }
         }
@@ -757,17 +703,30 @@ fn merged(origins: Vec<(Source, How)>) -> Vec<(Source, How)> {
     out
 }
 
-/// The text of a join's operator and constraint (`LEFT OUTER JOIN … USING (…)`), to spot USING / NATURAL.
-trait JoinText {
-    fn join_operator_text(&self) -> String;
-}
-
-impl JoinText for sqlparser::ast::Join {
-    fn join_operator_text(&self) -> String {
-        let whole = self.to_string();
-        let relation = self.relation.to_string();
-        whole.replacen(&relation, "", 1).trim().to_ascii_uppercase()
-    }
+/// Whether a join matches rows on columns it does not write out (`USING`, `NATURAL`), or is a kind lake
+/// does not read (APPLY, ARRAY JOIN): its rows then depend on what lineage cannot see.
+fn joins_on_unwritten_columns(operator: &JoinOperator) -> bool {
+    use JoinOperator as J;
+    let constraint = match operator {
+        J::Join(c)
+        | J::Inner(c)
+        | J::Left(c)
+        | J::LeftOuter(c)
+        | J::Right(c)
+        | J::RightOuter(c)
+        | J::FullOuter(c)
+        | J::CrossJoin(c)
+        | J::Semi(c)
+        | J::LeftSemi(c)
+        | J::RightSemi(c)
+        | J::Anti(c)
+        | J::LeftAnti(c)
+        | J::RightAnti(c)
+        | J::StraightJoin(c)
+        | J::AsOf { constraint: c, .. } => c,
+        _ => return true,
+    };
+    !matches!(constraint, JoinConstraint::On(_) | JoinConstraint::None)
 }
 
 #[cfg(test)]

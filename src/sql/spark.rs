@@ -440,66 +440,6 @@ fn exact_for_integer_cast(expr: &Expr) -> bool {
     }
 }
 
-/// Aggregate functions, for telling `GROUP BY ALL`'s keys from its aggregates.
-const AGGREGATES: &[&str] = &[
-    "count",
-    "sum",
-    "avg",
-    "mean",
-    "min",
-    "max",
-    "any_value",
-    "first",
-    "last",
-    "arbitrary",
-    "string_agg",
-    "listagg",
-    "group_concat",
-    "list",
-    "array_agg",
-    "collect_list",
-    "collect_set",
-    "median",
-    "mode",
-    "quantile",
-    "quantile_cont",
-    "quantile_disc",
-    "percentile_cont",
-    "percentile_disc",
-    "approx_count_distinct",
-    "approx_quantile",
-    "stddev",
-    "stddev_pop",
-    "stddev_samp",
-    "variance",
-    "var_pop",
-    "var_samp",
-    "bool_and",
-    "bool_or",
-    "every",
-    "count_if",
-    "countif",
-    "arg_max",
-    "arg_min",
-    "max_by",
-    "min_by",
-    "product",
-    "bit_and",
-    "bit_or",
-    "bit_xor",
-    "corr",
-    "covar_pop",
-    "covar_samp",
-    "sumkahan",
-    "fsum",
-    "entropy",
-    "kurtosis",
-    "skewness",
-    "histogram",
-    "regr_slope",
-    "regr_intercept",
-];
-
 /// Functions DuckDB has and Spark does not, with what to do instead.
 const DUCKDB_ONLY: &[(&str, &str)] = &[
     ("epoch", "use unix_timestamp(ts) in a `dialect spark` model"),
@@ -535,7 +475,7 @@ fn contains_aggregate(expr: &Expr) -> bool {
         fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
             if let Expr::Function(f) = expr
                 && f.over.is_none()
-                && AGGREGATES.contains(&function_name(f).as_str())
+                && super::AGGREGATE_FUNCTIONS.contains(&function_name(f).as_str())
             {
                 self.0 = true;
                 return ControlFlow::Break(());
