@@ -149,19 +149,60 @@ pub fn render_changes(plan: &Plan, audience: Audience) -> String {
             }
             out.push_str(&line);
             out.push('\n');
+            // Under a tree branch that continues below, what follows keeps the trunk line.
+            let indent = if n + 1 == changes.len() {
+                "    "
+            } else {
+                "│   "
+            };
+            if let Some(columns) = &change.columns {
+                out.push_str(&render_columns(columns, audience, indent));
+            }
             if let Some(diff) = &change.diff {
-                // Under a tree branch that continues below, the diff keeps the trunk line.
-                let indent = if n + 1 == changes.len() {
-                    "    "
-                } else {
-                    "│   "
-                };
                 out.push_str(&render_diff(diff, audience, indent));
             }
         }
         out.push('\n');
     }
     out
+}
+
+/// One line under a change naming the columns it touches: those its own change adds, removes, retypes or
+/// computes anew, and those that read columns changed upstream.
+fn render_columns(
+    columns: &crate::plan::columns::ColumnImpact,
+    audience: Audience,
+    indent: &str,
+) -> String {
+    let quoted = |names: &[String]| {
+        names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let own = &columns.own;
+    let mut parts: Vec<String> = [
+        ("added", &own.added),
+        ("removed", &own.removed),
+        ("retyped", &own.retyped),
+        ("changed", &own.changed),
+    ]
+    .into_iter()
+    .filter(|(_, names)| !names.is_empty())
+    .map(|(what, names)| format!("{what} {}", quoted(names)))
+    .collect();
+    parts.extend(
+        columns
+            .reads_changed
+            .iter()
+            .map(|r| format!("`{}` reads changed {}", r.column, quoted(&r.upstream))),
+    );
+    let text = format!("columns: {}", parts.join("; "));
+    match audience {
+        Audience::Terminal => format!("{indent}{}\n", Style::new().dim().apply_to(text)),
+        Audience::Pipe => format!("  - {text}\n"),
+    }
 }
 
 /// What `lake diff` prints: the differences only, with no build section.
@@ -227,6 +268,7 @@ pub fn plan_json(
                 "category": c.category,
                 "reason": c.reason,
                 "because_of": c.because_of.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                "columns": c.columns,
                 "diff": c.diff,
             })
         })
@@ -1027,6 +1069,7 @@ mod tests {
                         "--- a/m.sql\n+++ b/m.sql\n@@ -1 +1 @@\n-SELECT 1\n+SELECT 2\n".into(),
                     ),
                     because_of: vec![],
+                    columns: None,
                 },
                 ModelChange {
                     name: view.clone(),
@@ -1035,6 +1078,7 @@ mod tests {
                     reason: None,
                     diff: None,
                     because_of: vec![full.clone()],
+                    columns: None,
                 },
             ],
             backfills: vec![Backfill {

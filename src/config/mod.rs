@@ -404,6 +404,9 @@ pub struct PlanDefaults {
     /// Preview forward-only changes in dev tables of their own (true unless set false), as
     /// `--enable-preview`.
     pub enable_preview: Option<serde_norway::Value>,
+    /// A child reading none of the columns a breaking change touches keeps its table (true unless set
+    /// false; lake's own key).
+    pub column_aware: Option<bool>,
     // SQLMesh's other keys, accepted and not acted on yet (docs/configuration.md).
     pub auto_categorize_changes: Option<serde_norway::Value>,
     pub use_finalized_state: Option<serde_norway::Value>,

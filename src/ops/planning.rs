@@ -209,6 +209,7 @@ impl Context {
                 .as_ref()
                 .and_then(serde_norway::Value::as_bool)
                 .unwrap_or(true);
+        options.column_aware = defaults.column_aware.unwrap_or(true);
         options.no_gaps = request.no_gaps;
         options.effective_from = request
             .effective_from

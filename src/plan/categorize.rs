@@ -2,8 +2,9 @@
 //! kinds, dev_only models in place) and the automatic part, which compares two versions of a model query with
 //! sqlparser and says whether the change breaks what downstream models read.
 
-use sqlparser::ast::{Expr, Query, SelectItem, SetExpr, Statement, TableFactor};
+use sqlparser::ast::{Expr, Query, SelectItem, SetExpr, Statement};
 
+use super::columns::ColumnDiff;
 use super::{Category, ChangeKind, PlanOptions};
 use crate::project::model::ModelKind;
 use crate::project::{ModelId, Project};
@@ -15,6 +16,9 @@ use crate::state::{EnvSnapshot, StoredSnapshot};
 pub struct Categorised {
     pub category: Category,
     pub reason: String,
+    /// What the change does to each column, when only the query's columns changed (`None`: its rows, or
+    /// something comparing the queries cannot tell apart, changed).
+    pub columns: Option<ColumnDiff>,
 }
 
 /// Rows or existing columns may differ: children must be rebuilt.
@@ -22,6 +26,7 @@ fn breaking(reason: impl Into<String>) -> Categorised {
     Categorised {
         category: Category::Breaking,
         reason: reason.into(),
+        columns: None,
     }
 }
 
@@ -30,6 +35,7 @@ fn non_breaking(reason: impl Into<String>) -> Categorised {
     Categorised {
         category: Category::NonBreaking,
         reason: reason.into(),
+        columns: None,
     }
 }
 
@@ -55,6 +61,8 @@ pub(super) struct Decision {
     pub reason: Option<String>,
     /// Prod's in-place table is rebuilt whole (`Some(true)`: dropped first).
     pub rebuild_in_place: Option<bool>,
+    /// A direct change's effect on each column, when comparing the queries told it.
+    pub columns: Option<ColumnDiff>,
 }
 
 impl ChangedModel<'_> {
@@ -88,6 +96,7 @@ impl ChangedModel<'_> {
             category,
             reason,
             rebuild_in_place: None,
+            columns: None,
         };
         if data_change && self.in_place() {
             let (categorised, rebuild) = self.in_place_category(options);
@@ -96,15 +105,19 @@ impl ChangedModel<'_> {
                 category: categorised.category,
                 reason: Some(categorised.reason),
                 rebuild_in_place: rebuild,
+                columns: None,
             };
         }
         if data_change {
             let categorised = self.direct_category(options);
-            return decision(
-                ChangeKind::DirectlyModified,
-                categorised.category,
-                Some(categorised.reason),
-            );
+            return Decision {
+                columns: categorised.columns,
+                ..decision(
+                    ChangeKind::DirectlyModified,
+                    categorised.category,
+                    Some(categorised.reason),
+                )
+            };
         }
         match (metadata_change, upstream_change) {
             (true, true) => decision(ChangeKind::DirectlyModified, self.indirect(), None),
@@ -132,11 +145,13 @@ impl ChangedModel<'_> {
             return Categorised {
                 category: *chosen,
                 reason: "chosen by you".into(),
+                columns: None,
             };
         }
         let forward_only = |reason: &str| Categorised {
             category: Category::ForwardOnly,
             reason: reason.into(),
+            columns: None,
         };
         if options.forward_only {
             return forward_only("the plan is forward-only (--forward-only or plan.forward_only)");
@@ -186,6 +201,7 @@ impl ChangedModel<'_> {
             let categorised = Categorised {
                 category: *chosen,
                 reason: "chosen by you".into(),
+                columns: None,
             };
             return (categorised, rebuild);
         }
@@ -196,6 +212,7 @@ impl ChangedModel<'_> {
         let categorised = Categorised {
             category: Category::ForwardOnly,
             reason: "virtual_environment_mode is `dev_only`: prod's table keeps its rows and the change applies going forward".into(),
+            columns: None,
         };
         (categorised, None)
     }
@@ -240,10 +257,14 @@ fn compare_versions(
     if categorised.category == Category::NonBreaking
         && let Some(child) = child_reading_star(project, i)
     {
-        return breaking(format!(
-            "added a column that `{}` reads through `*`",
-            project.model(child).meta.name
-        ));
+        // The columns that were there keep their values: only children reading `*` see the change.
+        return Categorised {
+            columns: categorised.columns,
+            ..breaking(format!(
+                "added a column that `{}` reads through `*`",
+                project.model(child).meta.name
+            ))
+        };
     }
     categorised
 }
@@ -270,7 +291,7 @@ fn child_reading_star(project: &Project, i: ModelId) -> Option<ModelId> {
             .normalized_query
             .as_deref()
             .unwrap_or_default();
-        selects_star(query)
+        crate::sql::lineage::selects_star(query)
     })
 }
 
@@ -354,45 +375,109 @@ pub fn compare_queries(old: &str, new: &str) -> Categorised {
         return breaking("changed ORDER BY, LIMIT or another clause");
     }
 
-    let old_items: Vec<(String, String)> = old_select.projection.iter().map(projection).collect();
-    let new_items: Vec<(String, String)> = new_select.projection.iter().map(projection).collect();
-    for (name, text) in &old_items {
-        if new_items.iter().any(|(_, t)| t == text) {
-            continue;
-        }
-        return breaking(if new_items.iter().any(|(n, _)| n == name) {
-            format!("changed the expression of column `{name}`")
-        } else {
-            format!("removed column `{name}`")
-        });
+    let old_items: Vec<Projected> = old_select.projection.iter().map(projected).collect();
+    let new_items: Vec<Projected> = new_select.projection.iter().map(projected).collect();
+    compare_projections(&old_items, &new_items)
+}
+
+/// A select item: its output name (lower-cased), its text and, for a cast, what is cast.
+struct Projected {
+    name: String,
+    text: String,
+    cast_of: Option<String>,
+}
+
+fn projected(item: &SelectItem) -> Projected {
+    let (name, text) = projection(item);
+    let expr = match item {
+        SelectItem::ExprWithAlias { expr, .. } | SelectItem::UnnamedExpr(expr) => Some(expr),
+        _ => None,
+    };
+    let cast_of = match expr {
+        Some(Expr::Cast { expr, .. }) => Some(expr.to_string()),
+        _ => None,
+    };
+    Projected {
+        name,
+        text,
+        cast_of,
     }
-    let added: Vec<&str> = new_items
+}
+
+/// The category of a change to the select list alone, with what it does to each column: added columns in
+/// the old order keep the change non-breaking; anything else breaks.
+fn compare_projections(old: &[Projected], new: &[Projected]) -> Categorised {
+    fn named<'a>(items: &'a [Projected], name: &str) -> Option<&'a Projected> {
+        items.iter().find(|i| i.name == name)
+    }
+    let unique = |items: &[Projected]| {
+        let names: std::collections::HashSet<&str> =
+            items.iter().map(|i| i.name.as_str()).collect();
+        names.len() == items.len()
+    };
+    let mut diff = ColumnDiff::default();
+    let mut first_breaking = None;
+    for before in old {
+        match named(new, &before.name) {
+            None => {
+                first_breaking.get_or_insert(format!("removed column `{}`", before.name));
+                diff.removed.push(before.name.clone());
+            }
+            Some(after) if after.text == before.text => {}
+            Some(after) => {
+                let retyped = after.cast_of.is_some() && after.cast_of == before.cast_of;
+                if retyped {
+                    first_breaking
+                        .get_or_insert(format!("changed the type of column `{}`", before.name));
+                    diff.retyped.push(before.name.clone());
+                } else {
+                    first_breaking.get_or_insert(format!(
+                        "changed the expression of column `{}`",
+                        before.name
+                    ));
+                    diff.changed.push(before.name.clone());
+                }
+            }
+        }
+    }
+    diff.added = new
         .iter()
-        .filter(|(name, text)| {
-            !old_items.iter().any(|(_, t)| t == text) && !old_items.iter().any(|(n, _)| n == name)
-        })
-        .map(|(name, _)| name.as_str())
+        .filter(|i| named(old, &i.name).is_none())
+        .map(|i| i.name.clone())
         .collect();
-    if added.is_empty() {
+    let kept = |items: &[Projected], other: &[Projected]| -> Vec<String> {
+        items
+            .iter()
+            .filter(|i| named(other, &i.name).is_some())
+            .map(|i| i.name.clone())
+            .collect()
+    };
+    let reordered = kept(old, new) != kept(new, old);
+    let reason = first_breaking.or_else(|| match (reordered, diff.added.is_empty()) {
+        (_, true) => Some("changed the order or number of columns".to_string()),
+        (true, false) => Some("changed the order of columns".to_string()),
+        (false, false) => None,
+    });
+    // Two columns of one name: which one a child reads cannot be told by name.
+    let columns = (unique(old) && unique(new)).then_some(diff);
+    let added = columns.as_ref().map_or_else(Vec::new, |d| d.added.clone());
+    let mut categorised = match reason {
+        Some(reason) => breaking(reason),
+        None => non_breaking(format!(
+            "added column{} {}",
+            if added.len() == 1 { "" } else { "s" },
+            added
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    };
+    if categorised.category == Category::NonBreaking && columns.is_none() {
         return breaking("changed the order or number of columns");
     }
-    let kept_in_order: Vec<&String> = new_items
-        .iter()
-        .filter(|(_, t)| old_items.iter().any(|(_, o)| o == t))
-        .map(|(_, t)| t)
-        .collect();
-    if kept_in_order != old_items.iter().map(|(_, t)| t).collect::<Vec<_>>() {
-        return breaking("changed the order of columns");
-    }
-    let names = added
-        .iter()
-        .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    non_breaking(format!(
-        "added column{} {names}",
-        if added.len() == 1 { "" } else { "s" }
-    ))
+    categorised.columns = columns;
+    categorised
 }
 
 fn display<T: std::fmt::Display>(value: &Option<T>) -> String {
@@ -407,61 +492,58 @@ fn list<T: std::fmt::Display>(values: &[T]) -> String {
         .join(", ")
 }
 
-/// Whether a query's output columns come from `*` somewhere (then a parent's new column changes its output).
-pub fn selects_star(sql: &str) -> bool {
-    match crate::sql::parse(sql) {
-        Ok(statements) => statements.iter().any(|s| match s {
-            Statement::Query(q) => query_has_star(q),
-            _ => false,
-        }),
-        // Unknown shape: assume the worst.
-        Err(_) => true,
-    }
-}
-
-fn query_has_star(query: &Query) -> bool {
-    let in_ctes = query
-        .with
-        .as_ref()
-        .is_some_and(|w| w.cte_tables.iter().any(|cte| query_has_star(&cte.query)));
-    in_ctes || set_expr_has_star(&query.body)
-}
-
-fn set_expr_has_star(expr: &SetExpr) -> bool {
-    match expr {
-        SetExpr::Select(select) => {
-            select.projection.iter().any(|item| {
-                matches!(
-                    item,
-                    SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
-                )
-            }) || select.from.iter().any(|t| {
-                factor_has_star(&t.relation) || t.joins.iter().any(|j| factor_has_star(&j.relation))
-            })
-        }
-        SetExpr::Query(q) => query_has_star(q),
-        SetExpr::SetOperation { left, right, .. } => {
-            set_expr_has_star(left) || set_expr_has_star(right)
-        }
-        _ => false,
-    }
-}
-
-fn factor_has_star(factor: &TableFactor) -> bool {
-    match factor {
-        TableFactor::Derived { subquery, .. } => query_has_star(subquery),
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const BASE: &str = "SELECT item_id, count(DISTINCT id) AS num_orders FROM demo.seed_model WHERE id > 0 GROUP BY item_id";
 
+    /// The category and reason of changing BASE to `new`, without the column detail.
     fn verdict(new: &str) -> Categorised {
-        compare_queries(BASE, new)
+        Categorised {
+            columns: None,
+            ..compare_queries(BASE, new)
+        }
+    }
+
+    fn columns(new: &str) -> Option<ColumnDiff> {
+        compare_queries(BASE, new).columns
+    }
+
+    #[test]
+    fn a_select_list_change_names_the_columns_it_touches() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            columns(
+                "SELECT item_id, count(id) AS num_orders, 1 AS extra FROM demo.seed_model WHERE id > 0 GROUP BY item_id"
+            ),
+            Some(ColumnDiff {
+                added: names(&["extra"]),
+                changed: names(&["num_orders"]),
+                ..ColumnDiff::default()
+            })
+        );
+        assert_eq!(
+            columns(
+                "SELECT CAST(item_id AS BIGINT) AS item_id FROM demo.seed_model WHERE id > 0 GROUP BY item_id"
+            ),
+            Some(ColumnDiff {
+                removed: names(&["num_orders"]),
+                changed: names(&["item_id"]),
+                ..ColumnDiff::default()
+            })
+        );
+        let cast = |t: &str| format!("SELECT CAST(a AS {t}) AS a, b FROM demo.seed_model");
+        let retyped = compare_queries(&cast("INT"), &cast("BIGINT"));
+        assert_eq!(retyped.reason, "changed the type of column `a`");
+        assert_eq!(retyped.columns.unwrap().retyped, names(&["a"]));
+        // A clause that selects rows changes every column: no column detail.
+        assert_eq!(
+            columns(
+                "SELECT item_id, count(DISTINCT id) AS num_orders FROM demo.seed_model WHERE id > 1 GROUP BY item_id"
+            ),
+            None
+        );
     }
 
     #[test]
@@ -520,18 +602,5 @@ mod tests {
         for (new, reason) in cases {
             assert_eq!(verdict(new), breaking(reason), "{new}");
         }
-    }
-
-    #[test]
-    fn star_projections_are_found_anywhere_that_shapes_the_output() {
-        assert!(selects_star("SELECT * FROM demo.a"));
-        assert!(selects_star("SELECT a.* FROM demo.a AS a"));
-        assert!(selects_star(
-            "WITH x AS (SELECT * FROM demo.a) SELECT id FROM x"
-        ));
-        assert!(selects_star("SELECT id FROM (SELECT * FROM demo.a) AS s"));
-        assert!(!selects_star(
-            "SELECT id, count(*) AS n FROM demo.a GROUP BY id"
-        ));
     }
 }

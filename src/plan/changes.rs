@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::categorize::ChangedModel;
+use super::columns::{ColumnImpact, ColumnReach, Reach};
 use super::{Category, ChangeKind, ModelChange, PlanOptions};
 use crate::error::Result;
 use crate::project::model::ModelKind;
@@ -50,9 +51,9 @@ pub(super) fn categorise(
         snapshots,
         changes: Vec::new(),
         direct: HashSet::new(),
-        categories: HashMap::new(),
         rebuilt_in_place: HashMap::new(),
         previewed: HashSet::new(),
+        columns: ColumnReach::new(project, options.column_aware),
     };
     for &i in &project.order {
         match compared.get(&run.snapshots[i].name) {
@@ -115,10 +116,11 @@ struct Categoriser<'a> {
     changes: Vec<ModelChange>,
     /// Models directly modified so far, which their children's changes are "because of".
     direct: HashSet<ModelName>,
-    categories: HashMap<ModelId, Category>,
     rebuilt_in_place: HashMap<ModelId, bool>,
     /// Models whose dev table previews a change prod would apply to its kept table.
     previewed: HashSet<ModelId>,
+    /// Which columns of the models decided so far differ, for their children.
+    columns: ColumnReach<'a>,
 }
 
 impl Categoriser<'_> {
@@ -132,9 +134,10 @@ impl Categoriser<'_> {
             reason: None,
             diff: None,
             because_of: Vec::new(),
+            columns: None,
         });
         self.direct.insert(name);
-        self.categories.insert(i, Category::Breaking);
+        self.columns.record_all(i);
         if self.in_prod && self.project.dev_only(i) {
             // Whatever a table left under the name holds, this version starts it anew.
             self.snapshots[i].version = IN_PLACE.to_string();
@@ -154,6 +157,7 @@ impl Categoriser<'_> {
 
     fn changed(&mut self, i: ModelId, previous: &EnvSnapshot) {
         let s = &self.snapshots[i];
+        let inherited = self.columns.inherited(i);
         let model = ChangedModel {
             project: self.project,
             model: i,
@@ -161,12 +165,8 @@ impl Categoriser<'_> {
             previous,
             stored: self.replaced.get(&previous.id),
             in_prod: self.in_prod,
-            // Children inherit breakage from parents changed in this plan.
-            breaking_parent: self
-                .project
-                .dag
-                .parents(i)
-                .any(|p| self.categories.get(&p).is_some_and(|c| c.breaks_children())),
+            // Children inherit breakage from parents changed in this plan, where it reaches them.
+            breaking_parent: inherited.reach != Reach::Unchanged,
         };
         let decision = model.decide(self.options);
         if let Some(dropped_first) = decision.rebuild_in_place {
@@ -183,19 +183,37 @@ impl Categoriser<'_> {
             self.previewed.insert(i);
         }
         let (version, physical_schema) = self.version_of(&model, category, dev_preview);
+        let indirect = matches!(
+            category,
+            Category::IndirectBreaking | Category::IndirectNonBreaking
+        );
+        let reason = decision
+            .reason
+            .clone()
+            .or_else(|| inherited.reason.clone().filter(|_| indirect));
+        let impact = ColumnImpact {
+            own: decision.columns.clone().unwrap_or_default(),
+            reads_changed: if category.gets_new_table() {
+                inherited.reads_changed.clone()
+            } else {
+                Vec::new()
+            },
+        };
         let change = ModelChange {
             name: s.name.clone(),
             kind: decision.kind,
             category: Some(category),
-            reason: decision.reason,
+            reason,
             diff: self.diff_of(&model, decision.kind),
             because_of: self.because_of(i, decision.kind),
+            columns: (!impact.is_empty()).then_some(impact),
         };
+        self.columns
+            .record(i, category, decision.columns.as_ref(), inherited.reach);
         if decision.kind == ChangeKind::DirectlyModified {
             self.direct.insert(s.name.clone());
         }
         self.changes.push(change);
-        self.categories.insert(i, category);
         self.snapshots[i].version = version;
         self.snapshots[i].physical_schema = physical_schema;
     }
@@ -330,6 +348,7 @@ pub(super) fn removed(
             reason: None,
             diff: None,
             because_of: Vec::new(),
+            columns: None,
         })
         .collect()
 }

@@ -5,6 +5,7 @@ mod base;
 mod builds;
 pub mod categorize;
 mod changes;
+pub mod columns;
 pub mod fingerprint;
 mod selected;
 mod virtual_layer;
@@ -69,6 +70,9 @@ pub struct PlanOptions {
     /// A dev plan previews forward-only changes in tables of its own (SQLMesh's `enable_preview`, on by
     /// default); without, dev shows prod's tables of those models as they are.
     pub enable_preview: bool,
+    /// A child reading none of the columns a change touches keeps its table (`plan.column_aware`, on by
+    /// default); off, every child of a breaking change is rebuilt.
+    pub column_aware: bool,
     /// `--select-model`: only the changes of the models these select are planned; the others keep the
     /// compared environment's versions.
     pub select: Vec<String>,
@@ -132,6 +136,7 @@ impl PlanOptions {
             no_gaps: false,
             effective_from: None,
             enable_preview: true,
+            column_aware: true,
             select: Vec::new(),
         }
     }
@@ -176,11 +181,6 @@ impl Category {
         }
     }
 
-    /// Whether children of a model in this category must be rebuilt.
-    fn breaks_children(self) -> bool {
-        matches!(self, Category::Breaking | Category::IndirectBreaking)
-    }
-
     /// Whether the model gets a new physical table (otherwise it keeps the previous version's).
     fn gets_new_table(self) -> bool {
         matches!(
@@ -201,6 +201,9 @@ pub struct ModelChange {
     pub diff: Option<String>,
     /// For indirect changes: the directly modified models upstream.
     pub because_of: Vec<ModelName>,
+    /// The columns it adds, removes, retypes or computes anew, and those of it that read columns changed
+    /// upstream (`None`: none that column lineage can name).
+    pub columns: Option<columns::ColumnImpact>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -6,8 +6,8 @@ use std::ops::ControlFlow;
 use serde::Serialize;
 use sqlparser::ast::{
     ExcludeSelectItem, Expr, Function, GroupByExpr, JoinConstraint, JoinOperator, Query, Select,
-    SelectItem, SelectItemQualifiedWildcardKind, SetExpr, TableFactor, TableWithJoins, Visit,
-    Visitor, WildcardAdditionalOptions,
+    SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Statement, TableFactor, TableWithJoins,
+    Visit, Visitor, WildcardAdditionalOptions,
 };
 
 /// A column of an upstream table, the table named as the query names it (lower-cased, dotted).
@@ -727,6 +727,53 @@ fn joins_on_unwritten_columns(operator: &JoinOperator) -> bool {
         _ => return true,
     };
     !matches!(constraint, JoinConstraint::On(_) | JoinConstraint::None)
+}
+
+/// Whether a query's output columns come from `*` somewhere (then a parent's new column changes its output).
+pub fn selects_star(sql: &str) -> bool {
+    match crate::sql::parse(sql) {
+        Ok(statements) => statements.iter().any(|s| match s {
+            Statement::Query(q) => query_has_star(q),
+            _ => false,
+        }),
+        // Unknown shape: assume the worst.
+        Err(_) => true,
+    }
+}
+
+fn query_has_star(query: &Query) -> bool {
+    let in_ctes = query
+        .with
+        .as_ref()
+        .is_some_and(|w| w.cte_tables.iter().any(|cte| query_has_star(&cte.query)));
+    in_ctes || set_expr_has_star(&query.body)
+}
+
+fn set_expr_has_star(expr: &SetExpr) -> bool {
+    match expr {
+        SetExpr::Select(select) => {
+            select.projection.iter().any(|item| {
+                matches!(
+                    item,
+                    SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+                )
+            }) || select.from.iter().any(|t| {
+                factor_has_star(&t.relation) || t.joins.iter().any(|j| factor_has_star(&j.relation))
+            })
+        }
+        SetExpr::Query(q) => query_has_star(q),
+        SetExpr::SetOperation { left, right, .. } => {
+            set_expr_has_star(left) || set_expr_has_star(right)
+        }
+        _ => false,
+    }
+}
+
+fn factor_has_star(factor: &TableFactor) -> bool {
+    match factor {
+        TableFactor::Derived { subquery, .. } => query_has_star(subquery),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

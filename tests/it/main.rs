@@ -4,6 +4,7 @@ mod common;
 
 mod architecture;
 mod audits;
+mod column_aware;
 mod commands;
 mod compat;
 mod corpus;

@@ -161,3 +161,16 @@ fn distinct_and_group_by_all_select_rows_by_their_columns() {
     let l = lineage("SELECT a, b, SUM(c) AS total FROM s.parent GROUP BY ALL");
     assert_eq!(l.row_sources, [src("s.parent", "a"), src("s.parent", "b")]);
 }
+
+#[test]
+fn star_projections_are_found_anywhere_that_shapes_the_output() {
+    assert!(selects_star("SELECT * FROM demo.a"));
+    assert!(selects_star("SELECT a.* FROM demo.a AS a"));
+    assert!(selects_star(
+        "WITH x AS (SELECT * FROM demo.a) SELECT id FROM x"
+    ));
+    assert!(selects_star("SELECT id FROM (SELECT * FROM demo.a) AS s"));
+    assert!(!selects_star(
+        "SELECT id, count(*) AS n FROM demo.a GROUP BY id"
+    ));
+}
