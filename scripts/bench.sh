@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks lake on generated SQLMesh projects (../shared/bench/gen_project.py, its default mix of FULL and
 # INCREMENTAL_BY_TIME_RANGE models): first `plan --auto-apply` beside the same models run as raw DuckDB plus
-# one Parquet file each (scripts/bench-raw.py) with their ratio, a no-op `plan`, a plan after a leaf edit,
-# format and lint, at each N (the first apply with its `--profile` breakdown); `lake --version` 100 times; then
+# one Parquet file each (scripts/bench-raw.py) with their ratio, a no-op `plan`, the lineage of every model, a
+# dev plan and an apply after a leaf edit, a dev apply after a one-column edit with and without column-aware
+# plans (and how many models each built), format and lint, at each N (the first apply with its `--profile` breakdown); `lake --version` 100 times; then
 # one model built in 3,000 daily batches, with and without rows. Prints wall time and peak RSS.
 # Usage: scripts/bench.sh [N ...]   (default: 1000 10000; BENCH_BATCHES=0 skips the batches case)
 set -euo pipefail
@@ -25,6 +26,20 @@ measure() { # label, command...
   printf '%-6s %-34s %8.2f s %8.1f MiB\n' "$n" "$label" "$secs" "$(awk -v k="$kib" 'BEGIN { print k / 1024 }')"
 }
 
+# Wraps the `category` column of the first model of the first layer in FUNCTION(...): a breaking change to one
+# column, which only the children reading it need (the column-aware plan) and every child gets without.
+column_edit() { # project, function
+  local file
+  file="$1/models/$(ls "$1/models" | grep '^m_01_' | sort | head -1)"
+  python3 - "$file" "$2" <<'PY'
+import re, sys
+path, function = sys.argv[1], sys.argv[2]
+text = open(path).read()
+text = re.sub(r"^  (.*a\.category.*?)(?: AS category)?$", rf"  {function}(\1) AS category", text, count=1, flags=re.M)
+open(path, "w").write(text)
+PY
+}
+
 printf '%-6s %-34s %10s %12s\n' "N" "step" "wall" "peak RSS"
 for n in "${sizes[@]}"; do
   project="$work/p$n"
@@ -38,8 +53,19 @@ for n in "${sizes[@]}"; do
   sed -n '/^profile/,$p' "$work/err" | sed 's/^/       /'
   printf '%-6s %-34s %8.2f x\n' "$n" "first apply / raw" "$(awk -v a="$secs" -v b="$raw" 'BEGIN { print a / b }')"
   measure "no-op plan" "$lake" -p "$project" plan
+  leaf="bench.$(ls "$project/models" | grep '^m_' | sort | tail -1 | sed 's/\.sql$//')"
+  measure "lineage (every model traced)" "$lake" -p "$project" lineage "$leaf" --format json
   python3 "$gen" "$project" --mutate leaf >/dev/null
+  measure "dev plan after leaf edit" "$lake" -p "$project" plan bench_dev --no-prompts
   measure "plan after leaf edit" "$lake" -p "$project" plan --auto-apply
+  column_edit "$project" TRIM
+  measure "dev apply, column edit" "$lake" -p "$project" plan bench_columns --auto-apply
+  printf '%-6s %-34s %s\n' "$n" "  column-aware: built" "$(grep -o '[0-9]* models\? built' "$work/err")"
+  column_edit "$project" LTRIM
+  printf 'plan:\n  column_aware: false\n' >>"$project/config.yaml"
+  measure "same, column_aware: false" "$lake" -p "$project" plan bench_all --auto-apply
+  printf '%-6s %-34s %s\n' "$n" "  every child: built" "$(grep -o '[0-9]* models\? built' "$work/err")"
+  sed -i '/^plan:$/,$d' "$project/config.yaml"
   # Exit 1 only says files would change.
   measure "format --check" bash -c '"$0" -p "$1" format --check --json; [ $? -le 1 ]' "$lake" "$project"
   printf 'linter:\n  enabled: true\n  rules: ALL\n  ignored_rules: [nomissingunittest]\n  warn_rules: [nomissingaudits, nomissingowner, noselectstar, noambiguousprojections]\n' >>"$project/config.yaml"
