@@ -597,6 +597,10 @@ pub(super) struct LineageArgs {
     /// Levels to follow [default: all].
     #[arg(long, value_name = "N")]
     pub(super) depth: Option<usize>,
+    /// Trace the models as this environment has them (the versions its last plan recorded), not the
+    /// project files: e.g. what prod reads while a change is in review.
+    #[arg(long, visible_alias = "env", value_name = "ENV")]
+    pub(super) environment: Option<String>,
     /// `text`: a tree. `json`: the same tree as one document, for tools. `dot` (Graphviz) or `mermaid`: the
     /// columns as a graph, each edge labelled with how the column is used.
     #[arg(long, value_enum, default_value_t = LineageFormat::Text)]

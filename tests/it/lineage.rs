@@ -101,6 +101,48 @@ fn an_unknown_model_or_column_is_a_usage_error_with_the_nearest_name() {
 }
 
 #[test]
+fn an_environment_shows_the_lineage_of_the_versions_it_has() {
+    let s = parent_and_children();
+    s.apply(crate::common::EXEC);
+    // The files now read `a` where prod's version reads `c`.
+    s.write(
+        "models/reads_c.sql",
+        "MODEL (name s.reads_c, kind FULL);\nSELECT id, a AS c FROM s.parent WHERE b > 10\n",
+    );
+    let files = stdout(&lineage(&s, &["s.reads_c.c"]));
+    assert_eq!(
+        files,
+        "s.reads_c.c\n├── s.parent.a (renamed)\n└── s.parent.b (selects rows)\n"
+    );
+    let out = lineage(&s, &["s.reads_c.c", "--environment", "prod"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "s.reads_c.c\n├── s.parent.c (copied)\n└── s.parent.b (selects rows)\n"
+    );
+    // A star over an environment's model expands from its recorded query too.
+    let out = lineage(&s, &["s.everything", "--env", "prod", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc.as_array().map(Vec::len), Some(3), "{doc}");
+
+    let out = lineage(&s, &["s.reads_c", "--environment", "prd"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("environment `prd` does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("prod"), "{}", stderr(&out));
+    let out = lineage(&s, &["s.not_there", "--environment", "prod"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("model `s.not_there` not found in environment `prod`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn dot_and_mermaid_draw_the_same_edges() {
     let s = Scratch::init();
     let dot = stdout(&lineage(

@@ -13,6 +13,7 @@ pub(super) fn run(args: &LineageArgs, cli: &Cli, printer: &mut Printer) -> Resul
         target: args.target.clone(),
         downstream: args.downstream,
         depth: args.depth,
+        environment: args.environment.clone(),
     })?;
     match args.format {
         LineageFormat::Json => {
