@@ -697,6 +697,10 @@ pub(super) struct ServeArgs {
     /// The certificate's private key (PEM).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub(super) tls_key: Option<std::path::PathBuf>,
+    /// With a --host other machines reach: serve the endpoints that have no authentication anyway
+    /// (read-only; --allow-writes off loopback always needs --token-env and --pg-users-env).
+    #[arg(long)]
+    pub(super) allow_unauthenticated: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]

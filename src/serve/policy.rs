@@ -31,6 +31,18 @@ pub struct ServeRequest {
     pub pg_auth: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Serve beyond this machine without authentication (`--allow-unauthenticated`), read-only.
+    pub allow_unauthenticated: bool,
+}
+
+/// Whether `host` can only be reached from this machine: a loopback address or `localhost`. Any other
+/// name may resolve to an address others reach, so it counts as exposed.
+pub fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => bare.eq_ignore_ascii_case("localhost"),
+    }
 }
 
 impl ServeRequest {
@@ -46,6 +58,17 @@ impl ServeRequest {
             })
             .transpose()?;
         let pg = self.pg_port.map(|port| self.pg_options(port)).transpose()?;
+        let unauthenticated: Vec<&str> = [
+            (self.rest_port.is_some() && token.is_none())
+                .then_some("the REST catalog (--token-env)"),
+            pg.as_ref()
+                .filter(|pg| pg.auth == Method::Trust)
+                .map(|_| "PostgreSQL (--pg-users-env)"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        self.check_exposure(&unauthenticated)?;
         Ok(ServeOptions {
             host: self.host.clone(),
             port: self.rest_port,
@@ -92,6 +115,35 @@ impl ServeRequest {
             },
         })
     }
+
+    /// Off loopback, every endpoint authenticates unless the user says otherwise
+    /// (`--allow-unauthenticated`), and writes always need authentication. `unauthenticated` names the
+    /// endpoints served without, each with the flag that adds it.
+    fn check_exposure(&self, unauthenticated: &[&str]) -> Result<()> {
+        if is_loopback(&self.host) || unauthenticated.is_empty() {
+            return Ok(());
+        }
+        let endpoints = unauthenticated.join(" and ");
+        if self.allow_writes {
+            return Err(LakeError::Usage(
+                format!(
+                    "--allow-writes on {} would let anyone who reaches it write: {endpoints} would have no authentication",
+                    self.host
+                ),
+                Some("add the authentication named in brackets, or serve on loopback (the default --host)".into()),
+            ));
+        }
+        if self.allow_unauthenticated {
+            return Ok(());
+        }
+        Err(LakeError::Usage(
+            format!(
+                "--host {} serves beyond this machine, and {endpoints} would have no authentication",
+                self.host
+            ),
+            Some("add the authentication named in brackets, or --allow-unauthenticated to serve read-only to anyone who can reach the address".into()),
+        ))
+    }
 }
 
 /// Cleartext passwords only over TLS; a password method only with users to check them against.
@@ -131,8 +183,9 @@ impl ServeOptions {
             "read-only"
         };
         format!(
-            "Serving the Iceberg REST catalog at http://{address} ({access}, {}); Ctrl-C stops it.",
-            self.token_label()
+            "Serving the Iceberg REST catalog at http://{address} ({access}, {}; {}); Ctrl-C stops it.",
+            self.token_label(),
+            self.audience()
         )
     }
 
@@ -155,10 +208,20 @@ impl ServeOptions {
             None => (Method::Trust.describe(), ""),
         };
         format!(
-            "Serving PostgreSQL at {address} ({access}, {auth}{tls}): psql -h {} -p {} -d prod",
+            "Serving PostgreSQL at {address} ({access}, {auth}{tls}; {}): psql -h {} -p {} -d prod",
+            self.audience(),
             address.ip(),
             address.port()
         )
+    }
+
+    /// Who can connect, as far as the address decides.
+    fn audience(&self) -> &'static str {
+        if is_loopback(&self.host) {
+            "this machine only"
+        } else {
+            "open to other machines"
+        }
     }
 
     fn token_label(&self) -> &'static str {
@@ -202,5 +265,38 @@ mod tests {
         };
         let error = request.resolve().unwrap_err().to_string();
         assert!(error.contains("LAKE_TEST_SURELY_UNSET_TOKEN"), "{error}");
+    }
+
+    #[test]
+    fn off_loopback_every_endpoint_authenticates_unless_told_and_writes_always_do() {
+        let exposed = |host: &str, allow_writes: bool, allow_unauthenticated: bool| ServeRequest {
+            host: host.into(),
+            rest_port: Some(0),
+            pg_port: Some(0),
+            allow_writes,
+            allow_unauthenticated,
+            ..Default::default()
+        };
+        for host in ["127.0.0.1", "::1", "[::1]", "localhost"] {
+            assert!(exposed(host, true, false).resolve().is_ok(), "{host}");
+        }
+        let refused = exposed("0.0.0.0", false, false).resolve().unwrap_err();
+        let text = format!("{refused} {:?}", refused);
+        assert!(
+            text.contains("--host 0.0.0.0 serves beyond this machine"),
+            "{text}"
+        );
+        assert!(
+            text.contains("the REST catalog (--token-env) and PostgreSQL (--pg-users-env)"),
+            "{text}"
+        );
+        assert!(exposed("0.0.0.0", false, true).resolve().is_ok());
+        let writes = exposed("10.0.0.5", true, true)
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(writes.contains("--allow-writes on 10.0.0.5"), "{writes}");
+        // A name that is not `localhost` may reach other machines.
+        assert!(exposed("lake.example.com", false, false).resolve().is_err());
     }
 }

@@ -41,6 +41,7 @@ fn request(args: &ServeArgs) -> ServeRequest {
         pg_auth: args.pg_auth.clone(),
         tls_cert: args.tls_cert.clone(),
         tls_key: args.tls_key.clone(),
+        allow_unauthenticated: args.allow_unauthenticated,
     }
 }
 

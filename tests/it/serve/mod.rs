@@ -410,6 +410,57 @@ fn sigterm_stops_the_server_cleanly() {
 }
 
 #[test]
+fn an_address_other_machines_reach_needs_authentication_or_an_explicit_yes() {
+    let s = Scratch::init();
+    let refused = s
+        .lake()
+        .args([
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--pg-port",
+            "0",
+        ])
+        .output()
+        .expect("run lake");
+    assert_eq!(refused.status.code(), Some(2));
+    let words = crate::common::stderr_words(&refused);
+    assert!(
+        words.contains("--host 0.0.0.0 serves beyond this machine, and the REST catalog (--token-env) and PostgreSQL (--pg-users-env) would have no authentication"),
+        "{words}"
+    );
+    assert!(words.contains("--allow-unauthenticated"), "{words}");
+    let writes = s
+        .lake()
+        .args([
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--allow-writes",
+            "--allow-unauthenticated",
+        ])
+        .output()
+        .expect("run lake");
+    assert_eq!(writes.status.code(), Some(2));
+    assert!(
+        crate::common::stderr_words(&writes).contains("--allow-writes on 0.0.0.0"),
+        "{}",
+        crate::common::stderr(&writes)
+    );
+    // On loopback (the default) the start-up line says who can connect.
+    s.apply(EXEC);
+    let (_, log) = Server::start(&s).terminate();
+    assert!(
+        log.contains("no authentication; this machine only"),
+        "{log}"
+    );
+}
+
+#[test]
 fn a_configured_token_is_required_and_never_printed() {
     let secret = "t0p-s3cret-value";
     let mut s = Scratch::init();
