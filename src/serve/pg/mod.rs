@@ -4,6 +4,7 @@
 pub mod auth;
 mod catalog;
 mod encode;
+mod guard;
 pub mod lakehouse;
 mod session;
 
@@ -277,10 +278,11 @@ pub async fn serve(
         let _ = socket.set_nodelay(true);
         let handlers = handlers.clone();
         let tls = options.tls.clone();
+        let auth = options.auth;
         match connections.clone().try_acquire_owned() {
             Ok(permit) => {
                 tokio::spawn(async move {
-                    if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                    if let Err(e) = guard::serve_connection(socket, tls, handlers, auth).await {
                         eprintln!("pg: connection from {peer} ended with an error: {e}");
                     }
                     drop(permit);

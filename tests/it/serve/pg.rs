@@ -540,3 +540,138 @@ fn psql_reads_in_place_prod_tables_of_a_project_named_like_its_schema() {
     );
     assert_eq!(text(&dev), "200\n");
 }
+
+/// A small deterministic random source, so a failure repeats.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn fill(&mut self, bytes: &mut [u8]) {
+        for b in bytes {
+            *b = self.next() as u8;
+        }
+    }
+}
+
+/// A startup packet for `user` on database `prod`.
+fn startup_packet() -> Vec<u8> {
+    let mut body = 196_608i32.to_be_bytes().to_vec();
+    body.extend_from_slice(b"user\0lake\0database\0prod\0\0");
+    let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    packet.extend_from_slice(&body);
+    packet
+}
+
+fn frontend(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind];
+    m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+/// Sends `bytes` on a fresh connection and reads what comes back until the server closes or goes quiet.
+fn exchange(address: &str, bytes: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    let quiet = Some(std::time::Duration::from_millis(200));
+    stream.set_read_timeout(quiet).expect("timeout");
+    let _ = stream.write_all(bytes);
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    answer
+}
+
+/// Random frontend traffic: garbage, mutated startup packets, and a valid startup followed by random or
+/// mutated messages (short Parse and Bind bodies among them). Every connection gets an answer or a close,
+/// never a panic, and the server still answers a real query afterwards.
+#[test]
+fn malformed_frontend_messages_get_a_protocol_error_never_a_panic() {
+    let s = prod_and_dev();
+    let server = PgServer::start(&s);
+    let address = format!("{}:{}", server.host, server.port);
+    let mut rng = Xorshift(0x2545_f491_4f6c_dd1d);
+    let query = frontend(b'Q', b"SELECT 1 AS one\0");
+    let parse = frontend(b'P', b"s\0SELECT 1\0\0\0");
+    let kinds = b"QPBCDESHXcdfpFz";
+    let mut payloads = Vec::new();
+    for round in 0..300 {
+        let mut bytes = match round % 3 {
+            0 => {
+                let mut garbage = vec![0u8; rng.below(64)];
+                rng.fill(&mut garbage);
+                garbage
+            }
+            1 => {
+                let mut packet = startup_packet();
+                let at = rng.below(packet.len());
+                packet[at] = rng.below(256) as u8;
+                packet.truncate(1 + rng.below(packet.len()));
+                packet
+            }
+            _ => startup_packet(),
+        };
+        if round % 3 == 2 {
+            for _ in 0..1 + rng.below(3) {
+                let mut message = match rng.below(3) {
+                    0 => query.clone(),
+                    1 => parse.clone(),
+                    _ => {
+                        let mut body = vec![0u8; rng.below(16)];
+                        rng.fill(&mut body);
+                        frontend(kinds[rng.below(kinds.len())], &body)
+                    }
+                };
+                // Lie about the length now and then: shorter than the header, or than the fields.
+                if rng.below(2) == 0 {
+                    let len = rng.below(12) as i32;
+                    message[1..5].copy_from_slice(&len.to_be_bytes());
+                }
+                bytes.extend_from_slice(&message);
+            }
+        }
+        payloads.push(bytes);
+    }
+    // 08P01: the guard's protocol error, sent before the connection is closed.
+    let refused: usize = std::thread::scope(|scope| {
+        let workers: Vec<_> = payloads
+            .chunks(50)
+            .map(|chunk| {
+                let address = &address;
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .filter(|bytes| exchange(address, bytes).windows(5).any(|w| w == b"08P01"))
+                        .count()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("worker")).sum()
+    });
+    assert!(refused > 0, "no message was refused as malformed");
+    let mut real = startup_packet();
+    real.extend_from_slice(&query);
+    let answer = exchange(&address, &real);
+    assert!(
+        answer.windows(b"one".len()).any(|w| w == b"one") && answer.contains(&b'Z'),
+        "the server still answers: {answer:?}"
+    );
+    let log = server.stop();
+    assert!(!log.contains("panicked"), "{log}");
+}
