@@ -336,6 +336,97 @@ fn bad_requests_get_spec_errors_and_the_server_keeps_serving() {
     assert_eq!(body["next-page-token"], "1");
 }
 
+/// Random requests to the REST catalog: methods, paths made of its routes with odd segments, query strings
+/// and bodies that are garbage, cut JSON or JSON of the wrong shape. Every one is answered 2xx or 4xx, never
+/// 5xx, and the server logs no panic.
+#[test]
+fn random_requests_get_client_errors_never_server_errors() {
+    let s = prod_and_dev();
+    let server = Server::start(&s);
+    let mut rng = pg::Xorshift(0x9e37_79b9_7f4a_7c15);
+    let methods = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"];
+    let routes = [
+        "/v1/config",
+        "/v1/namespaces",
+        "/v1/namespaces/{}",
+        "/v1/namespaces/{}/tables",
+        "/v1/namespaces/{}/tables/{}",
+        "/v1/namespaces/{}/tables/{}/metrics",
+        "/v1/namespaces/{}/views/{}",
+        "/v1/tables/rename",
+        "/v1/oauth/tokens",
+        "/v1/transactions/commit",
+        "/healthz",
+        "/{}",
+    ];
+    let segments = [
+        "demo",
+        "demo__dev",
+        "full_model",
+        "%00",
+        "..",
+        "%2F",
+        "a%1Fb",
+        "%ZZ",
+        "%F0%9F%98%80",
+        "",
+    ];
+    let bodies = [
+        "",
+        "{",
+        "null",
+        "[]",
+        r#"{"name": 5}"#,
+        r#"{"namespace": ["demo"], "properties": {"a": 1}}"#,
+        r#"{"identifier": {"namespace": [], "name": ""}, "requirements": [{"type": "nope"}], "updates": [{}]}"#,
+        r#"{"source": {"namespace": ["demo"], "name": "full_model"}, "destination": 7}"#,
+        r#"{"table-changes": [{"identifier": null}]}"#,
+        "grant_type=client_credentials&client_id=x&client_secret=",
+    ];
+    let mut statuses = std::collections::BTreeMap::new();
+    for round in 0..400 {
+        let mut path = routes[rng.below(routes.len())].to_string();
+        while path.contains("{}") {
+            let segment = if rng.below(4) == 0 {
+                let mut raw = vec![0u8; rng.below(12)];
+                rng.fill(&mut raw);
+                raw.iter().map(|b| format!("%{b:02X}")).collect()
+            } else {
+                segments[rng.below(segments.len())].to_string()
+            };
+            path = path.replacen("{}", &segment, 1);
+        }
+        if rng.below(3) == 0 {
+            path.push_str(
+                [
+                    "?pageToken=%FF",
+                    "?purgeRequested=maybe",
+                    "?snapshots=all&x",
+                    "?",
+                ][rng.below(4)],
+            );
+        }
+        let mut body = bodies[rng.below(bodies.len())].to_string();
+        if !body.is_empty() && rng.below(2) == 0 {
+            body.truncate(rng.below(body.len()));
+        }
+        let method = methods[rng.below(methods.len())];
+        let (status, answer) = server.request(method, &path, Some(&body));
+        assert!(
+            (200..500).contains(&status),
+            "round {round}: {method} {path} with `{body}` got {status}: {answer}"
+        );
+        *statuses.entry(status / 100).or_insert(0) += 1;
+    }
+    // The requests reached the catalog's routes: some succeeded, many were refused.
+    assert!(statuses.get(&2).is_some_and(|n| *n > 10), "{statuses:?}");
+    assert!(statuses.get(&4).is_some_and(|n| *n > 100), "{statuses:?}");
+    let (status, _) = server.request("GET", "/v1/namespaces", None);
+    assert_eq!(status, 200, "still serving");
+    let (_, log) = server.terminate();
+    assert!(!log.contains("panicked"), "{log}");
+}
+
 #[test]
 fn allowed_writes_create_and_commit_with_compare_and_swap_outside_lakes_namespaces() {
     let s = Scratch::init();

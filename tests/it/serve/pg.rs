@@ -542,7 +542,7 @@ fn psql_reads_in_place_prod_tables_of_a_project_named_like_its_schema() {
 }
 
 /// A small deterministic random source, so a failure repeats.
-struct Xorshift(u64);
+pub(super) struct Xorshift(pub(super) u64);
 
 impl Xorshift {
     fn next(&mut self) -> u64 {
@@ -553,11 +553,11 @@ impl Xorshift {
     }
 
     /// A number in `0..n` (`n` > 0).
-    fn below(&mut self, n: usize) -> usize {
+    pub(super) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 
-    fn fill(&mut self, bytes: &mut [u8]) {
+    pub(super) fn fill(&mut self, bytes: &mut [u8]) {
         for b in bytes {
             *b = self.next() as u8;
         }
