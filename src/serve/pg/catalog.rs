@@ -31,7 +31,8 @@ const SHIM_RELATIONS: [&str; 10] = [
 ];
 
 /// Functions psql and drivers call that DuckDB's `pg_catalog` lacks (or has with other arguments).
-const SHIM_FUNCTIONS: [&str; 10] = [
+const SHIM_FUNCTIONS: [&str; 11] = [
+    "format_type",
     "pg_get_statisticsobjdef_columns",
     "pg_relation_is_publishable",
     "array_upper",
@@ -57,6 +58,7 @@ pub fn install_sql(env: &str) -> String {
          CREATE MACRO {schema}.pg_get_userbyid(id) AS 'lake';\n\
          CREATE MACRO {schema}.pg_get_expr(expr, relation, pretty := false) AS NULL::VARCHAR;\n\
          CREATE MACRO {schema}.pg_encoding_to_char(encoding) AS 'UTF8';\n\
+         CREATE MACRO {schema}.format_type(type_oid, typemod) AS {format_type};\n\
          CREATE MACRO {schema}.to_regtype(name) AS (SELECT min(oid) FROM pg_catalog.pg_type WHERE typname = name);\n\
          CREATE MACRO {schema}.to_regclass(name) AS (SELECT min(c.oid) FROM {schema}.pg_class c \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
@@ -93,6 +95,34 @@ pub fn install_sql(env: &str) -> String {
          AND database_name IN (SELECT database_name FROM duckdb_schemas() WHERE schema_name = '{SHIM_SCHEMA}');\n",
         lake = env!("CARGO_PKG_VERSION"),
         duckdb = crate::engine::DUCKDB_VERSION,
+        format_type = format_type_sql(),
+    )
+}
+
+/// PostgreSQL's `format_type` names (`integer`, `double precision`, `character varying`…) for the short ones
+/// DuckDB's gives (`int4`, `float8`, `varchar`…): psql's `\d`, SQLAlchemy's inspector and JDBC's metadata
+/// read types by these names.
+fn format_type_sql() -> String {
+    const NAMES: [(&str, &str); 12] = [
+        ("int2", "smallint"),
+        ("int4", "integer"),
+        ("int8", "bigint"),
+        ("float4", "real"),
+        ("float8", "double precision"),
+        ("bool", "boolean"),
+        ("varchar", "character varying"),
+        ("bpchar", "character"),
+        ("timestamp", "timestamp without time zone"),
+        ("timestamptz", "timestamp with time zone"),
+        ("time", "time without time zone"),
+        ("timetz", "time with time zone"),
+    ];
+    let arms: String = NAMES
+        .iter()
+        .map(|(duckdb, postgres)| format!(" WHEN '{duckdb}' THEN '{postgres}'"))
+        .collect();
+    format!(
+        "CASE pg_catalog.format_type(type_oid, typemod){arms} ELSE pg_catalog.format_type(type_oid, typemod) END"
     )
 }
 
@@ -332,6 +362,14 @@ mod tests {
             "{rewritten}"
         );
         assert!(!rewritten.contains("COLLATE"), "{rewritten}");
+        let types = rewrite(
+            "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a",
+        )
+        .expect("rewritten");
+        assert!(
+            types.contains("lake_pg.format_type(a.atttypid, a.atttypmod)"),
+            "{types}"
+        );
     }
 
     #[test]

@@ -190,7 +190,8 @@ fn psql_queries_and_lists_prod_and_dev() {
     );
     assert_eq!(
         text(&described),
-        "item_id|int4|||\none|int4|||\nnum_orders|int8|||\n"
+        "item_id|integer|||\none|integer|||\nnum_orders|bigint|||\n",
+        "PostgreSQL's names for the types, as psql shows them"
     );
 
     let unknown = server.psql(&psql, "nope", &["select 1"]);
@@ -302,6 +303,7 @@ fn psycopg_and_sqlalchemy_round_trip_every_type_and_get_postgres_errors() {
         "{seen}"
     );
     assert_eq!(seen["sa_columns"], json!(["item_id", "one", "num_orders"]));
+    assert_eq!(seen["sa_types"], json!(["INTEGER", "INTEGER", "BIGINT"]));
     assert_eq!(seen["sa_rows"], json!(3));
 }
 

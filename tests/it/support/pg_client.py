@@ -161,7 +161,9 @@ with engine.connect() as conn:
     inspector = sa.inspect(conn)
     out["sa_schemas"] = inspector.get_schema_names()
     out["sa_tables"] = sorted(inspector.get_table_names(schema="demo"))
-    out["sa_columns"] = [c["name"] for c in inspector.get_columns("full_model", schema="demo")]
+    columns = inspector.get_columns("full_model", schema="demo")
+    out["sa_columns"] = [c["name"] for c in columns]
+    out["sa_types"] = [str(c["type"]) for c in columns]
     out["sa_rows"] = conn.execute(sa.text("select count(*) from demo.full_model")).scalar()
 
 print(json.dumps(out, default=str))
