@@ -237,9 +237,8 @@ impl Context {
         };
         let mut hasher = std::hash::DefaultHasher::new();
         catalog.hash(&mut hasher);
-        for env in state.environments()? {
-            (env.name, env.plan_id, env.updated_ts, env.expiration_ts).hash(&mut hasher);
-        }
+        // The stamps, not the environments: their versions are what a full refresh reads.
+        state.environment_stamps()?.hash(&mut hasher);
         Ok(Some(hasher.finish()))
     }
 

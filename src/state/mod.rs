@@ -81,6 +81,15 @@ pub struct Environment {
     pub suffix_target: crate::snapshot::SuffixTarget,
 }
 
+/// An environment's name with the fields every change to it moves (a plan, a promotion, an expiry).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EnvironmentStamp {
+    pub name: String,
+    pub plan_id: String,
+    pub updated_ts: i64,
+    pub expiration_ts: Option<i64>,
+}
+
 /// The model definition a snapshot keeps: later plans diff and categorise against it, and other machines
 /// recreate VIEW models from it without the project files. Every field is optional in stored JSON, so state
 /// written before a field existed still reads.
@@ -219,6 +228,20 @@ pub enum PromoteOutcome {
 pub trait StateStore: Send {
     fn environment(&self, name: &str) -> Result<Option<Environment>>;
     fn environments(&self) -> Result<Vec<Environment>>;
+    /// What tells one state of the environments from another (each one's name, plan, update time and
+    /// expiry), without reading their versions: a server checks it before every query.
+    fn environment_stamps(&self) -> Result<Vec<EnvironmentStamp>> {
+        Ok(self
+            .environments()?
+            .into_iter()
+            .map(|env| EnvironmentStamp {
+                name: env.name,
+                plan_id: env.plan_id,
+                updated_ts: env.updated_ts,
+                expiration_ts: env.expiration_ts,
+            })
+            .collect())
+    }
     /// The versions of those of `ids` that are already stored.
     fn stored_versions(&self, ids: &[&str]) -> Result<HashMap<String, StoredVersion>>;
     fn snapshots(&self, ids: &[&str]) -> Result<Vec<StoredSnapshot>>;

@@ -383,6 +383,28 @@ impl StateStore for PostgresState {
         self.environments_where("", None)
     }
 
+    fn environment_stamps(&self) -> Result<Vec<super::EnvironmentStamp>> {
+        let context = "reading the environments' stamps";
+        let sql = format!(
+            "SELECT name, plan_id, updated_ts, expiration_ts FROM {} ORDER BY name",
+            self.t("environments")
+        );
+        let rows = self
+            .runtime
+            .block_on(async { sqlx::query(&sql).fetch_all(&self.pool).await })
+            .map_err(pg_err(context))?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(super::EnvironmentStamp {
+                    name: column(&r, 0, context)?,
+                    plan_id: column(&r, 1, context)?,
+                    updated_ts: column(&r, 2, context)?,
+                    expiration_ts: column(&r, 3, context)?,
+                })
+            })
+            .collect()
+    }
+
     fn stored_versions(&self, ids: &[&str]) -> Result<HashMap<String, StoredVersion>> {
         let context = "reading snapshots";
         let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();

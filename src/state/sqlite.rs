@@ -311,6 +311,27 @@ impl StateStore for SqliteState {
         rows.into_iter().map(env_from_row).collect()
     }
 
+    fn environment_stamps(&self) -> Result<Vec<super::EnvironmentStamp>> {
+        let context = "reading the environments' stamps";
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT name, plan_id, updated_ts, expiration_ts FROM environments ORDER BY name",
+            )
+            .map_err(sql_err(context))?;
+        stmt.query_map([], |r| {
+            Ok(super::EnvironmentStamp {
+                name: r.get(0)?,
+                plan_id: r.get(1)?,
+                updated_ts: r.get(2)?,
+                expiration_ts: r.get(3)?,
+            })
+        })
+        .map_err(sql_err(context))?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(sql_err(context))
+    }
+
     fn stored_versions(&self, ids: &[&str]) -> Result<HashMap<String, StoredVersion>> {
         let found = self.select_in(
             "SELECT id, version, physical_schema FROM snapshots WHERE id IN ({keys})",

@@ -18,6 +18,9 @@ impl StateStore for Timed {
     fn environments(&self) -> Result<Vec<Environment>> {
         timed(Phase::StateRead, || self.0.environments())
     }
+    fn environment_stamps(&self) -> Result<Vec<super::EnvironmentStamp>> {
+        timed(Phase::StateRead, || self.0.environment_stamps())
+    }
     fn stored_versions(&self, ids: &[&str]) -> Result<HashMap<String, StoredVersion>> {
         timed(Phase::StateRead, || self.0.stored_versions(ids))
     }

@@ -244,7 +244,32 @@ fn environments_expire_and_are_removed_only_at_the_expected_plan() {
             state.environment("dev").unwrap().unwrap(),
             environment("dev", "d1", None)
         );
+        // The stamps a server checks before each query move with every change to an environment.
+        let stamps = |state: &dyn StateStore| {
+            let quick = state.environment_stamps().unwrap();
+            let full: Vec<_> = state
+                .environments()
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.name, e.plan_id, e.updated_ts, e.expiration_ts))
+                .collect();
+            let read: Vec<_> = quick
+                .iter()
+                .map(|s| {
+                    (
+                        s.name.clone(),
+                        s.plan_id.clone(),
+                        s.updated_ts,
+                        s.expiration_ts,
+                    )
+                })
+                .collect();
+            assert_eq!(read, full, "the stamps are the environments' own fields");
+            quick
+        };
+        let before = stamps(state.as_ref());
         assert!(state.set_expiration("dev", 42).unwrap());
+        assert_ne!(stamps(state.as_ref()), before, "an expiry moves the stamps");
         assert!(!state.set_expiration("nowhere", 42).unwrap());
         assert_eq!(
             state.environment("dev").unwrap().unwrap().expiration_ts,
