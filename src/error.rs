@@ -237,6 +237,16 @@ pub enum LakeError {
     )]
     ReadOnly(String),
 
+    /// No engine session came free in time for a query of `lake serve`'s PostgreSQL endpoint.
+    #[error(
+        "no engine session came free within {waited:?}: {sessions} queries were running; raise --max-concurrent-queries or --query-wait-timeout"
+    )]
+    #[diagnostic(code(lake::busy))]
+    Busy {
+        waited: std::time::Duration,
+        sessions: usize,
+    },
+
     #[error("DuckDB answered {found} while {context}, where one count was expected")]
     #[diagnostic(code(lake::engine))]
     NotACount { context: String, found: String },

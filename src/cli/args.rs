@@ -674,12 +674,17 @@ pub(super) struct ServeArgs {
     /// Default `statement_timeout` of PostgreSQL clients, e.g. `30s` or `500ms` (clients may SET their own).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(super) statement_timeout: Option<std::time::Duration>,
-    /// PostgreSQL connections served at once; more are refused (SQLSTATE 53300).
-    #[arg(long, default_value_t = 100)]
+    /// PostgreSQL connections served at once; more are refused (SQLSTATE 53300). An idle connection costs
+    /// about 20 KiB.
+    #[arg(long, default_value_t = 256)]
     pub(super) max_connections: usize,
     /// Queries the PostgreSQL endpoint runs at once; the rest wait their turn.
     #[arg(long, default_value_t = 4)]
     pub(super) max_concurrent_queries: usize,
+    /// How long a query waits for its turn before it fails with SQLSTATE 53000, e.g. `2m` (its
+    /// statement_timeout, when shorter, bounds the wait too).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2m")]
+    pub(super) query_wait_timeout: std::time::Duration,
     /// DuckDB's memory limit for the PostgreSQL endpoint's queries, e.g. `4GB`.
     #[arg(long, value_name = "SIZE")]
     pub(super) memory_limit: Option<String>,

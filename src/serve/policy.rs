@@ -24,6 +24,8 @@ pub struct ServeRequest {
     pub statement_timeout: Option<Duration>,
     pub max_connections: usize,
     pub max_concurrent_queries: usize,
+    /// How long a query waits for a free engine session before it fails with 53000.
+    pub query_wait_timeout: Duration,
     pub memory_limit: Option<String>,
     /// The environment variable holding `user:password` pairs for the PostgreSQL endpoint.
     pub pg_users_env: Option<String>,
@@ -112,6 +114,7 @@ impl ServeRequest {
             limits: EngineLimits {
                 concurrent_queries: self.max_concurrent_queries.max(1),
                 memory_limit: self.memory_limit.clone(),
+                query_wait: self.query_wait_timeout,
             },
         })
     }

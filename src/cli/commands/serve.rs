@@ -36,6 +36,7 @@ fn request(args: &ServeArgs) -> ServeRequest {
         statement_timeout: args.statement_timeout,
         max_connections: args.max_connections,
         max_concurrent_queries: args.max_concurrent_queries,
+        query_wait_timeout: args.query_wait_timeout,
         memory_limit: args.memory_limit.clone(),
         pg_users_env: args.pg_users_env.clone(),
         pg_auth: args.pg_auth.clone(),

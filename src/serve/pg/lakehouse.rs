@@ -25,6 +25,8 @@ pub struct EngineLimits {
     pub concurrent_queries: usize,
     /// DuckDB's `memory_limit` for the whole server (e.g. `4GB`), when set.
     pub memory_limit: Option<String>,
+    /// How long a query waits for a free session before it fails (also bounded by its statement timeout).
+    pub query_wait: std::time::Duration,
 }
 
 /// Replies to a refresh request: the environments clients can connect to, or why the refresh failed.
@@ -57,6 +59,9 @@ pub struct Lakehouse {
     catalog: String,
     pool: Arc<Mutex<Vec<Pooled>>>,
     permits: Arc<tokio::sync::Semaphore>,
+    /// How long a query waits for a free session, and how many sessions there are.
+    query_wait: std::time::Duration,
+    sessions: usize,
     refresher: mpsc::UnboundedSender<RefreshRequest>,
 }
 
@@ -111,6 +116,8 @@ pub fn open<'a>(
         Lakehouse {
             catalog: refresher.catalog.clone(),
             permits: Arc::new(tokio::sync::Semaphore::new(pool.len())),
+            query_wait: limits.query_wait,
+            sessions: pool.len(),
             pool: Arc::new(Mutex::new(pool)),
             refresher: sender,
         },
@@ -368,11 +375,17 @@ impl Lakehouse {
                 None,
             )
         };
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
+        // Waiting for a session counts against the statement's timeout, as lock waits do in PostgreSQL.
+        let wait = timeout.map_or(self.query_wait, |limit| limit.min(self.query_wait));
+        let permit = tokio::time::timeout(wait, self.permits.clone().acquire_owned())
             .await
+            .map_err(|_| {
+                let busy = LakeError::Busy {
+                    waited: wait,
+                    sessions: self.sessions,
+                };
+                (busy, None)
+            })?
             .map_err(|_| closed())?;
         // A permit is only issued while a session is free: the pool and the semaphore have the same size.
         let pooled = self

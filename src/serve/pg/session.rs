@@ -126,6 +126,10 @@ fn failure(e: &crate::error::LakeError, timed_out: bool) -> PgWireError {
     if matches!(e, crate::error::LakeError::ReadOnly(_)) {
         return error("42501", e.to_string());
     }
+    // insufficient_resources: the server is busy, the query never started.
+    if matches!(e, crate::error::LakeError::Busy { .. }) {
+        return error("53000", e.to_string());
+    }
     let code = sqlstate(&text);
     if code == "57014" {
         let why = if timed_out {

@@ -677,3 +677,58 @@ fn malformed_frontend_messages_get_a_protocol_error_never_a_panic() {
     let log = server.stop();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// With every engine session busy, a query waits its turn for `--query-wait-timeout`, then fails with 53000
+/// (insufficient resources) and a message saying what to raise; the server goes on serving.
+#[test]
+fn a_query_that_waits_too_long_for_a_session_gets_a_clear_error() {
+    let Some(psql) = psql() else {
+        return;
+    };
+    let s = prod_and_dev();
+    let server = PgServer::start_with(
+        &s,
+        &[
+            "--max-concurrent-queries",
+            "1",
+            "--query-wait-timeout",
+            "300ms",
+        ],
+    );
+    std::thread::scope(|scope| {
+        let long = scope.spawn(|| {
+            server.psql(
+                &psql,
+                "prod",
+                &[
+                    "SET statement_timeout = '4s'",
+                    "SELECT sum(i % 7) FROM range(40000000000) t(i)",
+                ],
+            )
+        });
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let started = std::time::Instant::now();
+        let waited = server.psql(&psql, "prod", &["SELECT 1"]);
+        let stderr = String::from_utf8_lossy(&waited.stderr).into_owned();
+        assert!(!waited.status.success(), "the session was busy: {stderr}");
+        assert!(
+            stderr.contains("no engine session came free within 300ms")
+                && stderr.contains("--max-concurrent-queries"),
+            "{stderr}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+        let long = long.join().expect("the long query");
+        assert!(
+            String::from_utf8_lossy(&long.stderr).contains("statement timeout"),
+            "{}",
+            String::from_utf8_lossy(&long.stderr)
+        );
+    });
+    let after = server.psql(&psql, "prod", &["SELECT 1"]);
+    assert_eq!(
+        text(&after),
+        "1\n",
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
+}
