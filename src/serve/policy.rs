@@ -109,7 +109,8 @@ impl ServeRequest {
             tls,
             port,
             allow_writes: self.allow_writes,
-            statement_timeout: self.statement_timeout,
+            // As in PostgreSQL, a timeout of 0 means none.
+            statement_timeout: self.statement_timeout.filter(|limit| !limit.is_zero()),
             max_connections: self.max_connections,
             limits: EngineLimits {
                 concurrent_queries: self.max_concurrent_queries.max(1),
@@ -301,5 +302,25 @@ mod tests {
         assert!(writes.contains("--allow-writes on 10.0.0.5"), "{writes}");
         // A name that is not `localhost` may reach other machines.
         assert!(exposed("lake.example.com", false, false).resolve().is_err());
+    }
+
+    #[test]
+    fn a_statement_timeout_of_zero_means_none_as_in_postgres() {
+        let request = |seconds: u64| ServeRequest {
+            host: "127.0.0.1".into(),
+            pg_port: Some(0),
+            statement_timeout: Some(Duration::from_secs(seconds)),
+            ..Default::default()
+        };
+        let timeout = |seconds| {
+            request(seconds)
+                .resolve()
+                .unwrap()
+                .pg
+                .unwrap()
+                .statement_timeout
+        };
+        assert_eq!(timeout(0), None);
+        assert_eq!(timeout(5), Some(Duration::from_secs(5)));
     }
 }
