@@ -212,8 +212,7 @@ impl<'a> ColumnReach<'a> {
         {
             return Err(untraceable());
         }
-        let query = project.analysis(child).normalized_query.as_deref();
-        if query.is_none_or(crate::sql::lineage::selects_star) {
+        if lineage.reads_star {
             return Err(format!("reads `*`, whose columns follow `{parent_name}`'s"));
         }
         let is_parent = |table: &str| project.model_id_named(table) == Some(parent);

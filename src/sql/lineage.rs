@@ -46,6 +46,8 @@ pub struct QueryLineage {
     pub row_sources: Vec<Source>,
     pub columns_opaque: bool,
     pub rows_opaque: bool,
+    /// Some select list at any depth reads `*` (or `t.*`): its columns follow its sources' columns.
+    pub reads_star: bool,
 }
 
 /// The columns of an upstream table, named as the query names it; `None` when they are not known.
@@ -61,6 +63,7 @@ pub fn query_lineage(query: &Query, upstream: &dyn UpstreamColumns) -> QueryLine
         row_sources: Vec::new(),
         rows_opaque: false,
         columns_opaque: false,
+        reads_star: false,
         last_from: Vec::new(),
     };
     let columns = tracer.query(query, &[]);
@@ -79,6 +82,7 @@ pub fn query_lineage(query: &Query, upstream: &dyn UpstreamColumns) -> QueryLine
         row_sources,
         columns_opaque: tracer.columns_opaque,
         rows_opaque: tracer.rows_opaque,
+        reads_star: tracer.reads_star,
     }
 }
 
@@ -167,6 +171,7 @@ struct Tracer<'a> {
     row_sources: Vec<Source>,
     rows_opaque: bool,
     columns_opaque: bool,
+    reads_star: bool,
     /// The FROM relations of the SELECT traced last (for its query's ORDER BY).
     last_from: Vec<Rel>,
 }
@@ -431,6 +436,7 @@ impl Tracer<'_> {
         outer: &[Rel],
         cols: &mut Vec<Col>,
     ) {
+        self.reads_star = true;
         let excluded: Vec<String> = match &options.opt_exclude {
             Some(ExcludeSelectItem::Single(name)) => vec![last_part(name)],
             Some(ExcludeSelectItem::Multiple(names)) => names.iter().map(last_part).collect(),

@@ -41,7 +41,7 @@ fn built(out: &std::process::Output) -> Vec<String> {
 }
 
 fn plan_dev(s: &Scratch) -> std::process::Output {
-    s.apply_args_for_test(&[
+    s.apply_args(&[
         "plan",
         "dev",
         "--auto-apply",
@@ -51,16 +51,10 @@ fn plan_dev(s: &Scratch) -> std::process::Output {
     ])
 }
 
-trait ApplyArgs {
-    fn apply_args_for_test(&self, args: &[&str]) -> std::process::Output;
-}
-
-impl ApplyArgs for Scratch {
-    fn apply_args_for_test(&self, args: &[&str]) -> std::process::Output {
-        let out = self.lake().args(args).output().expect("run lake");
-        assert!(out.status.success(), "{}", stderr(&out));
-        out
-    }
+/// The plan printed `line` and built exactly `models`.
+fn assert_plan(out: &std::process::Output, line: &str, models: &[&str]) {
+    assert!(stdout(out).contains(line), "{}", stdout(out));
+    assert_eq!(built(out), models);
 }
 
 #[test]
@@ -133,14 +127,10 @@ fn a_changed_row_filter_rebuilds_every_child() {
     let s = parent_and_children();
     edit_parent(&s, "AS t(id, a, b, c)", "AS t(id, a, b, c) WHERE id > 1");
     let out = plan_dev(&s);
-    assert!(
-        stdout(&out).contains("- `s__dev.reads_a` (Indirect Breaking) because of s__dev.parent\n"),
-        "{}",
-        stdout(&out)
-    );
-    assert_eq!(
-        built(&out),
-        ["s__dev.parent", "s__dev.reads_a", "s__dev.reads_c"]
+    assert_plan(
+        &out,
+        "- `s__dev.reads_a` (Indirect Breaking) because of s__dev.parent\n",
+        &["s__dev.parent", "s__dev.reads_a", "s__dev.reads_c"],
     );
     assert_eq!(
         s.csv("SELECT * FROM s__dev.reads_a ORDER BY a"),
@@ -157,14 +147,10 @@ fn column_aware_false_in_config_rebuilds_every_child() {
     );
     edit_parent(&s, "b, c FROM", "b, c * 10 AS c FROM");
     let out = plan_dev(&s);
-    assert!(
-        stdout(&out).contains("- `s__dev.reads_a` (Indirect Breaking) because of s__dev.parent\n"),
-        "{}",
-        stdout(&out)
-    );
-    assert_eq!(
-        built(&out),
-        ["s__dev.parent", "s__dev.reads_a", "s__dev.reads_c"]
+    assert_plan(
+        &out,
+        "- `s__dev.reads_a` (Indirect Breaking) because of s__dev.parent\n",
+        &["s__dev.parent", "s__dev.reads_a", "s__dev.reads_c"],
     );
 }
 

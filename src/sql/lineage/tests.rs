@@ -174,3 +174,10 @@ fn star_projections_are_found_anywhere_that_shapes_the_output() {
         "SELECT id, count(*) AS n FROM demo.a GROUP BY id"
     ));
 }
+
+#[test]
+fn a_star_anywhere_in_the_query_is_recorded() {
+    assert!(lineage("SELECT * FROM s.parent").reads_star);
+    assert!(lineage("SELECT id FROM (SELECT p.* FROM s.parent AS p) AS x").reads_star);
+    assert!(!lineage("SELECT a, COUNT(*) AS n FROM s.parent GROUP BY a").reads_star);
+}

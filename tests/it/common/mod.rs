@@ -90,7 +90,8 @@ impl Scratch {
         ])
     }
 
-    fn apply_args(&self, args: &[&str]) -> std::process::Output {
+    /// `lake ARGS`; fails the test unless it succeeds.
+    pub fn apply_args(&self, args: &[&str]) -> std::process::Output {
         let out = self.lake().args(args).output().expect("run lake");
         assert!(out.status.success(), "{}", stderr(&out));
         out
