@@ -9,6 +9,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use tokio::sync::{mpsc, oneshot};
 
+use super::memo::Memo;
 use crate::engine::{ColumnLogical, Engine, Session};
 use crate::error::{LakeError, Result};
 use crate::ops::Context;
@@ -51,7 +52,29 @@ type EnvironmentViews = BTreeMap<(String, String), (PhysicalTable, String)>;
 struct Pooled {
     session: Session,
     interrupt: Arc<duckdb::InterruptHandle>,
+    /// The environment the session's `USE` selected last (kept only while clients cannot run `USE`).
+    using: Option<String>,
 }
+
+impl Pooled {
+    /// Makes `environment` the session's database, unless it already is and no client statement can have
+    /// changed that (`USE` is a write, refused to read-only clients).
+    fn select(&mut self, environment: &str, read_only: bool) -> Result<()> {
+        if read_only && self.using.as_deref() == Some(environment) {
+            return Ok(());
+        }
+        self.using = None;
+        self.session
+            .execute(&format!("USE {}", quote_ident(environment)), || {
+                "selecting the environment".into()
+            })?;
+        self.using = read_only.then(|| environment.to_string());
+        Ok(())
+    }
+}
+
+/// How many statements' analyses (per environment) the server remembers.
+const REMEMBERED_STATEMENTS: usize = 4096;
 
 /// The shared reader: sessions for queries and the channel to the refresher.
 pub struct Lakehouse {
@@ -63,6 +86,10 @@ pub struct Lakehouse {
     query_wait: std::time::Duration,
     sessions: usize,
     refresher: mpsc::UnboundedSender<RefreshRequest>,
+    /// Each (environment, statement) as it runs in that environment's database.
+    qualified: Memo<(String, String), String>,
+    /// Whether each statement only reads: `Some(keyword)` when it is refused.
+    verdicts: Arc<Memo<String, Option<String>>>,
 }
 
 /// Keeps the views of the reader engine in line with the project's state and catalog; runs on the thread that
@@ -109,7 +136,11 @@ pub fn open<'a>(
     for _ in 0..limits.concurrent_queries.max(1) {
         let session = refresher._engine.session()?;
         let interrupt = session.interrupt_handle();
-        pool.push(Pooled { session, interrupt });
+        pool.push(Pooled {
+            session,
+            interrupt,
+            using: None,
+        });
     }
     let (sender, receiver) = mpsc::unbounded_channel();
     Ok((
@@ -120,6 +151,8 @@ pub fn open<'a>(
             sessions: pool.len(),
             pool: Arc::new(Mutex::new(pool)),
             refresher: sender,
+            qualified: Memo::new(REMEMBERED_STATEMENTS),
+            verdicts: Arc::new(Memo::new(REMEMBERED_STATEMENTS)),
         },
         refresher,
         RefreshReceiver(receiver),
@@ -161,9 +194,12 @@ impl Refresher<'_> {
             }
             crate::config::Warehouse::S3 { url, .. } => format!("{}/", url.trim_end_matches('/')),
         };
+        // Iceberg data files never change once written (a commit adds new ones), so their Parquet footers
+        // can be kept between queries instead of read again by each.
         let mut sql = format!(
             "SET TimeZone = 'UTC';\n\
-             SET allowed_directories = [{}];\n",
+             SET allowed_directories = [{}];\n\
+             SET parquet_metadata_cache = true;\n",
             quote_literal(&warehouse)
         );
         if let Some(limit) = &limits.memory_limit {
@@ -349,6 +385,19 @@ impl Drop for StopOnDrop {
 }
 
 impl Lakehouse {
+    /// `sql` as it runs in `environment`'s database, where `shop.events` means its schema `shop`, never the
+    /// engine's catalog of the same name.
+    fn qualify(&self, environment: &str, sql: String) -> String {
+        let key = (environment.to_string(), sql);
+        if let Some(known) = self.qualified.get(&key) {
+            return known;
+        }
+        let qualified =
+            crate::sql::qualify_catalog_named_schema(&key.1, &self.catalog, environment, |_| true);
+        self.qualified.put(key, qualified.clone());
+        qualified
+    }
+
     /// Brings the views up to date with the catalog and returns the environments.
     pub async fn refresh(&self) -> Refreshed {
         let (reply, answer) = oneshot::channel();
@@ -388,7 +437,7 @@ impl Lakehouse {
             })?
             .map_err(|_| closed())?;
         // A permit is only issued while a session is free: the pool and the semaphore have the same size.
-        let pooled = self
+        let mut pooled = self
             .pool
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -413,32 +462,28 @@ impl Lakehouse {
         let (batch_tx, batch_rx) = mpsc::channel::<Result<RecordBatch>>(2);
         let pool = self.pool.clone();
         let running = stop.running.clone();
-        let use_sql = format!("USE {}", quote_ident(environment));
-        // In an environment's database, `shop.events` means its schema `shop`, never the engine's catalog.
-        let sql =
-            crate::sql::qualify_catalog_named_schema(&sql, &self.catalog, environment, |_| true);
+        let sql = self.qualify(environment, sql);
+        let environment = environment.to_string();
+        let verdicts = self.verdicts.clone();
         tokio::task::spawn_blocking(move || {
             let mut schema_tx = Some(schema_tx);
-            let outcome = pooled
-                .session
-                .execute(&use_sql, || "selecting the environment".into())
-                .and_then(|()| {
-                    if read_only {
-                        refuse_writes(&pooled.session, &sql)?;
-                    }
-                    pooled.session.query_each_with(
-                        &sql,
-                        &params,
-                        || "running the query".into(),
-                        &mut |schema, logical| {
-                            if let Some(tx) = schema_tx.take() {
-                                let _ = tx.send(Ok((schema.clone(), logical.to_vec())));
-                            }
-                            Ok(())
-                        },
-                        &mut |batch| Ok(batch_tx.blocking_send(Ok(batch)).is_ok()),
-                    )
-                });
+            let outcome = pooled.select(&environment, read_only).and_then(|()| {
+                if read_only {
+                    refuse_writes(&pooled.session, &sql, &verdicts)?;
+                }
+                pooled.session.query_each_with(
+                    &sql,
+                    &params,
+                    || "running the query".into(),
+                    &mut |schema, logical| {
+                        if let Some(tx) = schema_tx.take() {
+                            let _ = tx.send(Ok((schema.clone(), logical.to_vec())));
+                        }
+                        Ok(())
+                    },
+                    &mut |batch| Ok(batch_tx.blocking_send(Ok(batch)).is_ok()),
+                )
+            });
             if let Err(e) = outcome {
                 match schema_tx.take() {
                     Some(tx) => {
@@ -475,10 +520,31 @@ impl Lakehouse {
     }
 }
 
-/// Refuses a statement DuckDB's parser does not see as a query: `json_serialize_sql` serialises SELECT
-/// statements (with DESCRIBE, SHOW, FROM-first queries) and reports anything else as not implemented.
+/// Refuses a statement DuckDB's parser does not see as a query (see `write_keyword`), remembering the verdict
+/// for the statement's text.
+fn refuse_writes(
+    session: &Session,
+    sql: &str,
+    verdicts: &Memo<String, Option<String>>,
+) -> Result<()> {
+    let refused = match verdicts.get(&sql.to_string()) {
+        Some(known) => known,
+        None => {
+            let refused = write_keyword(session, sql)?;
+            verdicts.put(sql.to_string(), refused.clone());
+            refused
+        }
+    };
+    match refused {
+        Some(keyword) => Err(LakeError::ReadOnly(keyword)),
+        None => Ok(()),
+    }
+}
+
+/// `Some(what)` for a statement DuckDB's parser does not see as a query: `json_serialize_sql` serialises
+/// SELECT statements (with DESCRIBE, SHOW, FROM-first queries) and reports anything else as not implemented.
 /// Statements that do not parse are left for DuckDB to report as the syntax errors they are.
-fn refuse_writes(session: &Session, sql: &str) -> Result<()> {
+fn write_keyword(session: &Session, sql: &str) -> Result<Option<String>> {
     let verdict = session.query_strings(
         &format!("SELECT json_serialize_sql({})::VARCHAR", quote_literal(sql)),
         || "checking that the statement only reads".into(),
@@ -489,13 +555,13 @@ fn refuse_writes(session: &Session, sql: &str) -> Result<()> {
         .unwrap_or_default();
     let refused = verdict["error"] == serde_json::Value::Bool(true)
         && verdict["error_type"].as_str() == Some("not implemented");
-    if refused {
-        let keyword = crate::sql::lex::leading_keyword(sql);
-        return Err(LakeError::ReadOnly(if keyword.is_empty() {
-            "this statement".into()
-        } else {
-            keyword
-        }));
+    if !refused {
+        return Ok(None);
     }
-    Ok(())
+    let keyword = crate::sql::lex::leading_keyword(sql);
+    Ok(Some(if keyword.is_empty() {
+        "this statement".into()
+    } else {
+        keyword
+    }))
 }

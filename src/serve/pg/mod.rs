@@ -1,11 +1,13 @@
 //! `lake serve --pg-port`: the lakehouse over the PostgreSQL wire protocol (as pgduck_server offers DuckDB), so
 //! psql, psycopg, JDBC and BI tools query every environment; the database name picks the environment.
 
+mod ahead;
 pub mod auth;
 mod catalog;
 mod encode;
 mod guard;
 pub mod lakehouse;
+mod memo;
 mod session;
 
 use std::fmt::Debug;

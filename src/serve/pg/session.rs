@@ -21,6 +21,7 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::data::DataRow;
 
+use super::ahead::Ahead;
 use super::encode;
 use super::lakehouse::{Lakehouse, Running};
 use crate::sql::lex;
@@ -62,6 +63,13 @@ fn settings<C: ClientInfo>(client: &C) -> Arc<Mutex<Settings>> {
     client
         .session_extensions()
         .get_or_insert_with(|| Mutex::new(Settings::default()))
+}
+
+/// The query this connection's last Describe started, for the Execute that follows.
+fn ahead<C: ClientInfo>(client: &C) -> Arc<Ahead> {
+    client
+        .session_extensions()
+        .get_or_insert_with(Ahead::default)
 }
 
 fn environment<C: ClientInfo>(client: &C) -> String {
@@ -345,13 +353,15 @@ impl Handler {
         }
     }
 
-    /// The answer to one statement; `format` is the client's choice of text or binary result columns.
+    /// The answer to one statement; `format` is the client's choice of text or binary result columns, `ahead`
+    /// the query a Describe already started for it.
     async fn respond<C: ClientInfo>(
         &self,
         client: &C,
         statement: &str,
         params: Vec<duckdb::types::Value>,
         format: &Format,
+        ahead: Option<Running>,
     ) -> PgWireResult<Response> {
         match classify(statement) {
             Action::Set { name, value } => {
@@ -404,7 +414,10 @@ impl Handler {
             Action::Acknowledge(tag) => Ok(Response::Execution(Tag::new(tag))),
             Action::Query(sql) => {
                 let sql = super::catalog::rewrite(sql).unwrap_or_else(|| sql.to_string());
-                let running = self.start(client, sql, params, true).await?;
+                let running = match ahead {
+                    Some(running) => running,
+                    None => self.start(client, sql, params, true).await?,
+                };
                 let shape = encode::shape(&running.schema, &running.logical, format)?;
                 Ok(Response::Query(QueryResponse::new(
                     shape.fields.clone(),
@@ -503,12 +516,13 @@ impl SimpleQueryHandler for Handler {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        ahead(client).clear();
         let pieces = lex::split_statements(query, 0);
         let mut responses = Vec::with_capacity(pieces.len());
         let last = pieces.len().saturating_sub(1);
         for (i, piece) in pieces.iter().enumerate() {
             let answered = self
-                .respond(client, piece.text, Vec::new(), &Format::UnifiedText)
+                .respond(client, piece.text, Vec::new(), &Format::UnifiedText, None)
                 .await;
             let answered = match answered {
                 Ok(response) if i < last => buffered(response).await,
@@ -724,7 +738,8 @@ impl ExtendedQueryHandler for Handler {
             return Ok(Response::EmptyQuery);
         }
         let (sql, params) = bound(portal)?;
-        self.respond(client, &sql, params, &portal.result_column_format)
+        let started = ahead(client).take(&portal.name, &sql, &params);
+        self.respond(client, &sql, params, &portal.result_column_format, started)
             .await
     }
 
@@ -779,10 +794,22 @@ impl ExtendedQueryHandler for Handler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let (sql, params) = bound(portal)?;
-        let fields = self
-            .describe(client, &sql, params, &portal.result_column_format)
-            .await?;
-        Ok(DescribePortalResponse::new(fields))
+        let Action::Query(query) = classify(&sql) else {
+            let fields = self
+                .describe(client, &sql, params, &portal.result_column_format)
+                .await?;
+            return Ok(DescribePortalResponse::new(fields));
+        };
+        // The Execute that follows would run the same query: start it now and keep it for that Execute.
+        let query = super::catalog::rewrite(query).unwrap_or_else(|| query.to_string());
+        let running = self.start(client, query, params.clone(), true).await?;
+        let shape = encode::shape(
+            &running.schema,
+            &running.logical,
+            &portal.result_column_format,
+        )?;
+        ahead(client).keep(&portal.name, &sql, &params, running);
+        Ok(DescribePortalResponse::new(shape.fields.as_ref().clone()))
     }
 }
 

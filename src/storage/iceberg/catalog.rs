@@ -1,6 +1,7 @@
 //! The Iceberg SQL catalog (JDBC layout): iceberg-catalog-sql for tables and namespaces, plus lake's own
 //! compare-and-swap commits and environment names, on the same SQLite or PostgreSQL database.
 
+mod changes;
 mod external;
 
 pub use external::{
@@ -37,6 +38,8 @@ pub struct LakeCatalog {
     file_io: iceberg::io::FileIO,
     /// Where each namespace this process has created tables in keeps them: looked up once, not per table.
     namespace_locations: std::sync::Mutex<HashMap<String, String>>,
+    /// Whether the database keeps the change counter (`changes.rs`).
+    counted: bool,
 }
 
 fn sqlx_err(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> LakeError {
@@ -123,6 +126,7 @@ impl LakeCatalog {
             .load(&settings.catalog_name, HashMap::new())
             .await
             .map_err(iceberg_err(format!("opening the {describe}")))?;
+        let counted = changes::install(&pool, postgres).await;
         Ok(LakeCatalog {
             tables,
             pool,
@@ -136,7 +140,21 @@ impl LakeCatalog {
                 .to_string(),
             file_io: file_io_handle,
             namespace_locations: std::sync::Mutex::default(),
+            counted,
         })
+    }
+
+    /// A number that moves whenever any write to the catalog's tables commits, read in one small query; `None`
+    /// when the database has no change counter (see `changes::install`).
+    pub async fn changes(&self) -> Result<Option<i64>> {
+        if !self.counted {
+            return Ok(None);
+        }
+        let changes = changes::read(&self.pool).await.map_err(sqlx_err(format!(
+            "reading the change counter of the {}",
+            self.describe
+        )))?;
+        Ok(Some(changes))
     }
 
     /// SQL written with `?` placeholders, in the database's own placeholder style.

@@ -281,6 +281,9 @@ impl Storage for IcebergStorage {
 
     fn catalog_fingerprint(&self) -> Result<Option<u64>> {
         use std::hash::{Hash, Hasher};
+        if let Some(changes) = self.runtime.block_on(self.catalog.changes())? {
+            return Ok(Some(changes as u64));
+        }
         let mut entries: Vec<(String, String, String)> = self
             .runtime
             .block_on(self.catalog.tables_with_prefix(""))?

@@ -271,6 +271,15 @@ fn psycopg_and_sqlalchemy_round_trip_every_type_and_get_postgres_errors() {
             "set memory_limit = '1GB'": "42704",
         })
     );
+    assert_eq!(
+        seen["errors_again"],
+        json!({
+            "create table t (a int)": "42501",
+            "attach ':memory:' as other": "42501",
+            "use memory": "42501",
+            "use prod": "42501",
+        })
+    );
     assert_eq!(seen["after_errors"], json!(3));
     assert_eq!(seen["cancel"], json!("57014"));
     assert!(
@@ -731,4 +740,92 @@ fn a_query_that_waits_too_long_for_a_session_gets_a_clear_error() {
         "{}",
         String::from_utf8_lossy(&after.stderr)
     );
+}
+
+/// `lake run` commits new snapshots of prod's tables without touching prod's environment; the next query
+/// sees them, on a SQLite catalog and on a PostgreSQL one (the server learns of commits from the catalog's
+/// change counter, not from a listing of every table).
+#[test]
+fn rows_a_run_commits_are_seen_by_the_next_query() {
+    let Some(psql) = psql() else {
+        return;
+    };
+    let postgres = crate::common::pg::fresh_database();
+    let mut storages = vec![String::new()];
+    if let Some(uri) = &postgres {
+        storages.push(format!(
+            "storage:\n  catalog:\n    type: postgres\n    uri: \"{uri}\"\n"
+        ));
+    }
+    for storage in storages {
+        let s = crate::dev_only::project("full", &storage);
+        let out = s
+            .lake()
+            .args(["plan", "--auto-apply", "--execution-time", "2024-01-03"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", crate::common::stderr(&out));
+        let server = PgServer::start(&s);
+        let count = || {
+            let out = server.psql(
+                &psql,
+                "prod",
+                &["select count(*), sum(amount) from shop.events"],
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            text(&out)
+        };
+        assert_eq!(count(), "2|30\n", "{storage}");
+        let before = catalog_changes(
+            &s,
+            &psql,
+            postgres.as_deref().filter(|_| !storage.is_empty()),
+        );
+        let out = s
+            .lake()
+            .args(["run", "--execution-time", "2024-01-05"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", crate::common::stderr(&out));
+        let after = catalog_changes(
+            &s,
+            &psql,
+            postgres.as_deref().filter(|_| !storage.is_empty()),
+        );
+        assert!(
+            after > before,
+            "the run's commits move the counter: {before} → {after}"
+        );
+        assert_eq!(count(), "4|100\n", "{storage}");
+    }
+}
+
+/// The catalog's change counter, read from the PostgreSQL catalog at `postgres` or the project's SQLite one.
+fn catalog_changes(s: &Scratch, psql: &PathBuf, postgres: Option<&str>) -> i64 {
+    let query = "select changes from lake_catalog_changes";
+    let out = match postgres {
+        Some(uri) => Command::new(psql)
+            .args(["-X", "-A", "-t", "-d", uri, "-c", query])
+            .output()
+            .unwrap(),
+        None => Command::new("python3")
+            .args([
+                "-c",
+                "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])",
+            ])
+            .arg(s.project.join(".lake/catalog.db"))
+            .arg(query)
+            .output()
+            .unwrap(),
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text(&out).trim().parse().expect("a count")
 }

@@ -129,6 +129,12 @@ out["errors"] = {
         "set memory_limit = '1GB'",
     ]
 }
+# Refused again from the server's memory of each statement; `use` is refused too, so a pooled session stays
+# on the environment the server chose for it.
+out["errors_again"] = {
+    sql: sqlstate(prod, sql)
+    for sql in ["create table t (a int)", "attach ':memory:' as other", "use memory", "use prod"]
+}
 # The connection still answers after every refusal.
 out["after_errors"] = prod.execute("select count(*) from demo.full_model").fetchone()[0]
 
