@@ -4,6 +4,7 @@
 mod ahead;
 pub mod auth;
 mod catalog;
+mod copy;
 mod encode;
 mod guard;
 pub mod lakehouse;

@@ -11,14 +11,15 @@ use futures::{Sink, StreamExt, stream};
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
-    DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo,
-    QueryResponse, Response, Tag,
+    CopyResponse, DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldFormat,
+    FieldInfo, QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::{NoopQueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, METADATA_DATABASE, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::copy::CopyData;
 use pgwire::messages::data::DataRow;
 
 use super::ahead::Ahead;
@@ -413,6 +414,9 @@ impl Handler {
             Action::Rollback => Ok(Response::TransactionEnd(Tag::new("ROLLBACK"))),
             Action::Acknowledge(tag) => Ok(Response::Execution(Tag::new(tag))),
             Action::Query(sql) => {
+                if let Some(copy) = super::copy::parse(sql) {
+                    return self.copy_out(client, copy?).await;
+                }
                 let sql = super::catalog::rewrite(sql).unwrap_or_else(|| sql.to_string());
                 let running = match ahead {
                     Some(running) => running,
@@ -425,6 +429,38 @@ impl Handler {
                 )))
             }
         }
+    }
+
+    /// A `COPY … TO STDOUT`: the query's rows as copy data, the header (when asked for) ahead of the first.
+    async fn copy_out<C: ClientInfo>(
+        &self,
+        client: &C,
+        copy: super::copy::CopyOut,
+    ) -> PgWireResult<Response> {
+        let sql = super::catalog::rewrite(&copy.query).unwrap_or_else(|| copy.query.clone());
+        let running = self.start(client, sql, Vec::new(), true).await?;
+        let shape = encode::shape(&running.schema, &running.logical, &Format::UnifiedText)?;
+        let columns = shape.fields.len();
+        // Sent with the first row, so the COPY tag counts rows only; alone when there is none.
+        let header = Arc::new(Mutex::new(copy.header(&shape.fields)));
+        let pending = header.clone();
+        let rows = row_stream(running, shape).map(move |row| {
+            let line = copy.row(&row?);
+            Ok(match pending.lock().ok().and_then(|mut h| h.take()) {
+                Some(header) => CopyData::new([header.data, line.data].concat().into()),
+                None => line,
+            })
+        });
+        // pgwire sends no empty copy data: nothing goes out here when the header went with a row.
+        let lone_header = stream::once(async move {
+            let header = header.lock().ok().and_then(|mut h| h.take());
+            Ok(header.unwrap_or_else(|| CopyData::new(Default::default())))
+        });
+        Ok(Response::CopyOut(CopyResponse::new(
+            0,
+            columns,
+            rows.chain(lone_header),
+        )))
     }
 
     /// Starts a query on the engine (after the read-only check and, when `refresh`, a catalog refresh: a
@@ -794,7 +830,7 @@ impl ExtendedQueryHandler for Handler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let (sql, params) = bound(portal)?;
-        let Action::Query(query) = classify(&sql) else {
+        let (Action::Query(query), None) = (classify(&sql), super::copy::parse(&sql)) else {
             let fields = self
                 .describe(client, &sql, params, &portal.result_column_format)
                 .await?;
@@ -824,6 +860,8 @@ impl Handler {
         format: &Format,
     ) -> PgWireResult<Vec<FieldInfo>> {
         match classify(sql) {
+            // COPY describes no result columns (its rows come as copy data).
+            Action::Query(query) if super::copy::parse(query).is_some() => Ok(Vec::new()),
             Action::Query(query) => {
                 let query = super::catalog::rewrite(query).unwrap_or_else(|| query.to_string());
                 let trimmed = query.trim().trim_end_matches(';');

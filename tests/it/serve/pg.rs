@@ -194,6 +194,31 @@ fn psql_queries_and_lists_prod_and_dev() {
         "PostgreSQL's names for the types, as psql shows them"
     );
 
+    // psql's \copy sends COPY … TO STDOUT and writes what comes back: text format, and CSV with and without a header.
+    let copied = server.psql(
+        &psql,
+        "dev",
+        &[
+            "\\copy (select * from demo.full_model order by 1) to stdout",
+            "\\copy (select 'a,b' as name, null as note union all select 'say \"hi\"', 'x' order by name) to stdout with csv header",
+            "\\copy (select item_id from demo.full_model order by 1) to stdout csv",
+        ],
+    );
+    assert!(
+        copied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&copied.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&copied.stdout),
+        "1\t1\t5\n2\t1\t1\n3\t1\t1\nname,note\n\"a,b\",\n\"say \"\"hi\"\"\",x\n1\n2\n3\n"
+    );
+    let to_file = server.psql(&psql, "prod", &["copy (select 1) to '/tmp/lake-copy.csv'"]);
+    assert!(
+        !to_file.status.success(),
+        "COPY to a server file stays refused"
+    );
+
     let unknown = server.psql(&psql, "nope", &["select 1"]);
     assert!(!unknown.status.success());
     let stderr = String::from_utf8_lossy(&unknown.stderr);
@@ -280,6 +305,15 @@ fn psycopg_and_sqlalchemy_round_trip_every_type_and_get_postgres_errors() {
             "use prod": "42501",
         })
     );
+    assert_eq!(
+        seen["copy_csv"],
+        json!("id,name,note\n1,\"a,b\",\n2,\"x\"\"y\",z\n")
+    );
+    assert_eq!(
+        seen["copy_rows"],
+        json!([["1", "5"], ["2", "1"], ["3", "1"]])
+    );
+    assert_eq!(seen["copy_rowcount"], json!(3));
     assert_eq!(seen["after_errors"], json!(3));
     assert_eq!(seen["cancel"], json!("57014"));
     assert!(

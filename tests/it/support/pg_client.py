@@ -135,6 +135,16 @@ out["errors_again"] = {
     sql: sqlstate(prod, sql)
     for sql in ["create table t (a int)", "attach ':memory:' as other", "use memory", "use prod"]
 }
+# COPY … TO STDOUT through psycopg's copy API: CSV with a header, and a table's rows read back as tuples.
+with prod.cursor() as cur:
+    with cur.copy(
+        "COPY (select 1 as id, 'a,b' as name, null as note union all select 2, 'x\"y', 'z' order by id)"
+        " TO STDOUT (FORMAT csv, HEADER)"
+    ) as copy:
+        out["copy_csv"] = b"".join(bytes(block) for block in copy).decode()
+    with cur.copy("COPY demo.full_model TO STDOUT") as copy:
+        out["copy_rows"] = sorted(list(row) for row in copy.rows())
+    out["copy_rowcount"] = cur.rowcount
 # The connection still answers after every refusal.
 out["after_errors"] = prod.execute("select count(*) from demo.full_model").fetchone()[0]
 
