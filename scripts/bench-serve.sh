@@ -9,8 +9,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lake-target}"
 n="${1:-1000}"
 seconds="${2:-5}"
 catalog="${3:-sqlite}"
-cargo build --release --locked --all-targets # the test build's features: no second build of the dependencies
-lake="$CARGO_TARGET_DIR/release/lake"
+# LAKE_BIN compares another build (e.g. an earlier commit's binary) on the same machine and data.
+if [ -z "${LAKE_BIN:-}" ]; then
+    cargo build --release --locked --all-targets # the test build's features: no second build of the dependencies
+fi
+lake="${LAKE_BIN:-$CARGO_TARGET_DIR/release/lake}"
 work="$(mktemp -d)"
 server=""
 pg=""

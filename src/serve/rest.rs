@@ -26,6 +26,8 @@ use crate::storage::iceberg::catalog::{
 };
 use crate::storage::iceberg::ident;
 
+mod loaded;
+
 /// Request bodies larger than this are refused before they are read.
 const MAX_BODY_BYTES: usize = 1 << 20;
 /// The most items one page lists when the client does not say.
@@ -42,6 +44,8 @@ pub struct RestState {
     allow_writes: bool,
     /// The project's model schemas: their namespaces, their environments' and `lake__<schema>` belong to lake.
     lake_schemas: Vec<String>,
+    /// Load-table answers, per table and metadata file.
+    loaded: loaded::LoadedTables,
 }
 
 impl RestState {
@@ -69,6 +73,7 @@ impl RestState {
             token,
             allow_writes,
             lake_schemas,
+            loaded: loaded::LoadedTables::default(),
         }
     }
 }
@@ -317,7 +322,19 @@ async fn load_table(
     Path((namespace, table)): Path<(String, String)>,
 ) -> Answer {
     let namespace = namespace_name(&namespace);
-    let Some(found) = state.catalog.load(&ident(&namespace, &table)).await? else {
+    let name = ident(&namespace, &table);
+    // The answer kept for the metadata file the catalog names now, if any: one query, no file read.
+    let current = state.catalog.current_location(&name).await?;
+    if let Some(body) = current
+        .as_deref()
+        .and_then(|location| state.loaded.get(&name, location))
+    {
+        if method == Method::HEAD {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        return Ok(json_body(body));
+    }
+    let Some(found) = state.catalog.load(&name).await? else {
         if !state.catalog.namespace_exists(&namespace).await? {
             return Err(RestError::no_namespace(&namespace));
         }
@@ -328,12 +345,26 @@ async fn load_table(
     if method == Method::HEAD {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    Ok(Json(json!({
+    let answer = json!({
         "metadata-location": found.metadata_location(),
         "metadata": found.metadata(),
         "config": state.overrides,
-    }))
-    .into_response())
+    });
+    // A `Value` always serialises: its map keys are strings and its numbers finite.
+    let body = Bytes::from(serde_json::to_vec(&answer).expect("a JSON value serialises"));
+    if let Some(location) = found.metadata_location() {
+        state.loaded.put(name, location.to_string(), body.clone());
+    }
+    Ok(json_body(body))
+}
+
+/// A JSON answer already encoded.
+fn json_body(body: Bytes) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 /// lake keeps no Iceberg views: every namespace lists none.
