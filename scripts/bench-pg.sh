@@ -30,7 +30,12 @@ python3 ../shared/bench/gen_project.py "$work/p" --models "$n" >/dev/null
 started="$(date +%s.%N)"
 "$lake" -p "$work/p" serve --pg-port 0 --no-rest --json --max-concurrent-queries 16 >"$work/addr" 2>/dev/null &
 server=$!
-for _ in $(seq 100); do [ -s "$work/addr" ] && break; sleep 0.1; done
+# Up to 10 minutes to start (N=10,000 takes a while), as long as the server is alive.
+for _ in $(seq 6000); do
+    [ -s "$work/addr" ] && break
+    kill -0 "$server" 2>/dev/null || { echo "lake serve exited before it was ready" >&2; exit 1; }
+    sleep 0.1
+done
 address="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pg"])' "$work/addr")"
 host="${address%:*}"
 port="${address##*:}"

@@ -38,7 +38,12 @@ echo "catalog: $catalog"
 "$lake" -p "$work/p" plan --auto-apply >/dev/null 2>&1
 "$lake" -p "$work/p" serve --port 0 --json >"$work/addr" 2>/dev/null &
 server=$!
-for _ in $(seq 100); do [ -s "$work/addr" ] && break; sleep 0.1; done
+# Up to 10 minutes to start (N=10,000 takes a while), as long as the server is alive.
+for _ in $(seq 6000); do
+    [ -s "$work/addr" ] && break
+    kill -0 "$server" 2>/dev/null || { echo "lake serve exited before it was ready" >&2; exit 1; }
+    sleep 0.1
+done
 uri="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rest"])' "$work/addr")"
 python3 - "$uri" "$seconds" <<'PY'
 import http.client, json, sys, threading, time, urllib.parse
