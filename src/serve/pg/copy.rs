@@ -13,7 +13,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-use super::session::error;
+use super::reply::error;
 
 /// How rows are written: PostgreSQL's text format (backslash escapes) or CSV (quoted fields).
 #[derive(Debug, Clone, PartialEq)]

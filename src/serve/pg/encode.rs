@@ -47,11 +47,7 @@ pub struct Shape {
 }
 
 fn unsupported(what: String) -> PgWireError {
-    PgWireError::UserError(Box::new(pgwire::error::ErrorInfo::new(
-        "ERROR".into(),
-        "0A000".into(),
-        what,
-    )))
+    super::reply::error("0A000", what)
 }
 
 fn column_for(data_type: &DataType, logical: Logical) -> Column {

@@ -9,6 +9,7 @@ mod encode;
 mod guard;
 pub mod lakehouse;
 mod memo;
+mod reply;
 mod session;
 
 use std::fmt::Debug;

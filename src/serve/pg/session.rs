@@ -25,6 +25,7 @@ use pgwire::messages::data::DataRow;
 use super::ahead::Ahead;
 use super::encode;
 use super::lakehouse::{Lakehouse, Running};
+use super::reply::error;
 use crate::sql::lex;
 
 /// The environment a connection reads when its database name is not given.
@@ -79,15 +80,6 @@ fn environment<C: ClientInfo>(client: &C) -> String {
         .get(METADATA_DATABASE)
         .cloned()
         .unwrap_or_else(|| DEFAULT_DATABASE.to_string())
-}
-
-/// An `ErrorResponse` with a SQLSTATE.
-pub fn error(code: &str, message: impl Into<String>) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".into(),
-        code.into(),
-        message.into(),
-    )))
 }
 
 /// The SQLSTATE PostgreSQL would give for a DuckDB failure, read from DuckDB's error class and message.

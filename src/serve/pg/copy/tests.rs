@@ -1,3 +1,5 @@
+//! COPY … TO STDOUT: which statements are answered, and the text and CSV lines they write.
+
 use std::sync::Arc;
 
 use pgwire::api::Type;
