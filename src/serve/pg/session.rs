@@ -520,8 +520,21 @@ fn row_stream(
 /// Reads every row of a response now, so the next statement of the same query string can run (statements
 /// that are not last in a simple query are buffered; the last one streams).
 async fn buffered(response: Response) -> PgWireResult<Response> {
-    let Response::Query(query) = response else {
-        return Ok(response);
+    let query = match response {
+        Response::Query(query) => query,
+        Response::CopyOut(copy) => {
+            let mut lines = Vec::new();
+            let mut data = copy.data_stream;
+            while let Some(line) = data.next().await {
+                lines.push(Ok(line?));
+            }
+            return Ok(Response::CopyOut(CopyResponse::new(
+                copy.format,
+                copy.columns,
+                stream::iter(lines),
+            )));
+        }
+        other => return Ok(other),
     };
     let fields = query.row_schema();
     let mut rows = Vec::new();

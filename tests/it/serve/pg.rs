@@ -194,7 +194,8 @@ fn psql_queries_and_lists_prod_and_dev() {
         "PostgreSQL's names for the types, as psql shows them"
     );
 
-    // psql's \copy sends COPY … TO STDOUT and writes what comes back: text format, and CSV with and without a header.
+    // psql's \copy sends COPY … TO STDOUT and writes what comes back: text format, CSV with and without a
+    // header; and a COPY followed by a query in one query string.
     let copied = server.psql(
         &psql,
         "dev",
@@ -202,6 +203,7 @@ fn psql_queries_and_lists_prod_and_dev() {
             "\\copy (select * from demo.full_model order by 1) to stdout",
             "\\copy (select 'a,b' as name, null as note union all select 'say \"hi\"', 'x' order by name) to stdout with csv header",
             "\\copy (select item_id from demo.full_model order by 1) to stdout csv",
+            "copy (select 7) to stdout; select 8",
         ],
     );
     assert!(
@@ -211,7 +213,7 @@ fn psql_queries_and_lists_prod_and_dev() {
     );
     assert_eq!(
         String::from_utf8_lossy(&copied.stdout),
-        "1\t1\t5\n2\t1\t1\n3\t1\t1\nname,note\n\"a,b\",\n\"say \"\"hi\"\"\",x\n1\n2\n3\n"
+        "1\t1\t5\n2\t1\t1\n3\t1\t1\nname,note\n\"a,b\",\n\"say \"\"hi\"\"\",x\n1\n2\n3\n7\n8\n"
     );
     let to_file = server.psql(&psql, "prod", &["copy (select 1) to '/tmp/lake-copy.csv'"]);
     assert!(
