@@ -73,8 +73,10 @@ impl Pooled {
     }
 }
 
-/// How many statements' analyses (per environment) the server remembers.
-const REMEMBERED_STATEMENTS: usize = 4096;
+/// How many statements' analyses (per environment) the server remembers, and the longest statement it
+/// remembers (so a client sending long unique statements costs at most about 8 MiB per memo).
+const REMEMBERED_STATEMENTS: usize = 1024;
+const REMEMBERED_LENGTH: usize = 8 << 10;
 
 /// The shared reader: sessions for queries and the channel to the refresher.
 pub struct Lakehouse {
@@ -394,7 +396,9 @@ impl Lakehouse {
         }
         let qualified =
             crate::sql::qualify_catalog_named_schema(&key.1, &self.catalog, environment, |_| true);
-        self.qualified.put(key, qualified.clone());
+        if key.1.len() <= REMEMBERED_LENGTH {
+            self.qualified.put(key, qualified.clone());
+        }
         qualified
     }
 
@@ -531,7 +535,9 @@ fn refuse_writes(
         Some(known) => known,
         None => {
             let refused = write_keyword(session, sql)?;
-            verdicts.put(sql.to_string(), refused.clone());
+            if sql.len() <= REMEMBERED_LENGTH {
+                verdicts.put(sql.to_string(), refused.clone());
+            }
             refused
         }
     };
