@@ -267,8 +267,9 @@ pub trait StagedWrites: Send + Sync {
 /// `query` is SQL the engine runs to produce the rows, with model references already resolved.
 pub trait Storage: Send + Sync {
     fn ensure_schema(&self, session: &Session, schema: &str) -> Result<()>;
-    /// A fingerprint of the shared catalog's physical tables and their current metadata, read without touching
-    /// the engine; `None` when tables live in the engine itself.
+    /// A fingerprint that changes whenever the shared catalog's tables or their current metadata may have
+    /// (the catalog's change counter, or a hash of its listing), read without touching the engine; `None` when
+    /// tables live in the engine itself.
     fn catalog_fingerprint(&self) -> Result<Option<u64>> {
         Ok(None)
     }

@@ -531,7 +531,7 @@ fn refuse_writes(
     sql: &str,
     verdicts: &Memo<String, Option<String>>,
 ) -> Result<()> {
-    let refused = match verdicts.get(&sql.to_string()) {
+    let refused = match verdicts.get(sql) {
         Some(known) => known,
         None => {
             let refused = write_keyword(session, sql)?;

@@ -20,7 +20,10 @@ impl<K: Eq + Hash, V: Clone> Memo<K, V> {
         }
     }
 
-    pub fn get(&self, key: &K) -> Option<V> {
+    pub fn get<Q: Eq + Hash + ?Sized>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
         self.answers
             .lock()
             .unwrap_or_else(|p| p.into_inner())

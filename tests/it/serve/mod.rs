@@ -503,19 +503,14 @@ fn sigterm_stops_the_server_cleanly() {
 #[test]
 fn an_address_other_machines_reach_needs_authentication_or_an_explicit_yes() {
     let s = Scratch::init();
-    let refused = s
-        .lake()
-        .args([
-            "serve",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            "0",
-            "--pg-port",
-            "0",
-        ])
-        .output()
-        .expect("run lake");
+    let serve_everywhere = |more: &[&str]| {
+        s.lake()
+            .args(["serve", "--host", "0.0.0.0", "--port", "0"])
+            .args(more)
+            .output()
+            .expect("run lake")
+    };
+    let refused = serve_everywhere(&["--pg-port", "0"]);
     assert_eq!(refused.status.code(), Some(2));
     let words = crate::common::stderr_words(&refused);
     assert!(
@@ -523,19 +518,7 @@ fn an_address_other_machines_reach_needs_authentication_or_an_explicit_yes() {
         "{words}"
     );
     assert!(words.contains("--allow-unauthenticated"), "{words}");
-    let writes = s
-        .lake()
-        .args([
-            "serve",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            "0",
-            "--allow-writes",
-            "--allow-unauthenticated",
-        ])
-        .output()
-        .expect("run lake");
+    let writes = serve_everywhere(&["--allow-writes", "--allow-unauthenticated"]);
     assert_eq!(writes.status.code(), Some(2));
     assert!(
         crate::common::stderr_words(&writes).contains("--allow-writes on 0.0.0.0"),
